@@ -1,0 +1,16 @@
+#include "base/types.h"
+
+namespace mirrormmu {
+
+const char* level_name(PgLevel l) {
+  switch (l) {
+    case PgLevel::k4K: return "4K";
+    case PgLevel::k2M: return "2M";
+    case PgLevel::k1G: return "1G";
+    case PgLevel::k512G: return "512G";
+    case PgLevel::k256T: return "256T";
+  }
+  return "?";
+}
+
+}  // namespace mirrormmu

@@ -1,0 +1,197 @@
+#include "mem/pfn_pool.h"
+
+#include <cstdlib>
+#include <cstring>
+#include <fmt/format.h>
+
+namespace mirrormmu {
+
+const char* page_owner_name(PageOwner o) {
+  switch (o) {
+    case PageOwner::Free: return "free";
+    case PageOwner::PageTable: return "KVM page table";
+    case PageOwner::SeptPage: return "S-EPT page";
+    case PageOwner::GuestPrivate: return "TD private page";
+    case PageOwner::GuestShared: return "shared guest page";
+    case PageOwner::TdControl: return "TD control page";
+    case PageOwner::Pamt: return "PAMT page";
+    case PageOwner::HostSource: return "PAGE.ADD source";
+    case PageOwner::kCount: break;
+  }
+  return "?";
+}
+
+PfnPool::PfnPool(uint64_t npages)
+    : npages_(npages & ~uint64_t(kChunkPages - 1)),
+      nchunks_(static_cast<uint32_t>(npages_ / kChunkPages)),
+      owner_(npages_),
+      chunk_free_(nchunks_, kChunkPages),
+      chunks_(new std::atomic<Slot*>[nchunks_]) {
+  for (auto& o : owner_) o.store(PageOwner::Free, std::memory_order_relaxed);
+  // Hand out low chunks first: pop from the back.
+  whole_.reserve(nchunks_);
+  for (uint32_t c = nchunks_; c-- > 0;) whole_.push_back(c);
+  for (uint32_t c = 0; c < nchunks_; c++) chunks_[c].store(nullptr, std::memory_order_relaxed);
+  counts_[static_cast<size_t>(PageOwner::Free)] = npages_;
+}
+
+PfnPool::~PfnPool() {
+  for (uint32_t c = 0; c < nchunks_; c++) {
+    Slot* s = chunks_[c].load(std::memory_order_relaxed);
+    if (!s) continue;
+    for (uint32_t i = 0; i < kChunkPages; i++) std::free(s[i].data);
+    delete[] s;
+  }
+}
+
+bool PfnPool::should_fail() {
+  int64_t n = fail_after_.load(std::memory_order_relaxed);
+  if (n < 0) return false;
+  if (n == 0) return true;
+  fail_after_.store(n - 1, std::memory_order_relaxed);
+  return false;
+}
+
+PfnPool::Slot& PfnPool::slot(Pfn pfn) {
+  const uint32_t c = static_cast<uint32_t>(pfn.v >> kLevelBits);
+  Slot* s = chunks_[c].load(std::memory_order_acquire);
+  if (!s) {
+    s = new Slot[kChunkPages]();
+    chunks_[c].store(s, std::memory_order_release);
+  }
+  return s[pfn.v & (kChunkPages - 1)];
+}
+
+Pfn PfnPool::take_from_chunk(uint32_t chunk, PageOwner owner) {
+  const uint64_t base = uint64_t(chunk) * kChunkPages;
+  for (uint32_t i = 0; i < kChunkPages; i++) {
+    if (owner_[base + i].load(std::memory_order_relaxed) == PageOwner::Free) {
+      owner_[base + i].store(owner, std::memory_order_relaxed);
+      if (--chunk_free_[chunk] > 0) partial_.push_back(chunk);
+      return Pfn{base + i};
+    }
+  }
+  return kInvalidPfn;
+}
+
+Pfn PfnPool::alloc(PageOwner owner, bool with_memory) {
+  uint64_t* mem = nullptr;
+  if (with_memory) {
+    // Allocated before taking the pool lock; page tables are filled by the
+    // cache that owns them, so no zeroing here.
+    mem = static_cast<uint64_t*>(std::aligned_alloc(kPageSize, kPageSize));
+    if (!mem) return kInvalidPfn;
+  }
+  std::lock_guard g(mu_);
+  Pfn pfn = kInvalidPfn;
+  if (!should_fail()) {
+    // Prefer chunks already broken up so whole chunks stay available for
+    // 2M-aligned runs.
+    while (!pfn.valid() && !partial_.empty()) {
+      const uint32_t c = partial_.back();
+      partial_.pop_back();
+      if (chunk_free_[c] > 0 && chunk_free_[c] < kChunkPages) pfn = take_from_chunk(c, owner);
+    }
+    while (!pfn.valid() && !whole_.empty()) {
+      const uint32_t c = whole_.back();
+      whole_.pop_back();
+      if (chunk_free_[c] == kChunkPages) pfn = take_from_chunk(c, owner);
+    }
+  }
+  if (!pfn.valid()) {
+    std::free(mem);
+    return kInvalidPfn;
+  }
+  if (mem) slot(pfn).data = mem;
+  counts_[static_cast<size_t>(PageOwner::Free)].fetch_sub(1, std::memory_order_relaxed);
+  counts_[static_cast<size_t>(owner)].fetch_add(1, std::memory_order_relaxed);
+  return pfn;
+}
+
+Pfn PfnPool::alloc_run_2m(PageOwner owner) {
+  std::lock_guard g(mu_);
+  if (should_fail()) return kInvalidPfn;
+  while (!whole_.empty()) {
+    const uint32_t c = whole_.back();
+    whole_.pop_back();
+    if (chunk_free_[c] != kChunkPages) continue;
+    const uint64_t base = uint64_t(c) * kChunkPages;
+    for (uint32_t i = 0; i < kChunkPages; i++) owner_[base + i].store(owner, std::memory_order_relaxed);
+    chunk_free_[c] = 0;
+    counts_[static_cast<size_t>(PageOwner::Free)].fetch_sub(kChunkPages, std::memory_order_relaxed);
+    counts_[static_cast<size_t>(owner)].fetch_add(kChunkPages, std::memory_order_relaxed);
+    return Pfn{base};
+  }
+  return kInvalidPfn;
+}
+
+bool PfnPool::free(Pfn pfn, PageOwner expected) {
+  if (!in_range(pfn)) {
+    std::lock_guard g(mu_);
+    record_violation(fmt::format("free of pfn {:#x} outside the pool", pfn.v));
+    return false;
+  }
+  uint64_t* mem = nullptr;
+  {
+    std::lock_guard g(mu_);
+    const PageOwner cur = owner_[pfn.v].load(std::memory_order_relaxed);
+    if (cur != expected) {
+      record_violation(fmt::format("{} of pfn {:#x} as {}, but it is {}",
+                                   cur == PageOwner::Free ? "double free" : "free", pfn.v,
+                                   page_owner_name(expected), page_owner_name(cur)));
+      return false;
+    }
+    owner_[pfn.v].store(PageOwner::Free, std::memory_order_relaxed);
+    const uint32_t c = static_cast<uint32_t>(pfn.v / kChunkPages);
+    if (++chunk_free_[c] == kChunkPages)
+      whole_.push_back(c);
+    else if (chunk_free_[c] == 1)
+      partial_.push_back(c);
+    if (Slot* s = chunks_[c].load(std::memory_order_relaxed)) {
+      Slot& sl = s[pfn.v & (kChunkPages - 1)];
+      mem = sl.data;
+      sl = {};
+    }
+    counts_[static_cast<size_t>(cur)].fetch_sub(1, std::memory_order_relaxed);
+    counts_[static_cast<size_t>(PageOwner::Free)].fetch_add(1, std::memory_order_relaxed);
+  }
+  // Really freed, so a walker that still dereferences it is a use-after-free
+  // that ASan reports.
+  std::free(mem);
+  return true;
+}
+
+bool PfnPool::transfer(Pfn pfn, PageOwner from, PageOwner to) {
+  std::lock_guard g(mu_);
+  PageOwner cur = from;
+  if (!in_range(pfn) || !owner_[pfn.v].compare_exchange_strong(cur, to)) {
+    record_violation(fmt::format("transfer of pfn {:#x} from {} to {}, but it is {}", pfn.v,
+                                 page_owner_name(from), page_owner_name(to),
+                                 in_range(pfn) ? page_owner_name(cur) : "out of range"));
+    return false;
+  }
+  counts_[static_cast<size_t>(from)].fetch_sub(1, std::memory_order_relaxed);
+  counts_[static_cast<size_t>(to)].fetch_add(1, std::memory_order_relaxed);
+  return true;
+}
+
+PageOwner PfnPool::owner(Pfn pfn) const {
+  return in_range(pfn) ? owner_[pfn.v].load(std::memory_order_relaxed) : PageOwner::kCount;
+}
+
+void PfnPool::set_page_private(Pfn pfn, void* p) {
+  std::lock_guard g(mu_);
+  slot(pfn).priv = p;
+}
+
+void PfnPool::record_violation(std::string what) {
+  nviolations_.fetch_add(1, std::memory_order_relaxed);
+  if (violations_.size() < 64) violations_.push_back(std::move(what));
+}
+
+std::vector<std::string> PfnPool::violation_log() const {
+  std::lock_guard g(mu_);
+  return violations_;
+}
+
+}  // namespace mirrormmu

@@ -1,0 +1,108 @@
+// Host physical memory: a pool of page frames, each with an owner.
+//
+// Only page-table pages get real 4 KiB of memory behind them (their SPTEs are
+// read and written); every other frame is bookkeeping. The owner byte per
+// frame is what lets the checker say "leaked", "freed twice" or "freed while
+// the TDX module still owns it". Memory for a 64 GiB guest (16M frames) costs
+// 16 MiB of owner bytes plus 16 bytes per frame only in 2M chunks that hold a
+// page table.
+#pragma once
+
+#include <array>
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "base/types.h"
+
+namespace mirrormmu {
+
+enum class PageOwner : uint8_t {
+  Free,
+  PageTable,    // sp->spt: a KVM (direct or mirror) page table
+  SeptPage,     // sp->external_spt: donated to the TDX module by SEPT.ADD
+  GuestPrivate, // guest_memfd page (TD private memory)
+  GuestShared,  // ordinary host memory backing shared GPAs
+  TdControl,    // TDR, TDCS, TDVPR, TDCX
+  Pamt,         // Dynamic PAMT page pair
+  HostSource,   // PAGE.ADD source page (the initial image)
+  kCount
+};
+inline constexpr size_t kPageOwnerCount = static_cast<size_t>(PageOwner::kCount);
+const char* page_owner_name(PageOwner o);
+
+class PfnPool {
+ public:
+  explicit PfnPool(uint64_t npages);
+  ~PfnPool();
+  PfnPool(const PfnPool&) = delete;
+  PfnPool& operator=(const PfnPool&) = delete;
+
+  uint64_t size() const { return npages_; }
+
+  // Allocates one frame. With `with_memory` the frame gets 4 KiB of real,
+  // page-aligned memory (page tables). Returns kInvalidPfn when exhausted.
+  Pfn alloc(PageOwner owner, bool with_memory = false);
+  // A 2M-aligned run of 512 free frames, for huge-page backing.
+  Pfn alloc_run_2m(PageOwner owner);
+  // Returns the frame. A frame whose owner is not `expected` is not freed and
+  // is recorded as a violation (a double free has owner Free).
+  bool free(Pfn pfn, PageOwner expected);
+  // Hands a frame from one owner to another (e.g. a source page becoming a
+  // control page). Records a violation if the current owner differs.
+  bool transfer(Pfn pfn, PageOwner from, PageOwner to);
+
+  PageOwner owner(Pfn pfn) const;
+  bool in_range(Pfn pfn) const { return pfn.valid() && pfn.v < npages_; }
+
+  // __va(pfn) for page-table frames: nullptr for frames without memory.
+  uint64_t* page_ptr(Pfn pfn) const {
+    const Slot* c = chunks_[pfn.v >> kLevelBits].load(std::memory_order_acquire);
+    return c ? c[pfn.v & (kSptePerPage - 1)].data : nullptr;
+  }
+  // page_private(): the MMU stores the owning kvm_mmu_page here.
+  void* page_private(Pfn pfn) const {
+    const Slot* c = chunks_[pfn.v >> kLevelBits].load(std::memory_order_acquire);
+    return c ? c[pfn.v & (kSptePerPage - 1)].priv : nullptr;
+  }
+  void set_page_private(Pfn pfn, void* p);
+
+  uint64_t count(PageOwner o) const { return counts_[static_cast<size_t>(o)].load(std::memory_order_relaxed); }
+  uint64_t in_use() const { return npages_ - count(PageOwner::Free); }
+
+  uint64_t violations() const { return nviolations_.load(std::memory_order_relaxed); }
+  std::vector<std::string> violation_log() const;
+
+  // Test hook: make every allocation fail after `n` more succeed (-1: never).
+  void fail_after(int64_t n) { fail_after_.store(n, std::memory_order_relaxed); }
+
+ private:
+  struct Slot {
+    uint64_t* data = nullptr;
+    void* priv = nullptr;
+  };
+  static constexpr uint32_t kChunkPages = kSptePerPage;
+
+  bool should_fail();
+  Pfn take_from_chunk(uint32_t chunk, PageOwner owner);
+  void record_violation(std::string what);
+  Slot& slot(Pfn pfn);
+
+  uint64_t npages_;
+  uint32_t nchunks_;
+  std::vector<std::atomic<PageOwner>> owner_;
+  std::vector<uint16_t> chunk_free_;
+  std::vector<uint32_t> whole_;    // chunks believed fully free (validated on pop)
+  std::vector<uint32_t> partial_;  // chunks believed partially free
+  std::unique_ptr<std::atomic<Slot*>[]> chunks_;
+  std::array<std::atomic<uint64_t>, kPageOwnerCount> counts_{};
+  std::atomic<int64_t> fail_after_{-1};
+  std::atomic<uint64_t> nviolations_{0};
+  mutable std::mutex mu_;
+  std::vector<std::string> violations_;
+};
+
+}  // namespace mirrormmu

@@ -1,0 +1,70 @@
+#include "sync/mmu_lock.h"
+
+#include <array>
+
+namespace mirrormmu::sync {
+
+namespace {
+// A thread holds at most a handful of mmu_locks at once (one per VM it is
+// working on); a tiny array beats a map.
+struct Held {
+  const MmuLock* lock = nullptr;
+  LockMode mode = LockMode::None;
+};
+thread_local std::array<Held, 4> tl_held;
+
+void note_acquired(const MmuLock* l, LockMode m) {
+  for (auto& h : tl_held) {
+    if (h.lock == nullptr) {
+      h = {l, m};
+      return;
+    }
+  }
+}
+void note_released(const MmuLock* l) {
+  for (auto& h : tl_held) {
+    if (h.lock == l) {
+      h = {};
+      return;
+    }
+  }
+}
+}  // namespace
+
+LockMode MmuLock::held_by_me() const {
+  for (const auto& h : tl_held)
+    if (h.lock == this) return h.mode;
+  return LockMode::None;
+}
+
+void MmuLock::write_lock() {
+  sched_point(PointKind::LockAcquire, this);
+  waiters_.fetch_add(1, std::memory_order_relaxed);
+  mu_.lock();
+  waiters_.fetch_sub(1, std::memory_order_relaxed);
+  writes_.fetch_add(1, std::memory_order_relaxed);
+  note_acquired(this, LockMode::Write);
+}
+
+void MmuLock::write_unlock() {
+  note_released(this);
+  mu_.unlock();
+  sched_point(PointKind::LockRelease, this);
+}
+
+void MmuLock::read_lock() {
+  sched_point(PointKind::LockAcquire, this);
+  waiters_.fetch_add(1, std::memory_order_relaxed);
+  mu_.lock_shared();
+  waiters_.fetch_sub(1, std::memory_order_relaxed);
+  reads_.fetch_add(1, std::memory_order_relaxed);
+  note_acquired(this, LockMode::Read);
+}
+
+void MmuLock::read_unlock() {
+  note_released(this);
+  mu_.unlock_shared();
+  sched_point(PointKind::LockRelease, this);
+}
+
+}  // namespace mirrormmu::sync

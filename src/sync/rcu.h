@@ -1,0 +1,47 @@
+// RCU for page tables, on liburcu (the memb flavour, which needs no signals
+// and lets readers be cheap). Every TDP MMU walker runs inside a read-side
+// section; a table unlinked from the tree is freed only through call_rcu.
+#pragma once
+
+#include <urcu/urcu-memb.h>
+
+#include "sync/sched.h"
+
+namespace mirrormmu::sync {
+
+using RcuHead = struct rcu_head;
+using RcuCallback = void (*)(RcuHead*);
+
+// Registers the calling thread as an RCU reader for its lifetime in scope.
+// Nesting is allowed; only the outermost guard registers.
+class RcuThread {
+ public:
+  RcuThread();
+  ~RcuThread();
+  RcuThread(const RcuThread&) = delete;
+  RcuThread& operator=(const RcuThread&) = delete;
+};
+
+inline void rcu_read_lock() {
+  sched_point(PointKind::RcuReadLock);
+  urcu_memb_read_lock();
+}
+inline void rcu_read_unlock() {
+  urcu_memb_read_unlock();
+  sched_point(PointKind::RcuReadUnlock);
+}
+bool rcu_read_lock_held();
+
+class RcuReadGuard {
+ public:
+  RcuReadGuard() { rcu_read_lock(); }
+  ~RcuReadGuard() { rcu_read_unlock(); }
+  RcuReadGuard(const RcuReadGuard&) = delete;
+  RcuReadGuard& operator=(const RcuReadGuard&) = delete;
+};
+
+void call_rcu(RcuHead* head, RcuCallback fn);
+// Waits until every callback queued so far has run.
+void rcu_barrier();
+
+}  // namespace mirrormmu::sync

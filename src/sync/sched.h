@@ -1,0 +1,44 @@
+// Scheduling points: the seam between the MMU code and the execution engine.
+//
+// Every place where another thread could interleave (lock operations, SPTE
+// reads-for-update, cmpxchg, stores, SEAMCALL entry, module try-locks, RCU
+// sections, yields in long walks) calls sched_point(). With the native engine
+// this is one predictable, never-taken branch on a global flag: real threads
+// interleave for real. The deterministic engine (issue 3) installs a handler
+// that switches virtual threads here.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+
+namespace mirrormmu::sync {
+
+enum class PointKind : uint8_t {
+  LockAcquire,
+  LockRelease,
+  SpteRead,
+  SpteCmpxchg,
+  SpteStore,
+  Seamcall,
+  ModuleTryLock,
+  RcuReadLock,
+  RcuReadUnlock,
+  Yield,
+};
+const char* point_kind_name(PointKind k);
+
+using SchedHandler = void (*)(PointKind kind, const void* object);
+
+namespace detail {
+extern std::atomic<SchedHandler> g_handler;
+}
+
+inline void sched_point(PointKind kind, const void* object = nullptr) {
+  SchedHandler h = detail::g_handler.load(std::memory_order_relaxed);
+  if (h != nullptr) [[unlikely]] h(kind, object);
+}
+
+// Installed by an engine before it starts threads, removed after they end.
+void set_sched_handler(SchedHandler h);
+
+}  // namespace mirrormmu::sync

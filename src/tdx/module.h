@@ -1,0 +1,192 @@
+// The TDX module, as far as KVM's S-EPT management can observe it.
+//
+// TdxModule owns one TD: its TDR/TDCS, its Secure EPT (entry states per the
+// module's state machine), the PAMT page types of every host frame, TLB
+// tracking epochs and the per-vCPU "in guest" accounting. Each host call
+// checks its preconditions in the module's order and returns the module's
+// status code; a call that fails changes nothing. Operands are raw, as in the
+// registers: a GPA and a zero-based TDX level (KVM's pg_level - 1).
+//
+// The model never trusts the caller: it enforces the walk rule, the state
+// gate, tracking (BLOCK -> TRACK -> all vCPUs out -> REMOVE), "all children
+// FREE before SEPT.REMOVE", HKID lifecycle for RECLAIM, and PAMT ownership.
+#pragma once
+
+#include <array>
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <unordered_map>
+#include <vector>
+
+#include "base/inject.h"
+#include "base/types.h"
+#include "mem/pfn_pool.h"
+#include "tdx/status.h"
+
+namespace mirrormmu::tdx {
+
+// Public S-EPT entry states (RDX[15:8] values in the comment).
+enum class SeptState : uint8_t {
+  Free,            // 0x00
+  NlMapped,        // 0x84
+  NlBlocked,       // 0x81
+  Mapped,          // 0x04
+  Blocked,         // 0x01
+  Pending,         // 0x02
+  PendingBlocked,  // 0x03
+};
+const char* sept_state_name(SeptState s);
+uint8_t sept_state_public_code(SeptState s);
+constexpr bool is_leaf_state(SeptState s) {
+  return s == SeptState::Mapped || s == SeptState::Blocked || s == SeptState::Pending ||
+         s == SeptState::PendingBlocked;
+}
+constexpr bool is_nonleaf_state(SeptState s) {
+  return s == SeptState::NlMapped || s == SeptState::NlBlocked;
+}
+constexpr bool is_blocked_state(SeptState s) {
+  return s == SeptState::NlBlocked || s == SeptState::Blocked || s == SeptState::PendingBlocked;
+}
+
+enum class OpState : uint8_t { Uninitialized, Initialized, Runnable };
+// TDR lifecycle: HKID_ASSIGNED -> KEYS_CONFIGURED -> BLOCKED -> TEARDOWN.
+enum class Lifecycle : uint8_t { None, HkidAssigned, KeysConfigured, Blocked, Teardown };
+const char* op_state_name(OpState s);
+const char* lifecycle_name(Lifecycle s);
+
+// PAMT page type of a host frame.
+enum class PamtType : uint8_t { Nda, Reg, Tdr, Tdcx, Tdvpr, Ept };
+const char* pamt_type_name(PamtType t);
+
+// A SEAMCALL's outputs that KVM looks at: RAX, and on walk/state errors the
+// extended info (RCX = entry, RDX = level/state word).
+struct Ret {
+  Status status = TDX_SUCCESS;
+  uint64_t entry = 0;
+  uint64_t level_state = 0;
+  bool ok() const { return status == TDX_SUCCESS; }
+};
+
+// Outcome of the guest's TDG.MEM.PAGE.ACCEPT.
+struct AcceptResult {
+  enum class Outcome : uint8_t {
+    Accepted,        // PENDING -> MAPPED
+    Status,          // returned to the guest with `status` (ALREADY_ACCEPTED, SIZE_MISMATCH, BUSY)
+    EptViolation,    // TD exit to the host: AUG (FREE) or DEMOTE (larger leaf) needed
+  };
+  Outcome outcome = Outcome::Accepted;
+  Status status = TDX_SUCCESS;
+  int walk_level = 0;              // TDX level where the walk stopped (EPT violation)
+  SeptState state = SeptState::Free;
+};
+
+// Observers see every call with its final status (the checker and the trace).
+class SeamcallObserver {
+ public:
+  virtual ~SeamcallObserver() = default;
+  virtual void on_seamcall(Leaf leaf, uint64_t gpa, int tdx_level, Status status) = 0;
+};
+
+struct ModuleConfig {
+  int sept_levels = 4;           // S-EPT page-walk length: 4 or 5
+  int tdcs_pages = 4;            // TDCS pages MNG.ADDCX must add before MNG.INIT
+  int tdvpx_pages = 2;           // TDCX pages per vCPU before VP.INIT
+  bool dynamic_pamt = false;     // issue 4
+};
+
+class TdxModule {
+ public:
+  TdxModule(PfnPool& pool, ModuleConfig cfg, FaultInjector* inject = nullptr);
+  ~TdxModule();
+  TdxModule(const TdxModule&) = delete;
+  TdxModule& operator=(const TdxModule&) = delete;
+
+  // ---- TD build -------------------------------------------------------
+  Status tdh_mng_create(Pfn tdr, uint16_t hkid);  // lifecycle -> HKID_ASSIGNED
+  Status tdh_mng_key_config();                    // -> KEYS_CONFIGURED
+  Status tdh_mng_addcx(Pfn tdcx);                 // the first TDCS page is the S-EPT root
+  Status tdh_mng_init();                          // op-state -> INITIALIZED, TD_EPOCH = 1
+  Status tdh_vp_create(int vcpu, Pfn tdvpr);
+  Status tdh_vp_addcx(int vcpu, Pfn tdcx);
+  Status tdh_vp_init(int vcpu);
+  Status tdh_mr_extend(uint64_t gpa);   // 256-byte chunk at gpa; MAPPED leaf, INITIALIZED
+  Status tdh_mr_finalize();             // op-state -> RUNNABLE
+
+  // ---- S-EPT management (host) ----------------------------------------
+  Ret tdh_mem_sept_add(uint64_t gpa, int tdx_level, Pfn new_sept_page);
+  Ret tdh_mem_page_add(uint64_t gpa, int tdx_level, Pfn hpa, Pfn source);
+  Ret tdh_mem_page_aug(uint64_t gpa, int tdx_level, Pfn hpa);
+  Ret tdh_mem_range_block(uint64_t gpa, int tdx_level);
+  Ret tdh_mem_range_unblock(uint64_t gpa, int tdx_level);
+  Status tdh_mem_track();
+  Ret tdh_mem_page_remove(uint64_t gpa, int tdx_level);
+  Ret tdh_mem_sept_remove(uint64_t gpa, int tdx_level);
+  Ret tdh_mem_sept_rd(uint64_t gpa, int tdx_level);
+
+  // ---- Physical memory, teardown --------------------------------------
+  Status tdh_phymem_page_reclaim(Pfn page);
+  Status tdh_phymem_page_wbinvd(Pfn page, uint16_t hkid);
+  Status tdh_vp_flush(int vcpu);
+  Status tdh_mng_vpflushdone();         // -> BLOCKED
+  Status tdh_phymem_cache_wb(bool resume);
+  Status tdh_mng_key_freeid();          // -> TEARDOWN
+
+  // ---- vCPU side --------------------------------------------------------
+  // TDH.VP.ENTER: takes a reference on the current TD epoch until td_exit.
+  Status tdh_vp_enter(int vcpu);
+  void td_exit(int vcpu);
+  bool vcpu_in_guest(int vcpu) const;
+  // TDG.MEM.PAGE.ACCEPT by the guest running on `vcpu` (must be in guest).
+  AcceptResult tdg_mem_page_accept(int vcpu, uint64_t gpa, int tdx_level);
+
+  // ---- Introspection (checker, reports, tests) ------------------------
+  struct EntryView {
+    uint64_t gpa;    // base GPA the entry maps
+    int tdx_level;   // level of the entry (0 = 4K leaf / PT entry)
+    SeptState state;
+    Pfn pfn;         // leaf: mapped page; non-leaf: child S-EPT page
+  };
+  // Every non-FREE entry, parents before children, in GPA order.
+  void for_each_entry(const std::function<void(const EntryView&)>& fn) const;
+  // Reads one entry by walking; nullopt-like: state Free and pfn invalid if
+  // the walk stops above tdx_level.
+  EntryView read_entry(uint64_t gpa, int tdx_level) const;
+
+  PamtType pamt_type(Pfn pfn) const;
+  uint64_t chldcnt() const { return chldcnt_; }
+  uint64_t td_epoch() const { return td_epoch_; }
+  OpState op_state() const { return op_state_; }
+  Lifecycle lifecycle() const { return lifecycle_; }
+  bool hkid_assigned() const;
+  Pfn tdr() const { return tdr_; }
+  uint16_t hkid() const { return hkid_; }
+  const ModuleConfig& config() const { return cfg_; }
+
+  // Calls per leaf and per status (status base | operand id).
+  struct LeafStats {
+    uint64_t calls = 0;
+    std::unordered_map<Status, uint64_t> by_status;
+  };
+  const std::array<LeafStats, kLeafCount>& stats() const { return stats_; }
+  void set_observer(SeamcallObserver* o) { observer_ = o; }
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+
+  PfnPool& pool_;
+  ModuleConfig cfg_;
+  FaultInjector* inject_;
+  SeamcallObserver* observer_ = nullptr;
+  std::array<LeafStats, kLeafCount> stats_{};
+  Pfn tdr_ = kInvalidPfn;
+  uint16_t hkid_ = 0;
+  OpState op_state_ = OpState::Uninitialized;
+  Lifecycle lifecycle_ = Lifecycle::None;
+  uint64_t chldcnt_ = 0;
+  uint64_t td_epoch_ = 0;
+};
+
+}  // namespace mirrormmu::tdx
