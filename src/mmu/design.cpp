@@ -1,0 +1,35 @@
+#include "mmu/design.h"
+
+#include "mmu/designs/designs.h"
+#include "mmu/external_ops.h"
+
+namespace mirrormmu {
+
+const char* hook_kind_name(HookKind k) {
+  switch (k) {
+    case HookKind::LinkExternalSpt: return "link_external_spt";
+    case HookKind::SetExternalSpte: return "set_external_spte";
+    case HookKind::RemoveExternalSpte: return "remove_external_spte";
+    case HookKind::FreeExternalSpt: return "free_external_spt";
+    case HookKind::kCount: break;
+  }
+  return "?";
+}
+
+const std::vector<DesignInfo>& designs() {
+  static const std::vector<DesignInfo> all = {
+      {"baseline",
+       "upstream [B]: four hooks (link/set under the shared lock with the freeze in "
+       "set_external_spte_present; remove/free under the exclusive lock)",
+       &make_baseline_design},
+  };
+  return all;
+}
+
+const DesignInfo* find_design(std::string_view name) {
+  for (const auto& d : designs())
+    if (d.name == name) return &d;
+  return nullptr;
+}
+
+}  // namespace mirrormmu

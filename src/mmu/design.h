@@ -1,0 +1,55 @@
+// A hook design: which external hook the TDP MMU calls at which point.
+//
+// The mailing-list threads argue about this layout (separate link/set hooks
+// or one set hook, where the freeze lives, whether reclaim goes through the
+// set hook, a dedicated split hook). Each layout is a small class in
+// mmu/designs/, registered by name; the TDP MMU calls the design only for
+// mirror SPTEs, so direct roots never pay for it.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "base/types.h"
+
+namespace mirrormmu {
+
+class TdpMmu;
+struct TdpIter;
+struct MmuPage;
+
+class HookDesign {
+ public:
+  virtual ~HookDesign() = default;
+  virtual std::string_view name() const = 0;
+
+  // The mirror branch of __tdp_mmu_set_spte_atomic(): make a mirror SPTE
+  // present under the shared lock, propagating to the external table first.
+  // On failure iter.old_spte holds the current value and the mirror entry is
+  // exactly as it was.
+  virtual int set_spte_atomic_mirror(TdpMmu& mmu, TdpIter& iter, uint64_t new_spte) = 0;
+  // After tdp_mmu_set_spte() changed a mirror SPTE under the exclusive lock.
+  virtual void after_set_spte_mirror(TdpMmu& mmu, Gfn gfn, uint64_t old_spte, uint64_t new_spte,
+                                     PgLevel level) = 0;
+  // handle_removed_pt(): one child of a removed mirror table, after it was
+  // frozen and accounted.
+  virtual void removed_child_mirror(TdpMmu& mmu, Gfn gfn, uint64_t old_spte, PgLevel level,
+                                    bool shared) = 0;
+  // handle_removed_pt(): every child processed; release the external table.
+  virtual void removed_pt_mirror(TdpMmu& mmu, MmuPage& sp) = 0;
+};
+
+struct DesignInfo {
+  std::string name;
+  std::string description;
+  std::unique_ptr<HookDesign> (*make)();
+};
+
+// Every registered design, in registration order.
+const std::vector<DesignInfo>& designs();
+const DesignInfo* find_design(std::string_view name);
+
+}  // namespace mirrormmu

@@ -1,0 +1,12 @@
+// Factories of the hook designs; the registry in mmu/design.cpp lists them.
+#pragma once
+
+#include <memory>
+
+#include "mmu/design.h"
+
+namespace mirrormmu {
+
+std::unique_ptr<HookDesign> make_baseline_design();
+
+}  // namespace mirrormmu

@@ -1,0 +1,40 @@
+// struct kvm_mmu_page, the parts the TDP MMU uses.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+
+#include "base/types.h"
+#include "sync/rcu.h"
+
+namespace mirrormmu {
+
+struct MmuRole {
+  PgLevel level = PgLevel::k4K;
+  bool is_mirror = false;
+  bool invalid = false;
+  // The role "word" used to match roots: invalid is not part of it.
+  bool same_kind(const MmuRole& o) const { return level == o.level && is_mirror == o.is_mirror; }
+};
+
+struct MmuPage {
+  // First member so the RCU callback can get back to the page.
+  sync::RcuHead rcu_head{};
+  uint64_t* spt = nullptr;        // the KVM-visible table (mirror or direct)
+  Pfn spt_pfn = kInvalidPfn;
+  // The S-EPT page (mirror non-root sps only). KVM donates it but never
+  // reads or writes it; it stays invalid for the mirror root, which the TDX
+  // module owns as part of the TDCS.
+  Pfn external_spt = kInvalidPfn;
+  uint64_t* ptep = nullptr;       // parent SPTE linking this table; null for a root
+  Gfn gfn{};                      // base gfn, without root gfn bits
+  MmuRole role{};
+  std::atomic<int> tdp_mmu_root_count{0};
+  bool tdp_mmu_scheduled_root_to_zap = false;
+  bool nx_huge_page_disallowed = false;
+  void* owner = nullptr;          // the TdpMmu, for the RCU callback
+
+  bool is_mirror() const { return role.is_mirror; }
+};
+
+}  // namespace mirrormmu

@@ -1,0 +1,30 @@
+// What the MMU tells an observer (the checker, the event trace). The MMU
+// calls these only through a pointer that is null unless someone watches, so
+// a run without a checker pays one predictable branch per change.
+#pragma once
+
+#include <cstdint>
+
+#include "base/types.h"
+#include "mmu/external_ops.h"
+
+namespace mirrormmu {
+
+struct SpteChange {
+  Gfn gfn;
+  PgLevel level;
+  uint64_t old_spte;
+  uint64_t new_spte;
+  bool shared;  // under the shared (read) mmu_lock
+  bool mirror;  // in a mirror root
+};
+
+class MmuObserver {
+ public:
+  virtual ~MmuObserver() = default;
+  virtual void on_spte_changed(const SpteChange& c) = 0;
+  virtual void on_external_hook(HookKind kind, Gfn gfn, PgLevel level, int ret) = 0;
+  virtual void on_tlb_flush() {}
+};
+
+}  // namespace mirrormmu

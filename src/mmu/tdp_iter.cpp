@@ -1,0 +1,77 @@
+#include "mmu/tdp_iter.h"
+
+namespace mirrormmu {
+
+void TdpIter::refresh_sptep() {
+  sptep = pt_path[lvl(level) - 1] + spte_index(gfn.v | gfn_bits, level);
+  old_spte = sync::read_spte(sptep);
+}
+
+void TdpIter::begin(const PfnPool& p, MmuPage* r, PgLevel min, Gfn start, uint64_t bits) {
+  pool = &p;
+  root = r;
+  valid = false;
+  // A start gfn that already carries the root's bits is a caller bug: every
+  // gfn in the MMU is un-aliased; the bits are ORed in only for indexing.
+  if (!r || lvl(r->role.level) < 1 || lvl(r->role.level) > kRootMaxLevel || (bits && (start.v & bits))) return;
+  next_last_level_gfn = start;
+  gfn_bits = bits;
+  root_level = r->role.level;
+  min_level = min;
+  pt_path[lvl(root_level) - 1] = r->spt;
+  restart();
+}
+
+void TdpIter::restart() {
+  yielded = false;
+  yielded_gfn = next_last_level_gfn;
+  level = root_level;
+  gfn = gfn_round_for_level(next_last_level_gfn, level);
+  refresh_sptep();
+  valid = true;
+}
+
+bool TdpIter::try_step_down() {
+  if (level == min_level) return false;
+  // Re-read: the entry may have been zapped since the snapshot, and a table
+  // that was just unlinked must never be entered.
+  old_spte = sync::read_spte(sptep);
+  uint64_t* child = spte_to_child_pt(*pool, old_spte, level);
+  if (!child) return false;
+  level = lower(level);
+  pt_path[lvl(level) - 1] = child;
+  gfn = gfn_round_for_level(next_last_level_gfn, level);
+  refresh_sptep();
+  return true;
+}
+
+bool TdpIter::try_step_side() {
+  if (spte_index(gfn.v | gfn_bits, level) == kSptePerPage - 1) return false;
+  gfn += pages_per_hpage(level);
+  next_last_level_gfn = gfn;
+  sptep++;
+  old_spte = sync::read_spte(sptep);
+  return true;
+}
+
+bool TdpIter::try_step_up() {
+  if (level == root_level) return false;
+  level = higher(level);
+  gfn = gfn_round_for_level(gfn, level);
+  refresh_sptep();
+  return true;
+}
+
+void TdpIter::next() {
+  if (yielded) {
+    restart();
+    return;
+  }
+  if (try_step_down()) return;
+  do {
+    if (try_step_side()) return;
+  } while (try_step_up());
+  valid = false;
+}
+
+}  // namespace mirrormmu

@@ -1,0 +1,55 @@
+// The TDP iterator: a pre-order walk of one root over a gfn range, able to
+// restart from the root after yielding (the tables it held may be gone).
+#pragma once
+
+#include <cstdint>
+
+#include "base/types.h"
+#include "mem/pfn_pool.h"
+#include "mmu/mmu_page.h"
+#include "spte/spte.h"
+#include "sync/spte_atomic.h"
+
+namespace mirrormmu {
+
+struct TdpIter {
+  Gfn next_last_level_gfn{};  // where the walk is heading
+  Gfn yielded_gfn{};          // next_last_level_gfn at the last yield
+  uint64_t* pt_path[kRootMaxLevel] = {};
+  uint64_t* sptep = nullptr;
+  Gfn gfn{};                  // base gfn of the current entry, without root bits
+  uint64_t gfn_bits = 0;      // the root's bits (the TDX shared bit for a direct root)
+  PgLevel root_level = PgLevel::k4K;
+  PgLevel min_level = PgLevel::k4K;
+  PgLevel level = PgLevel::k4K;
+  uint64_t old_spte = 0;      // snapshot of *sptep
+  bool valid = false;
+  bool yielded = false;
+  MmuPage* root = nullptr;
+  const PfnPool* pool = nullptr;
+
+  TdpIter(const PfnPool& p, MmuPage* r, PgLevel min, Gfn start, uint64_t bits) { begin(p, r, min, start, bits); }
+
+  void begin(const PfnPool& p, MmuPage* r, PgLevel min, Gfn start, uint64_t bits);
+  void next();
+  void restart();
+  bool is_mirror() const { return root->is_mirror(); }
+
+ private:
+  void refresh_sptep();
+  bool try_step_down();
+  bool try_step_side();
+  bool try_step_up();
+};
+
+// spte_to_child_pt(): the child table of a non-leaf, or null.
+inline uint64_t* spte_to_child_pt(const PfnPool& pool, uint64_t s, PgLevel level) {
+  if (!spte::is_nonleaf(s, level)) return nullptr;
+  return pool.page_ptr(spte::to_pfn(s));
+}
+// spte_to_child_sp(): the kvm_mmu_page owning a non-leaf's child table.
+inline MmuPage* spte_to_child_sp(const PfnPool& pool, uint64_t s) {
+  return static_cast<MmuPage*>(pool.page_private(spte::to_pfn(s)));
+}
+
+}  // namespace mirrormmu

@@ -1,0 +1,186 @@
+// The TDP MMU of one VM: its roots (direct, and mirror for a TD), mmu_lock,
+// the SPTE write protocol, fault-in, zapping, splitting and write-protection.
+// Function names are tdp_mmu.c's so the two can be read side by side.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <vector>
+
+#include "base/bug.h"
+#include "base/inject.h"
+#include "mem/memory_cache.h"
+#include "mem/pfn_pool.h"
+#include "mmu/design.h"
+#include "mmu/external_ops.h"
+#include "mmu/mmu_page.h"
+#include "mmu/observer.h"
+#include "mmu/tdp_iter.h"
+#include "sync/mmu_lock.h"
+
+namespace mirrormmu {
+
+// enum kvm_tdp_mmu_root_types
+enum RootTypes : unsigned {
+  kInvalidRoots = 1,
+  kDirectRoots = 2,
+  kMirrorRoots = 4,
+  kValidRoots = kDirectRoots | kMirrorRoots,
+  kAllRoots = kValidRoots | kInvalidRoots,
+};
+
+// Which side of a TD's memory an invalidation is for (KVM_FILTER_*).
+enum class GfnFilter : uint8_t { Private = 1, Shared = 2, Both = 3 };
+
+struct GfnRange {
+  Gfn start;
+  Gfn end;  // exclusive
+  GfnFilter filter = GfnFilter::Both;
+  bool may_block = true;
+};
+
+// RET_PF_*
+enum class RetPf : uint8_t { Continue, Retry, Fixed, Spurious, Emulate, WriteProtected, Invalid };
+const char* ret_pf_name(RetPf r);
+
+struct KvmPageFault {
+  uint64_t addr = 0;            // full GPA, including the shared bit
+  Gfn gfn{};                    // addr's frame without the direct bits
+  bool write = false;
+  bool prefetch = false;
+  bool is_private = false;
+  bool has_slot = true;         // false: emulated MMIO
+  Pfn pfn = kInvalidPfn;
+  bool map_writable = true;
+  PgLevel max_level = PgLevel::k4K;
+  PgLevel req_level = PgLevel::k4K;
+  PgLevel goal_level = PgLevel::k4K;
+};
+
+// The per-vCPU caches the fault path allocates from (topped up outside the lock).
+struct VcpuMmuCaches {
+  VcpuMmuCaches(PfnPool& pool);
+  PageCache shadow_page_cache;    // sp->spt, pre-filled with SHADOW_NONPRESENT_VALUE
+  PageCache external_spt_cache;   // sp->external_spt, not initialised
+  ObjectCache<MmuPage> page_header_cache;
+  void free_all();
+};
+
+struct TdpMmuConfig {
+  PgLevel root_level = PgLevel::k512G;  // 4-level EPT; k256T for 5-level
+  bool has_mirrored_tdp = false;  // a TD: private GPAs go to a mirror root
+  uint64_t gfn_direct_bits = 0;   // the shared bit as a gfn mask (TDX)
+  uint64_t mmio_value = 0;        // shadow_mmio_value of the VM
+  uint64_t max_gfn_exclusive = 0; // tdp_mmu_max_gfn_exclusive()
+};
+
+struct TdpMmuStats {
+  std::atomic<int64_t> pages[kMaxHugeLevel] = {};  // pages_4k, pages_2m, pages_1g
+  std::atomic<int64_t> tdp_mmu_pages{0};
+  std::atomic<uint64_t> remote_tlb_flushes{0};
+  std::atomic<uint64_t> root_allocs{0};
+  std::atomic<uint64_t> yields{0};
+};
+
+class TdpMmu {
+ public:
+  TdpMmu(PfnPool& pool, BugTracker& kvm, TdpMmuConfig cfg, FaultInjector* inject = nullptr);
+  ~TdpMmu();
+  TdpMmu(const TdpMmu&) = delete;
+  TdpMmu& operator=(const TdpMmu&) = delete;
+
+  void set_external(ExternalOps* ops, std::unique_ptr<HookDesign> design);
+  void set_observer(MmuObserver* o) { observer_ = o; }
+  MmuObserver* observer() const { return observer_; }
+  // Yield every `n` iterator steps in yield-safe walks (0: only on contention).
+  // Exercises restart-after-yield the way KVM_PROVE_MMU exercises huge zaps.
+  void set_resched_interval(unsigned n) { resched_interval_ = n; }
+
+  sync::MmuLock& mmu_lock() { return mmu_lock_; }
+  PfnPool& pool() { return pool_; }
+  BugTracker& kvm() { return kvm_; }
+  ExternalOps* external() { return external_; }
+  HookDesign* design() { return design_.get(); }
+  const TdpMmuConfig& config() const { return cfg_; }
+  const TdpMmuStats& stats() const { return stats_; }
+
+  // ---- roots --------------------------------------------------------------
+  int mmu_topup_memory_caches(VcpuMmuCaches& c);
+  MmuPage* kvm_tdp_mmu_alloc_root(VcpuMmuCaches& c, bool mirror);  // returns a referenced root
+  void kvm_tdp_mmu_put_root(MmuPage* root);
+  void kvm_tdp_mmu_invalidate_roots(unsigned types);
+  void kvm_tdp_mmu_zap_invalidated_roots(bool shared);
+  void kvm_mmu_uninit_tdp_mmu();
+  std::vector<MmuPage*> roots_snapshot(unsigned types);  // referenced; caller puts
+  uint64_t kvm_gfn_root_bits(const MmuPage* root) const {
+    return root->is_mirror() ? 0 : cfg_.gfn_direct_bits;
+  }
+
+  // ---- faults -------------------------------------------------------------
+  RetPf kvm_tdp_mmu_map(VcpuMmuCaches& c, MmuPage* direct_root, MmuPage* mirror_root, KvmPageFault& f);
+
+  // ---- zapping (mmu_lock held for write) ----------------------------------
+  bool kvm_tdp_mmu_zap_leafs(Gfn start, Gfn end, bool flush);
+  bool kvm_tdp_mmu_unmap_gfn_range(const GfnRange& range, bool flush);
+  void kvm_tdp_mmu_zap_all();  // direct roots only; mirrors survive until teardown
+
+  // ---- dirty logging ------------------------------------------------------
+  // kvm_tdp_mmu_wrprot_slot(): mmu_lock held for read.
+  bool kvm_tdp_mmu_wrprot_slot(Gfn start, Gfn end, PgLevel min_level);
+  // kvm_tdp_mmu_clear_dirty_pt_masked(): write-protect the 4K leaves of
+  // gfn_base + set bits of mask; mmu_lock held for write.
+  void kvm_tdp_mmu_clear_dirty_pt_masked(Gfn gfn_base, uint64_t mask);
+
+  void kvm_flush_remote_tlbs();
+
+  // ---- the SPTE write protocol (used by designs and tests) ----------------
+  int tdp_mmu_set_spte_atomic(TdpIter& iter, uint64_t new_spte);
+  uint64_t tdp_mmu_set_spte(bool mirror, uint64_t* sptep, uint64_t old_spte, uint64_t new_spte,
+                            Gfn gfn, PgLevel level);
+  void tdp_mmu_iter_set_spte(TdpIter& iter, uint64_t new_spte);
+  void handle_changed_spte(bool mirror, Gfn gfn, uint64_t old_spte, uint64_t new_spte,
+                           PgLevel level, bool shared);
+  void kvm_update_page_stats(PgLevel level, int64_t delta);
+
+  // Visits every root (for checkers and tests); caller holds mmu_lock.
+  template <class Fn>
+  void for_each_root(Fn&& fn) {
+    std::lock_guard g(pages_lock_);
+    for (MmuPage* r : roots_) fn(r);
+  }
+
+ private:
+  friend class TdpMmuTestPeer;
+  int tdp_mmu_set_spte_atomic_raw(TdpIter& iter, uint64_t new_spte);
+  void handle_removed_pt(Pfn pt_pfn, bool shared);
+  bool tdp_mmu_iter_cond_resched(TdpIter& iter, bool flush, bool shared);
+  bool tdp_mmu_zap_leafs(MmuPage* root, Gfn start, Gfn end, bool can_yield, bool flush);
+  void tdp_mmu_zap_root(MmuPage* root, bool shared);
+  void tdp_mmu_zap_root_level(MmuPage* root, bool shared, PgLevel zap_level);
+  MmuPage* tdp_mmu_alloc_sp(VcpuMmuCaches& c);
+  void tdp_mmu_init_child_sp(MmuPage* child, const TdpIter& iter);
+  int tdp_mmu_link_sp(TdpIter& iter, MmuPage* sp, bool shared);
+  int tdp_mmu_split_huge_page(TdpIter& iter, MmuPage* sp, bool shared);
+  RetPf tdp_mmu_map_handle_target_level(KvmPageFault& f, TdpIter& iter);
+  void tdp_mmu_free_sp(MmuPage* sp);
+  static void tdp_mmu_free_sp_rcu_callback(sync::RcuHead* head);
+  bool tdp_mmu_root_match(const MmuPage* root, unsigned types) const;
+
+  PfnPool& pool_;
+  BugTracker& kvm_;
+  TdpMmuConfig cfg_;
+  FaultInjector* inject_;
+  ExternalOps* external_ = nullptr;
+  std::unique_ptr<HookDesign> design_;
+  MmuObserver* observer_ = nullptr;
+  sync::MmuLock mmu_lock_;
+  std::mutex pages_lock_;  // tdp_mmu_pages_lock: guards roots_
+  std::vector<MmuPage*> roots_;
+  TdpMmuStats stats_;
+  unsigned resched_interval_ = 0;
+  unsigned resched_count_ = 0;
+};
+
+}  // namespace mirrormmu

@@ -1,0 +1,108 @@
+// Fault-in: kvm_tdp_mmu_map() and the helpers it uses to link and split.
+#include <cerrno>
+
+#include "mmu/tdp_mmu.h"
+#include "spte/spte.h"
+
+namespace mirrormmu {
+
+using namespace spte;
+
+void TdpMmu::tdp_mmu_init_child_sp(MmuPage* child, const TdpIter& iter) {
+  // A child inherits its parent's role one level down; every sp in a mirror
+  // tree is a mirror sp.
+  child->role = MmuRole{lower(iter.level), iter.root->is_mirror(), false};
+  child->gfn = iter.gfn;
+  child->ptep = iter.sptep;
+}
+
+int TdpMmu::tdp_mmu_link_sp(TdpIter& iter, MmuPage* sp, bool shared) {
+  const uint64_t spte = make_nonleaf(sp->spt_pfn);
+  if (shared) {
+    if (int r = tdp_mmu_set_spte_atomic(iter, spte)) return r;
+  } else {
+    tdp_mmu_iter_set_spte(iter, spte);
+  }
+  // tdp_account_mmu_page(): roots are not counted.
+  stats_.tdp_mmu_pages.fetch_add(1, std::memory_order_relaxed);
+  return 0;
+}
+
+// Replaces a huge leaf by a table of 512 equivalent smaller leaves. No TLB
+// flush: the old and the new translations are the same.
+int TdpMmu::tdp_mmu_split_huge_page(TdpIter& iter, MmuPage* sp, bool shared) {
+  const uint64_t huge = iter.old_spte;
+  const PgLevel child_level = lower(iter.level);
+  // Plain writes: the table is not reachable until linked.
+  for (int i = 0; i < kSptePerPage; i++) sp->spt[i] = make_small(huge, child_level, i);
+  if (int r = tdp_mmu_link_sp(iter, sp, shared)) return r;
+  // handle_changed_spte() took the huge leaf off the stats; add the smaller ones.
+  kvm_update_page_stats(child_level, kSptePerPage);
+  return 0;
+}
+
+RetPf TdpMmu::tdp_mmu_map_handle_target_level(KvmPageFault& f, TdpIter& iter) {
+  if (warn_on_once(iter.level != f.goal_level, kvm_, Site::map_sp_level)) return RetPf::Retry;
+  if (f.prefetch && is_shadow_present(iter.old_spte)) return RetPf::Spurious;
+  // Another vCPU got here first and the access is already allowed.
+  if (is_leaf(iter.old_spte, iter.level) && to_pfn(iter.old_spte) == f.pfn &&
+      (!f.write || is_writable(iter.old_spte)))
+    return RetPf::Spurious;
+
+  uint64_t new_spte;
+  if (!f.has_slot)
+    new_spte = make_mmio(f.gfn, cfg_.mmio_value, 0);
+  else
+    new_spte = make_leaf(f.pfn, iter.level, {.writable = f.map_writable, .dirty = f.write});
+  if (new_spte == iter.old_spte) return RetPf::Spurious;
+  if (tdp_mmu_set_spte_atomic(iter, new_spte)) return RetPf::Retry;
+  // Replacing a present non-leaf, or taking away write access, leaves stale
+  // translations that must go.
+  if (is_shadow_present(iter.old_spte) &&
+      (!is_last(iter.old_spte, iter.level) || (is_writable(iter.old_spte) && !is_writable(new_spte))))
+    kvm_flush_remote_tlbs();
+  if (!f.has_slot) return RetPf::Emulate;
+  if (f.write && !f.map_writable) return RetPf::WriteProtected;
+  return RetPf::Fixed;
+}
+
+RetPf TdpMmu::kvm_tdp_mmu_map(VcpuMmuCaches& c, MmuPage* direct_root, MmuPage* mirror_root,
+                              KvmPageFault& f) {
+  sync::assert_held_read(mmu_lock_, kvm_);
+  // tdp_mmu_get_root_for_fault(): a GPA without the shared bit is private.
+  MmuPage* root = (cfg_.has_mirrored_tdp && f.is_private) ? mirror_root : direct_root;
+  RetPf ret = RetPf::Retry;
+  sync::RcuReadGuard rcu;
+  TdpIter iter(pool_, root, PgLevel::k4K, f.gfn, kvm_gfn_root_bits(root));
+  for (; iter.valid && iter.gfn < f.gfn + 1; iter.next()) {
+    // Someone is mid-update here; don't allocate a table needlessly.
+    if (is_frozen(iter.old_spte)) return RetPf::Retry;
+    if (iter.level == f.goal_level) return tdp_mmu_map_handle_target_level(f, iter);
+    if (is_shadow_present(iter.old_spte) && !is_large(iter.old_spte)) continue;
+
+    // Non-present, or a huge leaf that must be split to map at goal_level.
+    MmuPage* sp = tdp_mmu_alloc_sp(c);
+    if (!sp) return RetPf::Retry;
+    tdp_mmu_init_child_sp(sp, iter);
+    if (root->is_mirror()) sp->external_spt = c.external_spt_cache.alloc(kvm_);
+    int r;
+    if (is_shadow_present(iter.old_spte)) {
+      // Mirror huge pages cannot be split from the fault path (shared lock).
+      r = kvm_bug_on(root->is_mirror(), kvm_, Site::map_mirror_split)
+              ? -EIO
+              : tdp_mmu_split_huge_page(iter, sp, true);
+    } else {
+      r = tdp_mmu_link_sp(iter, sp, true);
+    }
+    // Never linked: nobody else can have seen it, so free it at once.
+    if (r) {
+      tdp_mmu_free_sp(sp);
+      return RetPf::Retry;
+    }
+  }
+  // The walk ended without reaching the goal: it was aborted by a race.
+  warn_on_once(iter.valid && iter.level == f.goal_level, kvm_, Site::map_no_goal);
+  return ret;
+}
+
+}  // namespace mirrormmu

@@ -1,0 +1,166 @@
+// The SPTE write protocol: the exclusive setter, the atomic (shared) setter,
+// change handling and subtree removal.
+#include <cerrno>
+
+#include "mmu/tdp_mmu.h"
+#include "spte/spte.h"
+
+namespace mirrormmu {
+
+using namespace spte;
+
+void TdpMmu::kvm_update_page_stats(PgLevel level, int64_t delta) {
+  stats_.pages[lvl(level) - 1].fetch_add(delta, std::memory_order_relaxed);
+}
+
+// __tdp_mmu_set_spte_atomic(): a cmpxchg against the caller's snapshot. For a
+// mirror SPTE the design propagates to the external table first, with the
+// entry frozen so no other thread can walk into (or map under) it meanwhile.
+int TdpMmu::tdp_mmu_set_spte_atomic_raw(TdpIter& iter, uint64_t new_spte) {
+  // Callers must skip frozen entries themselves: only the freezer writes one.
+  warn_on_once(iter.yielded || is_frozen(iter.old_spte), kvm_, Site::atomic_on_frozen);
+  if (iter.is_mirror() && !is_frozen(new_spte)) [[unlikely]] {
+    // Under the shared lock a mirror SPTE can only be made present; zaps of
+    // private memory need the exclusive lock (BLOCK/TRACK/REMOVE).
+    if (kvm_bug_on(!is_shadow_present(new_spte), kvm_, Site::atomic_mirror_not_present)) return -EBUSY;
+    return design_->set_spte_atomic_mirror(*this, iter, new_spte);
+  }
+  if (!sync::cmpxchg_spte(iter.sptep, iter.old_spte, new_spte)) return -EBUSY;
+  return 0;
+}
+
+int TdpMmu::tdp_mmu_set_spte_atomic(TdpIter& iter, uint64_t new_spte) {
+  sync::assert_held_read(mmu_lock_, kvm_);
+  const uint64_t old_spte = iter.old_spte;
+  if (int r = tdp_mmu_set_spte_atomic_raw(iter, new_spte)) return r;
+  handle_changed_spte(iter.is_mirror(), iter.gfn, old_spte, new_spte, iter.level, true);
+  return 0;
+}
+
+// kvm_tdp_mmu_write_spte(): a plain store unless the old value carries bits
+// that hardware or fast-PF may set without mmu_lock; then xchg, and return
+// what was really there so a racing Dirty bit is not lost.
+static uint64_t kvm_tdp_mmu_write_spte(uint64_t* sptep, uint64_t old_spte, uint64_t new_spte) {
+  if (has_volatile_bits(old_spte)) return sync::xchg_spte(sptep, new_spte);
+  sync::write_spte(sptep, new_spte);
+  return old_spte;
+}
+
+uint64_t TdpMmu::tdp_mmu_set_spte(bool mirror, uint64_t* sptep, uint64_t old_spte,
+                                  uint64_t new_spte, Gfn gfn, PgLevel level) {
+  sync::assert_held_write(mmu_lock_, kvm_);
+  // Nobody can hold an SPTE frozen while we hold the lock exclusively, so
+  // there is never a reason to write or replace FROZEN_SPTE here.
+  warn_on_once(is_frozen(old_spte) || is_frozen(new_spte), kvm_, Site::set_frozen);
+  old_spte = kvm_tdp_mmu_write_spte(sptep, old_spte, new_spte);
+  handle_changed_spte(mirror, gfn, old_spte, new_spte, level, false);
+  if (mirror) [[unlikely]] design_->after_set_spte_mirror(*this, gfn, old_spte, new_spte, level);
+  return old_spte;
+}
+
+void TdpMmu::tdp_mmu_iter_set_spte(TdpIter& iter, uint64_t new_spte) {
+  warn_on_once(iter.yielded, kvm_, Site::iter_yielded);
+  iter.old_spte = tdp_mmu_set_spte(iter.is_mirror(), iter.sptep, iter.old_spte, new_spte, iter.gfn,
+                                   iter.level);
+}
+
+void TdpMmu::handle_changed_spte(bool mirror, Gfn gfn, uint64_t old_spte, uint64_t new_spte,
+                                 PgLevel level, bool shared) {
+  const bool was_present = is_shadow_present(old_spte);
+  const bool is_present = is_shadow_present(new_spte);
+  const bool was_leaf = was_present && is_last(old_spte, level);
+  const bool is_leaf_now = is_present && is_last(new_spte, level);
+  const bool pfn_changed = to_pfn(old_spte) != to_pfn(new_spte);
+
+  warn_on_once(lvl(level) > kRootMaxLevel || lvl(level) < 1, kvm_, Site::changed_spte_bad_level);
+  warn_on_once(!gfn_aligned(gfn, level), kvm_, Site::changed_spte_unaligned);
+
+  // A leaf must be zapped (and the TLB flushed) before it may point at a
+  // different page; doing otherwise lets the guest keep using the old page
+  // through stale translations. The kernel BUG()s here.
+  if (was_leaf && is_leaf_now && pfn_changed) kvm_.hit(Site::changed_spte_leaf_pfn);
+
+  if (old_spte == new_spte) return;
+
+  if (observer_) [[unlikely]]
+    observer_->on_spte_changed({gfn, level, old_spte, new_spte, shared, mirror});
+
+  if (!was_present && !is_present) {
+    // Only MMIO SPTEs come and go while non-present; the freeze of a child
+    // in handle_removed_pt also lands here.
+    warn_on_once(!is_mmio(old_spte, cfg_.mmio_value) && !is_mmio(new_spte, cfg_.mmio_value) &&
+                     !is_frozen(new_spte),
+                 kvm_, Site::changed_spte_nonpresent);
+    return;
+  }
+
+  if (was_leaf != is_leaf_now) kvm_update_page_stats(level, is_leaf_now ? 1 : -1);
+
+  // A non-leaf replaced by a leaf or by nothing frees the subtree below it.
+  // Non-leaf to another non-leaf is a bug, handled as a removal all the same.
+  if (was_present && !was_leaf &&
+      (is_leaf_now || !is_present ||
+       warn_on_once(pfn_changed, kvm_, Site::changed_spte_nonleaf_pfn)))
+    handle_removed_pt(to_pfn(old_spte), shared);
+}
+
+// The caller has already unlinked the table: nobody can reach it through the
+// tree any more, but RCU readers that picked it up earlier may still read it,
+// so it is freed only after a grace period. Children are processed in order
+// and depth-first, so the external hooks run bottom-up (children before
+// their parent), which is what the TDX module requires.
+void TdpMmu::handle_removed_pt(Pfn pt_pfn, bool shared) {
+  MmuPage* sp = static_cast<MmuPage*>(pool_.page_private(pt_pfn));
+  const PgLevel level = sp->role.level;
+  const Gfn base_gfn = sp->gfn;
+  const bool mirror = sp->is_mirror();
+
+  // tdp_mmu_unlink_sp()
+  stats_.tdp_mmu_pages.fetch_sub(1, std::memory_order_relaxed);
+
+  for (int i = 0; i < kSptePerPage; i++) {
+    uint64_t* sptep = sp->spt + i;
+    const Gfn gfn = base_gfn + uint64_t(i) * pages_per_hpage(level);
+    uint64_t old_spte;
+    if (shared) {
+      // Another thread may hold this child frozen (mid-update through a
+      // stale walk). Wait for it to write its final value, then take that:
+      // a non-present child is frozen too, so nothing can be installed in
+      // the orphaned table behind our back.
+      for (;;) {
+        old_spte = sync::xchg_spte(sptep, kFrozen);
+        if (!is_frozen(old_spte)) break;
+        sync::sched_point(sync::PointKind::Yield, sptep);
+      }
+    } else {
+      old_spte = sync::read_spte(sptep);
+      if (!is_shadow_present(old_spte)) continue;
+      old_spte = kvm_tdp_mmu_write_spte(sptep, old_spte, kFrozen);
+    }
+    handle_changed_spte(mirror, gfn, old_spte, kFrozen, level, shared);
+    if (mirror) [[unlikely]] {
+      kvm_bug_on(shared, kvm_, Site::removed_pt_mirror_shared);
+      design_->removed_child_mirror(*this, gfn, old_spte, level, shared);
+    }
+  }
+
+  if (mirror) [[unlikely]] design_->removed_pt_mirror(*this, *sp);
+
+  sync::call_rcu(&sp->rcu_head, &TdpMmu::tdp_mmu_free_sp_rcu_callback);
+}
+
+void TdpMmu::tdp_mmu_free_sp(MmuPage* sp) {
+  // A leaked external_spt (failed reclaim) was set invalid on purpose: the
+  // host must never touch a page the TDX module may still own.
+  if (sp->external_spt.valid()) pool_.free(sp->external_spt, PageOwner::SeptPage);
+  pool_.set_page_private(sp->spt_pfn, nullptr);
+  pool_.free(sp->spt_pfn, PageOwner::PageTable);
+  delete sp;
+}
+
+void TdpMmu::tdp_mmu_free_sp_rcu_callback(sync::RcuHead* head) {
+  MmuPage* sp = reinterpret_cast<MmuPage*>(head);
+  static_cast<TdpMmu*>(sp->owner)->tdp_mmu_free_sp(sp);
+}
+
+}  // namespace mirrormmu

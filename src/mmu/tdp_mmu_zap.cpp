@@ -1,0 +1,115 @@
+// Zapping: leaf zaps over a range, whole-root zaps, and yielding.
+#include "mmu/tdp_mmu.h"
+#include "spte/spte.h"
+
+namespace mirrormmu {
+
+using namespace spte;
+
+// tdp_mmu_iter_cond_resched(): drop mmu_lock and RCU when someone waits (or
+// when the test knob says so), but only after forward progress, and only at
+// an iteration boundary: never with a frozen SPTE held, never inside
+// handle_removed_pt. The next iteration restarts from the root.
+bool TdpMmu::tdp_mmu_iter_cond_resched(TdpIter& iter, bool flush, bool shared) {
+  if (iter.next_last_level_gfn == iter.yielded_gfn) return false;
+  bool want = mmu_lock_.contended();
+  if (!want && resched_interval_ != 0 && ++resched_count_ % resched_interval_ == 0) want = true;
+  if (!want) return false;
+  if (flush) kvm_flush_remote_tlbs();
+  sync::rcu_read_unlock();
+  if (shared) {
+    mmu_lock_.read_unlock();
+    sync::sched_point(sync::PointKind::Yield, &iter);
+    mmu_lock_.read_lock();
+  } else {
+    mmu_lock_.write_unlock();
+    sync::sched_point(sync::PointKind::Yield, &iter);
+    mmu_lock_.write_lock();
+  }
+  sync::rcu_read_lock();
+  stats_.yields.fetch_add(1, std::memory_order_relaxed);
+  iter.yielded = true;
+  return true;
+}
+
+bool TdpMmu::tdp_mmu_zap_leafs(MmuPage* root, Gfn start, Gfn end, bool can_yield, bool flush) {
+  sync::assert_held_write(mmu_lock_, kvm_);
+  if (end.v > cfg_.max_gfn_exclusive) end = Gfn{cfg_.max_gfn_exclusive};
+  sync::RcuReadGuard rcu;
+  for (TdpIter iter(pool_, root, PgLevel::k4K, start, kvm_gfn_root_bits(root));
+       iter.valid && iter.gfn < end; iter.next()) {
+    if (can_yield && tdp_mmu_iter_cond_resched(iter, flush, false)) {
+      flush = false;
+      continue;
+    }
+    if (!is_shadow_present(iter.old_spte) || !is_last(iter.old_spte, iter.level)) continue;
+    tdp_mmu_iter_set_spte(iter, kNonPresent);
+    // An invalid root is unreachable by vCPUs: nothing to flush for it.
+    if (!root->role.invalid) flush = true;
+  }
+  return flush;
+}
+
+bool TdpMmu::kvm_tdp_mmu_zap_leafs(Gfn start, Gfn end, bool flush) {
+  sync::assert_held_write(mmu_lock_, kvm_);
+  for (MmuPage* root : roots_snapshot(kValidRoots)) {
+    flush = tdp_mmu_zap_leafs(root, start, end, true, flush);
+    kvm_tdp_mmu_put_root(root);
+  }
+  return flush;
+}
+
+bool TdpMmu::kvm_tdp_mmu_unmap_gfn_range(const GfnRange& range, bool flush) {
+  sync::assert_held_write(mmu_lock_, kvm_);
+  // kvm_gfn_range_filter_to_root_types(): a non-TD only has direct roots.
+  unsigned types = kInvalidRoots;
+  if (!cfg_.has_mirrored_tdp) {
+    types |= kDirectRoots;
+  } else {
+    if (unsigned(range.filter) & unsigned(GfnFilter::Private)) types |= kMirrorRoots;
+    if (unsigned(range.filter) & unsigned(GfnFilter::Shared)) types |= kDirectRoots;
+  }
+  for (MmuPage* root : roots_snapshot(types)) {
+    flush = tdp_mmu_zap_leafs(root, range.start, range.end, range.may_block, flush);
+    kvm_tdp_mmu_put_root(root);
+  }
+  return flush;
+}
+
+void TdpMmu::kvm_tdp_mmu_zap_all() {
+  sync::assert_held_write(mmu_lock_, kvm_);
+  // External page tables cannot be zapped wholesale: only direct roots.
+  for (MmuPage* root : roots_snapshot(kDirectRoots | kInvalidRoots)) {
+    if (!root->is_mirror()) tdp_mmu_zap_root(root, false);
+    kvm_tdp_mmu_put_root(root);
+  }
+}
+
+void TdpMmu::tdp_mmu_zap_root_level(MmuPage* root, bool shared, PgLevel zap_level) {
+  for (TdpIter iter(pool_, root, zap_level, Gfn{0}, 0);
+       iter.valid && iter.gfn.v < cfg_.max_gfn_exclusive; iter.next()) {
+  retry:
+    if (tdp_mmu_iter_cond_resched(iter, false, shared)) continue;
+    if (!is_shadow_present(iter.old_spte)) continue;
+    if (iter.level > zap_level) continue;
+    if (!shared) {
+      tdp_mmu_iter_set_spte(iter, kNonPresent);
+    } else if (tdp_mmu_set_spte_atomic(iter, kNonPresent)) {
+      goto retry;
+    }
+  }
+}
+
+// Zapping a non-leaf recurses through handle_removed_pt(), which cannot
+// yield; zapping level by level keeps each unbreakable chunk to at most one
+// 2M (then 1G) subtree.
+void TdpMmu::tdp_mmu_zap_root(MmuPage* root, bool shared) {
+  if (shared) sync::assert_held_read(mmu_lock_, kvm_); else sync::assert_held_write(mmu_lock_, kvm_);
+  sync::RcuReadGuard rcu;
+  tdp_mmu_zap_root_level(root, shared, PgLevel::k4K);
+  tdp_mmu_zap_root_level(root, shared, PgLevel::k2M);
+  tdp_mmu_zap_root_level(root, shared, PgLevel::k1G);
+  tdp_mmu_zap_root_level(root, shared, root->role.level);
+}
+
+}  // namespace mirrormmu
