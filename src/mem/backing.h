@@ -1,0 +1,45 @@
+// Host memory behind guest frames: a guest_memfd-like private backing for a
+// TD's private memory, or ordinary (anonymous, THP-able) host memory for
+// shared memory. Frames are allocated on first use; with `huge`, a 2M block
+// is backed by a 2M-aligned run when the pool has one, which is what lets a
+// 2M mapping exist at all.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "base/types.h"
+#include "mem/pfn_pool.h"
+
+namespace mirrormmu {
+
+class Backing {
+ public:
+  Backing(PfnPool& pool, PageOwner owner, uint64_t npages, bool huge);
+  ~Backing() { release_all(); }
+  Backing(const Backing&) = delete;
+  Backing& operator=(const Backing&) = delete;
+
+  // The frame behind page `index`, allocating it if needed (kInvalidPfn when
+  // the pool is exhausted). `max_level` is the largest mapping the backing
+  // allows there: 2M only for a fully backed, aligned run.
+  Pfn get_pfn(uint64_t index, PgLevel* max_level = nullptr);
+  Pfn peek_pfn(uint64_t index) const { return index < pfns_.size() ? pfns_[index] : kInvalidPfn; }
+  // fallocate(PUNCH_HOLE): frees the frames of [first, first + n).
+  void punch_hole(uint64_t first, uint64_t n);
+  void release_all();
+
+  uint64_t npages() const { return pfns_.size(); }
+  uint64_t populated() const { return populated_; }
+  PageOwner owner() const { return owner_; }
+
+ private:
+  PfnPool& pool_;
+  PageOwner owner_;
+  bool huge_;
+  std::vector<Pfn> pfns_;
+  std::vector<uint8_t> run_;  // per 2M block: backed by one aligned run
+  uint64_t populated_ = 0;
+};
+
+}  // namespace mirrormmu

@@ -1,0 +1,206 @@
+// TdxModule: construction, accounting, the module's locks, the checks shared
+// by every SEAMCALL, and introspection. The calls themselves are in
+// module_build.cpp (TD and vCPU build), module_sept.cpp (S-EPT management),
+// module_track.cpp (epochs, VP.ENTER, guest ACCEPT) and module_teardown.cpp
+// (HKID release and reclaim).
+#include <stdexcept>
+
+#include "tdx/module_impl.h"
+
+namespace mirrormmu::tdx {
+
+TdxModule::TdxModule(PfnPool& pool, ModuleConfig cfg, FaultInjector* inject)
+    : pool_(pool), cfg_(cfg), inject_(inject) {
+  if (cfg.sept_levels != 4 && cfg.sept_levels != 5) throw std::invalid_argument("sept_levels must be 4 or 5");
+  if (cfg.tdcs_pages < 1) throw std::invalid_argument("tdcs_pages must be >= 1 (the root is a TDCS page)");
+  if (cfg.tdvpx_pages < 0) throw std::invalid_argument("tdvpx_pages must be >= 0");
+  impl_ = std::make_unique<Impl>(*this, pool.size(), cfg.sept_levels);
+}
+
+TdxModule::~TdxModule() = default;
+
+// ---- accounting ----------------------------------------------------------------
+
+void TdxModule::Impl::record(Leaf leaf, uint64_t gpa, int tdx_level, Status s) {
+  auto& st = m.stats_[static_cast<size_t>(leaf)];
+  ++st.calls;
+  ++st.by_status[s];
+  if (m.observer_ != nullptr) m.observer_->on_seamcall(leaf, gpa, tdx_level, s);
+}
+
+Status TdxModule::Impl::injected(Operand busy_operand) {
+  if (m.inject_ == nullptr) return TDX_SUCCESS;
+  switch (m.inject_->check(InjectPoint::Seamcall)) {
+    case Injection::None: return TDX_SUCCESS;
+    case Injection::Busy: return with_operand(TDX_OPERAND_BUSY, busy_operand);
+    // NoMem has no SEAMCALL meaning; an armed point must still fail visibly.
+    case Injection::Error:
+    case Injection::NoMem: return with_operand(TDX_OPERAND_INVALID, Operand::RCX);
+  }
+  return TDX_SUCCESS;
+}
+
+// ---- module try-locks ------------------------------------------------------------
+
+Status TdxModule::Impl::try_lock_tdr(LockMode mode, Operand busy_operand) {
+  return tdr_lock.try_lock(mode) ? TDX_SUCCESS : with_operand(TDX_OPERAND_BUSY, busy_operand);
+}
+
+Status TdxModule::Impl::try_lock_sept_tree(LockMode mode) {
+  return sept_tree_lock.try_lock(mode) ? TDX_SUCCESS : with_operand(TDX_OPERAND_BUSY, Operand::SEPT_TREE);
+}
+
+Status TdxModule::Impl::try_lock_epoch(LockMode mode) {
+  return epoch_lock.try_lock(mode) ? TDX_SUCCESS : with_operand(TDX_OPERAND_BUSY, Operand::TD_EPOCH);
+}
+
+// The per-entry lock is the TDEL bit inside the entry itself, as in the module.
+Status TdxModule::Impl::try_lock_entry(uint64_t& entry) {
+  if ((entry & sept::kLockBit) != 0) return with_operand(TDX_OPERAND_BUSY, Operand::RCX);
+  entry |= sept::kLockBit;
+  return TDX_SUCCESS;
+}
+
+TdxModule::Impl::LockSet::~LockSet() {
+  if (entry_ != nullptr) *entry_ &= ~sept::kLockBit;
+  if (epoch_) impl_.epoch_lock.unlock(*epoch_);
+  if (tree_) impl_.sept_tree_lock.unlock(*tree_);
+  if (tdr_) impl_.tdr_lock.unlock(*tdr_);
+}
+
+Status TdxModule::Impl::LockSet::tdr(LockMode mode, Operand busy_operand) {
+  const Status s = impl_.try_lock_tdr(mode, busy_operand);
+  if (s == TDX_SUCCESS) tdr_ = mode;
+  return s;
+}
+
+Status TdxModule::Impl::LockSet::sept_tree(LockMode mode) {
+  const Status s = impl_.try_lock_sept_tree(mode);
+  if (s == TDX_SUCCESS) tree_ = mode;
+  return s;
+}
+
+Status TdxModule::Impl::LockSet::epoch(LockMode mode) {
+  const Status s = impl_.try_lock_epoch(mode);
+  if (s == TDX_SUCCESS) epoch_ = mode;
+  return s;
+}
+
+Status TdxModule::Impl::LockSet::entry(uint64_t& e) {
+  const Status s = impl_.try_lock_entry(e);
+  if (s == TDX_SUCCESS) entry_ = &e;
+  return s;
+}
+
+// ---- shared checks -----------------------------------------------------------------
+
+// The TDR operand must name a frame the PAMT records as a TDR: before
+// MNG.CREATE and after the TDR is reclaimed there is none.
+Status TdxModule::Impl::check_tdr(Operand op) const {
+  if (!m.tdr_.valid() || pamt.type(m.tdr_) != PamtType::Tdr) {
+    return with_operand(TDX_PAGE_METADATA_INCORRECT, op);
+  }
+  return TDX_SUCCESS;
+}
+
+Status TdxModule::Impl::td_prologue(LockSet& locks, Operand tdr_operand, LockMode tdr_mode, OpStates ok) {
+  if (Status s = check_tdr(tdr_operand)) return s;
+  if (Status s = locks.tdr(tdr_mode, tdr_operand)) return s;
+  if (m.lifecycle_ != Lifecycle::KeysConfigured) return TDX_TD_KEYS_NOT_CONFIGURED;
+  if (tdcs.size() < static_cast<size_t>(m.cfg_.tdcs_pages)) return TDX_TDCS_NOT_ALLOCATED;
+  if (!ok.has(m.op_state_)) return TDX_OP_STATE_INCORRECT;
+  return TDX_SUCCESS;
+}
+
+Status TdxModule::Impl::check_page_info(uint64_t gpa, int level, int min_level, int max_level) const {
+  const Status invalid = with_operand(TDX_OPERAND_INVALID, Operand::RCX);
+  if (level < min_level || level > max_level) return invalid;
+  if ((gpa & (sept::level_bytes(level) - 1)) != 0) return invalid;
+  if ((gpa >> tree.shared_bit()) != 0) return invalid;  // shared, or beyond GPAW
+  return TDX_SUCCESS;
+}
+
+Ret TdxModule::Impl::mem_prologue(LockSet& locks, const MemCall& c, uint64_t gpa, int level, SeptWalk& w) {
+  if (Status s = td_prologue(locks, Operand::RDX, c.tdr_lock, c.op_states)) return {s};
+  const int max_level = c.max_level == kRootLevel ? tree.root_level() : c.max_level;
+  if (Status s = check_page_info(gpa, level, c.min_level, max_level)) return {s};
+  if (c.tree_lock) {
+    if (Status s = locks.sept_tree(*c.tree_lock)) return {s};
+  }
+  w = tree.walk(gpa, level);
+  if (!w.reached) return ext(with_operand(TDX_EPT_WALK_FAILED, Operand::RCX), w);
+  if (Status s = locks.entry(w.raw())) return ext(s, w);
+  return {};
+}
+
+Status TdxModule::Impl::check_new_page(Pfn base, int size_level, Operand op) const {
+  const uint64_t n = Pamt::frames(size_level);
+  if (base.valid() && (base.v & (n - 1)) != 0) return with_operand(TDX_OPERAND_INVALID, op);
+  if (!pamt.range_in(base, n)) return with_operand(TDX_OPERAND_ADDR_RANGE_ERROR, op);
+  if (!pamt.all_nda(base, n)) return with_operand(TDX_PAGE_METADATA_INCORRECT, op);
+  return TDX_SUCCESS;
+}
+
+// The module's predicate on a blocked object's BEPOCH: a TRACK happened after
+// the BLOCK and every vCPU that entered before that TRACK has left.
+bool TdxModule::Impl::tracked(Pfn blocked_object) const {
+  const std::optional<uint64_t> b = pamt.bepoch(blocked_object);
+  if (!b) return false;
+  const uint64_t epoch = m.td_epoch_;
+  if (*b + 1 < epoch) return true;
+  return *b + 1 == epoch && epoch_refcount[*b & 1] == 0;
+}
+
+TdxModule::Impl::Vcpu* TdxModule::Impl::find_vcpu(int vcpu) {
+  auto it = vcpus.find(vcpu);
+  return it == vcpus.end() ? nullptr : &it->second;
+}
+
+const TdxModule::Impl::Vcpu* TdxModule::Impl::find_vcpu(int vcpu) const {
+  auto it = vcpus.find(vcpu);
+  return it == vcpus.end() ? nullptr : &it->second;
+}
+
+Ret TdxModule::Impl::ext(Status s, const SeptWalk& w) {
+  const uint64_t e = w.value();
+  return Ret{s, sept::arch_entry(e, w.level), sept::level_state(e, w.level)};
+}
+
+// ---- introspection -----------------------------------------------------------------
+
+void TdxModule::for_each_entry(const std::function<void(const EntryView&)>& fn) const {
+  std::lock_guard lock(impl_->mu);
+  impl_->tree.for_each([&](uint64_t gpa, int level, uint64_t e) {
+    fn(EntryView{gpa, level, sept::state_of(e), sept::pfn_of(e)});
+  });
+}
+
+TdxModule::EntryView TdxModule::read_entry(uint64_t gpa, int tdx_level) const {
+  std::lock_guard lock(impl_->mu);
+  const int level = tdx_level < 0 ? 0 : tdx_level;
+  const uint64_t base = gpa & ~(sept::level_bytes(level) - 1);
+  EntryView none{base, tdx_level, SeptState::Free, kInvalidPfn};
+  if (tdx_level < 0 || tdx_level > impl_->tree.root_level()) return none;
+  const SeptWalk w = impl_->tree.walk(gpa, tdx_level);
+  if (!w.reached) return none;
+  return EntryView{base, tdx_level, w.state(), w.pfn()};
+}
+
+PamtType TdxModule::pamt_type(Pfn pfn) const {
+  std::lock_guard lock(impl_->mu);
+  return impl_->pamt.type(pfn);
+}
+
+bool TdxModule::hkid_assigned() const {
+  std::lock_guard lock(impl_->mu);
+  return lifecycle_ == Lifecycle::HkidAssigned || lifecycle_ == Lifecycle::KeysConfigured ||
+         lifecycle_ == Lifecycle::Blocked;
+}
+
+bool TdxModule::vcpu_in_guest(int vcpu) const {
+  std::lock_guard lock(impl_->mu);
+  const Impl::Vcpu* v = impl_->find_vcpu(vcpu);
+  return v != nullptr && v->in_guest;
+}
+
+}  // namespace mirrormmu::tdx

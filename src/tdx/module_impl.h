@@ -1,0 +1,199 @@
+// TdxModule's private state and the checks every SEAMCALL shares. Only the
+// module_*.cpp files include this.
+//
+// Concurrency: one recursive mutex serializes every call, so the module is
+// thread-safe today. The module's own locks (TDR, S-EPT tree, TD epoch,
+// per-entry) are still modelled as try-locks taken in the module's order,
+// so turning them into real contention later is a change inside SharexLock
+// and LockSet, not in the calls. They cannot conflict while the mutex is held
+// because every call releases what it took before returning. The mutex is
+// recursive so an observer may use the introspection accessors from
+// on_seamcall().
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <initializer_list>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <vector>
+
+#include "sync/sched.h"
+#include "tdx/module.h"
+#include "tdx/pamt.h"
+#include "tdx/sept_tree.h"
+
+namespace mirrormmu::tdx {
+
+enum class LockMode : uint8_t { Shared, Exclusive };
+
+// The module's sharex lock: never waits, a conflict is reported to the caller.
+class SharexLock {
+ public:
+  bool try_lock(LockMode mode) {
+    if (exclusive_) return false;
+    if (mode == LockMode::Exclusive) {
+      if (shared_ != 0) return false;
+      exclusive_ = true;
+    } else {
+      ++shared_;
+    }
+    return true;
+  }
+  void unlock(LockMode mode) {
+    if (mode == LockMode::Exclusive) {
+      exclusive_ = false;
+    } else {
+      --shared_;
+    }
+  }
+
+ private:
+  bool exclusive_ = false;
+  uint32_t shared_ = 0;
+};
+
+// A set of TD op-states a call is permitted in.
+class OpStates {
+ public:
+  constexpr OpStates(std::initializer_list<OpState> states) {
+    for (OpState s : states) bits_ |= bit(s);
+  }
+  constexpr bool has(OpState s) const { return (bits_ & bit(s)) != 0; }
+
+ private:
+  static constexpr uint8_t bit(OpState s) { return static_cast<uint8_t>(1u << static_cast<unsigned>(s)); }
+  uint8_t bits_ = 0;
+};
+
+inline constexpr OpStates kBuildOrRun{OpState::Initialized, OpState::Runnable};
+inline constexpr int kRootLevel = -1;  // "up to the root" in a MemCall level range
+
+// The static part of a TDH.MEM call's prologue (§2.0 of the fact sheet).
+struct MemCall {
+  OpStates op_states;
+  int min_level;
+  int max_level;                       // kRootLevel: the root table's level
+  std::optional<LockMode> tree_lock;   // PAGE.ADD relies on the exclusive TDR lock instead
+  LockMode tdr_lock = LockMode::Shared;
+};
+
+struct TdxModule::Impl {
+  struct Vcpu {
+    Pfn tdvpr = kInvalidPfn;
+    std::vector<Pfn> tdcx;
+    bool initialized = false;  // VP.INIT done
+    bool associated = true;    // until VP.FLUSH; VP.ADDCX/INIT/ENTER re-associate
+    bool in_guest = false;
+    uint64_t epoch = 0;        // TD_EPOCH sampled at the last VP.ENTER
+  };
+
+  // Locks one call holds; all are released when the call returns.
+  class LockSet {
+   public:
+    explicit LockSet(Impl& impl) : impl_(impl) {}
+    ~LockSet();
+    LockSet(const LockSet&) = delete;
+    LockSet& operator=(const LockSet&) = delete;
+
+    Status tdr(LockMode mode, Operand busy_operand);
+    Status sept_tree(LockMode mode);
+    Status epoch(LockMode mode);
+    Status entry(uint64_t& entry);
+
+   private:
+    Impl& impl_;
+    std::optional<LockMode> tdr_, tree_, epoch_;
+    uint64_t* entry_ = nullptr;
+  };
+
+  Impl(TdxModule& self, uint64_t npages, int sept_levels) : m(self), tree(sept_levels), pamt(npages) {}
+
+  // Runs one SEAMCALL: scheduling point, module lock, body, accounting.
+  template <class Fn>
+  auto call(Leaf leaf, uint64_t gpa, int tdx_level, Fn&& body) {
+    // Outside the mutex: a deterministic scheduler may switch threads here,
+    // and the thread it switches to may be about to enter the module.
+    sync::sched_point(sync::PointKind::Seamcall, &m);
+    std::lock_guard lock(mu);
+    auto result = body();
+    record(leaf, gpa, tdx_level, status_of(result));
+    return result;
+  }
+  static Status status_of(Status s) { return s; }
+  static Status status_of(const Ret& r) { return r.status; }
+  static Status status_of(const AcceptResult& r) { return r.status; }
+  void record(Leaf leaf, uint64_t gpa, int tdx_level, Status s);
+  // Fault injection at the entry of a host S-EPT/memory call.
+  Status injected(Operand busy_operand);
+
+  // ---- module try-locks ----------------------------------------------------
+  Status try_lock_tdr(LockMode mode, Operand busy_operand);
+  Status try_lock_sept_tree(LockMode mode);
+  Status try_lock_epoch(LockMode mode);
+  Status try_lock_entry(uint64_t& entry);
+
+  // ---- shared checks ---------------------------------------------------------
+  Status check_tdr(Operand op) const;
+  // §2.0 steps 2-4: TDR operand and lock, lifecycle, TDCS, op-state.
+  Status td_prologue(LockSet& locks, Operand tdr_operand, LockMode tdr_mode, OpStates ok);
+  Status check_page_info(uint64_t gpa, int level, int min_level, int max_level) const;
+  // Steps 2-8 for a call on the entry at (gpa, level); fills `w` on success.
+  Ret mem_prologue(LockSet& locks, const MemCall& c, uint64_t gpa, int level, SeptWalk& w);
+  // A frame (or a 512^size_level run) the host hands to the module.
+  Status check_new_page(Pfn base, int size_level, Operand op) const;
+  bool tracking_required() const { return m.op_state_ == OpState::Runnable; }
+  bool tracked(Pfn blocked_object) const;
+  Vcpu* find_vcpu(int vcpu);
+  const Vcpu* find_vcpu(int vcpu) const;
+  // Status with RCX/RDX extended info describing the entry `w` ended at.
+  static Ret ext(Status s, const SeptWalk& w);
+
+  // ---- call bodies (one per leaf) --------------------------------------------
+  Status mng_create(Pfn tdr, uint16_t hkid);
+  Status mng_key_config();
+  Status mng_addcx(Pfn tdcx);
+  Status mng_init();
+  Status vp_create(int vcpu, Pfn tdvpr);
+  Status vp_addcx(int vcpu, Pfn tdcx);
+  Status vp_init(int vcpu);
+  Status mr_extend(uint64_t gpa);
+  Status mr_finalize();
+
+  Ret sept_add(uint64_t gpa, int level, Pfn page);
+  Ret page_add(uint64_t gpa, int level, Pfn hpa, Pfn source);
+  Ret page_aug(uint64_t gpa, int level, Pfn hpa);
+  Ret range_block(uint64_t gpa, int level);
+  Ret range_unblock(uint64_t gpa, int level);
+  Ret page_remove(uint64_t gpa, int level);
+  Ret sept_remove(uint64_t gpa, int level);
+  Ret sept_rd(uint64_t gpa, int level);
+
+  Status mem_track();
+  Status vp_enter(int vcpu);
+  void td_exit(int vcpu);
+  AcceptResult page_accept(int vcpu, uint64_t gpa, int level);
+
+  Status page_reclaim(Pfn page);
+  Status page_wbinvd(Pfn page, uint16_t hkid);
+  Status vp_flush(int vcpu);
+  Status mng_vpflushdone();
+  Status cache_wb(bool resume);
+  Status mng_key_freeid();
+
+  // ---- state -------------------------------------------------------------------
+  TdxModule& m;
+  mutable std::recursive_mutex mu;
+  SeptTree tree;
+  Pamt pamt;
+  SharexLock tdr_lock, sept_tree_lock, epoch_lock;
+  std::vector<Pfn> tdcs;                   // tdcs[0] holds the S-EPT root
+  std::map<int, Vcpu> vcpus;
+  std::array<uint64_t, 2> epoch_refcount{};  // vCPUs in guest, by entry-epoch parity
+  bool wbcache_done = false;               // CACHE.WB ran since the TD became BLOCKED
+  uint64_t mrtd_pages = 0;                 // PAGE.ADDs folded into MRTD
+  uint64_t mrtd_chunks = 0;                // MR.EXTENDs folded into MRTD
+};
+
+}  // namespace mirrormmu::tdx

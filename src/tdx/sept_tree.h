@@ -1,0 +1,109 @@
+// The Secure EPT as the TDX module keeps it: a radix tree of 512-entry
+// tables, each table living in a host frame the host donated (SEPT.ADD) or,
+// for the root, in the first TDCS page.
+//
+// An entry is one packed word: bits 2:0 the SeptState, bit 3 the module's
+// per-entry lock (TDEL), bits 63:12 the frame (child table for a non-leaf,
+// mapped page for a leaf). A FREE entry is 0, so a new table is all FREE.
+// Tables are found by the frame that holds them; a 64 GiB TD at 4K has about
+// 32K tables, so the map costs little next to the tables themselves.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <unordered_map>
+
+#include "base/types.h"
+#include "tdx/module.h"
+
+namespace mirrormmu::tdx {
+
+namespace sept {
+
+inline constexpr uint64_t kStateMask = 0x7;
+inline constexpr uint64_t kLockBit = 1ull << 3;
+
+constexpr uint64_t make_entry(SeptState s, Pfn pfn) {
+  return (pfn.v << kPageShift) | static_cast<uint64_t>(s);
+}
+constexpr SeptState state_of(uint64_t e) { return static_cast<SeptState>(e & kStateMask); }
+constexpr Pfn pfn_of(uint64_t e) {
+  return state_of(e) == SeptState::Free ? kInvalidPfn : Pfn{e >> kPageShift};
+}
+// Same entry with a new state, keeping frame and lock bit.
+constexpr uint64_t with_state(uint64_t e, SeptState s) {
+  return (e & ~kStateMask) | static_cast<uint64_t>(s);
+}
+
+// Bytes mapped by one entry at TDX level `level`.
+constexpr int level_shift(int level) { return kPageShift + kLevelBits * level; }
+constexpr uint64_t level_bytes(int level) { return 1ull << level_shift(level); }
+constexpr uint64_t level_pages(int level) { return 1ull << (kLevelBits * level); }
+constexpr int entry_index(uint64_t gpa, int level) {
+  return static_cast<int>((gpa >> level_shift(level)) & (kSptePerPage - 1));
+}
+
+// Architectural view returned in RCX on errors and by SEPT.RD: the HPA only
+// for leaves (the module hides S-EPT page addresses), RWX only where the
+// guest may access, suppress-#VE on FREE.
+uint64_t arch_entry(uint64_t e, int level);
+// RDX: bits 2:0 level, bits 15:8 public state.
+uint64_t level_state(uint64_t e, int level);
+
+}  // namespace sept
+
+struct SeptTable {
+  std::array<uint64_t, kSptePerPage> e{};
+  int level = 0;  // level of the entries this table holds
+};
+
+// Where a walk ended. `table` is null only when there is no root table.
+struct SeptWalk {
+  SeptTable* table = nullptr;
+  int index = 0;
+  int level = 0;
+  bool reached = false;  // ended at the requested level
+
+  uint64_t& raw() const { return table->e[static_cast<size_t>(index)]; }
+  uint64_t value() const { return table ? table->e[static_cast<size_t>(index)] : 0; }
+  SeptState state() const { return sept::state_of(value()); }
+  Pfn pfn() const { return sept::pfn_of(value()); }
+};
+
+class SeptTree {
+ public:
+  explicit SeptTree(int sept_levels);
+
+  int root_level() const { return levels_ - 1; }
+  // First GPA bit that is not private: the shared bit (47 or 51). GPAW is
+  // one bit wider, so "below the shared bit" also means "within GPAW".
+  int shared_bit() const { return levels_ == 5 ? 51 : 47; }
+  Pfn root() const { return root_; }
+
+  void create_root(Pfn pfn);
+  SeptTable& add_table(Pfn pfn, int level);
+  SeptTable* find(Pfn pfn) const;
+  // Drops a table (SEPT.REMOVE, or reclaim after teardown). Entries that
+  // still point at it are no longer walked or reported.
+  void remove_table(Pfn pfn);
+  size_t table_count() const { return tables_.size(); }
+
+  // Walk from the root toward `level`; stop early at any entry that is not
+  // NL_MAPPED (FREE, NL_BLOCKED, a leaf) or whose child table is gone.
+  SeptWalk walk(uint64_t gpa, int level) const;
+
+  using Visitor = std::function<void(uint64_t gpa, int level, uint64_t entry)>;
+  // Every non-FREE entry, parents before children, in GPA order.
+  void for_each(const Visitor& fn) const;
+
+ private:
+  void visit(const SeptTable& t, uint64_t base, const Visitor& fn) const;
+
+  int levels_;
+  Pfn root_ = kInvalidPfn;
+  std::unordered_map<uint64_t, std::unique_ptr<SeptTable>> tables_;
+};
+
+}  // namespace mirrormmu::tdx

@@ -1,0 +1,127 @@
+// The S-EPT hooks, as tdx.c implements them.
+#include "tdx/tdx_ops.h"
+
+#include <cerrno>
+
+#include "spte/spte.h"
+
+namespace mirrormmu::tdx {
+
+const char* td_state_name(TdState s) {
+  switch (s) {
+    case TdState::Uninitialized: return "uninitialized";
+    case TdState::Initialized: return "initialized";
+    case TdState::Runnable: return "runnable";
+  }
+  return "?";
+}
+
+TdxOps::TdxOps(TdxModule& module, PfnPool& pool, BugTracker& kvm, sync::MmuLock& mmu_lock)
+    : module_(module), pool_(pool), kvm_(kvm), mmu_lock_(mmu_lock) {}
+
+void TdxOps::kick() {
+  stats_.kicks++;
+  if (kicker_) kicker_->kick_all_vcpus_out();
+}
+
+Ret TdxOps::tdh_do_no_vcpus(const std::function<Ret()>& fn) {
+  sync::assert_held_write(mmu_lock_, kvm_);
+  Ret r = fn();
+  if (is_busy(r.status)) {
+    // The contention comes from TDH.VP.ENTER (zero-step mitigation) or from
+    // the guest's TDCALLs: keep vCPUs from entering, force them out, and the
+    // second try is expected to succeed; only a KVM or module bug breaks that.
+    wait_for_sept_zap_ = true;
+    kick();
+    stats_.no_vcpus_retries++;
+    r = fn();
+    wait_for_sept_zap_ = false;
+  }
+  return r;
+}
+
+int TdxOps::link_external_spt(Gfn gfn, PgLevel level, Pfn external_spt) {
+  const Ret r = module_.tdh_mem_sept_add(gfn.gpa(), tdx_level(level), external_spt);
+  if (is_busy(r.status)) return -EBUSY;
+  if (tdx_bug_on(r.status, kvm_, Site::tdh_mem_sept_add)) return -EIO;
+  return 0;
+}
+
+int TdxOps::set_external_spte(Gfn gfn, PgLevel level, uint64_t mirror_spte) {
+  if (kvm_bug_on(level != PgLevel::k4K, kvm_, Site::tdx_set_level)) return -EIO;
+  // S-EPT leaves are always RWX: TDX handles every private fault as a write.
+  warn_on_once(!spte::is_shadow_present(mirror_spte) || (mirror_spte & spte::kRwx) != spte::kRwx,
+               kvm_, Site::tdx_set_not_rwx);
+  const Pfn pfn = spte::to_pfn(mirror_spte);
+
+  if (state_ == TdState::Runnable) {
+    const Ret r = module_.tdh_mem_page_aug(gfn.gpa(), tdx_level(level), pfn);
+    if (is_busy(r.status)) return -EBUSY;
+    if (tdx_bug_on(r.status, kvm_, Site::tdh_mem_page_aug)) return -EIO;
+    return 0;
+  }
+  // TD build: only KVM_TDX_INIT_MEM_REGION may map private memory, and it
+  // supplies the source page to measure and encrypt.
+  if (kvm_bug_on(pre_fault_allowed_ || !page_add_src_.valid(), kvm_, Site::tdx_page_add_state)) return -EIO;
+  const Ret r = module_.tdh_mem_page_add(gfn.gpa(), tdx_level(level), pfn, page_add_src_);
+  if (is_busy(r.status)) return -EBUSY;
+  if (tdx_bug_on(r.status, kvm_, Site::tdh_mem_page_add)) return -EIO;
+  return 0;
+}
+
+int TdxOps::tdx_track() {
+  // Nothing has ever run, so no TLB holds a translation to flush.
+  if (state_ != TdState::Runnable) return 0;
+  sync::assert_held_write(mmu_lock_, kvm_);
+  const Ret r = tdh_do_no_vcpus([&] { return Ret{module_.tdh_mem_track()}; });
+  if (tdx_bug_on(r.status, kvm_, Site::tdh_mem_track)) return -EIO;
+  // Every vCPU still in the guest entered in an old epoch; forcing them out
+  // drains that epoch so the block counts as tracked.
+  kick();
+  return 0;
+}
+
+void TdxOps::tdx_quirk_reset_page(Pfn page) {
+  // MOVDIR64B over the page clears its integrity state before host reuse.
+  stats_.page_resets++;
+}
+
+void TdxOps::remove_external_spte(Gfn gfn, PgLevel level, uint64_t mirror_spte) {
+  sync::assert_held_write(mmu_lock_, kvm_);
+  // Leaves exist only while the HKID is assigned: guest_memfd removes every
+  // private page before the VM releases its key.
+  if (kvm_bug_on(!module_.hkid_assigned(), kvm_, Site::tdx_remove_no_hkid)) return;
+  if (kvm_bug_on(level != PgLevel::k4K, kvm_, Site::tdx_remove_level)) return;
+  const uint64_t gpa = gfn.gpa();
+  const int tl = tdx_level(level);
+
+  Ret r = tdh_do_no_vcpus([&] { return module_.tdh_mem_range_block(gpa, tl); });
+  if (tdx_bug_on(r.status, kvm_, Site::tdh_mem_range_block)) return;
+  if (tdx_track()) return;
+  // Races with TDH.VP.ENTER (zero-step) and the guest's TDCALLs on the entry.
+  r = tdh_do_no_vcpus([&] { return module_.tdh_mem_page_remove(gpa, tl); });
+  if (tdx_bug_on(r.status, kvm_, Site::tdh_mem_page_remove)) return;
+  const Pfn pfn = spte::to_pfn(mirror_spte);
+  if (tdx_bug_on(module_.tdh_phymem_page_wbinvd(pfn, module_.hkid()), kvm_, Site::tdh_phymem_page_wbinvd))
+    return;
+  tdx_quirk_reset_page(pfn);
+}
+
+int TdxOps::tdx_reclaim_page(Pfn page) {
+  // No BUSY handling: pages are reclaimed only after the HKID is released,
+  // when nothing can contend.
+  const Status err = module_.tdh_phymem_page_reclaim(page);
+  if (tdx_bug_on(err, kvm_, Site::tdh_phymem_page_reclaim)) return -EIO;
+  tdx_quirk_reset_page(page);
+  return 0;
+}
+
+int TdxOps::free_external_spt(Gfn gfn, PgLevel level, Pfn external_spt) {
+  // KVM never frees mirror page tables while the TD is alive.
+  if (kvm_bug_on(module_.hkid_assigned(), kvm_, Site::tdx_free_hkid_assigned)) return -EIO;
+  const int r = tdx_reclaim_page(external_spt);
+  if (r) stats_.leaked_pages++;
+  return r;
+}
+
+}  // namespace mirrormmu::tdx

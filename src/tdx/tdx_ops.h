@@ -1,0 +1,104 @@
+// The KVM side of TDX (tdx.c): the external hooks as SEAMCALL sequences, the
+// BUSY handling under the exclusive lock, TDX_BUG_ON on everything else, and
+// the TD's lifecycle (create, build, finalize, HKID release, reclaim).
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <vector>
+
+#include "base/bug.h"
+#include "mem/pfn_pool.h"
+#include "mmu/external_ops.h"
+#include "sync/mmu_lock.h"
+#include "tdx/module.h"
+
+namespace mirrormmu::tdx {
+
+// enum kvm_tdx_state / td_state
+enum class TdState : uint8_t { Uninitialized, Initialized, Runnable };
+const char* td_state_name(TdState s);
+
+// Forces every vCPU out of guest mode and waits for it
+// (kvm_make_all_cpus_request(KVM_REQ_OUTSIDE_GUEST_MODE)). The VM layer
+// implements it; it knows where its vCPUs are.
+class VcpuKicker {
+ public:
+  virtual ~VcpuKicker() = default;
+  virtual void kick_all_vcpus_out() = 0;
+};
+
+struct TdxOpsStats {
+  uint64_t kicks = 0;
+  uint64_t no_vcpus_retries = 0;  // tdh_do_no_vcpus() second tries
+  uint64_t page_resets = 0;       // tdx_quirk_reset_page()
+  uint64_t leaked_pages = 0;      // failed reclaims, leaked on purpose
+};
+
+class TdxOps final : public ExternalOps {
+ public:
+  TdxOps(TdxModule& module, PfnPool& pool, BugTracker& kvm, sync::MmuLock& mmu_lock);
+
+  void set_kicker(VcpuKicker* k) { kicker_ = k; }
+
+  // ---- kvm_x86_ops hooks --------------------------------------------------
+  int link_external_spt(Gfn gfn, PgLevel level, Pfn external_spt) override;
+  int set_external_spte(Gfn gfn, PgLevel level, uint64_t mirror_spte) override;
+  void remove_external_spte(Gfn gfn, PgLevel level, uint64_t mirror_spte) override;
+  int free_external_spt(Gfn gfn, PgLevel level, Pfn external_spt) override;
+
+  // ---- TD lifecycle ---------------------------------------------------------
+  int tdx_td_init(uint16_t hkid);               // MNG.CREATE, KEY.CONFIG, ADDCX..., MNG.INIT
+  int tdx_vcpu_create(int vcpu);                // VP.CREATE, VP.ADDCX..., VP.INIT
+  // KVM_TDX_INIT_MEM_REGION, one page: the caller maps gfn through the MMU
+  // (which lands in set_external_spte -> PAGE.ADD) between begin and end.
+  int tdx_init_mem_region_begin(Pfn source);
+  int tdx_init_mem_region_end(Gfn gfn);         // MR.EXTEND over the page
+  int tdx_td_finalize();                        // MR.FINALIZE, TD runnable
+  void tdx_mmu_release_hkid(const std::vector<int>& vcpus);
+  void tdx_vm_destroy();                        // reclaim TDVPR/TDCX and TDCS pages
+  void tdx_vm_free();                           // reclaim the TDR, after the mirror teardown
+
+  // ---- vCPU run -------------------------------------------------------------
+  // tdx_vcpu_run() up to TDH.VP.ENTER: false when entry is refused
+  // (wait_for_sept_zap, VM bugged, BUSY from the module).
+  bool tdx_vcpu_enter(int vcpu);
+  void tdx_vcpu_exit(int vcpu);
+
+  TdState td_state() const { return state_; }
+  bool hkid_assigned() const { return module_.hkid_assigned(); }
+  bool wait_for_sept_zap() const { return wait_for_sept_zap_; }
+  const TdxOpsStats& stats() const { return stats_; }
+  TdxModule& module() { return module_; }
+
+ private:
+  // tdh_do_no_vcpus(): try once; on BUSY keep vCPUs out, kick them, retry once.
+  Ret tdh_do_no_vcpus(const std::function<Ret()>& fn);
+  int tdx_track();
+  int tdx_reclaim_page(Pfn page);
+  void tdx_quirk_reset_page(Pfn page);
+  void kick();
+
+  TdxModule& module_;
+  PfnPool& pool_;
+  BugTracker& kvm_;
+  sync::MmuLock& mmu_lock_;
+  VcpuKicker* kicker_ = nullptr;
+  TdState state_ = TdState::Uninitialized;
+  bool pre_fault_allowed_ = false;
+  bool wait_for_sept_zap_ = false;
+  Pfn page_add_src_ = kInvalidPfn;
+  Pfn tdr_ = kInvalidPfn;
+  std::vector<Pfn> tdcs_;
+  struct VcpuPages {
+    int id;
+    Pfn tdvpr;
+    std::vector<Pfn> tdcx;
+  };
+  std::vector<VcpuPages> vcpu_pages_;
+  TdxOpsStats stats_;
+};
+
+inline int tdx_level(PgLevel l) { return lvl(l) - 1; }
+
+}  // namespace mirrormmu::tdx

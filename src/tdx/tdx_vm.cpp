@@ -1,0 +1,116 @@
+// The TD's life as tdx.c drives it: creation, build, finalize, vCPU entry,
+// HKID release and the reclaim of control pages.
+#include <cerrno>
+
+#include "tdx/tdx_ops.h"
+
+namespace mirrormmu::tdx {
+
+int TdxOps::tdx_td_init(uint16_t hkid) {
+  tdr_ = pool_.alloc(PageOwner::TdControl);
+  if (!tdr_.valid()) return -ENOMEM;
+  if (tdx_bug_on(module_.tdh_mng_create(tdr_, hkid), kvm_, Site::tdh_td_create)) return -EIO;
+  if (tdx_bug_on(module_.tdh_mng_key_config(), kvm_, Site::tdh_td_create)) return -EIO;
+  for (int i = 0; i < module_.config().tdcs_pages; i++) {
+    const Pfn p = pool_.alloc(PageOwner::TdControl);
+    if (!p.valid()) return -ENOMEM;
+    tdcs_.push_back(p);
+    if (tdx_bug_on(module_.tdh_mng_addcx(p), kvm_, Site::tdh_td_create)) return -EIO;
+  }
+  if (tdx_bug_on(module_.tdh_mng_init(), kvm_, Site::tdh_td_create)) return -EIO;
+  state_ = TdState::Initialized;
+  return 0;
+}
+
+int TdxOps::tdx_vcpu_create(int vcpu) {
+  VcpuPages vp{vcpu, pool_.alloc(PageOwner::TdControl), {}};
+  if (!vp.tdvpr.valid()) return -ENOMEM;
+  vcpu_pages_.push_back(vp);
+  VcpuPages& v = vcpu_pages_.back();
+  if (tdx_bug_on(module_.tdh_vp_create(vcpu, v.tdvpr), kvm_, Site::tdh_td_create)) return -EIO;
+  for (int i = 0; i < module_.config().tdvpx_pages; i++) {
+    const Pfn p = pool_.alloc(PageOwner::TdControl);
+    if (!p.valid()) return -ENOMEM;
+    v.tdcx.push_back(p);
+    if (tdx_bug_on(module_.tdh_vp_addcx(vcpu, p), kvm_, Site::tdh_td_create)) return -EIO;
+  }
+  if (tdx_bug_on(module_.tdh_vp_init(vcpu), kvm_, Site::tdh_td_create)) return -EIO;
+  return 0;
+}
+
+int TdxOps::tdx_init_mem_region_begin(Pfn source) {
+  if (state_ != TdState::Initialized || pre_fault_allowed_) return -EINVAL;
+  page_add_src_ = source;
+  return 0;
+}
+
+int TdxOps::tdx_init_mem_region_end(Gfn gfn) {
+  page_add_src_ = kInvalidPfn;
+  // TDH.MR.EXTEND runs outside mmu_lock, 256 bytes at a time.
+  for (uint64_t off = 0; off < kPageSize; off += 256)
+    if (tdx_bug_on(module_.tdh_mr_extend(gfn.gpa() + off), kvm_, Site::tdh_mr_extend)) return -EIO;
+  return 0;
+}
+
+int TdxOps::tdx_td_finalize() {
+  if (state_ != TdState::Initialized) return -EINVAL;
+  if (tdx_bug_on(module_.tdh_mr_finalize(), kvm_, Site::tdh_mr_finalize)) return -EIO;
+  state_ = TdState::Runnable;
+  pre_fault_allowed_ = true;
+  return 0;
+}
+
+bool TdxOps::tdx_vcpu_enter(int vcpu) {
+  // While a zap retries with vCPUs kicked out, entry is refused so the retry
+  // cannot collide with TDH.VP.ENTER or the guest's TDCALLs.
+  if (wait_for_sept_zap_ || kvm_.bugged() || state_ != TdState::Runnable) return false;
+  return module_.tdh_vp_enter(vcpu) == TDX_SUCCESS;
+}
+
+void TdxOps::tdx_vcpu_exit(int vcpu) {
+  if (module_.vcpu_in_guest(vcpu)) module_.td_exit(vcpu);
+}
+
+void TdxOps::tdx_mmu_release_hkid(const std::vector<int>& vcpus) {
+  if (!module_.hkid_assigned()) return;
+  for (int v : vcpus) {
+    tdx_vcpu_exit(v);
+    tdx_bug_on(module_.tdh_vp_flush(v), kvm_, Site::tdh_release_hkid);
+  }
+  tdx_bug_on(module_.tdh_mng_vpflushdone(), kvm_, Site::tdh_release_hkid);
+  tdx_bug_on(module_.tdh_phymem_cache_wb(false), kvm_, Site::tdh_release_hkid);
+  tdx_bug_on(module_.tdh_mng_key_freeid(), kvm_, Site::tdh_release_hkid);
+}
+
+void TdxOps::tdx_vm_destroy() {
+  // Control pages go back to the host only once the module lets go of them;
+  // a page whose reclaim fails is leaked, never reused.
+  auto reclaim_and_free = [&](Pfn p) {
+    if (!p.valid()) return;
+    // A page the module never took (creation failed part-way) is the host's.
+    if (module_.pamt_type(p) == PamtType::Nda || tdx_reclaim_page(p) == 0)
+      pool_.free(p, PageOwner::TdControl);
+    else
+      stats_.leaked_pages++;
+  };
+  for (auto& v : vcpu_pages_) {
+    for (Pfn p : v.tdcx) reclaim_and_free(p);
+    reclaim_and_free(v.tdvpr);
+  }
+  vcpu_pages_.clear();
+  for (Pfn p : tdcs_) reclaim_and_free(p);
+  tdcs_.clear();
+}
+
+void TdxOps::tdx_vm_free() {
+  // The TDR goes last: the module refuses to let it go while any page it
+  // parents (S-EPT pages included) is still assigned.
+  if (!tdr_.valid()) return;
+  if (module_.pamt_type(tdr_) == PamtType::Nda || tdx_reclaim_page(tdr_) == 0)
+    pool_.free(tdr_, PageOwner::TdControl);
+  else
+    stats_.leaked_pages++;
+  tdr_ = kInvalidPfn;
+}
+
+}  // namespace mirrormmu::tdx

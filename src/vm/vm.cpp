@@ -1,0 +1,225 @@
+// VM creation, memslots, attributes and teardown.
+#include "vm/vm.h"
+
+#include <algorithm>
+#include <cerrno>
+
+#include "spte/spte.h"
+#include "sync/rcu.h"
+
+namespace mirrormmu {
+
+const char* exit_reason_name(ExitReason r) {
+  switch (r) {
+    case ExitReason::None: return "none";
+    case ExitReason::MemoryFault: return "memory_fault";
+    case ExitReason::Mmio: return "mmio";
+    case ExitReason::NoMemory: return "enomem";
+    case ExitReason::VmDead: return "vm_dead";
+    case ExitReason::Retry: return "retry";
+  }
+  return "?";
+}
+
+Vm::Vm(const VmConfig& cfg, FaultInjector* inject) : cfg_(cfg), inject_(inject) {
+  pool_ = std::make_unique<PfnPool>(cfg_.pool_pages);
+  TdpMmuConfig mc;
+  mc.root_level = cfg_.ept_levels == 5 ? PgLevel::k256T : PgLevel::k512G;
+  const int gpa_bits = cfg_.ept_levels == 5 ? 52 : 48;
+  mc.max_gfn_exclusive = 1ull << (gpa_bits - kPageShift);
+  if (is_td()) {
+    // The shared bit is the top GPA bit the EPT can translate.
+    shared_bit_ = 1ull << (gpa_bits - 1);
+    gfn_direct_bits_ = shared_bit_ >> kPageShift;
+    mc.has_mirrored_tdp = true;
+    mc.gfn_direct_bits = gfn_direct_bits_;
+    mc.mmio_value = spte::kMmioValueTdx;
+    // Aliased gfns never exceed the shared bit.
+    mc.max_gfn_exclusive = gfn_direct_bits_;
+  } else {
+    mc.mmio_value = spte::kMmioValueVmx;
+  }
+  mmu_ = std::make_unique<TdpMmu>(*pool_, bugs_, mc, inject_);
+  if (is_td()) {
+    tdx::ModuleConfig modc;
+    modc.sept_levels = cfg_.ept_levels;
+    module_ = std::make_unique<tdx::TdxModule>(*pool_, modc, inject_);
+    tdx_ = std::make_unique<tdx::TdxOps>(*module_, *pool_, bugs_, mmu_->mmu_lock());
+    tdx_->set_kicker(this);
+    const DesignInfo* d = find_design(cfg_.design);
+    mmu_->set_external(tdx_.get(), d ? d->make() : nullptr);
+  }
+}
+
+Vm::~Vm() { destroy(); }
+
+int Vm::create() {
+  if (created_) return -EEXIST;
+  if (is_td() && !mmu_->design()) return -EINVAL;
+  created_ = true;
+  if (is_td())
+    if (int r = tdx_->tdx_td_init(cfg_.hkid)) return r;
+  for (int i = 0; i < cfg_.nr_vcpus; i++) {
+    vcpus_.push_back(std::make_unique<Vcpu>(i, *pool_));
+    if (is_td())
+      if (int r = tdx_->tdx_vcpu_create(i)) return r;
+  }
+  return 0;
+}
+
+Memslot* Vm::slot_by_id(int id) {
+  for (auto& s : slots_)
+    if (s->id == id) return s.get();
+  return nullptr;
+}
+
+Memslot* Vm::slot_for(Gfn gfn) {
+  for (auto& s : slots_)
+    if (s->contains(gfn)) return s.get();
+  return nullptr;
+}
+
+const Memslot* Vm::find_slot(Gfn gfn) const {
+  for (const auto& s : slots_)
+    if (s->contains(gfn)) return s.get();
+  return nullptr;
+}
+
+bool Vm::gfn_is_private(Gfn gfn) const {
+  const Memslot* s = find_slot(gfn);
+  return s && s->private_attr[gfn - s->base_gfn];
+}
+
+int Vm::add_memslot(int id, uint64_t gpa, uint64_t size, uint32_t flags) {
+  if (!created_ || destroyed_) return -EINVAL;
+  if (bugs_.bugged()) return -EIO;
+  if (size == 0 || (gpa | size) & (kPageSize - 1)) return -EINVAL;
+  if (shared_bit_ && (gpa + size > shared_bit_)) return -EINVAL;
+  if ((flags & kMemGuestMemfd) && !is_td()) return -EINVAL;
+  if (slot_by_id(id)) return -EEXIST;
+  const Gfn base = Gfn::from_gpa(gpa);
+  const uint64_t n = size >> kPageShift;
+  for (const auto& s : slots_)
+    if (base < s->base_gfn + s->npages && s->base_gfn < base + n) return -EEXIST;
+  auto s = std::make_unique<Memslot>();
+  s->id = id;
+  s->base_gfn = base;
+  s->npages = n;
+  s->flags = flags;
+  s->shared = std::make_unique<Backing>(*pool_, PageOwner::GuestShared, n, cfg_.shared_huge);
+  if (flags & kMemGuestMemfd)
+    s->gmem = std::make_unique<Backing>(*pool_, PageOwner::GuestPrivate, n, true);
+  s->private_attr.assign(n, 0);
+  s->dirty_bitmap.assign((n + 63) / 64, 0);
+  slots_.push_back(std::move(s));
+  stats_.memslot_adds++;
+  if (flags & kMemLogDirtyPages) return set_dirty_logging(id, true);
+  return 0;
+}
+
+void Vm::kvm_mmu_unmap_gfn_range(const GfnRange& r) {
+  sync::assert_held_write(mmu_->mmu_lock(), bugs_);
+  // Faults that looked up a pfn before this point must not install it.
+  invalidate_seq_++;
+  if (mmu_->kvm_tdp_mmu_unmap_gfn_range(r, false)) mmu_->kvm_flush_remote_tlbs();
+}
+
+int Vm::delete_memslot(int id) {
+  sync::RcuThread rcu_thread;
+  Memslot* s = slot_by_id(id);
+  if (!s || destroyed_) return -EINVAL;
+  {
+    // kvm_mmu_zap_memslot(): a TD never uses the "zap all" quirk; both
+    // private and shared mappings of the slot go.
+    sync::WriteGuard lock(mmu_->mmu_lock());
+    kvm_mmu_unmap_gfn_range({s->base_gfn, s->base_gfn + s->npages, GfnFilter::Both, true});
+  }
+  slots_.erase(std::find_if(slots_.begin(), slots_.end(), [&](auto& p) { return p.get() == s; }));
+  stats_.memslot_deletes++;
+  return 0;
+}
+
+int Vm::set_memory_attributes(uint64_t gpa, uint64_t size, bool to_private) {
+  sync::RcuThread rcu_thread;
+  if (!is_td() || destroyed_) return -EINVAL;
+  if (bugs_.bugged()) return -EIO;
+  if ((gpa | size) & (kPageSize - 1)) return -EINVAL;
+  const Gfn start = Gfn::from_gpa(gpa), end = Gfn::from_gpa(gpa + size);
+  for (Gfn g = start; g < end; g += 1)
+    if (!slot_for(g)) return -EINVAL;
+  {
+    // kvm_arch_pre_set_memory_attributes(): drop the side being left.
+    sync::WriteGuard lock(mmu_->mmu_lock());
+    kvm_mmu_unmap_gfn_range({start, end, to_private ? GfnFilter::Shared : GfnFilter::Private, true});
+  }
+  for (Gfn g = start; g < end; g += 1) {
+    Memslot* s = slot_for(g);
+    s->private_attr[g - s->base_gfn] = to_private ? 1 : 0;
+  }
+  stats_.conversions++;
+  return 0;
+}
+
+int Vm::punch_hole(uint64_t gpa, uint64_t size) {
+  sync::RcuThread rcu_thread;
+  if (!is_td() || destroyed_ || (gpa | size) & (kPageSize - 1)) return -EINVAL;
+  const Gfn start = Gfn::from_gpa(gpa), end = Gfn::from_gpa(gpa + size);
+  {
+    // guest_memfd invalidation: private mappings of the range go first, so a
+    // page is never freed while the S-EPT still maps it.
+    sync::WriteGuard lock(mmu_->mmu_lock());
+    kvm_mmu_unmap_gfn_range({start, end, GfnFilter::Private, true});
+  }
+  for (auto& s : slots_) {
+    if (!s->gmem) continue;
+    const Gfn lo = std::max(start, s->base_gfn), hi = std::min(end, s->base_gfn + s->npages);
+    if (lo < hi) s->gmem->punch_hole(lo - s->base_gfn, hi - lo);
+  }
+  return 0;
+}
+
+void Vm::destroy() {
+  if (destroyed_) return;
+  destroyed_ = true;
+  sync::RcuThread rcu_thread;
+  kick_all_vcpus_out();
+  if (is_td() && created_) {
+    // 1. guest_memfd files hold a VM reference and invalidate their whole
+    //    range before dropping it: every private leaf is removed from the
+    //    mirror and the S-EPT while the HKID is still assigned.
+    {
+      sync::WriteGuard lock(mmu_->mmu_lock());
+      for (auto& s : slots_)
+        if (s->gmem) kvm_mmu_unmap_gfn_range({s->base_gfn, s->base_gfn + s->npages, GfnFilter::Private, true});
+    }
+    for (auto& s : slots_)
+      if (s->gmem) s->gmem->release_all();
+    // 2. vm_pre_destroy: release the HKID.
+    std::vector<int> ids;
+    for (auto& v : vcpus_) ids.push_back(v->id);
+    tdx_->tdx_mmu_release_hkid(ids);
+  }
+  // 3. mmu_notifier release: direct roots only.
+  {
+    sync::WriteGuard lock(mmu_->mmu_lock());
+    mmu_->kvm_tdp_mmu_zap_all();
+  }
+  // 4. vCPUs drop their roots and caches.
+  for (auto& v : vcpus_) {
+    vcpu_put_roots(*v);
+    v->caches.free_all();
+  }
+  // 5. vm_destroy: TD control pages (TDCS, TDVPR/TDCX).
+  if (is_td() && created_) tdx_->tdx_vm_destroy();
+  // 6. kvm_mmu_uninit_tdp_mmu(): the mirror root goes now, each S-EPT page
+  //    reclaimed as its table is removed (legal: the HKID is gone).
+  mmu_->kvm_mmu_uninit_tdp_mmu();
+  // 7. vm_free: the TDR, then userspace frees its memory.
+  if (is_td() && created_) tdx_->tdx_vm_free();
+  for (auto& s : slots_) s->shared->release_all();
+  slots_.clear();
+  for (Pfn p : sources_) pool_->free(p, PageOwner::HostSource);
+  sources_.clear();
+}
+
+}  // namespace mirrormmu

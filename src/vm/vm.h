@@ -1,0 +1,157 @@
+// A VM as a VMM sees it through KVM's API: memslots, memory attributes,
+// vCPUs that fault on GPAs, dirty logging, and (for a TD) the TDX build and
+// teardown. Every operation takes the mmu_lock mode the kernel takes and
+// goes through the same TDP MMU, TDX glue and TDX module code.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "base/bug.h"
+#include "base/inject.h"
+#include "mem/backing.h"
+#include "mem/pfn_pool.h"
+#include "mmu/tdp_mmu.h"
+#include "tdx/module.h"
+#include "tdx/tdx_ops.h"
+
+namespace mirrormmu {
+
+enum class VmType : uint8_t { Normal, Td };
+
+struct VmConfig {
+  VmType type = VmType::Td;
+  int ept_levels = 4;              // 4 or 5: root level and the TDX shared bit (47 / 51)
+  uint64_t pool_pages = 1ull << 18; // host memory, in 4K frames (1 GiB)
+  std::string design = "baseline";
+  int nr_vcpus = 1;
+  bool shared_huge = true;         // back shared memory with 2M runs when possible
+  uint16_t hkid = 1;
+};
+
+inline constexpr uint32_t kMemLogDirtyPages = 1u << 0;  // KVM_MEM_LOG_DIRTY_PAGES
+inline constexpr uint32_t kMemGuestMemfd = 1u << 2;     // KVM_MEM_GUEST_MEMFD
+
+struct Memslot {
+  int id = 0;
+  Gfn base_gfn{};
+  uint64_t npages = 0;
+  uint32_t flags = 0;
+  std::unique_ptr<Backing> shared;   // userspace_addr side
+  std::unique_ptr<Backing> gmem;     // guest_memfd side (TD private memory)
+  std::vector<uint8_t> private_attr; // KVM_MEMORY_ATTRIBUTE_PRIVATE per gfn
+  std::vector<uint64_t> dirty_bitmap;
+  bool contains(Gfn g) const { return g >= base_gfn && g < base_gfn + npages; }
+};
+
+// Why a vCPU access or fault did not complete.
+enum class ExitReason : uint8_t {
+  None,          // done
+  MemoryFault,   // KVM_EXIT_MEMORY_FAULT: private/shared mismatch, userspace must convert
+  Mmio,          // emulated MMIO
+  NoMemory,      // cache top-up failed (-ENOMEM)
+  VmDead,        // the VM is bugged
+  Retry,         // gave up retrying (BUSY storms, entry refused)
+};
+const char* exit_reason_name(ExitReason r);
+
+struct VmOpStats {
+  uint64_t faults = 0, faults_fixed = 0, faults_spurious = 0, fault_retries = 0;
+  uint64_t accesses = 0, accepts = 0, vp_enters = 0;
+  uint64_t conversions = 0, memslot_adds = 0, memslot_deletes = 0, dirty_log_gets = 0;
+  uint64_t init_mem_pages = 0;
+};
+
+struct Vcpu {
+  explicit Vcpu(int i, PfnPool& pool) : id(i), caches(pool) {}
+  int id;
+  VcpuMmuCaches caches;
+  MmuPage* root = nullptr;         // direct root (root.hpa)
+  MmuPage* mirror_root = nullptr;  // mirror_root_hpa
+  bool in_guest = false;
+};
+
+class Vm : public tdx::VcpuKicker {
+ public:
+  explicit Vm(const VmConfig& cfg, FaultInjector* inject = nullptr);
+  ~Vm() override;
+  Vm(const Vm&) = delete;
+  Vm& operator=(const Vm&) = delete;
+
+  // Creates the TD (or plain VM) and its vCPUs. Returns 0 or -errno.
+  int create();
+  // KVM_SET_USER_MEMORY_REGION2. For a TD, kMemGuestMemfd adds private backing.
+  int add_memslot(int id, uint64_t gpa, uint64_t size, uint32_t flags);
+  int delete_memslot(int id);
+  // KVM_TDX_INIT_MEM_REGION: PAGE.ADD of an initial image, before finalize.
+  int init_mem_region(uint64_t gpa, uint64_t npages);
+  int finalize();  // KVM_TDX_FINALIZE_VM
+  // KVM_SET_MEMORY_ATTRIBUTES: converting zaps the side being dropped.
+  int set_memory_attributes(uint64_t gpa, uint64_t size, bool to_private);
+  // fallocate(PUNCH_HOLE) on guest_memfd.
+  int punch_hole(uint64_t gpa, uint64_t size);
+  int set_dirty_logging(int slot_id, bool on);
+  // KVM_GET_DIRTY_LOG without manual protect: returns and clears the bitmap,
+  // write-protecting the pages again.
+  std::optional<std::vector<uint64_t>> get_dirty_log(int slot_id);
+
+  // An EPT violation on `gpa` handled like kvm_mmu_page_fault() (with TDX's
+  // local retry for private GPAs).
+  ExitReason vcpu_fault(int vcpu, uint64_t gpa, bool write);
+  // The guest on `vcpu` touches `gpa`: enters if needed, takes EPT
+  // violations and handles them, accepts PENDING private pages.
+  ExitReason vcpu_access(int vcpu, uint64_t gpa, bool write);
+  // Takes every vCPU out of guest mode (also the kicker TDX uses).
+  void kick_all_vcpus_out() override;
+  // Teardown in the kernel's order. Idempotent.
+  void destroy();
+
+  // ---- accessors ----------------------------------------------------------
+  const VmConfig& config() const { return cfg_; }
+  bool is_td() const { return cfg_.type == VmType::Td; }
+  uint64_t shared_gpa_bit() const { return shared_bit_; }  // 0 for a normal VM
+  PfnPool& pool() { return *pool_; }
+  BugTracker& bugs() { return bugs_; }
+  TdpMmu& mmu() { return *mmu_; }
+  tdx::TdxModule* module() { return module_.get(); }
+  tdx::TdxOps* tdx() { return tdx_.get(); }
+  const std::vector<std::unique_ptr<Memslot>>& memslots() const { return slots_; }
+  const Memslot* find_slot(Gfn gfn) const;
+  bool gfn_is_private(Gfn gfn) const;
+  const VmOpStats& op_stats() const { return stats_; }
+  int nr_vcpus() const { return static_cast<int>(vcpus_.size()); }
+  bool destroyed() const { return destroyed_; }
+  uint64_t mmu_invalidate_seq() const { return invalidate_seq_; }
+  uint64_t sources_outstanding() const { return sources_.size(); }
+
+ private:
+  Memslot* slot_by_id(int id);
+  Memslot* slot_for(Gfn gfn);
+  int vcpu_load_roots(Vcpu& v);
+  void vcpu_put_roots(Vcpu& v);
+  void kvm_mmu_unmap_gfn_range(const GfnRange& r);
+  bool hw_translation_ok(Vcpu& v, uint64_t gpa, bool write);
+  void mark_page_dirty(Memslot& s, Gfn gfn);
+
+  VmConfig cfg_;
+  FaultInjector* inject_;
+  uint64_t shared_bit_ = 0;
+  uint64_t gfn_direct_bits_ = 0;
+  BugTracker bugs_;
+  std::unique_ptr<PfnPool> pool_;
+  std::unique_ptr<tdx::TdxModule> module_;
+  std::unique_ptr<TdpMmu> mmu_;
+  std::unique_ptr<tdx::TdxOps> tdx_;
+  std::vector<std::unique_ptr<Vcpu>> vcpus_;
+  std::vector<std::unique_ptr<Memslot>> slots_;
+  std::vector<Pfn> sources_;  // PAGE.ADD source pages still held by "userspace"
+  VmOpStats stats_;
+  uint64_t invalidate_seq_ = 0;
+  bool created_ = false;
+  bool destroyed_ = false;
+};
+
+}  // namespace mirrormmu
