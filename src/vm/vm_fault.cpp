@@ -11,6 +11,16 @@ namespace {
 // How often a fault is retried before the vCPU gives up and reports it; KVM
 // would re-enter the guest (or loop locally for TDX) until a signal arrives.
 constexpr int kMaxFaultRetries = 64;
+
+// KVM_LPAGE_MIXED_FLAG: a huge mapping may not straddle private and shared
+// gfns, or converting one 4K page would leave the other side mapped.
+bool hugepage_has_mixed_attrs(const Memslot& s, Gfn huge_base) {
+  const uint64_t first = huge_base - s.base_gfn;
+  const uint8_t a = s.private_attr[first];
+  for (uint64_t i = 1; i < pages_per_hpage(PgLevel::k2M); i++)
+    if (s.private_attr[first + i] != a) return true;
+  return false;
+}
 }
 
 int Vm::vcpu_load_roots(Vcpu& v) {
@@ -78,7 +88,8 @@ ExitReason Vm::vcpu_fault(int vcpu, uint64_t gpa, bool write) {
       const Gfn huge_base = gfn_round_for_level(f.gfn, PgLevel::k2M);
       if (f.max_level > PgLevel::k4K &&
           ((slot->flags & kMemLogDirtyPages) || huge_base < slot->base_gfn ||
-           huge_base + pages_per_hpage(PgLevel::k2M) > slot->base_gfn + slot->npages))
+           huge_base + pages_per_hpage(PgLevel::k2M) > slot->base_gfn + slot->npages ||
+           hugepage_has_mixed_attrs(*slot, huge_base)))
         f.max_level = PgLevel::k4K;
     }
     if (f.has_slot && !f.pfn.valid()) return ExitReason::NoMemory;

@@ -1,0 +1,350 @@
+#include "check/checker.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <utility>
+
+#include "check/raw_walker.h"
+#include "spte/spte.h"
+#include "sync/rcu.h"
+
+namespace mirrormmu {
+
+namespace {
+PageOwner expected_owner(tdx::PamtType t) {
+  switch (t) {
+    case tdx::PamtType::Reg: return PageOwner::GuestPrivate;
+    case tdx::PamtType::Ept: return PageOwner::SeptPage;
+    case tdx::PamtType::Tdr:
+    case tdx::PamtType::Tdcx:
+    case tdx::PamtType::Tdvpr: return PageOwner::TdControl;
+    case tdx::PamtType::Nda: break;
+  }
+  return PageOwner::Free;
+}
+}  // namespace
+
+// Buffers reused from one check to the next.
+struct Checker::Scratch {
+  RawTree tree;
+  std::vector<RawLeaf> mirror_leaves;
+  std::vector<RawTable> mirror_tables;
+  struct Item {
+    uint64_t gpa;
+    int tdx_level;
+    Pfn pfn;
+    tdx::SeptState state;
+  };
+  std::vector<Item> tables, leaves, mirror, sept;
+};
+
+Checker::Checker(Vm& vm, CheckerOptions opts) : vm_(vm), opts_(opts), scratch_(std::make_unique<Scratch>()) {
+  vm_.mmu().set_observer(this);
+  vm_.bugs().set_observer(this);
+  if (auto* m = vm_.module()) m->set_observer(this);
+  for (size_t i = 0; i < kSiteCount; i++) bug_hits_seen_[i] = vm_.bugs().hits(static_cast<Site>(i));
+}
+
+Checker::~Checker() {
+  vm_.mmu().set_observer(nullptr);
+  vm_.bugs().set_observer(nullptr);
+  if (auto* m = vm_.module()) m->set_observer(nullptr);
+}
+
+void Checker::on_spte_changed(const SpteChange& c) {
+  const uint64_t mmio = vm_.mmu().config().mmio_value;
+  transitions_.add({spte::kind_of(c.old_spte, c.level, mmio), spte::kind_of(c.new_spte, c.level, mmio),
+                    c.shared, c.mirror});
+}
+
+void Checker::on_external_hook(HookKind kind, Gfn gfn, PgLevel level, int ret) {
+  hooks_[static_cast<size_t>(kind)].fetch_add(1, std::memory_order_relaxed);
+  if (ret) hook_failures_[static_cast<size_t>(kind)].fetch_add(1, std::memory_order_relaxed);
+}
+
+void Checker::on_bug_site(Site s, bool vm_bugged_now) {}
+
+void Checker::fail(std::string invariant, std::string detail) {
+  if (violations_.size() >= opts_.max_violations) return;
+  violations_.push_back({std::move(invariant), std::move(detail), op_index_, op_});
+}
+
+// One pass over the whole state; a class so each invariant is a small method.
+class Checker::Pass {
+ public:
+  explicit Pass(Checker& c)
+      : c_(c), vm_(c.vm_), pool_(vm_.pool()), sc_(*c.scratch_),
+        mirror_leaves_(sc_.mirror_leaves), mirror_tables_(sc_.mirror_tables) {
+    mirror_leaves_.clear();
+    mirror_tables_.clear();
+  }
+
+  void run() {
+    walk_roots();
+    check_stats();
+    if (vm_.is_td() && vm_.module()) {
+      // Once the VM is bugged the two trees may legitimately disagree.
+      if (!vm_.bugs().bugged()) check_mirror_vs_sept();
+    }
+  }
+
+  // Every frame the TDX module holds is held by the matching host owner.
+  // A full scan of the pool, so only at the end of life.
+  void check_pamt_owners() {
+    c_.invariants_checked_++;
+    const tdx::TdxModule& m = *vm_.module();
+    for (uint64_t i = 0; i < pool_.size(); i++) {
+      const Pfn pfn{i};
+      const tdx::PamtType t = m.pamt_type(pfn);
+      if (t == tdx::PamtType::Nda) continue;
+      const PageOwner o = pool_.owner(pfn);
+      if (o == expected_owner(t)) continue;
+      // Freeing a page the TDX module still maps is the risk upstream accepts
+      // once the VM is bugged; anything else is a bug.
+      if (o == PageOwner::Free && vm_.bugs().bugged()) continue;
+      c_.fail("pamt_owner", fmt::format("pfn {:#x}: TDX module has it as {}, host as {}", i,
+                                        tdx::pamt_type_name(t), page_owner_name(o)));
+    }
+  }
+
+ private:
+  void walk_roots() {
+    const uint64_t direct_bits = vm_.mmu().config().gfn_direct_bits;
+    const uint64_t mmio = vm_.mmu().config().mmio_value;
+    vm_.mmu().for_each_root([&](MmuPage* root) {
+      const bool mirror = root->is_mirror();
+      c_.invariants_checked_ += 4;
+      if (pool_.owner(root->spt_pfn) != PageOwner::PageTable)
+        c_.fail("pfn_owner", fmt::format("root table {:#x} is {}", root->spt_pfn.v,
+                                         page_owner_name(pool_.owner(root->spt_pfn))));
+      RawTree& t = sc_.tree;
+      raw_walk(pool_, root->spt, root->role.level, mmio, t);
+      for (const auto& f : t.frozen)
+        c_.fail("frozen_reachable", fmt::format("FROZEN_SPTE at gfn {:#x} level {} in a {} root",
+                                                f.gfn.v & ~direct_bits, level_name(f.level),
+                                                mirror ? "mirror" : "direct"));
+      if (t.bad_entries)
+        c_.fail("bad_spte", fmt::format("{} entries of unknown form in a {} root", t.bad_entries,
+                                        mirror ? "mirror" : "direct"));
+      if (mirror && t.mmio) c_.fail("mirror_mmio", fmt::format("{} MMIO SPTEs in the mirror root", t.mmio));
+      for (const auto& tb : t.tables) check_table(tb, mirror, direct_bits);
+      for (const auto& lf : t.leaves) check_leaf(lf, mirror, direct_bits);
+      tables_ += t.tables.size();
+      if (mirror) {
+        mirror_tables_.insert(mirror_tables_.end(), t.tables.begin(), t.tables.end());
+        mirror_leaves_.insert(mirror_leaves_.end(), t.leaves.begin(), t.leaves.end());
+      }
+    });
+  }
+
+  void check_table(const RawTable& tb, bool mirror, uint64_t direct_bits) {
+    const Gfn gfn{tb.gfn.v & ~direct_bits};
+    if (!tb.sp) {
+      c_.fail("sp_linkage", fmt::format("table {:#x} at gfn {:#x} has no kvm_mmu_page", tb.pfn.v, gfn.v));
+      return;
+    }
+    if (tb.sp->role.level != tb.level || tb.sp->gfn != gfn || tb.sp->is_mirror() != mirror)
+      c_.fail("sp_linkage", fmt::format("sp {:#x}: level {} gfn {:#x} mirror {}, linked as level {} gfn {:#x} mirror {}",
+                                        tb.pfn.v, level_name(tb.sp->role.level), tb.sp->gfn.v,
+                                        tb.sp->is_mirror(), level_name(tb.level), gfn.v, mirror));
+    if (pool_.owner(tb.pfn) != PageOwner::PageTable)
+      c_.fail("pfn_owner", fmt::format("table {:#x} is {}", tb.pfn.v, page_owner_name(pool_.owner(tb.pfn))));
+    if (!mirror) return;
+    if (!tb.external_spt.valid()) {
+      c_.fail("external_spt", fmt::format("mirror sp at gfn {:#x} level {} has no external_spt", gfn.v,
+                                          level_name(tb.level)));
+    } else if (pool_.owner(tb.external_spt) != PageOwner::SeptPage) {
+      c_.fail("pfn_owner", fmt::format("external_spt {:#x} is {}", tb.external_spt.v,
+                                       page_owner_name(pool_.owner(tb.external_spt))));
+    }
+  }
+
+  void check_leaf(const RawLeaf& lf, bool mirror, uint64_t direct_bits) {
+    const Gfn gfn{lf.gfn.v & ~direct_bits};
+    recount_[lvl(lf.level) - 1]++;
+    if (lvl(lf.level) > kMaxHugeLevel)
+      c_.fail("leaf_level", fmt::format("leaf at level {} (gfn {:#x})", level_name(lf.level), gfn.v));
+    // Baseline: mirror leaves are 4K only (gmem_max_mapping_level is 4K).
+    if (mirror && lf.level != PgLevel::k4K)
+      c_.fail("mirror_huge", fmt::format("mirror leaf at level {} (gfn {:#x})", level_name(lf.level), gfn.v));
+    const uint64_t span = pages_per_hpage(lf.level);
+    for (uint64_t i = 0; i < span; i++) {
+      const Gfn g = gfn + i;
+      const Pfn pfn = lf.pfn + i;
+      const Memslot* s = vm_.find_slot(g);
+      if (!s) {
+        c_.fail("leaf_backing", fmt::format("gfn {:#x} mapped outside every memslot", g.v));
+        return;
+      }
+      const bool priv = s->private_attr[g - s->base_gfn];
+      const Backing* b = mirror ? s->gmem.get() : s->shared.get();
+      if (vm_.is_td() && priv != mirror) {
+        c_.fail("leaf_attr", fmt::format("gfn {:#x} is {} but mapped in the {} root", g.v,
+                                         priv ? "private" : "shared", mirror ? "mirror" : "direct"));
+        return;
+      }
+      if (!b || b->peek_pfn(g - s->base_gfn) != pfn) {
+        c_.fail("leaf_backing", fmt::format("gfn {:#x} maps pfn {:#x}, backing has {:#x}", g.v, pfn.v,
+                                            b ? b->peek_pfn(g - s->base_gfn).v : ~0ull));
+        return;
+      }
+      const PageOwner want = mirror ? PageOwner::GuestPrivate : PageOwner::GuestShared;
+      if (pool_.owner(pfn) != want) {
+        c_.fail("pfn_owner", fmt::format("gfn {:#x} maps pfn {:#x}, which is {}", g.v, pfn.v,
+                                         page_owner_name(pool_.owner(pfn))));
+        return;
+      }
+    }
+  }
+
+  void check_stats() {
+    c_.invariants_checked_ += 2;
+    const TdpMmuStats& st = vm_.mmu().stats();
+    for (int l = 0; l < kMaxHugeLevel; l++)
+      if (st.pages[l].load() != recount_[l])
+        c_.fail("stats_pages", fmt::format("pages_{} is {}, tables hold {}",
+                                           level_name(to_level(l + 1)), st.pages[l].load(), recount_[l]));
+    if (st.tdp_mmu_pages.load() != static_cast<int64_t>(tables_))
+      c_.fail("stats_tdp_mmu_pages", fmt::format("tdp_mmu_pages is {}, {} tables are linked",
+                                                 st.tdp_mmu_pages.load(), tables_));
+  }
+
+  // Mirror and S-EPT agree: same leaves (gfn, level, pfn, an unblocked
+  // state) and every mirror table linked by the S-EPT page KVM donated. Both
+  // sides come out of pre-order walks in GPA order, so this is one merge;
+  // they are sorted first only if something is out of order.
+  using Item = Scratch::Item;
+  static bool item_less(const Item& a, const Item& b) {
+    return a.gpa != b.gpa ? a.gpa < b.gpa : a.tdx_level > b.tdx_level;
+  }
+
+  void check_mirror_vs_sept() {
+    c_.invariants_checked_ += 2;
+    std::vector<Item>& tables = sc_.tables;
+    std::vector<Item>& leaves = sc_.leaves;
+    std::vector<Item>& mirror = sc_.mirror;
+    std::vector<Item>& sept = sc_.sept;
+    tables.clear();
+    leaves.clear();
+    sept.clear();
+    for (const auto& tb : mirror_tables_) tables.push_back({tb.gfn.gpa(), lvl(tb.level), tb.external_spt, tdx::SeptState::NlMapped});
+    for (const auto& lf : mirror_leaves_) leaves.push_back({lf.gfn.gpa(), lvl(lf.level) - 1, lf.pfn, tdx::SeptState::Mapped});
+    // Each list is in pre-order, i.e. already sorted by key: merge, don't sort.
+    mirror.resize(tables.size() + leaves.size());
+    std::merge(tables.begin(), tables.end(), leaves.begin(), leaves.end(), mirror.begin(), item_less);
+    if (!std::is_sorted(mirror.begin(), mirror.end(), item_less)) std::sort(mirror.begin(), mirror.end(), item_less);
+    sept.reserve(mirror.size());
+    vm_.module()->for_each_entry([&](const tdx::TdxModule::EntryView& e) {
+      sept.push_back({e.gpa, e.tdx_level, e.pfn, e.state});
+    });
+    if (!std::is_sorted(sept.begin(), sept.end(), item_less)) std::sort(sept.begin(), sept.end(), item_less);
+
+    size_t i = 0, j = 0;
+    while (i < mirror.size() || j < sept.size()) {
+      if (j == sept.size() || (i < mirror.size() && item_less(mirror[i], sept[j]))) {
+        const Item& m = mirror[i++];
+        const bool table = m.state == tdx::SeptState::NlMapped;
+        c_.fail(table ? "mirror_table_unpropagated" : "mirror_leaf_unpropagated",
+                fmt::format("mirror {} at gpa {:#x} (S-EPT level {}) has no S-EPT entry", table ? "table" : "leaf",
+                            m.gpa, m.tdx_level));
+      } else if (i == mirror.size() || item_less(sept[j], mirror[i])) {
+        const Item& e = sept[j++];
+        const bool table = tdx::is_nonleaf_state(e.state);
+        c_.fail(table ? "sept_table_unmirrored" : "sept_leaf_unmirrored",
+                fmt::format("S-EPT {} at gpa {:#x} level {} ({}) has no mirror counterpart",
+                            table ? "table" : "leaf", e.gpa, e.tdx_level, tdx::sept_state_name(e.state)));
+      } else {
+        const Item& m = mirror[i++];
+        const Item& e = sept[j++];
+        const bool table = m.state == tdx::SeptState::NlMapped;
+        if (table && (e.state != tdx::SeptState::NlMapped || e.pfn != m.pfn))
+          c_.fail("mirror_sept_table", fmt::format("gpa {:#x} level {}: external_spt {:#x}, S-EPT {:#x} {}", m.gpa,
+                                                   m.tdx_level, m.pfn.v, e.pfn.v, tdx::sept_state_name(e.state)));
+        if (!table && (!tdx::is_leaf_state(e.state) || tdx::is_blocked_state(e.state) || e.pfn != m.pfn))
+          c_.fail("mirror_sept_leaf", fmt::format("gpa {:#x} level {}: mirror pfn {:#x}, S-EPT pfn {:#x} {}", m.gpa,
+                                                  m.tdx_level, m.pfn.v, e.pfn.v, tdx::sept_state_name(e.state)));
+      }
+    }
+  }
+
+  Checker& c_;
+  Vm& vm_;
+  PfnPool& pool_;
+  int64_t recount_[kMaxHugeLevel] = {};
+  size_t tables_ = 0;
+  Scratch& sc_;
+  std::vector<RawLeaf>& mirror_leaves_;
+  std::vector<RawTable>& mirror_tables_;
+};
+
+void Checker::report_pool_violations() {
+  const auto log = vm_.pool().violation_log();
+  for (size_t i = pool_violations_seen_; i < log.size(); i++) fail("pool", log[i]);
+  pool_violations_seen_ = log.size();
+}
+
+size_t Checker::check(std::string_view after_op) {
+  op_index_++;
+  op_ = after_op;
+  checks_run_++;
+  const size_t before = violations_.size();
+
+  sync::RcuThread rcu_thread;
+  {
+    // A stable view: no fault can change the tables while we read them.
+    sync::WriteGuard lock(vm_.mmu().mmu_lock());
+    sync::RcuReadGuard rcu;
+    Pass(*this).run();
+  }
+
+  invariants_checked_++;
+  report_pool_violations();
+  invariants_checked_++;
+  if (opts_.bug_sites_are_failures) {
+    for (size_t i = 0; i < kSiteCount; i++) {
+      const Site s = static_cast<Site>(i);
+      const uint64_t h = vm_.bugs().hits(s);
+      if (h != bug_hits_seen_[i])
+        fail("bug_site", fmt::format("{} {} ({})", bug_kind_name(site_info(s).kind), site_info(s).id,
+                                     site_info(s).text));
+    }
+  }
+  for (size_t i = 0; i < kSiteCount; i++) bug_hits_seen_[i] = vm_.bugs().hits(static_cast<Site>(i));
+  return violations_.size() - before;
+}
+
+size_t Checker::check_end_of_life() {
+  op_index_++;
+  op_ = "teardown";
+  checks_run_++;
+  const size_t before = violations_.size();
+  PfnPool& pool = vm_.pool();
+  invariants_checked_ += 3;
+  if (vm_.mmu().stats().tdp_mmu_pages.load() != 0)
+    fail("teardown", fmt::format("tdp_mmu_pages is {}", vm_.mmu().stats().tdp_mmu_pages.load()));
+  size_t roots = 0;
+  vm_.mmu().for_each_root([&](MmuPage*) { roots++; });
+  if (roots) fail("teardown", fmt::format("{} roots left", roots));
+  pages_leaked_ = pages_leaked_on_purpose_ = 0;
+  for (uint64_t i = 0; i < pool.size(); i++) {
+    const Pfn pfn{i};
+    const PageOwner o = pool.owner(pfn);
+    if (o == PageOwner::Free) continue;
+    // Kept on purpose: the TDX module still owns it (a failed reclaim).
+    if (vm_.module() && vm_.module()->pamt_type(pfn) != tdx::PamtType::Nda) {
+      pages_leaked_on_purpose_++;
+      continue;
+    }
+    pages_leaked_++;
+    if (pages_leaked_ <= 8) fail("leak", fmt::format("pfn {:#x} still {} after teardown", i, page_owner_name(o)));
+  }
+  if (pages_leaked_on_purpose_ && !vm_.bugs().bugged())
+    fail("leak", fmt::format("{} pages kept by the TDX module although the VM never bugged",
+                             pages_leaked_on_purpose_));
+  if (vm_.module()) Pass(*this).check_pamt_owners();
+  report_pool_violations();
+  return violations_.size() - before;
+}
+
+}  // namespace mirrormmu

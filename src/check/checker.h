@@ -1,0 +1,94 @@
+// The checker: an observer that counts what happens (SPTE transitions, hook
+// calls, SEAMCALLs, bug sites) and, on request, asserts every invariant of
+// the mirror, the S-EPT and host memory. It never changes what it watches.
+#pragma once
+
+#include <array>
+#include <memory>
+#include <atomic>
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "check/transitions.h"
+#include "mmu/observer.h"
+#include "tdx/module.h"
+#include "vm/vm.h"
+
+namespace mirrormmu {
+
+struct Violation {
+  std::string invariant;  // e.g. "mirror_sept_leaf"
+  std::string detail;
+  uint64_t op_index = 0;  // the VM-level operation after which it was seen
+  std::string op;
+};
+
+struct CheckerOptions {
+  // A KVM_BUG_ON/TDX_BUG_ON/BUG/WARN/lockdep hit is a failure, unless the
+  // run injects faults on purpose.
+  bool bug_sites_are_failures = true;
+  // Stop recording after this many (the first ones tell the story).
+  size_t max_violations = 100;
+};
+
+class Checker final : public MmuObserver, public tdx::SeamcallObserver, public BugObserver {
+ public:
+  explicit Checker(Vm& vm, CheckerOptions opts = {});
+  ~Checker() override;
+  Checker(const Checker&) = delete;
+  Checker& operator=(const Checker&) = delete;
+
+  // Runs every invariant after a VM-level operation; returns how many new
+  // violations were found.
+  size_t check(std::string_view after_op);
+  // After Vm::destroy(): everything back in the pool, nothing owned twice.
+  size_t check_end_of_life();
+
+  // A failure found by a workload's own check (e.g. a wrong dirty bitmap).
+  void report(std::string invariant, std::string detail) { fail(std::move(invariant), std::move(detail)); }
+  const std::vector<Violation>& violations() const { return violations_; }
+  bool ok() const { return violations_.empty(); }
+  uint64_t checks_run() const { return checks_run_; }
+  uint64_t invariants_checked() const { return invariants_checked_; }
+  uint64_t ops() const { return op_index_; }
+  const TransitionCounts& transitions() const { return transitions_; }
+  uint64_t hook_calls(HookKind k) const { return hooks_[static_cast<size_t>(k)].load(); }
+  uint64_t hook_failures(HookKind k) const { return hook_failures_[static_cast<size_t>(k)].load(); }
+  uint64_t tlb_flushes() const { return flushes_.load(); }
+  uint64_t pages_leaked() const { return pages_leaked_; }
+  uint64_t pages_leaked_on_purpose() const { return pages_leaked_on_purpose_; }
+
+  // Observer interfaces.
+  void on_spte_changed(const SpteChange& c) override;
+  void on_external_hook(HookKind kind, Gfn gfn, PgLevel level, int ret) override;
+  void on_tlb_flush() override { flushes_.fetch_add(1, std::memory_order_relaxed); }
+  void on_seamcall(tdx::Leaf leaf, uint64_t gpa, int tdx_level, tdx::Status status) override {}
+  void on_bug_site(Site s, bool vm_bugged_now) override;
+
+ private:
+  class Pass;
+  struct Scratch;
+  void fail(std::string invariant, std::string detail);
+  void report_pool_violations();
+
+  Vm& vm_;
+  CheckerOptions opts_;
+  std::vector<Violation> violations_;
+  TransitionCounts transitions_;
+  std::array<std::atomic<uint64_t>, kHookKindCount> hooks_{};
+  std::array<std::atomic<uint64_t>, kHookKindCount> hook_failures_{};
+  std::atomic<uint64_t> flushes_{0};
+  std::array<uint64_t, kSiteCount> bug_hits_seen_{};
+  uint64_t op_index_ = 0;
+  std::string op_;
+  uint64_t checks_run_ = 0;
+  uint64_t invariants_checked_ = 0;
+  uint64_t pages_leaked_ = 0;
+  uint64_t pages_leaked_on_purpose_ = 0;
+  size_t pool_violations_seen_ = 0;
+  std::unique_ptr<Scratch> scratch_;
+};
+
+}  // namespace mirrormmu

@@ -1,0 +1,162 @@
+#include "report/summary.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+
+#include "tdx/status.h"
+
+namespace mirrormmu {
+
+std::string replay_command(const WorkloadConfig& c) {
+  std::string s = fmt::format("mirrormmu run --workload {} --seed {} --design {} --gib {} --vcpus {}", c.name,
+                              c.seed, c.design, c.gib, c.vcpus);
+  if (c.ept_levels != 4) s += fmt::format(" --ept-levels {}", c.ept_levels);
+  if (c.resched_interval) s += fmt::format(" --resched-interval {}", c.resched_interval);
+  return s;
+}
+
+namespace {
+
+struct SeamcallRow {
+  std::string leaf;
+  uint64_t calls;
+  std::vector<std::pair<std::string, uint64_t>> statuses;
+};
+
+std::vector<SeamcallRow> seamcall_rows(const RunOutcome& r) {
+  std::vector<SeamcallRow> rows;
+  const tdx::TdxModule* m = r.vm->module();
+  if (!m) return rows;
+  for (size_t i = 0; i < tdx::kLeafCount; i++) {
+    const auto& st = m->stats()[i];
+    if (!st.calls) continue;
+    SeamcallRow row{tdx::leaf_name(static_cast<tdx::Leaf>(i)), st.calls, {}};
+    for (const auto& [status, n] : st.by_status) row.statuses.emplace_back(tdx::status_str(status), n);
+    std::sort(row.statuses.begin(), row.statuses.end());
+    rows.push_back(std::move(row));
+  }
+  return rows;
+}
+
+}  // namespace
+
+std::string format_summary(const RunOutcome& r) {
+  const WorkloadConfig& c = r.config;
+  Vm& vm = *r.vm;
+  const Checker* ck = r.checker.get();
+  std::string out;
+  auto line = [&](const std::string& s) { out += s + "\n"; };
+
+  line(fmt::format("workload {}: {} GiB of guest RAM, {} vCPUs, {}-level EPT, design {}, host pool {} MiB",
+                   c.name, c.gib, c.vcpus, c.ept_levels, c.design,
+                   (vm.config().pool_pages << kPageShift) >> 20));
+  line(fmt::format("operations: {} in {:.2f} s", r.result.ops, r.result.seconds));
+
+  if (ck) {
+    line("");
+    line("SPTE transitions (old->new, lock, root)          count");
+    const auto& t = ck->transitions();
+    for (size_t i = 0; i < TransitionCounts::kClasses; i++)
+      if (t.count(i)) line(fmt::format("  {:<46} {:>10}", TransitionCounts::at(i).name(), t.count(i)));
+    line(fmt::format("  {:<46} {:>10}  ({} classes)", "total", t.total(), t.distinct()));
+    line("");
+    line("external hooks                                    calls   failed");
+    for (size_t k = 0; k < kHookKindCount; k++) {
+      const auto kind = static_cast<HookKind>(k);
+      line(fmt::format("  {:<46} {:>7} {:>8}", hook_kind_name(kind), ck->hook_calls(kind), ck->hook_failures(kind)));
+    }
+  }
+
+  const auto rows = seamcall_rows(r);
+  if (!rows.empty()) {
+    line("");
+    line("SEAMCALLs                          calls  statuses");
+    for (const auto& row : rows) {
+      std::string st;
+      for (const auto& [name, n] : row.statuses) st += fmt::format("{}{} {}", st.empty() ? "" : ", ", name, n);
+      line(fmt::format("  {:<28} {:>8}  {}", row.leaf, row.calls, st));
+    }
+  }
+
+  line("");
+  std::string sites;
+  for (size_t i = 0; i < kSiteCount; i++) {
+    const auto s = static_cast<Site>(i);
+    if (const uint64_t h = vm.bugs().hits(s))
+      sites += fmt::format("  {} {} x{}: {}\n", bug_kind_name(site_info(s).kind), site_info(s).id, h,
+                           site_info(s).text);
+  }
+  line(sites.empty() ? "bug/warn sites hit: none" : "bug/warn sites hit:\n" + sites.substr(0, sites.size() - 1));
+  if (vm.bugs().bugged()) line(fmt::format("VM bugged by {}", site_info(vm.bugs().first_bug()).id));
+
+  if (ck) {
+    line(fmt::format("invariants: {} checks after {} operations, {} failed", ck->invariants_checked(),
+                     ck->checks_run(), ck->violations().size()));
+    line(fmt::format("pages leaked: {} (kept by the TDX module after failed reclaims: {})", ck->pages_leaked(),
+                     ck->pages_leaked_on_purpose()));
+    line(fmt::format("TLB flushes: {}, yields: {}", ck->tlb_flushes(), vm.mmu().stats().yields.load()));
+    if (!ck->ok()) {
+      line("");
+      const Violation& v = ck->violations().front();
+      line(fmt::format("FAILED: invariant {} after operation #{} ({}): {}", v.invariant, v.op_index, v.op, v.detail));
+      for (size_t i = 1; i < std::min<size_t>(ck->violations().size(), 10); i++) {
+        const Violation& w = ck->violations()[i];
+        line(fmt::format("  also: {} after #{} ({}): {}", w.invariant, w.op_index, w.op, w.detail));
+      }
+      line("replay: " + replay_command(c));
+    }
+  }
+  line(r.result.ok ? "result: OK" : "result: FAILED");
+  return out;
+}
+
+nlohmann::json summary_json(const RunOutcome& r) {
+  using nlohmann::json;
+  const WorkloadConfig& c = r.config;
+  json j;
+  j["workload"] = c.name;
+  j["seed"] = c.seed;
+  j["design"] = c.design;
+  j["gib"] = c.gib;
+  j["vcpus"] = c.vcpus;
+  j["ept_levels"] = c.ept_levels;
+  j["operations"] = r.result.ops;
+  j["seconds"] = r.result.seconds;
+  j["ok"] = r.result.ok;
+  j["replay"] = replay_command(c);
+  if (const Checker* ck = r.checker.get()) {
+    json t = json::object();
+    for (size_t i = 0; i < TransitionCounts::kClasses; i++)
+      if (ck->transitions().count(i)) t[TransitionCounts::at(i).name()] = ck->transitions().count(i);
+    j["transitions"] = t;
+    json h = json::object();
+    for (size_t k = 0; k < kHookKindCount; k++) {
+      const auto kind = static_cast<HookKind>(k);
+      h[hook_kind_name(kind)] = {{"calls", ck->hook_calls(kind)}, {"failed", ck->hook_failures(kind)}};
+    }
+    j["hooks"] = h;
+    j["invariant_checks"] = ck->invariants_checked();
+    j["pages_leaked"] = ck->pages_leaked();
+    j["pages_kept_by_tdx"] = ck->pages_leaked_on_purpose();
+    json v = json::array();
+    for (const auto& x : ck->violations())
+      v.push_back({{"invariant", x.invariant}, {"detail", x.detail}, {"op_index", x.op_index}, {"op", x.op}});
+    j["violations"] = v;
+  }
+  json sc = json::object();
+  for (const auto& row : seamcall_rows(r)) {
+    json st = json::object();
+    for (const auto& [name, n] : row.statuses) st[name] = n;
+    sc[row.leaf] = {{"calls", row.calls}, {"statuses", st}};
+  }
+  j["seamcalls"] = sc;
+  json sites = json::object();
+  for (size_t i = 0; i < kSiteCount; i++)
+    if (const uint64_t n = r.vm->bugs().hits(static_cast<Site>(i))) sites[std::string(site_info(static_cast<Site>(i)).id)] = n;
+  j["bug_sites"] = sites;
+  j["vm_bugged"] = r.vm->bugs().bugged();
+  return j;
+}
+
+}  // namespace mirrormmu

@@ -1,0 +1,16 @@
+// The run summary: a text report for people and the same facts as JSON.
+#pragma once
+
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "workload/runner.h"
+
+namespace mirrormmu {
+
+// The command line that replays this run exactly.
+std::string replay_command(const WorkloadConfig& c);
+std::string format_summary(const RunOutcome& r);
+nlohmann::json summary_json(const RunOutcome& r);
+
+}  // namespace mirrormmu

@@ -1,0 +1,40 @@
+#include "workload/runner.h"
+
+#include <chrono>
+
+#include "sync/rcu.h"
+
+namespace mirrormmu {
+
+RunOutcome run_workload(const WorkloadConfig& cfg) {
+  RunOutcome out;
+  out.config = cfg;
+  const WorkloadInfo* w = find_workload(cfg.name);
+  if (!w) {
+    out.result.error = "unknown workload '" + cfg.name + "'";
+    out.result.exit_code = 2;
+    return out;
+  }
+  sync::RcuThread rcu_thread;
+  const auto t0 = std::chrono::steady_clock::now();
+  out.vm = std::make_unique<Vm>(w->vm_config(cfg), cfg.inject);
+  out.vm->mmu().set_resched_interval(cfg.resched_interval);
+  if (cfg.check) {
+    CheckerOptions opts;
+    opts.bug_sites_are_failures = cfg.bug_sites_are_failures;
+    out.checker = std::make_unique<Checker>(*out.vm, opts);
+  }
+  Driver d(*out.vm, out.checker.get(), cfg.inject != nullptr);
+  std::mt19937_64 rng(cfg.seed);
+  w->run(d, cfg, rng);
+  // Teardown runs even after a failure: it must still give every page back.
+  out.vm->destroy();
+  if (out.checker) out.checker->check_end_of_life();
+  out.result.ops = d.ops() + 1;
+  out.result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  out.result.ok = !out.checker || out.checker->ok();
+  out.result.exit_code = out.result.ok ? 0 : 1;
+  return out;
+}
+
+}  // namespace mirrormmu

@@ -1,0 +1,22 @@
+// Runs one workload end to end: VM, checker, operations, teardown, and the
+// end-of-life check. The VM and checker are kept for the report.
+#pragma once
+
+#include <memory>
+
+#include "check/checker.h"
+#include "vm/vm.h"
+#include "workload/workload.h"
+
+namespace mirrormmu {
+
+struct RunOutcome {
+  WorkloadConfig config;
+  WorkloadResult result;
+  std::unique_ptr<Vm> vm;
+  std::unique_ptr<Checker> checker;
+};
+
+RunOutcome run_workload(const WorkloadConfig& cfg);
+
+}  // namespace mirrormmu

@@ -1,0 +1,74 @@
+// Workloads: sequences of VM-level operations modelled on the KVM selftests,
+// each followed by a full invariant check. A run is fully determined by its
+// config (seed included), so any failure replays from one command line.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "check/checker.h"
+#include "vm/vm.h"
+
+namespace mirrormmu {
+
+struct WorkloadConfig {
+  std::string name = "td-life";
+  uint64_t seed = 1;
+  double gib = 0.5;           // guest RAM of the TD
+  int vcpus = 2;
+  std::string design = "baseline";
+  int ept_levels = 4;
+  unsigned resched_interval = 0;  // force yields in long walks (0: off)
+  bool check = true;              // run the invariants after every operation
+  FaultInjector* inject = nullptr;
+  bool bug_sites_are_failures = true;
+};
+
+struct WorkloadResult {
+  uint64_t ops = 0;
+  double seconds = 0;
+  bool ok = true;
+  int exit_code = 0;  // 0 clean, 1 invariant broken
+  std::string error;  // set when the workload itself could not run (bad config)
+};
+
+// Runs ops on a VM and checks after each; stops at the first failure.
+class Driver {
+ public:
+  // With `tolerate_errors`, an operation returning an error is not itself a
+  // failure (fault-injection runs expect -ENOMEM, -EIO...); invariants still are.
+  Driver(Vm& vm, Checker* checker, bool tolerate_errors = false)
+      : vm_(vm), checker_(checker), tolerate_errors_(tolerate_errors) {}
+  // Runs `fn` as operation `name`; false once something failed.
+  bool op(const std::string& name, const std::function<int()>& fn);
+  bool failed() const { return failed_; }
+  uint64_t ops() const { return ops_; }
+  Vm& vm() { return vm_; }
+  Checker* checker() { return checker_; }
+
+ private:
+  Vm& vm_;
+  Checker* checker_;
+  bool tolerate_errors_;
+  uint64_t ops_ = 0;
+  bool failed_ = false;
+};
+
+struct WorkloadInfo {
+  std::string name;
+  std::string description;
+  // Builds the VM config the workload needs from the user's config.
+  VmConfig (*vm_config)(const WorkloadConfig&);
+  // Drives the VM; returns false if it had to stop early.
+  bool (*run)(Driver&, const WorkloadConfig&, std::mt19937_64&);
+};
+
+const std::vector<WorkloadInfo>& workloads();
+const WorkloadInfo* find_workload(const std::string& name);
+
+}  // namespace mirrormmu
