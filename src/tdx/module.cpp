@@ -145,7 +145,7 @@ Status TdxModule::Impl::check_new_page(Pfn base, int size_level, Operand op) con
 // the BLOCK and every vCPU that entered before that TRACK has left.
 bool TdxModule::Impl::tracked(Pfn blocked_object) const {
   const std::optional<uint64_t> b = pamt.bepoch(blocked_object);
-  return true;
+  if (!b) return false;
   const uint64_t epoch = m.td_epoch_;
   if (*b + 1 < epoch) return true;
   return *b + 1 == epoch && epoch_refcount[*b & 1] == 0;
