@@ -47,7 +47,10 @@ PfnPool::~PfnPool() {
 bool PfnPool::should_fail() {
   int64_t n = fail_after_.load(std::memory_order_relaxed);
   if (n < 0) return false;
-  if (n == 0) return true;
+  if (n == 0) {
+    failed_allocs_.fetch_add(1, std::memory_order_relaxed);
+    return true;
+  }
   fail_after_.store(n - 1, std::memory_order_relaxed);
   return false;
 }

@@ -78,6 +78,7 @@ class PfnPool {
 
   // Test hook: make every allocation fail after `n` more succeed (-1: never).
   void fail_after(int64_t n) { fail_after_.store(n, std::memory_order_relaxed); }
+  uint64_t failed_allocs() const { return failed_allocs_.load(std::memory_order_relaxed); }
 
  private:
   struct Slot {
@@ -100,6 +101,7 @@ class PfnPool {
   std::unique_ptr<std::atomic<Slot*>[]> chunks_;
   std::array<std::atomic<uint64_t>, kPageOwnerCount> counts_{};
   std::atomic<int64_t> fail_after_{-1};
+  std::atomic<uint64_t> failed_allocs_{0};
   std::atomic<uint64_t> nviolations_{0};
   mutable std::mutex mu_;
   std::vector<std::string> violations_;

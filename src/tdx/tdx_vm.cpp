@@ -1,5 +1,6 @@
 // The TD's life as tdx.c drives it: creation, build, finalize, vCPU entry,
 // HKID release and the reclaim of control pages.
+#include <algorithm>
 #include <cerrno>
 
 #include "tdx/tdx_ops.h"
@@ -74,8 +75,15 @@ void TdxOps::tdx_vcpu_exit(int vcpu) {
 void TdxOps::tdx_mmu_release_hkid(const std::vector<int>& vcpus) {
   if (!module_.hkid_assigned()) return;
   for (int v : vcpus) {
+    // Only vCPUs the module knows (a failed creation left none behind).
+    const bool created = std::any_of(vcpu_pages_.begin(), vcpu_pages_.end(), [&](const VcpuPages& p) {
+      return p.id == v && module_.pamt_type(p.tdvpr) == PamtType::Tdvpr;
+    });
+    if (!created) continue;
     tdx_vcpu_exit(v);
-    tdx_bug_on(module_.tdh_vp_flush(v), kvm_, Site::tdh_release_hkid);
+    // A vCPU that never ran on any CPU is not associated: nothing to flush.
+    const Status err = module_.tdh_vp_flush(v);
+    if (status_base(err) != TDX_VCPU_NOT_ASSOCIATED) tdx_bug_on(err, kvm_, Site::tdh_release_hkid);
   }
   tdx_bug_on(module_.tdh_mng_vpflushdone(), kvm_, Site::tdh_release_hkid);
   tdx_bug_on(module_.tdh_phymem_cache_wb(false), kvm_, Site::tdh_release_hkid);

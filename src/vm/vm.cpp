@@ -62,6 +62,7 @@ int Vm::create() {
     if (is_td())
       if (int r = tdx_->tdx_vcpu_create(i)) return r;
   }
+  usable_ = true;
   return 0;
 }
 
@@ -89,7 +90,7 @@ bool Vm::gfn_is_private(Gfn gfn) const {
 }
 
 int Vm::add_memslot(int id, uint64_t gpa, uint64_t size, uint32_t flags) {
-  if (!created_ || destroyed_) return -EINVAL;
+  if (unusable()) return -EINVAL;
   if (bugs_.bugged()) return -EIO;
   if (size == 0 || (gpa | size) & (kPageSize - 1)) return -EINVAL;
   if (shared_bit_ && (gpa + size > shared_bit_)) return -EINVAL;
@@ -125,7 +126,7 @@ void Vm::kvm_mmu_unmap_gfn_range(const GfnRange& r) {
 int Vm::delete_memslot(int id) {
   sync::RcuThread rcu_thread;
   Memslot* s = slot_by_id(id);
-  if (!s || destroyed_) return -EINVAL;
+  if (!s || unusable()) return -EINVAL;
   {
     // kvm_mmu_zap_memslot(): a TD never uses the "zap all" quirk; both
     // private and shared mappings of the slot go.
@@ -139,7 +140,7 @@ int Vm::delete_memslot(int id) {
 
 int Vm::set_memory_attributes(uint64_t gpa, uint64_t size, bool to_private) {
   sync::RcuThread rcu_thread;
-  if (!is_td() || destroyed_) return -EINVAL;
+  if (!is_td() || unusable()) return -EINVAL;
   if (bugs_.bugged()) return -EIO;
   if ((gpa | size) & (kPageSize - 1)) return -EINVAL;
   const Gfn start = Gfn::from_gpa(gpa), end = Gfn::from_gpa(gpa + size);
@@ -160,7 +161,7 @@ int Vm::set_memory_attributes(uint64_t gpa, uint64_t size, bool to_private) {
 
 int Vm::punch_hole(uint64_t gpa, uint64_t size) {
   sync::RcuThread rcu_thread;
-  if (!is_td() || destroyed_ || (gpa | size) & (kPageSize - 1)) return -EINVAL;
+  if (!is_td() || unusable() || (gpa | size) & (kPageSize - 1)) return -EINVAL;
   const Gfn start = Gfn::from_gpa(gpa), end = Gfn::from_gpa(gpa + size);
   {
     // guest_memfd invalidation: private mappings of the range go first, so a

@@ -128,6 +128,7 @@ class Vm : public tdx::VcpuKicker {
   uint64_t sources_outstanding() const { return sources_.size(); }
 
  private:
+  bool unusable() const { return !usable_ || destroyed_; }
   Memslot* slot_by_id(int id);
   Memslot* slot_for(Gfn gfn);
   int vcpu_load_roots(Vcpu& v);
@@ -151,6 +152,9 @@ class Vm : public tdx::VcpuKicker {
   VmOpStats stats_;
   uint64_t invalidate_seq_ = 0;
   bool created_ = false;
+  // create() completed. A VMM whose VM or vCPU creation failed tears the VM
+  // down; until then every other operation is refused.
+  bool usable_ = false;
   bool destroyed_ = false;
 };
 

@@ -53,7 +53,7 @@ void Vm::mark_page_dirty(Memslot& s, Gfn gfn) {
 }
 
 ExitReason Vm::vcpu_fault(int vcpu, uint64_t gpa, bool write) {
-  if (vcpu < 0 || vcpu >= nr_vcpus() || destroyed_) return ExitReason::VmDead;
+  if (vcpu < 0 || vcpu >= nr_vcpus() || unusable()) return ExitReason::VmDead;
   Vcpu& v = *vcpus_[vcpu];
   if (bugs_.bugged()) return ExitReason::VmDead;
   stats_.faults++;
@@ -141,7 +141,7 @@ bool Vm::hw_translation_ok(Vcpu& v, uint64_t gpa, bool write) {
 }
 
 ExitReason Vm::vcpu_access(int vcpu, uint64_t gpa, bool write) {
-  if (vcpu < 0 || vcpu >= nr_vcpus() || destroyed_) return ExitReason::VmDead;
+  if (vcpu < 0 || vcpu >= nr_vcpus() || unusable()) return ExitReason::VmDead;
   Vcpu& v = *vcpus_[vcpu];
   sync::RcuThread rcu_thread;
   stats_.accesses++;
@@ -183,7 +183,7 @@ ExitReason Vm::vcpu_access(int vcpu, uint64_t gpa, bool write) {
 }
 
 int Vm::init_mem_region(uint64_t gpa, uint64_t npages) {
-  if (!is_td() || destroyed_ || vcpus_.empty()) return -EINVAL;
+  if (!is_td() || unusable()) return -EINVAL;
   if (bugs_.bugged()) return -EIO;
   if (tdx_->td_state() != tdx::TdState::Initialized) return -EINVAL;
   Vcpu& v = *vcpus_[0];
@@ -222,14 +222,14 @@ int Vm::init_mem_region(uint64_t gpa, uint64_t npages) {
 }
 
 int Vm::finalize() {
-  if (!is_td() || destroyed_) return -EINVAL;
+  if (!is_td() || unusable()) return -EINVAL;
   if (bugs_.bugged()) return -EIO;
   return tdx_->tdx_td_finalize();
 }
 
 int Vm::set_dirty_logging(int slot_id, bool on) {
   Memslot* s = slot_by_id(slot_id);
-  if (!s || destroyed_) return -EINVAL;
+  if (!s || unusable()) return -EINVAL;
   if (s->gmem) return -EINVAL;  // private memory cannot be dirty-logged
   if (on) {
     s->flags |= kMemLogDirtyPages;

@@ -19,12 +19,13 @@ RunOutcome run_workload(const WorkloadConfig& cfg) {
   const auto t0 = std::chrono::steady_clock::now();
   out.vm = std::make_unique<Vm>(w->vm_config(cfg), cfg.inject);
   out.vm->mmu().set_resched_interval(cfg.resched_interval);
+  out.vm->pool().fail_after(cfg.pool_fail_after);
   if (cfg.check) {
     CheckerOptions opts;
     opts.bug_sites_are_failures = cfg.bug_sites_are_failures;
     out.checker = std::make_unique<Checker>(*out.vm, opts);
   }
-  Driver d(*out.vm, out.checker.get(), cfg.inject != nullptr);
+  Driver d(*out.vm, out.checker.get(), cfg.inject != nullptr || cfg.pool_fail_after >= 0);
   std::mt19937_64 rng(cfg.seed);
   w->run(d, cfg, rng);
   // Teardown runs even after a failure: it must still give every page back.

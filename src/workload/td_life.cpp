@@ -145,6 +145,7 @@ const std::vector<WorkloadInfo>& workloads() {
        "a TD's whole life: build with PAGE.ADD, finalize, populate, convert private<->shared, "
        "dirty-log a shared slot, delete it, tear down",
        &td_life_vm, &td_life_run},
+      td_tiny_workload(),
   };
   return all;
 }

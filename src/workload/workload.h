@@ -26,6 +26,7 @@ struct WorkloadConfig {
   unsigned resched_interval = 0;  // force yields in long walks (0: off)
   bool check = true;              // run the invariants after every operation
   FaultInjector* inject = nullptr;
+  int64_t pool_fail_after = -1;   // host allocations fail after this many (-1: never)
   bool bug_sites_are_failures = true;
 };
 
@@ -69,6 +70,7 @@ struct WorkloadInfo {
 };
 
 const std::vector<WorkloadInfo>& workloads();
+const WorkloadInfo& td_tiny_workload();
 const WorkloadInfo* find_workload(const std::string& name);
 
 }  // namespace mirrormmu
