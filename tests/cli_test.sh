@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# The command line as a user meets it: exit codes, one-line errors, the seed
+# first, JSON output, and that a seed replays the same run.
+set -u
+bin=${1:?usage: cli_test.sh MIRRORMMU_BINARY}
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+fail=0
+pass=0
+check() {  # check NAME CONDITION...
+  local name=$1; shift
+  if "$@"; then pass=$((pass + 1)); else echo "FAIL: $name"; fail=$((fail + 1)); fi
+}
+
+# A clean run: exit 0, seed on the first line, a summary with the result.
+"$bin" run --workload td-tiny --seed 7 --json "$tmp/out.json" >"$tmp/out" 2>"$tmp/err"
+check "clean run exits 0" test $? -eq 0
+check "seed is printed first" test "$(head -n1 "$tmp/out")" = "seed 7"
+check "summary says OK" grep -q '^result: OK' "$tmp/out"
+check "summary has SEAMCALL table" grep -q 'TDH.MEM.PAGE.AUG' "$tmp/out"
+check "summary has transitions" grep -q 'nonpresent->leaf shared mirror' "$tmp/out"
+check "json written" grep -q '"ok": true' "$tmp/out.json"
+check "json has replay" grep -q '"replay": "mirrormmu run --workload td-tiny --seed 7' "$tmp/out.json"
+check "nothing on stderr" test ! -s "$tmp/err"
+
+# The same seed gives the same run (timings aside).
+"$bin" run --workload td-tiny --seed 7 >"$tmp/out2" 2>&1
+check "replay is identical" diff <(grep -v ' s$' "$tmp/out" | grep -v '^operations') <(grep -v ' s$' "$tmp/out2" | grep -v '^operations')
+
+# Bad usage: exit 2 and exactly one line on stderr.
+bad() {
+  local name=$1; shift
+  "$bin" "$@" >"$tmp/bo" 2>"$tmp/be"
+  local rc=$?
+  check "$name: exit 2 (got $rc)" test $rc -eq 2
+  check "$name: one line on stderr" test "$(wc -l <"$tmp/be")" -eq 1
+  check "$name: says error" grep -q '^mirrormmu: error:' "$tmp/be"
+}
+bad "no subcommand"
+bad "unknown subcommand" frobnicate
+bad "unknown flag" run --frobnicate
+bad "zero gib" run --gib 0
+bad "negative gib" run --gib -1
+bad "huge gib" run --gib 100000
+bad "non-numeric gib" run --gib lots
+bad "nan gib" run --gib nan
+bad "zero vcpus" run --vcpus 0
+bad "too many vcpus" run --vcpus 100000
+bad "unknown design" run --design nope
+bad "unknown workload" run --workload nope
+bad "bad ept levels" run --ept-levels 3
+bad "non-numeric seed" run --seed x
+bad "unwritable json" run --workload td-tiny --json /nonexistent-dir/x.json
+
+"$bin" run --help >"$tmp/help" 2>&1
+check "help exits 0" test $? -eq 0
+check "help lists the baseline design" grep -q 'baseline' "$tmp/help"
+check "help lists td-life" grep -q 'td-life' "$tmp/help"
+
+echo "$pass passed, $fail failed"
+test $fail -eq 0

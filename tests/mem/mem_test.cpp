@@ -1,0 +1,108 @@
+#include <gtest/gtest.h>
+
+#include "mem/backing.h"
+#include "mem/memory_cache.h"
+#include "mem/pfn_pool.h"
+
+namespace mirrormmu::test {
+namespace {
+
+TEST(PfnPool, AllocatesFreesAndCountsOwners) {
+  PfnPool pool(4096);
+  const Pfn a = pool.alloc(PageOwner::PageTable, true);
+  const Pfn b = pool.alloc(PageOwner::GuestPrivate);
+  ASSERT_TRUE(a.valid() && b.valid());
+  EXPECT_NE(a, b);
+  EXPECT_NE(pool.page_ptr(a), nullptr);
+  EXPECT_EQ(pool.page_ptr(b), nullptr);  // only page tables have memory
+  EXPECT_EQ(pool.count(PageOwner::PageTable), 1u);
+  EXPECT_EQ(pool.in_use(), 2u);
+  EXPECT_TRUE(pool.free(a, PageOwner::PageTable));
+  EXPECT_TRUE(pool.free(b, PageOwner::GuestPrivate));
+  EXPECT_EQ(pool.in_use(), 0u);
+  EXPECT_EQ(pool.violations(), 0u);
+}
+
+TEST(PfnPool, DoubleFreeAndWrongOwnerAreViolationsNotCrashes) {
+  PfnPool pool(4096);
+  const Pfn a = pool.alloc(PageOwner::SeptPage);
+  EXPECT_FALSE(pool.free(a, PageOwner::PageTable));  // wrong owner: not freed
+  EXPECT_EQ(pool.owner(a), PageOwner::SeptPage);
+  EXPECT_TRUE(pool.free(a, PageOwner::SeptPage));
+  EXPECT_FALSE(pool.free(a, PageOwner::SeptPage));  // double free
+  EXPECT_FALSE(pool.free(Pfn{1u << 30}, PageOwner::SeptPage));
+  EXPECT_EQ(pool.violations(), 3u);
+  const auto log = pool.violation_log();
+  ASSERT_EQ(log.size(), 3u);
+  EXPECT_NE(log[1].find("double free"), std::string::npos);
+}
+
+TEST(PfnPool, RunsAre2MAlignedAndExhaustionIsReported) {
+  PfnPool pool(2048);  // four 2M chunks
+  const Pfn single = pool.alloc(PageOwner::GuestShared);
+  int runs = 0;
+  for (Pfn r; (r = pool.alloc_run_2m(PageOwner::GuestPrivate)).valid(); runs++) EXPECT_EQ(r.v % 512, 0u);
+  // The chunk holding the single page can't be a run.
+  EXPECT_EQ(runs, 3);
+  EXPECT_EQ(pool.count(PageOwner::GuestPrivate), 3u * 512);
+  uint64_t singles = 0;
+  while (pool.alloc(PageOwner::GuestShared).valid()) singles++;
+  EXPECT_EQ(singles, 511u);
+  EXPECT_EQ(pool.count(PageOwner::Free), 0u);
+  EXPECT_TRUE(pool.free(single, PageOwner::GuestShared));
+}
+
+TEST(PfnPool, FailAfterInjectsExhaustion) {
+  PfnPool pool(4096);
+  pool.fail_after(2);
+  EXPECT_TRUE(pool.alloc(PageOwner::PageTable).valid());
+  EXPECT_TRUE(pool.alloc(PageOwner::PageTable).valid());
+  EXPECT_FALSE(pool.alloc(PageOwner::PageTable).valid());
+  EXPECT_EQ(pool.failed_allocs(), 1u);
+}
+
+TEST(MemoryCache, TopupFillsToCapacityWithInitValueAndFailsCleanly) {
+  PfnPool pool(4096);
+  BugTracker kvm;
+  PageCache c(pool, {PageOwner::PageTable, true, 0x8000000000000000ull, 8});
+  EXPECT_EQ(c.topup(4, nullptr), 0);
+  EXPECT_EQ(c.nobjs(), 8);
+  EXPECT_EQ(c.topup(4, nullptr), 0);  // enough held: no allocation
+  EXPECT_EQ(pool.count(PageOwner::PageTable), 8u);
+  const Pfn p = c.alloc(kvm);
+  for (int i = 0; i < kSptePerPage; i++) ASSERT_EQ(pool.page_ptr(p)[i], 0x8000000000000000ull);
+  pool.free(p, PageOwner::PageTable);
+  FaultInjector inj;
+  inj.arm(InjectPoint::CacheTopup, 1, Injection::NoMem);
+  for (int i = 0; i < 7; i++) pool.free(c.alloc(kvm), PageOwner::PageTable);
+  EXPECT_EQ(c.topup(1, &inj), -ENOMEM);
+  EXPECT_EQ(c.nobjs(), 0);
+  // An empty cache WARNs and still tries to allocate.
+  const Pfn q = c.alloc(kvm);
+  EXPECT_TRUE(q.valid());
+  EXPECT_EQ(kvm.hits(Site::memcache_empty), 1u);
+  pool.free(q, PageOwner::PageTable);
+  c.free_all();
+  EXPECT_EQ(pool.in_use(), 0u);
+}
+
+TEST(Backing, HugeBackingUsesRunsAndPunchingBreaksThem) {
+  PfnPool pool(4096);
+  Backing b(pool, PageOwner::GuestPrivate, 1024, true);
+  PgLevel lvl;
+  const Pfn p = b.get_pfn(5, &lvl);
+  EXPECT_EQ(lvl, PgLevel::k2M);
+  EXPECT_EQ(b.peek_pfn(0).v % 512, 0u);
+  EXPECT_EQ(p, b.peek_pfn(0) + 5);
+  EXPECT_EQ(b.populated(), 512u);
+  b.punch_hole(5, 1);
+  EXPECT_FALSE(b.peek_pfn(5).valid());
+  b.get_pfn(6, &lvl);
+  EXPECT_EQ(lvl, PgLevel::k4K);  // no longer a whole run
+  b.release_all();
+  EXPECT_EQ(pool.in_use(), 0u);
+  EXPECT_EQ(pool.violations(), 0u);
+}
+
+}  // namespace
+}  // namespace mirrormmu::test

@@ -1,0 +1,221 @@
+#include <gtest/gtest.h>
+
+#include "check/checker.h"
+#include "spte/spte.h"
+#include "vm/vm.h"
+
+namespace mirrormmu::test {
+namespace {
+
+constexpr uint64_t kRam = 1ull << 32;
+constexpr uint64_t kBuf = 1ull << 30;
+
+struct TdFixture {
+  explicit TdFixture(int vcpus = 2, FaultInjector* inj = nullptr) : vm(cfg(vcpus), inj), ck(vm, opts(inj)) {
+    EXPECT_EQ(vm.create(), 0);
+    EXPECT_EQ(vm.add_memslot(0, kRam, 4 << 20, kMemGuestMemfd), 0);
+    EXPECT_EQ(vm.add_memslot(1, kBuf, 4 << 20, 0), 0);
+  }
+  static VmConfig cfg(int vcpus) {
+    VmConfig c;
+    c.nr_vcpus = vcpus;
+    c.pool_pages = 1u << 14;
+    return c;
+  }
+  static CheckerOptions opts(FaultInjector* inj) {
+    CheckerOptions o;
+    o.bug_sites_are_failures = inj == nullptr;
+    return o;
+  }
+  void boot() {
+    ASSERT_EQ(vm.finalize(), 0);
+    ASSERT_EQ(vm.set_memory_attributes(kRam, 4 << 20, true), 0);
+  }
+  void expect_clean(const char* after) {
+    ck.check(after);
+    for (const auto& v : ck.violations()) ADD_FAILURE() << v.invariant << ": " << v.detail << " after " << v.op;
+  }
+  uint64_t shared(uint64_t gpa) const { return gpa | vm.shared_gpa_bit(); }
+  tdx::SeptState sept(uint64_t gpa) { return vm.module()->read_entry(gpa, 0).state; }
+
+  Vm vm;
+  Checker ck;
+};
+
+TEST(Vm, InitMemRegionUsesPageAddAndIsRefusedAfterFinalize) {
+  TdFixture fx;
+  ASSERT_EQ(fx.vm.init_mem_region(kRam, 4), 0);
+  EXPECT_EQ(fx.vm.module()->stats()[size_t(tdx::Leaf::MEM_PAGE_ADD)].calls, 4u);
+  EXPECT_EQ(fx.sept(kRam + 3 * kPageSize), tdx::SeptState::Mapped);  // measured, no accept needed
+  fx.expect_clean("init");
+  ASSERT_EQ(fx.vm.finalize(), 0);
+  EXPECT_EQ(fx.vm.init_mem_region(kRam + 16 * kPageSize, 1), -EINVAL);
+  EXPECT_EQ(fx.vm.finalize(), -EINVAL);
+  fx.expect_clean("finalize");
+}
+
+TEST(Vm, PrivateAccessAugsThenTheGuestAccepts) {
+  TdFixture fx;
+  fx.boot();
+  EXPECT_EQ(fx.vm.vcpu_access(0, kRam + 0x5000, true), ExitReason::None);
+  EXPECT_EQ(fx.sept(kRam + 0x5000), tdx::SeptState::Mapped);
+  EXPECT_EQ(fx.vm.module()->stats()[size_t(tdx::Leaf::MEM_PAGE_AUG)].calls, 1u);
+  EXPECT_EQ(fx.vm.module()->stats()[size_t(tdx::Leaf::TDG_MEM_PAGE_ACCEPT)].calls, 1u);
+  fx.expect_clean("access");
+}
+
+TEST(Vm, AccessOnTheWrongSideIsAMemoryFaultExit) {
+  TdFixture fx;
+  fx.boot();
+  // Private memory through its shared alias, and shared memory privately.
+  EXPECT_EQ(fx.vm.vcpu_access(0, fx.shared(kRam), false), ExitReason::MemoryFault);
+  EXPECT_EQ(fx.vm.vcpu_access(0, kBuf, false), ExitReason::MemoryFault);
+  EXPECT_EQ(fx.vm.vcpu_access(0, fx.shared(kBuf), true), ExitReason::None);
+  // No memslot: emulated MMIO.
+  EXPECT_EQ(fx.vm.vcpu_access(1, fx.shared(3ull << 30), false), ExitReason::Mmio);
+  fx.expect_clean("accesses");
+}
+
+TEST(Vm, ConversionZapsTheSideBeingLeft) {
+  TdFixture fx;
+  fx.boot();
+  for (int i = 0; i < 4; i++) ASSERT_EQ(fx.vm.vcpu_access(0, kRam + i * kPageSize, true), ExitReason::None);
+  ASSERT_EQ(fx.vm.set_memory_attributes(kRam + kPageSize, 2 * kPageSize, false), 0);
+  EXPECT_EQ(fx.sept(kRam), tdx::SeptState::Mapped);
+  EXPECT_EQ(fx.sept(kRam + kPageSize), tdx::SeptState::Free);
+  EXPECT_EQ(fx.sept(kRam + 2 * kPageSize), tdx::SeptState::Free);
+  EXPECT_EQ(fx.sept(kRam + 3 * kPageSize), tdx::SeptState::Mapped);
+  EXPECT_EQ(fx.vm.module()->stats()[size_t(tdx::Leaf::MEM_PAGE_REMOVE)].calls, 2u);
+  fx.expect_clean("to shared");
+  EXPECT_EQ(fx.vm.vcpu_access(1, fx.shared(kRam + kPageSize), true), ExitReason::None);
+  // Back to private: the shared mapping goes.
+  ASSERT_EQ(fx.vm.set_memory_attributes(kRam + kPageSize, kPageSize, true), 0);
+  fx.expect_clean("to private");
+  EXPECT_EQ(fx.vm.vcpu_access(1, kRam + kPageSize, true), ExitReason::None);
+  fx.expect_clean("private again");
+}
+
+TEST(Vm, SharedMemoryIsMappedHugeWhereTheSlotAllows) {
+  TdFixture fx;
+  fx.boot();
+  ASSERT_EQ(fx.vm.vcpu_access(0, fx.shared(kBuf + 0x3000), true), ExitReason::None);
+  EXPECT_EQ(fx.vm.mmu().stats().pages[1].load(), 1);
+  EXPECT_EQ(fx.vm.mmu().stats().pages[0].load(), 0);
+  // Converting one page of it to private zaps the whole 2M leaf, and the
+  // block is mapped at 4K from then on (mixed attributes).
+  ASSERT_EQ(fx.vm.set_memory_attributes(kBuf + 0x1000, kPageSize, true), 0);
+  EXPECT_EQ(fx.vm.mmu().stats().pages[1].load(), 0);
+  ASSERT_EQ(fx.vm.vcpu_access(0, fx.shared(kBuf + 0x3000), true), ExitReason::None);
+  EXPECT_EQ(fx.vm.mmu().stats().pages[0].load(), 1);
+  fx.expect_clean("mixed");
+}
+
+TEST(Vm, DirtyLogReportsExactlyTheWrittenPagesAndSplitsHugePages) {
+  TdFixture fx;
+  fx.boot();
+  for (uint64_t off = 0; off < (4 << 20); off += 2 << 20)
+    ASSERT_EQ(fx.vm.vcpu_access(0, fx.shared(kBuf + off), true), ExitReason::None);
+  ASSERT_EQ(fx.vm.mmu().stats().pages[1].load(), 2);
+  ASSERT_EQ(fx.vm.set_dirty_logging(1, true), 0);
+  const uint64_t written[] = {0, 7, 64, 513, 1023};
+  for (uint64_t p : written) ASSERT_EQ(fx.vm.vcpu_access(1, fx.shared(kBuf + p * kPageSize), true), ExitReason::None);
+  // Reads do not dirty.
+  ASSERT_EQ(fx.vm.vcpu_access(1, fx.shared(kBuf + 9 * kPageSize), false), ExitReason::None);
+  auto bm = fx.vm.get_dirty_log(1);
+  ASSERT_TRUE(bm.has_value());
+  std::vector<uint64_t> want(bm->size(), 0);
+  for (uint64_t p : written) want[p / 64] |= 1ull << (p % 64);
+  EXPECT_EQ(*bm, want);
+  EXPECT_EQ(fx.vm.mmu().stats().pages[1].load(), 0);  // both 2M leaves were split by writes
+  // The next round sees only new writes, including a page written before.
+  ASSERT_EQ(fx.vm.vcpu_access(0, fx.shared(kBuf + 7 * kPageSize), true), ExitReason::None);
+  bm = fx.vm.get_dirty_log(1);
+  std::fill(want.begin(), want.end(), 0);
+  want[0] = 1ull << 7;
+  EXPECT_EQ(*bm, want);
+  fx.expect_clean("dirty log");
+  EXPECT_EQ(fx.vm.set_dirty_logging(0, true), -EINVAL);  // private memory
+}
+
+TEST(Vm, DeletingAMemslotZapsBothSides) {
+  TdFixture fx;
+  fx.boot();
+  ASSERT_EQ(fx.vm.vcpu_access(0, kRam, true), ExitReason::None);
+  ASSERT_EQ(fx.vm.set_memory_attributes(kRam + kPageSize, kPageSize, false), 0);
+  ASSERT_EQ(fx.vm.vcpu_access(0, fx.shared(kRam + kPageSize), true), ExitReason::None);
+  ASSERT_EQ(fx.vm.delete_memslot(0), 0);
+  EXPECT_EQ(fx.sept(kRam), tdx::SeptState::Free);
+  EXPECT_EQ(fx.vm.mmu().stats().pages[0].load(), 0);
+  fx.expect_clean("delete");
+  EXPECT_EQ(fx.vm.vcpu_access(0, kRam, true), ExitReason::MemoryFault);
+}
+
+TEST(Vm, BadRequestsAreRefused) {
+  TdFixture fx;
+  EXPECT_EQ(fx.vm.add_memslot(2, kRam + 1, 4096, 0), -EINVAL);       // unaligned
+  EXPECT_EQ(fx.vm.add_memslot(2, kRam + 4096, 4096, 0), -EEXIST);    // overlaps slot 0
+  EXPECT_EQ(fx.vm.add_memslot(0, 8ull << 30, 4096, 0), -EEXIST);      // id in use
+  EXPECT_EQ(fx.vm.add_memslot(2, fx.vm.shared_gpa_bit(), 4096, 0), -EINVAL);  // shared alias
+  EXPECT_EQ(fx.vm.add_memslot(2, 8ull << 30, 0, 0), -EINVAL);
+  EXPECT_EQ(fx.vm.delete_memslot(7), -EINVAL);
+  EXPECT_EQ(fx.vm.set_memory_attributes(8ull << 30, 4096, true), -EINVAL);  // no slot
+  EXPECT_EQ(fx.vm.vcpu_access(5, kRam, true), ExitReason::VmDead);
+  EXPECT_FALSE(fx.vm.get_dirty_log(1).has_value());  // logging off
+  EXPECT_EQ(fx.vm.create(), -EEXIST);
+  fx.expect_clean("refusals");
+}
+
+TEST(Vm, TeardownReclaimsEverything) {
+  TdFixture fx;
+  ASSERT_EQ(fx.vm.init_mem_region(kRam, 2), 0);
+  fx.boot();
+  for (int i = 0; i < 600; i += 5) ASSERT_EQ(fx.vm.vcpu_access(i % 2, kRam + i * kPageSize, true), ExitReason::None);
+  ASSERT_EQ(fx.vm.vcpu_access(0, fx.shared(kBuf), true), ExitReason::None);
+  fx.vm.destroy();
+  EXPECT_EQ(fx.vm.module()->lifecycle(), tdx::Lifecycle::Teardown);
+  EXPECT_EQ(fx.vm.module()->chldcnt(), 0u);
+  EXPECT_EQ(fx.vm.pool().in_use(), 0u);
+  fx.ck.check_end_of_life();
+  EXPECT_TRUE(fx.ck.ok());
+  EXPECT_EQ(fx.ck.pages_leaked(), 0u);
+}
+
+TEST(Vm, ABuggedVmRefusesWorkAndStillTearsDown) {
+  FaultInjector inj;
+  TdFixture fx(2, &inj);
+  fx.boot();
+  ASSERT_EQ(fx.vm.vcpu_access(0, kRam, true), ExitReason::None);
+  // The next SEAMCALL fails with a non-BUSY error: TDX_BUG_ON.
+  inj.arm(InjectPoint::Seamcall, inj.seen(InjectPoint::Seamcall) + 1, Injection::Error);
+  EXPECT_EQ(fx.vm.vcpu_access(0, kRam + kPageSize, true), ExitReason::VmDead);
+  EXPECT_TRUE(fx.vm.bugs().bugged());
+  EXPECT_EQ(fx.vm.set_memory_attributes(kRam, kPageSize, false), -EIO);
+  EXPECT_EQ(fx.vm.vcpu_access(1, kRam, true), ExitReason::VmDead);
+  fx.vm.destroy();
+  fx.ck.check_end_of_life();
+  EXPECT_TRUE(fx.ck.ok());
+  EXPECT_EQ(fx.ck.pages_leaked(), 0u);
+}
+
+TEST(Vm, NormalVmHasOnlyDirectRoots) {
+  VmConfig c;
+  c.type = VmType::Normal;
+  c.pool_pages = 1u << 14;
+  Vm vm(c);
+  Checker ck(vm);
+  ASSERT_EQ(vm.create(), 0);
+  ASSERT_EQ(vm.add_memslot(0, kRam, 4 << 20, 0), 0);
+  EXPECT_EQ(vm.add_memslot(1, kBuf, 4 << 20, kMemGuestMemfd), -EINVAL);
+  EXPECT_EQ(vm.vcpu_access(0, kRam + 0x1000, true), ExitReason::None);
+  EXPECT_EQ(vm.vcpu_access(0, 3ull << 30, true), ExitReason::Mmio);
+  EXPECT_EQ(vm.mmu().stats().pages[1].load(), 1);
+  EXPECT_EQ(vm.module(), nullptr);
+  ck.check("normal");
+  EXPECT_TRUE(ck.ok());
+  vm.destroy();
+  ck.check_end_of_life();
+  EXPECT_TRUE(ck.ok());
+}
+
+}  // namespace
+}  // namespace mirrormmu::test
