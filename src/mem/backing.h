@@ -15,14 +15,16 @@ namespace mirrormmu {
 
 class Backing {
  public:
-  Backing(PfnPool& pool, PageOwner owner, uint64_t npages, bool huge);
+  // `huge`: the largest page the backing tries to use (4K: none; 2M: THP or
+  // guest_memfd folios; 1G: hugetlbfs 1G pages).
+  Backing(PfnPool& pool, PageOwner owner, uint64_t npages, PgLevel huge);
   ~Backing() { release_all(); }
   Backing(const Backing&) = delete;
   Backing& operator=(const Backing&) = delete;
 
   // The frame behind page `index`, allocating it if needed (kInvalidPfn when
   // the pool is exhausted). `max_level` is the largest mapping the backing
-  // allows there: 2M only for a fully backed, aligned run.
+  // allows there: the size of the aligned run the page sits in.
   Pfn get_pfn(uint64_t index, PgLevel* max_level = nullptr);
   Pfn peek_pfn(uint64_t index) const { return index < pfns_.size() ? pfns_[index] : kInvalidPfn; }
   // fallocate(PUNCH_HOLE): frees the frames of [first, first + n).
@@ -36,9 +38,11 @@ class Backing {
  private:
   PfnPool& pool_;
   PageOwner owner_;
-  bool huge_;
+  bool try_run(uint64_t index, PgLevel level);
+
+  PgLevel huge_;
   std::vector<Pfn> pfns_;
-  std::vector<uint8_t> run_;  // per 2M block: backed by one aligned run
+  std::vector<PgLevel> run_;  // per 2M block: the level of the aligned run backing it
   uint64_t populated_ = 0;
 };
 

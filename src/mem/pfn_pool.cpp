@@ -128,6 +128,27 @@ Pfn PfnPool::alloc_run_2m(PageOwner owner) {
   return kInvalidPfn;
 }
 
+Pfn PfnPool::alloc_run_1g(PageOwner owner) {
+  std::lock_guard g(mu_);
+  if (should_fail()) return kInvalidPfn;
+  // Rare and large: a scan for 512 aligned, fully free chunks is fine.
+  for (uint32_t first = 0; first + kChunkPages <= nchunks_; first += kChunkPages) {
+    bool all_free = true;
+    for (uint32_t c = first; c < first + kChunkPages && all_free; c++) all_free = chunk_free_[c] == kChunkPages;
+    if (!all_free) continue;
+    for (uint32_t c = first; c < first + kChunkPages; c++) {
+      const uint64_t base = uint64_t(c) * kChunkPages;
+      for (uint32_t i = 0; i < kChunkPages; i++) owner_[base + i].store(owner, std::memory_order_relaxed);
+      chunk_free_[c] = 0;
+    }
+    const uint64_t n = uint64_t(kChunkPages) * kChunkPages;
+    counts_[static_cast<size_t>(PageOwner::Free)].fetch_sub(n, std::memory_order_relaxed);
+    counts_[static_cast<size_t>(owner)].fetch_add(n, std::memory_order_relaxed);
+    return Pfn{uint64_t(first) * kChunkPages};
+  }
+  return kInvalidPfn;
+}
+
 bool PfnPool::free(Pfn pfn, PageOwner expected) {
   if (!in_range(pfn)) {
     std::lock_guard g(mu_);

@@ -48,6 +48,8 @@ class PfnPool {
   Pfn alloc(PageOwner owner, bool with_memory = false);
   // A 2M-aligned run of 512 free frames, for huge-page backing.
   Pfn alloc_run_2m(PageOwner owner);
+  // A 1G-aligned run of 512 * 512 free frames (hugetlbfs 1G backing).
+  Pfn alloc_run_1g(PageOwner owner);
   // Returns the frame. A frame whose owner is not `expected` is not freed and
   // is recorded as a violation (a double free has owner Free).
   bool free(Pfn pfn, PageOwner expected);

@@ -105,9 +105,9 @@ int Vm::add_memslot(int id, uint64_t gpa, uint64_t size, uint32_t flags) {
   s->base_gfn = base;
   s->npages = n;
   s->flags = flags;
-  s->shared = std::make_unique<Backing>(*pool_, PageOwner::GuestShared, n, cfg_.shared_huge);
+  s->shared = std::make_unique<Backing>(*pool_, PageOwner::GuestShared, n, cfg_.shared_backing);
   if (flags & kMemGuestMemfd)
-    s->gmem = std::make_unique<Backing>(*pool_, PageOwner::GuestPrivate, n, true);
+    s->gmem = std::make_unique<Backing>(*pool_, PageOwner::GuestPrivate, n, PgLevel::k2M);
   s->private_attr.assign(n, 0);
   s->dirty_bitmap.assign((n + 63) / 64, 0);
   slots_.push_back(std::move(s));

@@ -28,7 +28,8 @@ struct VmConfig {
   uint64_t pool_pages = 1ull << 18; // host memory, in 4K frames (1 GiB)
   std::string design = "baseline";
   int nr_vcpus = 1;
-  bool shared_huge = true;         // back shared memory with 2M runs when possible
+  // Largest page backing shared memory: 4K (plain), 2M (THP), 1G (hugetlbfs).
+  PgLevel shared_backing = PgLevel::k2M;
   uint16_t hkid = 1;
 };
 

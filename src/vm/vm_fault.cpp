@@ -14,12 +14,25 @@ constexpr int kMaxFaultRetries = 64;
 
 // KVM_LPAGE_MIXED_FLAG: a huge mapping may not straddle private and shared
 // gfns, or converting one 4K page would leave the other side mapped.
-bool hugepage_has_mixed_attrs(const Memslot& s, Gfn huge_base) {
+bool hugepage_has_mixed_attrs(const Memslot& s, Gfn huge_base, PgLevel level) {
   const uint64_t first = huge_base - s.base_gfn;
   const uint8_t a = s.private_attr[first];
-  for (uint64_t i = 1; i < pages_per_hpage(PgLevel::k2M); i++)
+  for (uint64_t i = 1; i < pages_per_hpage(level); i++)
     if (s.private_attr[first + i] != a) return true;
   return false;
+}
+
+// kvm_mmu_hugepage_adjust() for a shared gfn: the largest level at or below
+// what the backing offers whose aligned range lies inside the slot, is not
+// dirty-logged and has uniform attributes.
+PgLevel host_mapping_level_fits(const Memslot& s, Gfn gfn, PgLevel backing) {
+  if (s.flags & kMemLogDirtyPages) return PgLevel::k4K;
+  for (PgLevel l = backing; l > PgLevel::k4K; l = lower(l)) {
+    const Gfn base = gfn_round_for_level(gfn, l);
+    if (base < s.base_gfn || base + pages_per_hpage(l) > s.base_gfn + s.npages) continue;
+    if (!hugepage_has_mixed_attrs(s, base, l)) return l;
+  }
+  return PgLevel::k4K;
 }
 }
 
@@ -83,14 +96,7 @@ ExitReason Vm::vcpu_fault(int vcpu, uint64_t gpa, bool write) {
     } else {
       if (is_td() && slot->private_attr[f.gfn - slot->base_gfn]) return ExitReason::MemoryFault;
       f.pfn = slot->shared->get_pfn(f.gfn - slot->base_gfn, &backing_level);
-      f.max_level = backing_level;
-      // A huge mapping must fit inside the slot, and dirty logging tracks 4K.
-      const Gfn huge_base = gfn_round_for_level(f.gfn, PgLevel::k2M);
-      if (f.max_level > PgLevel::k4K &&
-          ((slot->flags & kMemLogDirtyPages) || huge_base < slot->base_gfn ||
-           huge_base + pages_per_hpage(PgLevel::k2M) > slot->base_gfn + slot->npages ||
-           hugepage_has_mixed_attrs(*slot, huge_base)))
-        f.max_level = PgLevel::k4K;
+      f.max_level = host_mapping_level_fits(*slot, f.gfn, backing_level);
     }
     if (f.has_slot && !f.pfn.valid()) return ExitReason::NoMemory;
     f.req_level = f.goal_level = f.max_level;

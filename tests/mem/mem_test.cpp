@@ -88,7 +88,7 @@ TEST(MemoryCache, TopupFillsToCapacityWithInitValueAndFailsCleanly) {
 
 TEST(Backing, HugeBackingUsesRunsAndPunchingBreaksThem) {
   PfnPool pool(4096);
-  Backing b(pool, PageOwner::GuestPrivate, 1024, true);
+  Backing b(pool, PageOwner::GuestPrivate, 1024, PgLevel::k2M);
   PgLevel lvl;
   const Pfn p = b.get_pfn(5, &lvl);
   EXPECT_EQ(lvl, PgLevel::k2M);
@@ -102,6 +102,24 @@ TEST(Backing, HugeBackingUsesRunsAndPunchingBreaksThem) {
   b.release_all();
   EXPECT_EQ(pool.in_use(), 0u);
   EXPECT_EQ(pool.violations(), 0u);
+}
+
+TEST(Backing, OneGigBackingUsesAlignedGigRuns) {
+  PfnPool pool(3u << 18);  // 3 GiB: exactly one 1G-aligned free gigabyte after a stray page
+  const Pfn stray = pool.alloc(PageOwner::HostSource);
+  Backing b(pool, PageOwner::GuestShared, 1u << 18, PgLevel::k1G);
+  PgLevel lvl;
+  const Pfn p = b.get_pfn(12345, &lvl);
+  EXPECT_EQ(lvl, PgLevel::k1G);
+  EXPECT_EQ(b.peek_pfn(0).v % (1u << 18), 0u);
+  EXPECT_NE(b.peek_pfn(0).v, 0u);  // the first gigabyte holds the stray page
+  EXPECT_EQ(p, b.peek_pfn(0) + 12345);
+  b.punch_hole(0, 1);
+  EXPECT_EQ(b.get_pfn(12345, &lvl), p);
+  EXPECT_EQ(lvl, PgLevel::k4K);
+  b.release_all();
+  pool.free(stray, PageOwner::HostSource);
+  EXPECT_EQ(pool.in_use(), 0u);
 }
 
 }  // namespace

@@ -108,13 +108,13 @@ std::ostream& operator<<(std::ostream& os, const Op& op) {
   return os << "?";
 }
 
-struct Setup {
+struct TdBuild {
   uint32_t init_page = 0;   // first page of slot 0 added with PAGE.ADD
   uint32_t init_pages = 0;  // 0: no initial image
   bool finalize_first = true;
 };
 
-std::ostream& operator<<(std::ostream& os, const Setup& s) {
+std::ostream& operator<<(std::ostream& os, const TdBuild& s) {
   return os << "{init_mem_region slot0 [" << s.init_page << ",+" << s.init_pages << ")"
             << (s.finalize_first ? ", finalize" : ", no finalize") << "}";
 }
@@ -170,9 +170,9 @@ rc::Gen<Op> gen_op() {
   });
 }
 
-rc::Gen<Setup> gen_setup() {
+rc::Gen<TdBuild> gen_setup() {
   return rc::gen::apply(
-      [](uint32_t page, uint32_t pages, bool fin) { return Setup{page, pages, fin}; },
+      [](uint32_t page, uint32_t pages, bool fin) { return TdBuild{page, pages, fin}; },
       gen_page(), rc::gen::inRange<uint32_t>(0, 9),
       rc::gen::weightedElement<bool>({{3, true}, {1, false}}));
 }
@@ -480,7 +480,7 @@ std::string step(Vm& vm, Model& m, const Op& op) {
   return bad.str();
 }
 
-void run_case(const Variant& v, const Setup& setup, const std::vector<Op>& ops) {
+void run_case(const Variant& v, const TdBuild& setup, const std::vector<Op>& ops) {
   VmConfig cfg;
   cfg.type = VmType::Td;
   cfg.ept_levels = v.ept_levels;
@@ -535,7 +535,7 @@ void run_case(const Variant& v, const Setup& setup, const std::vector<Op>& ops) 
 }
 
 RC_GTEST_PROP(VmProperty, MatchesReferenceModel, ()) {
-  const Setup setup = *gen_setup();
+  const TdBuild setup = *gen_setup();
   const std::vector<Op> ops = *gen_ops();
   run_case(Variant{}, setup, ops);
 }
@@ -543,14 +543,14 @@ RC_GTEST_PROP(VmProperty, MatchesReferenceModel, ()) {
 // Yielding every third step of a long walk makes every zap and
 // write-protect restart from the root mid-range.
 RC_GTEST_PROP(VmProperty, MatchesReferenceModelWithForcedYields, ()) {
-  const Setup setup = *gen_setup();
+  const TdBuild setup = *gen_setup();
   const std::vector<Op> ops = *gen_ops();
   run_case(Variant{.resched_interval = 3}, setup, ops);
 }
 
 // 5-level EPT: another root level and the shared bit at GPA bit 51.
 RC_GTEST_PROP(VmProperty, MatchesReferenceModelWith5LevelEpt, ()) {
-  const Setup setup = *gen_setup();
+  const TdBuild setup = *gen_setup();
   const std::vector<Op> ops = *gen_ops();
   run_case(Variant{.ept_levels = 5}, setup, ops);
 }

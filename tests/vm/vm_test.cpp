@@ -217,5 +217,29 @@ TEST(Vm, NormalVmHasOnlyDirectRoots) {
   EXPECT_TRUE(ck.ok());
 }
 
+TEST(Vm, OneGigBackingIsMapped1GAndSplitByDirtyLogging) {
+  VmConfig c;
+  c.type = VmType::Normal;
+  c.pool_pages = 3u << 18;
+  c.shared_backing = PgLevel::k1G;
+  Vm vm(c);
+  Checker ck(vm);
+  ASSERT_EQ(vm.create(), 0);
+  ASSERT_EQ(vm.add_memslot(0, 1ull << 30, 1ull << 30, 0), 0);
+  ASSERT_EQ(vm.vcpu_access(0, (1ull << 30) + 0x123000, true), ExitReason::None);
+  EXPECT_EQ(vm.mmu().stats().pages[2].load(), 1);
+  ASSERT_EQ(vm.set_dirty_logging(0, true), 0);
+  ASSERT_EQ(vm.vcpu_access(0, (1ull << 30) + 0x123000, true), ExitReason::None);
+  // 1G -> 512 x 2M -> the written 2M split again into 512 x 4K.
+  EXPECT_EQ(vm.mmu().stats().pages[2].load(), 0);
+  EXPECT_EQ(vm.mmu().stats().pages[1].load(), 511);
+  EXPECT_EQ(vm.mmu().stats().pages[0].load(), 512);
+  ck.check("1G");
+  EXPECT_TRUE(ck.ok());
+  vm.destroy();
+  ck.check_end_of_life();
+  EXPECT_TRUE(ck.ok());
+}
+
 }  // namespace
 }  // namespace mirrormmu::test
