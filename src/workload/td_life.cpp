@@ -23,29 +23,15 @@ uint64_t ram_size(const WorkloadConfig& c) {
 }
 
 VmConfig td_life_vm(const WorkloadConfig& c) {
-  VmConfig v;
-  v.type = VmType::Td;
-  v.ept_levels = c.ept_levels;
-  v.nr_vcpus = c.vcpus;
-  v.design = c.design;
   // Guest RAM is backed twice at most (private and, for converted ranges,
   // shared), plus page tables, S-EPT pages and the buffer slot.
   const uint64_t ram_pages = ram_size(c) >> kPageShift;
-  v.pool_pages = ram_pages + ram_pages / 4 + (kBufSize >> kPageShift) * 2 + (32ull << 20 >> kPageShift);
-  return v;
+  return td_vm_config(c, ram_pages + ram_pages / 4 + (kBufSize >> kPageShift) * 2 + (32ull << 20 >> kPageShift));
 }
 
 // Touches every page of [gpa, gpa + size) from `vcpu` in a random order.
 int touch(Vm& vm, int vcpu, uint64_t gpa, uint64_t size, bool write, std::mt19937_64& rng) {
-  std::vector<uint64_t> pages(size >> kPageShift);
-  for (uint64_t i = 0; i < pages.size(); i++) pages[i] = gpa + (i << kPageShift);
-  std::shuffle(pages.begin(), pages.end(), rng);
-  for (uint64_t p : pages) {
-    const ExitReason r = vm.vcpu_access(vcpu, p, write);
-    if (r == ExitReason::VmDead) return -EIO;
-    if (r != ExitReason::None && r != ExitReason::Mmio) return -EFAULT;
-  }
-  return 0;
+  return touch_pages(vm, vcpu, gpa, size >> kPageShift, write, &rng);
 }
 
 bool td_life_run(Driver& d, const WorkloadConfig& c, std::mt19937_64& rng) {

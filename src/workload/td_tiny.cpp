@@ -13,24 +13,10 @@ constexpr uint64_t kRamPages = 16;
 constexpr uint64_t kBufGpa = 1ull << 30;
 constexpr uint64_t kBufPages = 16;
 
-VmConfig td_tiny_vm(const WorkloadConfig& c) {
-  VmConfig v;
-  v.type = VmType::Td;
-  v.ept_levels = c.ept_levels;
-  v.nr_vcpus = c.vcpus;
-  v.design = c.design;
-  v.pool_pages = 4096;
-  return v;
-}
+VmConfig td_tiny_vm(const WorkloadConfig& c) { return td_vm_config(c, 4096); }
 
 int touch(Vm& vm, int vcpu, uint64_t gpa, uint64_t npages, bool write) {
-  for (uint64_t i = 0; i < npages; i++) {
-    const ExitReason r = vm.vcpu_access(vcpu, gpa + (i << kPageShift), write);
-    if (r == ExitReason::VmDead) return -EIO;
-    if (r == ExitReason::NoMemory) return -ENOMEM;
-    if (r != ExitReason::None) return -EFAULT;
-  }
-  return 0;
+  return touch_pages(vm, vcpu, gpa, npages, write);
 }
 
 bool td_tiny_run(Driver& d, const WorkloadConfig& c, std::mt19937_64& rng) {

@@ -60,6 +60,12 @@ class Driver {
   bool failed_ = false;
 };
 
+// The guest touches npages pages from gpa, in a random order when `rng` is
+// given. Returns 0, or -EIO (VM dead), -ENOMEM, -EFAULT (any other exit but MMIO).
+int touch_pages(Vm& vm, int vcpu, uint64_t gpa, uint64_t npages, bool write, std::mt19937_64* rng = nullptr);
+// A TD's VmConfig from the user's workload config.
+VmConfig td_vm_config(const WorkloadConfig& c, uint64_t pool_pages);
+
 struct WorkloadInfo {
   std::string name;
   std::string description;
