@@ -13,6 +13,11 @@ namespace mirrormmu {
 enum class InjectPoint : uint8_t { Seamcall, CacheTopup };
 enum class Injection : uint8_t { None, Busy, Error, NoMem };
 
+// While an execution engine steers failures (the deterministic explorer), it
+// answers every injectable point instead of the armed ordinal.
+using InjectionOracle = Injection (*)(InjectPoint);
+inline std::atomic<InjectionOracle> g_injection_oracle{nullptr};
+
 class FaultInjector {
  public:
   // Fail the `ordinal`-th point (1-based) of kind `point` with `what`.
@@ -26,6 +31,11 @@ class FaultInjector {
   // Called at every injectable point; cheap when nothing is armed.
   Injection check(InjectPoint point) {
     const uint64_t n = seen_[static_cast<int>(point)].fetch_add(1, std::memory_order_relaxed) + 1;
+    if (InjectionOracle o = g_injection_oracle.load(std::memory_order_relaxed)) [[unlikely]] {
+      const Injection i = o(point);
+      if (i != Injection::None) fired_.fetch_add(1, std::memory_order_relaxed);
+      return i;
+    }
     if (armed_ordinal_ != 0 && point == armed_point_ && n == armed_ordinal_) [[unlikely]] {
       fired_.fetch_add(1, std::memory_order_relaxed);
       return armed_what_;

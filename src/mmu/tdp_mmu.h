@@ -180,7 +180,7 @@ class TdpMmu {
   std::vector<MmuPage*> roots_;
   TdpMmuStats stats_;
   unsigned resched_interval_ = 0;
-  unsigned resched_count_ = 0;
+  std::atomic<unsigned> resched_count_{0};
 };
 
 }  // namespace mirrormmu

@@ -13,7 +13,10 @@ using namespace spte;
 bool TdpMmu::tdp_mmu_iter_cond_resched(TdpIter& iter, bool flush, bool shared) {
   if (iter.next_last_level_gfn == iter.yielded_gfn) return false;
   bool want = mmu_lock_.contended();
-  if (!want && resched_interval_ != 0 && ++resched_count_ % resched_interval_ == 0) want = true;
+  if (!want && resched_interval_ != 0 &&
+      resched_count_.fetch_add(1, std::memory_order_relaxed) % resched_interval_ == resched_interval_ - 1)
+    want = true;
+  if (!want) want = sync::forced_yield();
   if (!want) return false;
   if (flush) kvm_flush_remote_tlbs();
   sync::rcu_read_unlock();

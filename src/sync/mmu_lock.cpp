@@ -2,6 +2,8 @@
 
 #include <array>
 
+#include "sync/det_engine.h"
+
 namespace mirrormmu::sync {
 
 namespace {
@@ -37,33 +39,60 @@ LockMode MmuLock::held_by_me() const {
   return LockMode::None;
 }
 
+bool MmuLock::contended() const {
+  if (DetEngine* e = DetEngine::active()) [[unlikely]]
+    return e->has_waiters(this);
+  return waiters_.load(std::memory_order_relaxed) != 0;
+}
+
 void MmuLock::write_lock() {
   sched_point(PointKind::LockAcquire, this);
-  waiters_.fetch_add(1, std::memory_order_relaxed);
-  mu_.lock();
-  waiters_.fetch_sub(1, std::memory_order_relaxed);
+  if (DetEngine* e = DetEngine::active()) [[unlikely]] {
+    det_writers_waiting_++;
+    while (det_writer_ || det_readers_) e->block_on(this);
+    det_writers_waiting_--;
+    det_writer_ = true;
+  } else {
+    waiters_.fetch_add(1, std::memory_order_relaxed);
+    mu_.lock();
+    waiters_.fetch_sub(1, std::memory_order_relaxed);
+  }
   writes_.fetch_add(1, std::memory_order_relaxed);
   note_acquired(this, LockMode::Write);
 }
 
 void MmuLock::write_unlock() {
   note_released(this);
-  mu_.unlock();
+  if (DetEngine* e = DetEngine::active()) [[unlikely]] {
+    det_writer_ = false;
+    e->wake(this);
+  } else {
+    mu_.unlock();
+  }
   sched_point(PointKind::LockRelease, this);
 }
 
 void MmuLock::read_lock() {
   sched_point(PointKind::LockAcquire, this);
-  waiters_.fetch_add(1, std::memory_order_relaxed);
-  mu_.lock_shared();
-  waiters_.fetch_sub(1, std::memory_order_relaxed);
+  if (DetEngine* e = DetEngine::active()) [[unlikely]] {
+    while (det_writer_ || det_writers_waiting_) e->block_on(this);
+    det_readers_++;
+  } else {
+    waiters_.fetch_add(1, std::memory_order_relaxed);
+    mu_.lock_shared();
+    waiters_.fetch_sub(1, std::memory_order_relaxed);
+  }
   reads_.fetch_add(1, std::memory_order_relaxed);
   note_acquired(this, LockMode::Read);
 }
 
 void MmuLock::read_unlock() {
   note_released(this);
-  mu_.unlock_shared();
+  if (DetEngine* e = DetEngine::active()) [[unlikely]] {
+    if (--det_readers_ == 0) e->wake(this);
+  } else {
+    mu_.unlock_shared();
+  }
   sched_point(PointKind::LockRelease, this);
 }
 

@@ -27,7 +27,7 @@ class MmuLock {
   bool held_read() const { return held_by_me() == LockMode::Read; }
 
   // rwlock_needbreak(): someone is waiting; long walks yield when true.
-  bool contended() const { return waiters_.load(std::memory_order_relaxed) != 0; }
+  bool contended() const;
 
   uint64_t write_acquisitions() const { return writes_.load(std::memory_order_relaxed); }
   uint64_t read_acquisitions() const { return reads_.load(std::memory_order_relaxed); }
@@ -35,6 +35,12 @@ class MmuLock {
  private:
   std::shared_mutex mu_;
   std::atomic<int> waiters_{0};
+  // Under the deterministic engine the lock is this state, and waiting
+  // means leaving the runnable set (only one virtual thread runs at a time,
+  // so a real mutex would deadlock). Writers are preferred, as in qrwlock.
+  int det_readers_ = 0;
+  bool det_writer_ = false;
+  int det_writers_waiting_ = 0;
   std::atomic<uint64_t> writes_{0};
   std::atomic<uint64_t> reads_{0};
 };

@@ -1,5 +1,7 @@
 #include "sync/rcu.h"
 
+#include "sync/det_engine.h"
+
 namespace mirrormmu::sync {
 
 namespace {
@@ -14,10 +16,29 @@ RcuThread::~RcuThread() {
   if (--tl_registered == 0) urcu_memb_unregister_thread();
 }
 
-bool rcu_read_lock_held() { return urcu_memb_read_ongoing() != 0; }
+namespace detail {
+std::atomic<bool> g_det_rcu{false};
+void det_rcu_read_lock() { DetEngine::active()->rcu_read_lock(); }
+void det_rcu_read_unlock() { DetEngine::active()->rcu_read_unlock(); }
+}  // namespace detail
 
-void call_rcu(RcuHead* head, RcuCallback fn) { urcu_memb_call_rcu(head, fn); }
+bool rcu_read_lock_held() {
+  if (DetEngine* e = DetEngine::active()) return e->rcu_read_lock_held();
+  return urcu_memb_read_ongoing() != 0;
+}
 
-void rcu_barrier() { urcu_memb_barrier(); }
+void call_rcu(RcuHead* head, RcuCallback fn) {
+  if (DetEngine* e = DetEngine::active())
+    e->call_rcu(head, fn);
+  else
+    urcu_memb_call_rcu(head, fn);
+}
+
+void rcu_barrier() {
+  if (DetEngine* e = DetEngine::active())
+    e->rcu_barrier();
+  else
+    urcu_memb_barrier();
+}
 
 }  // namespace mirrormmu::sync

@@ -5,6 +5,8 @@
 
 #include <urcu/urcu-memb.h>
 
+#include <atomic>
+
 #include "sync/sched.h"
 
 namespace mirrormmu::sync {
@@ -22,12 +24,25 @@ class RcuThread {
   RcuThread& operator=(const RcuThread&) = delete;
 };
 
+namespace detail {
+// Set while the deterministic engine runs: RCU is then modelled by it.
+extern std::atomic<bool> g_det_rcu;
+void det_rcu_read_lock();
+void det_rcu_read_unlock();
+}  // namespace detail
+
 inline void rcu_read_lock() {
   sched_point(PointKind::RcuReadLock);
-  urcu_memb_read_lock();
+  if (detail::g_det_rcu.load(std::memory_order_relaxed)) [[unlikely]]
+    detail::det_rcu_read_lock();
+  else
+    urcu_memb_read_lock();
 }
 inline void rcu_read_unlock() {
-  urcu_memb_read_unlock();
+  if (detail::g_det_rcu.load(std::memory_order_relaxed)) [[unlikely]]
+    detail::det_rcu_read_unlock();
+  else
+    urcu_memb_read_unlock();
   sched_point(PointKind::RcuReadUnlock);
 }
 bool rcu_read_lock_held();

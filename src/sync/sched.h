@@ -41,4 +41,8 @@ inline void sched_point(PointKind kind, const void* object = nullptr) {
 // Installed by an engine before it starts threads, removed after they end.
 void set_sched_handler(SchedHandler h);
 
+// A long walk asks whether to yield even though nobody waits for mmu_lock:
+// the deterministic engine may say yes (a forced yield), nothing else does.
+bool forced_yield();
+
 }  // namespace mirrormmu::sync

@@ -27,9 +27,22 @@ inline void write_spte(SptePtr p, uint64_t v) {
   spte_ref(p).store(v, std::memory_order_release);
 }
 
+namespace detail {
+// The deterministic engine may make a cmpxchg lose, as a racing A/D-bit
+// update would (fail_tdp_mmu_cmpxchg in the kernel's fault-injection RFC).
+extern std::atomic<bool> g_cmpxchg_may_lose;
+bool cmpxchg_should_lose();
+}  // namespace detail
+
 // try_cmpxchg64(sptep, &old, new): on failure `old` holds the current value.
 inline bool cmpxchg_spte(SptePtr p, uint64_t& old, uint64_t v) {
   sched_point(PointKind::SpteCmpxchg, p);
+  if (detail::g_cmpxchg_may_lose.load(std::memory_order_relaxed)) [[unlikely]] {
+    if (detail::cmpxchg_should_lose()) {
+      old = spte_ref(p).load(std::memory_order_acquire);
+      return false;
+    }
+  }
   return spte_ref(p).compare_exchange_strong(old, v, std::memory_order_acq_rel,
                                              std::memory_order_acquire);
 }

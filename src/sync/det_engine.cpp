@@ -1,0 +1,279 @@
+#include "sync/det_engine.h"
+
+#include <algorithm>
+
+#include "base/inject.h"
+#include "sync/spte_atomic.h"
+
+namespace mirrormmu::sync {
+
+std::atomic<DetEngine*> DetEngine::g_active{nullptr};
+
+namespace {
+thread_local int tl_vthread = -1;
+
+void engine_point(PointKind kind, const void* object) {
+  if (DetEngine* e = DetEngine::active(); e && tl_vthread >= 0) e->point(kind, object);
+}
+
+Injection engine_injection(InjectPoint p) {
+  DetEngine* e = DetEngine::active();
+  if (!e || tl_vthread < 0) return Injection::None;
+  if (p == InjectPoint::Seamcall) return e->fail_point(FailKind::SeamcallBusy) ? Injection::Busy : Injection::None;
+  return e->fail_point(FailKind::TopupNoMem) ? Injection::NoMem : Injection::None;
+}
+}  // namespace
+
+namespace detail {
+std::atomic<bool> g_cmpxchg_may_lose{false};
+bool cmpxchg_should_lose() {
+  DetEngine* e = DetEngine::active();
+  return e && e->fail_point(FailKind::CmpxchgLoss);
+}
+}  // namespace detail
+
+bool forced_yield() {
+  DetEngine* e = DetEngine::active();
+  return e && e->fail_point(FailKind::ForcedYield);
+}
+
+const char* fail_kind_name(FailKind k) {
+  switch (k) {
+    case FailKind::SeamcallBusy: return "seamcall-busy";
+    case FailKind::TopupNoMem: return "topup-nomem";
+    case FailKind::CmpxchgLoss: return "cmpxchg-loss";
+    case FailKind::ForcedYield: return "forced-yield";
+    case FailKind::kCount: break;
+  }
+  return "?";
+}
+
+struct DetEngine::VThread {
+  enum class State : uint8_t { Runnable, Blocked, Done };
+  std::string name;
+  std::function<void()> fn;
+  std::thread th;
+  std::binary_semaphore go{0};
+  State state = State::Runnable;
+  const void* blocked_on = nullptr;
+  int rcu_depth = 0;
+  uint64_t rcu_since = 0;
+};
+
+DetEngine::DetEngine(DetStrategy& strategy, DetLimits limits) : strategy_(strategy), limits_(limits) {}
+
+DetEngine::~DetEngine() {
+  // An aborted execution leaves its threads parked on their batons for good
+  // (unwinding them would run MMU code concurrently); they are detached and
+  // this object must then be leaked by the caller, never destroyed.
+  for (auto& t : threads_)
+    if (t->th.joinable()) t->th.join();
+}
+
+const std::string& DetEngine::thread_name(int id) const { return threads_[id]->name; }
+
+int DetEngine::current() const { return g_active.load() == this ? tl_vthread : -1; }
+
+int DetEngine::spawn(std::string name, std::function<void()> fn) {
+  auto t = std::make_unique<VThread>();
+  t->name = std::move(name);
+  t->fn = std::move(fn);
+  threads_.push_back(std::move(t));
+  return static_cast<int>(threads_.size() - 1);
+}
+
+void DetEngine::thread_main(int id) {
+  tl_vthread = id;
+  VThread& me = *threads_[id];
+  me.go.acquire();
+  me.fn();
+  me.state = VThread::State::Done;
+  // Leaving a read section for good would be a bug in the code under test;
+  // the grace-period model must not wait for a finished thread.
+  me.rcu_depth = 0;
+  run_ready_callbacks();
+  for (auto& t : threads_)
+    if (t->state == VThread::State::Blocked && t->blocked_on == &pending_) wake(&pending_);
+  bool others = false;
+  for (size_t i = first_of_run_; i < threads_.size(); i++) others |= threads_[i]->state != VThread::State::Done;
+  if (!others) {
+    main_sem_.release();
+    return;
+  }
+  const int next = choose_next(false);
+  if (next < 0) {
+    abort_reason_ = "deadlock: every remaining thread is blocked";
+    aborting_ = true;
+    main_sem_.release();
+    return;
+  }
+  hand_baton(next);
+}
+
+bool DetEngine::run() {
+  g_active.store(this);
+  detail::g_det_rcu.store(true);
+  detail::g_cmpxchg_may_lose.store(limits_.fail_budget[static_cast<size_t>(FailKind::CmpxchgLoss)] > 0);
+  g_injection_oracle.store(&engine_injection);
+  set_sched_handler(&engine_point);
+  for (size_t i = first_of_run_; i < threads_.size(); i++)
+    threads_[i]->th = std::thread(&DetEngine::thread_main, this, static_cast<int>(i));
+  if (first_of_run_ < threads_.size()) {
+    const int first = choose_next(false);
+    hand_baton(first);
+    main_sem_.acquire();
+  }
+  set_sched_handler(nullptr);
+  g_injection_oracle.store(nullptr);
+  detail::g_cmpxchg_may_lose.store(false);
+  detail::g_det_rcu.store(false);
+  g_active.store(nullptr);
+  if (aborting_) {
+    for (size_t i = first_of_run_; i < threads_.size(); i++) threads_[i]->th.detach();
+    return false;
+  }
+  for (size_t i = first_of_run_; i < threads_.size(); i++) threads_[i]->th.join();
+  first_of_run_ = threads_.size();
+  // No thread is left inside a read section: every grace period has ended.
+  for (auto& cb : pending_) {
+    in_callback_ = true;
+    cb.fn(cb.head);
+    in_callback_ = false;
+    callbacks_run_++;
+  }
+  pending_.clear();
+  return true;
+}
+
+void DetEngine::hand_baton(int next) { threads_[next]->go.release(); }
+
+int DetEngine::choose_next(bool current_can_continue) {
+  const int cur = tl_vthread;
+  std::vector<int> options;
+  if (current_can_continue) options.push_back(cur);
+  for (size_t i = first_of_run_; i < threads_.size(); i++)
+    if (threads_[i]->state == VThread::State::Runnable && static_cast<int>(i) != cur)
+      options.push_back(static_cast<int>(i));
+  if (options.empty()) return -1;
+  if (options.size() == 1) return options[0];
+  const uint32_t idx = strategy_.pick_thread(decisions_.size(), options, current_can_continue);
+  const bool preempt = current_can_continue && idx != 0;
+  decisions_.push_back({Decision::Kind::Thread, idx, static_cast<uint32_t>(options.size()), preempt});
+  preemptions_ += preempt;
+  return options[std::min<size_t>(idx, options.size() - 1)];
+}
+
+void DetEngine::switch_away(bool current_can_continue) {
+  const int cur = tl_vthread;
+  const int next = choose_next(current_can_continue);
+  if (next < 0) abort_execution("deadlock: every thread is blocked");
+  if (next == cur) return;
+  hand_baton(next);
+  threads_[cur]->go.acquire();
+  if (aborting_) abort_execution(abort_reason_);
+}
+
+[[noreturn]] void DetEngine::abort_execution(std::string why) {
+  if (!aborting_) {
+    aborting_ = true;
+    abort_reason_ = std::move(why);
+    main_sem_.release();
+  }
+  // Park for good: see ~DetEngine.
+  for (;;) threads_[tl_vthread]->go.acquire();
+}
+
+void DetEngine::point(PointKind kind, const void* object) {
+  if (aborting_) abort_execution(abort_reason_);
+  if (++steps_ > limits_.max_steps) abort_execution("step limit reached: livelock?");
+  switch_away(true);
+}
+
+bool DetEngine::fail_point(FailKind kind) {
+  if (tl_vthread < 0 || g_active.load() != this) return false;
+  const size_t k = static_cast<size_t>(kind);
+  if (fails_fired_[k] >= limits_.fail_budget[k]) return false;
+  const bool fire = strategy_.pick_fail(decisions_.size(), kind);
+  decisions_.push_back({Decision::Kind::Fail, fire ? 1u : 0u, 2, false});
+  fails_fired_[k] += fire;
+  return fire;
+}
+
+void DetEngine::block_on(const void* object) {
+  VThread& me = *threads_[tl_vthread];
+  me.state = VThread::State::Blocked;
+  me.blocked_on = object;
+  switch_away(false);
+}
+
+void DetEngine::wake(const void* object) {
+  for (size_t i = first_of_run_; i < threads_.size(); i++) {
+    VThread& t = *threads_[i];
+    if (t.state == VThread::State::Blocked && t.blocked_on == object) {
+      t.state = VThread::State::Runnable;
+      t.blocked_on = nullptr;
+    }
+  }
+}
+
+bool DetEngine::has_waiters(const void* object) const {
+  for (size_t i = first_of_run_; i < threads_.size(); i++)
+    if (threads_[i]->state == VThread::State::Blocked && threads_[i]->blocked_on == object) return true;
+  return false;
+}
+
+void DetEngine::rcu_read_lock() {
+  VThread& me = *threads_[tl_vthread];
+  if (me.rcu_depth++ == 0) me.rcu_since = ++rcu_clock_;
+}
+
+void DetEngine::rcu_read_unlock() {
+  VThread& me = *threads_[tl_vthread];
+  if (--me.rcu_depth == 0) {
+    run_ready_callbacks();
+    wake(&pending_);
+  }
+}
+
+bool DetEngine::rcu_read_lock_held() const {
+  return tl_vthread >= 0 && threads_[tl_vthread]->rcu_depth > 0;
+}
+
+void DetEngine::call_rcu(RcuHead* head, RcuCallback fn) {
+  pending_.push_back({head, fn, ++rcu_clock_});
+  run_ready_callbacks();
+}
+
+// A callback may run once no reader that entered its section before the
+// callback was queued is still inside: that reader could hold the object.
+void DetEngine::run_ready_callbacks() {
+  if (in_callback_) return;
+  for (size_t i = 0; i < pending_.size();) {
+    bool ready = true;
+    for (size_t t = first_of_run_; t < threads_.size() && ready; t++) {
+      const VThread& th = *threads_[t];
+      if (th.rcu_depth > 0 && th.rcu_since < pending_[i].queued_at) ready = false;
+    }
+    if (!ready) {
+      i++;
+      continue;
+    }
+    const PendingCallback cb = pending_[i];
+    pending_.erase(pending_.begin() + static_cast<long>(i));
+    in_callback_ = true;
+    cb.fn(cb.head);
+    in_callback_ = false;
+    callbacks_run_++;
+  }
+}
+
+void DetEngine::rcu_barrier() {
+  for (;;) {
+    run_ready_callbacks();
+    if (pending_.empty()) return;
+    if (threads_[tl_vthread]->rcu_depth > 0) abort_execution("rcu_barrier() inside an RCU read-side section");
+    block_on(&pending_);
+  }
+}
+
+}  // namespace mirrormmu::sync

@@ -1,0 +1,132 @@
+// The deterministic engine: virtual threads that run one at a time and switch
+// only at scheduling points, so one interleaving of the same MMU, TDX glue
+// and module code can be chosen, recorded and replayed exactly.
+//
+// Each virtual thread is a real thread holding a baton; at every scheduling
+// point the running thread asks the strategy who runs next and hands the
+// baton over. Locks (mmu_lock) block by leaving the runnable set; RCU read
+// sections and grace periods are modelled, so call_rcu callbacks run at a
+// deterministic point, only after every reader that could see the object
+// has left its section. Failure points (BUSY from a SEAMCALL, a failed cache
+// top-up, a lost cmpxchg, a forced yield) are decisions too.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <semaphore>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "sync/rcu.h"
+#include "sync/sched.h"
+
+namespace mirrormmu::sync {
+
+// Failure points the strategy may fire.
+enum class FailKind : uint8_t { SeamcallBusy, TopupNoMem, CmpxchgLoss, ForcedYield, kCount };
+inline constexpr size_t kFailKindCount = static_cast<size_t>(FailKind::kCount);
+const char* fail_kind_name(FailKind k);
+
+// One decision taken during an execution.
+struct Decision {
+  enum class Kind : uint8_t { Thread, Fail };
+  Kind kind;
+  uint32_t chosen;        // index into the alternatives; 0 is the default
+  uint32_t alternatives;  // > 1, or it would not be a decision
+  bool preemption;        // chosen thread != a still-runnable current thread
+};
+
+class DetStrategy {
+ public:
+  virtual ~DetStrategy() = default;
+  // Thread choice at a decision point. `options` lists runnable thread ids,
+  // the default first (the current thread when it can go on). Returns an
+  // index into options.
+  virtual uint32_t pick_thread(uint64_t decision, const std::vector<int>& options, bool current_first) = 0;
+  // Whether to fire failure `k` here (only asked while its budget lasts).
+  virtual bool pick_fail(uint64_t decision, FailKind k) = 0;
+};
+
+struct DetLimits {
+  uint64_t max_steps = 2'000'000;                // scheduling points per execution
+  uint32_t fail_budget[kFailKindCount] = {0, 0, 0, 0};
+};
+
+class DetEngine {
+ public:
+  DetEngine(DetStrategy& strategy, DetLimits limits);
+  ~DetEngine();
+  DetEngine(const DetEngine&) = delete;
+  DetEngine& operator=(const DetEngine&) = delete;
+
+  // Adds a virtual thread for the next run().
+  int spawn(std::string name, std::function<void()> fn);
+  // Runs every spawned thread to completion (or to a deadlock / step limit).
+  // Returns false if the run was aborted; abort_reason() says why.
+  bool run();
+  const std::string& abort_reason() const { return abort_reason_; }
+
+  // ---- hooks used by sync/ primitives while the engine is active ---------
+  void point(PointKind kind, const void* object);
+  bool fail_point(FailKind kind);
+  void block_on(const void* object);   // current thread waits for wake(object)
+  void wake(const void* object);
+  bool has_waiters(const void* object) const;
+  void rcu_read_lock();
+  void rcu_read_unlock();
+  bool rcu_read_lock_held() const;
+  void call_rcu(RcuHead* head, RcuCallback fn);
+  void rcu_barrier();
+  // True while the running thread executes an RCU callback.
+  bool in_rcu_callback() const { return in_callback_; }
+
+  int current() const;                 // virtual thread id, -1 outside
+  const std::string& thread_name(int id) const;
+  int thread_count() const { return static_cast<int>(threads_.size()); }
+  uint64_t steps() const { return steps_; }
+  uint64_t decisions() const { return decisions_.size(); }
+  const std::vector<Decision>& decision_log() const { return decisions_; }
+  uint64_t preemptions() const { return preemptions_; }
+  uint32_t fails_fired(FailKind k) const { return fails_fired_[static_cast<size_t>(k)]; }
+  uint64_t rcu_callbacks_run() const { return callbacks_run_; }
+
+  // The engine of this process while one is installed, else null.
+  static DetEngine* active() { return g_active.load(std::memory_order_relaxed); }
+
+ private:
+  struct VThread;
+  struct PendingCallback {
+    RcuHead* head;
+    RcuCallback fn;
+    uint64_t queued_at;
+  };
+  void thread_main(int id);
+  void switch_away(bool current_can_continue);
+  void hand_baton(int next);
+  int choose_next(bool current_can_continue);
+  void run_ready_callbacks();
+  [[noreturn]] void abort_execution(std::string why);
+
+  static std::atomic<DetEngine*> g_active;
+
+  DetStrategy& strategy_;
+  DetLimits limits_;
+  std::vector<std::unique_ptr<VThread>> threads_;
+  size_t first_of_run_ = 0;
+  std::binary_semaphore main_sem_{0};
+  uint64_t steps_ = 0;
+  std::vector<Decision> decisions_;
+  uint64_t preemptions_ = 0;
+  uint32_t fails_fired_[kFailKindCount] = {0, 0, 0, 0};
+  std::vector<PendingCallback> pending_;
+  uint64_t rcu_clock_ = 0;
+  uint64_t callbacks_run_ = 0;
+  bool in_callback_ = false;
+  bool aborting_ = false;
+  std::string abort_reason_;
+};
+
+}  // namespace mirrormmu::sync
