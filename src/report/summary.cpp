@@ -28,10 +28,17 @@ std::vector<SeamcallRow> seamcall_rows(const RunOutcome& r) {
   std::vector<SeamcallRow> rows;
   const tdx::TdxModule* m = r.vm->module();
   if (!m) return rows;
-  for (size_t i = 0; i < tdx::kLeafCount; i++) {
-    const auto& st = m->stats()[i];
-    if (!st.calls) continue;
-    SeamcallRow row{tdx::leaf_name(static_cast<tdx::Leaf>(i)), st.calls, {}};
+  std::vector<tdx::Leaf> leaves;
+  for (size_t i = 0; i < tdx::kLeafCount; i++)
+    if (m->stats()[i].calls) leaves.push_back(static_cast<tdx::Leaf>(i));
+  // Host SEAMCALLs by architectural leaf number, the guest's TDCALL last.
+  std::stable_sort(leaves.begin(), leaves.end(), [](tdx::Leaf a, tdx::Leaf b) {
+    const bool ga = a == tdx::Leaf::TDG_MEM_PAGE_ACCEPT, gb = b == tdx::Leaf::TDG_MEM_PAGE_ACCEPT;
+    return ga != gb ? gb : tdx::leaf_number(a) < tdx::leaf_number(b);
+  });
+  for (tdx::Leaf l : leaves) {
+    const auto& st = m->stats()[static_cast<size_t>(l)];
+    SeamcallRow row{fmt::format("{:>2} {}", tdx::leaf_number(l), tdx::leaf_name(l)), st.calls, {}};
     for (const auto& [status, n] : st.by_status) row.statuses.emplace_back(tdx::status_str(status), n);
     std::sort(row.statuses.begin(), row.statuses.end());
     rows.push_back(std::move(row));
@@ -51,7 +58,7 @@ std::string format_summary(const RunOutcome& r) {
   line(fmt::format("workload {}: {} GiB of guest RAM, {} vCPUs, {}-level EPT, design {}, host pool {} MiB",
                    c.name, c.gib, c.vcpus, c.ept_levels, c.design,
                    (vm.config().pool_pages << kPageShift) >> 20));
-  line(fmt::format("operations: {} in {:.2f} s", r.result.ops, r.result.seconds));
+  line(fmt::format("operations: {}, wall time {:.2f} s", r.result.ops, r.result.seconds));
 
   if (ck) {
     line("");
@@ -71,7 +78,7 @@ std::string format_summary(const RunOutcome& r) {
   const auto rows = seamcall_rows(r);
   if (!rows.empty()) {
     line("");
-    line("SEAMCALLs                          calls  statuses");
+    line("SEAMCALLs (leaf)                   calls  statuses");
     for (const auto& row : rows) {
       std::string st;
       for (const auto& [name, n] : row.statuses) st += fmt::format("{}{} {}", st.empty() ? "" : ", ", name, n);
@@ -91,11 +98,13 @@ std::string format_summary(const RunOutcome& r) {
   if (vm.bugs().bugged()) line(fmt::format("VM bugged by {}", site_info(vm.bugs().first_bug()).id));
 
   if (ck) {
-    line(fmt::format("invariants: {} checks after {} operations, {} failed", ck->invariants_checked(),
-                     ck->checks_run(), ck->violations().size()));
+    line(fmt::format("invariant checks: {} passed, {} failed (all invariants after each of {} operations)",
+                     ck->invariants_checked() - ck->violations().size(), ck->violations().size(), ck->checks_run()));
     line(fmt::format("pages leaked: {} (kept by the TDX module after failed reclaims: {})", ck->pages_leaked(),
                      ck->pages_leaked_on_purpose()));
-    line(fmt::format("TLB flushes: {}, yields: {}", ck->tlb_flushes(), vm.mmu().stats().yields.load()));
+    line(fmt::format("mmu_lock: {} shared, {} exclusive acquisitions; remote TLB flushes: {}; yields: {}",
+                     vm.mmu().mmu_lock().read_acquisitions(), vm.mmu().mmu_lock().write_acquisitions(),
+                     ck->tlb_flushes(), vm.mmu().stats().yields.load()));
     if (!ck->ok()) {
       line("");
       const Violation& v = ck->violations().front();
