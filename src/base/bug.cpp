@@ -39,7 +39,7 @@ void BugTracker::hit(Site s) {
   if (k == BugKind::KvmBugOn || k == BugKind::TdxBugOn || k == BugKind::Bug) {
     bool expected = false;
     if (bugged_.compare_exchange_strong(expected, true, std::memory_order_acq_rel)) {
-      first_bug_ = s;
+      first_bug_.store(s, std::memory_order_release);
       now_bugged = true;
     }
   }

@@ -92,7 +92,7 @@ class BugTracker {
   bool bugged() const { return bugged_.load(std::memory_order_acquire); }
   uint64_t hits(Site s) const { return hits_[static_cast<size_t>(s)].load(std::memory_order_relaxed); }
   uint64_t total_hits() const;
-  Site first_bug() const { return first_bug_; }
+  Site first_bug() const { return first_bug_.load(std::memory_order_acquire); }
   void set_observer(BugObserver* o) { observer_ = o; }
 
   // Records a hit; marks the VM bugged when the site's kind says so.
@@ -101,7 +101,7 @@ class BugTracker {
  private:
   std::array<std::atomic<uint64_t>, kSiteCount> hits_{};
   std::atomic<bool> bugged_{false};
-  Site first_bug_ = Site::kCount;
+  std::atomic<Site> first_bug_{Site::kCount};
   BugObserver* observer_ = nullptr;
 };
 

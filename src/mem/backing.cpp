@@ -28,7 +28,13 @@ bool Backing::try_run(uint64_t index, PgLevel level) {
   return true;
 }
 
+Pfn Backing::peek_pfn(uint64_t index) const {
+  std::lock_guard g(mu_);
+  return index < pfns_.size() ? pfns_[index] : kInvalidPfn;
+}
+
 Pfn Backing::get_pfn(uint64_t index, PgLevel* max_level) {
+  std::lock_guard g(mu_);
   if (index >= pfns_.size()) return kInvalidPfn;
   if (!pfns_[index].valid()) {
     bool done = false;
@@ -45,6 +51,7 @@ Pfn Backing::get_pfn(uint64_t index, PgLevel* max_level) {
 }
 
 void Backing::punch_hole(uint64_t first, uint64_t n) {
+  std::lock_guard g(mu_);
   for (uint64_t i = first; i < first + n && i < pfns_.size(); i++) {
     if (!pfns_[i].valid()) continue;
     pool_.free(pfns_[i], owner_);

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstdint>
+#include <mutex>
 #include <vector>
 
 #include "base/types.h"
@@ -26,16 +27,21 @@ class Backing {
   // the pool is exhausted). `max_level` is the largest mapping the backing
   // allows there: the size of the aligned run the page sits in.
   Pfn get_pfn(uint64_t index, PgLevel* max_level = nullptr);
-  Pfn peek_pfn(uint64_t index) const { return index < pfns_.size() ? pfns_[index] : kInvalidPfn; }
+  Pfn peek_pfn(uint64_t index) const;
   // fallocate(PUNCH_HOLE): frees the frames of [first, first + n).
   void punch_hole(uint64_t first, uint64_t n);
   void release_all();
 
   uint64_t npages() const { return pfns_.size(); }
-  uint64_t populated() const { return populated_; }
+  uint64_t populated() const {
+    std::lock_guard g(mu_);
+    return populated_;
+  }
   PageOwner owner() const { return owner_; }
 
  private:
+  // vCPU threads fault in pages concurrently (the filemap's own locking).
+  mutable std::mutex mu_;
   PfnPool& pool_;
   PageOwner owner_;
   bool try_run(uint64_t index, PgLevel level);

@@ -32,6 +32,18 @@ bool cmpxchg_should_lose() {
 }
 }  // namespace detail
 
+void wait_event(const void* object) {
+  if (DetEngine* e = DetEngine::active(); e && tl_vthread >= 0) {
+    e->block_on(object);
+  } else {
+    std::this_thread::yield();
+  }
+}
+
+void wake_event(const void* object) {
+  if (DetEngine* e = DetEngine::active(); e && tl_vthread >= 0) e->wake(object);
+}
+
 bool forced_yield() {
   DetEngine* e = DetEngine::active();
   return e && e->fail_point(FailKind::ForcedYield);

@@ -41,6 +41,13 @@ inline void sched_point(PointKind kind, const void* object = nullptr) {
 // Installed by an engine before it starts threads, removed after they end.
 void set_sched_handler(SchedHandler h);
 
+// Waiting for a condition another thread will establish (a vCPU leaving the
+// guest, a zap finishing). Callers loop: `while (!cond) wait_event(obj);`.
+// Natively this yields the CPU; under the deterministic engine the thread
+// leaves the runnable set until wake_event(obj), so a spin can't livelock.
+void wait_event(const void* object);
+void wake_event(const void* object);
+
 // A long walk asks whether to yield even though nobody waits for mmu_lock:
 // the deterministic engine may say yes (a forced yield), nothing else does.
 bool forced_yield();

@@ -155,10 +155,10 @@ class TdxModule {
   EntryView read_entry(uint64_t gpa, int tdx_level) const;
 
   PamtType pamt_type(Pfn pfn) const;
-  uint64_t chldcnt() const { return chldcnt_; }
-  uint64_t td_epoch() const { return td_epoch_; }
-  OpState op_state() const { return op_state_; }
-  Lifecycle lifecycle() const { return lifecycle_; }
+  uint64_t chldcnt() const { return chldcnt_.load(std::memory_order_relaxed); }
+  uint64_t td_epoch() const { return td_epoch_.load(std::memory_order_relaxed); }
+  OpState op_state() const { return op_state_.load(std::memory_order_relaxed); }
+  Lifecycle lifecycle() const { return lifecycle_.load(std::memory_order_relaxed); }
   bool hkid_assigned() const;
   Pfn tdr() const { return tdr_; }
   uint16_t hkid() const { return hkid_; }
@@ -183,10 +183,12 @@ class TdxModule {
   std::array<LeafStats, kLeafCount> stats_{};
   Pfn tdr_ = kInvalidPfn;
   uint16_t hkid_ = 0;
-  OpState op_state_ = OpState::Uninitialized;
-  Lifecycle lifecycle_ = Lifecycle::None;
-  uint64_t chldcnt_ = 0;
-  uint64_t td_epoch_ = 0;
+  // Written under the module's lock; atomics so KVM-side threads may read
+  // them (TD state checks) while another thread is inside a SEAMCALL.
+  std::atomic<OpState> op_state_{OpState::Uninitialized};
+  std::atomic<Lifecycle> lifecycle_{Lifecycle::None};
+  std::atomic<uint64_t> chldcnt_{0};
+  std::atomic<uint64_t> td_epoch_{0};
 };
 
 }  // namespace mirrormmu::tdx

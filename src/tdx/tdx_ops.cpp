@@ -36,6 +36,7 @@ Ret TdxOps::tdh_do_no_vcpus(const std::function<Ret()>& fn) {
     stats_.no_vcpus_retries++;
     r = fn();
     wait_for_sept_zap_ = false;
+    sync::wake_event(&wait_for_sept_zap_);
   }
   return r;
 }

@@ -3,6 +3,7 @@
 // the TD's lifecycle (create, build, finalize, HKID release, reclaim).
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <vector>
@@ -65,9 +66,9 @@ class TdxOps final : public ExternalOps {
   bool tdx_vcpu_enter(int vcpu);
   void tdx_vcpu_exit(int vcpu);
 
-  TdState td_state() const { return state_; }
+  TdState td_state() const { return state_.load(std::memory_order_acquire); }
   bool hkid_assigned() const { return module_.hkid_assigned(); }
-  bool wait_for_sept_zap() const { return wait_for_sept_zap_; }
+  bool wait_for_sept_zap() const { return wait_for_sept_zap_.load(std::memory_order_acquire); }
   const TdxOpsStats& stats() const { return stats_; }
   TdxModule& module() { return module_; }
 
@@ -84,9 +85,11 @@ class TdxOps final : public ExternalOps {
   BugTracker& kvm_;
   sync::MmuLock& mmu_lock_;
   VcpuKicker* kicker_ = nullptr;
-  TdState state_ = TdState::Uninitialized;
-  bool pre_fault_allowed_ = false;
-  bool wait_for_sept_zap_ = false;
+  // Read by vCPU threads (entry, the leaf-map hook) while the VM thread may
+  // change them: the smp_wmb/smp_rmb pairing of tdx_td_finalize().
+  std::atomic<TdState> state_{TdState::Uninitialized};
+  std::atomic<bool> pre_fault_allowed_{false};
+  std::atomic<bool> wait_for_sept_zap_{false};
   Pfn page_add_src_ = kInvalidPfn;
   Pfn tdr_ = kInvalidPfn;
   std::vector<Pfn> tdcs_;

@@ -86,7 +86,7 @@ const Memslot* Vm::find_slot(Gfn gfn) const {
 
 bool Vm::gfn_is_private(Gfn gfn) const {
   const Memslot* s = find_slot(gfn);
-  return s && s->private_attr[gfn - s->base_gfn];
+  return s && s->is_private(gfn);
 }
 
 int Vm::add_memslot(int id, uint64_t gpa, uint64_t size, uint32_t flags) {
@@ -95,6 +95,7 @@ int Vm::add_memslot(int id, uint64_t gpa, uint64_t size, uint32_t flags) {
   if (size == 0 || (gpa | size) & (kPageSize - 1)) return -EINVAL;
   if (shared_bit_ && (gpa + size > shared_bit_)) return -EINVAL;
   if ((flags & kMemGuestMemfd) && !is_td()) return -EINVAL;
+  sync::WriteGuard slots(slots_lock_);
   if (slot_by_id(id)) return -EEXIST;
   const Gfn base = Gfn::from_gpa(gpa);
   const uint64_t n = size >> kPageShift;
@@ -110,27 +111,41 @@ int Vm::add_memslot(int id, uint64_t gpa, uint64_t size, uint32_t flags) {
     s->gmem = std::make_unique<Backing>(*pool_, PageOwner::GuestPrivate, n, PgLevel::k2M);
   s->private_attr.assign(n, 0);
   s->dirty_bitmap.assign((n + 63) / 64, 0);
+  const bool log = flags & kMemLogDirtyPages;
+  s->flags &= ~kMemLogDirtyPages;
   slots_.push_back(std::move(s));
   stats_.memslot_adds++;
-  if (flags & kMemLogDirtyPages) return set_dirty_logging(id, true);
-  return 0;
+  return log ? set_dirty_logging_locked(*slots_.back(), true) : 0;
+}
+
+void Vm::mmu_invalidate_begin() {
+  sync::assert_held_write(mmu_->mmu_lock(), bugs_);
+  invalidate_in_progress_.fetch_add(1);
+  invalidate_seq_.fetch_add(1);
+}
+
+void Vm::mmu_invalidate_end() {
+  sync::assert_held_write(mmu_->mmu_lock(), bugs_);
+  invalidate_seq_.fetch_add(1);
+  invalidate_in_progress_.fetch_sub(1);
 }
 
 void Vm::kvm_mmu_unmap_gfn_range(const GfnRange& r) {
   sync::assert_held_write(mmu_->mmu_lock(), bugs_);
-  // Faults that looked up a pfn before this point must not install it.
-  invalidate_seq_++;
   if (mmu_->kvm_tdp_mmu_unmap_gfn_range(r, false)) mmu_->kvm_flush_remote_tlbs();
 }
 
 int Vm::delete_memslot(int id) {
   sync::RcuThread rcu_thread;
+  // The writer side of memslot SRCU: no fault is using the slot after this.
+  sync::WriteGuard slots(slots_lock_);
   Memslot* s = slot_by_id(id);
   if (!s || unusable()) return -EINVAL;
   {
     // kvm_mmu_zap_memslot(): a TD never uses the "zap all" quirk; both
     // private and shared mappings of the slot go.
     sync::WriteGuard lock(mmu_->mmu_lock());
+    invalidate_seq_.fetch_add(1);
     kvm_mmu_unmap_gfn_range({s->base_gfn, s->base_gfn + s->npages, GfnFilter::Both, true});
   }
   slots_.erase(std::find_if(slots_.begin(), slots_.end(), [&](auto& p) { return p.get() == s; }));
@@ -144,16 +159,21 @@ int Vm::set_memory_attributes(uint64_t gpa, uint64_t size, bool to_private) {
   if (bugs_.bugged()) return -EIO;
   if ((gpa | size) & (kPageSize - 1)) return -EINVAL;
   const Gfn start = Gfn::from_gpa(gpa), end = Gfn::from_gpa(gpa + size);
+  sync::ReadGuard slots(slots_lock_);
   for (Gfn g = start; g < end; g += 1)
     if (!slot_for(g)) return -EINVAL;
   {
-    // kvm_arch_pre_set_memory_attributes(): drop the side being left.
+    // kvm_arch_pre_set_memory_attributes(): drop the side being left. The
+    // invalidation stays open until the attributes are updated, so a fault
+    // that read the old attribute retries instead of mapping the old side.
     sync::WriteGuard lock(mmu_->mmu_lock());
+    mmu_invalidate_begin();
     kvm_mmu_unmap_gfn_range({start, end, to_private ? GfnFilter::Shared : GfnFilter::Private, true});
   }
-  for (Gfn g = start; g < end; g += 1) {
-    Memslot* s = slot_for(g);
-    s->private_attr[g - s->base_gfn] = to_private ? 1 : 0;
+  for (Gfn g = start; g < end; g += 1) slot_for(g)->set_private(g, to_private);
+  {
+    sync::WriteGuard lock(mmu_->mmu_lock());
+    mmu_invalidate_end();
   }
   stats_.conversions++;
   return 0;
@@ -163,10 +183,13 @@ int Vm::punch_hole(uint64_t gpa, uint64_t size) {
   sync::RcuThread rcu_thread;
   if (!is_td() || unusable() || (gpa | size) & (kPageSize - 1)) return -EINVAL;
   const Gfn start = Gfn::from_gpa(gpa), end = Gfn::from_gpa(gpa + size);
+  sync::ReadGuard slots(slots_lock_);
   {
     // guest_memfd invalidation: private mappings of the range go first, so a
-    // page is never freed while the S-EPT still maps it.
+    // page is never freed while the S-EPT still maps it, and faults that
+    // looked the page up meanwhile retry.
     sync::WriteGuard lock(mmu_->mmu_lock());
+    mmu_invalidate_begin();
     kvm_mmu_unmap_gfn_range({start, end, GfnFilter::Private, true});
   }
   for (auto& s : slots_) {
@@ -174,6 +197,8 @@ int Vm::punch_hole(uint64_t gpa, uint64_t size) {
     const Gfn lo = std::max(start, s->base_gfn), hi = std::min(end, s->base_gfn + s->npages);
     if (lo < hi) s->gmem->punch_hole(lo - s->base_gfn, hi - lo);
   }
+  sync::WriteGuard lock(mmu_->mmu_lock());
+  mmu_invalidate_end();
   return 0;
 }
 
@@ -181,6 +206,8 @@ void Vm::destroy() {
   if (destroyed_) return;
   destroyed_ = true;
   sync::RcuThread rcu_thread;
+  // The vCPU threads are gone (the VMM joined them): no kick can be answered.
+  vcpus_threaded_ = false;
   kick_all_vcpus_out();
   if (is_td() && created_) {
     // 1. guest_memfd files hold a VM reference and invalidate their whole

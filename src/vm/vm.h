@@ -4,6 +4,7 @@
 // goes through the same TDP MMU, TDX glue and TDX module code.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -43,9 +44,23 @@ struct Memslot {
   uint32_t flags = 0;
   std::unique_ptr<Backing> shared;   // userspace_addr side
   std::unique_ptr<Backing> gmem;     // guest_memfd side (TD private memory)
-  std::vector<uint8_t> private_attr; // KVM_MEMORY_ATTRIBUTE_PRIVATE per gfn
+  // KVM_MEMORY_ATTRIBUTE_PRIVATE per gfn and the dirty bitmap: read and
+  // written by vCPU and VM threads without a common lock (the attribute is
+  // re-validated by the mmu_invalidate sequence), so accessed atomically.
+  std::vector<uint8_t> private_attr;
   std::vector<uint64_t> dirty_bitmap;
   bool contains(Gfn g) const { return g >= base_gfn && g < base_gfn + npages; }
+  bool is_private(Gfn g) const {
+    return std::atomic_ref<uint8_t>(const_cast<uint8_t&>(private_attr[g - base_gfn])).load(std::memory_order_acquire);
+  }
+  void set_private(Gfn g, bool p) {
+    std::atomic_ref<uint8_t>(private_attr[g - base_gfn]).store(p, std::memory_order_release);
+  }
+  void mark_dirty(Gfn g) {
+    const uint64_t i = g - base_gfn;
+    std::atomic_ref<uint64_t>(dirty_bitmap[i / 64]).fetch_or(1ull << (i % 64), std::memory_order_relaxed);
+  }
+  uint64_t take_dirty_word(size_t w) { return std::atomic_ref<uint64_t>(dirty_bitmap[w]).exchange(0); }
 };
 
 // Why a vCPU access or fault did not complete.
@@ -60,10 +75,10 @@ enum class ExitReason : uint8_t {
 const char* exit_reason_name(ExitReason r);
 
 struct VmOpStats {
-  uint64_t faults = 0, faults_fixed = 0, faults_spurious = 0, fault_retries = 0;
-  uint64_t accesses = 0, accepts = 0, vp_enters = 0;
-  uint64_t conversions = 0, memslot_adds = 0, memslot_deletes = 0, dirty_log_gets = 0;
-  uint64_t init_mem_pages = 0;
+  std::atomic<uint64_t> faults{0}, faults_fixed{0}, faults_spurious{0}, fault_retries{0};
+  std::atomic<uint64_t> accesses{0}, accepts{0}, vp_enters{0}, kicks{0};
+  std::atomic<uint64_t> conversions{0}, memslot_adds{0}, memslot_deletes{0}, dirty_log_gets{0};
+  std::atomic<uint64_t> init_mem_pages{0};
 };
 
 struct Vcpu {
@@ -72,7 +87,10 @@ struct Vcpu {
   VcpuMmuCaches caches;
   MmuPage* root = nullptr;         // direct root (root.hpa)
   MmuPage* mirror_root = nullptr;  // mirror_root_hpa
-  bool in_guest = false;
+  // In guest mode (between TDH.VP.ENTER and the exit). Another thread may
+  // ask it out (kick) and wait until it is.
+  std::atomic<bool> in_guest{false};
+  std::atomic<bool> kick{false};
 };
 
 class Vm : public tdx::VcpuKicker {
@@ -105,8 +123,15 @@ class Vm : public tdx::VcpuKicker {
   // The guest on `vcpu` touches `gpa`: enters if needed, takes EPT
   // violations and handles them, accepts PENDING private pages.
   ExitReason vcpu_access(int vcpu, uint64_t gpa, bool write);
-  // Takes every vCPU out of guest mode (also the kicker TDX uses).
+  // Leaves guest mode (KVM_RUN returning to userspace). A thread running a
+  // vCPU calls it when it stops issuing accesses, so kicks never wait on it.
+  void vcpu_exit(int vcpu);
+  // Takes every vCPU out of guest mode and waits until each is out
+  // (kvm_make_all_cpus_request(KVM_REQ_OUTSIDE_GUEST_MODE)); the kicker TDX uses.
   void kick_all_vcpus_out() override;
+  // vCPUs run on their own threads (native or virtual): a kick must then be
+  // a request the vCPU acknowledges, not something done on its behalf.
+  void set_vcpus_threaded(bool on) { vcpus_threaded_ = on; }
   // Teardown in the kernel's order. Idempotent.
   void destroy();
 
@@ -125,7 +150,10 @@ class Vm : public tdx::VcpuKicker {
   const VmOpStats& op_stats() const { return stats_; }
   int nr_vcpus() const { return static_cast<int>(vcpus_.size()); }
   bool destroyed() const { return destroyed_; }
-  uint64_t mmu_invalidate_seq() const { return invalidate_seq_; }
+  uint64_t mmu_invalidate_seq() const { return invalidate_seq_.load(); }
+  // The SRCU that protects memslots in KVM, modelled as a reader/writer
+  // lock: faults read, memslot updates write. Always taken before mmu_lock.
+  sync::MmuLock& slots_lock() { return slots_lock_; }
   uint64_t sources_outstanding() const { return sources_.size(); }
 
  private:
@@ -135,6 +163,12 @@ class Vm : public tdx::VcpuKicker {
   int vcpu_load_roots(Vcpu& v);
   void vcpu_put_roots(Vcpu& v);
   void kvm_mmu_unmap_gfn_range(const GfnRange& r);
+  // mmu_invalidate_begin/end(): a fault that looked up its pfn before or
+  // during an invalidation retries (is_page_fault_stale).
+  void mmu_invalidate_begin();
+  void mmu_invalidate_end();
+  void exit_guest(Vcpu& v);
+  int set_dirty_logging_locked(Memslot& s, bool on);
   bool hw_translation_ok(Vcpu& v, uint64_t gpa, bool write);
   void mark_page_dirty(Memslot& s, Gfn gfn);
 
@@ -151,7 +185,10 @@ class Vm : public tdx::VcpuKicker {
   std::vector<std::unique_ptr<Memslot>> slots_;
   std::vector<Pfn> sources_;  // PAGE.ADD source pages still held by "userspace"
   VmOpStats stats_;
-  uint64_t invalidate_seq_ = 0;
+  std::atomic<uint64_t> invalidate_seq_{0};
+  std::atomic<int> invalidate_in_progress_{0};
+  sync::MmuLock slots_lock_;
+  bool vcpus_threaded_ = false;
   bool created_ = false;
   // create() completed. A VMM whose VM or vCPU creation failed tears the VM
   // down; until then every other operation is refused.

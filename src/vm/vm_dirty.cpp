@@ -1,0 +1,59 @@
+// Dirty logging on the direct root, by write-protection.
+#include <cerrno>
+
+#include "sync/rcu.h"
+#include "vm/vm.h"
+
+namespace mirrormmu {
+
+int Vm::set_dirty_logging(int slot_id, bool on) {
+  // A memslot update: the writer side of memslot SRCU.
+  sync::WriteGuard slots(slots_lock_);
+  Memslot* s = slot_by_id(slot_id);
+  if (!s || unusable()) return -EINVAL;
+  return set_dirty_logging_locked(*s, on);
+}
+
+int Vm::set_dirty_logging_locked(Memslot& s, bool on) {
+  if (s.gmem) return -EINVAL;  // private memory cannot be dirty-logged
+  if (!on) {
+    s.flags &= ~kMemLogDirtyPages;
+    for (size_t w = 0; w < s.dirty_bitmap.size(); w++) s.take_dirty_word(w);
+    return 0;
+  }
+  s.flags |= kMemLogDirtyPages;
+  // kvm_mmu_slot_remove_write_access(): the TDP MMU does it under the shared
+  // lock; huge pages are write-protected too and split on the first write
+  // fault (the fault now wants 4K).
+  bool flush;
+  {
+    sync::RcuThread rcu_thread;
+    sync::ReadGuard lock(mmu_->mmu_lock());
+    flush = mmu_->kvm_tdp_mmu_wrprot_slot(s.base_gfn, s.base_gfn + s.npages, PgLevel::k4K);
+  }
+  if (flush) mmu_->kvm_flush_remote_tlbs();
+  return 0;
+}
+
+std::optional<std::vector<uint64_t>> Vm::get_dirty_log(int slot_id) {
+  sync::RcuThread rcu_thread;
+  sync::ReadGuard slots(slots_lock_);
+  Memslot* s = slot_by_id(slot_id);
+  if (!s || !(s->flags & kMemLogDirtyPages) || unusable()) return std::nullopt;
+  std::vector<uint64_t> out(s->dirty_bitmap.size());
+  {
+    // kvm_arch_mmu_enable_log_dirty_pt_masked(): write-protect what is
+    // reported, under the same lock as taking it, so a write racing with
+    // the harvest is either in this bitmap or faults again into the next.
+    sync::WriteGuard lock(mmu_->mmu_lock());
+    for (size_t w = 0; w < out.size(); w++) {
+      out[w] = s->take_dirty_word(w);
+      if (out[w]) mmu_->kvm_tdp_mmu_clear_dirty_pt_masked(s->base_gfn + w * 64, out[w]);
+    }
+  }
+  mmu_->kvm_flush_remote_tlbs();
+  stats_.dirty_log_gets++;
+  return out;
+}
+
+}  // namespace mirrormmu
