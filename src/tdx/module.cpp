@@ -76,19 +76,28 @@ Status TdxModule::Impl::LockSet::tdr(LockMode mode, Operand busy_operand) {
 
 Status TdxModule::Impl::LockSet::sept_tree(LockMode mode) {
   const Status s = impl_.try_lock_sept_tree(mode);
-  if (s == TDX_SUCCESS) tree_ = mode;
+  if (s == TDX_SUCCESS) {
+    tree_ = mode;
+    impl_.window(&impl_.sept_tree_lock);
+  }
   return s;
 }
 
 Status TdxModule::Impl::LockSet::epoch(LockMode mode) {
   const Status s = impl_.try_lock_epoch(mode);
-  if (s == TDX_SUCCESS) epoch_ = mode;
+  if (s == TDX_SUCCESS) {
+    epoch_ = mode;
+    impl_.window(&impl_.epoch_lock);
+  }
   return s;
 }
 
 Status TdxModule::Impl::LockSet::entry(uint64_t& e) {
   const Status s = impl_.try_lock_entry(e);
-  if (s == TDX_SUCCESS) entry_ = &e;
+  if (s == TDX_SUCCESS) {
+    entry_ = &e;
+    impl_.window(&e);
+  }
   return s;
 }
 

@@ -138,6 +138,11 @@ class TdxModule {
   Status tdh_vp_enter(int vcpu);
   void td_exit(int vcpu);
   bool vcpu_in_guest(int vcpu) const;
+  // The exit was an EPT violation (private: feeds zero-step mitigation).
+  void vcpu_ept_violation(int vcpu, bool private_gpa);
+  // The guest retired an instruction: zero-step mitigation disarms.
+  void vcpu_progress(int vcpu);
+  bool zero_step_active(int vcpu) const;
   // TDG.MEM.PAGE.ACCEPT by the guest running on `vcpu` (must be in guest).
   AcceptResult tdg_mem_page_accept(int vcpu, uint64_t gpa, int tdx_level);
 

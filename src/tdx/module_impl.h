@@ -87,7 +87,21 @@ struct TdxModule::Impl {
     bool associated = true;    // until VP.FLUSH; VP.ADDCX/INIT/ENTER re-associate
     bool in_guest = false;
     uint64_t epoch = 0;        // TD_EPOCH sampled at the last VP.ENTER
+    // Zero-step mitigation: private EPT-violation exits without the guest
+    // making progress. At the threshold, VP.ENTER takes the S-EPT tree lock
+    // exclusively to re-walk the faulting GPAs.
+    int zero_step_faults = 0;
   };
+  static constexpr int kSteppingEpfThreshold = 6;  // STEPPING_EPF_THRESHOLD
+
+  // A module lock was just taken: release the model's own mutex and let
+  // another thread run, so a second SEAMCALL (or VP.ENTER, or the guest)
+  // can meet the lock held and get BUSY, as on real hardware.
+  void window(const void* lock) {
+    mu.unlock();
+    sync::sched_point(sync::PointKind::ModuleTryLock, lock);
+    mu.lock();
+  }
 
   // Locks one call holds; all are released when the call returns.
   class LockSet {

@@ -34,6 +34,11 @@ Status TdxModule::Impl::vp_enter(int vcpu) {
   if (v->in_guest) return with_operand(TDX_OPERAND_BUSY, Operand::RCX);
   if (Status s = td_prologue(locks, Operand::TDR, LockMode::Shared, kRunnable)) return s;
   if (!v->initialized) return with_operand(TDX_OP_STATE_INCORRECT, Operand::TDVPR);
+  // Zero-step mitigation: the filter re-walks the logged GPAs with the S-EPT
+  // tree locked exclusively; host AUG/SEPT.ADD/BLOCK meanwhile get BUSY, and
+  // if the lock is taken the entry itself fails with BUSY.
+  if (v->zero_step_faults >= kSteppingEpfThreshold)
+    if (Status s = locks.sept_tree(LockMode::Exclusive)) return s;
   if (Status s = locks.epoch(LockMode::Shared)) return s;
   ++epoch_refcount[m.td_epoch_ & 1];
   v->epoch = m.td_epoch_;
@@ -103,6 +108,22 @@ Status TdxModule::tdh_vp_enter(int vcpu) {
 void TdxModule::td_exit(int vcpu) {
   std::lock_guard lock(impl_->mu);
   impl_->td_exit(vcpu);
+}
+
+void TdxModule::vcpu_ept_violation(int vcpu, bool private_gpa) {
+  std::lock_guard lock(impl_->mu);
+  if (Impl::Vcpu* v = impl_->find_vcpu(vcpu); v && private_gpa) v->zero_step_faults++;
+}
+
+void TdxModule::vcpu_progress(int vcpu) {
+  std::lock_guard lock(impl_->mu);
+  if (Impl::Vcpu* v = impl_->find_vcpu(vcpu)) v->zero_step_faults = 0;
+}
+
+bool TdxModule::zero_step_active(int vcpu) const {
+  std::lock_guard lock(impl_->mu);
+  const Impl::Vcpu* v = impl_->find_vcpu(vcpu);
+  return v && v->zero_step_faults >= Impl::kSteppingEpfThreshold;
 }
 
 AcceptResult TdxModule::tdg_mem_page_accept(int vcpu, uint64_t gpa, int tdx_level) {

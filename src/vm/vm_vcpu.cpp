@@ -211,8 +211,12 @@ ExitReason Vm::vcpu_access(int vcpu, uint64_t gpa, bool write) {
     } else {
       ok = hw_translation_ok(v, gpa, write);
     }
-    if (ok) return ExitReason::None;
+    if (ok) {
+      if (module_) module_->vcpu_progress(vcpu);
+      return ExitReason::None;
+    }
     // EPT violation: exit to KVM, handle the fault, re-enter.
+    if (module_) module_->vcpu_ept_violation(vcpu, is_private);
     exit_guest(v);
     const ExitReason r = vcpu_fault(vcpu, gpa, write);
     if (r != ExitReason::None) return r;
