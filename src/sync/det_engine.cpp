@@ -49,6 +49,20 @@ bool forced_yield() {
   return e && e->fail_point(FailKind::ForcedYield);
 }
 
+const char* engine_event_name(EngineEvent e) {
+  switch (e) {
+    case EngineEvent::ThreadStart: return "start";
+    case EngineEvent::ThreadEnd: return "end";
+    case EngineEvent::LockRead: return "read_lock";
+    case EngineEvent::LockWrite: return "write_lock";
+    case EngineEvent::UnlockRead: return "read_unlock";
+    case EngineEvent::UnlockWrite: return "write_unlock";
+    case EngineEvent::Blocked: return "blocked";
+    case EngineEvent::RcuCallback: return "rcu_callback";
+  }
+  return "?";
+}
+
 const char* fail_kind_name(FailKind k) {
   switch (k) {
     case FailKind::SeamcallBusy: return "seamcall-busy";
@@ -98,7 +112,9 @@ void DetEngine::thread_main(int id) {
   tl_vthread = id;
   VThread& me = *threads_[id];
   me.go.acquire();
+  note(EngineEvent::ThreadStart, nullptr);
   me.fn();
+  note(EngineEvent::ThreadEnd, nullptr);
   me.state = VThread::State::Done;
   // Leaving a read section for good would be a bug in the code under test;
   // the grace-period model must not wait for a finished thread.
@@ -202,7 +218,7 @@ void DetEngine::point(PointKind kind, const void* object) {
 }
 
 bool DetEngine::fail_point(FailKind kind) {
-  if (tl_vthread < 0 || g_active.load() != this) return false;
+  if (tl_vthread < 0 || g_active.load() != this || !failures_enabled_) return false;
   const size_t k = static_cast<size_t>(kind);
   if (fails_fired_[k] >= limits_.fail_budget[k]) return false;
   const bool fire = strategy_.pick_fail(decisions_.size(), kind);
@@ -212,6 +228,7 @@ bool DetEngine::fail_point(FailKind kind) {
 }
 
 void DetEngine::block_on(const void* object) {
+  note(EngineEvent::Blocked, object);
   VThread& me = *threads_[tl_vthread];
   me.state = VThread::State::Blocked;
   me.blocked_on = object;
@@ -272,6 +289,7 @@ void DetEngine::run_ready_callbacks() {
     }
     const PendingCallback cb = pending_[i];
     pending_.erase(pending_.begin() + static_cast<long>(i));
+    note(EngineEvent::RcuCallback, cb.head);
     in_callback_ = true;
     cb.fn(cb.head);
     in_callback_ = false;

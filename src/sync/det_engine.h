@@ -39,6 +39,16 @@ struct Decision {
   bool preemption;        // chosen thread != a still-runnable current thread
 };
 
+// What the engine itself can tell a trace: thread lifecycle and locks.
+enum class EngineEvent : uint8_t { ThreadStart, ThreadEnd, LockRead, LockWrite, UnlockRead, UnlockWrite, Blocked, RcuCallback };
+const char* engine_event_name(EngineEvent e);
+
+class EngineSink {
+ public:
+  virtual ~EngineSink() = default;
+  virtual void on_engine_event(int thread, EngineEvent e, const void* object) = 0;
+};
+
 class DetStrategy {
  public:
   virtual ~DetStrategy() = default;
@@ -80,6 +90,13 @@ class DetEngine {
   bool rcu_read_lock_held() const;
   void call_rcu(RcuHead* head, RcuCallback fn);
   void rcu_barrier();
+  void set_sink(EngineSink* s) { sink_ = s; }
+  // Failure points fire only while enabled (the racing part of a scenario,
+  // not its setup or teardown).
+  void set_failures_enabled(bool on) { failures_enabled_ = on; }
+  void note(EngineEvent e, const void* object) {
+    if (sink_) sink_->on_engine_event(current(), e, object);
+  }
   // True while the running thread executes an RCU callback.
   bool in_rcu_callback() const { return in_callback_; }
 
@@ -113,6 +130,8 @@ class DetEngine {
   static std::atomic<DetEngine*> g_active;
 
   DetStrategy& strategy_;
+  EngineSink* sink_ = nullptr;
+  bool failures_enabled_ = true;
   DetLimits limits_;
   std::vector<std::unique_ptr<VThread>> threads_;
   size_t first_of_run_ = 0;

@@ -52,6 +52,7 @@ void MmuLock::write_lock() {
     while (det_writer_ || det_readers_) e->block_on(this);
     det_writers_waiting_--;
     det_writer_ = true;
+    e->note(EngineEvent::LockWrite, this);
   } else {
     waiters_.fetch_add(1, std::memory_order_relaxed);
     mu_.lock();
@@ -65,6 +66,7 @@ void MmuLock::write_unlock() {
   note_released(this);
   if (DetEngine* e = DetEngine::active()) [[unlikely]] {
     det_writer_ = false;
+    e->note(EngineEvent::UnlockWrite, this);
     e->wake(this);
   } else {
     mu_.unlock();
@@ -77,6 +79,7 @@ void MmuLock::read_lock() {
   if (DetEngine* e = DetEngine::active()) [[unlikely]] {
     while (det_writer_ || det_writers_waiting_) e->block_on(this);
     det_readers_++;
+    e->note(EngineEvent::LockRead, this);
   } else {
     waiters_.fetch_add(1, std::memory_order_relaxed);
     mu_.lock_shared();
@@ -89,6 +92,7 @@ void MmuLock::read_lock() {
 void MmuLock::read_unlock() {
   note_released(this);
   if (DetEngine* e = DetEngine::active()) [[unlikely]] {
+    e->note(EngineEvent::UnlockRead, this);
     if (--det_readers_ == 0) e->wake(this);
   } else {
     mu_.unlock_shared();

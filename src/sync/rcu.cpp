@@ -27,18 +27,34 @@ bool rcu_read_lock_held() {
   return urcu_memb_read_ongoing() != 0;
 }
 
+namespace {
+// call_rcu()s issued natively, and how many of them the last completed
+// barrier covered: a barrier with nothing new queued returns at once
+// instead of waiting out the callback thread's batching delay.
+std::atomic<uint64_t> g_native_calls{0};
+std::atomic<uint64_t> g_covered{0};
+}  // namespace
+
 void call_rcu(RcuHead* head, RcuCallback fn) {
-  if (DetEngine* e = DetEngine::active())
+  if (DetEngine* e = DetEngine::active()) {
     e->call_rcu(head, fn);
-  else
+  } else {
+    g_native_calls.fetch_add(1);
     urcu_memb_call_rcu(head, fn);
+  }
 }
 
 void rcu_barrier() {
-  if (DetEngine* e = DetEngine::active())
+  if (DetEngine* e = DetEngine::active()) {
     e->rcu_barrier();
-  else
-    urcu_memb_barrier();
+    return;
+  }
+  const uint64_t calls = g_native_calls.load();
+  if (calls == g_covered.load()) return;
+  urcu_memb_barrier();
+  // Every callback queued before the barrier started has run.
+  uint64_t covered = g_covered.load();
+  while (covered < calls && !g_covered.compare_exchange_weak(covered, calls)) {}
 }
 
 }  // namespace mirrormmu::sync

@@ -28,9 +28,9 @@ void TdxModule::Impl::record(Leaf leaf, uint64_t gpa, int tdx_level, Status s) {
   if (m.observer_ != nullptr) m.observer_->on_seamcall(leaf, gpa, tdx_level, s);
 }
 
-Status TdxModule::Impl::injected(Operand busy_operand) {
+Status TdxModule::Impl::injected(Operand busy_operand, bool contended) {
   if (m.inject_ == nullptr) return TDX_SUCCESS;
-  switch (m.inject_->check(InjectPoint::Seamcall)) {
+  switch (m.inject_->check(InjectPoint::Seamcall, contended && !m.host_exclusive())) {
     case Injection::None: return TDX_SUCCESS;
     case Injection::Busy: return with_operand(TDX_OPERAND_BUSY, busy_operand);
     // NoMem has no SEAMCALL meaning; an armed point must still fail visibly.

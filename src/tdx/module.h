@@ -143,6 +143,11 @@ class TdxModule {
   // The guest retired an instruction: zero-step mitigation disarms.
   void vcpu_progress(int vcpu);
   bool zero_step_active(int vcpu) const;
+  // KVM guarantees that nothing (no vCPU, no TDCALL, no other host call)
+  // can contend right now (the retry of tdh_do_no_vcpus): an execution
+  // engine must not inject BUSY meanwhile.
+  void set_host_exclusive(bool on) { host_exclusive_.store(on, std::memory_order_relaxed); }
+  bool host_exclusive() const { return host_exclusive_.load(std::memory_order_relaxed); }
   // TDG.MEM.PAGE.ACCEPT by the guest running on `vcpu` (must be in guest).
   AcceptResult tdg_mem_page_accept(int vcpu, uint64_t gpa, int tdx_level);
 
@@ -194,6 +199,7 @@ class TdxModule {
   std::atomic<Lifecycle> lifecycle_{Lifecycle::None};
   std::atomic<uint64_t> chldcnt_{0};
   std::atomic<uint64_t> td_epoch_{0};
+  std::atomic<bool> host_exclusive_{false};
 };
 
 }  // namespace mirrormmu::tdx

@@ -139,8 +139,10 @@ struct TdxModule::Impl {
   static Status status_of(const Ret& r) { return r.status; }
   static Status status_of(const AcceptResult& r) { return r.status; }
   void record(Leaf leaf, uint64_t gpa, int tdx_level, Status s);
-  // Fault injection at the entry of a host S-EPT/memory call.
-  Status injected(Operand busy_operand);
+  // Fault injection at the entry of a host S-EPT/memory call. `contended`:
+  // whether anything can really contend with this call in KVM's use (not
+  // RECLAIM or WBINVD, which run on pages nothing else touches).
+  Status injected(Operand busy_operand, bool contended = true);
 
   // ---- module try-locks ----------------------------------------------------
   Status try_lock_tdr(LockMode mode, Operand busy_operand);

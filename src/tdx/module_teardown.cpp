@@ -63,7 +63,7 @@ Status TdxModule::Impl::mng_key_freeid() {
 }
 
 Status TdxModule::Impl::page_reclaim(Pfn page) {
-  if (Status s = injected(Operand::RCX)) return s;
+  if (Status s = injected(Operand::RCX, /*contended=*/false)) return s;
   if (!pamt.in_range(page)) return with_operand(TDX_OPERAND_INVALID, Operand::RCX);
   // The model has one TD, so the page's owner is always this TD.
   if (m.lifecycle_ != Lifecycle::Teardown) return TDX_LIFECYCLE_STATE_INCORRECT;
@@ -91,7 +91,7 @@ Status TdxModule::Impl::page_reclaim(Pfn page) {
 // let go of the page (after REMOVE or RECLAIM). The model has no caches, so
 // success is the whole effect.
 Status TdxModule::Impl::page_wbinvd(Pfn page, uint16_t /*hkid*/) {
-  if (Status s = injected(Operand::RCX)) return s;
+  if (Status s = injected(Operand::RCX, /*contended=*/false)) return s;
   if (!pamt.in_range(page)) return with_operand(TDX_OPERAND_INVALID, Operand::RCX);
   if (pamt.type(page) != PamtType::Nda) return with_operand(TDX_PAGE_METADATA_INCORRECT, Operand::RCX);
   return TDX_SUCCESS;

@@ -34,7 +34,11 @@ Ret TdxOps::tdh_do_no_vcpus(const std::function<Ret()>& fn) {
     wait_for_sept_zap_ = true;
     kick();
     stats_.no_vcpus_retries++;
+    // Nothing can contend now; the model is told so, and BUSY here would be
+    // a KVM or module bug, never an answer to inject.
+    module_.set_host_exclusive(true);
     r = fn();
+    module_.set_host_exclusive(false);
     wait_for_sept_zap_ = false;
     sync::wake_event(&wait_for_sept_zap_);
   }

@@ -65,6 +65,8 @@ class TdxOps final : public ExternalOps {
   // (wait_for_sept_zap, VM bugged, BUSY from the module).
   bool tdx_vcpu_enter(int vcpu);
   void tdx_vcpu_exit(int vcpu);
+  // Called outside guest mode after an entry was refused for a zap.
+  void wait_for_zap_done();
 
   TdState td_state() const { return state_.load(std::memory_order_acquire); }
   bool hkid_assigned() const { return module_.hkid_assigned(); }

@@ -64,10 +64,14 @@ int TdxOps::tdx_td_finalize() {
 
 bool TdxOps::tdx_vcpu_enter(int vcpu) {
   // While a zap retries with vCPUs kicked out, entry is refused so the retry
-  // cannot collide with TDH.VP.ENTER or the guest's TDCALLs: wait it out.
-  while (wait_for_sept_zap_ && !kvm_.bugged()) sync::wait_event(&wait_for_sept_zap_);
-  if (kvm_.bugged() || state_ != TdState::Runnable) return false;
+  // cannot collide with TDH.VP.ENTER or the guest's TDCALLs
+  // (EXIT_FASTPATH_EXIT_HANDLED): the caller leaves guest mode and waits.
+  if (wait_for_sept_zap_ || kvm_.bugged() || state_ != TdState::Runnable) return false;
   return module_.tdh_vp_enter(vcpu) == TDX_SUCCESS;
+}
+
+void TdxOps::wait_for_zap_done() {
+  while (wait_for_sept_zap_ && !kvm_.bugged()) sync::wait_event(&wait_for_sept_zap_);
 }
 
 void TdxOps::tdx_vcpu_exit(int vcpu) {

@@ -185,12 +185,21 @@ ExitReason Vm::vcpu_access(int vcpu, uint64_t gpa, bool write) {
       return ExitReason::VmDead;
     }
     if (!v.in_guest.load()) {
+      // vcpu->mode = IN_GUEST_MODE comes before TDH.VP.ENTER: a kick from
+      // here on waits until the vCPU is back out, so it also waits out an
+      // entry still inside the module (holding its locks).
       v.kick.store(false);  // serviced on entry
+      v.in_guest.store(true);
       if (is_td()) {
-        if (!tdx_->tdx_vcpu_enter(vcpu)) continue;  // exit handled; try again
+        if (!tdx_->tdx_vcpu_enter(vcpu)) {
+          // Exit handled: out of guest mode, wait for a zap to finish, retry.
+          v.in_guest.store(false);
+          sync::wake_event(&v);
+          tdx_->wait_for_zap_done();
+          continue;
+        }
         stats_.vp_enters++;
       }
-      v.in_guest.store(true);
     }
     bool ok;
     if (is_private) {

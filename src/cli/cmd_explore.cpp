@@ -1,0 +1,115 @@
+// mirrormmu explore, mirrormmu replay
+#include <fmt/format.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <fstream>
+
+#include "cli/common.h"
+#include "explore/explorer.h"
+#include "mmu/design.h"
+#include "report/explore_report.h"
+#include "report/perfetto.h"
+
+namespace mirrormmu::cli {
+
+namespace {
+
+explore::ExploreConfig g_cfg;
+std::string g_strategy = "dfs";
+std::string g_perfetto;
+std::string g_schedule;
+std::string g_replay_perfetto;
+
+std::string scenarios_help() {
+  std::string s = "a scenario file (JSON, see scenarios/) or a built-in scenario:";
+  for (const auto& b : explore::builtin_scenarios()) s += fmt::format("\n  {:<20} {}", b.name, b.description);
+  return s;
+}
+
+void write_perfetto(const std::string& path, const explore::ExecResult& r) {
+  std::ofstream f(path);
+  if (!f) usage_error("cannot write '" + path + "'");
+  f << perfetto_trace(r).dump() << "\n";
+}
+
+int run_explore() {
+  explore::ExploreConfig cfg = g_cfg;
+  if (g_strategy == "dfs") cfg.strategy = explore::StrategyKind::Dfs;
+  else if (g_strategy == "pct") cfg.strategy = explore::StrategyKind::Pct;
+  else if (g_strategy == "random") cfg.strategy = explore::StrategyKind::Random;
+  else usage_error("--strategy must be dfs, pct or random");
+  if (!find_design(cfg.design)) usage_error("unknown design '" + cfg.design + "' (see --help)");
+  if (cfg.seconds < 0) usage_error("--time must not be negative");
+  const bool tty = isatty(STDERR_FILENO);
+  std::string error;
+  auto rep = explore::explore(
+      cfg,
+      [&](const explore::ExploreReport& r) {
+        if (tty) std::fprintf(stderr, "\r%s", format_progress(r).c_str());
+      },
+      &error);
+  if (tty) std::fprintf(stderr, "\r\033[K");
+  if (!rep) usage_error(error);
+  std::fputs(format_explore_report(cfg, *rep).c_str(), stdout);
+  if (!g_perfetto.empty() && !rep->failures.empty()) write_perfetto(g_perfetto, rep->failures.front().result);
+  return rep->failures.empty() ? 0 : 1;
+}
+
+int run_replay() {
+  std::string error;
+  auto s = explore::Schedule::parse(g_schedule, &error);
+  if (!s) usage_error(error);
+  if (!find_design(s->design)) usage_error("unknown design '" + s->design + "'");
+  auto r = explore::replay(*s, &error);
+  if (!r) usage_error(error);
+  std::printf("replay %s\n", s->str().c_str());
+  std::printf("   step  thread   event\n");
+  std::fputs(explore::format_trace(*r).c_str(), stdout);
+  std::printf("%llu steps, %llu decisions, %llu preemptions, %u injected failures\n",
+              static_cast<unsigned long long>(r->steps), static_cast<unsigned long long>(r->decisions),
+              static_cast<unsigned long long>(r->preemptions), r->fails_fired);
+  if (r->ok) {
+    std::printf("result: OK\n");
+  } else {
+    std::printf("result: FAILED: %s: %s (after %s)\n", r->invariant.c_str(), r->detail.c_str(), r->where.c_str());
+  }
+  if (!g_replay_perfetto.empty()) write_perfetto(g_replay_perfetto, *r);
+  return r->ok ? 0 : 1;
+}
+
+}  // namespace
+
+Command add_explore(CLI::App& app) {
+  explore::ExploreConfig& c = g_cfg;
+  auto* cmd = app.add_subcommand("explore", "explore interleavings of a scenario under the deterministic scheduler");
+  cmd->add_option("--scenario", c.scenario, scenarios_help())->capture_default_str();
+  cmd->add_option("--strategy", g_strategy, "dfs (bounded preemptions, exhaustive), pct or random")
+      ->capture_default_str();
+  cmd->add_option("--budget", c.budget, "executions at most")->check(CLI::Range(uint64_t(1), uint64_t(1) << 40))
+      ->capture_default_str();
+  cmd->add_option("--time", c.seconds, "seconds at most (0: no limit)");
+  cmd->add_option("--design", c.design, "hook design")->capture_default_str();
+  cmd->add_option("--scale", c.scale, "operations per thread")->check(CLI::Range(1, 64))->capture_default_str();
+  cmd->add_option("--preemptions", c.preemptions, "DFS preemption bound")->check(CLI::Range(0, 16))
+      ->capture_default_str();
+  cmd->add_option("--depth", c.depth, "PCT depth")->check(CLI::Range(1, 16))->capture_default_str();
+  cmd->add_option("--seed", c.seed, "seed for pct and random")->capture_default_str();
+  cmd->add_option("--fail-busy", c.fail_budget[0], "SEAMCALLs that may be made to return BUSY")
+      ->check(CLI::Range(0, 16));
+  cmd->add_option("--fail-topup", c.fail_budget[1], "cache top-ups that may be made to fail")->check(CLI::Range(0, 16));
+  cmd->add_option("--fail-cmpxchg", c.fail_budget[2], "cmpxchgs that may be made to lose")->check(CLI::Range(0, 16));
+  cmd->add_option("--fail-yield", c.fail_budget[3], "long walks that may be made to yield")->check(CLI::Range(0, 16));
+  cmd->add_flag("!--no-shrink", c.shrink, "report failures as found, unshrunk");
+  cmd->add_option("--perfetto", g_perfetto, "write the first failure's trace as Chrome trace JSON to FILE");
+
+  auto* rep = app.add_subcommand("replay", "re-run one execution from its schedule string and print its events");
+  rep->add_option("schedule", g_schedule, "the string printed by explore")->required();
+  rep->add_option("--perfetto", g_replay_perfetto, "also write the execution as Chrome trace JSON to FILE");
+  (void)rep;
+  return {cmd, &run_explore};
+}
+
+Command add_replay(CLI::App& app) { return {app.get_subcommand("replay"), &run_replay}; }
+
+}  // namespace mirrormmu::cli

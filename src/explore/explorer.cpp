@@ -1,0 +1,203 @@
+#include "explore/explorer.h"
+
+#include <fmt/format.h>
+
+#include <chrono>
+#include <sstream>
+
+namespace mirrormmu::explore {
+
+namespace {
+
+ExecConfig exec_config(const Schedule& s, bool trace) {
+  ExecConfig c;
+  c.design = s.design;
+  c.trace = trace;
+  for (size_t k = 0; k < sync::kFailKindCount; k++) c.limits.fail_budget[k] = s.fail_budget[k];
+  return c;
+}
+
+std::optional<ExecResult> run_schedule(const Schedule& s, bool trace, std::string* error) {
+  std::string err;
+  auto sc = load_scenario(s.scenario, s.scale, &err);
+  if (!sc) {
+    if (error) *error = err;
+    return std::nullopt;
+  }
+  ReplayStrategy strat(s.choices);
+  return run_execution(*sc, strat, exec_config(s, trace));
+}
+
+bool still_fails(const Schedule& s, const std::string& invariant) {
+  auto r = run_schedule(s, false, nullptr);
+  return r && !r->ok && r->invariant == invariant;
+}
+
+}  // namespace
+
+std::string Schedule::str() const {
+  return fmt::format("{}/{}/s{}/f{},{},{},{}/{}", scenario, design, scale, fail_budget[0], fail_budget[1],
+                     fail_budget[2], fail_budget[3], encode_choices(choices));
+}
+
+std::optional<Schedule> Schedule::parse(const std::string& str, std::string* error) {
+  std::vector<std::string> parts;
+  std::stringstream ss(str);
+  std::string p;
+  while (std::getline(ss, p, '/')) parts.push_back(p);
+  // A scenario file path may itself contain '/': the last four parts are fixed.
+  if (parts.size() < 5) {
+    *error = "a schedule looks like SCENARIO/DESIGN/sSCALE/fB,T,C,Y/CHOICES, got '" + str + "'";
+    return std::nullopt;
+  }
+  Schedule s;
+  const size_t n = parts.size();
+  for (size_t i = 0; i + 4 < n; i++) s.scenario += (i ? "/" : "") + parts[i];
+  s.design = parts[n - 4];
+  const std::string& sc = parts[n - 3];
+  const std::string& fb = parts[n - 2];
+  try {
+    if (sc.size() < 2 || sc[0] != 's' || sc.find_first_not_of("0123456789", 1) != std::string::npos)
+      throw std::runtime_error("scale");
+    s.scale = std::stoi(sc.substr(1));
+    if (fb.size() < 2 || fb[0] != 'f') throw std::runtime_error("budgets");
+    std::stringstream fs(fb.substr(1));
+    std::string b;
+    size_t k = 0;
+    while (std::getline(fs, b, ',')) {
+      if (k >= sync::kFailKindCount || b.empty() || b.find_first_not_of("0123456789") != std::string::npos)
+        throw std::runtime_error("budgets");
+      s.fail_budget[k++] = static_cast<uint32_t>(std::stoul(b));
+    }
+    if (k != sync::kFailKindCount) throw std::runtime_error("budgets");
+  } catch (...) {
+    *error = "bad scale or failure budgets in schedule '" + str + "'";
+    return std::nullopt;
+  }
+  auto c = decode_choices(parts[n - 1]);
+  if (!c || s.scale < 1 || s.scale > 64) {
+    *error = "bad choices or scale in schedule '" + str + "'";
+    return std::nullopt;
+  }
+  s.choices = *c;
+  return s;
+}
+
+std::optional<ExecResult> replay(const Schedule& s, std::string* error) { return run_schedule(s, true, error); }
+
+Schedule shrink(const Schedule& failing, const std::string& invariant, uint64_t* runs) {
+  Schedule best = failing;
+  uint64_t n = 0;
+  constexpr uint64_t kMaxRuns = 400;
+  // Fewer operations first: a smaller world usually needs fewer choices.
+  for (int scale = 1; scale < best.scale && n < kMaxRuns; scale++) {
+    Schedule t = best;
+    t.scale = scale;
+    n++;
+    if (still_fails(t, invariant)) {
+      best = t;
+      break;
+    }
+  }
+  // Then drop deviations (preemptions, injected failures) one at a time,
+  // latest first, until no single one can go.
+  for (bool changed = true; changed && n < kMaxRuns;) {
+    changed = false;
+    for (auto it = best.choices.rbegin(); it != best.choices.rend() && n < kMaxRuns; ++it) {
+      Schedule t = best;
+      t.choices.erase(it->first);
+      n++;
+      if (still_fails(t, invariant)) {
+        best = t;
+        changed = true;
+        break;
+      }
+    }
+  }
+  // Finally, failure budgets no larger than needed.
+  for (size_t k = 0; k < sync::kFailKindCount && n < kMaxRuns; k++) {
+    while (best.fail_budget[k] > 0 && n < kMaxRuns) {
+      Schedule t = best;
+      t.fail_budget[k]--;
+      n++;
+      if (!still_fails(t, invariant)) break;
+      best = t;
+    }
+  }
+  if (runs) *runs = n;
+  return best;
+}
+
+std::optional<ExploreReport> explore(const ExploreConfig& cfg, const Progress& progress, std::string* error) {
+  auto sc = load_scenario(cfg.scenario, cfg.scale, error);
+  if (!sc) return std::nullopt;
+  ExploreReport rep;
+  const auto t0 = std::chrono::steady_clock::now();
+  const auto elapsed = [&] { return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(); };
+  Schedule base{cfg.scenario, cfg.design, cfg.scale, cfg.fail_budget, {}};
+  ExecConfig ec = exec_config(base, false);
+  std::mt19937_64 seeds(cfg.seed);
+
+  auto record = [&](const ExecResult& r) {
+    rep.executions++;
+    rep.max_steps = std::max(rep.max_steps, r.steps);
+    rep.max_decisions = std::max(rep.max_decisions, r.decisions);
+    rep.classes |= r.classes;
+    for (size_t i = 0; i < kSiteCount; i++) rep.sites[i] += r.sites[i] != 0;
+    if (!r.ok && rep.failures.size() < cfg.max_failures) {
+      for (const auto& f : rep.failures)
+        if (f.result.invariant == r.invariant) return;
+      Failure f;
+      f.original = base;
+      f.original.choices = r.choices;
+      f.schedule = cfg.shrink ? shrink(f.original, r.invariant, &f.shrink_runs) : f.original;
+      f.result = *run_schedule(f.schedule, true, nullptr);
+      rep.failures.push_back(std::move(f));
+    }
+    if (progress && (rep.executions & 63) == 0) {
+      rep.seconds = elapsed();
+      progress(rep);
+    }
+  };
+  auto done = [&] {
+    return rep.executions >= cfg.budget || (cfg.seconds > 0 && elapsed() >= cfg.seconds) ||
+           rep.failures.size() >= cfg.max_failures;
+  };
+
+  if (cfg.strategy == StrategyKind::Dfs) {
+    // Iterative context bounding: every schedule with 0 preemptions, then 1, ...
+    for (int bound = 0; bound <= cfg.preemptions && !done(); bound++) {
+      DfsStrategy dfs(bound);
+      bool more = true;
+      while (more && !done()) {
+        record(run_execution(*sc, dfs, ec));
+        more = dfs.next();
+      }
+      if (!more && bound == cfg.preemptions) rep.exhausted = true;
+    }
+  } else {
+    // PCT needs the number of decisions to expect: learn it from a default run.
+    uint64_t steps_estimate = 0;
+    if (cfg.strategy == StrategyKind::Pct) {
+      ReplayStrategy def({});
+      const ExecResult r0 = run_execution(*sc, def, ec);
+      steps_estimate = std::max<uint64_t>(r0.decisions, 1);
+      record(r0);
+    }
+    while (!done()) {
+      const uint64_t seed = seeds();
+      const double fail_p = 0.05;
+      if (cfg.strategy == StrategyKind::Pct) {
+        PctStrategy pct(seed, cfg.depth, steps_estimate, static_cast<int>(sc->threads.size()), fail_p);
+        record(run_execution(*sc, pct, ec));
+      } else {
+        RandomStrategy rnd(seed, fail_p);
+        record(run_execution(*sc, rnd, ec));
+      }
+    }
+  }
+  rep.seconds = elapsed();
+  return rep;
+}
+
+}  // namespace mirrormmu::explore

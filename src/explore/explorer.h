@@ -1,0 +1,75 @@
+// The explorer: runs a scenario execution after execution under a strategy,
+// collects what was seen, and for every failure finds the smallest story
+// (fewer operations, fewer preemptions, fewer injected failures) and the one
+// string that replays it.
+#pragma once
+
+#include <array>
+#include <bitset>
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "explore/execution.h"
+
+namespace mirrormmu::explore {
+
+enum class StrategyKind : uint8_t { Dfs, Pct, Random };
+
+struct ExploreConfig {
+  std::string scenario = "fault-fault-2m";
+  std::string design = "baseline";
+  int scale = 2;                    // operations per thread
+  StrategyKind strategy = StrategyKind::Dfs;
+  uint64_t budget = 1000;           // executions
+  double seconds = 0;               // wall-clock limit (0: none)
+  int preemptions = 2;              // DFS: iterative context bound up to this
+  int depth = 3;                    // PCT depth
+  uint64_t seed = 1;
+  std::array<uint32_t, sync::kFailKindCount> fail_budget{};  // busy, topup, cmpxchg, yield
+  bool shrink = true;
+  size_t max_failures = 3;          // distinct invariants to report
+};
+
+// Everything needed to replay one execution exactly.
+struct Schedule {
+  std::string scenario;
+  std::string design;
+  int scale = 2;
+  std::array<uint32_t, sync::kFailKindCount> fail_budget{};
+  Choices choices;
+  std::string str() const;  // "fault-fault-2m/baseline/s2/f0,0,0,0/3.1-17.1"
+  static std::optional<Schedule> parse(const std::string& s, std::string* error);
+};
+
+struct Failure {
+  ExecResult result;     // of the shrunk execution
+  Schedule schedule;     // shrunk
+  Schedule original;
+  uint64_t shrink_runs = 0;
+};
+
+struct ExploreReport {
+  uint64_t executions = 0;
+  double seconds = 0;
+  bool exhausted = false;  // DFS covered every schedule within the bound
+  uint64_t max_steps = 0, max_decisions = 0;
+  std::bitset<TransitionCounts::kClasses> classes;
+  std::array<uint64_t, kSiteCount> sites{};  // executions in which each site fired
+  std::vector<Failure> failures;
+};
+
+using Progress = std::function<void(const ExploreReport&)>;
+
+// Runs the exploration. Returns nullopt (with `error`) for a bad scenario.
+std::optional<ExploreReport> explore(const ExploreConfig& cfg, const Progress& progress, std::string* error);
+
+// Re-runs one schedule with the full trace.
+std::optional<ExecResult> replay(const Schedule& s, std::string* error);
+
+// Shrinks a failing schedule; `runs` counts the executions it took.
+Schedule shrink(const Schedule& failing, const std::string& invariant, uint64_t* runs);
+
+}  // namespace mirrormmu::explore

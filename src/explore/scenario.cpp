@@ -1,0 +1,261 @@
+#include "explore/scenario.h"
+
+#include <fmt/format.h>
+
+#include <cerrno>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+namespace mirrormmu::explore {
+
+namespace {
+
+constexpr uint64_t kRam = 1ull << 32;
+constexpr uint64_t k4K = kPageSize;
+
+Op access(int vcpu, uint64_t gpa, uint64_t n, bool write, bool shared = false) {
+  Op o;
+  o.kind = OpKind::Access;
+  o.vcpu = vcpu;
+  o.gpa = gpa;
+  o.npages = n;
+  o.flag = write;
+  o.shared = shared;
+  return o;
+}
+Op convert(uint64_t gpa, uint64_t n, bool to_private) {
+  Op o;
+  o.kind = OpKind::Convert;
+  o.gpa = gpa;
+  o.npages = n;
+  o.flag = to_private;
+  return o;
+}
+Op simple(OpKind k, int vcpu = 0, int slot = 0) {
+  Op o;
+  o.kind = k;
+  o.vcpu = vcpu;
+  o.slot = slot;
+  return o;
+}
+
+Scenario base(const char* name, const char* desc, uint64_t private_pages) {
+  Scenario s;
+  s.name = name;
+  s.description = desc;
+  s.slots = {{0, kRam, 2ull << 20, kMemGuestMemfd}};
+  s.private_pages = private_pages;
+  return s;
+}
+
+Scenario fault_fault_2m(int k) {
+  Scenario s = base("fault-fault-2m", "two vCPUs fault the same pages of one 2M range of the mirror", 512);
+  // Both link the same S-EPT tables and race to AUG the same gfns, in
+  // opposite orders.
+  for (int i = 0; i < k; i++) {
+    if (s.threads.empty()) s.threads = {{"vcpu0", {}}, {"vcpu1", {}}};
+    s.threads[0].ops.push_back(access(0, kRam + uint64_t(i) * k4K, 1, true));
+    s.threads[1].ops.push_back(access(1, kRam + uint64_t(k - 1 - i) * k4K, 1, true));
+  }
+  return s;
+}
+
+Scenario fault_vs_convert(int k) {
+  Scenario s = base("fault-vs-convert", "a vCPU faults private pages while the VMM converts them to shared", 512);
+  s.setup = {access(1, kRam + 256 * k4K, 1, true)};  // tables exist: the race is on the leaves
+  s.threads = {{"vcpu0", {access(0, kRam, uint64_t(k), true)}},
+               {"vmm", {convert(kRam, uint64_t(k), false)}}};
+  return s;
+}
+
+Scenario fault_vs_delete(int k) {
+  Scenario s = base("fault-vs-delete", "vCPUs fault private and shared pages while the VMM deletes the memslot", 256);
+  s.setup = {convert(kRam + 256 * k4K, 256, false)};
+  s.threads = {{"vcpu0", {access(0, kRam, uint64_t(k), true)}},
+               {"vcpu1", {access(1, kRam + 256 * k4K, uint64_t(k), true, true)}},
+               {"vmm", {simple(OpKind::DeleteMemslot, 0, 0)}}};
+  return s;
+}
+
+Scenario fault_vs_teardown(int k) {
+  Scenario s = base("fault-vs-teardown",
+                    "a vCPU faults while the VMM releases guest_memfd and deletes the memslot, then the TD is "
+                    "destroyed",
+                    512);
+  s.setup = {access(1, kRam + 300 * k4K, 2, true)};
+  Op punch;
+  punch.kind = OpKind::Punch;
+  punch.gpa = kRam;
+  punch.npages = 512;
+  s.threads = {{"vcpu0", {access(0, kRam, uint64_t(k), true)}},
+               {"vmm", {punch, simple(OpKind::DeleteMemslot, 0, 0)}}};
+  return s;
+}
+
+Scenario zero_step_vs_aug(int k) {
+  Scenario s = base("zero-step-vs-aug",
+                    "vCPU0 enters with zero-step mitigation armed (S-EPT tree locked exclusively) while vCPU1's "
+                    "fault AUGs",
+                    512);
+  s.setup = {access(0, kRam, 1, true), simple(OpKind::ZeroStep, 0)};
+  s.threads = {{"vcpu0", {access(0, kRam, 1, false)}},
+               {"vcpu1", {access(1, kRam + 64 * k4K, uint64_t(k), true)}}};
+  return s;
+}
+
+Scenario zero_step_vs_remove(int k) {
+  Scenario s = base("zero-step-vs-remove",
+                    "vCPU0 enters with zero-step mitigation armed while the VMM removes private pages "
+                    "(BLOCK/TRACK/REMOVE under the exclusive lock)",
+                    512);
+  s.setup = {access(1, kRam + 8 * k4K, uint64_t(k), true), access(0, kRam, 1, true), simple(OpKind::ZeroStep, 0)};
+  s.threads = {{"vcpu0", {access(0, kRam, 1, false)}},
+               {"vmm", {convert(kRam + 8 * k4K, uint64_t(k), false)}}};
+  return s;
+}
+
+}  // namespace
+
+const char* op_kind_name(OpKind k) {
+  switch (k) {
+    case OpKind::Access: return "access";
+    case OpKind::Convert: return "convert";
+    case OpKind::Punch: return "punch";
+    case OpKind::DeleteMemslot: return "delete_memslot";
+    case OpKind::DirtyLog: return "dirty_log";
+    case OpKind::GetDirtyLog: return "get_dirty_log";
+    case OpKind::ZeroStep: return "zero_step";
+  }
+  return "?";
+}
+
+std::optional<OpKind> op_kind_from_name(const std::string& s) {
+  for (int i = 0; i <= static_cast<int>(OpKind::ZeroStep); i++)
+    if (s == op_kind_name(static_cast<OpKind>(i))) return static_cast<OpKind>(i);
+  return std::nullopt;
+}
+
+std::string Op::describe() const {
+  switch (kind) {
+    case OpKind::Access:
+      return fmt::format("vcpu{} {} {} {:#x}+{}p", vcpu, flag ? "writes" : "reads", shared ? "shared" : "private", gpa,
+                         npages);
+    case OpKind::Convert:
+      return fmt::format("convert {:#x}+{}p to {}", gpa, npages, flag ? "private" : "shared");
+    case OpKind::Punch: return fmt::format("punch hole {:#x}+{}p", gpa, npages);
+    case OpKind::DeleteMemslot: return fmt::format("delete memslot {}", slot);
+    case OpKind::DirtyLog: return fmt::format("dirty logging {} on memslot {}", flag ? "on" : "off", slot);
+    case OpKind::GetDirtyLog: return fmt::format("get dirty log of memslot {}", slot);
+    case OpKind::ZeroStep: return fmt::format("arm zero-step on vcpu{}", vcpu);
+  }
+  return "?";
+}
+
+int run_op(Vm& vm, const Op& op) {
+  switch (op.kind) {
+    case OpKind::Access: {
+      const uint64_t alias = op.shared ? vm.shared_gpa_bit() : 0;
+      for (uint64_t i = 0; i < op.npages; i++) {
+        const ExitReason r = vm.vcpu_access(op.vcpu, (op.gpa + i * kPageSize) | alias, op.flag);
+        // A racing conversion or deletion legitimately sends the vCPU to
+        // userspace; only a dead VM stops the thread.
+        if (r == ExitReason::VmDead) return -EIO;
+      }
+      return 0;
+    }
+    case OpKind::Convert: return vm.set_memory_attributes(op.gpa, op.npages * kPageSize, op.flag);
+    case OpKind::Punch: return vm.punch_hole(op.gpa, op.npages * kPageSize);
+    case OpKind::DeleteMemslot: return vm.delete_memslot(op.slot);
+    case OpKind::DirtyLog: return vm.set_dirty_logging(op.slot, op.flag);
+    case OpKind::GetDirtyLog: return vm.get_dirty_log(op.slot) ? 0 : -EINVAL;
+    case OpKind::ZeroStep:
+      if (!vm.module()) return -EINVAL;
+      while (!vm.module()->zero_step_active(op.vcpu)) vm.module()->vcpu_ept_violation(op.vcpu, true);
+      return 0;
+  }
+  return -EINVAL;
+}
+
+const std::vector<ScenarioInfo>& builtin_scenarios() {
+  static const std::vector<ScenarioInfo> all = {
+      {"fault-fault-2m", "two vCPUs fault the same pages of one 2M range of the mirror", &fault_fault_2m},
+      {"fault-vs-convert", "a vCPU faults private pages while the VMM converts them to shared", &fault_vs_convert},
+      {"fault-vs-delete", "vCPUs fault private and shared pages while the VMM deletes the memslot", &fault_vs_delete},
+      {"fault-vs-teardown", "a vCPU faults while the VMM releases guest_memfd and deletes the memslot",
+       &fault_vs_teardown},
+      {"zero-step-vs-aug", "vCPU entry with zero-step mitigation against another vCPU's AUG", &zero_step_vs_aug},
+      {"zero-step-vs-remove", "vCPU entry with zero-step mitigation against removal under the exclusive lock",
+       &zero_step_vs_remove},
+  };
+  return all;
+}
+
+namespace {
+
+uint64_t json_u64(const nlohmann::json& j, const char* key, uint64_t def) {
+  if (!j.contains(key)) return def;
+  const auto& v = j.at(key);
+  if (v.is_string()) return std::stoull(v.get<std::string>(), nullptr, 0);
+  return v.get<uint64_t>();
+}
+
+Op parse_op(const nlohmann::json& j) {
+  const auto kind = op_kind_from_name(j.at("op").get<std::string>());
+  if (!kind) throw std::runtime_error("unknown op '" + j.at("op").get<std::string>() + "'");
+  Op o;
+  o.kind = *kind;
+  o.vcpu = static_cast<int>(json_u64(j, "vcpu", 0));
+  o.gpa = json_u64(j, "gpa", 0);
+  o.npages = json_u64(j, "pages", 1);
+  o.slot = static_cast<int>(json_u64(j, "slot", 0));
+  o.shared = j.value("shared", false);
+  o.flag = j.value("write", false) || j.value("to_private", false) || j.value("on", false);
+  if (o.npages == 0 || o.npages > (1u << 20)) throw std::runtime_error("'pages' must be in 1..1048576");
+  if (o.gpa & (kPageSize - 1)) throw std::runtime_error("'gpa' must be 4K-aligned");
+  return o;
+}
+
+}  // namespace
+
+std::optional<Scenario> load_scenario(const std::string& name_or_file, int scale, std::string* error) {
+  for (const auto& b : builtin_scenarios())
+    if (b.name == name_or_file) return b.make(scale);
+  std::ifstream f(name_or_file);
+  if (!f) {
+    *error = "no built-in scenario or readable file named '" + name_or_file + "'";
+    return std::nullopt;
+  }
+  try {
+    const nlohmann::json j = nlohmann::json::parse(f);
+    Scenario s;
+    s.name = j.value("name", name_or_file);
+    s.description = j.value("description", "");
+    s.vcpus = static_cast<int>(json_u64(j, "vcpus", 2));
+    s.pool_pages = json_u64(j, "pool_pages", 4096);
+    s.private_pages = json_u64(j, "private_pages", 0);
+    if (s.vcpus < 1 || s.vcpus > 16) throw std::runtime_error("'vcpus' must be in 1..16");
+    if (s.pool_pages < 1024 || s.pool_pages > (1ull << 24)) throw std::runtime_error("'pool_pages' must be in 1024..16M");
+    for (const auto& js : j.at("slots")) {
+      SlotSpec sl{static_cast<int>(json_u64(js, "id", 0)), json_u64(js, "gpa", 0), json_u64(js, "size", 0),
+                  js.value("guest_memfd", false) ? kMemGuestMemfd : 0u};
+      s.slots.push_back(sl);
+    }
+    if (s.slots.empty()) throw std::runtime_error("a scenario needs at least one slot");
+    for (const auto& jo : j.value("setup", nlohmann::json::array())) s.setup.push_back(parse_op(jo));
+    for (const auto& jt : j.at("threads")) {
+      ThreadSpec t{jt.at("name").get<std::string>(), {}};
+      for (const auto& jo : jt.at("ops")) t.ops.push_back(parse_op(jo));
+      s.threads.push_back(std::move(t));
+    }
+    if (s.threads.empty() || s.threads.size() > 8) throw std::runtime_error("'threads' must have 1..8 entries");
+    for (const auto& t : s.threads)
+      for (const auto& o : t.ops)
+        if (o.vcpu >= s.vcpus) throw std::runtime_error("op on vcpu " + std::to_string(o.vcpu) + " of " + std::to_string(s.vcpus));
+    return s;
+  } catch (const std::exception& e) {
+    *error = "scenario file '" + name_or_file + "': " + e.what();
+    return std::nullopt;
+  }
+}
+
+}  // namespace mirrormmu::explore

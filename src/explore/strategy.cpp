@@ -1,0 +1,103 @@
+#include "explore/strategy.h"
+
+#include <algorithm>
+#include <numeric>
+#include <sstream>
+
+namespace mirrormmu::explore {
+
+std::string encode_choices(const Choices& c) {
+  if (c.empty()) return "0";
+  std::string s;
+  for (const auto& [d, v] : c) {
+    if (!s.empty()) s += '-';
+    s += std::to_string(d) + "." + std::to_string(v);
+  }
+  return s;
+}
+
+std::optional<Choices> decode_choices(const std::string& s) {
+  Choices c;
+  if (s == "0") return c;
+  std::stringstream ss(s);
+  std::string item;
+  while (std::getline(ss, item, '-')) {
+    const auto dot = item.find('.');
+    if (dot == std::string::npos || dot == 0 || dot + 1 == item.size()) return std::nullopt;
+    if (item.find_first_not_of("0123456789.") != std::string::npos) return std::nullopt;
+    try {
+      c[std::stoull(item.substr(0, dot))] = static_cast<uint32_t>(std::stoul(item.substr(dot + 1)));
+    } catch (...) {
+      return std::nullopt;
+    }
+  }
+  return c;
+}
+
+PctStrategy::PctStrategy(uint64_t seed, int depth, uint64_t steps, int nthreads, double fail_p)
+    : rng_(seed), prio_(static_cast<size_t>(nthreads)), fail_p_(fail_p) {
+  // Distinct initial priorities d, d+1, ... so change points (which assign
+  // d-1, d-2, ...) always rank below every initial one.
+  std::iota(prio_.begin(), prio_.end(), depth);
+  std::shuffle(prio_.begin(), prio_.end(), rng_);
+  for (int i = 0; i < depth - 1; i++)
+    change_.push_back(std::uniform_int_distribution<uint64_t>(0, std::max<uint64_t>(steps, 1) - 1)(rng_));
+  next_low_ = depth - 1;
+}
+
+uint32_t PctStrategy::pick_thread(uint64_t d, const std::vector<int>& options, bool current_first) {
+  if (current_first && std::find(change_.begin(), change_.end(), d) != change_.end()) {
+    const int cur = options[0];
+    if (cur < static_cast<int>(prio_.size())) prio_[cur] = next_low_--;
+  }
+  uint32_t best = 0;
+  for (uint32_t i = 1; i < options.size(); i++) {
+    const auto p = [&](int t) { return t < static_cast<int>(prio_.size()) ? prio_[t] : 0; };
+    if (p(options[i]) > p(options[best])) best = i;
+  }
+  return best;
+}
+
+uint32_t DfsStrategy::decide(uint64_t d, uint32_t alternatives, bool thread, bool current_first) {
+  if (d < forced_ && d < path_.size()) return std::min(path_[d].chosen, alternatives - 1);
+  path_.resize(d);
+  path_.push_back({0, alternatives, thread, current_first});
+  return 0;
+}
+
+uint32_t DfsStrategy::pick_thread(uint64_t d, const std::vector<int>& options, bool current_first) {
+  return decide(d, static_cast<uint32_t>(options.size()), true, current_first);
+}
+
+bool DfsStrategy::pick_fail(uint64_t d, sync::FailKind) { return decide(d, 2, false, false) != 0; }
+
+int DfsStrategy::preemptions_before(size_t i) const {
+  int n = 0;
+  for (size_t j = 0; j < i; j++) n += path_[j].thread && path_[j].current_first && path_[j].chosen != 0;
+  return n;
+}
+
+bool DfsStrategy::next() {
+  // Backtrack to the deepest decision with an untried alternative that keeps
+  // the preemption count within the bound.
+  for (size_t i = path_.size(); i-- > 0;) {
+    Node& n = path_[i];
+    if (n.chosen + 1 >= n.alternatives) continue;
+    const bool preempting = n.thread && n.current_first;  // every non-zero choice preempts
+    if (preempting && n.chosen == 0 && preemptions_before(i) + 1 > max_preempt_) continue;
+    n.chosen++;
+    path_.resize(i + 1);
+    forced_ = i + 1;
+    return true;
+  }
+  return false;
+}
+
+Choices DfsStrategy::choices() const {
+  Choices c;
+  for (size_t i = 0; i < path_.size(); i++)
+    if (path_[i].chosen) c[i] = path_[i].chosen;
+  return c;
+}
+
+}  // namespace mirrormmu::explore

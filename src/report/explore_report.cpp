@@ -1,0 +1,45 @@
+#include "report/explore_report.h"
+
+#include <fmt/format.h>
+
+namespace mirrormmu {
+
+std::string format_progress(const explore::ExploreReport& r) {
+  return fmt::format("explored {} executions, {} transition classes, {} failures, {:.0f} exec/s", r.executions,
+                     r.classes.count(), r.failures.size(), r.seconds > 0 ? double(r.executions) / r.seconds : 0.0);
+}
+
+std::string format_explore_report(const explore::ExploreConfig& cfg, const explore::ExploreReport& r) {
+  std::string out;
+  auto line = [&](const std::string& s) { out += s + "\n"; };
+  static const char* kStrategy[] = {"dfs", "pct", "random"};
+  line(fmt::format("scenario {} (scale {}), design {}, strategy {}{}", cfg.scenario, cfg.scale, cfg.design,
+                   kStrategy[static_cast<int>(cfg.strategy)],
+                   cfg.strategy == explore::StrategyKind::Dfs ? fmt::format(" up to {} preemptions", cfg.preemptions)
+                   : cfg.strategy == explore::StrategyKind::Pct ? fmt::format(" depth {}", cfg.depth)
+                                                                 : std::string()));
+  line(fmt::format("executions: {}{} in {:.2f} s ({:.0f} exec/s); longest: {} steps, {} decisions",
+                   r.executions, r.exhausted ? " (every schedule within the bound)" : "", r.seconds,
+                   r.seconds > 0 ? double(r.executions) / r.seconds : 0.0, r.max_steps, r.max_decisions));
+  line(fmt::format("distinct SPTE transition classes seen: {}", r.classes.count()));
+  for (size_t i = 0; i < TransitionCounts::kClasses; i++)
+    if (r.classes[i]) line("  " + TransitionCounts::at(i).name());
+  std::string sites;
+  for (size_t i = 0; i < kSiteCount; i++)
+    if (r.sites[i])
+      sites += fmt::format("  {} {} in {} executions\n", bug_kind_name(site_info(static_cast<Site>(i)).kind),
+                           site_info(static_cast<Site>(i)).id, r.sites[i]);
+  line(sites.empty() ? "bug/warn sites hit: none" : "bug/warn sites hit:\n" + sites.substr(0, sites.size() - 1));
+  line(fmt::format("invariant failures: {}", r.failures.size()));
+  for (const auto& f : r.failures) {
+    line(fmt::format("  {}: {} (after {})", f.result.invariant, f.result.detail, f.result.where));
+    line(fmt::format("    shrunk from {} to {} deviations in {} runs ({} steps, {} preemptions)",
+                     f.original.choices.size(), f.schedule.choices.size(), f.shrink_runs, f.result.steps,
+                     f.result.preemptions));
+    line(fmt::format("    replay: mirrormmu replay {}", f.schedule.str()));
+  }
+  line(r.failures.empty() ? "result: OK" : "result: FAILED");
+  return out;
+}
+
+}  // namespace mirrormmu
