@@ -16,8 +16,8 @@ const char* hook_kind_name(HookKind k) {
   return "?";
 }
 
-const std::vector<DesignInfo>& designs() {
-  static const std::vector<DesignInfo> all = {
+static std::vector<DesignInfo>& registry() {
+  static std::vector<DesignInfo> all = {
       {"baseline",
        "upstream [B]: four hooks (link/set under the shared lock with the freeze in "
        "set_external_spte_present; remove/free under the exclusive lock)",
@@ -25,6 +25,10 @@ const std::vector<DesignInfo>& designs() {
   };
   return all;
 }
+
+const std::vector<DesignInfo>& designs() { return registry(); }
+
+void register_design(DesignInfo d) { registry().push_back(std::move(d)); }
 
 const DesignInfo* find_design(std::string_view name) {
   for (const auto& d : designs())

@@ -50,6 +50,9 @@ struct DesignInfo {
 
 // Every registered design, in registration order.
 const std::vector<DesignInfo>& designs();
+// Adds a design (tests plant deliberately broken ones this way). Not
+// thread-safe: call before any VM is created.
+void register_design(DesignInfo d);
 const DesignInfo* find_design(std::string_view name);
 
 }  // namespace mirrormmu

@@ -1,0 +1,248 @@
+#include <gtest/gtest.h>
+
+#include <cerrno>
+#include <iostream>
+
+#include "explore/explorer.h"
+#include "mmu/designs/designs.h"
+#include "mmu/tdp_mmu.h"
+#include "spte/spte.h"
+#include "sync/spte_atomic.h"
+
+namespace mirrormmu::test {
+namespace {
+
+using namespace explore;
+
+// ---- a tiny harness with a planted lost update ------------------------------
+
+// Two threads add to one counter through the SPTE accessors (so every access
+// is a scheduling point). `atomic` uses a cmpxchg loop; otherwise a read and
+// a store: the classic lost update.
+bool counter_run(sync::DetStrategy& strat, bool atomic, Choices* taken) {
+  uint64_t counter = 0;
+  sync::DetEngine e(strat, {});
+  for (int t = 0; t < 2; t++)
+    e.spawn("t" + std::to_string(t), [&] {
+      if (atomic) {
+        uint64_t old = sync::read_spte(&counter);
+        while (!sync::cmpxchg_spte(&counter, old, old + 1)) {}
+      } else {
+        const uint64_t v = sync::read_spte(&counter);
+        sync::write_spte(&counter, v + 1);
+      }
+    });
+  EXPECT_TRUE(e.run());
+  if (taken) {
+    taken->clear();
+    const auto& log = e.decision_log();
+    for (size_t i = 0; i < log.size(); i++)
+      if (log[i].chosen) (*taken)[i] = log[i].chosen;
+  }
+  return counter == 2;
+}
+
+// First failing schedule of a DFS with the given preemption bound.
+std::optional<Choices> dfs_find(bool atomic, int bound, int* executions, bool* exhausted) {
+  DfsStrategy dfs(bound);
+  *executions = 0;
+  for (;;) {
+    ++*executions;
+    Choices c;
+    if (!counter_run(dfs, atomic, &c)) return c;
+    if (!dfs.next()) {
+      *exhausted = true;
+      return std::nullopt;
+    }
+  }
+}
+
+TEST(Explorer, DfsFindsAPlantedLostUpdateEveryTime) {
+  int n1 = 0, n2 = 0;
+  bool ex = false;
+  const auto a = dfs_find(false, 1, &n1, &ex);
+  const auto b = dfs_find(false, 1, &n2, &ex);
+  ASSERT_TRUE(a.has_value());
+  ASSERT_TRUE(b.has_value());
+  EXPECT_EQ(*a, *b);  // deterministic: same schedule, same number of runs
+  EXPECT_EQ(n1, n2);
+  // The schedule replays the failure.
+  ReplayStrategy r(*a);
+  EXPECT_FALSE(counter_run(r, false, nullptr));
+  // Without a preemption it cannot happen: the bound matters.
+  bool exhausted = false;
+  int n0 = 0;
+  EXPECT_FALSE(dfs_find(false, 0, &n0, &exhausted).has_value());
+  EXPECT_TRUE(exhausted);
+}
+
+TEST(Explorer, DfsExploresTheCorrectVersionCleanly) {
+  int n = 0;
+  bool exhausted = false;
+  EXPECT_FALSE(dfs_find(true, 2, &n, &exhausted).has_value());
+  EXPECT_TRUE(exhausted);
+  EXPECT_GT(n, 3);  // it did branch
+}
+
+TEST(Explorer, PctAndRandomFindTheLostUpdate) {
+  int found_pct = 0, found_rnd = 0;
+  for (uint64_t seed = 1; seed <= 50; seed++) {
+    PctStrategy pct(seed, 2, 8, 2, 0);
+    found_pct += !counter_run(pct, false, nullptr);
+    RandomStrategy rnd(seed, 0);
+    found_rnd += !counter_run(rnd, false, nullptr);
+  }
+  EXPECT_GT(found_pct, 0);
+  EXPECT_GT(found_rnd, 0);
+}
+
+TEST(Explorer, ChoicesRoundTripThroughTheirString) {
+  const Choices c{{3, 1}, {17, 2}, {400, 1}};
+  EXPECT_EQ(encode_choices(c), "3.1-17.2-400.1");
+  EXPECT_EQ(decode_choices("3.1-17.2-400.1"), c);
+  EXPECT_EQ(decode_choices("0"), Choices{});
+  EXPECT_FALSE(decode_choices("3.").has_value());
+  EXPECT_FALSE(decode_choices("x.1").has_value());
+  std::string err;
+  auto s = Schedule::parse("fault-fault-2m/baseline/s2/f1,0,2,0/3.1-17.2", &err);
+  ASSERT_TRUE(s.has_value()) << err;
+  EXPECT_EQ(s->str(), "fault-fault-2m/baseline/s2/f1,0,2,0/3.1-17.2");
+  EXPECT_FALSE(Schedule::parse("nonsense", &err).has_value());
+  EXPECT_FALSE(Schedule::parse("a/b/s0x/f0,0,0,0/0", &err).has_value());
+}
+
+// ---- the built-in scenarios on the correct code -----------------------------
+
+class BuiltinScenario : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(BuiltinScenario, ExploresCleanWithFailuresInjected) {
+  for (StrategyKind st : {StrategyKind::Dfs, StrategyKind::Random}) {
+    ExploreConfig cfg;
+    cfg.scenario = GetParam();
+    cfg.strategy = st;
+    cfg.budget = 60;
+    cfg.scale = 1;
+    cfg.fail_budget = {1, 1, 1, 1};
+    std::string err;
+    auto rep = explore::explore(cfg, nullptr, &err);
+    ASSERT_TRUE(rep.has_value()) << err;
+    EXPECT_EQ(rep->executions, 60u);
+    for (const auto& f : rep->failures)
+      ADD_FAILURE() << f.result.invariant << ": " << f.result.detail << "\n  replay: " << f.schedule.str();
+    EXPECT_GE(rep->classes.count(), 2u);
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(All, BuiltinScenario,
+                         ::testing::Values("fault-fault-2m", "fault-vs-convert", "fault-vs-delete",
+                                           "fault-vs-teardown", "zero-step-vs-aug", "zero-step-vs-remove"),
+                         [](const auto& info) {
+                           std::string n = info.param;
+                           for (auto& ch : n)
+                             if (ch == '-') ch = '_';
+                           return n;
+                         });
+
+// ---- replay and shrinking on a planted MMU bug ------------------------------
+
+// The baseline design without the freeze: the new mirror SPTE is installed
+// first and the external side updated after, so a racing fault can walk
+// into a mirror table whose S-EPT page is not linked yet.
+class NoFreezeDesign final : public HookDesign {
+ public:
+  explicit NoFreezeDesign(std::unique_ptr<HookDesign> base) : base_(std::move(base)) {}
+  std::string_view name() const override { return "test-no-freeze"; }
+  int set_spte_atomic_mirror(TdpMmu& mmu, TdpIter& iter, uint64_t new_spte) override {
+    if (!sync::cmpxchg_spte(iter.sptep, iter.old_spte, new_spte)) return -EBUSY;
+    const int r = spte::is_last(new_spte, iter.level)
+                      ? mmu.external()->set_external_spte(iter.gfn, iter.level, new_spte)
+                      : mmu.external()->link_external_spt(iter.gfn, iter.level,
+                                                          spte_to_child_sp(mmu.pool(), new_spte)->external_spt);
+    if (r) sync::write_spte(iter.sptep, iter.old_spte);
+    return r;
+  }
+  void after_set_spte_mirror(TdpMmu& m, Gfn g, uint64_t o, uint64_t n, PgLevel l) override {
+    base_->after_set_spte_mirror(m, g, o, n, l);
+  }
+  void removed_child_mirror(TdpMmu& m, Gfn g, uint64_t o, PgLevel l, bool s) override {
+    base_->removed_child_mirror(m, g, o, l, s);
+  }
+  void removed_pt_mirror(TdpMmu& m, MmuPage& sp) override { base_->removed_pt_mirror(m, sp); }
+
+ private:
+  std::unique_ptr<HookDesign> base_;
+};
+
+void register_no_freeze() {
+  static bool done = false;
+  if (done) return;
+  done = true;
+  register_design({"test-no-freeze", "baseline without the freeze (planted bug)",
+                   [] { return std::unique_ptr<HookDesign>(new NoFreezeDesign(make_baseline_design())); }});
+}
+
+std::optional<Failure> find_no_freeze_failure(bool shrink) {
+  register_no_freeze();
+  ExploreConfig cfg;
+  cfg.scenario = "fault-fault-2m";
+  cfg.design = "test-no-freeze";
+  cfg.scale = 2;
+  cfg.budget = 4000;
+  cfg.preemptions = 1;
+  cfg.shrink = shrink;
+  cfg.max_failures = 1;
+  std::string err;
+  auto rep = explore::explore(cfg, nullptr, &err);
+  if (!rep || rep->failures.empty()) return std::nullopt;
+  return rep->failures.front();
+}
+
+TEST(Explorer, FindsTheMissingFreezeAndReplaysItByteForByte) {
+  auto f = find_no_freeze_failure(true);
+  ASSERT_TRUE(f.has_value()) << "DFS did not find the race the freeze prevents";
+  EXPECT_FALSE(f->result.ok);
+  std::cout << "found: " << f->result.invariant << ": " << f->result.detail << " after " << f->result.where
+            << "\n  replay: " << f->schedule.str() << " (" << f->original.choices.size() << " -> "
+            << f->schedule.choices.size() << " deviations)\n";
+  std::string err;
+  auto a = replay(f->schedule, &err);
+  auto b = replay(f->schedule, &err);
+  ASSERT_TRUE(a && b) << err;
+  EXPECT_FALSE(a->ok);
+  EXPECT_EQ(a->invariant, f->result.invariant);
+  const std::string ta = format_trace(*a), tb = format_trace(*b);
+  EXPECT_FALSE(ta.empty());
+  EXPECT_EQ(ta, tb);
+  EXPECT_EQ(ta, format_trace(f->result));
+}
+
+TEST(Explorer, ShrinkingYieldsASmallerFailingSchedule) {
+  auto f = find_no_freeze_failure(false);
+  ASSERT_TRUE(f.has_value());
+  // Pad the failing schedule with deviations that don't matter, at a larger
+  // scale: shrinking must strip them and keep the failure.
+  ASSERT_EQ(f->schedule.scale, 2);
+  // Extra deviations past the end of the execution are never reached: the
+  // schedule still fails, and shrinking must strip them as well as reduce
+  // the scale (operations per thread).
+  std::string err;
+  auto first = replay(f->schedule, &err);
+  ASSERT_TRUE(first.has_value()) << err;
+  Schedule noisy = f->schedule;
+  for (uint64_t d = first->decisions + 10; d < first->decisions + 40; d += 10) noisy.choices[d] = 1;
+  auto r = replay(noisy, &err);
+  ASSERT_TRUE(r.has_value()) << err;
+  ASSERT_FALSE(r->ok);
+  uint64_t runs = 0;
+  const Schedule small = shrink(noisy, r->invariant, &runs);
+  EXPECT_GT(runs, 0u);
+  EXPECT_LT(small.scale, noisy.scale);
+  EXPECT_LE(small.choices.size(), f->schedule.choices.size());
+  auto again = replay(small, &err);
+  ASSERT_TRUE(again.has_value());
+  EXPECT_FALSE(again->ok);
+  EXPECT_EQ(again->invariant, r->invariant);
+}
+
+}  // namespace
+}  // namespace mirrormmu::test
