@@ -65,6 +65,9 @@ Command add_run(CLI::App& app) {
   run_cmd->add_option("--resched-interval", cfg.resched_interval,
                       "force a yield every N iterator steps in long walks (0: only on contention)");
   run_cmd->add_flag("!--no-check", cfg.check, "skip the invariant checks (for timing)");
+  run_cmd->add_flag("!--inline", cfg.threads,
+                    "run every operation on this thread, one after another (exactly replayable); by default "
+                    "vCPUs run on their own threads (native engine)");
   run_cmd->add_option("--json", g_json, "also write the summary as JSON to FILE");
   return {run_cmd, &run};
 }

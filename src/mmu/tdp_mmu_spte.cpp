@@ -159,6 +159,7 @@ void TdpMmu::tdp_mmu_free_sp(MmuPage* sp) {
 }
 
 void TdpMmu::tdp_mmu_free_sp_rcu_callback(sync::RcuHead* head) {
+  sync::rcu_callback_enter(head);
   MmuPage* sp = reinterpret_cast<MmuPage*>(head);
   static_cast<TdpMmu*>(sp->owner)->tdp_mmu_free_sp(sp);
 }

@@ -13,6 +13,7 @@ std::string replay_command(const WorkloadConfig& c) {
                               c.seed, c.design, c.gib, c.vcpus);
   if (c.ept_levels != 4) s += fmt::format(" --ept-levels {}", c.ept_levels);
   if (c.resched_interval) s += fmt::format(" --resched-interval {}", c.resched_interval);
+  if (!c.threads) s += " --inline";
   return s;
 }
 
@@ -58,6 +59,8 @@ std::string format_summary(const RunOutcome& r) {
   line(fmt::format("workload {}: {} GiB of guest RAM, {} vCPUs, {}-level EPT, design {}, host pool {} MiB",
                    c.name, c.gib, c.vcpus, c.ept_levels, c.design,
                    (vm.config().pool_pages << kPageShift) >> 20));
+  line(fmt::format("engine: {}", c.threads ? fmt::format("native, {} vCPU threads beside the VMM thread", c.vcpus)
+                                             : std::string("inline, one thread (exactly replayable)")));
   line(fmt::format("operations: {}, wall time {:.2f} s", r.result.ops, r.result.seconds));
 
   if (ck) {
@@ -98,8 +101,11 @@ std::string format_summary(const RunOutcome& r) {
   if (vm.bugs().bugged()) line(fmt::format("VM bugged by {}", site_info(vm.bugs().first_bug()).id));
 
   if (ck) {
-    line(fmt::format("invariant checks: {} passed, {} failed (all invariants after each of {} operations)",
-                     ck->invariants_checked() - ck->violations().size(), ck->violations().size(), ck->checks_run()));
+    line(fmt::format("invariant checks: {} passed, {} failed (all invariants after each of {} operations{})",
+                     ck->invariants_checked() - ck->violations().size(), ck->violations().size(), r.result.ops,
+                     r.result.concurrent_checks
+                         ? fmt::format(", and {} times while vCPU threads ran", r.result.concurrent_checks)
+                         : std::string()));
     line(fmt::format("pages leaked: {} (kept by the TDX module after failed reclaims: {})", ck->pages_leaked(),
                      ck->pages_leaked_on_purpose()));
     line(fmt::format("mmu_lock: {} shared, {} exclusive acquisitions; remote TLB flushes: {}; yields: {}",
@@ -114,6 +120,9 @@ std::string format_summary(const RunOutcome& r) {
         line(fmt::format("  also: {} after #{} ({}): {}", w.invariant, w.op_index, w.op, w.detail));
       }
       line("replay: " + replay_command(c));
+      if (c.threads)
+        line("  (vCPU threads interleave differently on each run: add --inline for an exact replay, or use "
+             "mirrormmu explore to search interleavings)");
     }
   }
   line(r.result.ok ? "result: OK" : "result: FAILED");
@@ -134,6 +143,8 @@ nlohmann::json summary_json(const RunOutcome& r) {
   j["seconds"] = r.result.seconds;
   j["ok"] = r.result.ok;
   j["replay"] = replay_command(c);
+  j["engine"] = c.threads ? "native" : "inline";
+  j["concurrent_checks"] = r.result.concurrent_checks;
   if (const Checker* ck = r.checker.get()) {
     json t = json::object();
     for (size_t i = 0; i < TransitionCounts::kClasses; i++)

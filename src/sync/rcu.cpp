@@ -16,7 +16,23 @@ RcuThread::~RcuThread() {
   if (--tl_registered == 0) urcu_memb_unregister_thread();
 }
 
+#if defined(__SANITIZE_THREAD__)
+extern "C" void __tsan_acquire(void* addr);
+extern "C" void __tsan_release(void* addr);
+#endif
+
 namespace detail {
+char g_rcu_token;
+void tsan_release(const void* addr) {
+#if defined(__SANITIZE_THREAD__)
+  __tsan_release(const_cast<void*>(addr));
+#endif
+}
+void tsan_acquire(const void* addr) {
+#if defined(__SANITIZE_THREAD__)
+  __tsan_acquire(const_cast<void*>(addr));
+#endif
+}
 std::atomic<bool> g_det_rcu{false};
 void det_rcu_read_lock() { DetEngine::active()->rcu_read_lock(); }
 void det_rcu_read_unlock() { DetEngine::active()->rcu_read_unlock(); }
@@ -40,6 +56,7 @@ void call_rcu(RcuHead* head, RcuCallback fn) {
     e->call_rcu(head, fn);
   } else {
     g_native_calls.fetch_add(1);
+    if constexpr (detail::kTsan) detail::tsan_release(head);
     urcu_memb_call_rcu(head, fn);
   }
 }

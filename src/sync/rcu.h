@@ -25,6 +25,18 @@ class RcuThread {
 };
 
 namespace detail {
+// ThreadSanitizer cannot see liburcu's grace periods (the library is not
+// instrumented), so the wrappers tell it: every read-side unlock releases a
+// token that an RCU callback acquires before it frees anything.
+#if defined(__SANITIZE_THREAD__)
+inline constexpr bool kTsan = true;
+#else
+inline constexpr bool kTsan = false;
+#endif
+void tsan_release(const void* addr);
+void tsan_acquire(const void* addr);
+extern char g_rcu_token;
+
 // Set while the deterministic engine runs: RCU is then modelled by it.
 extern std::atomic<bool> g_det_rcu;
 void det_rcu_read_lock();
@@ -39,10 +51,12 @@ inline void rcu_read_lock() {
     urcu_memb_read_lock();
 }
 inline void rcu_read_unlock() {
-  if (detail::g_det_rcu.load(std::memory_order_relaxed)) [[unlikely]]
+  if (detail::g_det_rcu.load(std::memory_order_relaxed)) [[unlikely]] {
     detail::det_rcu_read_unlock();
-  else
+  } else {
+    if constexpr (detail::kTsan) detail::tsan_release(&detail::g_rcu_token);
     urcu_memb_read_unlock();
+  }
   sched_point(PointKind::RcuReadUnlock);
 }
 bool rcu_read_lock_held();
@@ -56,6 +70,13 @@ class RcuReadGuard {
 };
 
 void call_rcu(RcuHead* head, RcuCallback fn);
+// First thing an RCU callback does (for ThreadSanitizer's benefit).
+inline void rcu_callback_enter(RcuHead* head) {
+  if constexpr (detail::kTsan) {
+    detail::tsan_acquire(head);
+    detail::tsan_acquire(&detail::g_rcu_token);
+  }
+}
 // Waits until every callback queued so far has run.
 void rcu_barrier();
 

@@ -1,7 +1,12 @@
 #include "workload/workload.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
+#include <chrono>
+#include <thread>
+
+#include "sync/rcu.h"
 
 namespace mirrormmu {
 
@@ -15,6 +20,42 @@ bool Driver::op(const std::string& name, const std::function<int()>& fn) {
     if (!checker_->ok()) failed_ = true;
   }
   return !failed_;
+}
+
+bool Driver::parallel(const std::string& name, int vcpus, const std::function<int(int)>& vcpu_fn,
+                      const std::function<int()>& vmm_fn) {
+  return op(name, [&] {
+    if (!threads_) {
+      int rc = 0;
+      for (int v = 0; v < vcpus && rc == 0; v++) rc = vcpu_fn(v);
+      if (vmm_fn && rc == 0) rc = vmm_fn();
+      return rc;
+    }
+    std::atomic<int> rc{0};
+    std::atomic<int> running{vcpus};
+    vm_.set_vcpus_threaded(true);
+    std::vector<std::thread> ts;
+    for (int v = 0; v < vcpus; v++)
+      ts.emplace_back([&, v] {
+        sync::RcuThread rcu_thread;
+        const int r = vcpu_fn(v);
+        if (r) rc.store(r);
+        // KVM_RUN returns: out of guest mode, so no kick waits on this vCPU.
+        vm_.vcpu_exit(v);
+        running.fetch_sub(1);
+      });
+    int vmm_rc = vmm_fn ? vmm_fn() : 0;
+    // The invariants hold whenever mmu_lock can be taken for write, vCPUs
+    // running or not: check while they run, contending with their faults.
+    while (running.load() > 0 && checker_ && checker_->ok()) {
+      checker_->check(name + " (while vCPUs run)");
+      concurrent_checks_++;
+      std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    }
+    for (auto& t : ts) t.join();
+    vm_.set_vcpus_threaded(false);
+    return vmm_rc ? vmm_rc : rc.load();
+  });
 }
 
 int touch_pages(Vm& vm, int vcpu, uint64_t gpa, uint64_t npages, bool write, std::mt19937_64* rng) {

@@ -26,12 +26,14 @@ RunOutcome run_workload(const WorkloadConfig& cfg) {
     out.checker = std::make_unique<Checker>(*out.vm, opts);
   }
   Driver d(*out.vm, out.checker.get(), cfg.inject != nullptr || cfg.pool_fail_after >= 0);
+  d.set_threads(cfg.threads);
   std::mt19937_64 rng(cfg.seed);
   w->run(d, cfg, rng);
   // Teardown runs even after a failure: it must still give every page back.
   out.vm->destroy();
   if (out.checker) out.checker->check_end_of_life();
   out.result.ops = d.ops() + 1;
+  out.result.concurrent_checks = d.concurrent_checks();
   out.result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   out.result.ok = !out.checker || out.checker->ok();
   out.result.exit_code = out.result.ok ? 0 : 1;

@@ -1,6 +1,7 @@
 // The default workload: a TD's whole life, in the phases of the selftests
 // (tdx_vm_test, private_mem_conversions_test, dirty_log_test, memslot churn).
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <fmt/format.h>
 
@@ -51,13 +52,24 @@ bool td_life_run(Driver& d, const WorkloadConfig& c, std::mt19937_64& rng) {
   d.op("KVM_TDX_FINALIZE_VM", [&] { return vm.finalize(); });
   d.op("set RAM private", [&] { return vm.set_memory_attributes(kRamGpa, ram, true); });
 
-  // Populate: each vCPU its own slice, 2 MiB per operation (demand paging).
+  // Populate: each vCPU its own slice (demand paging). With the native
+  // engine the vCPUs fault concurrently; otherwise 2 MiB per operation.
   const uint64_t chunks = ram / kChunk;
-  for (uint64_t i = 0; i < chunks && !d.failed(); i++) {
-    const int vcpu = static_cast<int>(i * c.vcpus / chunks);
-    const uint64_t gpa = kRamGpa + i * kChunk;
-    d.op(fmt::format("vCPU{} populates private {:#x}+2M", vcpu, gpa),
-         [&] { return touch(vm, vcpu, gpa, kChunk, true, rng); });
+  auto vcpu_of_chunk = [&](uint64_t i) { return static_cast<int>(i * c.vcpus / chunks); };
+  if (d.threads()) {
+    d.parallel("vCPUs populate private RAM", c.vcpus, [&](int v) {
+      std::mt19937_64 vrng(c.seed * 1000003 + v);
+      for (uint64_t i = 0; i < chunks; i++)
+        if (vcpu_of_chunk(i) == v)
+          if (int r = touch(vm, v, kRamGpa + i * kChunk, kChunk, true, vrng)) return r;
+      return 0;
+    });
+  } else {
+    for (uint64_t i = 0; i < chunks && !d.failed(); i++) {
+      const uint64_t gpa = kRamGpa + i * kChunk;
+      d.op(fmt::format("vCPU{} populates private {:#x}+2M", vcpu_of_chunk(i), gpa),
+           [&] { return touch(vm, vcpu_of_chunk(i), gpa, kChunk, true, rng); });
+    }
   }
 
   // Conversions (private_mem_conversions_test): a range goes shared, is used
@@ -80,6 +92,38 @@ bool td_life_run(Driver& d, const WorkloadConfig& c, std::mt19937_64& rng) {
          [&] { return touch(vm, vcpu, gpa, size, true, rng); });
   }
 
+  // Conversion storm (tdx_upm_parallel_test): the vCPUs keep touching pages
+  // of a zone through whichever alias the page has right now, while the
+  // VMM converts ranges of it back and forth and punches holes. A vCPU that
+  // loses the race exits to userspace (a memory fault), as a real one would.
+  const uint64_t zone_pages = std::min<uint64_t>(ram >> kPageShift, 2 * kSptePerPage);
+  std::atomic<bool> storm_done{false};
+  d.parallel(
+      "conversion storm: vCPUs touch a zone while the VMM converts it", c.vcpus,
+      [&](int v) {
+        std::mt19937_64 vrng(c.seed * 7919 + v);
+        for (int k = 0; k < 256 || (d.threads() && !storm_done.load()); k++) {
+          const uint64_t p = std::uniform_int_distribution<uint64_t>(0, zone_pages - 1)(vrng);
+          const uint64_t gpa = kRamGpa + (p << kPageShift);
+          const bool priv = vm.gfn_is_private(Gfn::from_gpa(gpa));
+          if (vm.vcpu_access(v, priv ? gpa : gpa | shared, true) == ExitReason::VmDead) return -EIO;
+        }
+        return 0;
+      },
+      [&] {
+        std::mt19937_64 vrng(c.seed * 104729);
+        for (int k = 0; k < 8; k++) {
+          const uint64_t n = 1 + std::uniform_int_distribution<uint64_t>(0, 63)(vrng);
+          const uint64_t p = std::uniform_int_distribution<uint64_t>(0, zone_pages - n)(vrng);
+          const uint64_t gpa = kRamGpa + (p << kPageShift), size = n << kPageShift;
+          if (int r = vm.set_memory_attributes(gpa, size, false)) return r;
+          if (int r = vm.punch_hole(gpa, size)) return r;
+          if (int r = vm.set_memory_attributes(gpa, size, true)) return r;
+        }
+        storm_done.store(true);
+        return 0;
+      });
+
   // Emulated MMIO through the shared alias of an unbacked GPA.
   d.op("vCPU0 reads MMIO", [&] {
     return vm.vcpu_access(0, (3ull << 30) | shared, false) == ExitReason::Mmio ? 0 : -EFAULT;
@@ -91,24 +135,28 @@ bool td_life_run(Driver& d, const WorkloadConfig& c, std::mt19937_64& rng) {
   d.op("vCPU0 populates the shared buffer", [&] { return touch(vm, 0, buf, kBufSize, true, rng); });
   d.op("enable dirty logging on memslot 1", [&] { return vm.set_dirty_logging(1, true); });
   for (int round = 0; round < 4 && !d.failed(); round++) {
-    std::vector<uint64_t> want((kBufSize >> kPageShift) / 64, 0);
-    const int vcpu = round % c.vcpus;
-    d.op(fmt::format("vCPU{} dirties the buffer (round {})", vcpu, round), [&] {
-      for (int k = 0; k < 256; k++) {
-        const uint64_t p = rnd(kBufSize >> kPageShift);
-        want[p / 64] |= 1ull << (p % 64);
-        if (vm.vcpu_access(vcpu, buf + (p << kPageShift), true) != ExitReason::None) return -EFAULT;
+    // Each vCPU dirties its own random pages; the bitmap must be their union.
+    std::vector<std::vector<uint64_t>> want(c.vcpus, std::vector<uint64_t>((kBufSize >> kPageShift) / 64, 0));
+    d.parallel(fmt::format("vCPUs dirty the buffer (round {})", round), c.vcpus, [&](int v) {
+      std::mt19937_64 vrng(c.seed * 31 + round * 131 + v);
+      for (int k = 0; k < 256 / c.vcpus + 1; k++) {
+        const uint64_t p = std::uniform_int_distribution<uint64_t>(0, (kBufSize >> kPageShift) - 1)(vrng);
+        want[v][p / 64] |= 1ull << (p % 64);
+        if (vm.vcpu_access(v, buf + (p << kPageShift), true) != ExitReason::None) return -EFAULT;
       }
       return 0;
     });
     d.op(fmt::format("KVM_GET_DIRTY_LOG memslot 1 (round {})", round), [&] {
       auto got = vm.get_dirty_log(1);
       if (!got) return -EINVAL;
-      if (*got != want && d.checker()) {
+      std::vector<uint64_t> all(got->size(), 0);
+      for (const auto& w : want)
+        for (size_t i = 0; i < all.size(); i++) all[i] |= w[i];
+      if (*got != all && d.checker()) {
         uint64_t missing = 0, extra = 0;
-        for (size_t w = 0; w < want.size(); w++) {
-          missing += __builtin_popcountll(want[w] & ~(*got)[w]);
-          extra += __builtin_popcountll((*got)[w] & ~want[w]);
+        for (size_t w = 0; w < all.size(); w++) {
+          missing += __builtin_popcountll(all[w] & ~(*got)[w]);
+          extra += __builtin_popcountll((*got)[w] & ~all[w]);
         }
         d.checker()->report("dirty_log", fmt::format("{} written pages not reported, {} reported but not written",
                                                      missing, extra));

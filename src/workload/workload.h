@@ -24,6 +24,10 @@ struct WorkloadConfig {
   std::string design = "baseline";
   int ept_levels = 4;
   unsigned resched_interval = 0;  // force yields in long walks (0: off)
+  // Native engine: vCPUs on their own threads, faulting concurrently under
+  // the shared mmu_lock while this thread runs exclusive operations and
+  // checks. Off: every operation in turn on one thread (exactly replayable).
+  bool threads = true;
   bool check = true;              // run the invariants after every operation
   FaultInjector* inject = nullptr;
   int64_t pool_fail_after = -1;   // host allocations fail after this many (-1: never)
@@ -32,6 +36,7 @@ struct WorkloadConfig {
 
 struct WorkloadResult {
   uint64_t ops = 0;
+  uint64_t concurrent_checks = 0;  // checks taken while vCPU threads ran
   double seconds = 0;
   bool ok = true;
   int exit_code = 0;  // 0 clean, 1 invariant broken
@@ -47,6 +52,15 @@ class Driver {
       : vm_(vm), checker_(checker), tolerate_errors_(tolerate_errors) {}
   // Runs `fn` as operation `name`; false once something failed.
   bool op(const std::string& name, const std::function<int()>& fn);
+  // Runs `vcpu_fn(v)` for every vCPU as one operation: on one thread per
+  // vCPU with the native engine (while this thread runs `vmm_fn`, then
+  // checks the invariants under the exclusive lock until the vCPUs are
+  // done), or one after the other. A non-zero return fails the operation.
+  bool parallel(const std::string& name, int vcpus, const std::function<int(int)>& vcpu_fn,
+                const std::function<int()>& vmm_fn = nullptr);
+  void set_threads(bool on) { threads_ = on; }
+  bool threads() const { return threads_; }
+  uint64_t concurrent_checks() const { return concurrent_checks_; }
   bool failed() const { return failed_; }
   uint64_t ops() const { return ops_; }
   Vm& vm() { return vm_; }
@@ -56,6 +70,8 @@ class Driver {
   Vm& vm_;
   Checker* checker_;
   bool tolerate_errors_;
+  bool threads_ = false;
+  uint64_t concurrent_checks_ = 0;
   uint64_t ops_ = 0;
   bool failed_ = false;
 };

@@ -1,0 +1,80 @@
+// Real threads on the real code: vCPU threads faulting under the shared
+// mmu_lock while another thread zaps, converts and checks under the
+// exclusive one. Run under ThreadSanitizer by `make test`, and under ASan.
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <thread>
+
+#include "mmu/designs/designs.h"
+#include "workload/runner.h"
+
+namespace mirrormmu::test {
+namespace {
+
+TEST(Stress, TdLifeOnVcpuThreadsIsClean) {
+  for (uint64_t seed = 1; seed <= 3; seed++) {
+    WorkloadConfig c;
+    c.seed = seed;
+    c.gib = 1.0 / 64;
+    c.vcpus = 4;
+    c.threads = true;
+    RunOutcome r = run_workload(c);
+    ASSERT_TRUE(r.checker);
+    for (const auto& v : r.checker->violations())
+      ADD_FAILURE() << "seed " << seed << ": " << v.invariant << ": " << v.detail << " after " << v.op;
+    EXPECT_EQ(r.checker->pages_leaked(), 0u);
+    EXPECT_EQ(r.vm->bugs().total_hits(), 0u);
+    EXPECT_GT(r.result.concurrent_checks + r.result.ops, 0u);
+  }
+}
+
+// Many vCPUs fault the same few private pages (racing to link the same
+// tables and to AUG the same gfns) while a VMM thread converts those pages
+// to shared and back.
+TEST(Stress, FaultsRaceConversionsOnTheSamePages) {
+  VmConfig vc;
+  vc.nr_vcpus = 4;
+  vc.pool_pages = 1u << 14;
+  Vm vm(vc);
+  Checker ck(vm);
+  constexpr uint64_t kRam = 1ull << 32;
+  ASSERT_EQ(vm.create(), 0);
+  ASSERT_EQ(vm.add_memslot(0, kRam, 2u << 20, kMemGuestMemfd), 0);
+  ASSERT_EQ(vm.finalize(), 0);
+  ASSERT_EQ(vm.set_memory_attributes(kRam, 2u << 20, true), 0);
+  vm.set_vcpus_threaded(true);
+  std::atomic<bool> stop{false};
+  std::atomic<int> dead{0};
+  std::vector<std::thread> vcpus;
+  for (int v = 0; v < vc.nr_vcpus; v++)
+    vcpus.emplace_back([&, v] {
+      sync::RcuThread rcu;
+      for (uint64_t i = 0; !stop.load(); i++) {
+        const uint64_t gpa = kRam + ((i * 7 + v) % 16) * kPageSize;
+        const bool priv = vm.gfn_is_private(Gfn::from_gpa(gpa));
+        if (vm.vcpu_access(v, priv ? gpa : gpa | vm.shared_gpa_bit(), true) == ExitReason::VmDead) dead++;
+      }
+      vm.vcpu_exit(v);
+    });
+  {
+    sync::RcuThread rcu;
+    for (int k = 0; k < 40; k++) {
+      EXPECT_EQ(vm.set_memory_attributes(kRam + (k % 8) * kPageSize, 4 * kPageSize, false), 0);
+      EXPECT_EQ(vm.set_memory_attributes(kRam + (k % 8) * kPageSize, 4 * kPageSize, true), 0);
+      if (k % 10 == 0) ck.check("while vCPUs run");
+    }
+  }
+  stop = true;
+  for (auto& t : vcpus) t.join();
+  vm.set_vcpus_threaded(false);
+  ck.check("after");
+  EXPECT_EQ(dead.load(), 0);
+  for (const auto& v : ck.violations()) ADD_FAILURE() << v.invariant << ": " << v.detail << " after " << v.op;
+  vm.destroy();
+  ck.check_end_of_life();
+  EXPECT_TRUE(ck.ok());
+}
+
+}  // namespace
+}  // namespace mirrormmu::test
