@@ -7,7 +7,9 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 JOBS ?= $(shell nproc)
 RUN_ARGS ?=
 
-.PHONY: deps run test build-release build-asan bench clean
+TSAN_TESTS := test_concurrent test_explore test_tdx
+
+.PHONY: deps run test build-release build-asan build-tsan bench clean
 
 deps:
 	@missing=""; for p in $(DEB_PACKAGES); do \
@@ -29,13 +31,23 @@ build-asan: deps
 run: build-release
 	./build/release/mirrormmu run $(RUN_ARGS)
 
-test: build-asan
+build-tsan: deps
+	cmake --preset tsan >/dev/null
+	cmake --build --preset tsan -j $(JOBS) --target $(TSAN_TESTS)
+
+# Every test under ASan+UBSan, then the concurrent ones (real threads, the
+# deterministic engine, the module under contention) under TSan.
+test: build-asan build-tsan
 	ctest --preset asan -j $(JOBS)
+	TSAN_OPTIONS="halt_on_error=1 suppressions=$(CURDIR)/tests/tsan.supp" \
+	  ctest --test-dir build/tsan -j $(JOBS) --output-on-failure -R '^(concurrent|explore|tdx)\.'
+
 
 bench: deps
 	cmake --preset release -DMIRRORMMU_BENCH=ON >/dev/null
 	cmake --build --preset release -j $(JOBS)
 	./build/release/mirrormmu bench
+	./build/release/bench/mirrormmu_bench
 
 clean:
 	rm -rf build

@@ -17,5 +17,6 @@ struct Command {
 Command add_run(CLI::App& app);
 Command add_explore(CLI::App& app);
 Command add_replay(CLI::App& app);
+Command add_bench(CLI::App& app);
 
 }  // namespace mirrormmu::cli

@@ -54,7 +54,9 @@ RetPf TdpMmu::tdp_mmu_map_handle_target_level(KvmPageFault& f, TdpIter& iter) {
     new_spte = make_mmio(f.gfn, cfg_.mmio_value, 0);
   else
     new_spte = make_leaf(f.pfn, iter.level, {.writable = f.map_writable, .dirty = f.write});
-  if (new_spte == iter.old_spte) return RetPf::Spurious;
+  // An unchanged MMIO SPTE still means "emulate": the access must go to the
+  // device model, not back into the guest to fault again.
+  if (new_spte == iter.old_spte) return f.has_slot ? RetPf::Spurious : RetPf::Emulate;
   if (tdp_mmu_set_spte_atomic(iter, new_spte)) return RetPf::Retry;
   // Replacing a present non-leaf, or taking away write access, leaves stale
   // translations that must go.

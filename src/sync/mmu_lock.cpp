@@ -33,6 +33,21 @@ void note_released(const MmuLock* l) {
 }
 }  // namespace
 
+namespace {
+// A small per-thread index spreading counters over shards.
+int shard() {
+  static std::atomic<int> next{0};
+  thread_local const int mine = next.fetch_add(1, std::memory_order_relaxed);
+  return mine & 15;
+}
+}  // namespace
+
+uint64_t MmuLock::read_acquisitions() const {
+  uint64_t n = 0;
+  for (const auto& s : reads_) n += s.n.load(std::memory_order_relaxed);
+  return n;
+}
+
 LockMode MmuLock::held_by_me() const {
   for (const auto& h : tl_held)
     if (h.lock == this) return h.mode;
@@ -54,9 +69,11 @@ void MmuLock::write_lock() {
     det_writer_ = true;
     e->note(EngineEvent::LockWrite, this);
   } else {
-    waiters_.fetch_add(1, std::memory_order_relaxed);
-    mu_.lock();
-    waiters_.fetch_sub(1, std::memory_order_relaxed);
+    if (!mu_.try_lock()) {
+      waiters_.fetch_add(1, std::memory_order_relaxed);
+      mu_.lock();
+      waiters_.fetch_sub(1, std::memory_order_relaxed);
+    }
   }
   writes_.fetch_add(1, std::memory_order_relaxed);
   note_acquired(this, LockMode::Write);
@@ -81,11 +98,15 @@ void MmuLock::read_lock() {
     det_readers_++;
     e->note(EngineEvent::LockRead, this);
   } else {
-    waiters_.fetch_add(1, std::memory_order_relaxed);
-    mu_.lock_shared();
-    waiters_.fetch_sub(1, std::memory_order_relaxed);
+    // Count as a waiter only when the lock is not free at once: a shared
+    // counter touched on every acquisition would itself be the bottleneck.
+    if (!mu_.try_lock_shared()) {
+      waiters_.fetch_add(1, std::memory_order_relaxed);
+      mu_.lock_shared();
+      waiters_.fetch_sub(1, std::memory_order_relaxed);
+    }
   }
-  reads_.fetch_add(1, std::memory_order_relaxed);
+  reads_[shard()].n.fetch_add(1, std::memory_order_relaxed);
   note_acquired(this, LockMode::Read);
 }
 

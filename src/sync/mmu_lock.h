@@ -30,7 +30,7 @@ class MmuLock {
   bool contended() const;
 
   uint64_t write_acquisitions() const { return writes_.load(std::memory_order_relaxed); }
-  uint64_t read_acquisitions() const { return reads_.load(std::memory_order_relaxed); }
+  uint64_t read_acquisitions() const;
 
  private:
   std::shared_mutex mu_;
@@ -42,7 +42,13 @@ class MmuLock {
   bool det_writer_ = false;
   int det_writers_waiting_ = 0;
   std::atomic<uint64_t> writes_{0};
-  std::atomic<uint64_t> reads_{0};
+  // Read acquisitions are counted in per-CPU-like shards: one shared counter
+  // would bounce between vCPU threads on every fault.
+  struct alignas(64) Shard {
+    std::atomic<uint64_t> n{0};
+  };
+  static constexpr int kShards = 16;
+  Shard reads_[kShards];
 };
 
 // lockdep_assert_held_write / _read / lockdep_assert_held.

@@ -65,6 +65,26 @@ void Vm::vcpu_exit(int vcpu) {
   if (vcpu >= 0 && vcpu < nr_vcpus()) exit_guest(*vcpus_[vcpu]);
 }
 
+VmOpStats Vm::op_stats() const {
+  VmOpStats o;
+  for (const auto& v : vcpus_) {
+    o.faults += v->faults.load();
+    o.faults_fixed += v->faults_fixed.load();
+    o.faults_spurious += v->faults_spurious.load();
+    o.fault_retries += v->fault_retries.load();
+    o.accesses += v->accesses.load();
+    o.accepts += v->accepts.load();
+    o.vp_enters += v->vp_enters.load();
+  }
+  o.kicks = stats_.kicks.load();
+  o.conversions = stats_.conversions.load();
+  o.memslot_adds = stats_.memslot_adds.load();
+  o.memslot_deletes = stats_.memslot_deletes.load();
+  o.dirty_log_gets = stats_.dirty_log_gets.load();
+  o.init_mem_pages = stats_.init_mem_pages.load();
+  return o;
+}
+
 void Vm::kick_all_vcpus_out() {
   stats_.kicks++;
   for (auto& v : vcpus_) {
@@ -88,7 +108,7 @@ ExitReason Vm::vcpu_fault(int vcpu, uint64_t gpa, bool write) {
   if (vcpu < 0 || vcpu >= nr_vcpus() || unusable()) return ExitReason::VmDead;
   Vcpu& v = *vcpus_[vcpu];
   if (bugs_.bugged()) return ExitReason::VmDead;
-  stats_.faults++;
+  v.faults.fetch_add(1, std::memory_order_relaxed);
   sync::RcuThread rcu_thread;
   sync::ReadGuard slots(slots_lock_);
 
@@ -135,22 +155,23 @@ ExitReason Vm::vcpu_fault(int vcpu, uint64_t gpa, bool write) {
         ret = RetPf::Retry;
       else
         ret = mmu_->kvm_tdp_mmu_map(v.caches, v.root, v.mirror_root, f);
-      // make_spte() marks the page dirty when it makes a writable SPTE,
-      // still under mmu_lock: a harvest cannot slip in between.
-      if (ret == RetPf::Fixed && slot && write) mark_page_dirty(*slot, f.gfn);
+      // make_spte() marks the page dirty whenever it installs a writable
+      // SPTE in a dirty-logged slot, read fault or not (the next write would
+      // not fault), still under mmu_lock so a harvest cannot slip in between.
+      if (ret == RetPf::Fixed && slot && f.map_writable) mark_page_dirty(*slot, f.gfn);
     }
     if (ret == RetPf::Fixed || ret == RetPf::WriteProtected) {
-      stats_.faults_fixed++;
+      v.faults_fixed.fetch_add(1, std::memory_order_relaxed);
       return ExitReason::None;
     }
     if (ret == RetPf::Spurious) {
-      stats_.faults_spurious++;
+      v.faults_spurious.fetch_add(1, std::memory_order_relaxed);
       return ExitReason::None;
     }
     if (ret == RetPf::Emulate) return ExitReason::Mmio;
     // RET_PF_RETRY: TDX retries private faults locally (zero-step
     // mitigation); a shared fault would re-enter the guest and fault again.
-    stats_.fault_retries++;
+    v.fault_retries.fetch_add(1, std::memory_order_relaxed);
     if (bugs_.bugged()) return ExitReason::VmDead;
   }
   return ExitReason::Retry;
@@ -173,7 +194,7 @@ ExitReason Vm::vcpu_access(int vcpu, uint64_t gpa, bool write) {
   if (vcpu < 0 || vcpu >= nr_vcpus() || unusable()) return ExitReason::VmDead;
   Vcpu& v = *vcpus_[vcpu];
   sync::RcuThread rcu_thread;
-  stats_.accesses++;
+  v.accesses.fetch_add(1, std::memory_order_relaxed);
   const bool is_private = is_td() && !(gpa & shared_bit_);
   for (int attempt = 0; attempt < kMaxFaultRetries; attempt++) {
     // An instruction boundary: another thread may run here, and a pending
@@ -198,7 +219,7 @@ ExitReason Vm::vcpu_access(int vcpu, uint64_t gpa, bool write) {
           tdx_->wait_for_zap_done();
           continue;
         }
-        stats_.vp_enters++;
+        v.vp_enters.fetch_add(1, std::memory_order_relaxed);
       }
     }
     bool ok;
@@ -210,7 +231,7 @@ ExitReason Vm::vcpu_access(int vcpu, uint64_t gpa, bool write) {
       } else if (e.state == tdx::SeptState::Pending) {
         // The guest takes a #VE and accepts the page.
         const auto a = module_->tdg_mem_page_accept(vcpu, gpa4k, 0);
-        stats_.accepts++;
+        v.accepts.fetch_add(1, std::memory_order_relaxed);
         ok = a.outcome == tdx::AcceptResult::Outcome::Accepted ||
              (a.outcome == tdx::AcceptResult::Outcome::Status &&
               tdx::status_base(a.status) == tdx::TDX_PAGE_ALREADY_ACCEPTED);

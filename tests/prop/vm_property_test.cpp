@@ -7,7 +7,9 @@
 // own iterator) and compared with a deliberately naive model made of sets of
 // gfns. The model knows nothing about page tables: it only knows what the
 // guest touched, what userspace invalidated, and what the attributes are, so
-// a bug in the MMU cannot hide behind a matching bug in the check.
+// a bug in the MMU cannot hide behind a matching bug in the check. The
+// Checker runs after every operation too, for the structural invariants the
+// model does not know about (stats, S-EPT tables, ownership).
 #include <gtest/gtest.h>
 #include <rapidcheck.h>
 // After gtest.h: the adapter uses GoogleTest's macros.
@@ -71,14 +73,17 @@ enum class OpKind : uint8_t {
 };
 
 // One operation; which fields matter depends on `kind` (see operator<<).
-// Page numbers are taken modulo the slot size when the op runs, so a shrunk
-// op stays meaningful whatever slot it ends up targeting.
+// `page` is generated inside its slot (the modulo when the op runs only
+// guards hand-written ops).
 struct Op {
   OpKind kind = OpKind::Finalize;
   int vcpu = 0;
   int slot = 0;
   bool priv = false;   // Access/Fault: private GPA; Convert: to private; DirtyLogging: on
   bool write = false;
+  // Access: each page is read, then written (when `write`), the way a guest
+  // updates memory it has just looked at.
+  bool read_first = false;
   uint32_t page = 0;
   uint32_t count = 1;  // pages
   bool overrun = false;  // Convert/PunchHole: do not clip the range to the slot
@@ -87,7 +92,8 @@ struct Op {
 std::ostream& operator<<(std::ostream& os, const Op& op) {
   switch (op.kind) {
     case OpKind::Access:
-      return os << "access vcpu" << op.vcpu << (op.write ? " write " : " read ")
+      return os << "access vcpu" << op.vcpu
+                << (op.write ? (op.read_first ? " read+write " : " write ") : " read ")
                 << (op.priv ? "private" : "shared") << " slot" << op.slot << " pages [" << op.page
                 << ",+" << op.count << ")";
     case OpKind::Fault:
@@ -108,15 +114,20 @@ std::ostream& operator<<(std::ostream& os, const Op& op) {
   return os << "?";
 }
 
+// What happens before the generated operations.
 struct TdBuild {
   uint32_t init_page = 0;   // first page of slot 0 added with PAGE.ADD
   uint32_t init_pages = 0;  // 0: no initial image
   bool finalize_first = true;
+  // Slot 1 dirty-logged before the guest ever touches it, so its pages are
+  // first faulted in while logging is on (the selftests' usual order).
+  bool log_slot1 = false;
 };
 
 std::ostream& operator<<(std::ostream& os, const TdBuild& s) {
   return os << "{init_mem_region slot0 [" << s.init_page << ",+" << s.init_pages << ")"
-            << (s.finalize_first ? ", finalize" : ", no finalize") << "}";
+            << (s.finalize_first ? ", finalize" : ", no finalize")
+            << (s.log_slot1 ? ", dirty logging slot1 on" : "") << "}";
 }
 
 // ---- generators ------------------------------------------------------------------
@@ -133,24 +144,26 @@ rc::Gen<uint32_t> gen_range_pages() {
                         rc::gen::inRange<uint32_t>(1, 514));
 }
 rc::Gen<int> gen_slot() { return rc::gen::inRange(0, 2); }
+uint32_t in_slot(int slot, uint32_t page) { return static_cast<uint32_t>(page % kSlots[slot].npages()); }
 rc::Gen<bool> gen_bool() { return rc::gen::arbitrary<bool>(); }
 
 rc::Gen<Op> gen_op() {
   using namespace rc;
   auto access = gen::apply(
-      [](int vcpu, int slot, bool priv, bool write, uint32_t page, uint32_t count) {
-        return Op{OpKind::Access, vcpu, slot, priv, write, page, count, false};
+      [](int vcpu, int slot, bool priv, bool write, bool read_first, uint32_t page, uint32_t count) {
+        return Op{OpKind::Access, vcpu, slot, priv, write, write && read_first, in_slot(slot, page), count};
       },
-      gen::inRange(0, kVcpus), gen_slot(), gen_bool(), gen_bool(), gen_page(), gen::inRange<uint32_t>(1, 9));
+      gen::inRange(0, kVcpus), gen_slot(), gen_bool(), gen_bool(), gen_bool(), gen_page(),
+      gen::inRange<uint32_t>(1, 9));
   auto fault = gen::apply(
       [](int vcpu, int slot, bool priv, bool write, uint32_t page) {
-        return Op{OpKind::Fault, vcpu, slot, priv, write, page, 1, false};
+        return Op{OpKind::Fault, vcpu, slot, priv, write, false, in_slot(slot, page), 1};
       },
       gen::inRange(0, kVcpus), gen_slot(), gen_bool(), gen_bool(), gen_page());
   auto range = [](OpKind k) {
     return gen::apply(
         [k](int slot, bool priv, uint32_t page, uint32_t count, bool overrun) {
-          return Op{k, 0, slot, priv, false, page, count, overrun};
+          return Op{k, 0, slot, priv, false, false, in_slot(slot, page), count, overrun};
         },
         gen_slot(), gen_bool(), gen_page(), gen_range_pages(),
         gen::weightedElement<bool>({{7, false}, {1, true}}));
@@ -170,16 +183,25 @@ rc::Gen<Op> gen_op() {
   });
 }
 
-rc::Gen<TdBuild> gen_setup() {
+rc::Gen<TdBuild> gen_build() {
   return rc::gen::apply(
-      [](uint32_t page, uint32_t pages, bool fin) { return TdBuild{page, pages, fin}; },
+      [](uint32_t page, uint32_t pages, bool fin, bool log) { return TdBuild{page, pages, fin, log}; },
       gen_page(), rc::gen::inRange<uint32_t>(0, 9),
-      rc::gen::weightedElement<bool>({{3, true}, {1, false}}));
+      rc::gen::weightedElement<bool>({{3, true}, {1, false}}), gen_bool());
 }
 
-// 0..40 operations (RapidCheck's size goes up to 100).
+// RapidCheck scales integer ranges by the size parameter (at size 40,
+// inRange(0, 2) only ever yields 0), so every field is generated at the
+// nominal size; only the length of the sequence uses the size.
+template <class T>
+rc::Gen<T> full_range(rc::Gen<T> g) {
+  return rc::gen::resize(rc::kNominalSize, std::move(g));
+}
+
+// 0..40 operations: long enough for a read, a write and a get of the
+// same page to line up, short enough to stay fast under ASan.
 rc::Gen<std::vector<Op>> gen_ops() {
-  return rc::gen::scale(0.4, rc::gen::container<std::vector<Op>>(gen_op()));
+  return rc::gen::resize(40, rc::gen::container<std::vector<Op>>(full_range(gen_op())));
 }
 
 // ---- the reference model ------------------------------------------------------------
@@ -198,7 +220,8 @@ struct Model {
   // accepted them (S-EPT MAPPED) or only a fault mapped them (PENDING is fine).
   std::map<uint64_t, bool> private_mapped;
   bool logging = false;
-  std::set<uint64_t> dirty;  // slot-1 page indices written since the last get
+  std::set<uint64_t> dirty;    // slot-1 page indices written since the last get
+  std::set<uint64_t> touched;  // ... read or written (a read fault maps writable and is logged, as in KVM)
 
   // The slot holding `gfn` as the model sees it, or -1.
   int slot_of(uint64_t gfn) const {
@@ -212,7 +235,8 @@ struct Model {
   }
 
   // A shared-side zap of [lo, hi) may take a whole 2M mapping with it, so
-  // every gfn in a touched 2M block stops being guaranteed.
+  // every gfn in a touched 2M block stops being guaranteed. (Both slots are
+  // smaller than 1G, so no larger mapping fits in them.)
   void drop_shared(uint64_t lo, uint64_t hi) {
     lo &= ~(kHugePages - 1);
     hi = (hi + kHugePages - 1) & ~(kHugePages - 1);
@@ -237,8 +261,11 @@ struct Model {
 // ---- reading the tables ---------------------------------------------------------------
 
 struct Observed {
-  std::map<uint64_t, Pfn> mirror;  // un-aliased gfn -> pfn, 4K granularity
+  // Every root, valid or not: un-aliased gfn -> pfn, at 4K granularity.
+  std::map<uint64_t, Pfn> mirror;
   std::map<uint64_t, Pfn> direct;
+  // Gfns mapped by valid roots only: what a vCPU can actually use.
+  std::set<uint64_t> usable_mirror, usable_direct;
   std::vector<std::string> errors;
 };
 
@@ -253,6 +280,7 @@ Observed observe(Vm& vm) {
     raw_walk(vm.pool(), root->spt, root->role.level, vm.mmu().config().mmio_value, tree);
     const bool mirror = root->is_mirror();
     auto& out = mirror ? o.mirror : o.direct;
+    auto& usable = mirror ? o.usable_mirror : o.usable_direct;
     for (const RawLeaf& lf : tree.leaves) {
       // A direct-root leaf of a TD maps a shared GPA, a mirror leaf a private one.
       const bool aliased = (lf.gfn.v & direct_bits) != 0;
@@ -265,6 +293,7 @@ Observed observe(Vm& vm) {
       const uint64_t base = lf.gfn.v & ~direct_bits;
       for (uint64_t i = 0; i < pages_per_hpage(lf.level); i++) {
         auto [it, fresh] = out.emplace(base + i, lf.pfn + i);
+        if (!root->role.invalid) usable.insert(base + i);
         // Two roots of the same kind must agree on what a gfn maps to.
         if (!fresh && it->second != lf.pfn + i) {
           std::ostringstream ss;
@@ -327,9 +356,9 @@ std::vector<std::string> compare(Vm& vm, const Model& m) {
 
   // (a) Everything the guest reached and nobody invalidated is still mapped.
   for (uint64_t gfn : m.shared_mapped)
-    if (!o.direct.count(gfn)) err.push_back("shared gfn " + hex(gfn) + " was accessed but is not mapped");
+    if (!o.usable_direct.count(gfn)) err.push_back("shared gfn " + hex(gfn) + " was accessed but is not mapped");
   for (const auto& [gfn, accepted] : m.private_mapped) {
-    if (!o.mirror.count(gfn)) {
+    if (!o.usable_mirror.count(gfn)) {
       err.push_back("private gfn " + hex(gfn) + " was accessed but is not in the mirror root");
       continue;
     }
@@ -361,11 +390,11 @@ std::string step(Vm& vm, Model& m, const Op& op) {
   const uint64_t first = op.page % g.npages();
   std::ostringstream bad;
 
-  auto guest = [&](uint64_t page, bool fault) {
+  auto guest = [&](uint64_t page, bool fault, bool write) {
     const uint64_t gfn = g.base().v + page;
     const uint64_t gpa = Gfn{gfn}.gpa() | (op.priv ? 0 : shared_bit);
     const ExitReason want = m.expected_exit(gfn, op.priv);
-    const ExitReason got = fault ? vm.vcpu_fault(op.vcpu, gpa, op.write) : vm.vcpu_access(op.vcpu, gpa, op.write);
+    const ExitReason got = fault ? vm.vcpu_fault(op.vcpu, gpa, write) : vm.vcpu_access(op.vcpu, gpa, write);
     if (got != want) {
       bad << "gpa " << hex(gpa) << " exited with " << exit_reason_name(got) << ", expected "
           << exit_reason_name(want) << "; ";
@@ -379,7 +408,8 @@ std::string step(Vm& vm, Model& m, const Op& op) {
     } else {
       m.shared_mapped.insert(gfn);
     }
-    if (op.write && op.slot == 1 && m.logging) m.dirty.insert(page);
+    if (write && op.slot == 1 && m.logging) m.dirty.insert(page);
+    if (op.slot == 1 && m.logging) m.touched.insert(page);
   };
 
   // The range of a Convert/PunchHole: clipped to the slot unless `overrun`.
@@ -388,11 +418,14 @@ std::string step(Vm& vm, Model& m, const Op& op) {
 
   switch (op.kind) {
     case OpKind::Access:
-      for (uint64_t p = first; p < std::min<uint64_t>(first + op.count, g.npages()); p++) guest(p, false);
+      for (uint64_t p = first; p < std::min<uint64_t>(first + op.count, g.npages()); p++) {
+        if (op.read_first) guest(p, false, false);
+        guest(p, false, op.write);
+      }
       break;
     case OpKind::Fault:
       // Before finalize no vCPU can run, so there are no EPT violations.
-      if (m.finalized) guest(first, true);
+      if (m.finalized) guest(first, true, op.write);
       break;
     case OpKind::Convert: {
       bool all_in_slots = true;
@@ -422,6 +455,7 @@ std::string step(Vm& vm, Model& m, const Op& op) {
       // Enabling twice changes nothing; disabling forgets the bitmap.
       if (!op.priv) m.dirty.clear();
       m.logging = op.priv;
+      if (!op.priv) m.touched.clear();
       break;
     }
     case OpKind::GetDirtyLog: {
@@ -432,19 +466,19 @@ std::string step(Vm& vm, Model& m, const Op& op) {
         break;
       }
       if (!got) break;
-      // (c) Exactly the pages written since the last get or since enabling.
+      // (c) Every page written since the last get (or since enabling) is
+      // reported, and nothing the guest did not touch: KVM's make_spte()
+      // logs a read fault too, since it installs a writable SPTE.
       std::set<uint64_t> reported;
       for (size_t w = 0; w < got->size(); w++)
         for (int b = 0; b < 64; b++)
           if ((*got)[w] >> b & 1) reported.insert(w * 64 + b);
-      if (reported != m.dirty) {
-        bad << "dirty log:";
-        for (uint64_t p : m.dirty)
-          if (!reported.count(p)) bad << " page " << p << " written but not reported;";
-        for (uint64_t p : reported)
-          if (!m.dirty.count(p)) bad << " page " << p << " reported but not written;";
-      }
+      for (uint64_t p : m.dirty)
+        if (!reported.count(p)) bad << "dirty log: page " << p << " written but not reported; ";
+      for (uint64_t p : reported)
+        if (!m.touched.count(p)) bad << "dirty log: page " << p << " reported but never touched; ";
       m.dirty.clear();
+      m.touched.clear();
       break;
     }
     case OpKind::DeleteSlot1: {
@@ -458,6 +492,7 @@ std::string step(Vm& vm, Model& m, const Op& op) {
       m.live[1] = false;
       m.logging = false;
       m.dirty.clear();
+      m.touched.clear();
       break;
     }
     case OpKind::ReaddSlot1: {
@@ -480,7 +515,7 @@ std::string step(Vm& vm, Model& m, const Op& op) {
   return bad.str();
 }
 
-void run_case(const Variant& v, const TdBuild& setup, const std::vector<Op>& ops) {
+void run_case(const Variant& v, const TdBuild& build, const std::vector<Op>& ops) {
   VmConfig cfg;
   cfg.type = VmType::Td;
   cfg.ept_levels = v.ept_levels;
@@ -504,20 +539,25 @@ void run_case(const Variant& v, const TdBuild& setup, const std::vector<Op>& ops
     RC_FAIL(msg);
   };
 
-  if (setup.init_pages) {
-    const uint64_t first = std::min<uint64_t>(setup.init_page, kSlots[0].npages() - setup.init_pages);
-    RC_ASSERT(vm.init_mem_region(kSlots[0].gpa + (first << kPageShift), setup.init_pages) == 0);
+  if (build.init_pages) {
+    const uint64_t first = std::min<uint64_t>(build.init_page, kSlots[0].npages() - build.init_pages);
+    RC_ASSERT(vm.init_mem_region(kSlots[0].gpa + (first << kPageShift), build.init_pages) == 0);
     // PAGE.ADD makes the pages private and maps them, already accepted.
-    for (uint64_t i = first; i < first + setup.init_pages; i++) {
+    for (uint64_t i = first; i < first + build.init_pages; i++) {
       m.priv_attr[0][i] = 1;
       m.private_mapped[kSlots[0].base().v + i] = true;
     }
     verify("init_mem_region");
   }
-  if (setup.finalize_first) {
+  if (build.finalize_first) {
     RC_ASSERT(vm.finalize() == 0);
     m.finalized = true;
     verify("finalize");
+  }
+  if (build.log_slot1) {
+    RC_ASSERT(vm.set_dirty_logging(1, true) == 0);
+    m.logging = true;
+    verify("dirty logging slot1 on");
   }
 
   for (size_t i = 0; i < ops.size(); i++) {
@@ -529,30 +569,34 @@ void run_case(const Variant& v, const TdBuild& setup, const std::vector<Op>& ops
   }
 
   vm.destroy();
-  RC_ASSERT(ck.check_end_of_life() == 0u);
+  if (ck.check_end_of_life()) {
+    std::string msg = "at end of life:";
+    for (const Violation& x : ck.violations()) msg += "\n  " + x.invariant + ": " + x.detail;
+    RC_FAIL(msg);
+  }
   RC_ASSERT(vm.pool().in_use() == 0u);
   RC_ASSERT(vm.pool().violations() == 0u);
 }
 
 RC_GTEST_PROP(VmProperty, MatchesReferenceModel, ()) {
-  const TdBuild setup = *gen_setup();
+  const TdBuild build = *full_range(gen_build());
   const std::vector<Op> ops = *gen_ops();
-  run_case(Variant{}, setup, ops);
+  run_case(Variant{}, build, ops);
 }
 
 // Yielding every third step of a long walk makes every zap and
 // write-protect restart from the root mid-range.
 RC_GTEST_PROP(VmProperty, MatchesReferenceModelWithForcedYields, ()) {
-  const TdBuild setup = *gen_setup();
+  const TdBuild build = *full_range(gen_build());
   const std::vector<Op> ops = *gen_ops();
-  run_case(Variant{.resched_interval = 3}, setup, ops);
+  run_case(Variant{.resched_interval = 3}, build, ops);
 }
 
 // 5-level EPT: another root level and the shared bit at GPA bit 51.
 RC_GTEST_PROP(VmProperty, MatchesReferenceModelWith5LevelEpt, ()) {
-  const TdBuild setup = *gen_setup();
+  const TdBuild build = *full_range(gen_build());
   const std::vector<Op> ops = *gen_ops();
-  run_case(Variant{.ept_levels = 5}, setup, ops);
+  run_case(Variant{.ept_levels = 5}, build, ops);
 }
 
 }  // namespace

@@ -1,0 +1,150 @@
+#include "workload/bench_kernels.h"
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <memory>
+#include <thread>
+#include <vector>
+
+#include "explore/explorer.h"
+#include "spte/spte.h"
+#include "sync/rcu.h"
+#include "sync/spte_atomic.h"
+#include "vm/vm.h"
+
+namespace mirrormmu::bench {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+double ns_since(Clock::time_point t0) {
+  return std::chrono::duration<double, std::nano>(Clock::now() - t0).count();
+}
+
+constexpr uint64_t kRam = 1ull << 32;
+
+std::unique_ptr<Vm> make_vm(bool td, uint64_t pages, int vcpus) {
+  VmConfig c;
+  c.type = td ? VmType::Td : VmType::Normal;
+  c.nr_vcpus = vcpus;
+  c.shared_backing = PgLevel::k4K;  // 4K mappings: one fault per page
+  c.pool_pages = pages * 2 + (16u << 10);
+  auto vm = std::make_unique<Vm>(c);
+  vm->create();
+  vm->add_memslot(0, kRam, pages << kPageShift, td ? kMemGuestMemfd : 0);
+  if (td) {
+    vm->finalize();
+    vm->set_memory_attributes(kRam, pages << kPageShift, true);
+  }
+  return vm;
+}
+
+double populate(bool td, uint64_t pages, int threads) {
+  sync::RcuThread rcu;
+  auto vm = make_vm(td, pages, threads);
+  // Host memory is populated beforehand, as the selftests prefault it: the
+  // figure is the fault path (and the TDX module), not the page allocator.
+  for (const auto& slot : vm->memslots())
+    for (uint64_t i = 0; i < slot->npages; i++) (td ? slot->gmem : slot->shared)->get_pfn(i);
+  vm->set_vcpus_threaded(threads > 1);
+  const uint64_t per = pages / threads;
+  std::atomic<int> go{0};
+  std::vector<std::thread> ts;
+  auto body = [&](int v) {
+    sync::RcuThread r;
+    for (uint64_t i = v * per; i < (v + 1) * per; i++) vm->vcpu_fault(v, kRam + (i << kPageShift), true);
+  };
+  const auto t0 = Clock::now();
+  if (threads == 1) {
+    body(0);
+  } else {
+    for (int v = 0; v < threads; v++) ts.emplace_back(body, v);
+    for (auto& t : ts) t.join();
+  }
+  const double ns = ns_since(t0) / double(per * threads);
+  vm->set_vcpus_threaded(false);
+  vm->destroy();
+  return ns;
+}
+
+double zap(bool td, uint64_t pages) {
+  sync::RcuThread rcu;
+  auto vm = make_vm(td, pages, 1);
+  for (uint64_t i = 0; i < pages; i++) vm->vcpu_fault(0, kRam + (i << kPageShift), true);
+  const auto t0 = Clock::now();
+  vm->delete_memslot(0);
+  const double ns = ns_since(t0) / double(pages);
+  vm->destroy();
+  return ns;
+}
+
+std::atomic<uint64_t> g_points{0};
+void count_point(sync::PointKind, const void*) { g_points.fetch_add(1, std::memory_order_relaxed); }
+
+}  // namespace
+
+double floor_cmpxchg_ns(uint64_t sptes) {
+  const uint64_t tables = (sptes + kSptePerPage - 1) / kSptePerPage;
+  std::vector<uint64_t> mem(tables * kSptePerPage, spte::kNonPresent);
+  const uint64_t leaf = spte::make_leaf(Pfn{1}, PgLevel::k4K);
+  const auto t0 = Clock::now();
+  for (uint64_t i = 0; i < sptes; i++) {
+    uint64_t old = spte::kNonPresent;
+    std::atomic_ref<uint64_t>(mem[i]).compare_exchange_strong(old, leaf + (i << kPageShift));
+  }
+  const double ns = ns_since(t0) / double(sptes);
+  // Keep the stores observable.
+  volatile uint64_t sink = mem[sptes / 2];
+  (void)sink;
+  return ns;
+}
+
+double populate_direct_ns(uint64_t pages, int threads) { return populate(false, pages, threads); }
+double populate_mirror_ns(uint64_t pages, int threads) { return populate(true, pages, threads); }
+double zap_direct_ns(uint64_t pages) { return zap(false, pages); }
+double zap_mirror_ns(uint64_t pages) { return zap(true, pages); }
+
+double explorer_exec_ns(uint64_t executions) {
+  explore::ExploreConfig cfg;
+  cfg.scenario = "fault-fault-2m";
+  cfg.scale = 1;
+  cfg.budget = executions;
+  cfg.shrink = false;
+  std::string err;
+  const auto t0 = Clock::now();
+  auto rep = explore::explore(cfg, nullptr, &err);
+  const double ns = ns_since(t0);
+  return rep && rep->executions ? ns / double(rep->executions) : 0;
+}
+
+double sched_point_off_ns(uint64_t calls) {
+  // The same loop with and without the scheduling point; the difference is
+  // what the point costs when no engine is installed.
+  auto loop = [&](bool with_point) {
+    const auto t0 = Clock::now();
+    for (uint64_t i = 0; i < calls; i++) {
+      if (with_point) sync::sched_point(sync::PointKind::SpteRead, &i);
+      asm volatile("" : : "r"(i) : "memory");  // keep the loop, and reload the flag
+    }
+    return ns_since(t0) / double(calls);
+  };
+  const double empty = loop(false), with = loop(true);
+  return std::max(0.0, with - empty);
+}
+
+double sched_points_per_direct_fault() {
+  sync::RcuThread rcu;
+  constexpr uint64_t kPages = 4096;
+  auto vm = make_vm(false, kPages, 1);
+  vm->vcpu_fault(0, kRam, true);  // roots and caches exist before counting
+  g_points = 0;
+  sync::set_sched_handler(&count_point);
+  for (uint64_t i = 1; i < kPages; i++) vm->vcpu_fault(0, kRam + (i << kPageShift), true);
+  sync::set_sched_handler(nullptr);
+  const double per = double(g_points.load()) / double(kPages - 1);
+  vm->destroy();
+  return per;
+}
+
+}  // namespace mirrormmu::bench

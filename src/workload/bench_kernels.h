@@ -1,0 +1,28 @@
+// What the benchmarks time: each kernel sets up outside the timed region and
+// returns nanoseconds per unit (per SPTE, per page, per execution).
+// bench/ wraps them for Google Benchmark; `mirrormmu bench` prints a table
+// with every figure also as a ratio to the floor.
+#pragma once
+
+#include <cstdint>
+
+namespace mirrormmu::bench {
+
+// The floor: one 8-byte cmpxchg per SPTE into preallocated page tables.
+double floor_cmpxchg_ns(uint64_t sptes);
+// Faulting in `pages` 4K pages (direct root of a normal VM, or private
+// memory of a TD through PAGE.AUG), on `threads` vCPU threads with disjoint
+// ranges. ns per page (wall time / pages).
+double populate_direct_ns(uint64_t pages, int threads);
+double populate_mirror_ns(uint64_t pages, int threads);
+// Zapping `pages` mapped 4K pages (memslot deletion), ns per page.
+double zap_direct_ns(uint64_t pages);
+double zap_mirror_ns(uint64_t pages);
+// Explorer executions of the two-vCPU fault race (fault-fault-2m, DFS).
+double explorer_exec_ns(uint64_t executions);
+// One scheduling point with no engine installed (the fast-path cost of the
+// deterministic engine being possible), and how many a 4K direct fault hits.
+double sched_point_off_ns(uint64_t calls);
+double sched_points_per_direct_fault();
+
+}  // namespace mirrormmu::bench
