@@ -27,6 +27,24 @@ check "nothing on stderr" test ! -s "$tmp/err"
 "$bin" run --workload td-tiny --seed 7 >"$tmp/out2" 2>&1
 check "replay is identical" diff <(grep -v '^operations' "$tmp/out") <(grep -v '^operations' "$tmp/out2")
 
+# The native engine runs vCPU threads and checks while they run.
+"$bin" run --workload td-life --gib 0.0625 --vcpus 3 >"$tmp/native" 2>&1
+check "native run exits 0" test $? -eq 0
+check "native run says so" grep -q '^engine: native, 3 vCPU threads' "$tmp/native"
+
+# explore, then replay what it found: the same trace twice.
+"$bin" explore --scenario fault-fault-2m --budget 30 >"$tmp/ex" 2>&1
+check "explore exits 0" test $? -eq 0
+check "explore reports executions" grep -q '^executions: 30 ' "$tmp/ex"
+check "explore reports classes" grep -q 'distinct SPTE transition classes seen' "$tmp/ex"
+"$bin" replay 'fault-vs-convert/baseline/s2/f1,0,0,0/3.1' --perfetto "$tmp/p.json" >"$tmp/r1" 2>&1
+check "replay runs" grep -q '^result: ' "$tmp/r1"
+check "replay shows SEAMCALLs" grep -q 'seamcall TDH' "$tmp/r1"
+check "replay shows lock ops" grep -q 'mmu_lock write_lock' "$tmp/r1"
+check "perfetto written" grep -q '"traceEvents"' "$tmp/p.json"
+"$bin" replay 'fault-vs-convert/baseline/s2/f1,0,0,0/3.1' >"$tmp/r2" 2>&1
+check "replay is byte-identical" cmp -s "$tmp/r1" "$tmp/r2"
+
 # Bad usage: exit 2 and exactly one line on stderr.
 bad() {
   local name=$1; shift
@@ -51,6 +69,19 @@ bad "unknown workload" run --workload nope
 bad "bad ept levels" run --ept-levels 3
 bad "non-numeric seed" run --seed x
 bad "unwritable json" run --workload td-tiny --json /nonexistent-dir/x.json
+bad "unknown scenario" explore --scenario nope
+bad "bad strategy" explore --strategy zigzag
+bad "zero budget" explore --budget 0
+bad "negative time" explore --time -1
+printf '{"slots": [], "threads": []}' >"$tmp/bad.json"
+bad "bad scenario file" explore --scenario "$tmp/bad.json"
+printf 'not json' >"$tmp/bad2.json"
+bad "unparsable scenario file" explore --scenario "$tmp/bad2.json"
+bad "garbage schedule" replay nonsense
+bad "bad schedule choices" replay 'fault-fault-2m/baseline/s2/f0,0,0,0/x'
+bad "bad schedule scale" replay 'fault-fault-2m/baseline/s0/f0,0,0,0/0'
+bad "unknown schedule design" replay 'fault-fault-2m/nope/s2/f0,0,0,0/0'
+bad "tiny bench" bench --pages 1
 
 "$bin" run --help >"$tmp/help" 2>&1
 check "help exits 0" test $? -eq 0

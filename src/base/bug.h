@@ -40,6 +40,7 @@ enum class BugKind : uint8_t { KvmBugOn, TdxBugOn, Warn, Bug, Lockdep };
   X(uninit_pages_left, Warn, "kvm_mmu_uninit_tdp_mmu: tdp_mmu_pages != 0")                    \
   X(uninit_roots_left, Warn, "kvm_mmu_uninit_tdp_mmu: roots list not empty")                  \
   X(memcache_empty, Warn, "kvm_mmu_memory_cache_alloc: cache empty")                          \
+  X(free_sp_without_rcu, Warn, "tdp_mmu_free_sp: a linked page table freed without a grace period") \
   X(tdx_set_level, KvmBugOn, "tdx_sept_set_private_spte: level != 4K")                        \
   X(tdx_set_not_rwx, Warn, "tdx_sept_set_private_spte: mirror SPTE lacks RWX")                \
   X(tdx_page_add_state, KvmBugOn, "tdx_mem_page_add: pre_fault_allowed or no page_add_src")    \

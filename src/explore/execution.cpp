@@ -187,6 +187,12 @@ ExecResult run_execution(const Scenario& s, sync::DetStrategy& strategy, const E
     (void)inject.release();
     return r;
   }
+  if (!engine->violations().empty() && r.invariant.empty()) {
+    r.ok = false;
+    r.invariant = "use_after_grace_period";
+    r.detail = engine->violations().front();
+    r.where = "the interleaved part";
+  }
   vm->set_vcpus_threaded(false);
   tracer.set_engine(nullptr);
   engine->set_sink(nullptr);

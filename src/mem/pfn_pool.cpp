@@ -4,6 +4,8 @@
 #include <cstring>
 #include <fmt/format.h>
 
+#include "sync/det_engine.h"
+
 namespace mirrormmu {
 
 const char* page_owner_name(PageOwner o) {
@@ -180,8 +182,14 @@ bool PfnPool::free(Pfn pfn, PageOwner expected) {
     counts_[static_cast<size_t>(PageOwner::Free)].fetch_add(1, std::memory_order_relaxed);
   }
   // Really freed, so a walker that still dereferences it is a use-after-free
-  // that ASan reports.
-  std::free(mem);
+  // that ASan reports; under the deterministic engine it is quarantined
+  // instead, and the engine reports any later access.
+  if (mem) {
+    if (sync::DetEngine* e = sync::DetEngine::active())
+      e->quarantine(mem);
+    else
+      std::free(mem);
+  }
   return true;
 }
 

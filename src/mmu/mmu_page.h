@@ -32,6 +32,9 @@ struct MmuPage {
   std::atomic<int> tdp_mmu_root_count{0};
   bool tdp_mmu_scheduled_root_to_zap = false;
   bool nx_huge_page_disallowed = false;
+  // Was reachable from a root at some point: it may only be freed after an
+  // RCU grace period from then on.
+  bool linked = false;
   void* owner = nullptr;          // the TdpMmu, for the RCU callback
 
   bool is_mirror() const { return role.is_mirror; }

@@ -164,7 +164,7 @@ class TdpMmu {
   int tdp_mmu_link_sp(TdpIter& iter, MmuPage* sp, bool shared);
   int tdp_mmu_split_huge_page(TdpIter& iter, MmuPage* sp, bool shared);
   RetPf tdp_mmu_map_handle_target_level(KvmPageFault& f, TdpIter& iter);
-  void tdp_mmu_free_sp(MmuPage* sp);
+  void tdp_mmu_free_sp(MmuPage* sp, bool after_grace_period);
   static void tdp_mmu_free_sp_rcu_callback(sync::RcuHead* head);
   bool tdp_mmu_root_match(const MmuPage* root, unsigned types) const;
 

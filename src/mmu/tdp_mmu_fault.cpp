@@ -25,6 +25,7 @@ int TdpMmu::tdp_mmu_link_sp(TdpIter& iter, MmuPage* sp, bool shared) {
   }
   // tdp_account_mmu_page(): roots are not counted.
   stats_.tdp_mmu_pages.fetch_add(1, std::memory_order_relaxed);
+  sp->linked = true;
   return 0;
 }
 
@@ -98,7 +99,7 @@ RetPf TdpMmu::kvm_tdp_mmu_map(VcpuMmuCaches& c, MmuPage* direct_root, MmuPage* m
     }
     // Never linked: nobody else can have seen it, so free it at once.
     if (r) {
-      tdp_mmu_free_sp(sp);
+      tdp_mmu_free_sp(sp, false);
       return RetPf::Retry;
     }
   }

@@ -149,7 +149,10 @@ void TdpMmu::handle_removed_pt(Pfn pt_pfn, bool shared) {
   sync::call_rcu(&sp->rcu_head, &TdpMmu::tdp_mmu_free_sp_rcu_callback);
 }
 
-void TdpMmu::tdp_mmu_free_sp(MmuPage* sp) {
+void TdpMmu::tdp_mmu_free_sp(MmuPage* sp, bool after_grace_period) {
+  // Once reachable, a table may still be under an RCU reader that picked it
+  // up before it was unlinked: only call_rcu may free it.
+  warn_on_once(sp->linked && !after_grace_period, kvm_, Site::free_sp_without_rcu);
   // A leaked external_spt (failed reclaim) was set invalid on purpose: the
   // host must never touch a page the TDX module may still own.
   if (sp->external_spt.valid()) pool_.free(sp->external_spt, PageOwner::SeptPage);
@@ -161,7 +164,7 @@ void TdpMmu::tdp_mmu_free_sp(MmuPage* sp) {
 void TdpMmu::tdp_mmu_free_sp_rcu_callback(sync::RcuHead* head) {
   sync::rcu_callback_enter(head);
   MmuPage* sp = reinterpret_cast<MmuPage*>(head);
-  static_cast<TdpMmu*>(sp->owner)->tdp_mmu_free_sp(sp);
+  static_cast<TdpMmu*>(sp->owner)->tdp_mmu_free_sp(sp, true);
 }
 
 }  // namespace mirrormmu

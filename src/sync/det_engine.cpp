@@ -1,6 +1,7 @@
 #include "sync/det_engine.h"
 
 #include <algorithm>
+#include <cstdlib>
 
 #include "base/inject.h"
 #include "sync/spte_atomic.h"
@@ -88,7 +89,10 @@ struct DetEngine::VThread {
 
 DetEngine::DetEngine(DetStrategy& strategy, DetLimits limits) : strategy_(strategy), limits_(limits) {}
 
+void DetEngine::quarantine(void* page) { quarantine_.push_back(page); }
+
 DetEngine::~DetEngine() {
+  for (void* p : quarantine_) std::free(p);
   // An aborted execution leaves its threads parked on their batons for good
   // (unwinding them would run MMU code concurrently); they are detached and
   // this object must then be leaked by the caller, never destroyed.
@@ -213,6 +217,14 @@ void DetEngine::switch_away(bool current_can_continue) {
 
 void DetEngine::point(PointKind kind, const void* object) {
   if (aborting_) abort_execution(abort_reason_);
+  if (!quarantine_.empty() && (kind == PointKind::SpteRead || kind == PointKind::SpteStore ||
+                               kind == PointKind::SpteCmpxchg)) {
+    const auto page = reinterpret_cast<uintptr_t>(object) & ~uintptr_t(4095);
+    for (void* q : quarantine_)
+      if (reinterpret_cast<uintptr_t>(q) == page && violations_.size() < 16)
+        violations_.push_back("thread " + threads_[tl_vthread]->name +
+                              " accessed an SPTE in a page table freed after its grace period");
+  }
   if (++steps_ > limits_.max_steps) abort_execution("step limit reached: livelock?");
   switch_away(true);
 }

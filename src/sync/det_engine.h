@@ -97,6 +97,12 @@ class DetEngine {
   void note(EngineEvent e, const void* object) {
     if (sink_) sink_->on_engine_event(current(), e, object);
   }
+  // Page-table memory freed while the engine runs is quarantined instead of
+  // returned to the allocator; any later SPTE access into it is recorded as
+  // a use after the grace period (ASan would report it too, but only in
+  // sanitizer builds and without the interleaving that caused it).
+  void quarantine(void* page);
+  const std::vector<std::string>& violations() const { return violations_; }
   // True while the running thread executes an RCU callback.
   bool in_rcu_callback() const { return in_callback_; }
 
@@ -145,6 +151,8 @@ class DetEngine {
   uint64_t callbacks_run_ = 0;
   bool in_callback_ = false;
   bool aborting_ = false;
+  std::vector<void*> quarantine_;
+  std::vector<std::string> violations_;
   std::string abort_reason_;
 };
 

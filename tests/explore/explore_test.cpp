@@ -8,6 +8,8 @@
 #include "mmu/tdp_mmu.h"
 #include "spte/spte.h"
 #include "sync/spte_atomic.h"
+#include "mem/pfn_pool.h"
+#include "sync/rcu.h"
 
 namespace mirrormmu::test {
 namespace {
@@ -94,6 +96,60 @@ TEST(Explorer, PctAndRandomFindTheLostUpdate) {
   }
   EXPECT_GT(found_pct, 0);
   EXPECT_GT(found_rnd, 0);
+}
+
+// A reader that keeps using a page table after leaving its read-side
+// section, while another thread unlinks it and frees it through call_rcu:
+// the grace period ends at the reader's unlock, and the reader's next access
+// is reported. Inside the section the same access is fine.
+struct RcuHarness {
+  PfnPool pool{1024};
+  Pfn table = pool.alloc(PageOwner::PageTable, true);
+  uint64_t* spt = pool.page_ptr(table);
+  sync::RcuHead head{};
+  static PfnPool* g_pool;
+  static Pfn g_table;
+  static void free_cb(sync::RcuHead*) { g_pool->free(g_table, PageOwner::PageTable); }
+
+  std::vector<std::string> run(bool use_after_unlock) {
+    g_pool = &pool;
+    g_table = table;
+    sync::write_spte(spt, spte::kNonPresent);
+    ReplayStrategy def({});
+    sync::DetEngine e(def, {});
+    bool queued = false;
+    e.spawn("reader", [&] {
+      sync::rcu_read_lock();
+      sync::read_spte(spt);
+      while (!queued) sync::wait_event(&queued);  // the writer unlinks and queues meanwhile
+      sync::read_spte(spt);
+      sync::rcu_read_unlock();
+      if (use_after_unlock) sync::read_spte(spt);
+    });
+    e.spawn("writer", [&] {
+      sync::call_rcu(&head, &free_cb);
+      queued = true;
+      sync::wake_event(&queued);
+    });
+    EXPECT_TRUE(e.run());
+    return e.violations();
+  }
+};
+PfnPool* RcuHarness::g_pool = nullptr;
+Pfn RcuHarness::g_table;
+
+TEST(Explorer, UseAfterTheGracePeriodIsReported) {
+  {
+    RcuHarness h;
+    EXPECT_TRUE(h.run(false).empty());
+    EXPECT_EQ(h.pool.in_use(), 0u);  // freed once the reader left
+  }
+  {
+    RcuHarness h;
+    const auto v = h.run(true);
+    ASSERT_EQ(v.size(), 1u);
+    EXPECT_NE(v[0].find("reader"), std::string::npos);
+  }
 }
 
 TEST(Explorer, ChoicesRoundTripThroughTheirString) {
