@@ -5,7 +5,9 @@
 // 2M mapping exist at all.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
+#include <memory>
 #include <mutex>
 #include <vector>
 
@@ -32,7 +34,7 @@ class Backing {
   void punch_hole(uint64_t first, uint64_t n);
   void release_all();
 
-  uint64_t npages() const { return pfns_.size(); }
+  uint64_t npages() const { return npages_; }
   uint64_t populated() const {
     std::lock_guard g(mu_);
     return populated_;
@@ -40,15 +42,22 @@ class Backing {
   PageOwner owner() const { return owner_; }
 
  private:
-  // vCPU threads fault in pages concurrently (the filemap's own locking).
+  // vCPU threads fault in pages concurrently: a populated page is found
+  // without a lock (as the page cache lookup is), populating or punching
+  // takes the mutex (the filemap's own locking).
   mutable std::mutex mu_;
   PfnPool& pool_;
   PageOwner owner_;
   bool try_run(uint64_t index, PgLevel level);
 
+  Pfn load(uint64_t i) const { return Pfn{pfns_[i].load(std::memory_order_acquire)}; }
+  void store(uint64_t i, Pfn p) { pfns_[i].store(p.v, std::memory_order_release); }
+
   PgLevel huge_;
-  std::vector<Pfn> pfns_;
-  std::vector<PgLevel> run_;  // per 2M block: the level of the aligned run backing it
+  uint64_t npages_;
+  std::unique_ptr<std::atomic<uint64_t>[]> pfns_;
+  std::unique_ptr<std::atomic<PgLevel>[]> run_;  // per 2M block: the level of the aligned run backing it
+  uint64_t nblocks_;
   uint64_t populated_ = 0;
 };
 
