@@ -124,6 +124,11 @@ class TdxModule {
   Ret tdh_mem_page_remove(uint64_t gpa, int tdx_level);
   Ret tdh_mem_sept_remove(uint64_t gpa, int tdx_level);
   Ret tdh_mem_sept_rd(uint64_t gpa, int tdx_level);
+  // Split a 2M (1G) leaf into 512 4K (2M) leaves in a new S-EPT page; the
+  // reverse, freeing the S-EPT page. While the TD runs both need the entry
+  // blocked and tracked.
+  Ret tdh_mem_page_demote(uint64_t gpa, int tdx_level, Pfn new_sept_page);
+  Ret tdh_mem_page_promote(uint64_t gpa, int tdx_level);
 
   // ---- Physical memory, teardown --------------------------------------
   Status tdh_phymem_page_reclaim(Pfn page);

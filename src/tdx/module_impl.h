@@ -185,6 +185,8 @@ struct TdxModule::Impl {
   Ret page_remove(uint64_t gpa, int level);
   Ret sept_remove(uint64_t gpa, int level);
   Ret sept_rd(uint64_t gpa, int level);
+  Ret page_demote(uint64_t gpa, int level, Pfn new_sept_page);
+  Ret page_promote(uint64_t gpa, int level);
 
   Status mem_track();
   Status vp_enter(int vcpu);

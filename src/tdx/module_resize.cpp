@@ -1,0 +1,104 @@
+// Changing the size of a private mapping: TDH.MEM.PAGE.DEMOTE (2M -> 512 x
+// 4K, 1G -> 512 x 2M, with a new S-EPT page) and TDH.MEM.PAGE.PROMOTE (the
+// reverse, freeing the S-EPT page). KVM only ever demotes; promotion is
+// modelled so a design that tries it meets the module's real rules.
+#include "tdx/module_impl.h"
+
+namespace mirrormmu::tdx {
+
+namespace {
+
+constexpr Status kStateIncorrect = with_operand(TDX_EPT_ENTRY_STATE_INCORRECT, Operand::RCX);
+// Both operate on the 2M or 1G entry; op-states as BLOCK. DEMOTE takes the
+// tree lock shared and locks the large entry; PROMOTE locks the parent and
+// all 512 children, modelled here by the tree lock held exclusively.
+constexpr MemCall kDemoteCall{kBuildOrRun, 1, 2, LockMode::Shared};
+constexpr MemCall kPromoteCall{kBuildOrRun, 1, 2, LockMode::Exclusive};
+
+SeptState unblocked(SeptState s) {
+  if (s == SeptState::Blocked) return SeptState::Mapped;
+  if (s == SeptState::PendingBlocked) return SeptState::Pending;
+  return s;
+}
+
+}  // namespace
+
+Ret TdxModule::Impl::page_demote(uint64_t gpa, int level, Pfn new_sept_page) {
+  if (Status s = injected(Operand::SEPT_TREE)) return {s};
+  LockSet locks(*this);
+  SeptWalk w;
+  if (Ret r = mem_prologue(locks, kDemoteCall, gpa, level, w); !r.ok()) return r;
+  const SeptState s = w.state();
+  if (!is_leaf_state(s)) return ext(kStateIncorrect, w);
+  // While the TD runs, the large translation must be blocked and every TLB
+  // holding it flushed before it may change shape.
+  if (tracking_required()) {
+    if (s != SeptState::Blocked && s != SeptState::PendingBlocked) {
+      return ext(with_operand(TDX_GPA_RANGE_NOT_BLOCKED, Operand::RCX), w);
+    }
+    if (!tracked(w.pfn())) return ext(with_operand(TDX_TLB_TRACKING_NOT_DONE, Operand::RCX), w);
+  }
+  if (Status st = check_new_page(new_sept_page, 0, Operand::R8)) return {st};
+
+  // 512 children of the next size in the unblocked form of the old state,
+  // with contiguous frames: nothing is left blocked, no UNBLOCK is needed.
+  const Pfn base = w.pfn();
+  SeptTable& t = tree.add_table(new_sept_page, level - 1);
+  for (int i = 0; i < kSptePerPage; i++)
+    t.e[static_cast<size_t>(i)] = sept::make_entry(unblocked(s), base + uint64_t(i) * Pamt::frames(level - 1));
+  pamt.clear_bepoch(base);
+  for (int i = 0; i < kSptePerPage; i++) pamt.set(base + uint64_t(i) * Pamt::frames(level - 1), level - 1, PamtType::Reg);
+  pamt.set(new_sept_page, 0, PamtType::Ept);
+  ++m.chldcnt_;
+  w.raw() = sept::make_entry(SeptState::NlMapped, new_sept_page) | (w.raw() & sept::kLockBit);
+  return {};
+}
+
+Ret TdxModule::Impl::page_promote(uint64_t gpa, int level) {
+  if (Status s = injected(Operand::SEPT_TREE)) return {s};
+  LockSet locks(*this);
+  SeptWalk w;
+  if (Ret r = mem_prologue(locks, kPromoteCall, gpa, level, w); !r.ok()) return r;
+  const SeptState s = w.state();
+  if (!is_nonleaf_state(s)) return ext(kStateIncorrect, w);
+  if (tracking_required()) {
+    if (s != SeptState::NlBlocked) return ext(with_operand(TDX_GPA_RANGE_NOT_BLOCKED, Operand::RCX), w);
+    if (!tracked(w.pfn())) return ext(with_operand(TDX_TLB_TRACKING_NOT_DONE, Operand::RCX), w);
+  }
+  const Pfn table_pfn = w.pfn();
+  const SeptTable* t = tree.find(table_pfn);
+  const Status bad = with_operand(TDX_EPT_INVALID_PROMOTE_CONDITIONS, Operand::RCX);
+  if (!t) return ext(bad, w);
+  // 512 leaves, all MAPPED or all PENDING (none blocked), the first one
+  // aligned to the merged size and the rest following it frame by frame.
+  const SeptState first = sept::state_of(t->e[0]);
+  const Pfn base = sept::pfn_of(t->e[0]);
+  if ((first != SeptState::Mapped && first != SeptState::Pending) || !base.valid() ||
+      (base.v & (Pamt::frames(level) - 1)) != 0)
+    return ext(bad, w);
+  for (int i = 0; i < kSptePerPage; i++) {
+    const uint64_t e = t->e[static_cast<size_t>(i)];
+    if ((e & sept::kLockBit) != 0) return ext(with_operand(TDX_OPERAND_BUSY, Operand::RCX), w);
+    if (sept::state_of(e) != first || sept::pfn_of(e) != base + uint64_t(i) * Pamt::frames(level - 1))
+      return ext(bad, w);
+  }
+
+  tree.remove_table(table_pfn);
+  pamt.clear(table_pfn, 0);
+  pamt.clear_bepoch(table_pfn);
+  pamt.set(base, level, PamtType::Reg);
+  --m.chldcnt_;
+  w.raw() = sept::make_entry(first, base) | (w.raw() & sept::kLockBit);
+  return {};
+}
+
+Ret TdxModule::tdh_mem_page_demote(uint64_t gpa, int tdx_level, Pfn new_sept_page) {
+  return impl_->call(Leaf::MEM_PAGE_DEMOTE, gpa, tdx_level,
+                     [&] { return impl_->page_demote(gpa, tdx_level, new_sept_page); });
+}
+
+Ret TdxModule::tdh_mem_page_promote(uint64_t gpa, int tdx_level) {
+  return impl_->call(Leaf::MEM_PAGE_PROMOTE, gpa, tdx_level, [&] { return impl_->page_promote(gpa, tdx_level); });
+}
+
+}  // namespace mirrormmu::tdx
