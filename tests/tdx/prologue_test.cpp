@@ -14,6 +14,9 @@ struct CallInfo {
   int min_level;
   int max_level;  // -1: the root level
 };
+// gtest prints a parameter in test listings (and so in ctest's names): the
+// call's name, not its bytes.
+void PrintTo(const CallInfo& c, std::ostream* os) { *os << c.name; }
 
 constexpr CallInfo kCalls[] = {
     {Call::SeptAdd, "SeptAdd", 1, -1},     {Call::PageAdd, "PageAdd", 0, 0},
