@@ -23,6 +23,7 @@ enum class BugKind : uint8_t { KvmBugOn, TdxBugOn, Warn, Bug, Lockdep };
   X(atomic_mirror_not_present, KvmBugOn, "__tdp_mmu_set_spte_atomic: mirror SPTE set non-present") \
   X(external_old_present, KvmBugOn, "set_external_spte_present: old SPTE present")            \
   X(external_spt_null, KvmBugOn, "set_external_spte_present: child external_spt is NULL")     \
+  X(link_child_mismatch, Warn, "set_external_spte_present: child sp level or gfn does not match the entry") \
   X(set_spte_mirror_present, KvmBugOn, "tdp_mmu_set_spte: mirror SPTE set present")           \
   X(removed_pt_mirror_shared, KvmBugOn, "handle_removed_pt: mirror table removed under shared lock") \
   X(map_mirror_split, KvmBugOn, "kvm_tdp_mmu_map: huge mirror SPTE would need a split")        \

@@ -78,7 +78,7 @@ class BaselineDesign final : public HookDesign {
       kind = HookKind::LinkExternalSpt;
       MmuPage* child = spte_to_child_sp(mmu.pool(), new_spte);
       warn_on_once(child->role.level != lower(iter.level) || child->gfn != iter.gfn, kvm,
-                   Site::changed_spte_unaligned);
+                   Site::link_child_mismatch);
       if (kvm_bug_on(!child->external_spt.valid(), kvm, Site::external_spt_null))
         ret = -EIO;
       else
