@@ -74,22 +74,20 @@ Status TdxModule::Impl::LockSet::tdr(LockMode mode, Operand busy_operand) {
   return s;
 }
 
-Status TdxModule::Impl::LockSet::sept_tree(LockMode mode) {
-  const Status s = impl_.try_lock_sept_tree(mode);
+Status TdxModule::Impl::LockSet::hold(Status s, std::optional<LockMode>& slot, LockMode mode, const void* lock) {
   if (s == TDX_SUCCESS) {
-    tree_ = mode;
-    impl_.window(&impl_.sept_tree_lock);
+    slot = mode;
+    impl_.window(lock);
   }
   return s;
 }
 
+Status TdxModule::Impl::LockSet::sept_tree(LockMode mode) {
+  return hold(impl_.try_lock_sept_tree(mode), tree_, mode, &impl_.sept_tree_lock);
+}
+
 Status TdxModule::Impl::LockSet::epoch(LockMode mode) {
-  const Status s = impl_.try_lock_epoch(mode);
-  if (s == TDX_SUCCESS) {
-    epoch_ = mode;
-    impl_.window(&impl_.epoch_lock);
-  }
-  return s;
+  return hold(impl_.try_lock_epoch(mode), epoch_, mode, &impl_.epoch_lock);
 }
 
 Status TdxModule::Impl::LockSet::entry(uint64_t& e) {
@@ -152,6 +150,13 @@ Status TdxModule::Impl::check_new_page(Pfn base, int size_level, Operand op) con
 
 // The module's predicate on a blocked object's BEPOCH: a TRACK happened after
 // the BLOCK and every vCPU that entered before that TRACK has left.
+Ret TdxModule::Impl::require_blocked_and_tracked(const SeptWalk& w) const {
+  if (!tracking_required()) return {};
+  if (!is_blocked_state(w.state())) return ext(with_operand(TDX_GPA_RANGE_NOT_BLOCKED, Operand::RCX), w);
+  if (!tracked(w.pfn())) return ext(with_operand(TDX_TLB_TRACKING_NOT_DONE, Operand::RCX), w);
+  return {};
+}
+
 bool TdxModule::Impl::tracked(Pfn blocked_object) const {
   const std::optional<uint64_t> b = pamt.bepoch(blocked_object);
   if (!b) return false;

@@ -117,6 +117,9 @@ struct TdxModule::Impl {
     Status entry(uint64_t& entry);
 
    private:
+    // Records a module lock just taken and opens its contention window.
+    Status hold(Status s, std::optional<LockMode>& slot, LockMode mode, const void* lock);
+
     Impl& impl_;
     std::optional<LockMode> tdr_, tree_, epoch_;
     uint64_t* entry_ = nullptr;
@@ -161,6 +164,10 @@ struct TdxModule::Impl {
   Status check_new_page(Pfn base, int size_level, Operand op) const;
   bool tracking_required() const { return m.op_state_ == OpState::Runnable; }
   bool tracked(Pfn blocked_object) const;
+  // While tracking is required (the TD runs), the entry `w` ended at must be
+  // blocked and the block tracked before REMOVE, SEPT.REMOVE, DEMOTE or
+  // PROMOTE may change it. Returns the failure, or success.
+  Ret require_blocked_and_tracked(const SeptWalk& w) const;
   Vcpu* find_vcpu(int vcpu);
   const Vcpu* find_vcpu(int vcpu) const;
   // Status with RCX/RDX extended info describing the entry `w` ended at.

@@ -30,14 +30,7 @@ Ret TdxModule::Impl::page_demote(uint64_t gpa, int level, Pfn new_sept_page) {
   if (Ret r = mem_prologue(locks, kDemoteCall, gpa, level, w); !r.ok()) return r;
   const SeptState s = w.state();
   if (!is_leaf_state(s)) return ext(kStateIncorrect, w);
-  // While the TD runs, the large translation must be blocked and every TLB
-  // holding it flushed before it may change shape.
-  if (tracking_required()) {
-    if (s != SeptState::Blocked && s != SeptState::PendingBlocked) {
-      return ext(with_operand(TDX_GPA_RANGE_NOT_BLOCKED, Operand::RCX), w);
-    }
-    if (!tracked(w.pfn())) return ext(with_operand(TDX_TLB_TRACKING_NOT_DONE, Operand::RCX), w);
-  }
+  if (Ret r = require_blocked_and_tracked(w); !r.ok()) return r;
   if (Status st = check_new_page(new_sept_page, 0, Operand::R8)) return {st};
 
   // 512 children of the next size in the unblocked form of the old state,
@@ -61,10 +54,7 @@ Ret TdxModule::Impl::page_promote(uint64_t gpa, int level) {
   if (Ret r = mem_prologue(locks, kPromoteCall, gpa, level, w); !r.ok()) return r;
   const SeptState s = w.state();
   if (!is_nonleaf_state(s)) return ext(kStateIncorrect, w);
-  if (tracking_required()) {
-    if (s != SeptState::NlBlocked) return ext(with_operand(TDX_GPA_RANGE_NOT_BLOCKED, Operand::RCX), w);
-    if (!tracked(w.pfn())) return ext(with_operand(TDX_TLB_TRACKING_NOT_DONE, Operand::RCX), w);
-  }
+  if (Ret r = require_blocked_and_tracked(w); !r.ok()) return r;
   const Pfn table_pfn = w.pfn();
   const SeptTable* t = tree.find(table_pfn);
   const Status bad = with_operand(TDX_EPT_INVALID_PROMOTE_CONDITIONS, Operand::RCX);

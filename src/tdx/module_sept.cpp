@@ -134,12 +134,7 @@ Ret TdxModule::Impl::page_remove(uint64_t gpa, int level) {
   if (Ret r = mem_prologue(locks, kPageRemoveCall, gpa, level, w); !r.ok()) return r;
   const SeptState s = w.state();
   if (!is_leaf_state(s)) return ext(kStateIncorrect, w);
-  if (tracking_required()) {
-    if (s != SeptState::Blocked && s != SeptState::PendingBlocked) {
-      return ext(with_operand(TDX_GPA_RANGE_NOT_BLOCKED, Operand::RCX), w);
-    }
-    if (!tracked(w.pfn())) return ext(with_operand(TDX_TLB_TRACKING_NOT_DONE, Operand::RCX), w);
-  }
+  if (Ret r = require_blocked_and_tracked(w); !r.ok()) return r;
 
   // The page is not flushed: the host must TDH.PHYMEM.PAGE.WBINVD it.
   pamt.clear(w.pfn(), w.level);
@@ -155,10 +150,7 @@ Ret TdxModule::Impl::sept_remove(uint64_t gpa, int level) {
   if (Ret r = mem_prologue(locks, kSeptRemoveCall, gpa, level, w); !r.ok()) return r;
   const SeptState s = w.state();
   if (!is_nonleaf_state(s)) return ext(kStateIncorrect, w);
-  if (tracking_required()) {
-    if (s != SeptState::NlBlocked) return ext(with_operand(TDX_GPA_RANGE_NOT_BLOCKED, Operand::RCX), w);
-    if (!tracked(w.pfn())) return ext(with_operand(TDX_TLB_TRACKING_NOT_DONE, Operand::RCX), w);
-  }
+  if (Ret r = require_blocked_and_tracked(w); !r.ok()) return r;
   const Pfn child = w.pfn();
   if (const SeptTable* t = tree.find(child)) {
     for (uint64_t e : t->e) {
