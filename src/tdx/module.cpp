@@ -62,6 +62,7 @@ Status TdxModule::Impl::try_lock_entry(uint64_t& entry) {
 }
 
 TdxModule::Impl::LockSet::~LockSet() {
+  for (size_t i = 0; i < nregions_; ++i) impl_.pamt_region_locks[regions_[i].region].unlock(regions_[i].mode);
   if (entry_ != nullptr) *entry_ &= ~sept::kLockBit;
   if (epoch_) impl_.epoch_lock.unlock(*epoch_);
   if (tree_) impl_.sept_tree_lock.unlock(*tree_);

@@ -56,8 +56,9 @@ enum class Lifecycle : uint8_t { None, HkidAssigned, KeysConfigured, Blocked, Te
 const char* op_state_name(OpState s);
 const char* lifecycle_name(Lifecycle s);
 
-// PAMT page type of a host frame.
-enum class PamtType : uint8_t { Nda, Reg, Tdr, Tdcx, Tdvpr, Ept };
+// PAMT page type of a host frame. Pamt: one page of a Dynamic PAMT page pair,
+// lent to the module by TDH.PHYMEM.PAMT.ADD (owned by no TD).
+enum class PamtType : uint8_t { Nda, Reg, Tdr, Tdcx, Tdvpr, Ept, Pamt };
 const char* pamt_type_name(PamtType t);
 
 // A SEAMCALL's outputs that KVM looks at: RAX, and on walk/state errors the
@@ -93,7 +94,9 @@ struct ModuleConfig {
   int sept_levels = 4;           // S-EPT page-walk length: 4 or 5
   int tdcs_pages = 4;            // TDCS pages MNG.ADDCX must add before MNG.INIT
   int tdvpx_pages = 2;           // TDCX pages per vCPU before VP.INIT
-  bool dynamic_pamt = false;     // issue 4
+  // Dynamic PAMT (issue 4): a 4K TD page needs its 2M region's 4K-PAMT page
+  // pair installed first (TDH.PHYMEM.PAMT.ADD); see module_pamt.cpp.
+  bool dynamic_pamt = false;
 };
 
 class TdxModule {
@@ -126,8 +129,11 @@ class TdxModule {
   Ret tdh_mem_sept_rd(uint64_t gpa, int tdx_level);
   // Split a 2M (1G) leaf into 512 4K (2M) leaves in a new S-EPT page; the
   // reverse, freeing the S-EPT page. While the TD runs both need the entry
-  // blocked and tracked.
-  Ret tdh_mem_page_demote(uint64_t gpa, int tdx_level, Pfn new_sept_page);
+  // blocked and tracked. With Dynamic PAMT a 2M -> 4K split needs a page pair
+  // for the split range: one already installed, or pamt_page0/1 (R12/R13),
+  // which DEMOTE then installs. PROMOTE leaves the pair in place.
+  Ret tdh_mem_page_demote(uint64_t gpa, int tdx_level, Pfn new_sept_page, Pfn pamt_page0 = kInvalidPfn,
+                          Pfn pamt_page1 = kInvalidPfn);
   Ret tdh_mem_page_promote(uint64_t gpa, int tdx_level);
 
   // ---- Physical memory, teardown --------------------------------------
@@ -137,6 +143,13 @@ class TdxModule {
   Status tdh_mng_vpflushdone();         // -> BLOCKED
   Status tdh_phymem_cache_wb(bool resume);
   Status tdh_mng_key_freeid();          // -> TEARDOWN
+
+  // ---- Dynamic PAMT (TDX_OPERAND_INVALID when it is off) --------------
+  // Lends page0/page1 to the 2M region at region_base_2m as its 4K-PAMT page pair.
+  Status tdh_phymem_pamt_add(Pfn region_base_2m, Pfn page0, Pfn page1);
+  // Takes the pair back once no frame in the region holds a 4K TD page; the
+  // two pages are returned through the out-pointers for the host to free.
+  Ret tdh_phymem_pamt_remove(Pfn region_base_2m, Pfn* page0_out, Pfn* page1_out);
 
   // ---- vCPU side --------------------------------------------------------
   // TDH.VP.ENTER: takes a reference on the current TD epoch until td_exit.
@@ -170,6 +183,9 @@ class TdxModule {
   EntryView read_entry(uint64_t gpa, int tdx_level) const;
 
   PamtType pamt_type(Pfn pfn) const;
+  // Dynamic PAMT: the 2M region holding `frame` has its page pair.
+  bool pamt_pair_present(Pfn frame) const;
+  uint64_t pamt_pairs() const;  // regions with a pair installed
   uint64_t chldcnt() const { return chldcnt_.load(std::memory_order_relaxed); }
   uint64_t td_epoch() const { return td_epoch_.load(std::memory_order_relaxed); }
   OpState op_state() const { return op_state_.load(std::memory_order_relaxed); }

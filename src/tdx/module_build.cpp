@@ -3,7 +3,8 @@
 //
 // These take the TDR exclusively in the module; KVM serializes them itself.
 // Each control page handed over becomes a child of the TDR (CHLDCNT + 1) so
-// the TDR can only be reclaimed after every one of them.
+// the TDR can only be reclaimed after every one of them. Each control page is
+// a 4K page, so with Dynamic PAMT its region needs a page pair.
 #include "tdx/module_impl.h"
 
 namespace mirrormmu::tdx {
@@ -16,11 +17,14 @@ constexpr uint64_t kMrExtendChunk = 256;
 
 Status TdxModule::Impl::mng_create(Pfn tdr, uint16_t hkid) {
   if (!pamt.in_range(tdr)) return with_operand(TDX_OPERAND_ADDR_RANGE_ERROR, Operand::RCX);
+  LockSet locks(*this);
+  if (Status s = locks.pamt_region(tdr, LockMode::Shared, Operand::RCX)) return s;
   if (pamt.type(tdr) != PamtType::Nda) return with_operand(TDX_PAGE_METADATA_INCORRECT, Operand::RCX);
   // HKID 0 is the host's (TME) key; a TD needs a private one.
   if (hkid == 0) return with_operand(TDX_OPERAND_INVALID, Operand::RDX);
   // The model holds one TD per module instance.
   if (m.lifecycle_ != Lifecycle::None) return TDX_LIFECYCLE_STATE_INCORRECT;
+  if (Status s = require_pamt_pair(tdr, Operand::RCX)) return s;
   pamt.set(tdr, 0, PamtType::Tdr);
   m.tdr_ = tdr;
   m.hkid_ = hkid;
@@ -46,7 +50,9 @@ Status TdxModule::Impl::mng_addcx(Pfn tdcx) {
   if (tdcs.size() >= static_cast<size_t>(m.cfg_.tdcs_pages)) {
     return with_operand(TDX_OPERAND_INVALID, Operand::RCX);  // no TDCS slot left
   }
+  if (Status s = locks.pamt_region(tdcx, LockMode::Shared, Operand::RCX)) return s;
   if (Status s = check_new_page(tdcx, 0, Operand::RCX)) return s;
+  if (Status s = require_pamt_pair(tdcx, Operand::RCX)) return s;
   pamt.set(tdcx, 0, PamtType::Tdcx);
   ++m.chldcnt_;
   // The first TDCS page holds the S-EPT root, initialised all FREE.
@@ -68,7 +74,9 @@ Status TdxModule::Impl::vp_create(int vcpu, Pfn tdvpr) {
   if (Status s = td_prologue(locks, Operand::RDX, LockMode::Shared, kBuildOrRun)) return s;
   // The vCPU index stands in for the TDVPR identity; a reused index is a bad TDVPR.
   if (vcpu < 0 || find_vcpu(vcpu) != nullptr) return with_operand(TDX_OPERAND_INVALID, Operand::RCX);
+  if (Status s = locks.pamt_region(tdvpr, LockMode::Shared, Operand::RCX)) return s;
   if (Status s = check_new_page(tdvpr, 0, Operand::RCX)) return s;
+  if (Status s = require_pamt_pair(tdvpr, Operand::RCX)) return s;
   pamt.set(tdvpr, 0, PamtType::Tdvpr);
   ++m.chldcnt_;
   Vcpu v;
@@ -88,7 +96,9 @@ Status TdxModule::Impl::vp_addcx(int vcpu, Pfn tdcx) {
   if (v->initialized || v->tdcx.size() >= static_cast<size_t>(m.cfg_.tdvpx_pages)) {
     return with_operand(TDX_OP_STATE_INCORRECT, Operand::TDVPR);
   }
+  if (Status s = locks.pamt_region(tdcx, LockMode::Shared, Operand::RCX)) return s;
   if (Status s = check_new_page(tdcx, 0, Operand::RCX)) return s;
+  if (Status s = require_pamt_pair(tdcx, Operand::RCX)) return s;
   pamt.set(tdcx, 0, PamtType::Tdcx);
   ++m.chldcnt_;
   v->tdcx.push_back(tdcx);

@@ -17,6 +17,7 @@
 #include <map>
 #include <mutex>
 #include <optional>
+#include <unordered_map>
 #include <vector>
 
 #include "sync/sched.h"
@@ -115,14 +116,24 @@ struct TdxModule::Impl {
     Status sept_tree(LockMode mode);
     Status epoch(LockMode mode);
     Status entry(uint64_t& entry);
+    // Dynamic PAMT: the PAMT entry of the 2M region holding `frame`. Without
+    // DPAMT, or for a frame outside the PAMT (the caller's own checks refuse
+    // it), takes nothing. A region this call already holds is not retaken.
+    Status pamt_region(Pfn frame, LockMode mode, Operand busy_operand);
 
    private:
     // Records a module lock just taken and opens its contention window.
     Status hold(Status s, std::optional<LockMode>& slot, LockMode mode, const void* lock);
 
+    struct RegionHold {
+      uint64_t region = 0;
+      LockMode mode = LockMode::Shared;
+    };
     Impl& impl_;
     std::optional<LockMode> tdr_, tree_, epoch_;
     uint64_t* entry_ = nullptr;
+    std::array<RegionHold, 2> regions_{};  // DEMOTE holds two: new S-EPT page, split range
+    size_t nregions_ = 0;
   };
 
   Impl(TdxModule& self, uint64_t npages, int sept_levels) : m(self), tree(sept_levels), pamt(npages) {}
@@ -173,6 +184,18 @@ struct TdxModule::Impl {
   // Status with RCX/RDX extended info describing the entry `w` ended at.
   static Ret ext(Status s, const SeptWalk& w);
 
+  // ---- Dynamic PAMT checks (module_pamt.cpp) ------------------------------------
+  bool dpamt() const { return m.cfg_.dynamic_pamt; }
+  // `page` is about to get a 4K PAMT entry: its region must have a pair.
+  Status require_pamt_pair(Pfn page, Operand op) const;
+  // RCX of PAMT.ADD/REMOVE: a 2M-aligned region inside the PAMT.
+  Status check_pamt_region(Pfn region_base) const;
+  // A page the host lends as half of a pair: valid, inside the PAMT, free.
+  Status check_pair_page(Pfn page, Operand op) const;
+  // DEMOTE 2M -> 4K: the split range's pair, present or supplied. Sets
+  // `install` when the supplied pages must be installed by the commit.
+  Status demote_pamt_pair(Pfn range, Pfn new_sept_page, Pfn page0, Pfn page1, bool& install) const;
+
   // ---- call bodies (one per leaf) --------------------------------------------
   Status mng_create(Pfn tdr, uint16_t hkid);
   Status mng_key_config();
@@ -192,7 +215,7 @@ struct TdxModule::Impl {
   Ret page_remove(uint64_t gpa, int level);
   Ret sept_remove(uint64_t gpa, int level);
   Ret sept_rd(uint64_t gpa, int level);
-  Ret page_demote(uint64_t gpa, int level, Pfn new_sept_page);
+  Ret page_demote(uint64_t gpa, int level, Pfn new_sept_page, Pfn pamt_page0, Pfn pamt_page1);
   Ret page_promote(uint64_t gpa, int level);
 
   Status mem_track();
@@ -206,6 +229,8 @@ struct TdxModule::Impl {
   Status mng_vpflushdone();
   Status cache_wb(bool resume);
   Status mng_key_freeid();
+  Status pamt_add(Pfn region_base, Pfn page0, Pfn page1);
+  Ret pamt_remove(Pfn region_base, Pfn* page0_out, Pfn* page1_out);
 
   // ---- state -------------------------------------------------------------------
   TdxModule& m;
@@ -213,6 +238,9 @@ struct TdxModule::Impl {
   SeptTree tree;
   Pamt pamt;
   SharexLock tdr_lock, sept_tree_lock, epoch_lock;
+  // DPAMT: one lock per 2M region's PAMT entry, made on first use. A node
+  // map, so a held lock's address survives later insertions.
+  std::unordered_map<uint64_t, SharexLock> pamt_region_locks;
   std::vector<Pfn> tdcs;                   // tdcs[0] holds the S-EPT root
   std::map<int, Vcpu> vcpus;
   std::array<uint64_t, 2> epoch_refcount{};  // vCPUs in guest, by entry-epoch parity

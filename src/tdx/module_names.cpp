@@ -59,6 +59,7 @@ const char* pamt_type_name(PamtType t) {
     case PamtType::Tdcx: return "PT_TDCX";
     case PamtType::Tdvpr: return "PT_TDVPR";
     case PamtType::Ept: return "PT_EPT";
+    case PamtType::Pamt: return "PT_PAMT";
   }
   return "?";
 }

@@ -2,6 +2,12 @@
 // 4K, 1G -> 512 x 2M, with a new S-EPT page) and TDH.MEM.PAGE.PROMOTE (the
 // reverse, freeing the S-EPT page). KVM only ever demotes; promotion is
 // modelled so a design that tries it meets the module's real rules.
+//
+// Dynamic PAMT: the new S-EPT page needs a page pair in its own region, and a
+// 2M -> 4K split needs one for the range it splits (present, or supplied in
+// R12/R13 and installed by the commit). DEMOTE holds that range's PAMT region
+// exclusively: it rewrites the region's 4K entries. PROMOTE keeps the pair;
+// the host takes it back with PAMT.REMOVE.
 #include "tdx/module_impl.h"
 
 namespace mirrormmu::tdx {
@@ -23,7 +29,7 @@ SeptState unblocked(SeptState s) {
 
 }  // namespace
 
-Ret TdxModule::Impl::page_demote(uint64_t gpa, int level, Pfn new_sept_page) {
+Ret TdxModule::Impl::page_demote(uint64_t gpa, int level, Pfn new_sept_page, Pfn pamt_page0, Pfn pamt_page1) {
   if (Status s = injected(Operand::SEPT_TREE)) return {s};
   LockSet locks(*this);
   SeptWalk w;
@@ -31,11 +37,23 @@ Ret TdxModule::Impl::page_demote(uint64_t gpa, int level, Pfn new_sept_page) {
   const SeptState s = w.state();
   if (!is_leaf_state(s)) return ext(kStateIncorrect, w);
   if (Ret r = require_blocked_and_tracked(w); !r.ok()) return r;
+  const Pfn base = w.pfn();
+  const bool split_to_4k = level == 1;
+  // Both PAMT region locks before any check on the pages they cover.
+  if (Status st = locks.pamt_region(new_sept_page, LockMode::Shared, Operand::R8)) return {st};
+  if (split_to_4k) {
+    if (Status st = locks.pamt_region(base, LockMode::Exclusive, Operand::RCX)) return {st};
+  }
   if (Status st = check_new_page(new_sept_page, 0, Operand::R8)) return {st};
+  if (Status st = require_pamt_pair(new_sept_page, Operand::R8)) return {st};
+  bool install_pair = false;
+  if (split_to_4k) {
+    if (Status st = demote_pamt_pair(base, new_sept_page, pamt_page0, pamt_page1, install_pair)) return {st};
+  }
 
+  if (install_pair) pamt.install_pair(base, pamt_page0, pamt_page1);
   // 512 children of the next size in the unblocked form of the old state,
   // with contiguous frames: nothing is left blocked, no UNBLOCK is needed.
-  const Pfn base = w.pfn();
   SeptTable& t = tree.add_table(new_sept_page, level - 1);
   for (int i = 0; i < kSptePerPage; i++)
     t.e[static_cast<size_t>(i)] = sept::make_entry(unblocked(s), base + uint64_t(i) * Pamt::frames(level - 1));
@@ -82,9 +100,11 @@ Ret TdxModule::Impl::page_promote(uint64_t gpa, int level) {
   return {};
 }
 
-Ret TdxModule::tdh_mem_page_demote(uint64_t gpa, int tdx_level, Pfn new_sept_page) {
-  return impl_->call(Leaf::MEM_PAGE_DEMOTE, gpa, tdx_level,
-                     [&] { return impl_->page_demote(gpa, tdx_level, new_sept_page); });
+Ret TdxModule::tdh_mem_page_demote(uint64_t gpa, int tdx_level, Pfn new_sept_page, Pfn pamt_page0,
+                                   Pfn pamt_page1) {
+  return impl_->call(Leaf::MEM_PAGE_DEMOTE, gpa, tdx_level, [&] {
+    return impl_->page_demote(gpa, tdx_level, new_sept_page, pamt_page0, pamt_page1);
+  });
 }
 
 Ret TdxModule::tdh_mem_page_promote(uint64_t gpa, int tdx_level) {

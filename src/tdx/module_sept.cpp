@@ -4,7 +4,10 @@
 // Each body follows the module's order: injected fault, prologue (TDR,
 // lifecycle, op-state, page-info, tree lock, walk, entry lock), state gate,
 // call-specific checks, then the commit. Nothing is written before the
-// commit, which is what makes "a failed call changes nothing" hold.
+// commit, which is what makes "a failed call changes nothing" hold. With
+// Dynamic PAMT, a call that gives a frame a 4K entry locks the frame's 2M
+// PAMT region before checking the frame and requires the region's page pair
+// last (module_pamt.cpp).
 #include "tdx/module_impl.h"
 
 namespace mirrormmu::tdx {
@@ -51,7 +54,9 @@ Ret TdxModule::Impl::sept_add(uint64_t gpa, int level, Pfn page) {
   if (Ret r = mem_prologue(locks, kSeptAddCall, gpa, level, w); !r.ok()) return r;
   // NL_MAPPED is refused too: the model implements v0, without ALLOW_EXISTING.
   if (w.state() != SeptState::Free) return ext(kStateIncorrect, w);
+  if (Status s = locks.pamt_region(page, LockMode::Shared, Operand::R8)) return {s};
   if (Status s = check_new_page(page, 0, Operand::R8)) return {s};
+  if (Status s = require_pamt_pair(page, Operand::R8)) return {s};
 
   tree.add_table(page, level - 1);
   pamt.set(page, 0, PamtType::Ept);
@@ -66,11 +71,13 @@ Ret TdxModule::Impl::page_add(uint64_t gpa, int level, Pfn hpa, Pfn source) {
   SeptWalk w;
   if (Ret r = mem_prologue(locks, kPageAddCall, gpa, level, w); !r.ok()) return r;
   if (w.state() != SeptState::Free) return ext(kStateIncorrect, w);
+  if (Status s = locks.pamt_region(hpa, LockMode::Shared, Operand::R8)) return {s};
   // The source is ordinary host memory: anything the module owns is not.
   if (!pamt.in_range(source) || pamt.type(source) != PamtType::Nda) {
     return {with_operand(TDX_OPERAND_INVALID, Operand::R9)};
   }
   if (Status s = check_new_page(hpa, 0, Operand::R8)) return {s};
+  if (Status s = require_pamt_pair(hpa, Operand::R8)) return {s};
 
   pamt.set(hpa, 0, PamtType::Reg);
   m.chldcnt_ += 1;
@@ -85,7 +92,15 @@ Ret TdxModule::Impl::page_aug(uint64_t gpa, int level, Pfn hpa) {
   SeptWalk w;
   if (Ret r = mem_prologue(locks, kPageAugCall, gpa, level, w); !r.ok()) return r;
   if (w.state() != SeptState::Free) return ext(kStateIncorrect, w);
+  // Only a 4K page has a 4K PAMT entry; a 2M page needs no pair.
+  const bool entry_4k = level == 0;
+  if (entry_4k) {
+    if (Status s = locks.pamt_region(hpa, LockMode::Shared, Operand::R8)) return {s};
+  }
   if (Status s = check_new_page(hpa, level, Operand::R8)) return {s};
+  if (entry_4k) {
+    if (Status s = require_pamt_pair(hpa, Operand::R8)) return {s};
+  }
 
   pamt.set(hpa, level, PamtType::Reg);
   m.chldcnt_ += Pamt::frames(level);

@@ -68,7 +68,10 @@ Status TdxModule::Impl::page_reclaim(Pfn page) {
   // The model has one TD, so the page's owner is always this TD.
   if (m.lifecycle_ != Lifecycle::Teardown) return TDX_LIFECYCLE_STATE_INCORRECT;
   const PamtType type = pamt.type(page);
-  if (type == PamtType::Nda) return with_operand(TDX_PAGE_METADATA_INCORRECT, Operand::RCX);
+  // A DPAMT pair page belongs to no TD: the host takes it back with PAMT.REMOVE.
+  if (type == PamtType::Nda || type == PamtType::Pamt) {
+    return with_operand(TDX_PAGE_METADATA_INCORRECT, Operand::RCX);
+  }
   // A 2M page is reclaimed through its first frame; a frame inside it is not
   // a page the PAMT knows at 4K.
   const int size = pamt.size_level(page);
@@ -81,7 +84,8 @@ Status TdxModule::Impl::page_reclaim(Pfn page) {
     case PamtType::Tdcx: tree.remove_table(page); --m.chldcnt_; break;
     case PamtType::Tdvpr: --m.chldcnt_; break;
     case PamtType::Tdr:
-    case PamtType::Nda: break;
+    case PamtType::Nda:
+    case PamtType::Pamt: break;
   }
   pamt.clear(page, size);
   return TDX_SUCCESS;

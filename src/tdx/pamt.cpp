@@ -29,4 +29,36 @@ std::optional<uint64_t> Pamt::bepoch(Pfn object) const {
   return it->second;
 }
 
+std::optional<Pamt::PagePair> Pamt::pair(Pfn frame) const {
+  if (!frame.valid()) return std::nullopt;
+  auto it = pairs_.find(region_of(frame));
+  if (it == pairs_.end()) return std::nullopt;
+  return it->second;
+}
+
+void Pamt::install_pair(Pfn region_base, Pfn page0, Pfn page1) {
+  set(page0, 0, PamtType::Pamt);
+  set(page1, 0, PamtType::Pamt);
+  pairs_[region_of(region_base)] = PagePair{page0, page1};
+}
+
+void Pamt::remove_pair(Pfn region_base) {
+  auto it = pairs_.find(region_of(region_base));
+  if (it == pairs_.end()) return;
+  clear(it->second.page0, 0);
+  clear(it->second.page1, 0);
+  pairs_.erase(it);
+}
+
+std::optional<uint64_t> Pamt::first_4k_in_use(Pfn region_base) const {
+  const uint64_t n = frames(1);
+  for (uint64_t i = 0; i < n; ++i) {
+    const Pfn f = region_base + i;
+    if (!in_range(f)) break;
+    const PamtType t = type(f);
+    if (size_level(f) == 0 && t != PamtType::Nda && t != PamtType::Pamt) return i;
+  }
+  return std::nullopt;
+}
+
 }  // namespace mirrormmu::tdx

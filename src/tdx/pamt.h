@@ -7,6 +7,11 @@
 // the model answers "is this frame part of a larger page" without a separate
 // 2M table. BEPOCH lives in a map because only blocked objects carry one and
 // KVM unblocks (removes) them one at a time.
+//
+// Dynamic PAMT adds the 4K-PAMT page pairs: per 2M region of host frames, the
+// two host pages that hold the region's 512 4K entries. They are kept in a map
+// by region, since the host installs them one region at a time as it needs 4K
+// TD pages there.
 #pragma once
 
 #include <cstdint>
@@ -50,6 +55,24 @@ class Pamt {
 
   static constexpr uint64_t frames(int size_level) { return 1ull << (kLevelBits * size_level); }
 
+  // ---- Dynamic PAMT --------------------------------------------------------
+  struct PagePair {
+    Pfn page0, page1;
+  };
+  // Index of the 2M region holding `frame`.
+  static constexpr uint64_t region_of(Pfn frame) { return frame.v >> kLevelBits; }
+  bool has_pair(Pfn frame) const { return frame.valid() && pairs_.contains(region_of(frame)); }
+  std::optional<PagePair> pair(Pfn frame) const;
+  uint64_t pairs() const { return pairs_.size(); }
+  // Lends the two pages to the region of `region_base`; they become PT_PAMT.
+  void install_pair(Pfn region_base, Pfn page0, Pfn page1);
+  // Takes the pair back; its pages return to NDA.
+  void remove_pair(Pfn region_base);
+  // The first frame (index within the region) holding a 4K entry that the
+  // pair stores: size 4K and a type other than NDA. Pair pages live in the
+  // module's bitmap, not in a 4K entry, so they do not count.
+  std::optional<uint64_t> first_4k_in_use(Pfn region_base) const;
+
  private:
   static constexpr uint8_t kTypeMask = 0x7;
   static constexpr int kSizeShift = 3;
@@ -57,6 +80,7 @@ class Pamt {
 
   std::vector<uint8_t> entries_;
   std::unordered_map<uint64_t, uint64_t> bepoch_;
+  std::unordered_map<uint64_t, PagePair> pairs_;  // by region_of()
 };
 
 }  // namespace mirrormmu::tdx

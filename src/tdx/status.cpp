@@ -92,6 +92,8 @@ std::string status_str(Status s) {
   std::string out = status_name(base);
   if (detail == 0) return out;
   if (detail_is_level(base)) return fmt::format("{}|level {}", out, detail);
+  // PAMT.REMOVE's detail says which page of the pair holds an entry in use.
+  if (base == TDX_PAMT_PAGE_NOT_EMPTY) return fmt::format("{}|page {}", out, detail);
   if (const char* op = operand_name(detail)) return fmt::format("{}|{}", out, op);
   return fmt::format("{}|{:#x}", out, detail);
 }
