@@ -42,11 +42,20 @@ enum class BugKind : uint8_t { KvmBugOn, TdxBugOn, Warn, Bug, Lockdep };
   X(uninit_roots_left, Warn, "kvm_mmu_uninit_tdp_mmu: roots list not empty")                  \
   X(memcache_empty, Warn, "kvm_mmu_memory_cache_alloc: cache empty")                          \
   X(free_sp_without_rcu, Warn, "tdp_mmu_free_sp: a linked page table freed without a grace period") \
-  X(tdx_set_level, KvmBugOn, "tdx_sept_set_private_spte: level != 4K")                        \
+  X(tdx_set_level, KvmBugOn, "tdx_sept_set_private_spte: level above what the TD state allows") \
+  X(tdx_set_not_present, KvmBugOn, "tdx_sept_set_private_spte: new SPTE not present")        \
+  X(tdx_split_bad, KvmBugOn, "tdx_sept_split_private_spte: not a 2M leaf becoming a table")   \
+  X(tdx_pool_empty, Warn, "tdx_alloc_external_fault_cache: TDX pool empty")                   \
+  X(split_external_spt_failed, KvmBugOn, "split_external_spt: hook failed")                   \
+  X(set_external_spte_failed, KvmBugOn, "handle_changed_spte: set_external_spte failed")      \
+  X(set_spte_mirror_unsupported, KvmBugOn, "tdp_mmu_set_spte: mirror transition the external tree cannot do") \
+  X(reclaim_without_rcu, Warn, "RCU_LOCKDEP_WARN: external table reclaimed after call_rcu without rcu_read_lock") \
+  X(free_sp_external_live, Warn, "tdp_mmu_free_sp_rcu_callback: S-EPT page not reclaimed yet")   \
+  X(mirror_promotion, KvmBugOn, "tdp_mmu_map_handle_target_level: mirror table replaced by a huge leaf") \
   X(tdx_set_not_rwx, Warn, "tdx_sept_set_private_spte: mirror SPTE lacks RWX")                \
   X(tdx_page_add_state, KvmBugOn, "tdx_mem_page_add: pre_fault_allowed or no page_add_src")    \
   X(tdx_remove_no_hkid, KvmBugOn, "tdx_sept_remove_private_spte: HKID not assigned")          \
-  X(tdx_remove_level, KvmBugOn, "tdx_sept_remove_private_spte: level != 4K")                  \
+  X(tdx_remove_level, KvmBugOn, "tdx_sept_remove_private_spte: level above 2M")               \
   X(tdx_free_hkid_assigned, KvmBugOn, "tdx_sept_free_private_spt: HKID still assigned")       \
   X(tdx_link_busy_bug, KvmBugOn, "tdx_sept_link_private_spt: unexpected failure")             \
   X(tdh_mem_page_aug, TdxBugOn, "TDX_BUG_ON: TDH.MEM.PAGE.AUG")                               \
@@ -55,6 +64,7 @@ enum class BugKind : uint8_t { KvmBugOn, TdxBugOn, Warn, Bug, Lockdep };
   X(tdh_mem_range_block, TdxBugOn, "TDX_BUG_ON: TDH.MEM.RANGE.BLOCK")                         \
   X(tdh_mem_track, TdxBugOn, "TDX_BUG_ON: TDH.MEM.TRACK")                                     \
   X(tdh_mem_page_remove, TdxBugOn, "TDX_BUG_ON: TDH.MEM.PAGE.REMOVE")                         \
+  X(tdh_mem_page_demote, TdxBugOn, "TDX_BUG_ON: TDH.MEM.PAGE.DEMOTE")                         \
   X(tdh_phymem_page_wbinvd, TdxBugOn, "TDX_BUG_ON: TDH.PHYMEM.PAGE.WBINVD")                   \
   X(tdh_phymem_page_reclaim, Warn, "TDX_BUG_ON: TDH.PHYMEM.PAGE.RECLAIM (WARN only)")     \
   X(tdh_mr_extend, TdxBugOn, "TDX_BUG_ON: TDH.MR.EXTEND")                                     \

@@ -18,6 +18,7 @@ const char* page_owner_name(PageOwner o) {
     case PageOwner::TdControl: return "TD control page";
     case PageOwner::Pamt: return "PAMT page";
     case PageOwner::HostSource: return "PAGE.ADD source";
+    case PageOwner::TdxPool: return "TDX S-EPT pool";
     case PageOwner::kCount: break;
   }
   return "?";
@@ -108,6 +109,7 @@ Pfn PfnPool::alloc(PageOwner owner, bool with_memory) {
     return kInvalidPfn;
   }
   if (mem) slot(pfn).data = mem;
+  flow_[static_cast<size_t>(owner)].allocated++;
   counts_[static_cast<size_t>(PageOwner::Free)].fetch_sub(1, std::memory_order_relaxed);
   counts_[static_cast<size_t>(owner)].fetch_add(1, std::memory_order_relaxed);
   return pfn;
@@ -123,6 +125,7 @@ Pfn PfnPool::alloc_run_2m(PageOwner owner) {
     const uint64_t base = uint64_t(c) * kChunkPages;
     for (uint32_t i = 0; i < kChunkPages; i++) owner_[base + i].store(owner, std::memory_order_relaxed);
     chunk_free_[c] = 0;
+    flow_[static_cast<size_t>(owner)].allocated += kChunkPages;
     counts_[static_cast<size_t>(PageOwner::Free)].fetch_sub(kChunkPages, std::memory_order_relaxed);
     counts_[static_cast<size_t>(owner)].fetch_add(kChunkPages, std::memory_order_relaxed);
     return Pfn{base};
@@ -144,6 +147,7 @@ Pfn PfnPool::alloc_run_1g(PageOwner owner) {
       chunk_free_[c] = 0;
     }
     const uint64_t n = uint64_t(kChunkPages) * kChunkPages;
+    flow_[static_cast<size_t>(owner)].allocated += n;
     counts_[static_cast<size_t>(PageOwner::Free)].fetch_sub(n, std::memory_order_relaxed);
     counts_[static_cast<size_t>(owner)].fetch_add(n, std::memory_order_relaxed);
     return Pfn{uint64_t(first) * kChunkPages};
@@ -178,6 +182,7 @@ bool PfnPool::free(Pfn pfn, PageOwner expected) {
       mem = sl.data;
       sl = {};
     }
+    flow_[static_cast<size_t>(cur)].freed++;
     counts_[static_cast<size_t>(cur)].fetch_sub(1, std::memory_order_relaxed);
     counts_[static_cast<size_t>(PageOwner::Free)].fetch_add(1, std::memory_order_relaxed);
   }
@@ -202,9 +207,16 @@ bool PfnPool::transfer(Pfn pfn, PageOwner from, PageOwner to) {
                                  in_range(pfn) ? page_owner_name(cur) : "out of range"));
     return false;
   }
+  flow_[static_cast<size_t>(from)].transferred_out++;
+  flow_[static_cast<size_t>(to)].transferred_in++;
   counts_[static_cast<size_t>(from)].fetch_sub(1, std::memory_order_relaxed);
   counts_[static_cast<size_t>(to)].fetch_add(1, std::memory_order_relaxed);
   return true;
+}
+
+PfnPool::OwnerFlow PfnPool::flow(PageOwner o) const {
+  std::lock_guard g(mu_);
+  return flow_[static_cast<size_t>(o)];
 }
 
 PageOwner PfnPool::owner(Pfn pfn) const {

@@ -29,6 +29,7 @@ enum class PageOwner : uint8_t {
   TdControl,    // TDR, TDCS, TDVPR, TDCX
   Pamt,         // Dynamic PAMT page pair
   HostSource,   // PAGE.ADD source page (the initial image)
+  TdxPool,      // pre-allocated by TDX for S-EPT pages, not yet handed out
   kCount
 };
 inline constexpr size_t kPageOwnerCount = static_cast<size_t>(PageOwner::kCount);
@@ -72,6 +73,14 @@ class PfnPool {
   }
   void set_page_private(Pfn pfn, void* p);
 
+  // Page flow per owner: how pages went out (allocated as, or handed over
+  // to, this owner) and how they came back (freed as it, or handed on).
+  // At the end of a clean life allocated + in == freed + out per owner.
+  struct OwnerFlow {
+    uint64_t allocated = 0, freed = 0, transferred_in = 0, transferred_out = 0;
+  };
+  OwnerFlow flow(PageOwner o) const;
+
   uint64_t count(PageOwner o) const { return counts_[static_cast<size_t>(o)].load(std::memory_order_relaxed); }
   uint64_t in_use() const { return npages_ - count(PageOwner::Free); }
 
@@ -102,6 +111,8 @@ class PfnPool {
   std::vector<uint32_t> partial_;  // chunks believed partially free
   std::unique_ptr<std::atomic<Slot*>[]> chunks_;
   std::array<std::atomic<uint64_t>, kPageOwnerCount> counts_{};
+  // Under mu_, like every owner change.
+  std::array<OwnerFlow, kPageOwnerCount> flow_{};
   std::atomic<int64_t> fail_after_{-1};
   std::atomic<uint64_t> failed_allocs_{0};
   std::atomic<uint64_t> nviolations_{0};

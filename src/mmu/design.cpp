@@ -11,6 +11,8 @@ const char* hook_kind_name(HookKind k) {
     case HookKind::SetExternalSpte: return "set_external_spte";
     case HookKind::RemoveExternalSpte: return "remove_external_spte";
     case HookKind::FreeExternalSpt: return "free_external_spt";
+    case HookKind::SplitExternalSpt: return "split_external_spt";
+    case HookKind::ReclaimExternalSpt: return "reclaim_external_spt";
     case HookKind::kCount: break;
   }
   return "?";
@@ -22,6 +24,18 @@ static std::vector<DesignInfo>& registry() {
        "upstream [B]: four hooks (link/set under the shared lock with the freeze in "
        "set_external_spte_present; remove/free under the exclusive lock)",
        &make_baseline_design},
+      {"centralized",
+       "[P1]/[P2]: one set_external_spte(gfn, old, new, level) for every mirror change, freeze in "
+       "tdp_mmu_set_spte_atomic, stats after the hook, void reclaim hook; TDX splits on present->present",
+       &make_centralized_design},
+      {"split-hook",
+       "[HP] RFC: the four hooks plus split_external_spt from the exclusive tdp_mmu_set_spte, "
+       "with its own KVM_BUG_ON in the MMU core",
+       &make_split_hook_design},
+      {"single-hook",
+       "centralized, and the S-EPT page reclaim also through set_external_spte after call_rcu, "
+       "relying on the RCU read lock held across handle_changed_spte (option 2)",
+       &make_single_hook_design},
   };
   return all;
 }

@@ -25,6 +25,13 @@ class HookDesign {
  public:
   virtual ~HookDesign() = default;
   virtual std::string_view name() const = 0;
+  // Mirror huge pages need a way to split a private huge leaf (demote) under
+  // the exclusive lock. A design without one says why, and the VM refuses
+  // to enable them rather than silently mapping 4K.
+  virtual bool supports_mirror_huge() const { return false; }
+  virtual std::string_view mirror_huge_refusal() const {
+    return "the design has no hook to split (demote) a private huge page";
+  }
 
   // The mirror branch of __tdp_mmu_set_spte_atomic(): make a mirror SPTE
   // present under the shared lock, propagating to the external table first.

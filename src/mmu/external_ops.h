@@ -13,11 +13,15 @@
 
 namespace mirrormmu {
 
+struct MmuPage;
+
 enum class HookKind : uint8_t {
   LinkExternalSpt,
   SetExternalSpte,
   RemoveExternalSpte,
   FreeExternalSpt,
+  SplitExternalSpt,
+  ReclaimExternalSpt,
   kCount
 };
 inline constexpr size_t kHookKindCount = static_cast<size_t>(HookKind::kCount);
@@ -35,6 +39,35 @@ class ExternalOps {
   virtual void remove_external_spte(Gfn gfn, PgLevel level, uint64_t mirror_spte) = 0;
   // Reclaim an S-EPT page; only legal after the HKID is released.
   virtual int free_external_spt(Gfn gfn, PgLevel level, Pfn external_spt) = 0;
+
+  // ---- hooks of the designs argued about on the list ----------------------
+  // The hooks below default to "not implemented" so that a backend written
+  // for the four upstream hooks (the test fakes) still links; a design that
+  // needs one the backend lacks fails loudly (-EOPNOTSUPP bugs the VM).
+
+  // [HP] split_external_spt: demote the huge leaf at (gfn, level) into the
+  // new S-EPT page, under the exclusive lock.
+  virtual int split_external_spt(Gfn gfn, PgLevel level, uint64_t old_spte, Pfn new_external_spt) {
+    return -EOPNOTSUPP;
+  }
+  // [P1]/[P2] the one set hook: every change of a present mirror SPTE (and
+  // every new present one) as (old, new); the backend dispatches on the
+  // transition (split, remove, link, map; for the single-hook design also
+  // the reclaim of a removed table's S-EPT page).
+  virtual int set_external_spte(Gfn gfn, uint64_t old_spte, uint64_t new_spte, PgLevel level) {
+    return -EOPNOTSUPP;
+  }
+  // [P1] reclaim_external_spt: void, the backend itself marks the page
+  // leaked (sp.external_spt invalid) when it cannot take it back.
+  virtual void reclaim_external_spt(Gfn gfn, MmuPage& sp) { (void)gfn, (void)sp; }
+
+  // ---- who owns external_spt ---------------------------------------------
+  // The TDX-side pool policy: pages are pre-allocated by the backend outside
+  // mmu_lock (per vCPU, vcpu < 0 for the per-VM split path) and handed out
+  // under it. Ownership passes to the MMU at hand-out: it frees them with
+  // the sp either way.
+  virtual int topup_external_cache(int vcpu, int min) { return -EOPNOTSUPP; }
+  virtual Pfn alloc_external_spt(int vcpu) { return kInvalidPfn; }
 };
 
 }  // namespace mirrormmu

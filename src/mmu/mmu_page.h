@@ -35,6 +35,9 @@ struct MmuPage {
   // Was reachable from a root at some point: it may only be freed after an
   // RCU grace period from then on.
   bool linked = false;
+  // The TDX module holds external_spt (SEPT.ADD or DEMOTE took it, no
+  // reclaim yet): the host must not free it, whatever path frees the sp.
+  bool external_linked = false;
   void* owner = nullptr;          // the TdpMmu, for the RCU callback
 
   bool is_mirror() const { return role.is_mirror; }

@@ -61,14 +61,38 @@ struct KvmPageFault {
 
 // The per-vCPU caches the fault path allocates from (topped up outside the lock).
 struct VcpuMmuCaches {
-  VcpuMmuCaches(PfnPool& pool);
+  explicit VcpuMmuCaches(PfnPool& pool, int vcpu_id = -1);
+  int vcpu_id;                    // for an external (TDX-side) pool kept per vCPU
   PageCache shadow_page_cache;    // sp->spt, pre-filled with SHADOW_NONPRESENT_VALUE
   PageCache external_spt_cache;   // sp->external_spt, not initialised
   ObjectCache<MmuPage> page_header_cache;
   void free_all();
 };
 
+// Who allocates sp->external_spt (the NAK'd "external spt cache" thread).
+// Either way the MMU frees it with the sp.
+enum class ExternalSptPolicy : uint8_t {
+  KvmCache,  // [B]: the vCPU's mmu_external_spt_cache; splits allocate per VM
+  TdxPool,   // the RFC: TDX pre-allocates (per vCPU, and per VM for splits)
+};
+// What a table allocated for a split holds before the split writes it.
+enum class SplitAlloc : uint8_t {
+  Prefilled,  // SHADOW_NONPRESENT_VALUE, as the vCPU cache does (Kai's proposal)
+  Unfilled,   // whatever the page held (tdp_mmu_alloc_sp_for_split after the fix)
+};
+const char* external_spt_policy_name(ExternalSptPolicy p);
+const char* split_alloc_name(SplitAlloc a);
+
+// The pattern an unfilled split table starts with: never a value KVM writes
+// (and not present, so a walker that reads it takes it for garbage rather
+// than following it), so a checker that finds it in a reachable table knows
+// the entry was never written.
+inline constexpr uint64_t kUnfilledSpte = 0x6b6b6b6b6b6b636bull;
+static_assert((kUnfilledSpte & (1ull << 11)) == 0, "the unfilled pattern must not be MMU-present");
+
 struct TdpMmuConfig {
+  ExternalSptPolicy external_spt_policy = ExternalSptPolicy::KvmCache;
+  SplitAlloc split_alloc = SplitAlloc::Prefilled;
   PgLevel root_level = PgLevel::k512G;  // 4-level EPT; k256T for 5-level
   bool has_mirrored_tdp = false;  // a TD: private GPAs go to a mirror root
   uint64_t gfn_direct_bits = 0;   // the shared bit as a gfn mask (TDX)
@@ -82,6 +106,8 @@ struct TdpMmuStats {
   std::atomic<uint64_t> remote_tlb_flushes{0};
   std::atomic<uint64_t> root_allocs{0};
   std::atomic<uint64_t> yields{0};
+  std::atomic<uint64_t> splits{0};        // huge leaves split (direct and mirror)
+  std::atomic<uint64_t> split_allocs{0};  // tables allocated with mmu_lock dropped
 };
 
 class TdpMmu {
@@ -126,6 +152,16 @@ class TdpMmu {
   bool kvm_tdp_mmu_unmap_gfn_range(const GfnRange& range, bool flush);
   void kvm_tdp_mmu_zap_all();  // direct roots only; mirrors survive until teardown
 
+  // ---- splitting ----------------------------------------------------------
+  // kvm_tdp_mmu_try_split_huge_pages(): split every huge leaf of the direct
+  // roots in [start, end) down to target_level, under mmu_lock held in the
+  // mode given (eager splitting on dirty-log enable uses the shared lock).
+  // Tables are allocated with the lock dropped. 0 or -ENOMEM.
+  int kvm_tdp_mmu_try_split_huge_pages(Gfn start, Gfn end, PgLevel target_level, bool shared);
+  // kvm_tdp_mmu_mirrors_split_huge_pages(): the same on mirror roots, only
+  // under the exclusive lock (each split is BLOCK, TRACK, DEMOTE).
+  int kvm_tdp_mmu_mirrors_split_huge_pages(Gfn start, Gfn end, PgLevel target_level);
+
   // ---- dirty logging ------------------------------------------------------
   // kvm_tdp_mmu_wrprot_slot(): mmu_lock held for read.
   bool kvm_tdp_mmu_wrprot_slot(Gfn start, Gfn end, PgLevel min_level);
@@ -163,6 +199,9 @@ class TdpMmu {
   void tdp_mmu_init_child_sp(MmuPage* child, const TdpIter& iter);
   int tdp_mmu_link_sp(TdpIter& iter, MmuPage* sp, bool shared);
   int tdp_mmu_split_huge_page(TdpIter& iter, MmuPage* sp, bool shared);
+  int tdp_mmu_split_huge_pages_root(MmuPage* root, Gfn start, Gfn end, PgLevel target_level, bool shared);
+  MmuPage* tdp_mmu_alloc_sp_for_split(bool mirror);
+  Pfn alloc_external_spt(VcpuMmuCaches* c);
   RetPf tdp_mmu_map_handle_target_level(KvmPageFault& f, TdpIter& iter);
   void tdp_mmu_free_sp(MmuPage* sp, bool after_grace_period);
   static void tdp_mmu_free_sp_rcu_callback(sync::RcuHead* head);
@@ -178,6 +217,7 @@ class TdpMmu {
   sync::MmuLock mmu_lock_;
   std::mutex pages_lock_;  // tdp_mmu_pages_lock: guards roots_
   std::vector<MmuPage*> roots_;
+  std::vector<MmuPage*> zombies_;  // freed too early (free_sp_external_live)
   TdpMmuStats stats_;
   unsigned resched_interval_ = 0;
   std::atomic<unsigned> resched_count_{0};

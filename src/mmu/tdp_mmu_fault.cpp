@@ -29,32 +29,23 @@ int TdpMmu::tdp_mmu_link_sp(TdpIter& iter, MmuPage* sp, bool shared) {
   return 0;
 }
 
-// Replaces a huge leaf by a table of 512 equivalent smaller leaves. No TLB
-// flush: the old and the new translations are the same.
-int TdpMmu::tdp_mmu_split_huge_page(TdpIter& iter, MmuPage* sp, bool shared) {
-  const uint64_t huge = iter.old_spte;
-  const PgLevel child_level = lower(iter.level);
-  // Plain writes: the table is not reachable until linked.
-  for (int i = 0; i < kSptePerPage; i++) sp->spt[i] = make_small(huge, child_level, i);
-  if (int r = tdp_mmu_link_sp(iter, sp, shared)) return r;
-  // handle_changed_spte() took the huge leaf off the stats; add the smaller ones.
-  kvm_update_page_stats(child_level, kSptePerPage);
-  return 0;
-}
-
 RetPf TdpMmu::tdp_mmu_map_handle_target_level(KvmPageFault& f, TdpIter& iter) {
   if (warn_on_once(iter.level != f.goal_level, kvm_, Site::map_sp_level)) return RetPf::Retry;
   if (f.prefetch && is_shadow_present(iter.old_spte)) return RetPf::Spurious;
   // Another vCPU got here first and the access is already allowed.
-  if (is_leaf(iter.old_spte, iter.level) && to_pfn(iter.old_spte) == f.pfn &&
+  if (is_leaf(iter.old_spte, iter.level) &&
+      to_pfn(iter.old_spte).v == (f.pfn.v & ~(pages_per_hpage(iter.level) - 1)) &&
       (!f.write || is_writable(iter.old_spte)))
     return RetPf::Spurious;
 
+  // The pfn of a huge mapping is its base (f.pfn is the faulting 4K frame:
+  // goal_level may have been lowered during the walk).
+  const Pfn pfn{f.pfn.v & ~(pages_per_hpage(iter.level) - 1)};
   uint64_t new_spte;
   if (!f.has_slot)
     new_spte = make_mmio(f.gfn, cfg_.mmio_value, 0);
   else
-    new_spte = make_leaf(f.pfn, iter.level, {.writable = f.map_writable, .dirty = f.write});
+    new_spte = make_leaf(pfn, iter.level, {.writable = f.map_writable, .dirty = f.write});
   // An unchanged MMIO SPTE still means "emulate": the access must go to the
   // device model, not back into the guest to fault again.
   if (new_spte == iter.old_spte) return f.has_slot ? RetPf::Spurious : RetPf::Emulate;
@@ -80,14 +71,26 @@ RetPf TdpMmu::kvm_tdp_mmu_map(VcpuMmuCaches& c, MmuPage* direct_root, MmuPage* m
   for (; iter.valid && iter.gfn < f.gfn + 1; iter.next()) {
     // Someone is mid-update here; don't allocate a table needlessly.
     if (is_frozen(iter.old_spte)) return RetPf::Retry;
+    // disallowed_hugepage_adjust() as [P1] applies it to mirror roots: a
+    // table already under the goal level stays; mapping a huge leaf over it
+    // would be a promotion, which the S-EPT cannot do safely.
+    if (root->is_mirror() && iter.level == f.goal_level && f.goal_level > PgLevel::k4K &&
+        is_shadow_present(iter.old_spte) && !is_last(iter.old_spte, iter.level))
+      f.goal_level = lower(f.goal_level);
     if (iter.level == f.goal_level) return tdp_mmu_map_handle_target_level(f, iter);
     if (is_shadow_present(iter.old_spte) && !is_large(iter.old_spte)) continue;
 
+    // A private huge leaf already covers the gfn: the fault asked for less
+    // (the guest accepts at 4K). Splitting needs the exclusive lock, so the
+    // size mismatch is resolved where the accept is handled; the access
+    // itself is already mapped.
+    if (root->is_mirror() && is_shadow_present(iter.old_spte) && design_->supports_mirror_huge())
+      return RetPf::Spurious;
     // Non-present, or a huge leaf that must be split to map at goal_level.
     MmuPage* sp = tdp_mmu_alloc_sp(c);
     if (!sp) return RetPf::Retry;
     tdp_mmu_init_child_sp(sp, iter);
-    if (root->is_mirror()) sp->external_spt = c.external_spt_cache.alloc(kvm_);
+    if (root->is_mirror()) sp->external_spt = alloc_external_spt(&c);
     int r;
     if (is_shadow_present(iter.old_spte)) {
       // Mirror huge pages cannot be split from the fault path (shared lock).

@@ -1,5 +1,6 @@
 // Roots: allocation and reuse, references, invalidation, teardown.
 #include <algorithm>
+#include <cerrno>
 
 #include "mmu/tdp_mmu.h"
 #include "spte/spte.h"
@@ -19,8 +20,9 @@ const char* ret_pf_name(RetPf r) {
   return "?";
 }
 
-VcpuMmuCaches::VcpuMmuCaches(PfnPool& pool)
-    : shadow_page_cache(pool, {PageOwner::PageTable, true, spte::kNonPresent}),
+VcpuMmuCaches::VcpuMmuCaches(PfnPool& pool, int id)
+    : vcpu_id(id),
+      shadow_page_cache(pool, {PageOwner::PageTable, true, spte::kNonPresent}),
       // The external cache gets no initialisation: the TDX module fills an
       // S-EPT page (with the TD's key) when SEPT.ADD takes it.
       external_spt_cache(pool, {PageOwner::SeptPage, false, std::nullopt}) {}
@@ -39,6 +41,12 @@ TdpMmu::TdpMmu(PfnPool& pool, BugTracker& kvm, TdpMmuConfig cfg, FaultInjector* 
 TdpMmu::~TdpMmu() {
   // Pending RCU callbacks point back at this object.
   sync::rcu_barrier();
+  for (MmuPage* sp : zombies_) {
+    if (sp->external_spt.valid() && !sp->external_linked) pool_.free(sp->external_spt, PageOwner::SeptPage);
+    pool_.set_page_private(sp->spt_pfn, nullptr);
+    pool_.free(sp->spt_pfn, PageOwner::PageTable);
+    delete sp;
+  }
 }
 
 void TdpMmu::set_external(ExternalOps* ops, std::unique_ptr<HookDesign> design) {
@@ -55,8 +63,12 @@ void TdpMmu::kvm_flush_remote_tlbs() {
 // table per level below the root, each with an S-EPT page for a mirror.
 int TdpMmu::mmu_topup_memory_caches(VcpuMmuCaches& c) {
   const int min = kRootMaxLevel;
-  if (cfg_.has_mirrored_tdp)
-    if (int r = c.external_spt_cache.topup(min, inject_)) return r;
+  if (cfg_.has_mirrored_tdp) {
+    const int r = cfg_.external_spt_policy == ExternalSptPolicy::TdxPool
+                      ? (external_ ? external_->topup_external_cache(c.vcpu_id, min) : -EINVAL)
+                      : c.external_spt_cache.topup(min, inject_);
+    if (r) return r;
+  }
   if (int r = c.shadow_page_cache.topup(min, inject_)) return r;
   return c.page_header_cache.topup(min);
 }

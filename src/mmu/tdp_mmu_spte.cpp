@@ -153,6 +153,16 @@ void TdpMmu::tdp_mmu_free_sp(MmuPage* sp, bool after_grace_period) {
   // Once reachable, a table may still be under an RCU reader that picked it
   // up before it was unlinked: only call_rcu may free it.
   warn_on_once(sp->linked && !after_grace_period, kvm_, Site::free_sp_without_rcu);
+  // The TDX module still holds the S-EPT page: a design freed the table
+  // before reclaiming it (single-hook without the RCU read lock held). The
+  // host must not touch the page, and the design may still dereference the
+  // sp, so both stay allocated until the MMU goes away.
+  if (sp->external_linked && sp->external_spt.valid()) [[unlikely]] {
+    warn_on_once(true, kvm_, Site::free_sp_external_live);
+    std::lock_guard g(pages_lock_);
+    zombies_.push_back(sp);
+    return;
+  }
   // A leaked external_spt (failed reclaim) was set invalid on purpose: the
   // host must never touch a page the TDX module may still own.
   if (sp->external_spt.valid()) pool_.free(sp->external_spt, PageOwner::SeptPage);
