@@ -19,6 +19,7 @@ PageOwner expected_owner(tdx::PamtType t) {
     case tdx::PamtType::Tdr:
     case tdx::PamtType::Tdcx:
     case tdx::PamtType::Tdvpr: return PageOwner::TdControl;
+    case tdx::PamtType::Pamt: return PageOwner::Pamt;
     case tdx::PamtType::Nda: break;
   }
   return PageOwner::Free;
@@ -54,6 +55,13 @@ Checker::~Checker() {
 
 void Checker::on_spte_changed(const SpteChange& c) {
   const uint64_t mmio = vm_.mmu().config().mmio_value;
+  // KVM never promotes a private mapping: the S-EPT would need all 512
+  // leaves uniform and a break-before-make that the freeze cannot give.
+  if (c.mirror && spte::is_nonleaf(c.old_spte, c.level) && spte::is_leaf(c.new_spte, c.level)) [[unlikely]] {
+    std::lock_guard g(promotion_mu_);
+    fail("mirror_promotion", fmt::format("gfn {:#x} level {}: table replaced by a huge leaf", c.gfn.v,
+                                         level_name(c.level)));
+  }
   transitions_.add({spte::kind_of(c.old_spte, c.level, mmio), spte::kind_of(c.new_spte, c.level, mmio),
                     c.shared, c.mirror});
 }
@@ -64,6 +72,12 @@ void Checker::on_external_hook(HookKind kind, Gfn gfn, PgLevel level, int ret) {
 }
 
 void Checker::on_bug_site(Site s, bool vm_bugged_now) {}
+
+std::string Checker::describe() const {
+  std::string out;
+  for (const auto& v : violations_) out += fmt::format("{}: {} (after {})\n", v.invariant, v.detail, v.op);
+  return out;
+}
 
 void Checker::fail(std::string invariant, std::string detail) {
   if (violations_.size() >= opts_.max_violations) return;
@@ -127,6 +141,11 @@ class Checker::Pass {
       if (t.bad_entries)
         c_.fail("bad_spte", fmt::format("{} entries of unknown form in a {} root", t.bad_entries,
                                         mirror ? "mirror" : "direct"));
+      // A table allocated for a split without pre-filling is reachable with
+      // entries nobody wrote: any walker may read them.
+      if (t.unwritten)
+        c_.fail("spte_unwritten", fmt::format("{} never-written entries reachable in a {} root", t.unwritten,
+                                              mirror ? "mirror" : "direct"));
       if (mirror && t.mmio) c_.fail("mirror_mmio", fmt::format("{} MMIO SPTEs in the mirror root", t.mmio));
       for (const auto& tb : t.tables) check_table(tb, mirror, direct_bits);
       for (const auto& lf : t.leaves) check_leaf(lf, mirror, direct_bits);
@@ -165,8 +184,9 @@ class Checker::Pass {
     recount_[lvl(lf.level) - 1]++;
     if (lvl(lf.level) > kMaxHugeLevel)
       c_.fail("leaf_level", fmt::format("leaf at level {} (gfn {:#x})", level_name(lf.level), gfn.v));
-    // Baseline: mirror leaves are 4K only (gmem_max_mapping_level is 4K).
-    if (mirror && lf.level != PgLevel::k4K)
+    // Mirror leaves are 4K unless the VM maps private huge pages, and never
+    // above 2M (the only size TDX maps huge).
+    if (mirror && lf.level > (vm_.config().huge_pages ? PgLevel::k2M : PgLevel::k4K))
       c_.fail("mirror_huge", fmt::format("mirror leaf at level {} (gfn {:#x})", level_name(lf.level), gfn.v));
     const uint64_t span = pages_per_hpage(lf.level);
     for (uint64_t i = 0; i < span; i++) {

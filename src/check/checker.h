@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <mutex>
 #include <vector>
 
 #include "check/transitions.h"
@@ -49,6 +50,8 @@ class Checker final : public MmuObserver, public tdx::SeamcallObserver, public B
   // A failure found by a workload's own check (e.g. a wrong dirty bitmap).
   void report(std::string invariant, std::string detail) { fail(std::move(invariant), std::move(detail)); }
   const std::vector<Violation>& violations() const { return violations_; }
+  // The violations, one per line (for test failure messages).
+  std::string describe() const;
   bool ok() const { return violations_.empty(); }
   uint64_t checks_run() const { return checks_run_; }
   uint64_t invariants_checked() const { return invariants_checked_; }
@@ -76,6 +79,8 @@ class Checker final : public MmuObserver, public tdx::SeamcallObserver, public B
   Vm& vm_;
   CheckerOptions opts_;
   std::vector<Violation> violations_;
+  // on_spte_changed() runs on vCPU threads; a promotion is recorded there.
+  std::mutex promotion_mu_;
   TransitionCounts transitions_;
   std::array<std::atomic<uint64_t>, kHookKindCount> hooks_{};
   std::array<std::atomic<uint64_t>, kHookKindCount> hook_failures_{};

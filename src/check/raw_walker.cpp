@@ -1,6 +1,7 @@
 #include "check/raw_walker.h"
 
 #include "mmu/mmu_page.h"
+#include "mmu/tdp_mmu.h"
 #include "spte/spte.h"
 
 namespace mirrormmu {
@@ -28,6 +29,8 @@ void walk(const PfnPool& pool, const uint64_t* table, PgLevel level, Gfn base, u
       }
     } else if (s == spte::kNonPresent) {
       continue;
+    } else if (s == kUnfilledSpte) {
+      out.unwritten++;
     } else if (spte::is_mmio(s, mmio_value)) {
       out.mmio++;
     } else {
@@ -43,7 +46,7 @@ void raw_walk(const PfnPool& pool, const uint64_t* root_spt, PgLevel root_level,
   out.leaves.clear();
   out.tables.clear();
   out.frozen.clear();
-  out.mmio = out.bad_entries = 0;
+  out.mmio = out.bad_entries = out.unwritten = 0;
   walk(pool, root_spt, root_level, Gfn{0}, mmio_value, out);
 }
 

@@ -38,6 +38,7 @@ struct RawTree {
   std::vector<RawFrozen> frozen;
   uint64_t mmio = 0;
   uint64_t bad_entries = 0;      // neither present, non-present, frozen nor MMIO
+  uint64_t unwritten = 0;        // still holding an unfilled split table's pattern
 };
 
 // Walks the tree under `root_spt` (a table at `root_level`) into `out`,

@@ -53,7 +53,9 @@ int TdxOps::link_external_spt(Gfn gfn, PgLevel level, Pfn external_spt) {
 }
 
 int TdxOps::set_external_spte(Gfn gfn, PgLevel level, uint64_t mirror_spte) {
-  if (kvm_bug_on(level != PgLevel::k4K, kvm_, Site::tdx_set_level)) return -EIO;
+  // [P1] patch 45: 2M once the TD is runnable, always 4K while it is built.
+  const PgLevel max = state_ == TdState::Runnable ? PgLevel::k2M : PgLevel::k4K;
+  if (kvm_bug_on(level > max, kvm_, Site::tdx_set_level)) return -EIO;
   // S-EPT leaves are always RWX: TDX handles every private fault as a write.
   warn_on_once(!spte::is_shadow_present(mirror_spte) || (mirror_spte & spte::kRwx) != spte::kRwx,
                kvm_, Site::tdx_set_not_rwx);
@@ -96,7 +98,7 @@ void TdxOps::remove_external_spte(Gfn gfn, PgLevel level, uint64_t mirror_spte) 
   // Leaves exist only while the HKID is assigned: guest_memfd removes every
   // private page before the VM releases its key.
   if (kvm_bug_on(!module_.hkid_assigned(), kvm_, Site::tdx_remove_no_hkid)) return;
-  if (kvm_bug_on(level != PgLevel::k4K, kvm_, Site::tdx_remove_level)) return;
+  if (kvm_bug_on(level > PgLevel::k2M, kvm_, Site::tdx_remove_level)) return;
   const uint64_t gpa = gfn.gpa();
   const int tl = tdx_level(level);
 
@@ -106,10 +108,14 @@ void TdxOps::remove_external_spte(Gfn gfn, PgLevel level, uint64_t mirror_spte) 
   // Races with TDH.VP.ENTER (zero-step) and the guest's TDCALLs on the entry.
   r = tdh_do_no_vcpus([&] { return module_.tdh_mem_page_remove(gpa, tl); });
   if (tdx_bug_on(r.status, kvm_, Site::tdh_mem_page_remove)) return;
+  // The cache lines of every 4K page of a huge one are written back.
   const Pfn pfn = spte::to_pfn(mirror_spte);
-  if (tdx_bug_on(module_.tdh_phymem_page_wbinvd(pfn, module_.hkid()), kvm_, Site::tdh_phymem_page_wbinvd))
-    return;
-  tdx_quirk_reset_page(pfn);
+  for (uint64_t i = 0; i < pages_per_hpage(level); i++) {
+    if (tdx_bug_on(module_.tdh_phymem_page_wbinvd(pfn + i, module_.hkid()), kvm_,
+                   Site::tdh_phymem_page_wbinvd))
+      return;
+    tdx_quirk_reset_page(pfn + i);
+  }
 }
 
 int TdxOps::tdx_reclaim_page(Pfn page) {

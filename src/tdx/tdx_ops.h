@@ -6,6 +6,7 @@
 #include <atomic>
 #include <cstdint>
 #include <functional>
+#include <mutex>
 #include <vector>
 
 #include "base/bug.h"
@@ -34,6 +35,8 @@ struct TdxOpsStats {
   uint64_t no_vcpus_retries = 0;  // tdh_do_no_vcpus() second tries
   uint64_t page_resets = 0;       // tdx_quirk_reset_page()
   uint64_t leaked_pages = 0;      // failed reclaims, leaked on purpose
+  uint64_t demotes = 0;           // huge private leaves split (PAGE.DEMOTE)
+  uint64_t pool_handouts = 0;     // S-EPT pages handed out of the TDX-side pool
 };
 
 class TdxOps final : public ExternalOps {
@@ -47,6 +50,14 @@ class TdxOps final : public ExternalOps {
   int set_external_spte(Gfn gfn, PgLevel level, uint64_t mirror_spte) override;
   void remove_external_spte(Gfn gfn, PgLevel level, uint64_t mirror_spte) override;
   int free_external_spt(Gfn gfn, PgLevel level, Pfn external_spt) override;
+  // The hooks of the other designs (tdx_designs.cpp).
+  int split_external_spt(Gfn gfn, PgLevel level, uint64_t old_spte, Pfn new_external_spt) override;
+  int set_external_spte(Gfn gfn, uint64_t old_spte, uint64_t new_spte, PgLevel level) override;
+  void reclaim_external_spt(Gfn gfn, MmuPage& sp) override;
+  int topup_external_cache(int vcpu, int min) override;
+  Pfn alloc_external_spt(int vcpu) override;
+  // Pages still in the TDX-side pool go back to the host (VM teardown).
+  void free_external_pool();
 
   // ---- TD lifecycle ---------------------------------------------------------
   int tdx_td_init(uint16_t hkid);               // MNG.CREATE, KEY.CONFIG, ADDCX..., MNG.INIT
@@ -81,6 +92,10 @@ class TdxOps final : public ExternalOps {
   int tdx_reclaim_page(Pfn page);
   void tdx_quirk_reset_page(Pfn page);
   void kick();
+  // tdx_sept_split_private_spte(): BLOCK, TRACK + kick, DEMOTE.
+  int tdx_sept_split_private_spte(Gfn gfn, PgLevel level, uint64_t old_spte, Pfn new_sept_page);
+  int tdx_sept_reclaim_private_spt(Pfn& external_spt);
+  std::vector<Pfn>& pool_for(int vcpu);
 
   TdxModule& module_;
   PfnPool& pool_;
@@ -101,6 +116,12 @@ class TdxOps final : public ExternalOps {
     std::vector<Pfn> tdcx;
   };
   std::vector<VcpuPages> vcpu_pages_;
+  // The TDX-side S-EPT page pool: one list per vCPU (faults) and one for the
+  // VM (splits). A vCPU only touches its own list; splits may run on
+  // several threads with mmu_lock dropped, hence the lock.
+  std::mutex pool_mu_;
+  std::vector<std::vector<Pfn>> vcpu_pool_;
+  std::vector<Pfn> vm_pool_;
   TdxOpsStats stats_;
 };
 

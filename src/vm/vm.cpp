@@ -21,9 +21,22 @@ const char* exit_reason_name(ExitReason r) {
   return "?";
 }
 
+std::string vm_config_refusal(const VmConfig& cfg) {
+  const DesignInfo* d = find_design(cfg.design);
+  if (!d) return "unknown design '" + cfg.design + "'";
+  if (cfg.huge_pages && cfg.type == VmType::Td) {
+    const auto design = d->make();
+    if (!design->supports_mirror_huge())
+      return "design '" + cfg.design + "' cannot map private huge pages: " + std::string(design->mirror_huge_refusal());
+  }
+  return "";
+}
+
 Vm::Vm(const VmConfig& cfg, FaultInjector* inject) : cfg_(cfg), inject_(inject) {
   pool_ = std::make_unique<PfnPool>(cfg_.pool_pages);
   TdpMmuConfig mc;
+  mc.external_spt_policy = cfg_.external_spt_policy;
+  mc.split_alloc = cfg_.split_alloc;
   mc.root_level = cfg_.ept_levels == 5 ? PgLevel::k256T : PgLevel::k512G;
   const int gpa_bits = cfg_.ept_levels == 5 ? 52 : 48;
   mc.max_gfn_exclusive = 1ull << (gpa_bits - kPageShift);
@@ -41,6 +54,7 @@ Vm::Vm(const VmConfig& cfg, FaultInjector* inject) : cfg_(cfg), inject_(inject) 
   if (is_td()) {
     tdx::ModuleConfig modc;
     modc.sept_levels = cfg_.ept_levels;
+    modc.dynamic_pamt = cfg_.dynamic_pamt;
     module_ = std::make_unique<tdx::TdxModule>(*pool_, modc, inject_);
     tdx_ = std::make_unique<tdx::TdxOps>(*module_, *pool_, bugs_, mmu_->mmu_lock());
     tdx_->set_kicker(this);
@@ -54,6 +68,8 @@ Vm::~Vm() { destroy(); }
 int Vm::create() {
   if (created_) return -EEXIST;
   if (is_td() && !mmu_->design()) return -EINVAL;
+  // A design that cannot split private huge pages refuses them outright.
+  if (is_td() && cfg_.huge_pages && !mmu_->design()->supports_mirror_huge()) return -EOPNOTSUPP;
   created_ = true;
   if (is_td())
     if (int r = tdx_->tdx_td_init(cfg_.hkid)) return r;
@@ -110,6 +126,7 @@ int Vm::add_memslot(int id, uint64_t gpa, uint64_t size, uint32_t flags) {
   if (flags & kMemGuestMemfd)
     s->gmem = std::make_unique<Backing>(*pool_, PageOwner::GuestPrivate, n, PgLevel::k2M);
   s->private_attr.assign(n, 0);
+  s->guest_inhibit_2m.assign((n + 511) / 512, 0);
   s->dirty_bitmap.assign((n + 63) / 64, 0);
   const bool log = flags & kMemLogDirtyPages;
   s->flags &= ~kMemLogDirtyPages;
@@ -167,6 +184,10 @@ int Vm::set_memory_attributes(uint64_t gpa, uint64_t size, bool to_private) {
     // invalidation stays open until the attributes are updated, so a fault
     // that read the old attribute retries instead of mapping the old side.
     sync::WriteGuard lock(mmu_->mmu_lock());
+    // Private -> shared of a range that cuts a private huge page: split the
+    // head and tail first, or the unmap would take the whole 2M with it.
+    if (!to_private)
+      if (int r = split_private_boundaries(start, end)) return r;
     mmu_invalidate_begin();
     kvm_mmu_unmap_gfn_range({start, end, to_private ? GfnFilter::Shared : GfnFilter::Private, true});
   }
@@ -189,6 +210,7 @@ int Vm::punch_hole(uint64_t gpa, uint64_t size) {
     // page is never freed while the S-EPT still maps it, and faults that
     // looked the page up meanwhile retry.
     sync::WriteGuard lock(mmu_->mmu_lock());
+    if (int r = split_private_boundaries(start, end)) return r;
     mmu_invalidate_begin();
     kvm_mmu_unmap_gfn_range({start, end, GfnFilter::Private, true});
   }
@@ -240,6 +262,8 @@ void Vm::destroy() {
   // 6. kvm_mmu_uninit_tdp_mmu(): the mirror root goes now, each S-EPT page
   //    reclaimed as its table is removed (legal: the HKID is gone).
   mmu_->kvm_mmu_uninit_tdp_mmu();
+  // What the TDX-side S-EPT pool still holds was never handed out.
+  if (is_td()) tdx_->free_external_pool();
   // 7. vm_free: the TDR, then userspace frees its memory.
   if (is_td() && created_) tdx_->tdx_vm_free();
   for (auto& s : slots_) s->shared->release_all();

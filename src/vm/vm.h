@@ -32,7 +32,18 @@ struct VmConfig {
   // Largest page backing shared memory: 4K (plain), 2M (THP), 1G (hugetlbfs).
   PgLevel shared_backing = PgLevel::k2M;
   uint16_t hkid = 1;
+  // 2M private mappings once the TD is runnable (needs a design that can
+  // split them; see vm_config_refusal()).
+  bool huge_pages = false;
+  // Split the huge pages of a slot when dirty logging starts (eager_page_split).
+  bool eager_page_split = true;
+  ExternalSptPolicy external_spt_policy = ExternalSptPolicy::KvmCache;
+  SplitAlloc split_alloc = SplitAlloc::Prefilled;
+  bool dynamic_pamt = false;
 };
+
+// Why a configuration cannot run, in one line; empty when it can.
+std::string vm_config_refusal(const VmConfig& cfg);
 
 inline constexpr uint32_t kMemLogDirtyPages = 1u << 0;  // KVM_MEM_LOG_DIRTY_PAGES
 inline constexpr uint32_t kMemGuestMemfd = 1u << 2;     // KVM_MEM_GUEST_MEMFD
@@ -49,6 +60,15 @@ struct Memslot {
   // re-validated by the mmu_invalidate sequence), so accessed atomically.
   std::vector<uint8_t> private_attr;
   std::vector<uint64_t> dirty_bitmap;
+  // KVM_LPAGE_GUEST_INHIBIT_FLAG per 2M block: the guest accepted at 4K in
+  // it, so it is never mapped huge again.
+  std::vector<uint8_t> guest_inhibit_2m;
+  bool huge_inhibited(Gfn g) const {
+    return std::atomic_ref<uint8_t>(const_cast<uint8_t&>(guest_inhibit_2m[(g - base_gfn) / 512])).load(std::memory_order_acquire);
+  }
+  void inhibit_huge(Gfn g) {
+    std::atomic_ref<uint8_t>(guest_inhibit_2m[(g - base_gfn) / 512]).store(1, std::memory_order_release);
+  }
   bool contains(Gfn g) const { return g >= base_gfn && g < base_gfn + npages; }
   bool is_private(Gfn g) const {
     return std::atomic_ref<uint8_t>(const_cast<uint8_t&>(private_attr[g - base_gfn])).load(std::memory_order_acquire);
@@ -77,12 +97,13 @@ const char* exit_reason_name(ExitReason r);
 struct VmOpStats {
   uint64_t faults = 0, faults_fixed = 0, faults_spurious = 0, fault_retries = 0;
   uint64_t accesses = 0, accepts = 0, vp_enters = 0, kicks = 0;
+  uint64_t accept_mismatches = 0;  // 4K accepts inside a 2M mapping (split + inhibit)
   uint64_t conversions = 0, memslot_adds = 0, memslot_deletes = 0, dirty_log_gets = 0;
   uint64_t init_mem_pages = 0;
 };
 
 struct Vcpu {
-  explicit Vcpu(int i, PfnPool& pool) : id(i), caches(pool) {}
+  explicit Vcpu(int i, PfnPool& pool) : id(i), caches(pool, i) {}
   int id;
   VcpuMmuCaches caches;
   MmuPage* root = nullptr;         // direct root (root.hpa)
@@ -93,7 +114,7 @@ struct Vcpu {
   std::atomic<bool> kick{false};
   // Hot counters live with the vCPU (its own cache lines); Vm sums them.
   std::atomic<uint64_t> faults{0}, faults_fixed{0}, faults_spurious{0}, fault_retries{0};
-  std::atomic<uint64_t> accesses{0}, accepts{0}, vp_enters{0};
+  std::atomic<uint64_t> accesses{0}, accepts{0}, vp_enters{0}, accept_mismatches{0};
 };
 
 class Vm : public tdx::VcpuKicker {
@@ -122,10 +143,13 @@ class Vm : public tdx::VcpuKicker {
 
   // An EPT violation on `gpa` handled like kvm_mmu_page_fault() (with TDX's
   // local retry for private GPAs).
-  ExitReason vcpu_fault(int vcpu, uint64_t gpa, bool write);
+  // `accept_level` is the level of the guest's TDG.MEM.PAGE.ACCEPT that
+  // exited (k1G: the exit was an ordinary access); it caps the mapping.
+  ExitReason vcpu_fault(int vcpu, uint64_t gpa, bool write, PgLevel accept_level = PgLevel::k1G);
   // The guest on `vcpu` touches `gpa`: enters if needed, takes EPT
-  // violations and handles them, accepts PENDING private pages.
-  ExitReason vcpu_access(int vcpu, uint64_t gpa, bool write);
+  // violations and handles them, accepts PENDING private pages at
+  // `accept_level` (2M falls back to 4K on a size mismatch, as Linux does).
+  ExitReason vcpu_access(int vcpu, uint64_t gpa, bool write, PgLevel accept_level = PgLevel::k4K);
   // Leaves guest mode (KVM_RUN returning to userspace). A thread running a
   // vCPU calls it when it stops issuing accesses, so kicks never wait on it.
   void vcpu_exit(int vcpu);
@@ -174,6 +198,15 @@ class Vm : public tdx::VcpuKicker {
   int set_dirty_logging_locked(Memslot& s, bool on);
   bool hw_translation_ok(Vcpu& v, uint64_t gpa, bool write);
   void mark_page_dirty(Memslot& s, Gfn gfn);
+  PgLevel private_max_level(const Memslot& s, Gfn gfn, PgLevel backing, PgLevel accept_level) const;
+  // tdx_handle_mismatched_accept(): the guest accepts at `level` inside a
+  // larger private mapping: split it and never map that block huge again.
+  int handle_mismatched_accept(Vcpu& v, Gfn gfn, PgLevel level);
+  // Splits the private huge leaves that straddle `start` or `end` so an
+  // unmap of [start, end) leaves the rest mapped (head and tail).
+  int split_private_boundaries(Gfn start, Gfn end);
+  enum class GuestAccess : uint8_t { Ok, Fault, Retry };
+  GuestAccess guest_private_access(Vcpu& v, uint64_t gpa, PgLevel accept_level, PgLevel* fault_cap);
 
   VmConfig cfg_;
   FaultInjector* inject_;

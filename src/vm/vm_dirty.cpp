@@ -22,12 +22,20 @@ int Vm::set_dirty_logging_locked(Memslot& s, bool on) {
     return 0;
   }
   s.flags |= kMemLogDirtyPages;
+  sync::RcuThread rcu_thread;
+  // kvm_mmu_slot_try_split_huge_pages() (eager_page_split): split the slot's
+  // huge leaves now, under the shared lock, so the first write to each 4K
+  // page does not have to. Failing to allocate is not an error: the
+  // remaining huge pages are split by write faults instead.
+  if (cfg_.eager_page_split) {
+    sync::ReadGuard lock(mmu_->mmu_lock());
+    mmu_->kvm_tdp_mmu_try_split_huge_pages(s.base_gfn, s.base_gfn + s.npages, PgLevel::k4K, true);
+  }
   // kvm_mmu_slot_remove_write_access(): the TDP MMU does it under the shared
-  // lock; huge pages are write-protected too and split on the first write
-  // fault (the fault now wants 4K).
+  // lock; huge pages left are write-protected too and split on the first
+  // write fault (the fault now wants 4K).
   bool flush;
   {
-    sync::RcuThread rcu_thread;
     sync::ReadGuard lock(mmu_->mmu_lock());
     flush = mmu_->kvm_tdp_mmu_wrprot_slot(s.base_gfn, s.base_gfn + s.npages, PgLevel::k4K);
   }

@@ -74,6 +74,7 @@ VmOpStats Vm::op_stats() const {
     o.fault_retries += v->fault_retries.load();
     o.accesses += v->accesses.load();
     o.accepts += v->accepts.load();
+    o.accept_mismatches += v->accept_mismatches.load();
     o.vp_enters += v->vp_enters.load();
   }
   o.kicks = stats_.kicks.load();
@@ -104,7 +105,7 @@ void Vm::mark_page_dirty(Memslot& s, Gfn gfn) {
   if (s.flags & kMemLogDirtyPages) s.mark_dirty(gfn);
 }
 
-ExitReason Vm::vcpu_fault(int vcpu, uint64_t gpa, bool write) {
+ExitReason Vm::vcpu_fault(int vcpu, uint64_t gpa, bool write, PgLevel accept_level) {
   if (vcpu < 0 || vcpu >= nr_vcpus() || unusable()) return ExitReason::VmDead;
   Vcpu& v = *vcpus_[vcpu];
   if (bugs_.bugged()) return ExitReason::VmDead;
@@ -129,9 +130,9 @@ ExitReason Vm::vcpu_fault(int vcpu, uint64_t gpa, bool write) {
       // A private access to memory userspace has not made private (or that
       // has no guest_memfd) exits to userspace to convert it.
       if (!slot || !slot->gmem || !slot->is_private(f.gfn)) return ExitReason::MemoryFault;
-      f.pfn = slot->gmem->get_pfn(f.gfn - slot->base_gfn);
-      // gmem_max_mapping_level() is 4K for TDX in the baseline.
-      f.max_level = PgLevel::k4K;
+      PgLevel folio_level = PgLevel::k4K;
+      f.pfn = slot->gmem->get_pfn(f.gfn - slot->base_gfn, &folio_level);
+      f.max_level = private_max_level(*slot, f.gfn, folio_level, accept_level);
     } else if (!slot) {
       f.has_slot = false;
       f.max_level = PgLevel::k4K;
@@ -142,8 +143,6 @@ ExitReason Vm::vcpu_fault(int vcpu, uint64_t gpa, bool write) {
     }
     if (f.has_slot && !f.pfn.valid()) return ExitReason::NoMemory;
     f.req_level = f.goal_level = f.max_level;
-    // The pfn of a huge mapping is its base.
-    if (f.goal_level > PgLevel::k4K) f.pfn = Pfn{f.pfn.v & ~(pages_per_hpage(f.goal_level) - 1)};
 
     if (vcpu_load_roots(v)) return ExitReason::NoMemory;
     RetPf ret;
@@ -177,6 +176,47 @@ ExitReason Vm::vcpu_fault(int vcpu, uint64_t gpa, bool write) {
   return ExitReason::Retry;
 }
 
+// The guest touches a private GPA: fine if the S-EPT leaf covering it (at
+// whatever level) is MAPPED; a PENDING one is accepted first, at the guest's
+// level. False means an EPT violation for KVM, with the accept level that
+// caused it in *fault_cap (k1G for an ordinary access). Retry: KVM handled
+// the exit itself (a split), the guest just runs again.
+Vm::GuestAccess Vm::guest_private_access(Vcpu& v, uint64_t gpa, PgLevel accept_level, PgLevel* fault_cap) {
+  const uint64_t gpa4k = gpa & ~(kPageSize - 1);
+  auto e = module_->read_entry(gpa4k, 0);
+  if (!e.pfn.valid()) e = module_->read_entry(gpa & ~(pages_per_hpage(PgLevel::k2M) * kPageSize - 1), 1);
+  if (e.state == tdx::SeptState::Mapped) return GuestAccess::Ok;
+  if (e.state != tdx::SeptState::Pending) return GuestAccess::Fault;
+  // The guest takes a #VE and accepts; a 2M accept of memory the host
+  // mapped at 4K fails with a size mismatch and the guest retries at 4K.
+  for (PgLevel level = accept_level;; level = PgLevel::k4K) {
+    const uint64_t span = pages_per_hpage(level) * kPageSize;
+    const auto a = module_->tdg_mem_page_accept(v.id, gpa & ~(span - 1), tdx::tdx_level(level));
+    v.accepts.fetch_add(1, std::memory_order_relaxed);
+    using Outcome = tdx::AcceptResult::Outcome;
+    if (a.outcome == Outcome::Accepted) return GuestAccess::Ok;
+    if (a.outcome == Outcome::Status) {
+      const tdx::Status st = tdx::status_base(a.status);
+      if (st == tdx::TDX_PAGE_ALREADY_ACCEPTED) return GuestAccess::Ok;
+      if (st == tdx::TDX_PAGE_SIZE_MISMATCH && level > PgLevel::k4K) continue;
+      return GuestAccess::Fault;
+    }
+    // The exit of an accept below the size of a PENDING mapping: KVM splits
+    // it (tdx_handle_mismatched_accept), and the guest retries the accept.
+    if (tdx::is_leaf_state(a.state) && a.walk_level > tdx::tdx_level(level)) {
+      module_->vcpu_ept_violation(v.id, true);
+      exit_guest(v);
+      // A failed split (no memory) leaves the mapping as it was: the accept
+      // exits again and the split is retried.
+      sync::ReadGuard slots(slots_lock_);
+      handle_mismatched_accept(v, Gfn::from_gpa(gpa4k), level);
+      return GuestAccess::Retry;
+    }
+    *fault_cap = level;
+    return GuestAccess::Fault;
+  }
+}
+
 // What the CPU would find walking the direct root for a shared GPA.
 bool Vm::hw_translation_ok(Vcpu& v, uint64_t gpa, bool write) {
   if (!v.root) return false;
@@ -190,7 +230,7 @@ bool Vm::hw_translation_ok(Vcpu& v, uint64_t gpa, bool write) {
   return false;
 }
 
-ExitReason Vm::vcpu_access(int vcpu, uint64_t gpa, bool write) {
+ExitReason Vm::vcpu_access(int vcpu, uint64_t gpa, bool write, PgLevel accept_level) {
   if (vcpu < 0 || vcpu >= nr_vcpus() || unusable()) return ExitReason::VmDead;
   Vcpu& v = *vcpus_[vcpu];
   sync::RcuThread rcu_thread;
@@ -223,21 +263,11 @@ ExitReason Vm::vcpu_access(int vcpu, uint64_t gpa, bool write) {
       }
     }
     bool ok;
+    PgLevel fault_cap = PgLevel::k1G;
     if (is_private) {
-      const uint64_t gpa4k = gpa & ~(kPageSize - 1);
-      const auto e = module_->read_entry(gpa4k, 0);
-      if (e.state == tdx::SeptState::Mapped) {
-        ok = true;
-      } else if (e.state == tdx::SeptState::Pending) {
-        // The guest takes a #VE and accepts the page.
-        const auto a = module_->tdg_mem_page_accept(vcpu, gpa4k, 0);
-        v.accepts.fetch_add(1, std::memory_order_relaxed);
-        ok = a.outcome == tdx::AcceptResult::Outcome::Accepted ||
-             (a.outcome == tdx::AcceptResult::Outcome::Status &&
-              tdx::status_base(a.status) == tdx::TDX_PAGE_ALREADY_ACCEPTED);
-      } else {
-        ok = false;
-      }
+      const GuestAccess g = guest_private_access(v, gpa, accept_level, &fault_cap);
+      if (g == GuestAccess::Retry) continue;
+      ok = g == GuestAccess::Ok;
     } else {
       ok = hw_translation_ok(v, gpa, write);
     }
@@ -248,7 +278,7 @@ ExitReason Vm::vcpu_access(int vcpu, uint64_t gpa, bool write) {
     // EPT violation: exit to KVM, handle the fault, re-enter.
     if (module_) module_->vcpu_ept_violation(vcpu, is_private);
     exit_guest(v);
-    const ExitReason r = vcpu_fault(vcpu, gpa, write);
+    const ExitReason r = vcpu_fault(vcpu, gpa, write, fault_cap);
     if (r != ExitReason::None) return r;
   }
   exit_guest(v);
