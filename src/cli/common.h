@@ -4,6 +4,8 @@
 #include <CLI/CLI.hpp>
 #include <string>
 
+#include "workload/workload.h"
+
 namespace mirrormmu::cli {
 
 // One line on stderr, exit status 2.
@@ -18,5 +20,12 @@ Command add_run(CLI::App& app);
 Command add_explore(CLI::App& app);
 Command add_replay(CLI::App& app);
 Command add_bench(CLI::App& app);
+Command add_compare(CLI::App& app);
+
+// The options of a workload run (all but --design), shared by run and compare.
+void add_workload_options(CLI::App* cmd, WorkloadConfig& cfg);
+// Exits 2 with one line if the options cannot describe a run.
+void validate_workload_options(const WorkloadConfig& cfg);
+std::string designs_help();
 
 }  // namespace mirrormmu::cli

@@ -12,6 +12,12 @@ std::string replay_command(const WorkloadConfig& c) {
   std::string s = fmt::format("mirrormmu run --workload {} --seed {} --design {} --gib {} --vcpus {}", c.name,
                               c.seed, c.design, c.gib, c.vcpus);
   if (c.ept_levels != 4) s += fmt::format(" --ept-levels {}", c.ept_levels);
+  if (c.huge_pages) s += " --huge-pages";
+  if (!c.eager_page_split) s += " --no-eager-split";
+  if (c.dynamic_pamt) s += " --dpamt";
+  if (c.external_spt_policy != ExternalSptPolicy::KvmCache)
+    s += fmt::format(" --external-spt {}", external_spt_policy_name(c.external_spt_policy));
+  if (c.split_alloc != SplitAlloc::Prefilled) s += fmt::format(" --split-alloc {}", split_alloc_name(c.split_alloc));
   if (c.resched_interval) s += fmt::format(" --resched-interval {}", c.resched_interval);
   if (!c.threads) s += " --inline";
   return s;
@@ -49,6 +55,19 @@ std::vector<SeamcallRow> seamcall_rows(const RunOutcome& r) {
 
 }  // namespace
 
+std::string format_page_flow(const PfnPool& pool) {
+  std::string out = "page flow by owner         allocated  handed in     freed  handed on  outstanding\n";
+  for (size_t i = 1; i < kPageOwnerCount; i++) {
+    const auto o = static_cast<PageOwner>(i);
+    const auto f = pool.flow(o);
+    if (f.allocated + f.transferred_in == 0) continue;
+    const int64_t left = int64_t(f.allocated + f.transferred_in) - int64_t(f.freed + f.transferred_out);
+    out += fmt::format("  {:<22} {:>10} {:>10} {:>9} {:>10} {:>12}\n", page_owner_name(o), f.allocated,
+                       f.transferred_in, f.freed, f.transferred_out, left);
+  }
+  return out;
+}
+
 std::string format_summary(const RunOutcome& r) {
   const WorkloadConfig& c = r.config;
   Vm& vm = *r.vm;
@@ -59,6 +78,9 @@ std::string format_summary(const RunOutcome& r) {
   line(fmt::format("workload {}: {} GiB of guest RAM, {} vCPUs, {}-level EPT, design {}, host pool {} MiB",
                    c.name, c.gib, c.vcpus, c.ept_levels, c.design,
                    (vm.config().pool_pages << kPageShift) >> 20));
+  line(fmt::format("private huge pages: {}; external_spt from {}; split tables {}; Dynamic PAMT {}",
+                   c.huge_pages ? "2M" : "off (4K)", external_spt_policy_name(c.external_spt_policy),
+                   split_alloc_name(c.split_alloc), c.dynamic_pamt ? "on" : "off"));
   line(fmt::format("engine: {}", c.threads ? fmt::format("native, {} vCPU threads beside the VMM thread", c.vcpus)
                                              : std::string("inline, one thread (exactly replayable)")));
   line(fmt::format("operations: {}, wall time {:.2f} s", r.result.ops, r.result.seconds));
@@ -111,6 +133,12 @@ std::string format_summary(const RunOutcome& r) {
     line(fmt::format("mmu_lock: {} shared, {} exclusive acquisitions; remote TLB flushes: {}; yields: {}",
                      vm.mmu().mmu_lock().read_acquisitions(), vm.mmu().mmu_lock().write_acquisitions(),
                      ck->tlb_flushes(), vm.mmu().stats().yields.load()));
+    const VmOpStats o = vm.op_stats();
+    line(fmt::format("huge pages: {} splits ({} tables allocated for them), {} demotions (PAGE.DEMOTE), "
+                     "{} guest 4K accepts inside a 2M mapping",
+                     vm.mmu().stats().splits.load(), vm.mmu().stats().split_allocs.load(),
+                     vm.tdx() ? vm.tdx()->stats().demotes : 0, o.accept_mismatches));
+    out += format_page_flow(vm.pool());
     if (!ck->ok()) {
       line("");
       const Violation& v = ck->violations().front();
@@ -176,6 +204,19 @@ nlohmann::json summary_json(const RunOutcome& r) {
     if (const uint64_t n = r.vm->bugs().hits(static_cast<Site>(i))) sites[std::string(site_info(static_cast<Site>(i)).id)] = n;
   j["bug_sites"] = sites;
   j["vm_bugged"] = r.vm->bugs().bugged();
+  j["mmu_lock"] = {{"shared", r.vm->mmu().mmu_lock().read_acquisitions()},
+                   {"exclusive", r.vm->mmu().mmu_lock().write_acquisitions()}};
+  j["splits"] = r.vm->mmu().stats().splits.load();
+  j["demotes"] = r.vm->tdx() ? r.vm->tdx()->stats().demotes : 0;
+  j["accept_mismatches"] = r.vm->op_stats().accept_mismatches;
+  json flow = json::object();
+  for (size_t i = 1; i < kPageOwnerCount; i++) {
+    const auto f = r.vm->pool().flow(static_cast<PageOwner>(i));
+    if (f.allocated + f.transferred_in == 0) continue;
+    flow[page_owner_name(static_cast<PageOwner>(i))] = {
+        {"allocated", f.allocated}, {"freed", f.freed}, {"in", f.transferred_in}, {"out", f.transferred_out}};
+  }
+  j["page_flow"] = flow;
   return j;
 }
 

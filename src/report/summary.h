@@ -11,6 +11,8 @@ namespace mirrormmu {
 // The command line that replays this run exactly.
 std::string replay_command(const WorkloadConfig& c);
 std::string format_summary(const RunOutcome& r);
+// How pages went out and came back, per owner (PfnPool::flow).
+std::string format_page_flow(const PfnPool& pool);
 nlohmann::json summary_json(const RunOutcome& r);
 
 }  // namespace mirrormmu

@@ -58,12 +58,13 @@ bool Driver::parallel(const std::string& name, int vcpus, const std::function<in
   });
 }
 
-int touch_pages(Vm& vm, int vcpu, uint64_t gpa, uint64_t npages, bool write, std::mt19937_64* rng) {
+int touch_pages(Vm& vm, int vcpu, uint64_t gpa, uint64_t npages, bool write, std::mt19937_64* rng,
+                PgLevel accept_level) {
   std::vector<uint64_t> order(npages);
   for (uint64_t i = 0; i < npages; i++) order[i] = gpa + (i << kPageShift);
   if (rng) std::shuffle(order.begin(), order.end(), *rng);
   for (uint64_t p : order) {
-    switch (vm.vcpu_access(vcpu, p, write)) {
+    switch (vm.vcpu_access(vcpu, p, write, accept_level)) {
       case ExitReason::None:
       case ExitReason::Mmio: break;
       case ExitReason::VmDead: return -EIO;
@@ -81,6 +82,11 @@ VmConfig td_vm_config(const WorkloadConfig& c, uint64_t pool_pages) {
   v.nr_vcpus = c.vcpus;
   v.design = c.design;
   v.pool_pages = pool_pages;
+  v.huge_pages = c.huge_pages;
+  v.eager_page_split = c.eager_page_split;
+  v.dynamic_pamt = c.dynamic_pamt;
+  v.external_spt_policy = c.external_spt_policy;
+  v.split_alloc = c.split_alloc;
   return v;
 }
 

@@ -15,9 +15,17 @@ RunOutcome run_workload(const WorkloadConfig& cfg) {
     out.result.exit_code = 2;
     return out;
   }
+  const VmConfig vc = w->vm_config(cfg);
+  // A design that cannot do what the run asks says so instead of running a
+  // different experiment.
+  if (std::string why = vm_config_refusal(vc); !why.empty()) {
+    out.result.error = why;
+    out.result.exit_code = 2;
+    return out;
+  }
   sync::RcuThread rcu_thread;
   const auto t0 = std::chrono::steady_clock::now();
-  out.vm = std::make_unique<Vm>(w->vm_config(cfg), cfg.inject);
+  out.vm = std::make_unique<Vm>(vc, cfg.inject);
   out.vm->mmu().set_resched_interval(cfg.resched_interval);
   out.vm->pool().fail_after(cfg.pool_fail_after);
   if (cfg.check) {

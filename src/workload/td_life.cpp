@@ -31,9 +31,15 @@ VmConfig td_life_vm(const WorkloadConfig& c) {
 }
 
 // Touches every page of [gpa, gpa + size) from `vcpu` in a random order.
-int touch(Vm& vm, int vcpu, uint64_t gpa, uint64_t size, bool write, std::mt19937_64& rng) {
-  return touch_pages(vm, vcpu, gpa, size >> kPageShift, write, &rng);
+int touch(Vm& vm, int vcpu, uint64_t gpa, uint64_t size, bool write, std::mt19937_64& rng,
+          PgLevel accept_level = PgLevel::k4K) {
+  return touch_pages(vm, vcpu, gpa, size >> kPageShift, write, &rng, accept_level);
 }
+
+// How the guest accepts the chunk it populates: Linux accepts 2M at a time
+// where it can; every fourth chunk is accepted page by page, which inside a
+// 2M private mapping makes KVM demote it (and never map it huge again).
+PgLevel populate_accept_level(uint64_t chunk) { return chunk % 4 == 3 ? PgLevel::k4K : PgLevel::k2M; }
 
 bool td_life_run(Driver& d, const WorkloadConfig& c, std::mt19937_64& rng) {
   Vm& vm = d.vm();
@@ -61,14 +67,14 @@ bool td_life_run(Driver& d, const WorkloadConfig& c, std::mt19937_64& rng) {
       std::mt19937_64 vrng(c.seed * 1000003 + v);
       for (uint64_t i = 0; i < chunks; i++)
         if (vcpu_of_chunk(i) == v)
-          if (int r = touch(vm, v, kRamGpa + i * kChunk, kChunk, true, vrng)) return r;
+          if (int r = touch(vm, v, kRamGpa + i * kChunk, kChunk, true, vrng, populate_accept_level(i))) return r;
       return 0;
     });
   } else {
     for (uint64_t i = 0; i < chunks && !d.failed(); i++) {
       const uint64_t gpa = kRamGpa + i * kChunk;
       d.op(fmt::format("vCPU{} populates private {:#x}+2M", vcpu_of_chunk(i), gpa),
-           [&] { return touch(vm, vcpu_of_chunk(i), gpa, kChunk, true, rng); });
+           [&] { return touch(vm, vcpu_of_chunk(i), gpa, kChunk, true, rng, populate_accept_level(i)); });
     }
   }
 

@@ -22,6 +22,11 @@ struct WorkloadConfig {
   double gib = 0.5;           // guest RAM of the TD
   int vcpus = 2;
   std::string design = "baseline";
+  bool huge_pages = false;        // 2M private mappings (the design must split them)
+  bool eager_page_split = true;
+  bool dynamic_pamt = false;
+  ExternalSptPolicy external_spt_policy = ExternalSptPolicy::KvmCache;
+  SplitAlloc split_alloc = SplitAlloc::Prefilled;
   int ept_levels = 4;
   unsigned resched_interval = 0;  // force yields in long walks (0: off)
   // Native engine: vCPUs on their own threads, faulting concurrently under
@@ -78,7 +83,8 @@ class Driver {
 
 // The guest touches npages pages from gpa, in a random order when `rng` is
 // given. Returns 0, or -EIO (VM dead), -ENOMEM, -EFAULT (any other exit but MMIO).
-int touch_pages(Vm& vm, int vcpu, uint64_t gpa, uint64_t npages, bool write, std::mt19937_64* rng = nullptr);
+int touch_pages(Vm& vm, int vcpu, uint64_t gpa, uint64_t npages, bool write, std::mt19937_64* rng = nullptr,
+                PgLevel accept_level = PgLevel::k4K);
 // A TD's VmConfig from the user's workload config.
 VmConfig td_vm_config(const WorkloadConfig& c, uint64_t pool_pages);
 

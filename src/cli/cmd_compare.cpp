@@ -1,0 +1,82 @@
+// mirrormmu compare --designs A,B[,C] [workload options]
+#include <fmt/format.h>
+
+#include <cstdio>
+#include <fstream>
+
+#include "cli/common.h"
+#include "mmu/design.h"
+#include "report/compare.h"
+#include "report/summary.h"
+#include "workload/runner.h"
+
+namespace mirrormmu::cli {
+
+namespace {
+
+WorkloadConfig g_cfg;
+std::vector<std::string> g_designs;
+std::string g_json;
+bool g_full = false;
+
+int run() {
+  validate_workload_options(g_cfg);
+  if (g_designs.size() < 2) usage_error("--designs needs at least two designs, e.g. baseline,centralized");
+  for (const auto& d : g_designs)
+    if (!find_design(d)) usage_error("unknown design '" + d + "' (see mirrormmu run --help)");
+  std::printf("seed %llu\n", static_cast<unsigned long long>(g_cfg.seed));
+  std::fflush(stdout);
+
+  std::vector<CompareColumn> cols;
+  int rc = 0;
+  for (const auto& d : g_designs) {
+    WorkloadConfig c = g_cfg;
+    c.design = d;
+    RunOutcome r = run_workload(c);
+    CompareColumn col{d, "", nlohmann::json::object()};
+    if (r.result.exit_code == 2) {
+      // A design that cannot do what the workload asks is a finding, not a
+      // usage error: the other columns still run.
+      col.refused = r.result.error;
+    } else {
+      col.summary = summary_json(r);
+      if (r.result.exit_code) rc = 1;
+      if (g_full) std::fputs(format_summary(r).c_str(), stdout);
+    }
+    cols.push_back(std::move(col));
+  }
+  if (!g_json.empty()) {
+    nlohmann::json j = nlohmann::json::object();
+    for (const auto& c : cols) j[c.design] = c.refused.empty() ? c.summary : nlohmann::json{{"refused", c.refused}};
+    std::ofstream f(g_json);
+    if (!f) usage_error("cannot write '" + g_json + "'");
+    f << j.dump(2) << "\n";
+  }
+  std::fputs(fmt::format("\n{} GiB, {} vCPUs, workload {}, seed {}, {}, {}\n", g_cfg.gib, g_cfg.vcpus, g_cfg.name,
+                         g_cfg.seed, g_cfg.huge_pages ? "private huge pages" : "4K private pages",
+                         g_cfg.threads ? "vCPU threads" : "one thread")
+                 .c_str(),
+             stdout);
+  std::fputs(format_compare(cols).c_str(), stdout);
+  return rc;
+}
+
+}  // namespace
+
+Command add_compare(CLI::App& app) {
+  auto* cmd = app.add_subcommand(
+      "compare", "run the same workload and seed under several hook designs and print them side by side");
+  cmd->add_option("--designs", g_designs, "comma-separated designs to compare (see `run --help` for the list)")
+      ->delimiter(',')
+      ->required();
+  add_workload_options(cmd, g_cfg);
+  // Columns are only comparable when every design sees the same
+  // interleaving: one thread by default, vCPU threads on request.
+  g_cfg.threads = false;
+  cmd->add_flag("--threads", g_cfg.threads, "run vCPUs on their own threads (counts then vary from run to run)");
+  cmd->add_flag("--full", g_full, "also print each design's full run summary");
+  cmd->add_option("--json", g_json, "also write every design's summary as JSON to FILE");
+  return {cmd, &run};
+}
+
+}  // namespace mirrormmu::cli

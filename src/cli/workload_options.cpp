@@ -1,0 +1,70 @@
+// The options that describe a workload run, shared by `run` and `compare`.
+#include <fmt/format.h>
+
+#include <cmath>
+
+#include "cli/common.h"
+#include "mmu/design.h"
+#include "workload/workload.h"
+
+namespace mirrormmu::cli {
+
+std::string designs_help() {
+  std::string s = "hook design, one of:";
+  for (const auto& d : designs()) s += fmt::format("\n  {:<12} {}", d.name, d.description);
+  return s;
+}
+
+namespace {
+
+std::string workloads_help() {
+  std::string s = "workload, one of:";
+  for (const auto& w : workloads()) s += fmt::format("\n  {:<12} {}", w.name, w.description);
+  return s;
+}
+
+}  // namespace
+
+void add_workload_options(CLI::App* cmd, WorkloadConfig& cfg) {
+  cmd->add_option("--workload", cfg.name, workloads_help())->capture_default_str();
+  cmd->add_option("--seed", cfg.seed, "random seed (printed first; replays the run)")->capture_default_str();
+  cmd->add_option("--gib", cfg.gib, "guest RAM of the TD in GiB (fractions allowed)")->capture_default_str();
+  cmd->add_option("--vcpus", cfg.vcpus, "number of vCPUs")->check(CLI::Range(1, 64))->capture_default_str();
+  cmd->add_option("--ept-levels", cfg.ept_levels, "EPT/S-EPT levels (4 or 5)")
+      ->check(CLI::IsMember({4, 5}))
+      ->capture_default_str();
+  cmd->add_option("--resched-interval", cfg.resched_interval,
+                  "force a yield every N iterator steps in long walks (0: only on contention)");
+  cmd->add_flag("--huge-pages", cfg.huge_pages,
+                "map private memory with 2M pages once the TD runs (demoted on 4K accepts and conversions); "
+                "the design must be able to split them");
+  cmd->add_flag("!--no-eager-split", cfg.eager_page_split,
+                "do not split huge pages when dirty logging starts (write faults split them)");
+  cmd->add_flag("--dpamt", cfg.dynamic_pamt,
+                "Dynamic PAMT: 4K private and S-EPT pages need a PAMT page pair per 2M region");
+  cmd->add_option("--external-spt", cfg.external_spt_policy,
+                  "who allocates sp->external_spt: kvm-cache (vCPU cache, per-VM for splits) or tdx-pool "
+                  "(TDX pre-allocates); the MMU frees it either way")
+      ->transform(CLI::CheckedTransformer(
+          std::map<std::string, ExternalSptPolicy>{{"kvm-cache", ExternalSptPolicy::KvmCache},
+                                                   {"tdx-pool", ExternalSptPolicy::TdxPool}}))
+      ->default_str("kvm-cache");
+  cmd->add_option("--split-alloc", cfg.split_alloc,
+                  "what a table allocated for a split holds before it is written: prefilled "
+                  "(SHADOW_NONPRESENT_VALUE) or unfilled (the checker flags any entry left unwritten)")
+      ->transform(CLI::CheckedTransformer(std::map<std::string, SplitAlloc>{
+          {"prefilled", SplitAlloc::Prefilled}, {"unfilled", SplitAlloc::Unfilled}}))
+      ->default_str("prefilled");
+  cmd->add_flag("!--no-check", cfg.check, "skip the invariant checks (for timing)");
+  cmd->add_flag("!--inline", cfg.threads,
+                "run every operation on this thread, one after another (exactly replayable); by default "
+                "vCPUs run on their own threads (native engine)");
+}
+
+void validate_workload_options(const WorkloadConfig& cfg) {
+  if (!find_workload(cfg.name)) usage_error("unknown workload '" + cfg.name + "' (see --help)");
+  if (!(cfg.gib > 0) || cfg.gib > 1024 || !std::isfinite(cfg.gib))
+    usage_error(fmt::format("--gib must be in (0, 1024], got {}", cfg.gib));
+}
+
+}  // namespace mirrormmu::cli
