@@ -105,6 +105,7 @@ ExecResult run_execution(const Scenario& s, sync::DetStrategy& strategy, const E
   vc.pool_pages = s.pool_pages;
   vc.design = cfg.design;
   vc.nr_vcpus = s.vcpus;
+  vc.huge_pages = s.huge_pages;
   // Every injectable point consults the engine through the injector.
   auto inject = std::make_unique<FaultInjector>();
   auto vm = std::make_unique<Vm>(vc, inject.get());

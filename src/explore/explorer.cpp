@@ -131,6 +131,13 @@ Schedule shrink(const Schedule& failing, const std::string& invariant, uint64_t*
 std::optional<ExploreReport> explore(const ExploreConfig& cfg, const Progress& progress, std::string* error) {
   auto sc = load_scenario(cfg.scenario, cfg.scale, error);
   if (!sc) return std::nullopt;
+  VmConfig vc;
+  vc.design = cfg.design;
+  vc.huge_pages = sc->huge_pages;
+  if (std::string why = vm_config_refusal(vc); !why.empty()) {
+    if (error) *error = "scenario " + sc->name + ": " + why;
+    return std::nullopt;
+  }
   ExploreReport rep;
   const auto t0 = std::chrono::steady_clock::now();
   const auto elapsed = [&] { return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(); };

@@ -125,12 +125,13 @@ const char* op_kind_name(OpKind k) {
     case OpKind::DirtyLog: return "dirty_log";
     case OpKind::GetDirtyLog: return "get_dirty_log";
     case OpKind::ZeroStep: return "zero_step";
+    case OpKind::Fault: return "fault";
   }
   return "?";
 }
 
 std::optional<OpKind> op_kind_from_name(const std::string& s) {
-  for (int i = 0; i <= static_cast<int>(OpKind::ZeroStep); i++)
+  for (int i = 0; i <= static_cast<int>(OpKind::Fault); i++)
     if (s == op_kind_name(static_cast<OpKind>(i))) return static_cast<OpKind>(i);
   return std::nullopt;
 }
@@ -138,8 +139,8 @@ std::optional<OpKind> op_kind_from_name(const std::string& s) {
 std::string Op::describe() const {
   switch (kind) {
     case OpKind::Access:
-      return fmt::format("vcpu{} {} {} {:#x}+{}p", vcpu, flag ? "writes" : "reads", shared ? "shared" : "private", gpa,
-                         npages);
+      return fmt::format("vcpu{} {} {} {:#x}+{}p{}", vcpu, flag ? "writes" : "reads", shared ? "shared" : "private",
+                         gpa, npages, accept_2m ? " accepting 2M" : "");
     case OpKind::Convert:
       return fmt::format("convert {:#x}+{}p to {}", gpa, npages, flag ? "private" : "shared");
     case OpKind::Punch: return fmt::format("punch hole {:#x}+{}p", gpa, npages);
@@ -147,6 +148,7 @@ std::string Op::describe() const {
     case OpKind::DirtyLog: return fmt::format("dirty logging {} on memslot {}", flag ? "on" : "off", slot);
     case OpKind::GetDirtyLog: return fmt::format("get dirty log of memslot {}", slot);
     case OpKind::ZeroStep: return fmt::format("arm zero-step on vcpu{}", vcpu);
+    case OpKind::Fault: return fmt::format("EPT violation on vcpu{} at {:#x}", vcpu, gpa);
   }
   return "?";
 }
@@ -156,7 +158,8 @@ int run_op(Vm& vm, const Op& op) {
     case OpKind::Access: {
       const uint64_t alias = op.shared ? vm.shared_gpa_bit() : 0;
       for (uint64_t i = 0; i < op.npages; i++) {
-        const ExitReason r = vm.vcpu_access(op.vcpu, (op.gpa + i * kPageSize) | alias, op.flag);
+        const ExitReason r = vm.vcpu_access(op.vcpu, (op.gpa + i * kPageSize) | alias, op.flag,
+                                            op.accept_2m ? PgLevel::k2M : PgLevel::k4K);
         // A racing conversion or deletion legitimately sends the vCPU to
         // userspace; only a dead VM stops the thread.
         if (r == ExitReason::VmDead) return -EIO;
@@ -168,12 +171,57 @@ int run_op(Vm& vm, const Op& op) {
     case OpKind::DeleteMemslot: return vm.delete_memslot(op.slot);
     case OpKind::DirtyLog: return vm.set_dirty_logging(op.slot, op.flag);
     case OpKind::GetDirtyLog: return vm.get_dirty_log(op.slot) ? 0 : -EINVAL;
+    case OpKind::Fault:
+      return vm.vcpu_fault(op.vcpu, op.gpa, op.flag) == ExitReason::VmDead ? -EIO : 0;
     case OpKind::ZeroStep:
       if (!vm.module()) return -EINVAL;
       while (!vm.module()->zero_step_active(op.vcpu)) vm.module()->vcpu_ept_violation(op.vcpu, true);
       return 0;
   }
   return -EINVAL;
+}
+
+// Private huge pages: a 2M private mapping, still PENDING (the setup only
+// faults it in), that one vCPU accepts at 4K (the exclusive split: BLOCK,
+// TRACK + kick, DEMOTE) while the other accepts at 2M and the VMM converts
+// a range that cuts it.
+Scenario accept_4k_vs_2m(int k) {
+  Scenario s = base("accept-4k-vs-2m",
+                    "vCPU0 accepts 4K pages inside a PENDING 2M mapping (demotion) while vCPU1 accepts 2M "
+                    "and the VMM converts a range that cuts it",
+                    512);
+  s.huge_pages = true;
+  Op fault = simple(OpKind::Fault, 1);
+  fault.gpa = kRam;
+  fault.flag = true;
+  s.setup = {fault};
+  Op accept2m = access(1, kRam + 300 * k4K, uint64_t(k), true);
+  accept2m.accept_2m = true;
+  s.threads = {{"vcpu0", {access(0, kRam + 5 * k4K, uint64_t(k), true)}},
+               {"vcpu1", {accept2m}},
+               {"vmm", {convert(kRam + 100 * k4K, uint64_t(k), false)}}};
+  return s;
+}
+
+// Two 2M private mappings, both accepted at 2M, then the VMM punches a hole
+// that cuts both (head and tail split) while a vCPU keeps touching them.
+Scenario punch_cuts_2m(int k) {
+  Scenario s = base("punch-cuts-2m",
+                    "the VMM punches a hole across the boundary of two accepted 2M private mappings while a "
+                    "vCPU touches both",
+                    1024);
+  s.slots = {{0, kRam, 4ull << 20, kMemGuestMemfd}};
+  s.pool_pages = 8192;
+  s.huge_pages = true;
+  Op a = access(0, kRam, 1, true), b = access(0, kRam + 512 * k4K, 1, true);
+  a.accept_2m = b.accept_2m = true;
+  s.setup = {a, b};
+  Op hole = simple(OpKind::Punch);
+  hole.gpa = kRam + 500 * k4K;
+  hole.npages = 24;
+  s.threads = {{"vcpu0", {access(0, kRam + 490 * k4K, uint64_t(k) + 1, true), access(0, kRam + 530 * k4K, uint64_t(k), true)}},
+               {"vmm", {hole}}};
+  return s;
 }
 
 const std::vector<ScenarioInfo>& builtin_scenarios() {
@@ -186,6 +234,10 @@ const std::vector<ScenarioInfo>& builtin_scenarios() {
       {"zero-step-vs-aug", "vCPU entry with zero-step mitigation against another vCPU's AUG", &zero_step_vs_aug},
       {"zero-step-vs-remove", "vCPU entry with zero-step mitigation against removal under the exclusive lock",
        &zero_step_vs_remove},
+      {"accept-4k-vs-2m", "a 4K accept demotes a PENDING 2M mapping while another vCPU accepts 2M and the VMM converts",
+       &accept_4k_vs_2m},
+      {"punch-cuts-2m", "a hole punched across two 2M private mappings (head and tail split) while a vCPU touches them",
+       &punch_cuts_2m},
   };
   return all;
 }
@@ -209,6 +261,7 @@ Op parse_op(const nlohmann::json& j) {
   o.npages = json_u64(j, "pages", 1);
   o.slot = static_cast<int>(json_u64(j, "slot", 0));
   o.shared = j.value("shared", false);
+  o.accept_2m = j.value("accept_2m", false);
   o.flag = j.value("write", false) || j.value("to_private", false) || j.value("on", false);
   if (o.npages == 0 || o.npages > (1u << 20)) throw std::runtime_error("'pages' must be in 1..1048576");
   if (o.gpa & (kPageSize - 1)) throw std::runtime_error("'gpa' must be 4K-aligned");
@@ -233,6 +286,7 @@ std::optional<Scenario> load_scenario(const std::string& name_or_file, int scale
     s.vcpus = static_cast<int>(json_u64(j, "vcpus", 2));
     s.pool_pages = json_u64(j, "pool_pages", 4096);
     s.private_pages = json_u64(j, "private_pages", 0);
+    s.huge_pages = j.value("huge_pages", false);
     if (s.vcpus < 1 || s.vcpus > 16) throw std::runtime_error("'vcpus' must be in 1..16");
     if (s.pool_pages < 1024 || s.pool_pages > (1ull << 24)) throw std::runtime_error("'pool_pages' must be in 1024..16M");
     for (const auto& js : j.at("slots")) {

@@ -20,6 +20,7 @@ enum class OpKind : uint8_t {
   DirtyLog,        // set_dirty_logging(slot, flag)
   GetDirtyLog,     // slot
   ZeroStep,        // arm zero-step mitigation on vcpu (6 private EPT violations)
+  Fault,           // an EPT violation on gpa handled by KVM, no guest accept (AUG leaves it PENDING)
 };
 const char* op_kind_name(OpKind k);
 std::optional<OpKind> op_kind_from_name(const std::string& s);
@@ -31,6 +32,7 @@ struct Op {
   uint64_t npages = 1;
   bool flag = false;   // Access: write; Convert: to private; DirtyLog: on
   bool shared = false; // Access: through the shared alias
+  bool accept_2m = false;  // Access: the guest accepts 2M at a time
   int slot = 0;
   std::string describe() const;
 };
@@ -55,6 +57,7 @@ struct Scenario {
   uint64_t pool_pages = 4096;
   std::vector<SlotSpec> slots;
   uint64_t private_pages = 0;  // pages from the first slot made private before finalize
+  bool huge_pages = false;     // 2M private mappings (needs a design that can split them)
   std::vector<Op> setup;       // run on one thread after finalize
   std::vector<ThreadSpec> threads;
 };

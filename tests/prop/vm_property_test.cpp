@@ -87,6 +87,7 @@ struct Op {
   uint32_t page = 0;
   uint32_t count = 1;  // pages
   bool overrun = false;  // Convert/PunchHole: do not clip the range to the slot
+  bool accept_2m = false;  // Access: the guest accepts 2M at a time (falls back to 4K)
 };
 
 std::ostream& operator<<(std::ostream& os, const Op& op) {
@@ -95,7 +96,7 @@ std::ostream& operator<<(std::ostream& os, const Op& op) {
       return os << "access vcpu" << op.vcpu
                 << (op.write ? (op.read_first ? " read+write " : " write ") : " read ")
                 << (op.priv ? "private" : "shared") << " slot" << op.slot << " pages [" << op.page
-                << ",+" << op.count << ")";
+                << ",+" << op.count << ")" << (op.priv && op.accept_2m ? " accepting 2M" : "");
     case OpKind::Fault:
       return os << "fault vcpu" << op.vcpu << (op.write ? " write " : " read ")
                 << (op.priv ? "private" : "shared") << " slot" << op.slot << " page " << op.page;
@@ -122,12 +123,15 @@ struct TdBuild {
   // Slot 1 dirty-logged before the guest ever touches it, so its pages are
   // first faulted in while logging is on (the selftests' usual order).
   bool log_slot1 = false;
+  // All of slot 0 made private before the operations (after finalize), as
+  // td-life does: the case where 2M private mappings are possible at once.
+  bool slot0_private = false;
 };
 
 std::ostream& operator<<(std::ostream& os, const TdBuild& s) {
   return os << "{init_mem_region slot0 [" << s.init_page << ",+" << s.init_pages << ")"
             << (s.finalize_first ? ", finalize" : ", no finalize")
-            << (s.log_slot1 ? ", dirty logging slot1 on" : "") << "}";
+            << (s.log_slot1 ? ", dirty logging slot1 on" : "") << (s.slot0_private ? ", slot0 private" : "") << "}";
 }
 
 // ---- generators ------------------------------------------------------------------
@@ -150,11 +154,13 @@ rc::Gen<bool> gen_bool() { return rc::gen::arbitrary<bool>(); }
 rc::Gen<Op> gen_op() {
   using namespace rc;
   auto access = gen::apply(
-      [](int vcpu, int slot, bool priv, bool write, bool read_first, uint32_t page, uint32_t count) {
-        return Op{OpKind::Access, vcpu, slot, priv, write, write && read_first, in_slot(slot, page), count};
+      [](int vcpu, int slot, bool priv, bool write, bool read_first, uint32_t page, uint32_t count, bool a2m) {
+        Op op{OpKind::Access, vcpu, slot, priv, write, write && read_first, in_slot(slot, page), count};
+        op.accept_2m = a2m;
+        return op;
       },
       gen::inRange(0, kVcpus), gen_slot(), gen_bool(), gen_bool(), gen_bool(), gen_page(),
-      gen::inRange<uint32_t>(1, 9));
+      gen::inRange<uint32_t>(1, 9), gen_bool());
   auto fault = gen::apply(
       [](int vcpu, int slot, bool priv, bool write, uint32_t page) {
         return Op{OpKind::Fault, vcpu, slot, priv, write, false, in_slot(slot, page), 1};
@@ -185,9 +191,11 @@ rc::Gen<Op> gen_op() {
 
 rc::Gen<TdBuild> gen_build() {
   return rc::gen::apply(
-      [](uint32_t page, uint32_t pages, bool fin, bool log) { return TdBuild{page, pages, fin, log}; },
+      [](uint32_t page, uint32_t pages, bool fin, bool log, bool priv) {
+        return TdBuild{page, pages, fin, log, priv};
+      },
       gen_page(), rc::gen::inRange<uint32_t>(0, 9),
-      rc::gen::weightedElement<bool>({{3, true}, {1, false}}), gen_bool());
+      rc::gen::weightedElement<bool>({{3, true}, {1, false}}), gen_bool(), gen_bool());
 }
 
 // RapidCheck scales integer ranges by the size parameter (at size 40,
@@ -313,6 +321,16 @@ std::string hex(uint64_t v) {
   return ss.str();
 }
 
+// The S-EPT leaf that maps gfn, at 4K or 2M, with the pfn of gfn itself.
+tdx::TdxModule::EntryView covering_leaf(Vm& vm, uint64_t gfn) {
+  auto e = vm.module()->read_entry(Gfn{gfn}.gpa(), 0);
+  if (e.pfn.valid() || e.state != tdx::SeptState::Free) return e;
+  constexpr uint64_t k2M = pages_per_hpage(PgLevel::k2M);
+  e = vm.module()->read_entry(Gfn{gfn & ~(k2M - 1)}.gpa(), 1);
+  if (tdx::is_leaf_state(e.state)) e.pfn = e.pfn + (gfn & (k2M - 1));
+  return e;
+}
+
 // Compares the tables with the model. Returns the discrepancies.
 std::vector<std::string> compare(Vm& vm, const Model& m) {
   Observed o = observe(vm);
@@ -344,7 +362,7 @@ std::vector<std::string> compare(Vm& vm, const Model& m) {
         err.push_back(std::string(side) + " root maps gfn " + hex(gfn) + " to pfn " + hex(pfn.v) +
                       ", the backing has " + hex(want.v));
       if (mirror) {
-        const auto e = vm.module()->read_entry(Gfn{gfn}.gpa(), 0);
+        const auto e = covering_leaf(vm, gfn);
         if (!tdx::is_leaf_state(e.state) || e.pfn != pfn)
           err.push_back("mirror leaf at gfn " + hex(gfn) + " pfn " + hex(pfn.v) + " but S-EPT has " +
                         tdx::sept_state_name(e.state) + " pfn " + hex(e.pfn.v));
@@ -362,7 +380,7 @@ std::vector<std::string> compare(Vm& vm, const Model& m) {
       err.push_back("private gfn " + hex(gfn) + " was accessed but is not in the mirror root");
       continue;
     }
-    const auto e = vm.module()->read_entry(Gfn{gfn}.gpa(), 0);
+    const auto e = covering_leaf(vm, gfn);
     const bool ok = accepted ? e.state == tdx::SeptState::Mapped
                              : tdx::is_leaf_state(e.state) && !tdx::is_blocked_state(e.state);
     if (!ok)
@@ -381,6 +399,10 @@ std::vector<std::string> compare(Vm& vm, const Model& m) {
 struct Variant {
   int ept_levels = 4;
   unsigned resched_interval = 0;
+  const char* design = "baseline";
+  bool huge_pages = false;
+  ExternalSptPolicy policy = ExternalSptPolicy::KvmCache;
+  SplitAlloc split_alloc = SplitAlloc::Prefilled;
 };
 
 // Runs `op` on the VM and the model; returns a discrepancy or "".
@@ -394,7 +416,8 @@ std::string step(Vm& vm, Model& m, const Op& op) {
     const uint64_t gfn = g.base().v + page;
     const uint64_t gpa = Gfn{gfn}.gpa() | (op.priv ? 0 : shared_bit);
     const ExitReason want = m.expected_exit(gfn, op.priv);
-    const ExitReason got = fault ? vm.vcpu_fault(op.vcpu, gpa, write) : vm.vcpu_access(op.vcpu, gpa, write);
+    const ExitReason got = fault ? vm.vcpu_fault(op.vcpu, gpa, write)
+                                 : vm.vcpu_access(op.vcpu, gpa, write, op.accept_2m ? PgLevel::k2M : PgLevel::k4K);
     if (got != want) {
       bad << "gpa " << hex(gpa) << " exited with " << exit_reason_name(got) << ", expected "
           << exit_reason_name(want) << "; ";
@@ -521,6 +544,10 @@ void run_case(const Variant& v, const TdBuild& build, const std::vector<Op>& ops
   cfg.ept_levels = v.ept_levels;
   cfg.pool_pages = kPoolPages;
   cfg.nr_vcpus = kVcpus;
+  cfg.design = v.design;
+  cfg.huge_pages = v.huge_pages;
+  cfg.external_spt_policy = v.policy;
+  cfg.split_alloc = v.split_alloc;
   Vm vm(cfg);
   RC_ASSERT(vm.create() == 0);
   if (v.resched_interval) vm.mmu().set_resched_interval(v.resched_interval);
@@ -554,6 +581,12 @@ void run_case(const Variant& v, const TdBuild& build, const std::vector<Op>& ops
     m.finalized = true;
     verify("finalize");
   }
+  if (build.slot0_private && build.finalize_first) {
+    RC_ASSERT(vm.set_memory_attributes(kSlots[0].gpa, kSlots[0].size, true) == 0);
+    m.drop_shared(kSlots[0].base().v, kSlots[0].base().v + kSlots[0].npages());
+    std::fill(m.priv_attr[0].begin(), m.priv_attr[0].end(), 1);
+    verify("slot0 private");
+  }
   if (build.log_slot1) {
     RC_ASSERT(vm.set_dirty_logging(1, true) == 0);
     m.logging = true;
@@ -568,6 +601,11 @@ void run_case(const Variant& v, const TdBuild& build, const std::vector<Op>& ops
     verify(name.str());
   }
 
+  // How often the huge-page paths ran (printed by RapidCheck per property).
+  if (v.huge_pages) {
+    RC_CLASSIFY(vm.mmu().stats().pages[1].load() > 0, "2M private mapping left");
+    RC_CLASSIFY(vm.tdx()->stats().demotes > 0, "demoted");
+  }
   vm.destroy();
   if (ck.check_end_of_life()) {
     std::string msg = "at end of life:";
@@ -597,6 +635,40 @@ RC_GTEST_PROP(VmProperty, MatchesReferenceModelWith5LevelEpt, ()) {
   const TdBuild build = *full_range(gen_build());
   const std::vector<Op> ops = *gen_ops();
   run_case(Variant{.ept_levels = 5}, build, ops);
+}
+
+}  // namespace
+}  // namespace mirrormmu::test
+
+namespace mirrormmu::test {
+namespace {
+
+// Every design that can split private huge pages, with 2M private mappings:
+// the guest's 4K accepts inside them and conversions that cut them demote.
+RC_GTEST_PROP(VmProperty, CentralizedWithPrivateHugePages, ()) {
+  run_case(Variant{.design = "centralized", .huge_pages = true}, *full_range(gen_build()), *gen_ops());
+}
+
+RC_GTEST_PROP(VmProperty, SplitHookWithPrivateHugePages, ()) {
+  run_case(Variant{.design = "split-hook", .huge_pages = true}, *full_range(gen_build()), *gen_ops());
+}
+
+RC_GTEST_PROP(VmProperty, SingleHookWithPrivateHugePages, ()) {
+  run_case(Variant{.design = "single-hook", .huge_pages = true}, *full_range(gen_build()), *gen_ops());
+}
+
+// The ownership variants: S-EPT pages from the TDX-side pool, and split
+// tables that are not pre-filled (the split must write every entry).
+RC_GTEST_PROP(VmProperty, TdxPoolAndUnfilledSplitTables, ()) {
+  run_case(Variant{.design = "centralized",
+                   .huge_pages = true,
+                   .policy = ExternalSptPolicy::TdxPool,
+                   .split_alloc = SplitAlloc::Unfilled},
+           *full_range(gen_build()), *gen_ops());
+}
+
+RC_GTEST_PROP(VmProperty, BaselineWithTheTdxPool, ()) {
+  run_case(Variant{.policy = ExternalSptPolicy::TdxPool}, *full_range(gen_build()), *gen_ops());
 }
 
 }  // namespace
