@@ -46,6 +46,7 @@ class CentralizedDesign : public HookDesign {
   }
 
   void removed_pt_mirror(TdpMmu& mmu, MmuPage& sp) override {
+    if (never_donated(sp)) return;
     // Void: a page the backend cannot take back is leaked by the backend.
     mmu.external()->reclaim_external_spt(sp.gfn, sp);
     note(mmu, HookKind::ReclaimExternalSpt, sp.gfn, sp.role.level, sp.external_spt.valid() ? 0 : -EIO);
@@ -91,6 +92,7 @@ class SingleHookDesign final : public CentralizedDesign {
     if (!table_removed) return CentralizedDesign::changed(mmu, gfn, old_spte, new_spte, level);
     warn_on_once(!sync::rcu_read_lock_held(), mmu.kvm(), Site::reclaim_without_rcu);
     MmuPage* child = spte_to_child_sp(mmu.pool(), old_spte);
+    if (child && never_donated(*child)) return;
     const int r = mmu.external()->set_external_spte(gfn, old_spte, new_spte, level);
     note(mmu, HookKind::SetExternalSpte, gfn, level, r);
     if (child) child->external_linked = false;

@@ -47,8 +47,15 @@ inline void remove_leaf(TdpMmu& mmu, Gfn gfn, uint64_t old_spte, PgLevel level) 
   note(mmu, HookKind::RemoveExternalSpte, gfn, level, 0);
 }
 
+// A removed table whose S-EPT page the module never took: a split whose
+// BLOCK, TRACK or DEMOTE failed (the VM is bugged) linked the mirror table
+// but never donated the page. RECLAIM of it would fail and leak it; it is
+// plain host memory, freed with the sp.
+inline bool never_donated(const MmuPage& sp) { return !sp.external_linked; }
+
 // [B] free_external_spt() once every child of a removed table is gone.
 inline void free_table(TdpMmu& mmu, MmuPage& sp) {
+  if (never_donated(sp)) return;
   const int r = mmu.external()->free_external_spt(sp.gfn, sp.role.level, sp.external_spt);
   note(mmu, HookKind::FreeExternalSpt, sp.gfn, sp.role.level, r);
   // Leak the page on failure: it may still be encrypted with the TD's key
