@@ -71,6 +71,10 @@ enum class BugKind : uint8_t { KvmBugOn, TdxBugOn, Warn, Bug, Lockdep };
   X(tdh_mr_finalize, TdxBugOn, "TDX_BUG_ON: TDH.MR.FINALIZE")                                 \
   X(tdh_release_hkid, TdxBugOn, "TDX_BUG_ON: HKID release sequence")                          \
   X(tdh_td_create, TdxBugOn, "TDX_BUG_ON: TD creation")                                       \
+  X(tdh_phymem_pamt_add, TdxBugOn, "TDX_BUG_ON: TDH.PHYMEM.PAMT.ADD (tdx_pamt_get)")           \
+  X(tdh_phymem_pamt_remove, Warn, "tdx_pamt_put: TDH.PHYMEM.PAMT.REMOVE failed (WARN only, pair leaked)") \
+  X(tdx_pamt_cache_empty, Warn, "tdx_pamt_get: PAMT cache empty (top-up bug)")                 \
+  X(tdx_pamt_put_unbalanced, Warn, "tdx_pamt_put: no reference held on the page's 2M region")  \
   X(lockdep_not_write, Lockdep, "lockdep_assert_held_write(&kvm->mmu_lock)")                  \
   X(lockdep_not_read, Lockdep, "lockdep_assert_held_read(&kvm->mmu_lock)")                    \
   X(lockdep_not_held, Lockdep, "lockdep_assert_held(&kvm->mmu_lock)")

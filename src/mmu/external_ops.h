@@ -68,6 +68,14 @@ class ExternalOps {
   // the sp either way.
   virtual int topup_external_cache(int vcpu, int min) { return -EOPNOTSUPP; }
   virtual Pfn alloc_external_spt(int vcpu) { return kInvalidPfn; }
+
+  // ---- memory the hooks themselves need --------------------------------------
+  // [P1] DPAMT: the leaf-map, link and split hooks may have to lend the TDX
+  // module a PAMT page pair, and they run under mmu_lock where nothing may be
+  // allocated. The MMU calls this wherever it tops up its own caches, outside
+  // mmu_lock: from the fault path with the vCPU's id, from the split
+  // allocation with -1 (the per-VM cache). 0 or -ENOMEM.
+  virtual int topup_private_mapping_cache(int vcpu) { return 0; }
 };
 
 }  // namespace mirrormmu

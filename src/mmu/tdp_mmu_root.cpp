@@ -68,6 +68,7 @@ int TdpMmu::mmu_topup_memory_caches(VcpuMmuCaches& c) {
                       ? (external_ ? external_->topup_external_cache(c.vcpu_id, min) : -EINVAL)
                       : c.external_spt_cache.topup(min, inject_);
     if (r) return r;
+    if (int r2 = external_ ? external_->topup_private_mapping_cache(c.vcpu_id) : 0) return r2;
   }
   if (int r = c.shadow_page_cache.topup(min, inject_)) return r;
   return c.page_header_cache.topup(min);

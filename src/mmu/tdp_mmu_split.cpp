@@ -50,6 +50,7 @@ MmuPage* TdpMmu::tdp_mmu_alloc_sp_for_split(bool mirror) {
   if (inject_ && inject_->check(InjectPoint::CacheTopup, false) != Injection::None) return nullptr;
   Pfn external = kInvalidPfn;
   if (mirror) {
+    if (external_ && external_->topup_private_mapping_cache(-1) != 0) return nullptr;
     if (cfg_.external_spt_policy == ExternalSptPolicy::TdxPool && external_ &&
         external_->topup_external_cache(-1, 1) != 0)
       return nullptr;

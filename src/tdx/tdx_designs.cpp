@@ -21,12 +21,23 @@ int TdxOps::tdx_sept_split_private_spte(Gfn gfn, PgLevel level, uint64_t old_spt
   if (kvm_bug_on(!new_sept_page.valid(), kvm_, Site::external_spt_null)) return -EIO;
   const uint64_t gpa = gfn.gpa();
   const int tl = tdx_level(level);
-  Ret r = tdh_do_no_vcpus([&] { return module_.tdh_mem_range_block(gpa, tl); });
-  if (tdx_bug_on(r.status, kvm_, Site::tdh_mem_range_block)) return -EIO;
-  if (tdx_track()) return -EIO;
-  // No UNBLOCK afterwards: DEMOTE leaves the 512 new leaves unblocked.
-  r = tdh_do_no_vcpus([&] { return module_.tdh_mem_page_demote(gpa, tl, new_sept_page); });
-  if (tdx_bug_on(r.status, kvm_, Site::tdh_mem_page_demote)) return -EIO;
+  const auto block_track_demote = [&](const DemotePamt& pair) {
+    Ret r = tdh_do_no_vcpus([&] { return module_.tdh_mem_range_block(gpa, tl); });
+    if (tdx_bug_on(r.status, kvm_, Site::tdh_mem_range_block)) return -EIO;
+    if (tdx_track()) return -EIO;
+    // No UNBLOCK afterwards: DEMOTE leaves the 512 new leaves unblocked.
+    r = tdh_do_no_vcpus(
+        [&] { return module_.tdh_mem_page_demote(gpa, tl, new_sept_page, pair.page0, pair.page1); });
+    if (tdx_bug_on(r.status, kvm_, Site::tdh_mem_page_demote)) return -EIO;
+    return 0;
+  };
+  // [P1 DPAMT] taken before the BLOCK, so that running short blocks nothing.
+  const Pfn range = spte::to_pfn(old_spte);
+  DemotePamt pair;
+  if (int err = tdx_pamt_demote_begin(new_sept_page, range, pair)) return err;
+  const int ret = block_track_demote(pair);
+  tdx_pamt_demote_end(new_sept_page, range, pair, ret == 0);
+  if (ret) return ret;
   stats_.demotes++;
   return 0;
 }
@@ -39,11 +50,13 @@ int TdxOps::tdx_sept_reclaim_private_spt(Pfn& external_spt) {
   // KVM never frees mirror page tables while the TD is alive.
   if (kvm_bug_on(module_.hkid_assigned(), kvm_, Site::tdx_free_hkid_assigned) ||
       tdx_reclaim_page(external_spt) != 0) {
-    // Leaked on purpose: the module may still own the page.
+    // Leaked on purpose: the module may still own the page (and so keeps
+    // its DPAMT reference).
     external_spt = kInvalidPfn;
     stats_.leaked_pages++;
     return -EIO;
   }
+  tdx_pamt_put(external_spt, PgLevel::k4K);
   return 0;
 }
 

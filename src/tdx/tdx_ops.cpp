@@ -17,7 +17,7 @@ const char* td_state_name(TdState s) {
 }
 
 TdxOps::TdxOps(TdxModule& module, PfnPool& pool, BugTracker& kvm, sync::MmuLock& mmu_lock)
-    : module_(module), pool_(pool), kvm_(kvm), mmu_lock_(mmu_lock) {}
+    : module_(module), pool_(pool), kvm_(kvm), mmu_lock_(mmu_lock), pamt_cache_(pool) {}
 
 void TdxOps::kick() {
   stats_.kicks++;
@@ -46,7 +46,12 @@ Ret TdxOps::tdh_do_no_vcpus(const std::function<Ret()>& fn) {
 }
 
 int TdxOps::link_external_spt(Gfn gfn, PgLevel level, Pfn external_spt) {
+  // [P1 DPAMT] the S-EPT page becomes a 4K TD page. The reference is taken
+  // at link time, the alternative proposed in the P1 thread, not when the
+  // cache allocates the page ([P1]'s page_get): the MMU's caches stay plain.
+  if (int err = tdx_pamt_get(external_spt, PgLevel::k4K, pamt_cache_)) return err;
   const Ret r = module_.tdh_mem_sept_add(gfn.gpa(), tdx_level(level), external_spt);
+  if (!r.ok()) tdx_pamt_put(external_spt, PgLevel::k4K);
   if (is_busy(r.status)) return -EBUSY;
   if (tdx_bug_on(r.status, kvm_, Site::tdh_mem_sept_add)) return -EIO;
   return 0;
@@ -54,26 +59,26 @@ int TdxOps::link_external_spt(Gfn gfn, PgLevel level, Pfn external_spt) {
 
 int TdxOps::set_external_spte(Gfn gfn, PgLevel level, uint64_t mirror_spte) {
   // [P1] patch 45: 2M once the TD is runnable, always 4K while it is built.
-  const PgLevel max = state_ == TdState::Runnable ? PgLevel::k2M : PgLevel::k4K;
+  const bool runnable = state_ == TdState::Runnable;
+  const PgLevel max = runnable ? PgLevel::k2M : PgLevel::k4K;
   if (kvm_bug_on(level > max, kvm_, Site::tdx_set_level)) return -EIO;
   // S-EPT leaves are always RWX: TDX handles every private fault as a write.
   warn_on_once(!spte::is_shadow_present(mirror_spte) || (mirror_spte & spte::kRwx) != spte::kRwx,
                kvm_, Site::tdx_set_not_rwx);
   const Pfn pfn = spte::to_pfn(mirror_spte);
-
-  if (state_ == TdState::Runnable) {
-    const Ret r = module_.tdh_mem_page_aug(gfn.gpa(), tdx_level(level), pfn);
-    if (is_busy(r.status)) return -EBUSY;
-    if (tdx_bug_on(r.status, kvm_, Site::tdh_mem_page_aug)) return -EIO;
-    return 0;
-  }
   // TD build: only KVM_TDX_INIT_MEM_REGION may map private memory, and it
   // supplies the source page to measure and encrypt.
-  if (kvm_bug_on(pre_fault_allowed_ || !page_add_src_.valid(), kvm_, Site::tdx_page_add_state)) return -EIO;
-  const Ret r = module_.tdh_mem_page_add(gfn.gpa(), tdx_level(level), pfn, page_add_src_);
+  if (!runnable && kvm_bug_on(pre_fault_allowed_ || !page_add_src_.valid(), kvm_, Site::tdx_page_add_state))
+    return -EIO;
+  // [P1 DPAMT] a 4K leaf needs its region's pair (a no-op at 2M).
+  if (int err = tdx_pamt_get(pfn, level, pamt_cache_)) return err;
+  const Ret r = runnable ? module_.tdh_mem_page_aug(gfn.gpa(), tdx_level(level), pfn)
+                         : module_.tdh_mem_page_add(gfn.gpa(), tdx_level(level), pfn, page_add_src_);
+  if (r.ok()) return 0;
+  tdx_pamt_put(pfn, level);
   if (is_busy(r.status)) return -EBUSY;
-  if (tdx_bug_on(r.status, kvm_, Site::tdh_mem_page_add)) return -EIO;
-  return 0;
+  tdx_bug_on(r.status, kvm_, runnable ? Site::tdh_mem_page_aug : Site::tdh_mem_page_add);
+  return -EIO;
 }
 
 int TdxOps::tdx_track() {
@@ -116,6 +121,9 @@ void TdxOps::remove_external_spte(Gfn gfn, PgLevel level, uint64_t mirror_spte) 
       return;
     tdx_quirk_reset_page(pfn + i);
   }
+  // [P1 DPAMT] the module dropped the page's 4K entry (a no-op for 2M). Last,
+  // as in the kernel: a failure above bugs the VM and keeps the reference.
+  tdx_pamt_put(pfn, level);
 }
 
 int TdxOps::tdx_reclaim_page(Pfn page) {
@@ -131,7 +139,9 @@ int TdxOps::free_external_spt(Gfn gfn, PgLevel level, Pfn external_spt) {
   // KVM never frees mirror page tables while the TD is alive.
   if (kvm_bug_on(module_.hkid_assigned(), kvm_, Site::tdx_free_hkid_assigned)) return -EIO;
   const int r = tdx_reclaim_page(external_spt);
+  // A page that failed reclaim is the module's still: its reference stays.
   if (r) stats_.leaked_pages++;
+  else tdx_pamt_put(external_spt, PgLevel::k4K);
   return r;
 }
 

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <functional>
 #include <mutex>
+#include <unordered_map>
 #include <vector>
 
 #include "base/bug.h"
@@ -37,6 +38,46 @@ struct TdxOpsStats {
   uint64_t leaked_pages = 0;      // failed reclaims, leaked on purpose
   uint64_t demotes = 0;           // huge private leaves split (PAGE.DEMOTE)
   uint64_t pool_handouts = 0;     // S-EPT pages handed out of the TDX-side pool
+  uint64_t demote_pamt_pairs = 0; // DPAMT pairs lent to PAGE.DEMOTE for the split range
+};
+
+// ---- Dynamic PAMT (tdx_pamt.cpp) ---------------------------------------------
+
+// A tdx_pamt_cache: pages (owner Pamt) allocated outside mmu_lock, so that a
+// hook running under it can lend the module a region's page pair.
+class PamtCache {
+ public:
+  explicit PamtCache(PfnPool& pool) : pool_(pool) {}
+  ~PamtCache() { free_all(); }
+  PamtCache(const PamtCache&) = delete;
+  PamtCache& operator=(const PamtCache&) = delete;
+
+  // Fills up to `min` pages; -ENOMEM when the pool runs dry (what was
+  // allocated stays for the next try).
+  int topup(size_t min);
+  Pfn take();               // kInvalidPfn when empty
+  void give_back(Pfn page);
+  void free_all();
+  size_t size() const { return n_.load(std::memory_order_relaxed); }
+
+ private:
+  PfnPool& pool_;
+  std::vector<Pfn> pages_;
+  // pages_.size(), readable without the owner's lock (the top-up fast path).
+  std::atomic<size_t> n_{0};
+};
+
+// The global pamt_lock, a spinlock held across PAMT.ADD/REMOVE. A real
+// mutex would deadlock the deterministic engine (one virtual thread runs at
+// a time and a SEAMCALL is a scheduling point), so waiting goes through
+// wait_event, as with mmu_lock.
+class PamtLock {
+ public:
+  void lock();
+  void unlock();
+
+ private:
+  std::atomic<bool> held_{false};
 };
 
 class TdxOps final : public ExternalOps {
@@ -56,8 +97,18 @@ class TdxOps final : public ExternalOps {
   void reclaim_external_spt(Gfn gfn, MmuPage& sp) override;
   int topup_external_cache(int vcpu, int min) override;
   Pfn alloc_external_spt(int vcpu) override;
+  int topup_private_mapping_cache(int vcpu) override;
   // Pages still in the TDX-side pool go back to the host (VM teardown).
   void free_external_pool();
+
+  // ---- Dynamic PAMT: a reference per 4K page the module takes -------------
+  // No-ops unless the module runs DPAMT and level is 4K. get before the
+  // SEAMCALL that gives `page` a 4K PAMT entry (PAMT.ADD on the region's
+  // 0 -> 1, with two pages from `cache`); put once the module let go of it
+  // (REMOVE, RECLAIM) or the SEAMCALL failed (PAMT.REMOVE on 1 -> 0).
+  int tdx_pamt_get(Pfn page, PgLevel level, PamtCache& cache);
+  void tdx_pamt_put(Pfn page, PgLevel level);
+  uint32_t pamt_refcount(Pfn frame);  // of frame's 2M region (tests)
 
   // ---- TD lifecycle ---------------------------------------------------------
   int tdx_td_init(uint16_t hkid);               // MNG.CREATE, KEY.CONFIG, ADDCX..., MNG.INIT
@@ -69,7 +120,7 @@ class TdxOps final : public ExternalOps {
   int tdx_td_finalize();                        // MR.FINALIZE, TD runnable
   void tdx_mmu_release_hkid(const std::vector<int>& vcpus);
   void tdx_vm_destroy();                        // reclaim TDVPR/TDCX and TDCS pages
-  void tdx_vm_free();                           // reclaim the TDR, after the mirror teardown
+  void tdx_vm_free();                           // reclaim the TDR, free the PAMT cache
 
   // ---- vCPU run -------------------------------------------------------------
   // tdx_vcpu_run() up to TDH.VP.ENTER: false when entry is refused
@@ -97,6 +148,24 @@ class TdxOps final : public ExternalOps {
   int tdx_sept_reclaim_private_spt(Pfn& external_spt);
   std::vector<Pfn>& pool_for(int vcpu);
 
+  bool dpamt() const { return module_.config().dynamic_pamt; }
+  int pamt_get_locked(Pfn page, PamtCache& cache);
+  void pamt_put_locked(Pfn page);
+  // Control pages (TDR, TDCS, TDVPR, TDCX): get outside mmu_lock.
+  int tdx_pamt_get_control(Pfn page);
+  // get, the SEAMCALL that hands `page` to the module, put if it failed.
+  int tdx_add_control_page(Pfn page, const std::function<Status()>& seamcall);
+  // RECLAIM (unless the module never took it), put, free; leak on failure.
+  void tdx_free_control_page(Pfn page);
+  // 2M -> 4K DEMOTE: the new S-EPT page's reference and, when the split
+  // range has no pair, two pages for DEMOTE to install (R12/R13); taken
+  // before the BLOCK so that running short leaves nothing blocked.
+  struct DemotePamt {
+    Pfn page0 = kInvalidPfn, page1 = kInvalidPfn;
+  };
+  int tdx_pamt_demote_begin(Pfn new_sept_page, Pfn range, DemotePamt& d);
+  void tdx_pamt_demote_end(Pfn new_sept_page, Pfn range, DemotePamt& d, bool ok);
+
   TdxModule& module_;
   PfnPool& pool_;
   BugTracker& kvm_;
@@ -122,6 +191,14 @@ class TdxOps final : public ExternalOps {
   std::mutex pool_mu_;
   std::vector<std::vector<Pfn>> vcpu_pool_;
   std::vector<Pfn> vm_pool_;
+  // DPAMT. One cache for the whole VM, not KVM's per-vCPU ones: the hooks
+  // are not told which vCPU runs them (KVM asks for "the running vCPU"), so
+  // every top-up fills it for all possible callers at once (tdx_pamt.cpp).
+  // pamt_lock_ guards the cache and the refcounts.
+  PamtLock pamt_lock_;
+  PamtCache pamt_cache_;
+  std::unordered_map<uint64_t, uint32_t> pamt_refs_;  // by 2M region (pfn >> 9)
+  std::atomic<int> nr_vcpus_{0};                       // callers of the top-up
   TdxOpsStats stats_;
 };
 

@@ -8,16 +8,28 @@
 
 namespace mirrormmu::tdx {
 
+// Every control page becomes a 4K TD page: with DPAMT it takes a reference
+// on its region first (tdx_alloc_control_page) and gives it back if the
+// SEAMCALL fails, so that a page the module never took holds none (teardown
+// frees those without a reclaim, and without a put).
+int TdxOps::tdx_add_control_page(Pfn page, const std::function<Status()>& seamcall) {
+  if (int r = tdx_pamt_get_control(page)) return r;
+  const Status err = seamcall();
+  if (err != TDX_SUCCESS) tdx_pamt_put(page, PgLevel::k4K);
+  if (tdx_bug_on(err, kvm_, Site::tdh_td_create)) return -EIO;
+  return 0;
+}
+
 int TdxOps::tdx_td_init(uint16_t hkid) {
   tdr_ = pool_.alloc(PageOwner::TdControl);
   if (!tdr_.valid()) return -ENOMEM;
-  if (tdx_bug_on(module_.tdh_mng_create(tdr_, hkid), kvm_, Site::tdh_td_create)) return -EIO;
+  if (int r = tdx_add_control_page(tdr_, [&] { return module_.tdh_mng_create(tdr_, hkid); })) return r;
   if (tdx_bug_on(module_.tdh_mng_key_config(), kvm_, Site::tdh_td_create)) return -EIO;
   for (int i = 0; i < module_.config().tdcs_pages; i++) {
     const Pfn p = pool_.alloc(PageOwner::TdControl);
     if (!p.valid()) return -ENOMEM;
     tdcs_.push_back(p);
-    if (tdx_bug_on(module_.tdh_mng_addcx(p), kvm_, Site::tdh_td_create)) return -EIO;
+    if (int r = tdx_add_control_page(p, [&] { return module_.tdh_mng_addcx(p); })) return r;
   }
   if (tdx_bug_on(module_.tdh_mng_init(), kvm_, Site::tdh_td_create)) return -EIO;
   state_ = TdState::Initialized;
@@ -25,16 +37,18 @@ int TdxOps::tdx_td_init(uint16_t hkid) {
 }
 
 int TdxOps::tdx_vcpu_create(int vcpu) {
+  // One more caller the shared PAMT cache must be able to serve at once.
+  nr_vcpus_.fetch_add(1, std::memory_order_relaxed);
   VcpuPages vp{vcpu, pool_.alloc(PageOwner::TdControl), {}};
   if (!vp.tdvpr.valid()) return -ENOMEM;
   vcpu_pages_.push_back(vp);
   VcpuPages& v = vcpu_pages_.back();
-  if (tdx_bug_on(module_.tdh_vp_create(vcpu, v.tdvpr), kvm_, Site::tdh_td_create)) return -EIO;
+  if (int r = tdx_add_control_page(v.tdvpr, [&] { return module_.tdh_vp_create(vcpu, v.tdvpr); })) return r;
   for (int i = 0; i < module_.config().tdvpx_pages; i++) {
     const Pfn p = pool_.alloc(PageOwner::TdControl);
     if (!p.valid()) return -ENOMEM;
     v.tdcx.push_back(p);
-    if (tdx_bug_on(module_.tdh_vp_addcx(vcpu, p), kvm_, Site::tdh_td_create)) return -EIO;
+    if (int r = tdx_add_control_page(p, [&] { return module_.tdh_vp_addcx(vcpu, p); })) return r;
   }
   if (tdx_bug_on(module_.tdh_vp_init(vcpu), kvm_, Site::tdh_td_create)) return -EIO;
   return 0;
@@ -96,35 +110,41 @@ void TdxOps::tdx_mmu_release_hkid(const std::vector<int>& vcpus) {
   tdx_bug_on(module_.tdh_mng_key_freeid(), kvm_, Site::tdh_release_hkid);
 }
 
+// Control pages go back to the host only once the module lets go of them;
+// a page whose reclaim fails is leaked, never reused, and keeps its DPAMT
+// reference (the module still holds its 4K entry).
+void TdxOps::tdx_free_control_page(Pfn p) {
+  if (!p.valid()) return;
+  // A page the module never took (creation failed part-way) is the host's.
+  if (module_.pamt_type(p) == PamtType::Nda) {
+    pool_.free(p, PageOwner::TdControl);
+  } else if (tdx_reclaim_page(p) == 0) {
+    tdx_pamt_put(p, PgLevel::k4K);
+    pool_.free(p, PageOwner::TdControl);
+  } else {
+    stats_.leaked_pages++;
+  }
+}
+
 void TdxOps::tdx_vm_destroy() {
-  // Control pages go back to the host only once the module lets go of them;
-  // a page whose reclaim fails is leaked, never reused.
-  auto reclaim_and_free = [&](Pfn p) {
-    if (!p.valid()) return;
-    // A page the module never took (creation failed part-way) is the host's.
-    if (module_.pamt_type(p) == PamtType::Nda || tdx_reclaim_page(p) == 0)
-      pool_.free(p, PageOwner::TdControl);
-    else
-      stats_.leaked_pages++;
-  };
   for (auto& v : vcpu_pages_) {
-    for (Pfn p : v.tdcx) reclaim_and_free(p);
-    reclaim_and_free(v.tdvpr);
+    for (Pfn p : v.tdcx) tdx_free_control_page(p);
+    tdx_free_control_page(v.tdvpr);
   }
   vcpu_pages_.clear();
-  for (Pfn p : tdcs_) reclaim_and_free(p);
+  for (Pfn p : tdcs_) tdx_free_control_page(p);
   tdcs_.clear();
 }
 
 void TdxOps::tdx_vm_free() {
   // The TDR goes last: the module refuses to let it go while any page it
   // parents (S-EPT pages included) is still assigned.
-  if (!tdr_.valid()) return;
-  if (module_.pamt_type(tdr_) == PamtType::Nda || tdx_reclaim_page(tdr_) == 0)
-    pool_.free(tdr_, PageOwner::TdControl);
-  else
-    stats_.leaked_pages++;
+  // It is the last 4K TD page: with its put the last PAMT pair goes.
+  tdx_free_control_page(tdr_);
   tdr_ = kInvalidPfn;
+  // Whatever the PAMT cache still holds was never lent.
+  std::lock_guard g(pamt_lock_);
+  pamt_cache_.free_all();
 }
 
 }  // namespace mirrormmu::tdx
