@@ -77,8 +77,11 @@ int TdxOps::set_external_spte(Gfn gfn, uint64_t old_spte, uint64_t new_spte, PgL
   }
   if (was_present) {
     if (spte::is_leaf(old_spte, level)) {
+      // [P1] makes removal return -EIO; the void [B] hook bugs the VM
+      // itself, so "this removal failed" is "the VM became bugged here".
+      const bool was_bugged = kvm_.bugged();
       remove_external_spte(gfn, level, old_spte);
-      return kvm_.bugged() ? -EIO : 0;
+      return !was_bugged && kvm_.bugged() ? -EIO : 0;
     }
     // A removed table's S-EPT page (the single-hook design): the child sp
     // was already handed to call_rcu, so it is only still there because the

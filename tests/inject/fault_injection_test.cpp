@@ -50,8 +50,9 @@ void expect_consistent(const RunOutcome& r, const std::string& what) {
   EXPECT_EQ(r.vm->pool().violations(), 0u) << what;
   // Pages are kept by the module only after a failed reclaim, and a reclaim
   // fails only on a bug path.
-  if (r.checker->pages_leaked_on_purpose())
+  if (r.checker->pages_leaked_on_purpose()) {
     EXPECT_TRUE(r.vm->bugs().bugged() || r.vm->bugs().hits(Site::tdh_phymem_page_reclaim)) << what;
+  }
 }
 
 TEST(FaultInjection, BusyAtEverySeamcall) {

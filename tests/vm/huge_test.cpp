@@ -32,7 +32,9 @@ struct HugeTd {
   void boot(uint64_t image_pages = 0) {
     ASSERT_EQ(vm.create(), 0);
     ASSERT_EQ(vm.add_memslot(0, kRam, 4 * k2M, kMemGuestMemfd), 0);
-    if (image_pages) ASSERT_EQ(vm.init_mem_region(kRam, image_pages), 0);
+    if (image_pages) {
+      ASSERT_EQ(vm.init_mem_region(kRam, image_pages), 0);
+    }
     ASSERT_EQ(vm.finalize(), 0);
     ASSERT_EQ(vm.set_memory_attributes(kRam, 4 * k2M, true), 0);
   }
