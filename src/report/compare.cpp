@@ -13,6 +13,7 @@ using nlohmann::json;
 
 // A section's rows, keyed by label, each with one cell per column.
 struct Section {
+  explicit Section(std::string t) : title(std::move(t)) {}
   std::string title;
   std::vector<std::string> order;
   std::map<std::string, std::vector<std::string>> cells;
@@ -36,10 +37,11 @@ json member(const json& s, const char* key, json fallback = json::object()) {
 
 std::string format_compare(const std::vector<CompareColumn>& cols) {
   const size_t n = cols.size();
-  std::vector<Section> sections = {{"external hook calls (failed)"}, {"SEAMCALLs by leaf: status"},
-                                   {"mmu_lock acquisitions"},         {"SPTE transitions by class"},
-                                   {"huge pages"},                     {"bug/warn sites hit"},
-                                   {"invariant failures"},             {"result"}};
+  std::vector<Section> sections;
+  for (const char* t : {"external hook calls (failed)", "SEAMCALLs by leaf: status", "mmu_lock acquisitions",
+                        "SPTE transitions by class", "huge pages", "bug/warn sites hit", "invariant failures",
+                        "result"})
+    sections.emplace_back(t);
   auto& hooks = sections[0];
   auto& seam = sections[1];
   auto& lock = sections[2];
@@ -86,12 +88,12 @@ std::string format_compare(const std::vector<CompareColumn>& cols) {
     if (cols[c].refused.empty()) continue;
     for (auto& sec : sections)
       for (auto& [label, cells] : sec.cells)
-        if (&sec != &result || label != "outcome") cells[c] = "-";
+        if (&sec != &result || label != "outcome") cells[c].assign(1, '-');
   }
 
   size_t label_w = 10;
   for (const auto& sec : sections)
-    for (const auto& l : sec.order) label_w = std::max(label_w, l.size() + 2);
+    for (const auto& l : sec.order) label_w = std::max(label_w, l.size() + 4);
   label_w = std::min<size_t>(label_w, 64);
   size_t cell_w = 12;
   for (const auto& col : cols) cell_w = std::max(cell_w, col.design.size() + 2);
@@ -104,7 +106,10 @@ std::string format_compare(const std::vector<CompareColumn>& cols) {
     out += sec.title + "\n";
     for (const auto& l : sec.order) {
       std::string label = "  " + l;
-      if (label.size() > label_w - 1) label = label.substr(0, label_w - 2) + "~";
+      if (label.size() > label_w - 1) {
+        label.resize(label_w - 2);
+        label.push_back('~');
+      }
       out += fmt::format("{:<{}}", label, label_w);
       for (const auto& v : sec.cells.at(l)) out += fmt::format("{:>{}}", v, cell_w);
       out += "\n";

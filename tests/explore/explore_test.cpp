@@ -175,6 +175,8 @@ struct ScenarioDesign {
   std::string scenario, design;
 };
 
+void PrintTo(const ScenarioDesign& p, std::ostream* os) { *os << p.scenario << " under " << p.design; }
+
 class BuiltinScenario : public ::testing::TestWithParam<ScenarioDesign> {};
 
 TEST_P(BuiltinScenario, ExploresCleanWithFailuresInjected) {
