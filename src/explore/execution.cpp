@@ -198,7 +198,7 @@ ExecResult run_execution(const Scenario& s, sync::DetStrategy& strategy, const E
   tracer.set_engine(nullptr);
   engine->set_sink(nullptr);
   engine->set_failures_enabled(false);
-  ck->check("after the threads");
+  ck->check("the threads");
   vm->mmu().set_observer(ck.get());
   vm->bugs().set_observer(ck.get());
   vm->module()->set_observer(ck.get());

@@ -36,6 +36,10 @@ static std::vector<DesignInfo>& registry() {
        "centralized, and the S-EPT page reclaim also through set_external_spte after call_rcu, "
        "relying on the RCU read lock held across handle_changed_spte (option 2)",
        &make_single_hook_design},
+      {"centralized-rfc",
+       "centralized as first posted ([P1] RFC v5): page stats counted before set_external_spte, so a "
+       "refused map (BUSY) is counted anyway (fixed upstream after Yan Zhao's report)",
+       &make_centralized_rfc_design},
   };
   return all;
 }

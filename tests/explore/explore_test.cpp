@@ -325,3 +325,32 @@ TEST(Explorer, ShrinkingYieldsASmallerFailingSchedule) {
 
 }  // namespace
 }  // namespace mirrormmu::test
+
+namespace mirrormmu::test {
+namespace {
+
+// Yan Zhao's stats hazard in the first posting of the centralized layout:
+// counted before the hook, a map the module refuses with BUSY is counted
+// anyway. One injected BUSY is enough for the explorer to find it; the same
+// budget on the fixed layout finds nothing (BuiltinScenario above).
+TEST(Explorer, FindsTheStatsCountedBeforeTheHookInTheFirstCentralizedPosting) {
+  ExploreConfig cfg;
+  cfg.scenario = "fault-fault-2m";
+  cfg.design = "centralized-rfc";
+  cfg.strategy = StrategyKind::Dfs;
+  cfg.budget = 300;
+  cfg.fail_budget = {1, 0, 0, 0};
+  std::string err;
+  auto rep = explore::explore(cfg, nullptr, &err);
+  ASSERT_TRUE(rep.has_value()) << err;
+  ASSERT_FALSE(rep->failures.empty()) << "the stats hazard was not found";
+  const auto& f = rep->failures.front();
+  EXPECT_EQ(f.result.invariant, "stats_pages");
+  auto again = replay(f.schedule, &err);
+  ASSERT_TRUE(again.has_value()) << err;
+  EXPECT_EQ(again->invariant, "stats_pages");
+  EXPECT_EQ(f.schedule.design, "centralized-rfc");
+}
+
+}  // namespace
+}  // namespace mirrormmu::test

@@ -99,7 +99,31 @@ class SingleHookDesign final : public CentralizedDesign {
   }
 };
 
+// [P1] as first posted (RFC v5), before Yan Zhao's fix of 2026-02-13:
+// __handle_changed_spte() updated the page stats (and traced) *before*
+// calling set_external_spte, so a map that the TDX module refused (BUSY, a
+// fault that simply retries) was counted as a leaf that never got installed.
+// Kept as a design so the checker and the explorer can show what the fix
+// fixed.
+class CentralizedRfcDesign final : public CentralizedDesign {
+ public:
+  std::string_view name() const override { return "centralized-rfc"; }
+
+  int set_spte_atomic_mirror(TdpMmu& mmu, TdpIter& iter, uint64_t new_spte) override {
+    const bool leaf = is_last(new_spte, iter.level);
+    // The stats of the change, counted before the hook...
+    if (leaf) mmu.kvm_update_page_stats(iter.level, 1);
+    const int r = CentralizedDesign::set_spte_atomic_mirror(mmu, iter, new_spte);
+    // ...and not taken back when it fails. (On success the MMU counts the
+    // change itself, so the early count is handed back here.)
+    if (leaf && r == 0) mmu.kvm_update_page_stats(iter.level, -1);
+    return r;
+  }
+};
+
 }  // namespace
+
+std::unique_ptr<HookDesign> make_centralized_rfc_design() { return std::make_unique<CentralizedRfcDesign>(); }
 
 std::unique_ptr<HookDesign> make_centralized_design() { return std::make_unique<CentralizedDesign>(); }
 std::unique_ptr<HookDesign> make_single_hook_design() { return std::make_unique<SingleHookDesign>(); }

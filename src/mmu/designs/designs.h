@@ -9,6 +9,7 @@ namespace mirrormmu {
 
 std::unique_ptr<HookDesign> make_baseline_design();
 std::unique_ptr<HookDesign> make_centralized_design();
+std::unique_ptr<HookDesign> make_centralized_rfc_design();
 std::unique_ptr<HookDesign> make_split_hook_design();
 std::unique_ptr<HookDesign> make_single_hook_design();
 
