@@ -29,6 +29,33 @@ TEST(Stress, TdLifeOnVcpuThreadsIsClean) {
   }
 }
 
+// The same life with private huge pages on vCPU threads, for every design
+// that can split them: 2M AUGs, 4K accepts demoting under the exclusive lock
+// while other vCPUs fault, conversions cutting 2M mappings; with the TDX-side
+// S-EPT pool and Dynamic PAMT on for one of them.
+TEST(Stress, TdLifeWithPrivateHugePagesOnVcpuThreadsIsClean) {
+  for (const char* design : {"centralized", "split-hook", "single-hook"}) {
+    WorkloadConfig c;
+    c.seed = 5;
+    c.gib = 1.0 / 32;
+    c.vcpus = 3;
+    c.threads = true;
+    c.design = design;
+    c.huge_pages = true;
+    if (std::string(design) == "single-hook") {
+      c.external_spt_policy = ExternalSptPolicy::TdxPool;
+      c.dynamic_pamt = true;
+    }
+    RunOutcome r = run_workload(c);
+    ASSERT_TRUE(r.checker) << r.result.error;
+    for (const auto& v : r.checker->violations())
+      ADD_FAILURE() << design << ": " << v.invariant << ": " << v.detail << " after " << v.op;
+    EXPECT_EQ(r.checker->pages_leaked(), 0u) << design;
+    EXPECT_EQ(r.vm->bugs().total_hits(), 0u) << design;
+    EXPECT_GT(r.vm->tdx()->stats().demotes, 0u) << design;
+  }
+}
+
 // Many vCPUs fault the same few private pages (racing to link the same
 // tables and to AUG the same gfns) while a VMM thread converts those pages
 // to shared and back.
