@@ -26,6 +26,8 @@ void BM_PopulateDirect(benchmark::State& s) {
 void BM_PopulateMirror(benchmark::State& s) {
   run(s, "page", [&] { return populate_mirror_ns(s.range(0), static_cast<int>(s.range(1))); });
 }
+void BM_PopulateMirror2M(benchmark::State& s) { run(s, "page", [&] { return populate_mirror_2m_ns(s.range(0)); }); }
+void BM_Demote2M(benchmark::State& s) { run(s, "2m", [&] { return demote_2m_ns(s.range(0)); }); }
 void BM_ZapDirect(benchmark::State& s) { run(s, "page", [&] { return zap_direct_ns(s.range(0)); }); }
 void BM_ZapMirror(benchmark::State& s) { run(s, "page", [&] { return zap_mirror_ns(s.range(0)); }); }
 void BM_ExplorerFaultRace(benchmark::State& s) { run(s, "execution", [&] { return explorer_exec_ns(s.range(0)); }); }
@@ -35,6 +37,8 @@ constexpr int64_t kPages = 1 << 16;
 BENCHMARK(BM_FloorCmpxchg)->Arg(kPages)->UseManualTime()->Iterations(5);
 BENCHMARK(BM_PopulateDirect)->Args({kPages, 1})->Args({kPages, 2})->UseManualTime()->Iterations(3);
 BENCHMARK(BM_PopulateMirror)->Args({kPages, 1})->Args({kPages, 2})->UseManualTime()->Iterations(3);
+BENCHMARK(BM_PopulateMirror2M)->Arg(kPages)->UseManualTime()->Iterations(3);
+BENCHMARK(BM_Demote2M)->Arg(kPages)->UseManualTime()->Iterations(3);
 BENCHMARK(BM_ZapDirect)->Arg(kPages)->UseManualTime()->Iterations(3);
 BENCHMARK(BM_ZapMirror)->Arg(kPages)->UseManualTime()->Iterations(3);
 BENCHMARK(BM_ExplorerFaultRace)->Arg(200)->UseManualTime()->Iterations(3);

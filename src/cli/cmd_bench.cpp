@@ -44,6 +44,9 @@ int run() {
   rows.push_back({"populate 4K, mirror + TDX (AUG), 1 thread", "page", mirror1});
   const double mirrorn = best([&] { return populate_mirror_ns(pages, g_threads); });
   rows.push_back({fmt::format("populate 4K, mirror + TDX (AUG), {} threads", g_threads), "page", mirrorn});
+  const double mirror2m = best([&] { return populate_mirror_2m_ns(pages); });
+  rows.push_back({"populate 2M, mirror + TDX (2M AUG), 1 thread", "page", mirror2m});
+  rows.push_back({"demote 2M -> 4K (BLOCK/TRACK/DEMOTE, exclusive)", "2M page", best([&] { return demote_2m_ns(pages); })});
   rows.push_back({"teardown zap, direct root", "page", best([&] { return zap_direct_ns(pages); })});
   rows.push_back({"teardown zap, mirror + TDX (BLOCK/TRACK/REMOVE)", "page", best([&] { return zap_mirror_ns(pages); })});
   const double exec = best([&] { return explorer_exec_ns(200); });
@@ -59,6 +62,7 @@ int run() {
               g_threads);
   std::printf("mirror / direct (1 thread):        %.2fx   (target <= 2.5x)\n", mirror1 / direct1);
   std::printf("direct populate / floor:           %.1fx   (target <= 3x)\n", direct1 / floor);
+  std::printf("mirror 4K / mirror 2M per page:    %.1fx\n", mirror1 / mirror2m);
   std::printf("%d threads vs 1 (direct):           %.2fx faster (target >= 1.7x)\n", g_threads, direct1 / directn);
   std::printf("%d threads vs 1 (mirror):           %.2fx faster\n", g_threads, mirror1 / mirrorn);
   std::printf("explorer:                          %.0f executions/s (target >= 100000 per core)\n", 1e9 / exec);

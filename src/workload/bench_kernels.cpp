@@ -24,9 +24,13 @@ double ns_since(Clock::time_point t0) {
 
 constexpr uint64_t kRam = 1ull << 32;
 
-std::unique_ptr<Vm> make_vm(bool td, uint64_t pages, int vcpus) {
+std::unique_ptr<Vm> make_vm(bool td, uint64_t pages, int vcpus, bool huge = false) {
   VmConfig c;
   c.type = td ? VmType::Td : VmType::Normal;
+  if (huge) {
+    c.design = "centralized";
+    c.huge_pages = true;
+  }
   c.nr_vcpus = vcpus;
   c.shared_backing = PgLevel::k4K;  // 4K mappings: one fault per page
   c.pool_pages = pages * 2 + (16u << 10);
@@ -68,6 +72,17 @@ double populate(bool td, uint64_t pages, int threads) {
   return ns;
 }
 
+// Maps the TD's private memory with one fault per 2M block; returns the ns
+// it took, the VM left mapped for the caller.
+double populate_2m(Vm& vm, uint64_t pages) {
+  constexpr uint64_t k2MPages = pages_per_hpage(PgLevel::k2M);
+  for (const auto& slot : vm.memslots())
+    for (uint64_t i = 0; i < slot->npages; i++) slot->gmem->get_pfn(i);
+  const auto t0 = Clock::now();
+  for (uint64_t i = 0; i < pages; i += k2MPages) vm.vcpu_fault(0, kRam + (i << kPageShift), true);
+  return ns_since(t0);
+}
+
 double zap(bool td, uint64_t pages) {
   sync::RcuThread rcu;
   auto vm = make_vm(td, pages, 1);
@@ -102,6 +117,31 @@ double floor_cmpxchg_ns(uint64_t sptes) {
 
 double populate_direct_ns(uint64_t pages, int threads) { return populate(false, pages, threads); }
 double populate_mirror_ns(uint64_t pages, int threads) { return populate(true, pages, threads); }
+double populate_mirror_2m_ns(uint64_t pages) {
+  sync::RcuThread rcu;
+  pages &= ~(pages_per_hpage(PgLevel::k2M) - 1);
+  auto vm = make_vm(true, pages, 1, true);
+  const double ns = populate_2m(*vm, pages) / double(pages);
+  vm->destroy();
+  return ns;
+}
+
+double demote_2m_ns(uint64_t pages) {
+  sync::RcuThread rcu;
+  pages &= ~(pages_per_hpage(PgLevel::k2M) - 1);
+  auto vm = make_vm(true, pages, 1, true);
+  populate_2m(*vm, pages);
+  const Gfn start = Gfn::from_gpa(kRam);
+  const auto t0 = Clock::now();
+  {
+    sync::WriteGuard lock(vm->mmu().mmu_lock());
+    vm->mmu().kvm_tdp_mmu_mirrors_split_huge_pages(start, start + pages, PgLevel::k4K);
+  }
+  const double ns = ns_since(t0) / double(pages / pages_per_hpage(PgLevel::k2M));
+  vm->destroy();
+  return ns;
+}
+
 double zap_direct_ns(uint64_t pages) { return zap(false, pages); }
 double zap_mirror_ns(uint64_t pages) { return zap(true, pages); }
 

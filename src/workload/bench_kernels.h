@@ -15,6 +15,12 @@ double floor_cmpxchg_ns(uint64_t sptes);
 // ranges. ns per page (wall time / pages).
 double populate_direct_ns(uint64_t pages, int threads);
 double populate_mirror_ns(uint64_t pages, int threads);
+// Private memory of a TD mapped with 2M pages (one fault and one 2M AUG per
+// 512 pages, design centralized), ns per 4K page of guest memory; and
+// demoting every one of those 2M mappings (BLOCK, TRACK, DEMOTE under the
+// exclusive lock), ns per 2M mapping.
+double populate_mirror_2m_ns(uint64_t pages);
+double demote_2m_ns(uint64_t pages);
 // Zapping `pages` mapped 4K pages (memslot deletion), ns per page.
 double zap_direct_ns(uint64_t pages);
 double zap_mirror_ns(uint64_t pages);
