@@ -18,6 +18,7 @@
 #include "mmu/mmu_page.h"
 #include "mmu/observer.h"
 #include "mmu/tdp_iter.h"
+#include "spte/spte.h"
 #include "sync/mmu_lock.h"
 
 namespace mirrormmu {
@@ -88,7 +89,7 @@ const char* split_alloc_name(SplitAlloc a);
 // than following it), so a checker that finds it in a reachable table knows
 // the entry was never written.
 inline constexpr uint64_t kUnfilledSpte = 0x6b6b6b6b6b6b636bull;
-static_assert((kUnfilledSpte & (1ull << 11)) == 0, "the unfilled pattern must not be MMU-present");
+static_assert(!spte::is_shadow_present(kUnfilledSpte), "the unfilled pattern must not be MMU-present");
 
 struct TdpMmuConfig {
   ExternalSptPolicy external_spt_policy = ExternalSptPolicy::KvmCache;

@@ -4,7 +4,6 @@
 // starts) and mirror roots (demotion for the guest's 4K accept and for
 // conversions that cut a huge page).
 #include <cerrno>
-#include <cstring>
 
 #include "mmu/tdp_mmu.h"
 #include "spte/spte.h"

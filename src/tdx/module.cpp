@@ -202,6 +202,16 @@ TdxModule::EntryView TdxModule::read_entry(uint64_t gpa, int tdx_level) const {
   return EntryView{base, tdx_level, w.state(), w.pfn()};
 }
 
+TdxModule::EntryView TdxModule::read_leaf(uint64_t gpa) const {
+  std::lock_guard lock(impl_->mu);
+  // The walk toward 4K stops early at a larger leaf: that leaf maps gpa.
+  const SeptWalk w = impl_->tree.walk(gpa, 0);
+  const int level = w.reached ? 0 : w.level;
+  const uint64_t base = gpa & ~(sept::level_bytes(level) - 1);
+  if (!is_leaf_state(w.state())) return EntryView{base, level, SeptState::Free, kInvalidPfn};
+  return EntryView{base, level, w.state(), w.pfn()};
+}
+
 PamtType TdxModule::pamt_type(Pfn pfn) const {
   std::lock_guard lock(impl_->mu);
   return impl_->pamt.type(pfn);

@@ -181,6 +181,9 @@ class TdxModule {
   // Reads one entry by walking; nullopt-like: state Free and pfn invalid if
   // the walk stops above tdx_level.
   EntryView read_entry(uint64_t gpa, int tdx_level) const;
+  // The leaf that maps gpa, at whatever level (state Free, pfn invalid if
+  // none); pfn is the leaf's base frame.
+  EntryView read_leaf(uint64_t gpa) const;
 
   PamtType pamt_type(Pfn pfn) const;
   // Dynamic PAMT: the 2M region holding `frame` has its page pair.

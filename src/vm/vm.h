@@ -73,6 +73,18 @@ struct Memslot {
   bool is_private(Gfn g) const {
     return std::atomic_ref<uint8_t>(const_cast<uint8_t&>(private_attr[g - base_gfn])).load(std::memory_order_acquire);
   }
+  // The aligned `level` range around g lies inside the slot and its
+  // attributes are uniform: KVM_LPAGE_MIXED_FLAG clear, so a huge mapping
+  // cannot straddle private and shared gfns (converting one 4K page would
+  // leave the other side mapped).
+  bool hugepage_uniform(Gfn g, PgLevel level) const {
+    const Gfn base = gfn_round_for_level(g, level);
+    if (base < base_gfn || base + pages_per_hpage(level) > base_gfn + npages) return false;
+    const bool a = is_private(base);
+    for (uint64_t i = 1; i < pages_per_hpage(level); i++)
+      if (is_private(base + i) != a) return false;
+    return true;
+  }
   void set_private(Gfn g, bool p) {
     std::atomic_ref<uint8_t>(private_attr[g - base_gfn]).store(p, std::memory_order_release);
   }

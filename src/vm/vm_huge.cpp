@@ -17,13 +17,10 @@ namespace mirrormmu {
 PgLevel Vm::private_max_level(const Memslot& s, Gfn gfn, PgLevel backing, PgLevel accept_level) const {
   if (!cfg_.huge_pages || tdx_->td_state() != tdx::TdState::Runnable) return PgLevel::k4K;
   if (backing < PgLevel::k2M || accept_level < PgLevel::k2M) return PgLevel::k4K;
-  const Gfn base = gfn_round_for_level(gfn, PgLevel::k2M);
   // Userspace and guest frames must share the 2M alignment (lpage_info).
   if ((s.base_gfn.v & (pages_per_hpage(PgLevel::k2M) - 1)) != 0) return PgLevel::k4K;
-  if (base < s.base_gfn || base + pages_per_hpage(PgLevel::k2M) > s.base_gfn + s.npages) return PgLevel::k4K;
-  if (s.huge_inhibited(gfn)) return PgLevel::k4K;
-  for (uint64_t i = 0; i < pages_per_hpage(PgLevel::k2M); i++)
-    if (!s.is_private(base + i)) return PgLevel::k4K;
+  if (s.huge_inhibited(gfn) || !s.hugepage_uniform(gfn, PgLevel::k2M)) return PgLevel::k4K;
+  // The fault is private, so uniform means all private.
   return PgLevel::k2M;
 }
 

@@ -14,24 +14,13 @@ namespace {
 // would re-enter the guest (or loop locally for TDX) until a signal arrives.
 constexpr int kMaxFaultRetries = 64;
 
-// KVM_LPAGE_MIXED_FLAG: a huge mapping may not straddle private and shared
-// gfns, or converting one 4K page would leave the other side mapped.
-bool hugepage_has_mixed_attrs(const Memslot& s, Gfn huge_base, PgLevel level) {
-  const bool a = s.is_private(huge_base);
-  for (uint64_t i = 1; i < pages_per_hpage(level); i++)
-    if (s.is_private(huge_base + i) != a) return true;
-  return false;
-}
-
 // kvm_mmu_hugepage_adjust() for a shared gfn: the largest level at or below
 // what the backing offers whose aligned range lies inside the slot, is not
 // dirty-logged and has uniform attributes.
 PgLevel host_mapping_level_fits(const Memslot& s, Gfn gfn, PgLevel backing) {
   if (s.flags & kMemLogDirtyPages) return PgLevel::k4K;
   for (PgLevel l = backing; l > PgLevel::k4K; l = lower(l)) {
-    const Gfn base = gfn_round_for_level(gfn, l);
-    if (base < s.base_gfn || base + pages_per_hpage(l) > s.base_gfn + s.npages) continue;
-    if (!hugepage_has_mixed_attrs(s, base, l)) return l;
+    if (s.hugepage_uniform(gfn, l)) return l;
   }
   return PgLevel::k4K;
 }
@@ -183,8 +172,7 @@ ExitReason Vm::vcpu_fault(int vcpu, uint64_t gpa, bool write, PgLevel accept_lev
 // the exit itself (a split), the guest just runs again.
 Vm::GuestAccess Vm::guest_private_access(Vcpu& v, uint64_t gpa, PgLevel accept_level, PgLevel* fault_cap) {
   const uint64_t gpa4k = gpa & ~(kPageSize - 1);
-  auto e = module_->read_entry(gpa4k, 0);
-  if (!e.pfn.valid()) e = module_->read_entry(gpa & ~(pages_per_hpage(PgLevel::k2M) * kPageSize - 1), 1);
+  const auto e = module_->read_leaf(gpa4k);
   if (e.state == tdx::SeptState::Mapped) return GuestAccess::Ok;
   if (e.state != tdx::SeptState::Pending) return GuestAccess::Fault;
   // The guest takes a #VE and accepts; a 2M accept of memory the host

@@ -38,14 +38,8 @@ std::vector<tdx::Leaf> leaves_with(const RunOutcome& r, tdx::Status base) {
   return out;
 }
 
-std::string describe(const RunOutcome& r) {
-  std::string s;
-  for (const auto& v : r.checker->violations()) s += v.invariant + ": " + v.detail + " [after " + v.op + "]\n";
-  return s;
-}
-
 void expect_consistent(const RunOutcome& r, const std::string& what) {
-  EXPECT_TRUE(r.checker->ok()) << what << "\n" << describe(r);
+  EXPECT_TRUE(r.checker->ok()) << what << "\n" << r.checker->describe();
   EXPECT_EQ(r.checker->pages_leaked(), 0u) << what;
   EXPECT_EQ(r.vm->pool().violations(), 0u) << what;
   // Pages are kept by the module only after a failed reclaim, and a reclaim

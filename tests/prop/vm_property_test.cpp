@@ -321,13 +321,10 @@ std::string hex(uint64_t v) {
   return ss.str();
 }
 
-// The S-EPT leaf that maps gfn, at 4K or 2M, with the pfn of gfn itself.
+// The S-EPT leaf that maps gfn, at whatever level, with the pfn of gfn itself.
 tdx::TdxModule::EntryView covering_leaf(Vm& vm, uint64_t gfn) {
-  auto e = vm.module()->read_entry(Gfn{gfn}.gpa(), 0);
-  if (e.pfn.valid() || e.state != tdx::SeptState::Free) return e;
-  constexpr uint64_t k2M = pages_per_hpage(PgLevel::k2M);
-  e = vm.module()->read_entry(Gfn{gfn & ~(k2M - 1)}.gpa(), 1);
-  if (tdx::is_leaf_state(e.state)) e.pfn = e.pfn + (gfn & (k2M - 1));
+  auto e = vm.module()->read_leaf(Gfn{gfn}.gpa());
+  if (e.pfn.valid()) e.pfn = e.pfn + (Gfn{gfn}.gpa() - e.gpa) / kPageSize;
   return e;
 }
 
