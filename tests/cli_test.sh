@@ -87,8 +87,8 @@ bad "huge-page scenario under baseline" explore --scenario accept-4k-vs-2m --des
 bad "bad external-spt policy" run --external-spt kvm
 bad "bad split-alloc" run --split-alloc zeroed
 bad "compare needs designs" compare
-bad "compare needs two designs" compare --designs centralized
-bad "compare unknown design" compare --designs centralized,nope
+bad "compare needs two designs" compare --designs upstream
+bad "compare unknown design" compare --designs upstream,nope
 
 # Private huge pages under a design that can split them, and compare.
 "$bin" run --design split-hook --huge-pages --external-spt tdx-pool --split-alloc unfilled --dpamt --gib 0.0625 \
@@ -97,9 +97,9 @@ check "huge run exits 0" test $? -eq 0
 check "huge run demotes" grep -Eq 'huge pages: [0-9]+ splits .* [1-9][0-9]* demotions' "$tmp/huge"
 check "huge run shows the page flow" grep -q 'TDX S-EPT pool' "$tmp/huge"
 check "huge run replay has the flags" grep -q -- '--huge-pages --dpamt --external-spt tdx-pool --split-alloc unfilled' "$tmp/huge.json"
-"$bin" compare --designs baseline,centralized,single-hook --huge-pages --gib 0.0625 --json "$tmp/cmp.json" >"$tmp/cmp" 2>&1
+"$bin" compare --designs baseline,centralized-rfc-fixed,single-hook --huge-pages --gib 0.0625 --json "$tmp/cmp.json" >"$tmp/cmp" 2>&1
 check "compare exits 0" test $? -eq 0
-check "compare has a column per design" grep -Eq '^ +baseline +centralized +single-hook$' "$tmp/cmp"
+check "compare has a column per design" grep -Eq '^ +baseline +centralized-rfc-fixed +single-hook$' "$tmp/cmp"
 check "compare shows the refusal" grep -q '^baseline refused: ' "$tmp/cmp"
 check "compare shows DEMOTE" grep -q 'TDH.MEM.PAGE.DEMOTE' "$tmp/cmp"
 check "compare json has both runs" grep -q '"refused"' "$tmp/cmp.json"

@@ -57,6 +57,7 @@ enum class BugKind : uint8_t { KvmBugOn, TdxBugOn, Warn, Bug, Lockdep };
   X(tdx_remove_no_hkid, KvmBugOn, "tdx_sept_remove_private_spte: HKID not assigned")          \
   X(tdx_remove_level, KvmBugOn, "tdx_sept_remove_private_spte: level above 2M")               \
   X(tdx_free_hkid_assigned, KvmBugOn, "tdx_sept_free_private_spt: HKID still assigned")       \
+  X(tdx_no_running_vcpu, KvmBugOn, "tdx_sept_map_*_spte: no running vCPU to take a PAMT cache from") \
   X(tdx_link_busy_bug, KvmBugOn, "tdx_sept_link_private_spt: unexpected failure")             \
   X(tdh_mem_page_aug, TdxBugOn, "TDX_BUG_ON: TDH.MEM.PAGE.AUG")                               \
   X(tdh_mem_page_add, TdxBugOn, "TDX_BUG_ON: TDH.MEM.PAGE.ADD")                               \

@@ -21,9 +21,9 @@ bool g_full = false;
 
 int run() {
   validate_workload_options(g_cfg);
-  if (g_designs.size() < 2) usage_error("--designs needs at least two designs, e.g. baseline,centralized");
+  if (g_designs.size() < 2) usage_error("--designs needs at least two designs, e.g. upstream,hugepage-v5");
   for (const auto& d : g_designs)
-    if (!find_design(d)) usage_error("unknown design '" + d + "' (see mirrormmu run --help)");
+    if (!find_design(d)) usage_error("unknown design '" + d + "' (valid: " + design_names() + ")");
   std::printf("seed %llu\n", static_cast<unsigned long long>(g_cfg.seed));
   std::fflush(stdout);
 

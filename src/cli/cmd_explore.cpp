@@ -39,7 +39,7 @@ int run_explore() {
   else if (g_strategy == "pct") cfg.strategy = explore::StrategyKind::Pct;
   else if (g_strategy == "random") cfg.strategy = explore::StrategyKind::Random;
   else usage_error("--strategy must be dfs, pct or random");
-  if (!find_design(cfg.design)) usage_error("unknown design '" + cfg.design + "' (see --help)");
+  if (!find_design(cfg.design)) usage_error("unknown design '" + cfg.design + "' (valid: " + design_names() + ")");
   if (cfg.seconds < 0) usage_error("--time must not be negative");
   const bool tty = isatty(STDERR_FILENO);
   std::string error;
@@ -60,7 +60,7 @@ int run_replay() {
   std::string error;
   auto s = explore::Schedule::parse(g_schedule, &error);
   if (!s) usage_error(error);
-  if (!find_design(s->design)) usage_error("unknown design '" + s->design + "'");
+  if (!find_design(s->design)) usage_error("unknown design '" + s->design + "' (valid: " + design_names() + ")");
   auto r = explore::replay(*s, &error);
   if (!r) usage_error(error);
   std::printf("replay %s\n", s->str().c_str());

@@ -18,7 +18,7 @@ std::string g_json;
 
 int run() {
   const WorkloadConfig& cfg = g_cfg;
-  if (!find_design(cfg.design)) usage_error("unknown design '" + cfg.design + "' (see --help)");
+  if (!find_design(cfg.design)) usage_error("unknown design '" + cfg.design + "' (valid: " + design_names() + ")");
   validate_workload_options(cfg);
   // Print the seed first: whatever happens next, the run can be replayed.
   std::printf("seed %llu\n", static_cast<unsigned long long>(cfg.seed));

@@ -10,8 +10,9 @@
 namespace mirrormmu::cli {
 
 std::string designs_help() {
-  std::string s = "hook design, one of:";
-  for (const auto& d : designs()) s += fmt::format("\n  {:<12} {}", d.name, d.description);
+  std::string s = fmt::format("hook design (default {}), one of:", kDefaultDesign);
+  for (const auto& d : designs())
+    s += fmt::format("\n  {:<22} {}\n  {:<22}   reproduces: {}", d.name, d.description, "", d.posting);
   return s;
 }
 

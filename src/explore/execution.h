@@ -10,6 +10,7 @@
 
 #include "base/bug.h"
 #include "check/transitions.h"
+#include "mmu/design.h"
 #include "explore/scenario.h"
 #include "explore/strategy.h"
 
@@ -25,7 +26,7 @@ struct TraceEvent {
 };
 
 struct ExecConfig {
-  std::string design = "baseline";
+  std::string design = kDefaultDesign;
   sync::DetLimits limits;
   bool trace = false;
 };

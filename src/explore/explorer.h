@@ -20,7 +20,7 @@ enum class StrategyKind : uint8_t { Dfs, Pct, Random };
 
 struct ExploreConfig {
   std::string scenario = "fault-fault-2m";
-  std::string design = "baseline";
+  std::string design = kDefaultDesign;
   int scale = 2;                    // operations per thread
   StrategyKind strategy = StrategyKind::Dfs;
   uint64_t budget = 1000;           // executions

@@ -19,29 +19,62 @@ const char* hook_kind_name(HookKind k) {
 }
 
 static std::vector<DesignInfo>& registry() {
+  // The merged layer first: it is the default everywhere.
   static std::vector<DesignInfo> all = {
+      {"upstream",
+       "merged in kvm.git, June 2026: \"KVM: TDX: Drop kvm_x86_ops.link_external_spt()\" ... \"Move "
+       "external page table freeing to TDX code\" (Sean Christopherson, Rick Edgecombe, Yan Zhao; v2 "
+       "posted 2026-05-09)",
+       "two hooks: set_external_spte(gfn, old, new, level) from __handle_changed_spte for every mirror "
+       "change (atomic zaps included), lock and bug checks inside TDX; void free_external_spt(sp) RECLAIMs "
+       "and frees the S-EPT page at once",
+       &make_upstream_design},
+      {"hugepage-v5",
+       "upstream + \"[RFC PATCH v5 00/45] TDX: Dynamic PAMT + S-EPT Hugepage\" (Sean Christopherson, "
+       "2026-01-28), huge-page patches",
+       "2M private leaves; demotion is a present->present set_external_spte (BLOCK, TRACK + kick, DEMOTE "
+       "under the write lock); a mirror split under the shared lock is -EOPNOTSUPP",
+       &make_hugepage_v5_design},
+      {"upstream-rcu",
+       "upstream + option 2 of \"Re: [PATCH 07/17] KVM: x86/tdp_mmu: Centralize updates to present "
+       "external PTEs\" (Yan Zhao, 2026-04-07)",
+       "no free_external_spt: the S-EPT page is reclaimed through set_external_spte after call_rcu, "
+       "relying on the RCU read lock held across handle_changed_spte (RCU_LOCKDEP_WARN)",
+       &make_upstream_rcu_design},
       {"baseline",
-       "upstream [B]: four hooks (link/set under the shared lock with the freeze in "
-       "set_external_spte_present; remove/free under the exclusive lock)",
+       "v6.19 up to kvm-x86-next-2026.01.23, the base of the January RFC",
+       "four hooks: link/set under the shared lock with the freeze in set_external_spte_present; "
+       "remove/free under the exclusive lock",
        &make_baseline_design},
-      {"centralized",
-       "[P1]/[P2]: one set_external_spte(gfn, old, new, level) for every mirror change, freeze in "
-       "tdp_mmu_set_spte_atomic, stats after the hook, void reclaim hook; TDX splits on present->present",
-       &make_centralized_design},
       {"split-hook",
-       "[HP] RFC: the four hooks plus split_external_spt from the exclusive tdp_mmu_set_spte, "
-       "with its own KVM_BUG_ON in the MMU core",
+       "\"[RFC PATCH 14/21] KVM: x86/tdp_mmu: Invoke split_external_spt hook with exclusive mmu_lock\" "
+       "(Yan Zhao, 2025-04-24)",
+       "the four hooks plus split_external_spt from the exclusive tdp_mmu_set_spte, with its own "
+       "KVM_BUG_ON in the MMU core",
        &make_split_hook_design},
-      {"single-hook",
-       "centralized, and the S-EPT page reclaim also through set_external_spte after call_rcu, "
-       "relying on the RCU read lock held across handle_changed_spte (option 2)",
-       &make_single_hook_design},
       {"centralized-rfc",
-       "centralized as first posted ([P1] RFC v5): page stats counted before set_external_spte, so a "
-       "refused map (BUSY) is counted anyway (fixed upstream after Yan Zhao's report)",
+       "\"[RFC PATCH v5 00/45] TDX: Dynamic PAMT + S-EPT Hugepage\" (Sean Christopherson, 2026-01-28), "
+       "as first posted",
+       "one set_external_spte(gfn, old, new, level), freeze in tdp_mmu_set_spte_atomic, void "
+       "reclaim_external_sp; page stats counted before the hook, so a refused map (BUSY) is counted anyway",
        &make_centralized_rfc_design},
+      {"centralized-rfc-fixed",
+       "the same RFC v5 with the fixes posted in its thread, Feb 2026 (Yan Zhao's stats fix)",
+       "centralized-rfc with the page stats updated after the hook",
+       &make_centralized_design},
+      {"single-hook",
+       "centralized-rfc-fixed + option 2 of \"Re: [PATCH 07/17] ...\" (Yan Zhao, 2026-04-07)",
+       "the S-EPT page reclaim also through set_external_spte after call_rcu, relying on the RCU read "
+       "lock held across handle_changed_spte",
+       &make_single_hook_design},
   };
   return all;
+}
+
+std::string design_names() {
+  std::string s;
+  for (const auto& d : designs()) s += (s.empty() ? "" : ", ") + d.name;
+  return s;
 }
 
 const std::vector<DesignInfo>& designs() { return registry(); }

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "base/types.h"
+#include "mmu/external_ops.h"
 
 namespace mirrormmu {
 
@@ -33,11 +34,28 @@ class HookDesign {
     return "the design has no hook to split (demote) a private huge page";
   }
 
-  // The mirror branch of __tdp_mmu_set_spte_atomic(): make a mirror SPTE
-  // present under the shared lock, propagating to the external table first.
+  // Which TDX-side code (tdx.c of which posting) the layout pairs with.
+  virtual ExternalLayout external_layout() const { return ExternalLayout::FourHooks; }
+
+  // The mirror branch of tdp_mmu_set_spte_atomic(), all of it: the checks,
+  // the freeze, the external update and handle_changed_spte() on success.
   // On failure iter.old_spte holds the current value and the mirror entry is
   // exactly as it was.
   virtual int set_spte_atomic_mirror(TdpMmu& mmu, TdpIter& iter, uint64_t new_spte) = 0;
+  // From __handle_changed_spte() for every change of a mirror SPTE except a
+  // table being removed: the merged layer's one place of propagation. The
+  // error goes back to the atomic setter (which restores the entry) or into
+  // handle_changed_spte()'s KVM_BUG_ON.
+  virtual int propagate_changed_spte(TdpMmu& mmu, Gfn gfn, uint64_t old_spte, uint64_t new_spte,
+                                     PgLevel level, bool shared) {
+    return 0;
+  }
+  // From __handle_changed_spte() after handle_removed_pt() has processed
+  // (and queued for call_rcu) the table old_spte linked.
+  virtual int propagate_removed_table(TdpMmu& mmu, Gfn gfn, uint64_t old_spte, uint64_t new_spte,
+                                      PgLevel level, bool shared) {
+    return 0;
+  }
   // After tdp_mmu_set_spte() changed a mirror SPTE under the exclusive lock.
   virtual void after_set_spte_mirror(TdpMmu& mmu, Gfn gfn, uint64_t old_spte, uint64_t new_spte,
                                      PgLevel level) = 0;
@@ -51,6 +69,7 @@ class HookDesign {
 
 struct DesignInfo {
   std::string name;
+  std::string posting;  // the merged code or posting it reproduces: title, author, date
   std::string description;
   std::unique_ptr<HookDesign> (*make)();
 };
@@ -61,5 +80,8 @@ const std::vector<DesignInfo>& designs();
 // thread-safe: call before any VM is created.
 void register_design(DesignInfo d);
 const DesignInfo* find_design(std::string_view name);
+// "upstream, hugepage-v5, ...": for error messages that list the valid names.
+std::string design_names();
+inline constexpr const char* kDefaultDesign = "upstream";
 
 }  // namespace mirrormmu

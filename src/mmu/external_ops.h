@@ -27,9 +27,20 @@ enum class HookKind : uint8_t {
 inline constexpr size_t kHookKindCount = static_cast<size_t>(HookKind::kCount);
 const char* hook_kind_name(HookKind k);
 
+// Which tdx.c goes with a hook layout. The postings change both sides at
+// once; the TDX glue keeps each side's dispatcher and checks.
+enum class ExternalLayout : uint8_t {
+  FourHooks,     // [B] link/set/remove/free, and [HP]'s split hook beside them
+  CentralizedRfc,  // RFC v5 (Jan 2026): set(old, new) with splits, void reclaim hook
+  Merged,        // kvm.git June 2026: set_external_spte + free_external_spt
+  MergedReclaimViaSet,  // Merged, the S-EPT page reclaimed through the set hook (seed 000 option 2)
+  MergedHuge,    // Merged plus the RFC v5 huge-page patches (split as present->present)
+};
+
 class ExternalOps {
  public:
   virtual ~ExternalOps() = default;
+  virtual void select_layout(ExternalLayout l) {}
   // SEPT.ADD: link a new S-EPT page under the entry at (gfn, level).
   virtual int link_external_spt(Gfn gfn, PgLevel level, Pfn external_spt) = 0;
   // Map a leaf: PAGE.AUG while the TD runs, PAGE.ADD while it is being built.
@@ -39,6 +50,12 @@ class ExternalOps {
   virtual void remove_external_spte(Gfn gfn, PgLevel level, uint64_t mirror_spte) = 0;
   // Reclaim an S-EPT page; only legal after the HKID is released.
   virtual int free_external_spt(Gfn gfn, PgLevel level, Pfn external_spt) = 0;
+
+  // ---- the merged layer ([U], kvm.git June 2026) ----------------------------
+  // set_external_spte(gfn, old, new, level) below, plus this: void, RECLAIM
+  // and free the S-EPT page at once, sp.external_spt invalid either way (a
+  // failed reclaim leaks it and sets sp.external_leaked).
+  virtual void free_external_spt(MmuPage& sp) {}
 
   // ---- hooks of the designs argued about on the list ----------------------
   // The hooks below default to "not implemented" so that a backend written
@@ -62,20 +79,21 @@ class ExternalOps {
   virtual void reclaim_external_spt(Gfn gfn, MmuPage& sp) { (void)gfn, (void)sp; }
 
   // ---- who owns external_spt ---------------------------------------------
-  // The TDX-side pool policy: pages are pre-allocated by the backend outside
-  // mmu_lock (per vCPU, vcpu < 0 for the per-VM split path) and handed out
-  // under it. Ownership passes to the MMU at hand-out: it frees them with
-  // the sp either way.
-  virtual int topup_external_cache(int vcpu, int min) { return -EOPNOTSUPP; }
-  virtual Pfn alloc_external_spt(int vcpu) { return kInvalidPfn; }
+  // The TDX-side pool policy of the NAK'd "[PATCH v4 11/16] KVM: TDX: Add x86
+  // ops for external spt cache" (Rick Edgecombe, 2025-11-20): pages are
+  // pre-allocated by the backend outside mmu_lock (per vCPU, vcpu < 0 for
+  // the per-VM split path) and handed out under it. Ownership passes to the
+  // MMU at hand-out: it frees them with the sp either way.
+  virtual int topup_external_fault_cache(int vcpu, int min) { return -EOPNOTSUPP; }
+  virtual Pfn alloc_external_fault_cache(int vcpu) { return kInvalidPfn; }
 
   // ---- memory the hooks themselves need --------------------------------------
-  // [P1] DPAMT: the leaf-map, link and split hooks may have to lend the TDX
-  // module a PAMT page pair, and they run under mmu_lock where nothing may be
-  // allocated. The MMU calls this wherever it tops up its own caches, outside
-  // mmu_lock: from the fault path with the vCPU's id, from the split
-  // allocation with -1 (the per-VM cache). 0 or -ENOMEM.
-  virtual int topup_private_mapping_cache(int vcpu) { return 0; }
+  // [DPAMT v6] topup_external_cache(vcpu, min_nr_spts), a RET0 hook called
+  // from mmu_topup_memory_caches(): the mapping hooks may have to lend the
+  // TDX module a PAMT page pair per new 4K page and they run under mmu_lock,
+  // where nothing may be allocated. vcpu < 0 fills the VM's own cache (split
+  // allocation outside any vCPU). 0 or -ENOMEM.
+  virtual int topup_external_cache(int vcpu, int min_nr_spts) { return 0; }
 };
 
 }  // namespace mirrormmu

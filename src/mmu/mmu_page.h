@@ -38,6 +38,9 @@ struct MmuPage {
   // The TDX module holds external_spt (SEPT.ADD or DEMOTE took it, no
   // reclaim yet): the host must not free it, whatever path frees the sp.
   bool external_linked = false;
+  // The S-EPT page could not be taken back (RECLAIM failed, or the HKID was
+  // still assigned) and was leaked on purpose.
+  bool external_leaked = false;
   void* owner = nullptr;          // the TdpMmu, for the RCU callback
 
   bool is_mirror() const { return role.is_mirror; }

@@ -19,6 +19,7 @@ void TdpIter::begin(const PfnPool& p, MmuPage* r, PgLevel min, Gfn start, uint64
   root_level = r->role.level;
   min_level = min;
   pt_path[lvl(root_level) - 1] = r->spt;
+  sp_path[lvl(root_level) - 1] = r;
   restart();
 }
 
@@ -40,6 +41,7 @@ bool TdpIter::try_step_down() {
   if (!child) return false;
   level = lower(level);
   pt_path[lvl(level) - 1] = child;
+  sp_path[lvl(level) - 1] = spte_to_child_sp(*pool, old_spte);
   gfn = gfn_round_for_level(next_last_level_gfn, level);
   refresh_sptep();
   return true;

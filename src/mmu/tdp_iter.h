@@ -16,6 +16,7 @@ struct TdpIter {
   Gfn next_last_level_gfn{};  // where the walk is heading
   Gfn yielded_gfn{};          // next_last_level_gfn at the last yield
   uint64_t* pt_path[kRootMaxLevel] = {};
+  MmuPage* sp_path[kRootMaxLevel] = {};  // the kvm_mmu_page of each table in pt_path
   uint64_t* sptep = nullptr;
   Gfn gfn{};                  // base gfn of the current entry, without root bits
   uint64_t gfn_bits = 0;      // the root's bits (the TDX shared bit for a direct root)
@@ -34,6 +35,8 @@ struct TdpIter {
   void next();
   void restart();
   bool is_mirror() const { return root->is_mirror(); }
+  // sptep_to_sp(iter.sptep): the table holding the current entry.
+  MmuPage* sp() const { return sp_path[lvl(level) - 1]; }
 
  private:
   void refresh_sptep();

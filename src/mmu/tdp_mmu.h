@@ -174,10 +174,18 @@ class TdpMmu {
 
   // ---- the SPTE write protocol (used by designs and tests) ----------------
   int tdp_mmu_set_spte_atomic(TdpIter& iter, uint64_t new_spte);
-  uint64_t tdp_mmu_set_spte(bool mirror, uint64_t* sptep, uint64_t old_spte, uint64_t new_spte,
+  // `sp` is the table holding sptep (sptep_to_sp()); is_mirror_sp(sp) is
+  // what routes a change to the external hooks.
+  uint64_t tdp_mmu_set_spte(MmuPage* sp, uint64_t* sptep, uint64_t old_spte, uint64_t new_spte,
                             Gfn gfn, PgLevel level);
   void tdp_mmu_iter_set_spte(TdpIter& iter, uint64_t new_spte);
-  void handle_changed_spte(bool mirror, Gfn gfn, uint64_t old_spte, uint64_t new_spte,
+  // The merged layer's split: __handle_changed_spte() returns the external
+  // hook's error (the atomic path restores the entry and lets the caller
+  // retry), handle_changed_spte() is KVM_BUG_ON() of it (nothing to retry
+  // under the exclusive lock).
+  int __handle_changed_spte(MmuPage* sp, Gfn gfn, uint64_t old_spte, uint64_t new_spte,
+                            PgLevel level, bool shared);
+  void handle_changed_spte(MmuPage* sp, Gfn gfn, uint64_t old_spte, uint64_t new_spte,
                            PgLevel level, bool shared);
   void kvm_update_page_stats(PgLevel level, int64_t delta);
 
@@ -190,7 +198,6 @@ class TdpMmu {
 
  private:
   friend class TdpMmuTestPeer;
-  int tdp_mmu_set_spte_atomic_raw(TdpIter& iter, uint64_t new_spte);
   void handle_removed_pt(Pfn pt_pfn, bool shared);
   bool tdp_mmu_iter_cond_resched(TdpIter& iter, bool flush, bool shared);
   bool tdp_mmu_zap_leafs(MmuPage* root, Gfn start, Gfn end, bool can_yield, bool flush);

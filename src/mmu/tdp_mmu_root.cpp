@@ -52,6 +52,7 @@ TdpMmu::~TdpMmu() {
 void TdpMmu::set_external(ExternalOps* ops, std::unique_ptr<HookDesign> design) {
   external_ = ops;
   design_ = std::move(design);
+  if (external_ && design_) external_->select_layout(design_->external_layout());
 }
 
 void TdpMmu::kvm_flush_remote_tlbs() {
@@ -65,10 +66,11 @@ int TdpMmu::mmu_topup_memory_caches(VcpuMmuCaches& c) {
   const int min = kRootMaxLevel;
   if (cfg_.has_mirrored_tdp) {
     const int r = cfg_.external_spt_policy == ExternalSptPolicy::TdxPool
-                      ? (external_ ? external_->topup_external_cache(c.vcpu_id, min) : -EINVAL)
+                      ? (external_ ? external_->topup_external_fault_cache(c.vcpu_id, min) : -EINVAL)
                       : c.external_spt_cache.topup(min, inject_);
     if (r) return r;
-    if (int r2 = external_ ? external_->topup_private_mapping_cache(c.vcpu_id) : 0) return r2;
+    // -1 for the root's table, +1 for the 4K leaf: they cancel out.
+    if (int r2 = external_ ? external_->topup_external_cache(c.vcpu_id, kRootMaxLevel) : 0) return r2;
   }
   if (int r = c.shadow_page_cache.topup(min, inject_)) return r;
   return c.page_header_cache.topup(min);

@@ -5,6 +5,7 @@
 // conversions that cut a huge page).
 #include <cerrno>
 
+#include "base/running_vcpu.h"
 #include "mmu/tdp_mmu.h"
 #include "spte/spte.h"
 
@@ -38,7 +39,7 @@ int TdpMmu::tdp_mmu_split_huge_page(TdpIter& iter, MmuPage* sp, bool shared) {
 // or null on the per-VM split path.
 Pfn TdpMmu::alloc_external_spt(VcpuMmuCaches* c) {
   if (cfg_.external_spt_policy == ExternalSptPolicy::TdxPool)
-    return external_ ? external_->alloc_external_spt(c ? c->vcpu_id : -1) : kInvalidPfn;
+    return external_ ? external_->alloc_external_fault_cache(c ? c->vcpu_id : -1) : kInvalidPfn;
   if (c) return c->external_spt_cache.alloc(kvm_);
   return pool_.alloc(PageOwner::SeptPage);
 }
@@ -49,9 +50,11 @@ MmuPage* TdpMmu::tdp_mmu_alloc_sp_for_split(bool mirror) {
   if (inject_ && inject_->check(InjectPoint::CacheTopup, false) != Injection::None) return nullptr;
   Pfn external = kInvalidPfn;
   if (mirror) {
-    if (external_ && external_->topup_private_mapping_cache(-1) != 0) return nullptr;
+    // The demotion's PAMT pairs come from the running vCPU's cache (a 4K
+    // accept inside a 2M mapping), else from the VM's.
+    if (external_ && external_->topup_external_cache(kvm_get_running_vcpu(), kRootMaxLevel) != 0) return nullptr;
     if (cfg_.external_spt_policy == ExternalSptPolicy::TdxPool && external_ &&
-        external_->topup_external_cache(-1, 1) != 0)
+        external_->topup_external_fault_cache(-1, 1) != 0)
       return nullptr;
     external = alloc_external_spt(nullptr);
     if (!external.valid()) return nullptr;

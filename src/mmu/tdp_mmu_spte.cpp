@@ -13,27 +13,19 @@ void TdpMmu::kvm_update_page_stats(PgLevel level, int64_t delta) {
   stats_.pages[lvl(level) - 1].fetch_add(delta, std::memory_order_relaxed);
 }
 
-// __tdp_mmu_set_spte_atomic(): a cmpxchg against the caller's snapshot. For a
-// mirror SPTE the design propagates to the external table first, with the
-// entry frozen so no other thread can walk into (or map under) it meanwhile.
-int TdpMmu::tdp_mmu_set_spte_atomic_raw(TdpIter& iter, uint64_t new_spte) {
-  // Callers must skip frozen entries themselves: only the freezer writes one.
-  warn_on_once(iter.yielded || is_frozen(iter.old_spte), kvm_, Site::atomic_on_frozen);
-  if (iter.is_mirror() && !is_frozen(new_spte)) [[unlikely]] {
-    // Under the shared lock a mirror SPTE can only be made present; zaps of
-    // private memory need the exclusive lock (BLOCK/TRACK/REMOVE).
-    if (kvm_bug_on(!is_shadow_present(new_spte), kvm_, Site::atomic_mirror_not_present)) return -EBUSY;
-    return design_->set_spte_atomic_mirror(*this, iter, new_spte);
-  }
-  if (!sync::cmpxchg_spte(iter.sptep, iter.old_spte, new_spte)) return -EBUSY;
-  return 0;
-}
-
+// tdp_mmu_set_spte_atomic(): a cmpxchg against the caller's snapshot, then
+// the change handling. A mirror SPTE belongs to the design: every layout
+// argued about puts the freeze, the external update and the bug checks
+// somewhere else, and the direct root must not pay for any of it.
 int TdpMmu::tdp_mmu_set_spte_atomic(TdpIter& iter, uint64_t new_spte) {
   sync::assert_held_read(mmu_lock_, kvm_);
+  // Callers must skip frozen entries themselves: only the freezer writes one.
+  warn_on_once(iter.yielded || is_frozen(iter.old_spte), kvm_, Site::atomic_on_frozen);
+  if (iter.is_mirror() && !is_frozen(new_spte)) [[unlikely]]
+    return design_->set_spte_atomic_mirror(*this, iter, new_spte);
   const uint64_t old_spte = iter.old_spte;
-  if (int r = tdp_mmu_set_spte_atomic_raw(iter, new_spte)) return r;
-  handle_changed_spte(iter.is_mirror(), iter.gfn, old_spte, new_spte, iter.level, true);
+  if (!sync::cmpxchg_spte(iter.sptep, iter.old_spte, new_spte)) return -EBUSY;
+  handle_changed_spte(iter.sp(), iter.gfn, old_spte, new_spte, iter.level, true);
   return 0;
 }
 
@@ -46,26 +38,32 @@ static uint64_t kvm_tdp_mmu_write_spte(uint64_t* sptep, uint64_t old_spte, uint6
   return old_spte;
 }
 
-uint64_t TdpMmu::tdp_mmu_set_spte(bool mirror, uint64_t* sptep, uint64_t old_spte,
+uint64_t TdpMmu::tdp_mmu_set_spte(MmuPage* sp, uint64_t* sptep, uint64_t old_spte,
                                   uint64_t new_spte, Gfn gfn, PgLevel level) {
   sync::assert_held_write(mmu_lock_, kvm_);
   // Nobody can hold an SPTE frozen while we hold the lock exclusively, so
   // there is never a reason to write or replace FROZEN_SPTE here.
   warn_on_once(is_frozen(old_spte) || is_frozen(new_spte), kvm_, Site::set_frozen);
   old_spte = kvm_tdp_mmu_write_spte(sptep, old_spte, new_spte);
-  handle_changed_spte(mirror, gfn, old_spte, new_spte, level, false);
-  if (mirror) [[unlikely]] design_->after_set_spte_mirror(*this, gfn, old_spte, new_spte, level);
+  handle_changed_spte(sp, gfn, old_spte, new_spte, level, false);
+  if (sp->is_mirror()) [[unlikely]] design_->after_set_spte_mirror(*this, gfn, old_spte, new_spte, level);
   return old_spte;
 }
 
 void TdpMmu::tdp_mmu_iter_set_spte(TdpIter& iter, uint64_t new_spte) {
   warn_on_once(iter.yielded, kvm_, Site::iter_yielded);
-  iter.old_spte = tdp_mmu_set_spte(iter.is_mirror(), iter.sptep, iter.old_spte, new_spte, iter.gfn,
-                                   iter.level);
+  iter.old_spte = tdp_mmu_set_spte(iter.sp(), iter.sptep, iter.old_spte, new_spte, iter.gfn, iter.level);
 }
 
-void TdpMmu::handle_changed_spte(bool mirror, Gfn gfn, uint64_t old_spte, uint64_t new_spte,
+void TdpMmu::handle_changed_spte(MmuPage* sp, Gfn gfn, uint64_t old_spte, uint64_t new_spte,
                                  PgLevel level, bool shared) {
+  kvm_bug_on(__handle_changed_spte(sp, gfn, old_spte, new_spte, level, shared) != 0, kvm_,
+             Site::set_external_spte_failed);
+}
+
+int TdpMmu::__handle_changed_spte(MmuPage* sp, Gfn gfn, uint64_t old_spte, uint64_t new_spte,
+                                  PgLevel level, bool shared) {
+  const bool mirror = sp->is_mirror();
   const bool was_present = is_shadow_present(old_spte);
   const bool is_present = is_shadow_present(new_spte);
   const bool was_leaf = was_present && is_last(old_spte, level);
@@ -80,28 +78,42 @@ void TdpMmu::handle_changed_spte(bool mirror, Gfn gfn, uint64_t old_spte, uint64
   // through stale translations. The kernel BUG()s here.
   if (was_leaf && is_leaf_now && pfn_changed) kvm_.hit(Site::changed_spte_leaf_pfn);
 
-  if (old_spte == new_spte) return;
-
-  if (observer_) [[unlikely]]
-    observer_->on_spte_changed({gfn, level, old_spte, new_spte, shared, mirror});
+  if (old_spte == new_spte) return 0;
 
   if (!was_present && !is_present) {
+    if (observer_) [[unlikely]]
+      observer_->on_spte_changed({gfn, level, old_spte, new_spte, shared, mirror});
     // Only MMIO SPTEs come and go while non-present; the freeze of a child
     // in handle_removed_pt also lands here.
     warn_on_once(!is_mmio(old_spte, cfg_.mmio_value) && !is_mmio(new_spte, cfg_.mmio_value) &&
                      !is_frozen(new_spte),
                  kvm_, Site::changed_spte_nonpresent);
-    return;
+    return 0;
   }
-
-  if (was_leaf != is_leaf_now) kvm_update_page_stats(level, is_leaf_now ? 1 : -1);
 
   // A non-leaf replaced by a leaf or by nothing frees the subtree below it.
   // Non-leaf to another non-leaf is a bug, handled as a removal all the same.
-  if (was_present && !was_leaf &&
-      (is_leaf_now || !is_present ||
-       warn_on_once(pfn_changed, kvm_, Site::changed_spte_nonleaf_pfn)))
+  const bool table_removed = was_present && !was_leaf &&
+                             (is_leaf_now || !is_present ||
+                              warn_on_once(pfn_changed, kvm_, Site::changed_spte_nonleaf_pfn));
+  // The merged layer propagates every other mirror change from here, and
+  // only a change the external tree took is accounted: a refused map (BUSY,
+  // the fault retries) must not count a leaf that was never installed.
+  if (mirror && !table_removed) [[unlikely]] {
+    if (int r = design_->propagate_changed_spte(*this, gfn, old_spte, new_spte, level, shared)) return r;
+  }
+  if (observer_) [[unlikely]]
+    observer_->on_spte_changed({gfn, level, old_spte, new_spte, shared, mirror});
+  if (was_leaf != is_leaf_now) kvm_update_page_stats(level, is_leaf_now ? 1 : -1);
+  if (table_removed) {
     handle_removed_pt(to_pfn(old_spte), shared);
+    // Option 2 of seed 000: the removed table's S-EPT page also goes through
+    // the set hook, after handle_removed_pt() has already queued it for
+    // call_rcu.
+    if (mirror) [[unlikely]]
+      return design_->propagate_removed_table(*this, gfn, old_spte, new_spte, level, shared);
+  }
+  return 0;
 }
 
 // The caller has already unlinked the table: nobody can reach it through the
@@ -137,11 +149,8 @@ void TdpMmu::handle_removed_pt(Pfn pt_pfn, bool shared) {
       if (!is_shadow_present(old_spte)) continue;
       old_spte = kvm_tdp_mmu_write_spte(sptep, old_spte, kFrozen);
     }
-    handle_changed_spte(mirror, gfn, old_spte, kFrozen, level, shared);
-    if (mirror) [[unlikely]] {
-      kvm_bug_on(shared, kvm_, Site::removed_pt_mirror_shared);
-      design_->removed_child_mirror(*this, gfn, old_spte, level, shared);
-    }
+    handle_changed_spte(sp, gfn, old_spte, kFrozen, level, shared);
+    if (mirror) [[unlikely]] design_->removed_child_mirror(*this, gfn, old_spte, level, shared);
   }
 
   if (mirror) [[unlikely]] design_->removed_pt_mirror(*this, *sp);

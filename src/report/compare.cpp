@@ -5,6 +5,8 @@
 #include <algorithm>
 #include <map>
 
+#include "mmu/design.h"
+
 namespace mirrormmu {
 
 namespace {
@@ -98,7 +100,13 @@ std::string format_compare(const std::vector<CompareColumn>& cols) {
   size_t cell_w = 12;
   for (const auto& col : cols) cell_w = std::max(cell_w, col.design.size() + 2);
 
-  std::string out = fmt::format("{:<{}}", "", label_w);
+  // Which code each column is: the merged layer or the posting it reproduces.
+  std::string out;
+  for (const auto& col : cols) {
+    const DesignInfo* d = find_design(col.design);
+    out += fmt::format("{:<22} {}\n", col.design, d ? d->posting : "(unregistered)");
+  }
+  out += "\n" + fmt::format("{:<{}}", "", label_w);
   for (const auto& col : cols) out += fmt::format("{:>{}}", col.design, cell_w);
   out += "\n";
   for (const auto& sec : sections) {

@@ -6,6 +6,7 @@
 
 #include "mmu/mmu_page.h"
 #include "mmu/tdp_iter.h"
+#include "base/running_vcpu.h"
 #include "spte/spte.h"
 #include "tdx/tdx_ops.h"
 
@@ -24,19 +25,22 @@ int TdxOps::tdx_sept_split_private_spte(Gfn gfn, PgLevel level, uint64_t old_spt
   const auto block_track_demote = [&](const DemotePamt& pair) {
     Ret r = tdh_do_no_vcpus([&] { return module_.tdh_mem_range_block(gpa, tl); });
     if (tdx_bug_on(r.status, kvm_, Site::tdh_mem_range_block)) return -EIO;
-    if (tdx_track()) return -EIO;
+    tdx_track();
     // No UNBLOCK afterwards: DEMOTE leaves the 512 new leaves unblocked.
     r = tdh_do_no_vcpus(
         [&] { return module_.tdh_mem_page_demote(gpa, tl, new_sept_page, pair.page0, pair.page1); });
     if (tdx_bug_on(r.status, kvm_, Site::tdh_mem_page_demote)) return -EIO;
     return 0;
   };
-  // [P1 DPAMT] taken before the BLOCK, so that running short blocks nothing.
+  // [DPAMT] taken before the BLOCK, so that running short blocks nothing.
+  // From the running vCPU's cache (a 4K accept inside a 2M mapping), else
+  // the VM's (a conversion or hole punch that cuts a huge page).
+  PamtCache& cache = pamt_cache_for(kvm_get_running_vcpu());
   const Pfn range = spte::to_pfn(old_spte);
   DemotePamt pair;
-  if (int err = tdx_pamt_demote_begin(new_sept_page, range, pair)) return err;
+  if (int err = tdx_pamt_demote_begin(new_sept_page, range, pair, cache)) return err;
   const int ret = block_track_demote(pair);
-  tdx_pamt_demote_end(new_sept_page, range, pair, ret == 0);
+  tdx_pamt_demote_end(new_sept_page, range, pair, ret == 0, cache);
   if (ret) return ret;
   stats_.demotes++;
   return 0;
@@ -65,6 +69,7 @@ void TdxOps::reclaim_external_spt(Gfn gfn, MmuPage& sp) { tdx_sept_reclaim_priva
 // tdx_sept_set_private_spte() after [P1]: the TDP MMU forwards the
 // transition, TDX decides what it means.
 int TdxOps::set_external_spte(Gfn gfn, uint64_t old_spte, uint64_t new_spte, PgLevel level) {
+  if (merged_layout()) return tdx_sept_set_private_spte(gfn, old_spte, new_spte, level);
   const bool was_present = spte::is_shadow_present(old_spte);
   const bool is_present = spte::is_shadow_present(new_spte);
   if (was_present && is_present) {
@@ -109,7 +114,7 @@ std::vector<Pfn>& TdxOps::pool_for(int vcpu) {
   return vcpu_pool_[static_cast<size_t>(vcpu)];
 }
 
-int TdxOps::topup_external_cache(int vcpu, int min) {
+int TdxOps::topup_external_fault_cache(int vcpu, int min) {
   std::lock_guard g(pool_mu_);
   std::vector<Pfn>& p = pool_for(vcpu);
   while (static_cast<int>(p.size()) < min) {
@@ -120,7 +125,7 @@ int TdxOps::topup_external_cache(int vcpu, int min) {
   return 0;
 }
 
-Pfn TdxOps::alloc_external_spt(int vcpu) {
+Pfn TdxOps::alloc_external_fault_cache(int vcpu) {
   std::lock_guard g(pool_mu_);
   std::vector<Pfn>& p = pool_for(vcpu);
   // An empty pool is a top-up bug: the fault path cannot allocate here.

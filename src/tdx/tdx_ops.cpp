@@ -3,6 +3,7 @@
 
 #include <cerrno>
 
+#include "base/running_vcpu.h"
 #include "spte/spte.h"
 
 namespace mirrormmu::tdx {
@@ -17,7 +18,7 @@ const char* td_state_name(TdState s) {
 }
 
 TdxOps::TdxOps(TdxModule& module, PfnPool& pool, BugTracker& kvm, sync::MmuLock& mmu_lock)
-    : module_(module), pool_(pool), kvm_(kvm), mmu_lock_(mmu_lock), pamt_cache_(pool) {}
+    : module_(module), pool_(pool), kvm_(kvm), mmu_lock_(mmu_lock), vm_pamt_cache_(pool) {}
 
 void TdxOps::kick() {
   stats_.kicks++;
@@ -49,7 +50,7 @@ int TdxOps::link_external_spt(Gfn gfn, PgLevel level, Pfn external_spt) {
   // [P1 DPAMT] the S-EPT page becomes a 4K TD page. The reference is taken
   // at link time, the alternative proposed in the P1 thread, not when the
   // cache allocates the page ([P1]'s page_get): the MMU's caches stay plain.
-  if (int err = tdx_pamt_get(external_spt, PgLevel::k4K, pamt_cache_)) return err;
+  if (int err = tdx_pamt_get(external_spt, PgLevel::k4K, pamt_cache_for(kvm_get_running_vcpu()))) return err;
   const Ret r = module_.tdh_mem_sept_add(gfn.gpa(), tdx_level(level), external_spt);
   if (!r.ok()) tdx_pamt_put(external_spt, PgLevel::k4K);
   if (is_busy(r.status)) return -EBUSY;
@@ -71,7 +72,7 @@ int TdxOps::set_external_spte(Gfn gfn, PgLevel level, uint64_t mirror_spte) {
   if (!runnable && kvm_bug_on(pre_fault_allowed_ || !page_add_src_.valid(), kvm_, Site::tdx_page_add_state))
     return -EIO;
   // [P1 DPAMT] a 4K leaf needs its region's pair (a no-op at 2M).
-  if (int err = tdx_pamt_get(pfn, level, pamt_cache_)) return err;
+  if (int err = tdx_pamt_get(pfn, level, pamt_cache_for(kvm_get_running_vcpu()))) return err;
   const Ret r = runnable ? module_.tdh_mem_page_aug(gfn.gpa(), tdx_level(level), pfn)
                          : module_.tdh_mem_page_add(gfn.gpa(), tdx_level(level), pfn, page_add_src_);
   if (r.ok()) return 0;
@@ -81,16 +82,15 @@ int TdxOps::set_external_spte(Gfn gfn, PgLevel level, uint64_t mirror_spte) {
   return -EIO;
 }
 
-int TdxOps::tdx_track() {
+void TdxOps::tdx_track() {
   // Nothing has ever run, so no TLB holds a translation to flush.
-  if (state_ != TdState::Runnable) return 0;
+  if (state_ != TdState::Runnable) return;
   sync::assert_held_write(mmu_lock_, kvm_);
   const Ret r = tdh_do_no_vcpus([&] { return Ret{module_.tdh_mem_track()}; });
-  if (tdx_bug_on(r.status, kvm_, Site::tdh_mem_track)) return -EIO;
+  tdx_bug_on(r.status, kvm_, Site::tdh_mem_track);
   // Every vCPU still in the guest entered in an old epoch; forcing them out
   // drains that epoch so the block counts as tracked.
   kick();
-  return 0;
 }
 
 void TdxOps::tdx_quirk_reset_page(Pfn page) {
@@ -99,31 +99,37 @@ void TdxOps::tdx_quirk_reset_page(Pfn page) {
 }
 
 void TdxOps::remove_external_spte(Gfn gfn, PgLevel level, uint64_t mirror_spte) {
+  // [B] 4K only; the RFC layouts that split reuse the hook for 2M leaves.
+  tdx_sept_remove_private_spte(gfn, level, mirror_spte, PgLevel::k2M);
+}
+
+int TdxOps::tdx_sept_remove_private_spte(Gfn gfn, PgLevel level, uint64_t mirror_spte, PgLevel max_level) {
   sync::assert_held_write(mmu_lock_, kvm_);
   // Leaves exist only while the HKID is assigned: guest_memfd removes every
   // private page before the VM releases its key.
-  if (kvm_bug_on(!module_.hkid_assigned(), kvm_, Site::tdx_remove_no_hkid)) return;
-  if (kvm_bug_on(level > PgLevel::k2M, kvm_, Site::tdx_remove_level)) return;
+  if (kvm_bug_on(!module_.hkid_assigned(), kvm_, Site::tdx_remove_no_hkid)) return -EIO;
+  if (kvm_bug_on(level > max_level, kvm_, Site::tdx_remove_level)) return -EIO;
   const uint64_t gpa = gfn.gpa();
   const int tl = tdx_level(level);
 
   Ret r = tdh_do_no_vcpus([&] { return module_.tdh_mem_range_block(gpa, tl); });
-  if (tdx_bug_on(r.status, kvm_, Site::tdh_mem_range_block)) return;
-  if (tdx_track()) return;
+  if (tdx_bug_on(r.status, kvm_, Site::tdh_mem_range_block)) return -EIO;
+  tdx_track();
   // Races with TDH.VP.ENTER (zero-step) and the guest's TDCALLs on the entry.
   r = tdh_do_no_vcpus([&] { return module_.tdh_mem_page_remove(gpa, tl); });
-  if (tdx_bug_on(r.status, kvm_, Site::tdh_mem_page_remove)) return;
+  if (tdx_bug_on(r.status, kvm_, Site::tdh_mem_page_remove)) return -EIO;
   // The cache lines of every 4K page of a huge one are written back.
   const Pfn pfn = spte::to_pfn(mirror_spte);
   for (uint64_t i = 0; i < pages_per_hpage(level); i++) {
     if (tdx_bug_on(module_.tdh_phymem_page_wbinvd(pfn + i, module_.hkid()), kvm_,
                    Site::tdh_phymem_page_wbinvd))
-      return;
+      return -EIO;
     tdx_quirk_reset_page(pfn + i);
   }
-  // [P1 DPAMT] the module dropped the page's 4K entry (a no-op for 2M). Last,
+  // [DPAMT] the module dropped the page's 4K entry (a no-op for 2M). Last,
   // as in the kernel: a failure above bugs the VM and keeps the reference.
   tdx_pamt_put(pfn, level);
+  return 0;
 }
 
 int TdxOps::tdx_reclaim_page(Pfn page) {

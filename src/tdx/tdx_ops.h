@@ -6,6 +6,7 @@
 #include <atomic>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <mutex>
 #include <unordered_map>
 #include <vector>
@@ -85,6 +86,7 @@ class TdxOps final : public ExternalOps {
   TdxOps(TdxModule& module, PfnPool& pool, BugTracker& kvm, sync::MmuLock& mmu_lock);
 
   void set_kicker(VcpuKicker* k) { kicker_ = k; }
+  void select_layout(ExternalLayout l) override { layout_ = l; }
 
   // ---- kvm_x86_ops hooks --------------------------------------------------
   int link_external_spt(Gfn gfn, PgLevel level, Pfn external_spt) override;
@@ -94,10 +96,11 @@ class TdxOps final : public ExternalOps {
   // The hooks of the other designs (tdx_designs.cpp).
   int split_external_spt(Gfn gfn, PgLevel level, uint64_t old_spte, Pfn new_external_spt) override;
   int set_external_spte(Gfn gfn, uint64_t old_spte, uint64_t new_spte, PgLevel level) override;
+  void free_external_spt(MmuPage& sp) override;
   void reclaim_external_spt(Gfn gfn, MmuPage& sp) override;
-  int topup_external_cache(int vcpu, int min) override;
-  Pfn alloc_external_spt(int vcpu) override;
-  int topup_private_mapping_cache(int vcpu) override;
+  int topup_external_fault_cache(int vcpu, int min) override;
+  Pfn alloc_external_fault_cache(int vcpu) override;
+  int topup_external_cache(int vcpu, int min_nr_spts) override;
   // Pages still in the TDX-side pool go back to the host (VM teardown).
   void free_external_pool();
 
@@ -139,7 +142,21 @@ class TdxOps final : public ExternalOps {
  private:
   // tdh_do_no_vcpus(): try once; on BUSY keep vCPUs out, kick them, retry once.
   Ret tdh_do_no_vcpus(const std::function<Ret()>& fn);
-  int tdx_track();
+  // TRACK (with one kick-and-retry on BUSY), then kick every vCPU out so
+  // none still runs in the old epoch; the kick happens even when TRACK
+  // failed (TDX_BUG_ON), and the REMOVE that follows then fails.
+  void tdx_track();
+  // BLOCK, TRACK + kick, REMOVE, WBINVD per 4K page, reset; the write lock.
+  // Never -EBUSY: BUSY is retried once with vCPUs out, then TDX_BUG_ON.
+  int tdx_sept_remove_private_spte(Gfn gfn, PgLevel level, uint64_t old_spte, PgLevel max_level);
+  // ---- the merged layer (tdx_merged.cpp) --------------------------------------
+  bool merged_layout() const;
+  int tdx_sept_set_private_spte(Gfn gfn, uint64_t old_spte, uint64_t new_spte, PgLevel level);
+  int tdx_sept_remove_leaf_spte(Gfn gfn, PgLevel level, uint64_t old_spte);
+  int tdx_sept_map_nonleaf_spte(Gfn gfn, PgLevel level, uint64_t new_spte);
+  int tdx_sept_map_leaf_spte(Gfn gfn, PgLevel level, uint64_t new_spte);
+  void tdx_sept_free_private_spt(MmuPage& sp);
+  PamtCache* tdx_running_pamt_cache();
   int tdx_reclaim_page(Pfn page);
   void tdx_quirk_reset_page(Pfn page);
   void kick();
@@ -163,8 +180,11 @@ class TdxOps final : public ExternalOps {
   struct DemotePamt {
     Pfn page0 = kInvalidPfn, page1 = kInvalidPfn;
   };
-  int tdx_pamt_demote_begin(Pfn new_sept_page, Pfn range, DemotePamt& d);
-  void tdx_pamt_demote_end(Pfn new_sept_page, Pfn range, DemotePamt& d, bool ok);
+  int tdx_pamt_demote_begin(Pfn new_sept_page, Pfn range, DemotePamt& d, PamtCache& cache);
+  void tdx_pamt_demote_end(Pfn new_sept_page, Pfn range, DemotePamt& d, bool ok, PamtCache& cache);
+  // A vCPU's PAMT cache (vcpu >= 0) or the VM's, for callers outside any
+  // vCPU (TD creation, conversions that split).
+  PamtCache& pamt_cache_for(int vcpu);
 
   TdxModule& module_;
   PfnPool& pool_;
@@ -191,14 +211,14 @@ class TdxOps final : public ExternalOps {
   std::mutex pool_mu_;
   std::vector<std::vector<Pfn>> vcpu_pool_;
   std::vector<Pfn> vm_pool_;
-  // DPAMT. One cache for the whole VM, not KVM's per-vCPU ones: the hooks
-  // are not told which vCPU runs them (KVM asks for "the running vCPU"), so
-  // every top-up fills it for all possible callers at once (tdx_pamt.cpp).
-  // pamt_lock_ guards the cache and the refcounts.
+  ExternalLayout layout_ = ExternalLayout::FourHooks;
+  // DPAMT: a PAMT page cache per vCPU (struct vcpu_tdx's pamt_cache), found
+  // by the hooks through kvm_get_running_vcpu(), and one for the VM's own
+  // callers. pamt_lock_ guards the caches and the refcounts.
   PamtLock pamt_lock_;
-  PamtCache pamt_cache_;
+  std::vector<std::unique_ptr<PamtCache>> vcpu_pamt_caches_;
+  PamtCache vm_pamt_cache_;
   std::unordered_map<uint64_t, uint32_t> pamt_refs_;  // by 2M region (pfn >> 9)
-  std::atomic<int> nr_vcpus_{0};                       // callers of the top-up
   TdxOpsStats stats_;
 };
 

@@ -10,9 +10,11 @@
 // both under the global pamt_lock, so a get never meets a pair being removed
 // and two gets never both add one. Pages used at 2M need no pair.
 //
-// Simplifications against [P1]: no lock-free fast paths (inc_not_zero,
-// dec_and_test) and so no HPA_RANGE_NOT_FREE race to resolve; one cache for
-// the VM instead of one per vCPU (topup_private_mapping_cache below).
+// As posted in "[PATCH v6 00/11] Dynamic PAMT" (Rick Edgecombe, 2026-05-25):
+// a PAMT page cache per vCPU, topped up through topup_external_cache() from
+// mmu_topup_memory_caches() and found by the hooks through the running vCPU.
+// Simplification: no lock-free fast paths (inc_not_zero, dec_and_test), so
+// no HPA_RANGE_NOT_FREE race to resolve.
 #include <cerrno>
 
 #include "sync/sched.h"
@@ -22,12 +24,7 @@ namespace mirrormmu::tdx {
 
 namespace {
 
-constexpr size_t kPairPages = 2;
-// What one caller may take between its top-up and its next one: a fault maps
-// one 4K leaf and links at most kRootMaxLevel - 1 S-EPT pages, each perhaps
-// the first 4K page of its region; a split needs pairs for the new S-EPT
-// page and for the split range. A pair per level plus one covers both.
-constexpr size_t kPamtPagesPerCaller = kPairPages * (kRootMaxLevel + 1);
+constexpr size_t kPairPages = 2;  // TDX_DPAMT_ENTRY_PAGE_CNT
 
 uint64_t region_of(Pfn page) { return page.v >> kLevelBits; }
 Pfn region_base(Pfn page) { return Pfn{region_of(page) << kLevelBits}; }
@@ -80,20 +77,21 @@ void PamtCache::free_all() {
   pages_.clear();
 }
 
-// KVM fills a per-vCPU cache in the fault path and a per-VM one for splits,
-// and a hook uses the running vCPU's. Hooks here are not told the vCPU (and
-// src/vm keeps no "current vCPU"), so they all share pamt_cache_, and every
-// top-up fills it for every caller that may be between its own top-up and
-// the end of its mmu_lock section: each vCPU, plus the VM's own thread
-// (KVM_TDX_INIT_MEM_REGION, conversions and splits, TD creation). Whatever
-// the others took since the latest top-up, that one left enough for all.
-int TdxOps::topup_private_mapping_cache(int /*vcpu*/) {
+PamtCache& TdxOps::pamt_cache_for(int vcpu) {
+  if (vcpu < 0 || static_cast<size_t>(vcpu) >= vcpu_pamt_caches_.size()) return vm_pamt_cache_;
+  return *vcpu_pamt_caches_[static_cast<size_t>(vcpu)];
+}
+
+// tdx_topup_external_pamt_cache(): a pair for each table a fault may link
+// and for its leaf (min_nr_spts of them). Only this vCPU's thread takes from
+// its cache, so the common case needs no lock.
+int TdxOps::topup_external_cache(int vcpu, int min_nr_spts) {
   if (!dpamt()) return 0;
-  const size_t callers = static_cast<size_t>(nr_vcpus_.load(std::memory_order_relaxed)) + 1;
-  const size_t min = kPamtPagesPerCaller * callers;
-  if (pamt_cache_.size() >= min) return 0;  // the common case: no lock
+  PamtCache& cache = pamt_cache_for(vcpu);
+  const size_t min = kPairPages * static_cast<size_t>(min_nr_spts);
+  if (cache.size() >= min) return 0;
   std::lock_guard g(pamt_lock_);
-  return pamt_cache_.topup(min);
+  return cache.topup(min);
 }
 
 // ---- get / put -----------------------------------------------------------------------
@@ -167,8 +165,8 @@ uint32_t TdxOps::pamt_refcount(Pfn frame) {
 // tdx_alloc_control_page(): outside mmu_lock, so the VM thread tops up the
 // shared cache as one of its callers and takes its pair from it.
 int TdxOps::tdx_pamt_get_control(Pfn page) {
-  if (int r = topup_private_mapping_cache(-1)) return r;
-  return tdx_pamt_get(page, PgLevel::k4K, pamt_cache_);
+  if (int r = topup_external_cache(-1, 1)) return r;
+  return tdx_pamt_get(page, PgLevel::k4K, vm_pamt_cache_);
 }
 
 // ---- DEMOTE 2M -> 4K -------------------------------------------------------------------
@@ -181,17 +179,17 @@ int TdxOps::tdx_pamt_get_control(Pfn page) {
 // [P1]'s fix for Yan's cross-TD BUSY also holds pamt_lock across DEMOTE;
 // with one TD per module nothing else can touch the range, so it is not.
 
-int TdxOps::tdx_pamt_demote_begin(Pfn new_sept_page, Pfn range, DemotePamt& d) {
+int TdxOps::tdx_pamt_demote_begin(Pfn new_sept_page, Pfn range, DemotePamt& d, PamtCache& cache) {
   if (!dpamt()) return 0;
   std::lock_guard g(pamt_lock_);
-  if (int r = pamt_get_locked(new_sept_page, pamt_cache_)) return r;
+  if (int r = pamt_get_locked(new_sept_page, cache)) return r;
   // A pair already there (refcount > 0) is used by DEMOTE as it is.
   if (pamt_refs_.contains(region_of(range))) return 0;
-  d.page0 = pamt_cache_.take();
-  d.page1 = pamt_cache_.take();
+  d.page0 = cache.take();
+  d.page1 = cache.take();
   if (warn_on_once(!d.page0.valid() || !d.page1.valid(), kvm_, Site::tdx_pamt_cache_empty)) {
-    pamt_cache_.give_back(d.page0);
-    pamt_cache_.give_back(d.page1);
+    cache.give_back(d.page0);
+    cache.give_back(d.page1);
     d = {};
     pamt_put_locked(new_sept_page);
     return -ENOMEM;
@@ -199,7 +197,7 @@ int TdxOps::tdx_pamt_demote_begin(Pfn new_sept_page, Pfn range, DemotePamt& d) {
   return 0;
 }
 
-void TdxOps::tdx_pamt_demote_end(Pfn new_sept_page, Pfn range, DemotePamt& d, bool ok) {
+void TdxOps::tdx_pamt_demote_end(Pfn new_sept_page, Pfn range, DemotePamt& d, bool ok, PamtCache& cache) {
   if (!dpamt()) return;
   std::lock_guard g(pamt_lock_);
   if (ok) {
@@ -207,8 +205,8 @@ void TdxOps::tdx_pamt_demote_end(Pfn new_sept_page, Pfn range, DemotePamt& d, bo
     if (d.page0.valid()) stats_.demote_pamt_pairs++;
     return;
   }
-  pamt_cache_.give_back(d.page0);
-  pamt_cache_.give_back(d.page1);
+  cache.give_back(d.page0);
+  cache.give_back(d.page1);
   pamt_put_locked(new_sept_page);
 }
 

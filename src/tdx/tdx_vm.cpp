@@ -37,8 +37,10 @@ int TdxOps::tdx_td_init(uint16_t hkid) {
 }
 
 int TdxOps::tdx_vcpu_create(int vcpu) {
-  // One more caller the shared PAMT cache must be able to serve at once.
-  nr_vcpus_.fetch_add(1, std::memory_order_relaxed);
+  // struct vcpu_tdx's PAMT cache, indexed by vCPU id.
+  if (static_cast<size_t>(vcpu) >= vcpu_pamt_caches_.size()) vcpu_pamt_caches_.resize(static_cast<size_t>(vcpu) + 1);
+  if (!vcpu_pamt_caches_[static_cast<size_t>(vcpu)])
+    vcpu_pamt_caches_[static_cast<size_t>(vcpu)] = std::make_unique<PamtCache>(pool_);
   VcpuPages vp{vcpu, pool_.alloc(PageOwner::TdControl), {}};
   if (!vp.tdvpr.valid()) return -ENOMEM;
   vcpu_pages_.push_back(vp);
@@ -144,7 +146,8 @@ void TdxOps::tdx_vm_free() {
   tdr_ = kInvalidPfn;
   // Whatever the PAMT cache still holds was never lent.
   std::lock_guard g(pamt_lock_);
-  pamt_cache_.free_all();
+  for (auto& c : vcpu_pamt_caches_) c->free_all();
+  vm_pamt_cache_.free_all();
 }
 
 }  // namespace mirrormmu::tdx

@@ -27,7 +27,7 @@ struct VmConfig {
   VmType type = VmType::Td;
   int ept_levels = 4;              // 4 or 5: root level and the TDX shared bit (47 / 51)
   uint64_t pool_pages = 1ull << 18; // host memory, in 4K frames (1 GiB)
-  std::string design = "baseline";
+  std::string design = kDefaultDesign;
   int nr_vcpus = 1;
   // Largest page backing shared memory: 4K (plain), 2M (THP), 1G (hugetlbfs).
   PgLevel shared_backing = PgLevel::k2M;

@@ -1,6 +1,7 @@
 // TD build: KVM_TDX_INIT_MEM_REGION and KVM_TDX_FINALIZE_VM.
 #include <cerrno>
 
+#include "base/running_vcpu.h"
 #include "sync/rcu.h"
 #include "vm/vm.h"
 
@@ -10,7 +11,10 @@ int Vm::init_mem_region(uint64_t gpa, uint64_t npages) {
   if (!is_td() || unusable()) return -EINVAL;
   if (bugs_.bugged()) return -EIO;
   if (tdx_->td_state() != tdx::TdState::Initialized) return -EINVAL;
+  // A vCPU ioctl (KVM_TDX_INIT_MEM_REGION on vCPU 0): the hooks find their
+  // PAMT cache through the running vCPU.
   Vcpu& v = *vcpus_[0];
+  VcpuLoadGuard loaded(v.id);
   sync::RcuThread rcu_thread;
   sync::ReadGuard slots(slots_lock_);
   for (uint64_t i = 0; i < npages; i++) {

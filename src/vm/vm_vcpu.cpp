@@ -2,6 +2,7 @@
 // getting vCPUs out of guest mode.
 #include <cerrno>
 
+#include "base/running_vcpu.h"
 #include "spte/spte.h"
 #include "sync/rcu.h"
 #include "vm/vm.h"
@@ -99,6 +100,7 @@ ExitReason Vm::vcpu_fault(int vcpu, uint64_t gpa, bool write, PgLevel accept_lev
   Vcpu& v = *vcpus_[vcpu];
   if (bugs_.bugged()) return ExitReason::VmDead;
   v.faults.fetch_add(1, std::memory_order_relaxed);
+  VcpuLoadGuard loaded(vcpu);
   sync::RcuThread rcu_thread;
   sync::ReadGuard slots(slots_lock_);
 
@@ -221,6 +223,7 @@ bool Vm::hw_translation_ok(Vcpu& v, uint64_t gpa, bool write) {
 ExitReason Vm::vcpu_access(int vcpu, uint64_t gpa, bool write, PgLevel accept_level) {
   if (vcpu < 0 || vcpu >= nr_vcpus() || unusable()) return ExitReason::VmDead;
   Vcpu& v = *vcpus_[vcpu];
+  VcpuLoadGuard loaded(vcpu);
   sync::RcuThread rcu_thread;
   v.accesses.fetch_add(1, std::memory_order_relaxed);
   const bool is_private = is_td() && !(gpa & shared_bit_);

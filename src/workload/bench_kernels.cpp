@@ -28,7 +28,7 @@ std::unique_ptr<Vm> make_vm(bool td, uint64_t pages, int vcpus, bool huge = fals
   VmConfig c;
   c.type = td ? VmType::Td : VmType::Normal;
   if (huge) {
-    c.design = "centralized";
+    c.design = "centralized-rfc-fixed";
     c.huge_pages = true;
   }
   c.nr_vcpus = vcpus;

@@ -21,7 +21,7 @@ struct WorkloadConfig {
   uint64_t seed = 1;
   double gib = 0.5;           // guest RAM of the TD
   int vcpus = 2;
-  std::string design = "baseline";
+  std::string design = kDefaultDesign;
   bool huge_pages = false;        // 2M private mappings (the design must split them)
   bool eager_page_split = true;
   bool dynamic_pamt = false;

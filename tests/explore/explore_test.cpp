@@ -209,7 +209,7 @@ TEST_P(BuiltinScenario, ExploresCleanWithFailuresInjected) {
 
 std::vector<ScenarioDesign> all_scenario_designs() {
   std::vector<ScenarioDesign> out;
-  for (const char* d : {"baseline", "centralized", "split-hook", "single-hook"})
+  for (const char* d : {"baseline", "centralized-rfc-fixed", "split-hook", "single-hook"})
     for (const auto& s : builtin_scenarios()) out.push_back({s.name, d});
   return out;
 }
@@ -232,12 +232,14 @@ class NoFreezeDesign final : public HookDesign {
   explicit NoFreezeDesign(std::unique_ptr<HookDesign> base) : base_(std::move(base)) {}
   std::string_view name() const override { return "test-no-freeze"; }
   int set_spte_atomic_mirror(TdpMmu& mmu, TdpIter& iter, uint64_t new_spte) override {
+    const uint64_t old_spte = iter.old_spte;
     if (!sync::cmpxchg_spte(iter.sptep, iter.old_spte, new_spte)) return -EBUSY;
     const int r = spte::is_last(new_spte, iter.level)
                       ? mmu.external()->set_external_spte(iter.gfn, iter.level, new_spte)
                       : mmu.external()->link_external_spt(iter.gfn, iter.level,
                                                           spte_to_child_sp(mmu.pool(), new_spte)->external_spt);
     if (r) sync::write_spte(iter.sptep, iter.old_spte);
+    else mmu.handle_changed_spte(iter.sp(), iter.gfn, old_spte, new_spte, iter.level, true);
     return r;
   }
   void after_set_spte_mirror(TdpMmu& m, Gfn g, uint64_t o, uint64_t n, PgLevel l) override {
@@ -256,7 +258,7 @@ void register_no_freeze() {
   static bool done = false;
   if (done) return;
   done = true;
-  register_design({"test-no-freeze", "baseline without the freeze (planted bug)",
+  register_design({"test-no-freeze", "a planted bug", "baseline without the freeze",
                    [] { return std::unique_ptr<HookDesign>(new NoFreezeDesign(make_baseline_design())); }});
 }
 

@@ -80,12 +80,14 @@ Outcome remove_table(bool hold_rcu) {
     {
       sync::WriteGuard lock(mmu.mmu_lock());
       uint64_t* sptep = nullptr;
+      MmuPage* sp = nullptr;
       uint64_t old = 0;
       {
         sync::RcuReadGuard rcu;
         for (TdpIter it(pool, mirror, PgLevel::k2M, gfn, 0); it.valid; it.next())
           if (it.level == PgLevel::k2M) {
             sptep = it.sptep;
+            sp = it.sp();
             old = it.old_spte;
             break;
           }
@@ -93,7 +95,7 @@ Outcome remove_table(bool hold_rcu) {
       ASSERT_TRUE(sptep && spte::is_nonleaf(old, PgLevel::k2M));
       const Gfn base = gfn_round_for_level(gfn, PgLevel::k2M);
       if (hold_rcu) sync::rcu_read_lock();
-      mmu.tdp_mmu_set_spte(true, sptep, old, spte::kNonPresent, base, PgLevel::k2M);
+      mmu.tdp_mmu_set_spte(sp, sptep, old, spte::kNonPresent, base, PgLevel::k2M);
       if (hold_rcu) sync::rcu_read_unlock();
     }
     out.reclaim_without_rcu = kvm.hits(Site::reclaim_without_rcu);

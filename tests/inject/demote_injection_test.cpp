@@ -106,7 +106,7 @@ TEST_P(DemoteInjection, BusyAnywhereOnThePathIsRetried) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Designs, DemoteInjection, ::testing::Values("centralized", "split-hook", "single-hook"),
+INSTANTIATE_TEST_SUITE_P(Designs, DemoteInjection, ::testing::Values("centralized-rfc-fixed", "split-hook", "single-hook"),
                          [](const auto& info) {
                            std::string n = info.param;
                            for (auto& ch : n)

@@ -215,7 +215,7 @@ TEST(TdpMmu, LeafPfnChangeWithoutZapIsABug) {
   MmuFixture fx;
   ASSERT_EQ(fx.fault(Gfn{3}, Pfn{0x103}, false), RetPf::Fixed);
   sync::WriteGuard lock(fx.mmu.mmu_lock());
-  fx.mmu.handle_changed_spte(false, Gfn{3}, make_leaf(Pfn{0x103}, PgLevel::k4K),
+  fx.mmu.handle_changed_spte(fx.direct, Gfn{3}, make_leaf(Pfn{0x103}, PgLevel::k4K),
                              make_leaf(Pfn{0x999}, PgLevel::k4K), PgLevel::k4K, false);
   EXPECT_EQ(fx.kvm.hits(Site::changed_spte_leaf_pfn), 1u);
 }

@@ -643,7 +643,7 @@ namespace {
 // Every design that can split private huge pages, with 2M private mappings:
 // the guest's 4K accepts inside them and conversions that cut them demote.
 RC_GTEST_PROP(VmProperty, CentralizedWithPrivateHugePages, ()) {
-  run_case(Variant{.design = "centralized", .huge_pages = true}, *full_range(gen_build()), *gen_ops());
+  run_case(Variant{.design = "centralized-rfc-fixed", .huge_pages = true}, *full_range(gen_build()), *gen_ops());
 }
 
 RC_GTEST_PROP(VmProperty, SplitHookWithPrivateHugePages, ()) {
@@ -657,7 +657,7 @@ RC_GTEST_PROP(VmProperty, SingleHookWithPrivateHugePages, ()) {
 // The ownership variants: S-EPT pages from the TDX-side pool, and split
 // tables that are not pre-filled (the split must write every entry).
 RC_GTEST_PROP(VmProperty, TdxPoolAndUnfilledSplitTables, ()) {
-  run_case(Variant{.design = "centralized",
+  run_case(Variant{.design = "centralized-rfc-fixed",
                    .huge_pages = true,
                    .policy = ExternalSptPolicy::TdxPool,
                    .split_alloc = SplitAlloc::Unfilled},

@@ -151,7 +151,7 @@ TEST(DpamtVm, RefcountsFollowRemovalsAndConversions) {
 }
 
 TEST(DpamtVm, HugePagesAugAt2MNeedsNoPairAndDemoteLendsOne) {
-  DpamtTd td(dpamt_cfg(true, true, "centralized"));
+  DpamtTd td(dpamt_cfg(true, true, "centralized-rfc-fixed"));
   td.build(0);
   ASSERT_EQ(td.vm.vcpu_access(0, kRam + 7 * k4K, true, PgLevel::k2M), ExitReason::None);
   const auto big = td.sept(kRam, 1);
@@ -185,7 +185,7 @@ TEST(DpamtVm, HugePagesAugAt2MNeedsNoPairAndDemoteLendsOne) {
 }
 
 TEST(DpamtVm, HugePagesTdLifeIsClean) {
-  DpamtTd td(dpamt_cfg(true, true, "centralized"));
+  DpamtTd td(dpamt_cfg(true, true, "centralized-rfc-fixed"));
   td.build(4);
   for (uint64_t i = 0; i < 4; i++)
     ASSERT_EQ(td.vm.vcpu_access(int(i % 2), kRam + i * k2M + 9 * k4K, true, i % 2 ? PgLevel::k4K : PgLevel::k2M),
@@ -210,7 +210,7 @@ TEST(DpamtVm, OffLendsNothing) {
   EXPECT_EQ(td.calls(tdx::Leaf::PHYMEM_PAMT_REMOVE), 0u);
   EXPECT_EQ(td.vm.pool().flow(PageOwner::Pamt).allocated, 0u);
   // The hook exists but has nothing to do.
-  EXPECT_EQ(td.vm.tdx()->topup_private_mapping_cache(0), 0);
+  EXPECT_EQ(td.vm.tdx()->topup_external_cache(0, kRootMaxLevel), 0);
   EXPECT_EQ(td.vm.pool().flow(PageOwner::Pamt).allocated, 0u);
 }
 
@@ -357,7 +357,7 @@ TEST(DpamtVm, InterleavedFaultsAndConversionsUnderTheDeterministicEngine) {
   for (uint64_t seed = 1; seed <= 12 && !HasFailure(); seed++) {
     SCOPED_TRACE("seed " + std::to_string(seed));
     interleaved(dpamt_cfg(), seed);
-    interleaved(dpamt_cfg(true, true, "centralized"), seed);
+    interleaved(dpamt_cfg(true, true, "centralized-rfc-fixed"), seed);
   }
 }
 

@@ -129,7 +129,7 @@ TEST_P(HugeDesign, TheBuildStaysFourK) {
   td.end_of_life();
 }
 
-INSTANTIATE_TEST_SUITE_P(Designs, HugeDesign, ::testing::Values("centralized", "split-hook", "single-hook"),
+INSTANTIATE_TEST_SUITE_P(Designs, HugeDesign, ::testing::Values("centralized-rfc-fixed", "split-hook", "single-hook"),
                          [](const auto& info) {
                            std::string n = info.param;
                            for (auto& ch : n)
@@ -147,7 +147,7 @@ TEST(HugePages, BaselineRefusesThem) {
 }
 
 TEST(HugePages, TheCheckerFlagsAPromotion) {
-  HugeTd td("centralized");
+  HugeTd td("centralized-rfc-fixed");
   td.boot();
   // Not something the MMU does: a table turned into a huge leaf, as a
   // design that promoted would report it.
@@ -161,7 +161,7 @@ TEST(HugePages, TheCheckerFlagsAPromotion) {
 // ---- who owns external_spt -------------------------------------------------
 
 TEST(ExternalSptOwnership, KvmCachePagesGoOutAndComeBackAsSeptPages) {
-  HugeTd td("centralized");
+  HugeTd td("centralized-rfc-fixed");
   td.boot();
   ASSERT_EQ(td.vm.vcpu_access(0, kRam + 5 * k4K, true), ExitReason::None);  // a demotion
   td.end_of_life();
@@ -173,7 +173,7 @@ TEST(ExternalSptOwnership, KvmCachePagesGoOutAndComeBackAsSeptPages) {
 }
 
 TEST(ExternalSptOwnership, TdxPoolPagesAreHandedToTheMmuWhichFreesThem) {
-  HugeTd td("centralized", ExternalSptPolicy::TdxPool);
+  HugeTd td("centralized-rfc-fixed", ExternalSptPolicy::TdxPool);
   td.boot();
   ASSERT_EQ(td.vm.vcpu_access(0, kRam + 5 * k4K, true), ExitReason::None);
   EXPECT_GT(td.vm.tdx()->stats().pool_handouts, 0u);

@@ -27,23 +27,29 @@ class BaselineDesign final : public HookDesign {
 
   int set_spte_atomic_mirror(TdpMmu& mmu, TdpIter& iter, uint64_t new_spte) override {
     BugTracker& kvm = mmu.kvm();
+    // Under the shared lock a mirror SPTE can only be made present; zaps of
+    // private memory need the exclusive lock (BLOCK/TRACK/REMOVE).
+    if (kvm_bug_on(!is_shadow_present(new_spte), kvm, Site::atomic_mirror_not_present)) return -EBUSY;
     // [B] warns but carries on; the cmpxchg then fails or succeeds on its
     // own terms.
     kvm_bug_on(is_shadow_present(iter.old_spte), kvm, Site::external_old_present);
+    const uint64_t old_spte = iter.old_spte;
     if (is_last(new_spte, iter.level)) {
-      return freeze_and_propagate(iter, new_spte, [&] {
+      const int r = freeze_and_propagate(iter, new_spte, [&] {
         const int r = mmu.external()->set_external_spte(iter.gfn, iter.level, new_spte);
         note(mmu, HookKind::SetExternalSpte, iter.gfn, iter.level, r);
         return r;
       });
+      return finish_atomic(mmu, iter, old_spte, new_spte, r);
     }
-    return freeze_and_propagate(iter, new_spte, [&] {
+    const int r = freeze_and_propagate(iter, new_spte, [&] {
       MmuPage* child = child_for_link(mmu, iter, new_spte);
       const int r = child ? mmu.external()->link_external_spt(iter.gfn, iter.level, child->external_spt) : -EIO;
       note(mmu, HookKind::LinkExternalSpt, iter.gfn, iter.level, r);
       if (r == 0) child->external_linked = true;
       return r;
     });
+    return finish_atomic(mmu, iter, old_spte, new_spte, r);
   }
 
   void after_set_spte_mirror(TdpMmu& mmu, Gfn gfn, uint64_t old_spte, uint64_t new_spte,
@@ -53,7 +59,8 @@ class BaselineDesign final : public HookDesign {
     remove_leaf(mmu, gfn, old_spte, level);
   }
 
-  void removed_child_mirror(TdpMmu& mmu, Gfn gfn, uint64_t old_spte, PgLevel level, bool) override {
+  void removed_child_mirror(TdpMmu& mmu, Gfn gfn, uint64_t old_spte, PgLevel level, bool shared) override {
+    kvm_bug_on(shared, mmu.kvm(), Site::removed_pt_mirror_shared);
     remove_leaf(mmu, gfn, old_spte, level);
   }
 

@@ -25,15 +25,19 @@ using namespace design_util;
 
 class CentralizedDesign : public HookDesign {
  public:
-  std::string_view name() const override { return "centralized"; }
+  std::string_view name() const override { return "centralized-rfc-fixed"; }
   bool supports_mirror_huge() const override { return true; }
+  ExternalLayout external_layout() const override { return ExternalLayout::CentralizedRfc; }
 
   int set_spte_atomic_mirror(TdpMmu& mmu, TdpIter& iter, uint64_t new_spte) override {
     // Only a non-present mirror SPTE may be made present under the shared
     // lock; anything else would need a BLOCK that cannot be undone.
+    if (kvm_bug_on(!is_shadow_present(new_spte), mmu.kvm(), Site::atomic_mirror_not_present)) return -EBUSY;
     if (kvm_bug_on(is_shadow_present(iter.old_spte), mmu.kvm(), Site::external_old_present)) return -EBUSY;
     const uint64_t old_spte = iter.old_spte;
-    return freeze_and_propagate(iter, new_spte, [&] { return set_external(mmu, iter.gfn, old_spte, new_spte, iter.level); });
+    const int r = freeze_and_propagate(
+        iter, new_spte, [&] { return set_external(mmu, iter.gfn, old_spte, new_spte, iter.level); });
+    return finish_atomic(mmu, iter, old_spte, new_spte, r);
   }
 
   void after_set_spte_mirror(TdpMmu& mmu, Gfn gfn, uint64_t old_spte, uint64_t new_spte,
@@ -41,7 +45,8 @@ class CentralizedDesign : public HookDesign {
     changed(mmu, gfn, old_spte, new_spte, level);
   }
 
-  void removed_child_mirror(TdpMmu& mmu, Gfn gfn, uint64_t old_spte, PgLevel level, bool) override {
+  void removed_child_mirror(TdpMmu& mmu, Gfn gfn, uint64_t old_spte, PgLevel level, bool shared) override {
+    kvm_bug_on(shared, mmu.kvm(), Site::removed_pt_mirror_shared);
     changed(mmu, gfn, old_spte, kFrozen, level);
   }
 

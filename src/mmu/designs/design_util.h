@@ -28,6 +28,13 @@ int freeze_and_propagate(TdpIter& iter, uint64_t new_spte, Fn&& propagate) {
   return ret;
 }
 
+// The tail of every layout's atomic mirror update: the change handling, once
+// the external tree has the change.
+inline int finish_atomic(TdpMmu& mmu, const TdpIter& iter, uint64_t old_spte, uint64_t new_spte, int r) {
+  if (r == 0) mmu.handle_changed_spte(iter.sp(), iter.gfn, old_spte, new_spte, iter.level, true);
+  return r;
+}
+
 // The child sp a new non-leaf mirror SPTE links, checked the way
 // set_external_spte_present() checks it; null (VM bugged) when unusable.
 inline MmuPage* child_for_link(TdpMmu& mmu, TdpIter& iter, uint64_t new_spte) {

@@ -7,6 +7,9 @@
 
 namespace mirrormmu {
 
+std::unique_ptr<HookDesign> make_upstream_design();
+std::unique_ptr<HookDesign> make_upstream_rcu_design();
+std::unique_ptr<HookDesign> make_hugepage_v5_design();
 std::unique_ptr<HookDesign> make_baseline_design();
 std::unique_ptr<HookDesign> make_centralized_design();
 std::unique_ptr<HookDesign> make_centralized_rfc_design();
