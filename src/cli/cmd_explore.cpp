@@ -18,6 +18,7 @@ namespace {
 explore::ExploreConfig g_cfg;
 std::string g_strategy = "dfs";
 std::string g_perfetto;
+std::string g_what_if;
 std::string g_schedule;
 std::string g_replay_perfetto;
 
@@ -39,7 +40,13 @@ int run_explore() {
   else if (g_strategy == "pct") cfg.strategy = explore::StrategyKind::Pct;
   else if (g_strategy == "random") cfg.strategy = explore::StrategyKind::Random;
   else usage_error("--strategy must be dfs, pct or random");
-  if (!find_design(cfg.design)) usage_error("unknown design '" + cfg.design + "' (valid: " + design_names() + ")");
+  {
+    std::string design, error;
+    WhatIf w;
+    if (!parse_design_spec(cfg.design, &design, &w, &error) || !parse_what_ifs(g_what_if, &w, &error))
+      usage_error(error);
+    cfg.design = design_spec(design, w);
+  }
   if (cfg.seconds < 0) usage_error("--time must not be negative");
   const bool tty = isatty(STDERR_FILENO);
   std::string error;
@@ -60,7 +67,11 @@ int run_replay() {
   std::string error;
   auto s = explore::Schedule::parse(g_schedule, &error);
   if (!s) usage_error(error);
-  if (!find_design(s->design)) usage_error("unknown design '" + s->design + "' (valid: " + design_names() + ")");
+  {
+    std::string design, error;
+    WhatIf w;
+    if (!parse_design_spec(s->design, &design, &w, &error)) usage_error(error);
+  }
   auto r = explore::replay(*s, &error);
   if (!r) usage_error(error);
   std::printf("replay %s\n", s->str().c_str());
@@ -89,7 +100,8 @@ Command add_explore(CLI::App& app) {
   cmd->add_option("--budget", c.budget, "executions at most")->check(CLI::Range(uint64_t(1), uint64_t(1) << 40))
       ->capture_default_str();
   cmd->add_option("--time", c.seconds, "seconds at most (0: no limit)");
-  cmd->add_option("--design", c.design, "hook design")->capture_default_str();
+  cmd->add_option("--design", c.design, designs_help());
+  cmd->add_option("--what-if", g_what_if, what_ifs_help());
   cmd->add_option("--scale", c.scale, "operations per thread")->check(CLI::Range(1, 64))->capture_default_str();
   cmd->add_option("--preemptions", c.preemptions, "DFS preemption bound")->check(CLI::Range(0, 16))
       ->capture_default_str();

@@ -27,5 +27,6 @@ void add_workload_options(CLI::App* cmd, WorkloadConfig& cfg);
 // Exits 2 with one line if the options cannot describe a run.
 void validate_workload_options(const WorkloadConfig& cfg);
 std::string designs_help();
+std::string what_ifs_help();
 
 }  // namespace mirrormmu::cli

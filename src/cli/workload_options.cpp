@@ -16,6 +16,12 @@ std::string designs_help() {
   return s;
 }
 
+std::string what_ifs_help() {
+  std::string s = "comma-separated code variants the seed threads ask about:";
+  for (const auto& w : what_ifs()) s += fmt::format("\n  {:<26} {}", w.name, w.help);
+  return s;
+}
+
 namespace {
 
 std::string workloads_help() {
@@ -44,11 +50,13 @@ void add_workload_options(CLI::App* cmd, WorkloadConfig& cfg) {
   cmd->add_flag("--dpamt", cfg.dynamic_pamt,
                 "Dynamic PAMT: 4K private and S-EPT pages need a PAMT page pair per 2M region");
   cmd->add_option("--external-spt", cfg.external_spt_policy,
-                  "who allocates sp->external_spt: kvm-cache (vCPU cache, per-VM for splits) or tdx-pool "
-                  "(TDX pre-allocates); the MMU frees it either way")
+                  "who allocates sp->external_spt: kvm-cache (vCPU cache, per-VM for splits), tdx-pool "
+                  "(TDX pre-allocates) or mixed (seed 003: faults from TDX's pool, splits from a fresh "
+                  "zeroed page); the MMU frees it either way")
       ->transform(CLI::CheckedTransformer(
           std::map<std::string, ExternalSptPolicy>{{"kvm-cache", ExternalSptPolicy::KvmCache},
-                                                   {"tdx-pool", ExternalSptPolicy::TdxPool}}))
+                                                   {"tdx-pool", ExternalSptPolicy::TdxPool},
+                                                   {"mixed", ExternalSptPolicy::Mixed}}))
       ->default_str("kvm-cache");
   cmd->add_option("--split-alloc", cfg.split_alloc,
                   "what a table allocated for a split holds before it is written: prefilled "
@@ -56,6 +64,13 @@ void add_workload_options(CLI::App* cmd, WorkloadConfig& cfg) {
       ->transform(CLI::CheckedTransformer(std::map<std::string, SplitAlloc>{
           {"prefilled", SplitAlloc::Prefilled}, {"unfilled", SplitAlloc::Unfilled}}))
       ->default_str("prefilled");
+  cmd->add_option_function<std::string>(
+      "--what-if",
+      [&cfg](const std::string& v) {
+        std::string error;
+        if (!parse_what_ifs(v, &cfg.what_if, &error)) throw CLI::ValidationError(error);
+      },
+      what_ifs_help());
   cmd->add_flag("!--no-check", cfg.check, "skip the invariant checks (for timing)");
   cmd->add_flag("!--inline", cfg.threads,
                 "run every operation on this thread, one after another (exactly replayable); by default "

@@ -103,7 +103,9 @@ ExecResult run_execution(const Scenario& s, sync::DetStrategy& strategy, const E
   vc.type = VmType::Td;
   vc.ept_levels = s.ept_levels;
   vc.pool_pages = s.pool_pages;
-  vc.design = cfg.design;
+  std::string spec_error;
+  // The spec was checked when the exploration or replay started.
+  (void)parse_design_spec(cfg.design, &vc.design, &vc.what_if, &spec_error);
   vc.nr_vcpus = s.vcpus;
   vc.huge_pages = s.huge_pages;
   // Every injectable point consults the engine through the injector.

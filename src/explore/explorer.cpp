@@ -132,7 +132,7 @@ std::optional<ExploreReport> explore(const ExploreConfig& cfg, const Progress& p
   auto sc = load_scenario(cfg.scenario, cfg.scale, error);
   if (!sc) return std::nullopt;
   VmConfig vc;
-  vc.design = cfg.design;
+  if (!parse_design_spec(cfg.design, &vc.design, &vc.what_if, error)) return std::nullopt;
   vc.huge_pages = sc->huge_pages;
   if (std::string why = vm_config_refusal(vc); !why.empty()) {
     if (error) *error = "scenario " + sc->name + ": " + why;
@@ -143,6 +143,7 @@ std::optional<ExploreReport> explore(const ExploreConfig& cfg, const Progress& p
   const auto elapsed = [&] { return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(); };
   Schedule base{cfg.scenario, cfg.design, cfg.scale, cfg.fail_budget, {}};
   ExecConfig ec = exec_config(base, false);
+  if (cfg.max_steps) ec.limits.max_steps = cfg.max_steps;
   std::mt19937_64 seeds(cfg.seed);
 
   auto record = [&](const ExecResult& r) {

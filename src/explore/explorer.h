@@ -31,6 +31,7 @@ struct ExploreConfig {
   std::array<uint32_t, sync::kFailKindCount> fail_budget{};  // busy, topup, cmpxchg, yield
   bool shrink = true;
   size_t max_failures = 3;          // distinct invariants to report
+  uint64_t max_steps = 0;           // per execution before "livelock" (0: the engine's default)
 };
 
 // Everything needed to replay one execution exactly.

@@ -1,5 +1,9 @@
 #include "mmu/design.h"
 
+#include <fmt/format.h>
+
+#include <algorithm>
+
 #include "mmu/designs/designs.h"
 #include "mmu/external_ops.h"
 
@@ -69,6 +73,67 @@ static std::vector<DesignInfo>& registry() {
        &make_single_hook_design},
   };
   return all;
+}
+
+const std::vector<WhatIfInfo>& what_ifs() {
+  static const std::vector<WhatIfInfo> all = {
+      {"no-rcu-in-zap", &WhatIf::no_rcu_in_zap,
+       "exclusive zaps change a table without rcu_read_lock (option 2's reclaim after call_rcu unprotected)"},
+      {"mirror-promotion", &WhatIf::mirror_promotion,
+       "the fault path maps a 2M private leaf over an existing mirror table (promotion) instead of "
+       "lowering its goal level"},
+      {"no-memslot-invalid-bailout", &WhatIf::no_memslot_invalid_bailout,
+       "TDX's EPT-violation local retry loop without the bail-out on a memslot being deleted"},
+  };
+  return all;
+}
+
+std::string what_if_refusal(const WhatIf& w, std::string_view design, bool huge_pages) {
+  if (w.mirror_promotion && !huge_pages)
+    return "--what-if mirror-promotion needs --huge-pages: without 2M private leaves nothing can be promoted";
+  if (w.mirror_promotion) {
+    const DesignInfo* d = find_design(design);
+    if (d && !d->make()->supports_mirror_huge())
+      return fmt::format("--what-if mirror-promotion: design '{}' maps no private huge pages", design);
+  }
+  return {};
+}
+
+bool parse_what_ifs(std::string_view list, WhatIf* w, std::string* error) {
+  while (!list.empty()) {
+    const size_t comma = list.find(',');
+    const std::string_view name = list.substr(0, comma);
+    list = comma == std::string_view::npos ? std::string_view{} : list.substr(comma + 1);
+    const auto it = std::find_if(what_ifs().begin(), what_ifs().end(), [&](const WhatIfInfo& i) { return i.name == name; });
+    if (it == what_ifs().end()) {
+      std::string valid;
+      for (const auto& i : what_ifs()) valid += (valid.empty() ? "" : ", ") + std::string(i.name);
+      *error = fmt::format("unknown --what-if '{}' (valid: {})", name, valid);
+      return false;
+    }
+    w->*(it->flag) = true;
+  }
+  return true;
+}
+
+std::string design_spec(std::string_view design, const WhatIf& w) {
+  std::string s(design);
+  for (const auto& i : what_ifs())
+    if (w.*(i.flag)) s.append("+").append(i.name);
+  return s;
+}
+
+bool parse_design_spec(std::string_view spec, std::string* design, WhatIf* w, std::string* error) {
+  const size_t plus = spec.find('+');
+  *design = std::string(spec.substr(0, plus));
+  if (!find_design(*design)) {
+    *error = "unknown design '" + *design + "' (valid: " + design_names() + ")";
+    return false;
+  }
+  std::string list(plus == std::string_view::npos ? std::string_view{} : spec.substr(plus + 1));
+  for (char& c : list)
+    if (c == '+') c = ',';
+  return parse_what_ifs(list, w, error);
 }
 
 std::string design_names() {

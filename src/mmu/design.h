@@ -67,6 +67,35 @@ class HookDesign {
   virtual void removed_pt_mirror(TdpMmu& mmu, MmuPage& sp) = 0;
 };
 
+// Code variants the seed threads ask about, each selectable from the CLI
+// (--what-if NAME) so the question can be run rather than argued. Off, the
+// code is what the design's posting has.
+struct WhatIf {
+  // Exclusive zaps run handle_changed_spte() for a table without holding
+  // rcu_read_lock: option 2 (reclaim through the set hook after call_rcu)
+  // with the one thing it relies on taken away.
+  bool no_rcu_in_zap = false;
+  // The fault path maps a huge leaf over an existing mirror table instead
+  // of lowering its goal level: promotion, which the S-EPT cannot follow.
+  bool mirror_promotion = false;
+  // TDX's EPT-violation local retry without "Bail if the memslot is
+  // invalid" (the 6.18 fix): a fault on a slot being deleted retries
+  // forever while holding SRCU, and the deletion waits for it.
+  bool no_memslot_invalid_bailout = false;
+};
+
+struct WhatIfInfo {
+  std::string_view name;
+  bool WhatIf::*flag;
+  std::string_view help;
+};
+// Every switch, in the order --help lists them.
+const std::vector<WhatIfInfo>& what_ifs();
+// Why `design` cannot honour the switches in `w`, in one line; empty when it can.
+std::string what_if_refusal(const WhatIf& w, std::string_view design, bool huge_pages);
+// Parses "a,b"; on an unknown name returns false and names it in *error.
+bool parse_what_ifs(std::string_view list, WhatIf* w, std::string* error);
+
 struct DesignInfo {
   std::string name;
   std::string posting;  // the merged code or posting it reproduces: title, author, date
@@ -80,6 +109,11 @@ const std::vector<DesignInfo>& designs();
 // thread-safe: call before any VM is created.
 void register_design(DesignInfo d);
 const DesignInfo* find_design(std::string_view name);
+// A design with what-if switches, as one token for replay strings and
+// reports: "upstream+no-memslot-invalid-bailout". Parsing checks both parts
+// and names the bad one in *error.
+std::string design_spec(std::string_view design, const WhatIf& w);
+bool parse_design_spec(std::string_view spec, std::string* design, WhatIf* w, std::string* error);
 // "upstream, hugepage-v5, ...": for error messages that list the valid names.
 std::string design_names();
 inline constexpr const char* kDefaultDesign = "upstream";

@@ -75,6 +75,10 @@ struct VcpuMmuCaches {
 enum class ExternalSptPolicy : uint8_t {
   KvmCache,  // [B]: the vCPU's mmu_external_spt_cache; splits allocate per VM
   TdxPool,   // the RFC: TDX pre-allocates (per vCPU, and per VM for splits)
+  // What seed 003 (Sean's NAK) describes of that RFC: faults take TDX's
+  // pre-allocated pages, splits a fresh get_zeroed_page(), and the MMU frees
+  // them all alike.
+  Mixed,
 };
 // What a table allocated for a split holds before the split writes it.
 enum class SplitAlloc : uint8_t {
@@ -99,6 +103,7 @@ struct TdpMmuConfig {
   uint64_t gfn_direct_bits = 0;   // the shared bit as a gfn mask (TDX)
   uint64_t mmio_value = 0;        // shadow_mmio_value of the VM
   uint64_t max_gfn_exclusive = 0; // tdp_mmu_max_gfn_exclusive()
+  WhatIf what_if;
 };
 
 struct TdpMmuStats {

@@ -74,7 +74,8 @@ RetPf TdpMmu::kvm_tdp_mmu_map(VcpuMmuCaches& c, MmuPage* direct_root, MmuPage* m
     // disallowed_hugepage_adjust() as [P1] applies it to mirror roots: a
     // table already under the goal level stays; mapping a huge leaf over it
     // would be a promotion, which the S-EPT cannot do safely.
-    if (root->is_mirror() && iter.level == f.goal_level && f.goal_level > PgLevel::k4K &&
+    if (root->is_mirror() && !cfg_.what_if.mirror_promotion && iter.level == f.goal_level &&
+        f.goal_level > PgLevel::k4K &&
         is_shadow_present(iter.old_spte) && !is_last(iter.old_spte, iter.level))
       f.goal_level = lower(f.goal_level);
     if (iter.level == f.goal_level) return tdp_mmu_map_handle_target_level(f, iter);

@@ -65,7 +65,7 @@ void TdpMmu::kvm_flush_remote_tlbs() {
 int TdpMmu::mmu_topup_memory_caches(VcpuMmuCaches& c) {
   const int min = kRootMaxLevel;
   if (cfg_.has_mirrored_tdp) {
-    const int r = cfg_.external_spt_policy == ExternalSptPolicy::TdxPool
+    const int r = cfg_.external_spt_policy != ExternalSptPolicy::KvmCache
                       ? (external_ ? external_->topup_external_fault_cache(c.vcpu_id, min) : -EINVAL)
                       : c.external_spt_cache.topup(min, inject_);
     if (r) return r;

@@ -14,7 +14,12 @@ namespace mirrormmu {
 using namespace spte;
 
 const char* external_spt_policy_name(ExternalSptPolicy p) {
-  return p == ExternalSptPolicy::KvmCache ? "kvm-cache" : "tdx-pool";
+  switch (p) {
+    case ExternalSptPolicy::KvmCache: return "kvm-cache";
+    case ExternalSptPolicy::TdxPool: return "tdx-pool";
+    case ExternalSptPolicy::Mixed: return "mixed";
+  }
+  return "?";
 }
 
 const char* split_alloc_name(SplitAlloc a) { return a == SplitAlloc::Prefilled ? "prefilled" : "unfilled"; }
@@ -38,8 +43,9 @@ int TdpMmu::tdp_mmu_split_huge_page(TdpIter& iter, MmuPage* sp, bool shared) {
 // sp->external_spt for a new mirror table. `c` is the faulting vCPU's caches,
 // or null on the per-VM split path.
 Pfn TdpMmu::alloc_external_spt(VcpuMmuCaches* c) {
-  if (cfg_.external_spt_policy == ExternalSptPolicy::TdxPool)
-    return external_ ? external_->alloc_external_fault_cache(c ? c->vcpu_id : -1) : kInvalidPfn;
+  const bool from_tdx = cfg_.external_spt_policy == ExternalSptPolicy::TdxPool ||
+                        (cfg_.external_spt_policy == ExternalSptPolicy::Mixed && c);
+  if (from_tdx) return external_ ? external_->alloc_external_fault_cache(c ? c->vcpu_id : -1) : kInvalidPfn;
   if (c) return c->external_spt_cache.alloc(kvm_);
   return pool_.alloc(PageOwner::SeptPage);
 }

@@ -96,11 +96,15 @@ int TdpMmu::__handle_changed_spte(MmuPage* sp, Gfn gfn, uint64_t old_spte, uint6
   const bool table_removed = was_present && !was_leaf &&
                              (is_leaf_now || !is_present ||
                               warn_on_once(pfn_changed, kvm_, Site::changed_spte_nonleaf_pfn));
-  // The merged layer propagates every other mirror change from here, and
-  // only a change the external tree took is accounted: a refused map (BUSY,
-  // the fault retries) must not count a leaf that was never installed.
+  // The merged layer propagates every other mirror change from here. The
+  // stats follow the mirror entry: the atomic setter puts the old value back
+  // when the hook fails (a refused map, BUSY, must not count a leaf that was
+  // never installed), while under the exclusive lock the new value stays,
+  // the VM is bugged, and the stats still describe the tree.
+  int r = 0;
   if (mirror && !table_removed) [[unlikely]] {
-    if (int r = design_->propagate_changed_spte(*this, gfn, old_spte, new_spte, level, shared)) return r;
+    r = design_->propagate_changed_spte(*this, gfn, old_spte, new_spte, level, shared);
+    if (r && shared) return r;
   }
   if (observer_) [[unlikely]]
     observer_->on_spte_changed({gfn, level, old_spte, new_spte, shared, mirror});
@@ -111,9 +115,9 @@ int TdpMmu::__handle_changed_spte(MmuPage* sp, Gfn gfn, uint64_t old_spte, uint6
     // the set hook, after handle_removed_pt() has already queued it for
     // call_rcu.
     if (mirror) [[unlikely]]
-      return design_->propagate_removed_table(*this, gfn, old_spte, new_spte, level, shared);
+      r = design_->propagate_removed_table(*this, gfn, old_spte, new_spte, level, shared);
   }
-  return 0;
+  return r;
 }
 
 // The caller has already unlinked the table: nobody can reach it through the

@@ -96,7 +96,12 @@ void TdpMmu::tdp_mmu_zap_root_level(MmuPage* root, bool shared, PgLevel zap_leve
     if (!is_shadow_present(iter.old_spte)) continue;
     if (iter.level > zap_level) continue;
     if (!shared) {
+      // What-if: the table's removal (and, for option 2, the reclaim of its
+      // S-EPT page after call_rcu) runs outside the RCU read section.
+      const bool drop_rcu = cfg_.what_if.no_rcu_in_zap && !is_last(iter.old_spte, iter.level);
+      if (drop_rcu) [[unlikely]] sync::rcu_read_unlock();
       tdp_mmu_iter_set_spte(iter, kNonPresent);
+      if (drop_rcu) [[unlikely]] sync::rcu_read_lock();
     } else if (tdp_mmu_set_spte_atomic(iter, kNonPresent)) {
       goto retry;
     }

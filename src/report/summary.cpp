@@ -19,6 +19,10 @@ std::string replay_command(const WorkloadConfig& c) {
     s += fmt::format(" --external-spt {}", external_spt_policy_name(c.external_spt_policy));
   if (c.split_alloc != SplitAlloc::Prefilled) s += fmt::format(" --split-alloc {}", split_alloc_name(c.split_alloc));
   if (c.resched_interval) s += fmt::format(" --resched-interval {}", c.resched_interval);
+  std::string what_if;
+  for (const auto& w : what_ifs())
+    if (c.what_if.*(w.flag)) what_if.append(what_if.empty() ? "" : ",").append(w.name);
+  if (!what_if.empty()) s += " --what-if " + what_if;
   if (!c.threads) s += " --inline";
   return s;
 }
@@ -76,7 +80,7 @@ std::string format_summary(const RunOutcome& r) {
   auto line = [&](const std::string& s) { out += s + "\n"; };
 
   line(fmt::format("workload {}: {} GiB of guest RAM, {} vCPUs, {}-level EPT, design {}, host pool {} MiB",
-                   c.name, c.gib, c.vcpus, c.ept_levels, c.design,
+                   c.name, c.gib, c.vcpus, c.ept_levels, design_spec(c.design, c.what_if),
                    (vm.config().pool_pages << kPageShift) >> 20));
   line(fmt::format("private huge pages: {}; external_spt from {}; split tables {}; Dynamic PAMT {}",
                    c.huge_pages ? "2M" : "off (4K)", external_spt_policy_name(c.external_spt_policy),

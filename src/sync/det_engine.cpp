@@ -45,6 +45,14 @@ void wake_event(const void* object) {
   if (DetEngine* e = DetEngine::active(); e && tl_vthread >= 0) e->wake(object);
 }
 
+void cond_resched_spin(const void* object) {
+  if (DetEngine* e = DetEngine::active(); e && tl_vthread >= 0) {
+    e->yield_to_others(object);
+  } else {
+    std::this_thread::yield();
+  }
+}
+
 bool forced_yield() {
   DetEngine* e = DetEngine::active();
   return e && e->fail_point(FailKind::ForcedYield);
@@ -237,6 +245,26 @@ bool DetEngine::fail_point(FailKind kind) {
   decisions_.push_back({Decision::Kind::Fail, fire ? 1u : 0u, 2, false});
   fails_fired_[k] += fire;
   return fire;
+}
+
+void DetEngine::yield_to_others(const void* object) {
+  if (aborting_) abort_execution(abort_reason_);
+  if (++steps_ > limits_.max_steps) abort_execution("step limit reached: livelock?");
+  const int cur = tl_vthread;
+  bool others = false;
+  for (size_t i = first_of_run_; i < threads_.size() && !others; i++)
+    others = static_cast<int>(i) != cur && threads_[i]->state == VThread::State::Runnable;
+  if (!others) return;
+  // Out of the runnable set just for this choice, as a waiter would be.
+  VThread& me = *threads_[cur];
+  me.state = VThread::State::Blocked;
+  me.blocked_on = object;
+  const int next = choose_next(false);
+  me.state = VThread::State::Runnable;
+  me.blocked_on = nullptr;
+  hand_baton(next);
+  me.go.acquire();
+  if (aborting_) abort_execution(abort_reason_);
 }
 
 void DetEngine::block_on(const void* object) {

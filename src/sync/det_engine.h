@@ -82,7 +82,10 @@ class DetEngine {
   // ---- hooks used by sync/ primitives while the engine is active ---------
   void point(PointKind kind, const void* object);
   bool fail_point(FailKind kind);
-  void block_on(const void* object);   // current thread waits for wake(object)
+  void block_on(const void* object);
+  // The current thread gives way to any other runnable one (not a
+  // preemption); it continues only when it is alone.
+  void yield_to_others(const void* object);   // current thread waits for wake(object)
   void wake(const void* object);
   bool has_waiters(const void* object) const;
   void rcu_read_lock();

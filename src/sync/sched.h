@@ -38,6 +38,10 @@ inline void sched_point(PointKind kind, const void* object = nullptr) {
   if (h != nullptr) [[unlikely]] h(kind, object);
 }
 
+// An engine steers the threads (every interleaving is its choice, and it
+// reports a loop that never ends as a livelock).
+inline bool sched_steered() { return detail::g_handler.load(std::memory_order_relaxed) != nullptr; }
+
 // Installed by an engine before it starts threads, removed after they end.
 void set_sched_handler(SchedHandler h);
 
@@ -47,6 +51,14 @@ void set_sched_handler(SchedHandler h);
 // leaves the runnable set until wake_event(obj), so a spin can't livelock.
 void wait_event(const void* object);
 void wake_event(const void* object);
+
+// cond_resched() in a loop that retries until another thread makes
+// progress (TDX's local fault retry). Natively a plain yield. The
+// deterministic engine runs another runnable thread if there is one, as a
+// voluntary switch that costs no preemption: a retry loop must not eat the
+// search, and if nothing else can run the loop spins on until the step
+// limit calls it a livelock.
+void cond_resched_spin(const void* object);
 
 // A long walk asks whether to yield even though nobody waits for mmu_lock:
 // the deterministic engine may say yes (a forced yield), nothing else does.

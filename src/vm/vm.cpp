@@ -29,7 +29,7 @@ std::string vm_config_refusal(const VmConfig& cfg) {
     if (!design->supports_mirror_huge())
       return "design '" + cfg.design + "' cannot map private huge pages: " + std::string(design->mirror_huge_refusal());
   }
-  return "";
+  return what_if_refusal(cfg.what_if, cfg.design, cfg.huge_pages);
 }
 
 Vm::Vm(const VmConfig& cfg, FaultInjector* inject) : cfg_(cfg), inject_(inject) {
@@ -37,6 +37,7 @@ Vm::Vm(const VmConfig& cfg, FaultInjector* inject) : cfg_(cfg), inject_(inject) 
   TdpMmuConfig mc;
   mc.external_spt_policy = cfg_.external_spt_policy;
   mc.split_alloc = cfg_.split_alloc;
+  mc.what_if = cfg_.what_if;
   mc.root_level = cfg_.ept_levels == 5 ? PgLevel::k256T : PgLevel::k512G;
   const int gpa_bits = cfg_.ept_levels == 5 ? 52 : 48;
   mc.max_gfn_exclusive = 1ull << (gpa_bits - kPageShift);
@@ -154,17 +155,33 @@ void Vm::kvm_mmu_unmap_gfn_range(const GfnRange& r) {
 
 int Vm::delete_memslot(int id) {
   sync::RcuThread rcu_thread;
-  // The writer side of memslot SRCU: no fault is using the slot after this.
-  sync::WriteGuard slots(slots_lock_);
-  Memslot* s = slot_by_id(id);
-  if (!s || unusable()) return -EINVAL;
+  Memslot* s = nullptr;
   {
-    // kvm_mmu_zap_memslot(): a TD never uses the "zap all" quirk; both
-    // private and shared mappings of the slot go.
+    // kvm_invalidate_memslot(): the slot, marked KVM_MEMSLOT_INVALID, goes
+    // live in place of the old one...
+    sync::ReadGuard slots(slots_lock_);
+    s = slot_by_id(id);
+    if (!s || unusable() || s->is_invalid()) return -EINVAL;
+    s->invalid.store(true, std::memory_order_release);
+  }
+  {
+    // ...and synchronize_srcu_expedited() waits out every reader that may
+    // still use it as valid. A vCPU that keeps retrying a fault on it
+    // without ever dropping SRCU holds this up for good.
+    sync::WriteGuard slots(slots_lock_);
+  }
+  {
+    // kvm_arch_flush_shadow_memslot() -> kvm_mmu_zap_memslot(): a TD never
+    // uses the "zap all" quirk; private and shared leaves of the slot go
+    // (mirror page tables stay until the TD is destroyed). Faults meeting
+    // the invalid slot meanwhile retry.
+    sync::ReadGuard slots(slots_lock_);
     sync::WriteGuard lock(mmu_->mmu_lock());
     invalidate_seq_.fetch_add(1);
     kvm_mmu_unmap_gfn_range({s->base_gfn, s->base_gfn + s->npages, GfnFilter::Both, true});
   }
+  // kvm_delete_memslot(): the second swap, and its synchronize_srcu.
+  sync::WriteGuard slots(slots_lock_);
   slots_.erase(std::find_if(slots_.begin(), slots_.end(), [&](auto& p) { return p.get() == s; }));
   stats_.memslot_deletes++;
   return 0;

@@ -40,6 +40,7 @@ struct VmConfig {
   ExternalSptPolicy external_spt_policy = ExternalSptPolicy::KvmCache;
   SplitAlloc split_alloc = SplitAlloc::Prefilled;
   bool dynamic_pamt = false;
+  WhatIf what_if;
 };
 
 // Why a configuration cannot run, in one line; empty when it can.
@@ -69,6 +70,10 @@ struct Memslot {
   void inhibit_huge(Gfn g) {
     std::atomic_ref<uint8_t>(guest_inhibit_2m[(g - base_gfn) / 512]).store(1, std::memory_order_release);
   }
+  // KVM_MEMSLOT_INVALID: the slot is being deleted. Set before the SRCU
+  // readers are waited for, so a fault that still finds it knows to back off.
+  std::atomic<bool> invalid{false};
+  bool is_invalid() const { return invalid.load(std::memory_order_acquire); }
   bool contains(Gfn g) const { return g >= base_gfn && g < base_gfn + npages; }
   bool is_private(Gfn g) const {
     return std::atomic_ref<uint8_t>(const_cast<uint8_t&>(private_attr[g - base_gfn])).load(std::memory_order_acquire);

@@ -11,9 +11,15 @@ namespace mirrormmu {
 
 namespace {
 
-// How often a fault is retried before the vCPU gives up and reports it; KVM
-// would re-enter the guest (or loop locally for TDX) until a signal arrives.
-constexpr int kMaxFaultRetries = 64;
+// How often a shared fault is retried before the vCPU gives up and reports
+// it; KVM re-enters the guest, which faults again.
+constexpr uint64_t kMaxFaultRetries = 64;
+// TDX's local retry for private faults has no bound in the kernel (it ends on
+// progress, a pending event or signal, a dead VM, or a memslot being
+// deleted). On native threads this stands in for the signal a stuck vCPU
+// task eventually gets; under the deterministic engine the loop is as
+// unbounded as the kernel's and the step limit reports the livelock.
+constexpr uint64_t kMaxLocalRetries = uint64_t(1) << 16;
 
 // kvm_mmu_hugepage_adjust() for a shared gfn: the largest level at or below
 // what the backing offers whose aligned range lies inside the slot, is not
@@ -110,8 +116,13 @@ ExitReason Vm::vcpu_fault(int vcpu, uint64_t gpa, bool write, PgLevel accept_lev
   f.write = write;
   f.is_private = is_td() && !(gpa & shared_bit_);
   Memslot* slot = slot_for(f.gfn);
+  // tdx_handle_ept_violation(): private faults retry locally, with SRCU
+  // held, rather than re-entering the guest (zero-step mitigation).
+  const bool local_retry = f.is_private;
+  const uint64_t max_attempts =
+      !local_retry ? kMaxFaultRetries : sync::sched_steered() ? UINT64_MAX : kMaxLocalRetries;
 
-  for (int attempt = 0; attempt < kMaxFaultRetries; attempt++) {
+  for (uint64_t attempt = 0; attempt < max_attempts; attempt++) {
     // mmu_invalidate_retry(): sample the sequence before looking up the pfn.
     const uint64_t seq = invalidate_seq_.load();
     // kvm_mmu_faultin_pfn(), outside mmu_lock.
@@ -137,7 +148,11 @@ ExitReason Vm::vcpu_fault(int vcpu, uint64_t gpa, bool write, PgLevel accept_lev
 
     if (vcpu_load_roots(v)) return ExitReason::NoMemory;
     RetPf ret;
-    {
+    if (slot && slot->is_invalid()) {
+      // kvm_mmu_faultin_pfn(): the slot is being deleted or moved; retry
+      // until its mappings are gone and the new memslots are in place.
+      ret = RetPf::Retry;
+    } else {
       sync::ReadGuard lock(mmu_->mmu_lock());
       // is_page_fault_stale(): an invalidation since (or during) the pfn
       // lookup, or a root gone invalid, means the pfn may be stale.
@@ -163,6 +178,12 @@ ExitReason Vm::vcpu_fault(int vcpu, uint64_t gpa, bool write, PgLevel accept_lev
     // mitigation); a shared fault would re-enter the guest and fault again.
     v.fault_retries.fetch_add(1, std::memory_order_relaxed);
     if (bugs_.bugged()) return ExitReason::VmDead;
+    // "Bail if the memslot is invalid, i.e. is being deleted, as faulting in
+    // will never succeed and this task needs to drop SRCU in order to let
+    // memslot deletion complete": back to the guest, which faults again.
+    if (local_retry && slot && slot->is_invalid() && !cfg_.what_if.no_memslot_invalid_bailout)
+      return ExitReason::None;
+    sync::cond_resched_spin(&v);
   }
   return ExitReason::Retry;
 }
@@ -227,7 +248,7 @@ ExitReason Vm::vcpu_access(int vcpu, uint64_t gpa, bool write, PgLevel accept_le
   sync::RcuThread rcu_thread;
   v.accesses.fetch_add(1, std::memory_order_relaxed);
   const bool is_private = is_td() && !(gpa & shared_bit_);
-  for (int attempt = 0; attempt < kMaxFaultRetries; attempt++) {
+  for (uint64_t attempt = 0; attempt < kMaxFaultRetries; attempt++) {
     // An instruction boundary: another thread may run here, and a pending
     // kick takes the vCPU out of the guest.
     sync::sched_point(sync::PointKind::Yield, &v);

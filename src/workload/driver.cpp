@@ -87,6 +87,7 @@ VmConfig td_vm_config(const WorkloadConfig& c, uint64_t pool_pages) {
   v.dynamic_pamt = c.dynamic_pamt;
   v.external_spt_policy = c.external_spt_policy;
   v.split_alloc = c.split_alloc;
+  v.what_if = c.what_if;
   return v;
 }
 

@@ -27,6 +27,7 @@ struct WorkloadConfig {
   bool dynamic_pamt = false;
   ExternalSptPolicy external_spt_policy = ExternalSptPolicy::KvmCache;
   SplitAlloc split_alloc = SplitAlloc::Prefilled;
+  WhatIf what_if;
   int ept_levels = 4;
   unsigned resched_interval = 0;  // force yields in long walks (0: off)
   // Native engine: vCPUs on their own threads, faulting concurrently under

@@ -34,7 +34,7 @@ TEST(Stress, TdLifeOnVcpuThreadsIsClean) {
 // while other vCPUs fault, conversions cutting 2M mappings; with the TDX-side
 // S-EPT pool and Dynamic PAMT on for one of them.
 TEST(Stress, TdLifeWithPrivateHugePagesOnVcpuThreadsIsClean) {
-  for (const char* design : {"centralized-rfc-fixed", "split-hook", "single-hook"}) {
+  for (const char* design : {"hugepage-v5", "centralized-rfc-fixed", "split-hook", "single-hook"}) {
     WorkloadConfig c;
     c.seed = 5;
     c.gib = 1.0 / 32;

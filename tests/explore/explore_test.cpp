@@ -209,7 +209,7 @@ TEST_P(BuiltinScenario, ExploresCleanWithFailuresInjected) {
 
 std::vector<ScenarioDesign> all_scenario_designs() {
   std::vector<ScenarioDesign> out;
-  for (const char* d : {"baseline", "centralized-rfc-fixed", "split-hook", "single-hook"})
+  for (const char* d : {"upstream", "hugepage-v5", "upstream-rcu", "baseline", "centralized-rfc-fixed", "split-hook", "single-hook"})
     for (const auto& s : builtin_scenarios()) out.push_back({s.name, d});
   return out;
 }

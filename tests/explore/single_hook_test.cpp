@@ -48,7 +48,7 @@ struct Outcome {
 // Maps one private page, then removes the 2M-level table above it with
 // tdp_mmu_set_spte() under the exclusive lock, with or without the RCU read
 // lock held across the call.
-Outcome remove_table(bool hold_rcu) {
+Outcome remove_table(const char* design, bool hold_rcu) {
   PfnPool pool(1u << 14);
   BugTracker kvm;
   Outcome out;
@@ -61,7 +61,7 @@ Outcome remove_table(bool hold_rcu) {
     c.max_gfn_exclusive = 1ull << (48 - kPageShift);
     TdpMmu mmu(pool, kvm, c);
     ReclaimingExternal ext(pool);
-    mmu.set_external(&ext, find_design("single-hook")->make());
+    mmu.set_external(&ext, find_design(design)->make());
     VcpuMmuCaches caches(pool);
     ASSERT_EQ(mmu.mmu_topup_memory_caches(caches), 0);
     MmuPage* direct = mmu.kvm_tdp_mmu_alloc_root(caches, false);
@@ -113,21 +113,33 @@ Outcome remove_table(bool hold_rcu) {
   return out;
 }
 
-TEST(SingleHook, ReclaimAfterCallRcuIsSafeUnderTheReadLock) {
-  const Outcome o = remove_table(true);
+// Option 2 on the RFC v5 layer (single-hook) and on the merged one
+// (upstream-rcu): the same reliance on the caller's read lock.
+class OptionTwo : public ::testing::TestWithParam<const char*> {};
+
+TEST_P(OptionTwo, ReclaimAfterCallRcuIsSafeUnderTheReadLock) {
+  const Outcome o = remove_table(GetParam(), true);
   EXPECT_EQ(o.reclaim_without_rcu, 0u);
   EXPECT_EQ(o.freed_before_reclaim, 0u);
   EXPECT_EQ(o.reclaimed, 1);
 }
 
-TEST(SingleHook, WithoutTheReadLockTheTableIsFreedBeforeItsReclaim) {
-  const Outcome o = remove_table(false);
+TEST_P(OptionTwo, WithoutTheReadLockTheTableIsFreedBeforeItsReclaim) {
+  const Outcome o = remove_table(GetParam(), false);
   // RCU_LOCKDEP_WARN in the design, and the RCU callback finding an S-EPT
   // page the module still holds: the grace period ended between call_rcu and
   // the reclaim.
   EXPECT_EQ(o.reclaim_without_rcu, 1u);
   EXPECT_EQ(o.freed_before_reclaim, 1u);
 }
+
+INSTANTIATE_TEST_SUITE_P(Designs, OptionTwo, ::testing::Values("single-hook", "upstream-rcu"),
+                         [](const auto& info) {
+                           std::string n = info.param;
+                           for (auto& ch : n)
+                             if (ch == '-') ch = '_';
+                           return n;
+                         });
 
 }  // namespace
 }  // namespace mirrormmu::test

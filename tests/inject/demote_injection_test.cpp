@@ -23,6 +23,7 @@ struct DemoteRun {
   uint64_t demote_bug = 0, split_hook_bug = 0, set_hook_bug = 0;
   bool checker_ok = false;
   uint64_t leaked = 0, pool_violations = 0;
+  uint64_t reclaim_warns = 0;
   std::string detail;
 };
 
@@ -61,6 +62,7 @@ DemoteRun demote_with(const std::string& design, uint64_t nth, Injection what) {
     out.set_hook_bug = vm.bugs().hits(Site::set_external_spte_failed);
     out.checker_ok = ck.ok();
     out.leaked = ck.pages_leaked();
+    out.reclaim_warns = vm.bugs().hits(Site::tdh_phymem_page_reclaim);
     out.pool_violations = vm.pool().violations();
     out.detail = ck.describe();
   }
@@ -79,9 +81,21 @@ TEST_P(DemoteInjection, ErrorAnywhereOnThePathBugsTheVmAndTearsDownClean) {
   for (uint64_t i = 1; i <= n; i++) {
     const DemoteRun r = demote_with(GetParam(), i, Injection::Error);
     const std::string what = "error at SEAMCALL #" + std::to_string(i) + " of the 4K accept";
-    EXPECT_TRUE(r.checker_ok) << what << "\n" << r.detail;
-    EXPECT_EQ(r.leaked, 0u) << what;
     EXPECT_EQ(r.pool_violations, 0u) << what;
+    // A finding, not a fault of the test: the merged free_external_spt has no
+    // notion of a table whose S-EPT page the module never took. After a failed
+    // BLOCK/TRACK/DEMOTE it RECLAIMs that page at teardown, the module refuses
+    // (WARN), and TDX leaks it on purpose although it is plain host memory.
+    // The RFC-era layouts here skip the reclaim of a never-donated page.
+    const bool leaks_failed_split = GetParam() == "hugepage-v5" && r.demote_bug;
+    if (leaks_failed_split) {
+      EXPECT_EQ(r.leaked, 1u) << what << "\n" << r.detail;
+      EXPECT_GE(r.reclaim_warns, 1u) << what;
+      EXPECT_NE(r.detail.find("still S-EPT page after teardown"), std::string::npos) << r.detail;
+    } else {
+      EXPECT_TRUE(r.checker_ok) << what << "\n" << r.detail;
+      EXPECT_EQ(r.leaked, 0u) << what;
+    }
     if (!r.demote_bug) continue;
     // The split's own SEAMCALLs failed: TDX_BUG_ON, and then the MMU side.
     demotes_failed++;
@@ -106,7 +120,7 @@ TEST_P(DemoteInjection, BusyAnywhereOnThePathIsRetried) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Designs, DemoteInjection, ::testing::Values("centralized-rfc-fixed", "split-hook", "single-hook"),
+INSTANTIATE_TEST_SUITE_P(Designs, DemoteInjection, ::testing::Values("hugepage-v5", "centralized-rfc-fixed", "split-hook", "single-hook"),
                          [](const auto& info) {
                            std::string n = info.param;
                            for (auto& ch : n)

@@ -129,7 +129,7 @@ TEST_P(HugeDesign, TheBuildStaysFourK) {
   td.end_of_life();
 }
 
-INSTANTIATE_TEST_SUITE_P(Designs, HugeDesign, ::testing::Values("centralized-rfc-fixed", "split-hook", "single-hook"),
+INSTANTIATE_TEST_SUITE_P(Designs, HugeDesign, ::testing::Values("hugepage-v5", "centralized-rfc-fixed", "split-hook", "single-hook"),
                          [](const auto& info) {
                            std::string n = info.param;
                            for (auto& ch : n)

@@ -88,6 +88,10 @@ class UpstreamRcuDesign final : public UpstreamDesign {
     warn_on_once(!sync::rcu_read_lock_held(), mmu.kvm(), Site::reclaim_without_rcu);
     const int r = mmu.external()->set_external_spte(gfn, old_spte, new_spte, level);
     note(mmu, HookKind::SetExternalSpte, gfn, level, r);
+    // The module let go of the page (or it was leaked): the RCU callback may
+    // free the sp now. Without the read lock it may have already, which the
+    // callback reported; the sp is then kept as a zombie for exactly this.
+    spte_to_child_sp(mmu.pool(), old_spte)->external_linked = false;
     return r;
   }
 };
