@@ -71,6 +71,7 @@ enum class BugKind : uint8_t { KvmBugOn, TdxBugOn, Warn, Bug, Lockdep };
   X(tdh_mr_extend, TdxBugOn, "TDX_BUG_ON: TDH.MR.EXTEND")                                     \
   X(tdh_mr_finalize, TdxBugOn, "TDX_BUG_ON: TDH.MR.FINALIZE")                                 \
   X(tdh_release_hkid, TdxBugOn, "TDX_BUG_ON: HKID release sequence")                          \
+  X(tdh_phymem_cache_wb, Warn, "TDX_BUG_ON(TDH.PHYMEM.CACHE.WB, kvm=NULL): WARN only")          \
   X(tdh_td_create, TdxBugOn, "TDX_BUG_ON: TD creation")                                       \
   X(tdh_phymem_pamt_add, TdxBugOn, "TDX_BUG_ON: TDH.PHYMEM.PAMT.ADD (tdx_pamt_get)")           \
   X(tdh_phymem_pamt_remove, Warn, "tdx_pamt_put: TDH.PHYMEM.PAMT.REMOVE failed (WARN only, pair leaked)") \

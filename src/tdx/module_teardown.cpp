@@ -104,7 +104,8 @@ Status TdxModule::Impl::page_wbinvd(Pfn page, uint16_t /*hkid*/) {
 // ---- public entry points ----------------------------------------------------------
 
 Status TdxModule::tdh_phymem_page_reclaim(Pfn page) {
-  return impl_->call(Leaf::PHYMEM_PAGE_RECLAIM, 0, 0, [&] { return impl_->page_reclaim(page); });
+  // The page (its host physical address) stands where a GPA would, for traces.
+  return impl_->call(Leaf::PHYMEM_PAGE_RECLAIM, page.v << kPageShift, 0, [&] { return impl_->page_reclaim(page); });
 }
 
 Status TdxModule::tdh_phymem_page_wbinvd(Pfn page, uint16_t hkid) {

@@ -122,8 +122,12 @@ class TdxOps final : public ExternalOps {
   int tdx_init_mem_region_end(Gfn gfn);         // MR.EXTEND over the page
   int tdx_td_finalize();                        // MR.FINALIZE, TD runnable
   void tdx_mmu_release_hkid(const std::vector<int>& vcpus);
-  void tdx_vm_destroy();                        // reclaim TDVPR/TDCX and TDCS pages
-  void tdx_vm_free();                           // reclaim the TDR, free the PAMT cache
+  // kvm_destroy_vcpus() -> tdx_vcpu_free(): the vCPU's PAMT cache, then its
+  // TDCX and TDVPR pages (reclaimed only once the HKID is gone).
+  void tdx_vcpu_free(int vcpu);
+  // vm_destroy -> tdx_reclaim_td_control_pages(): the TDCS pages, then the
+  // TDR, after kvm_mmu_uninit_vm() reclaimed the S-EPT pages.
+  void tdx_vm_destroy();
 
   // ---- vCPU run -------------------------------------------------------------
   // tdx_vcpu_run() up to TDH.VP.ENTER: false when entry is refused

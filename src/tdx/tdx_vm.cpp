@@ -8,6 +8,10 @@
 
 namespace mirrormmu::tdx {
 
+namespace {
+constexpr int kSeamcallRetries = 10000;  // TDX_SEAMCALL_RETRIES
+}  // namespace
+
 // Every control page becomes a 4K TD page: with DPAMT it takes a reference
 // on its region first (tdx_alloc_control_page) and gives it back if the
 // SEAMCALL fails, so that a page the module never took holds none (teardown
@@ -107,8 +111,23 @@ void TdxOps::tdx_mmu_release_hkid(const std::vector<int>& vcpus) {
     const Status err = module_.tdh_vp_flush(v);
     if (status_base(err) != TDX_VCPU_NOT_ASSOCIATED) tdx_bug_on(err, kvm_, Site::tdh_release_hkid);
   }
-  tdx_bug_on(module_.tdh_mng_vpflushdone(), kvm_, Site::tdh_release_hkid);
-  tdx_bug_on(module_.tdh_phymem_cache_wb(false), kvm_, Site::tdh_release_hkid);
+  Status err = module_.tdh_mng_vpflushdone();
+  // Not a bug: some vCPU was not flushed. tdx.c bails out and nothing
+  // retries, so the HKID stays assigned and every later reclaim leaks.
+  if (err == TDX_FLUSHVP_NOT_DONE) return;
+  if (tdx_bug_on(err, kvm_, Site::tdh_release_hkid)) return;  // the HKID is leaked
+  // TDH.PHYMEM.CACHE.WB can be interrupted and is resumed; another thread
+  // having done it already counts as done. A failure WARNs only (the kvm
+  // argument is NULL), and KEY.FREEID then fails.
+  err = TDX_SUCCESS;
+  for (int i = kSeamcallRetries; i > 0; i--) {
+    const bool resume = err != TDX_SUCCESS;
+    err = module_.tdh_phymem_cache_wb(resume);
+    if (err == TDX_INTERRUPTED_RESUMABLE) continue;
+    if (err == TDX_NO_HKID_READY_TO_WBCACHE) err = TDX_SUCCESS;
+    break;
+  }
+  warn_on_once(err != TDX_SUCCESS, kvm_, Site::tdh_phymem_cache_wb);
   tdx_bug_on(module_.tdh_mng_key_freeid(), kvm_, Site::tdh_release_hkid);
 }
 
@@ -128,25 +147,30 @@ void TdxOps::tdx_free_control_page(Pfn p) {
   }
 }
 
-void TdxOps::tdx_vm_destroy() {
-  for (auto& v : vcpu_pages_) {
-    for (Pfn p : v.tdcx) tdx_free_control_page(p);
-    tdx_free_control_page(v.tdvpr);
+void TdxOps::tdx_vcpu_free(int vcpu) {
+  if (static_cast<size_t>(vcpu) < vcpu_pamt_caches_.size() && vcpu_pamt_caches_[static_cast<size_t>(vcpu)]) {
+    std::lock_guard g(pamt_lock_);
+    vcpu_pamt_caches_[static_cast<size_t>(vcpu)]->free_all();
   }
-  vcpu_pages_.clear();
-  for (Pfn p : tdcs_) tdx_free_control_page(p);
-  tdcs_.clear();
+  for (auto it = vcpu_pages_.begin(); it != vcpu_pages_.end(); ++it) {
+    if (it->id != vcpu) continue;
+    for (Pfn p : it->tdcx) tdx_free_control_page(p);
+    tdx_free_control_page(it->tdvpr);
+    vcpu_pages_.erase(it);
+    return;
+  }
 }
 
-void TdxOps::tdx_vm_free() {
+void TdxOps::tdx_vm_destroy() {
+  for (Pfn p : tdcs_) tdx_free_control_page(p);
+  tdcs_.clear();
   // The TDR goes last: the module refuses to let it go while any page it
-  // parents (S-EPT pages included) is still assigned.
-  // It is the last 4K TD page: with its put the last PAMT pair goes.
+  // parents (S-EPT and control pages included) is still assigned. It is
+  // the last 4K TD page: with its put the last PAMT pair goes.
   tdx_free_control_page(tdr_);
   tdr_ = kInvalidPfn;
-  // Whatever the PAMT cache still holds was never lent.
+  // Whatever the VM's PAMT cache still holds was never lent.
   std::lock_guard g(pamt_lock_);
-  for (auto& c : vcpu_pamt_caches_) c->free_all();
   vm_pamt_cache_.free_all();
 }
 

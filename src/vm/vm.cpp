@@ -136,10 +136,28 @@ int Vm::add_memslot(int id, uint64_t gpa, uint64_t size, uint32_t flags) {
   return log ? set_dirty_logging_locked(*slots_.back(), true) : 0;
 }
 
-void Vm::mmu_invalidate_begin() {
+void Vm::mmu_invalidate_begin(Gfn start, Gfn end) {
   sync::assert_held_write(mmu_->mmu_lock(), bugs_);
-  invalidate_in_progress_.fetch_add(1);
-  invalidate_seq_.fetch_add(1);
+  // kvm_mmu_invalidate_begin() + kvm_mmu_invalidate_range_add(): the range
+  // grows to cover every invalidation in progress at once.
+  if (invalidate_in_progress_.fetch_add(1) == 0) {
+    invalidate_range_start_.store(start.v, std::memory_order_relaxed);
+    invalidate_range_end_.store(end.v, std::memory_order_relaxed);
+  } else {
+    invalidate_range_start_.store(std::min(start.v, invalidate_range_start_.load(std::memory_order_relaxed)),
+                                  std::memory_order_relaxed);
+    invalidate_range_end_.store(std::max(end.v, invalidate_range_end_.load(std::memory_order_relaxed)),
+                                std::memory_order_relaxed);
+  }
+}
+
+bool Vm::mmu_invalidate_retry_gfn(uint64_t seq, Gfn gfn) const {
+  // Under mmu_lock (held for read): the range only changes under it held
+  // for write.
+  if (invalidate_in_progress_.load() != 0 && gfn.v >= invalidate_range_start_.load(std::memory_order_relaxed) &&
+      gfn.v < invalidate_range_end_.load(std::memory_order_relaxed))
+    return true;
+  return seq != invalidate_seq_.load();
 }
 
 void Vm::mmu_invalidate_end() {
@@ -205,7 +223,7 @@ int Vm::set_memory_attributes(uint64_t gpa, uint64_t size, bool to_private) {
     // head and tail first, or the unmap would take the whole 2M with it.
     if (!to_private)
       if (int r = split_private_boundaries(start, end)) return r;
-    mmu_invalidate_begin();
+    mmu_invalidate_begin(start, end);
     kvm_mmu_unmap_gfn_range({start, end, to_private ? GfnFilter::Shared : GfnFilter::Private, true});
   }
   for (Gfn g = start; g < end; g += 1) slot_for(g)->set_private(g, to_private);
@@ -228,7 +246,7 @@ int Vm::punch_hole(uint64_t gpa, uint64_t size) {
     // looked the page up meanwhile retry.
     sync::WriteGuard lock(mmu_->mmu_lock());
     if (int r = split_private_boundaries(start, end)) return r;
-    mmu_invalidate_begin();
+    mmu_invalidate_begin(start, end);
     kvm_mmu_unmap_gfn_range({start, end, GfnFilter::Private, true});
   }
   for (auto& s : slots_) {
@@ -269,20 +287,23 @@ void Vm::destroy() {
     sync::WriteGuard lock(mmu_->mmu_lock());
     mmu_->kvm_tdp_mmu_zap_all();
   }
-  // 4. vCPUs drop their roots and caches.
+  // kvm_arch_destroy_vm():
+  // 4. kvm_destroy_vcpus(): each vCPU drops its roots and caches, and TDX
+  //    reclaims its TDCX and TDVPR pages.
   for (auto& v : vcpus_) {
     vcpu_put_roots(*v);
     v->caches.free_all();
+    if (is_td() && created_) tdx_->tdx_vcpu_free(v->id);
   }
-  // 5. vm_destroy: TD control pages (TDCS, TDVPR/TDCX).
-  if (is_td() && created_) tdx_->tdx_vm_destroy();
-  // 6. kvm_mmu_uninit_tdp_mmu(): the mirror root goes now, each S-EPT page
+  // 5. kvm_mmu_uninit_vm(): the mirror root goes now, each S-EPT page
   //    reclaimed as its table is removed (legal: the HKID is gone).
   mmu_->kvm_mmu_uninit_tdp_mmu();
-  // What the TDX-side S-EPT pool still holds was never handed out.
+  // What the TDX-side S-EPT pool (--external-spt tdx-pool) still holds was
+  // never handed out.
   if (is_td()) tdx_->free_external_pool();
-  // 7. vm_free: the TDR, then userspace frees its memory.
-  if (is_td() && created_) tdx_->tdx_vm_free();
+  // 6. vm_destroy: the TDCS pages, then the TDR. Then userspace frees its
+  //    memory.
+  if (is_td() && created_) tdx_->tdx_vm_destroy();
   for (auto& s : slots_) s->shared->release_all();
   slots_.clear();
   for (Pfn p : sources_) pool_->free(p, PageOwner::HostSource);

@@ -209,7 +209,8 @@ class Vm : public tdx::VcpuKicker {
   void kvm_mmu_unmap_gfn_range(const GfnRange& r);
   // mmu_invalidate_begin/end(): a fault that looked up its pfn before or
   // during an invalidation retries (is_page_fault_stale).
-  void mmu_invalidate_begin();
+  void mmu_invalidate_begin(Gfn start, Gfn end);
+  bool mmu_invalidate_retry_gfn(uint64_t seq, Gfn gfn) const;
   void mmu_invalidate_end();
   void exit_guest(Vcpu& v);
   int set_dirty_logging_locked(Memslot& s, bool on);
@@ -244,6 +245,7 @@ class Vm : public tdx::VcpuKicker {
   } stats_;
   std::atomic<uint64_t> invalidate_seq_{0};
   std::atomic<int> invalidate_in_progress_{0};
+  std::atomic<uint64_t> invalidate_range_start_{0}, invalidate_range_end_{0};
   sync::MmuLock slots_lock_;
   bool vcpus_threaded_ = false;
   bool created_ = false;

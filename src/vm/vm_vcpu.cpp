@@ -132,19 +132,14 @@ ExitReason Vm::vcpu_fault(int vcpu, uint64_t gpa, bool write, PgLevel accept_lev
       // A private access to memory userspace has not made private (or that
       // has no guest_memfd) exits to userspace to convert it.
       if (!slot || !slot->gmem || !slot->is_private(f.gfn)) return ExitReason::MemoryFault;
-      PgLevel folio_level = PgLevel::k4K;
-      f.pfn = slot->gmem->get_pfn(f.gfn - slot->base_gfn, &folio_level);
-      f.max_level = private_max_level(*slot, f.gfn, folio_level, accept_level);
+      f.pfn = slot->gmem->get_pfn(f.gfn - slot->base_gfn, &backing_level);
     } else if (!slot) {
       f.has_slot = false;
-      f.max_level = PgLevel::k4K;
     } else {
       if (is_td() && slot->is_private(f.gfn)) return ExitReason::MemoryFault;
       f.pfn = slot->shared->get_pfn(f.gfn - slot->base_gfn, &backing_level);
-      f.max_level = host_mapping_level_fits(*slot, f.gfn, backing_level);
     }
     if (f.has_slot && !f.pfn.valid()) return ExitReason::NoMemory;
-    f.req_level = f.goal_level = f.max_level;
 
     if (vcpu_load_roots(v)) return ExitReason::NoMemory;
     RetPf ret;
@@ -154,12 +149,24 @@ ExitReason Vm::vcpu_fault(int vcpu, uint64_t gpa, bool write, PgLevel accept_lev
       ret = RetPf::Retry;
     } else {
       sync::ReadGuard lock(mmu_->mmu_lock());
-      // is_page_fault_stale(): an invalidation since (or during) the pfn
-      // lookup, or a root gone invalid, means the pfn may be stale.
-      if (invalidate_in_progress_.load() || seq != invalidate_seq_.load() || v.root->role.invalid)
+      // is_page_fault_stale(): an invalidation of this gfn in progress, one
+      // completed since the pfn lookup, or a root gone invalid.
+      if (mmu_invalidate_retry_gfn(seq, f.gfn) || v.root->role.invalid) {
         ret = RetPf::Retry;
-      else
+      } else {
+        // kvm_mmu_hugepage_adjust(), first thing in kvm_tdp_mmu_map(): under
+        // mmu_lock, so the attributes, the dirty-log flag and the guest's
+        // huge-page inhibit it reads cannot change under the mapping (each
+        // writer takes the lock for write).
+        if (!f.has_slot)
+          f.max_level = PgLevel::k4K;
+        else if (f.is_private)
+          f.max_level = private_max_level(*slot, f.gfn, backing_level, accept_level);
+        else
+          f.max_level = host_mapping_level_fits(*slot, f.gfn, backing_level);
+        f.req_level = f.goal_level = f.max_level;
         ret = mmu_->kvm_tdp_mmu_map(v.caches, v.root, v.mirror_root, f);
+      }
       // make_spte() marks the page dirty whenever it installs a writable
       // SPTE in a dirty-logged slot, read fault or not (the next write would
       // not fault), still under mmu_lock so a harvest cannot slip in between.

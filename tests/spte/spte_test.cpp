@@ -13,7 +13,11 @@ TEST(Spte, SpecialValuesAreNeverPresent) {
   EXPECT_TRUE(is_frozen(kFrozen));
   EXPECT_FALSE(is_frozen(kNonPresent));
   EXPECT_EQ(kNonPresent, 1ull << 63);
-  EXPECT_EQ(kFrozen & ~kNonPresent, 0x498u);
+  EXPECT_EQ(kFrozen & ~kNonPresent, 0x5a0u);
+  // The merged value carries the EPT Accessed bit: only presence may be
+  // asked of a frozen SPTE.
+  EXPECT_TRUE(kFrozen & kAccessed);
+  EXPECT_FALSE(has_volatile_bits(kFrozen));
   EXPECT_EQ(kind_of(kFrozen, PgLevel::k4K, kMmioValueTdx), Kind::Frozen);
   EXPECT_EQ(kind_of(kNonPresent, PgLevel::k4K, kMmioValueTdx), Kind::NonPresent);
 }

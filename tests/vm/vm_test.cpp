@@ -180,6 +180,35 @@ TEST(Vm, TeardownReclaimsEverything) {
   EXPECT_EQ(fx.ck.pages_leaked(), 0u);
 }
 
+// kvm_destroy_vm() as the kernel orders it: the HKID released first
+// (vm_pre_destroy), then kvm_destroy_vcpus() (TDCX/TDVPR), kvm_mmu_uninit_vm()
+// (S-EPT pages), and vm_destroy (TDCS pages, the TDR last).
+TEST(Vm, TeardownReclaimsInKvmDestroyVmOrder) {
+  struct Recorder final : tdx::SeamcallObserver {
+    explicit Recorder(PfnPool& p) : pool(p) {}
+    void on_seamcall(tdx::Leaf leaf, uint64_t gpa, int, tdx::Status st) override {
+      if (leaf == tdx::Leaf::MNG_KEY_FREEID) seq.push_back('K');
+      if (leaf != tdx::Leaf::PHYMEM_PAGE_RECLAIM || st != tdx::TDX_SUCCESS) return;
+      seq.push_back(pool.owner(Pfn{gpa >> kPageShift}) == PageOwner::SeptPage ? 'S' : 'C');
+    }
+    PfnPool& pool;
+    std::string seq;
+  };
+  TdFixture fx;
+  Recorder rec(fx.vm.pool());
+  fx.vm.module()->set_observer(&rec);
+  ASSERT_EQ(fx.vm.init_mem_region(kRam, 2), 0);
+  fx.boot();
+  for (int i = 0; i < 1024; i += 64) ASSERT_EQ(fx.vm.vcpu_access(i % 2, kRam + i * kPageSize, true), ExitReason::None);
+  fx.vm.destroy();
+  const tdx::ModuleConfig& mc = fx.vm.module()->config();
+  const size_t vcpu_pages = 2 * (1 + size_t(mc.tdvpx_pages)), vm_pages = size_t(mc.tdcs_pages) + 1;
+  const size_t sept = rec.seq.size() - 1 - vcpu_pages - vm_pages;
+  ASSERT_GT(sept, 0u) << rec.seq;
+  EXPECT_EQ(rec.seq, "K" + std::string(vcpu_pages, 'C') + std::string(sept, 'S') + std::string(vm_pages, 'C'));
+  EXPECT_EQ(fx.vm.pool().in_use(), 0u);
+}
+
 TEST(Vm, ABuggedVmRefusesWorkAndStillTearsDown) {
   FaultInjector inj;
   TdFixture fx(2, &inj);
