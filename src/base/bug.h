@@ -38,6 +38,8 @@ enum class BugKind : uint8_t { KvmBugOn, TdxBugOn, Warn, Bug, Lockdep };
   X(atomic_on_frozen, Warn, "__tdp_mmu_set_spte_atomic: old SPTE is FROZEN")                  \
   X(map_no_goal, Warn, "kvm_tdp_mmu_map: walk ended above the goal level")                    \
   X(map_sp_level, Warn, "tdp_mmu_map_handle_target_level: sp level != goal level")            \
+  X(map_spurious_pfn, Warn, "tdp_mmu_map_handle_target_level: present leaf maps another pfn")   \
+  X(map_leaf_needs_flush, Warn, "tdp_mmu_map_handle_target_level: leaf change needs a TLB flush") \
   X(uninit_pages_left, Warn, "kvm_mmu_uninit_tdp_mmu: tdp_mmu_pages != 0")                    \
   X(uninit_roots_left, Warn, "kvm_mmu_uninit_tdp_mmu: roots list not empty")                  \
   X(memcache_empty, Warn, "kvm_mmu_memory_cache_alloc: cache empty")                          \

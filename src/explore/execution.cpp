@@ -4,6 +4,8 @@
 
 #include <map>
 #include <memory>
+#include <mutex>
+#include <vector>
 
 #include "check/checker.h"
 #include "spte/spte.h"
@@ -85,6 +87,26 @@ class Tracer final : public MmuObserver, public tdx::SeamcallObserver, public Bu
   std::vector<TraceEvent> events_;
 };
 
+// An execution that deadlocked or livelocked leaves its virtual threads
+// parked inside MMU code for good, holding locks and pointers into the VM:
+// neither the VM nor the engine can be torn down safely. They are kept here,
+// reachable until the process exits and never destroyed, so that a leak
+// checker sees a deliberate graveyard and not a leak.
+struct Parked {
+  std::unique_ptr<sync::DetEngine> engine;
+  std::unique_ptr<Vm> vm;
+  std::unique_ptr<Checker> ck;
+  std::unique_ptr<FaultInjector> inject;
+};
+
+void park_forever(std::unique_ptr<sync::DetEngine> engine, std::unique_ptr<Vm> vm, std::unique_ptr<Checker> ck,
+                  std::unique_ptr<FaultInjector> inject) {
+  static std::mutex lock;
+  static auto* graveyard = new std::vector<Parked>();
+  std::lock_guard g(lock);
+  graveyard->push_back({std::move(engine), std::move(vm), std::move(ck), std::move(inject)});
+}
+
 void first_failure(ExecResult& r, const Checker& ck) {
   if (ck.ok() || !r.invariant.empty()) return;
   r.ok = false;
@@ -136,10 +158,7 @@ ExecResult run_execution(const Scenario& s, sync::DetStrategy& strategy, const E
     r.invariant = "setup";
     r.detail = setup_error.empty() ? engine->abort_reason() : setup_error;
     if (setup_error.empty()) {
-      (void)engine.release();
-      (void)vm.release();
-      (void)ck.release();
-      (void)inject.release();
+      park_forever(std::move(engine), std::move(vm), std::move(ck), std::move(inject));
     }
     return r;
   }
@@ -182,12 +201,7 @@ ExecResult run_execution(const Scenario& s, sync::DetStrategy& strategy, const E
     r.invariant = engine->abort_reason().rfind("deadlock", 0) == 0 ? "deadlock" : "livelock";
     r.detail = engine->abort_reason();
     r.trace = tracer.take();
-    // Its threads are parked inside MMU code for good: the VM and the engine
-    // cannot be torn down safely, so they are deliberately leaked.
-    (void)engine.release();
-    (void)vm.release();
-    (void)ck.release();
-    (void)inject.release();
+    park_forever(std::move(engine), std::move(vm), std::move(ck), std::move(inject));
     return r;
   }
   if (!engine->violations().empty() && r.invariant.empty()) {
@@ -209,10 +223,7 @@ ExecResult run_execution(const Scenario& s, sync::DetStrategy& strategy, const E
     r.ok = false;
     r.invariant = "teardown";
     r.detail = engine->abort_reason();
-    (void)engine.release();
-    (void)vm.release();
-    (void)ck.release();
-    (void)inject.release();
+    park_forever(std::move(engine), std::move(vm), std::move(ck), std::move(inject));
     return r;
   }
   ck->check_end_of_life();

@@ -92,12 +92,20 @@ Scenario fault_vs_teardown(int k) {
   return s;
 }
 
+// Arms vCPU0's zero-step filter with `gpa` logged: six EPT violations at
+// one RIP only count, the seventh logs its GPA.
+Op zero_step(uint64_t gpa) {
+  Op o = simple(OpKind::ZeroStep, 0);
+  o.gpa = gpa;
+  return o;
+}
+
 Scenario zero_step_vs_aug(int k) {
   Scenario s = base("zero-step-vs-aug",
                     "vCPU0 enters with zero-step mitigation armed (S-EPT tree locked exclusively) while vCPU1's "
                     "fault AUGs",
                     512);
-  s.setup = {access(0, kRam, 1, true), simple(OpKind::ZeroStep, 0)};
+  s.setup = {access(0, kRam, 1, true), zero_step(kRam)};
   s.threads = {{"vcpu0", {access(0, kRam, 1, false)}},
                {"vcpu1", {access(1, kRam + 64 * k4K, uint64_t(k), true)}}};
   return s;
@@ -108,7 +116,7 @@ Scenario zero_step_vs_remove(int k) {
                     "vCPU0 enters with zero-step mitigation armed while the VMM removes private pages "
                     "(BLOCK/TRACK/REMOVE under the exclusive lock)",
                     512);
-  s.setup = {access(1, kRam + 8 * k4K, uint64_t(k), true), access(0, kRam, 1, true), simple(OpKind::ZeroStep, 0)};
+  s.setup = {access(1, kRam + 8 * k4K, uint64_t(k), true), access(0, kRam, 1, true), zero_step(kRam)};
   s.threads = {{"vcpu0", {access(0, kRam, 1, false)}},
                {"vmm", {convert(kRam + 8 * k4K, uint64_t(k), false)}}};
   return s;
@@ -175,7 +183,9 @@ int run_op(Vm& vm, const Op& op) {
       return vm.vcpu_fault(op.vcpu, op.gpa, op.flag) == ExitReason::VmDead ? -EIO : 0;
     case OpKind::ZeroStep:
       if (!vm.module()) return -EINVAL;
-      while (!vm.module()->zero_step_active(op.vcpu)) vm.module()->vcpu_ept_violation(op.vcpu, true);
+      // One instruction the guest is stuck at, outside the numbering of the
+      // accesses that follow.
+      while (!vm.module()->zero_step_active(op.vcpu)) vm.module()->vcpu_ept_violation(op.vcpu, op.gpa, ~0ull);
       return 0;
   }
   return -EINVAL;

@@ -1,4 +1,6 @@
 // Write-protection for dirty logging.
+#include <bit>
+
 #include "mmu/tdp_mmu.h"
 #include "spte/spte.h"
 
@@ -19,7 +21,9 @@ bool TdpMmu::kvm_tdp_mmu_wrprot_slot(Gfn start, Gfn end, PgLevel min_level) {
       if (!is_shadow_present(iter.old_spte) || !is_last(iter.old_spte, iter.level) ||
           !is_writable(iter.old_spte))
         continue;
-      if (tdp_mmu_set_spte_atomic(iter, iter.old_spte & ~kWritable)) goto retry;
+      // MMU-writable goes too: the page must not become writable again by
+      // fast_page_fault, only through a fault that marks it dirty.
+      if (tdp_mmu_set_spte_atomic(iter, iter.old_spte & ~(kWritable | kMmuWritable))) goto retry;
       spte_set = true;
     }
     kvm_tdp_mmu_put_root(root);
@@ -27,16 +31,37 @@ bool TdpMmu::kvm_tdp_mmu_wrprot_slot(Gfn start, Gfn end, PgLevel min_level) {
   return spte_set;
 }
 
+// tdp_mmu_clear_spte_bits(): only ever removes permission or state bits
+// from a leaf, so no change handling is needed. Still atomic when hardware
+// or a lockless writer may set bits in the same word meanwhile: a plain
+// store of a stale snapshot would drop them.
+static uint64_t tdp_mmu_clear_spte_bits(uint64_t* sptep, uint64_t old_spte, uint64_t mask) {
+  if (has_volatile_bits(old_spte)) return sync::fetch_and_spte(sptep, ~mask) & ~mask;
+  sync::write_spte(sptep, old_spte & ~mask);
+  return old_spte & ~mask;
+}
+
+// Without PML (the model has none) KVM harvests by write-protection: wrprot
+// is true and the bit cleared is PT_WRITABLE_MASK, never Dirty. The SPTE
+// stays a present leaf at the same pfn, which is why the kernel skips
+// handle_changed_spte here and only traces the change; the caller flushes.
 void TdpMmu::kvm_tdp_mmu_clear_dirty_pt_masked(Gfn gfn_base, uint64_t mask) {
   sync::assert_held_write(mmu_lock_, kvm_);
+  const uint64_t dbit = kWritable;
   for (MmuPage* root : roots_snapshot(kDirectRoots)) {
     sync::RcuReadGuard rcu;
+    uint64_t left = mask;
     const Gfn end = gfn_base + 64;
-    for (TdpIter iter(pool_, root, PgLevel::k4K, gfn_base, kvm_gfn_root_bits(root));
-         iter.valid && iter.gfn < end; iter.next()) {
-      if (iter.level > PgLevel::k4K || !(mask & (1ull << (iter.gfn - gfn_base)))) continue;
-      if (!is_leaf(iter.old_spte, iter.level) || !is_writable(iter.old_spte)) continue;
-      tdp_mmu_iter_set_spte(iter, iter.old_spte & ~(kWritable | kDirty));
+    for (TdpIter iter(pool_, root, PgLevel::k4K, gfn_base + std::countr_zero(mask), kvm_gfn_root_bits(root));
+         left && iter.valid && iter.gfn < end; iter.next()) {
+      if (!is_shadow_present(iter.old_spte) || !is_last(iter.old_spte, iter.level)) continue;
+      if (iter.level > PgLevel::k4K || !(left & (1ull << (iter.gfn - gfn_base)))) continue;
+      left &= ~(1ull << (iter.gfn - gfn_base));
+      if (!(iter.old_spte & dbit)) continue;
+      const uint64_t new_spte = tdp_mmu_clear_spte_bits(iter.sptep, iter.old_spte, dbit);
+      if (observer_) [[unlikely]]
+        observer_->on_spte_changed({iter.gfn, iter.level, iter.old_spte, new_spte, false, false});
+      iter.old_spte = new_spte;
     }
     kvm_tdp_mmu_put_root(root);
   }

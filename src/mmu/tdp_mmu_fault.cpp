@@ -31,29 +31,39 @@ int TdpMmu::tdp_mmu_link_sp(TdpIter& iter, MmuPage* sp, bool shared) {
 
 RetPf TdpMmu::tdp_mmu_map_handle_target_level(KvmPageFault& f, TdpIter& iter) {
   if (warn_on_once(iter.level != f.goal_level, kvm_, Site::map_sp_level)) return RetPf::Retry;
-  if (f.prefetch && is_shadow_present(iter.old_spte)) return RetPf::Spurious;
-  // Another vCPU got here first and the access is already allowed.
-  if (is_leaf(iter.old_spte, iter.level) &&
-      to_pfn(iter.old_spte).v == (f.pfn.v & ~(pages_per_hpage(iter.level) - 1)) &&
-      (!f.write || is_writable(iter.old_spte)))
-    return RetPf::Spurious;
-
   // The pfn of a huge mapping is its base (f.pfn is the faulting 4K frame:
   // goal_level may have been lowered during the walk).
   const Pfn pfn{f.pfn.v & ~(pages_per_hpage(iter.level) - 1)};
+  // Another vCPU got here first and the access is already allowed, or this
+  // is a prefetch and something is mapped: nothing to do. The pfn cannot
+  // differ, because an invalidation of the old pfn would have zapped the
+  // leaf and made this fault retry on the sequence count.
+  if (is_shadow_present(iter.old_spte) && is_last(iter.old_spte, iter.level) &&
+      (f.prefetch || !f.write || is_writable(iter.old_spte))) {
+    warn_on_once(f.has_slot && to_pfn(iter.old_spte) != pfn, kvm_, Site::map_spurious_pfn);
+    return RetPf::Spurious;
+  }
+
   uint64_t new_spte;
-  if (!f.has_slot)
+  if (!f.has_slot) {
     new_spte = make_mmio(f.gfn, cfg_.mmio_value, 0);
-  else
-    new_spte = make_leaf(pfn, iter.level, {.writable = f.map_writable, .dirty = f.write});
+  } else {
+    // make_spte(): a writable leaf is made Dirty at once (dirty logging
+    // works by write-protection here, not by the Dirty bit), except over an
+    // SPTE that was already writable, where make_spte jumps past it.
+    const bool was_writable = is_last(iter.old_spte, iter.level) && is_writable(iter.old_spte);
+    new_spte = make_leaf(pfn, iter.level, {.writable = f.map_writable, .dirty = f.map_writable && !was_writable});
+  }
   // An unchanged MMIO SPTE still means "emulate": the access must go to the
   // device model, not back into the guest to fault again.
   if (new_spte == iter.old_spte) return f.has_slot ? RetPf::Spurious : RetPf::Emulate;
   if (tdp_mmu_set_spte_atomic(iter, new_spte)) return RetPf::Retry;
-  // Replacing a present non-leaf, or taking away write access, leaves stale
-  // translations that must go.
+  // A huge leaf replacing a table leaves the old translations of the small
+  // pages; a leaf over a leaf can only ever add access here, and one that
+  // takes MMU-writable away would need a flush the caller never does.
   if (is_shadow_present(iter.old_spte) &&
-      (!is_last(iter.old_spte, iter.level) || (is_writable(iter.old_spte) && !is_writable(new_spte))))
+      (!is_last(iter.old_spte, iter.level) ||
+       warn_on_once(is_mmu_writable(iter.old_spte) && !is_mmu_writable(new_spte), kvm_, Site::map_leaf_needs_flush)))
     kvm_flush_remote_tlbs();
   if (!f.has_slot) return RetPf::Emulate;
   if (f.write && !f.map_writable) return RetPf::WriteProtected;

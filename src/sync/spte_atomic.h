@@ -52,4 +52,10 @@ inline uint64_t xchg_spte(SptePtr p, uint64_t v) {
   return spte_ref(p).exchange(v, std::memory_order_acq_rel);
 }
 
+// atomic64_fetch_and(): returns the old value.
+inline uint64_t fetch_and_spte(SptePtr p, uint64_t mask) {
+  sched_point(PointKind::SpteCmpxchg, p);
+  return spte_ref(p).fetch_and(mask, std::memory_order_acq_rel);
+}
+
 }  // namespace mirrormmu::sync

@@ -91,6 +91,11 @@ Status TdxModule::Impl::LockSet::epoch(LockMode mode) {
   return hold(impl_.try_lock_epoch(mode), epoch_, mode, &impl_.epoch_lock);
 }
 
+void TdxModule::Impl::LockSet::release_epoch() {
+  if (epoch_) impl_.epoch_lock.unlock(*epoch_);
+  epoch_.reset();
+}
+
 Status TdxModule::Impl::LockSet::entry(uint64_t& e) {
   const Status s = impl_.try_lock_entry(e);
   if (s == TDX_SUCCESS) {
@@ -114,6 +119,9 @@ Status TdxModule::Impl::check_tdr(Operand op) const {
 Status TdxModule::Impl::td_prologue(LockSet& locks, Operand tdr_operand, LockMode tdr_mode, OpStates ok) {
   if (Status s = check_tdr(tdr_operand)) return s;
   if (Status s = locks.tdr(tdr_mode, tdr_operand)) return s;
+  // check_td_in_correct_build_state(): a fatal TD refuses every call that
+  // maps or runs it; the teardown leaves have no such check.
+  if (fatal) return TDX_TD_FATAL;
   if (m.lifecycle_ != Lifecycle::KeysConfigured) return TDX_TD_KEYS_NOT_CONFIGURED;
   if (tdcs.size() < static_cast<size_t>(m.cfg_.tdcs_pages)) return TDX_TDCS_NOT_ALLOCATED;
   if (!ok.has(m.op_state_)) return TDX_OP_STATE_INCORRECT;

@@ -152,15 +152,22 @@ class TdxModule {
   Ret tdh_phymem_pamt_remove(Pfn region_base_2m, Pfn* page0_out, Pfn* page1_out);
 
   // ---- vCPU side --------------------------------------------------------
-  // TDH.VP.ENTER: takes a reference on the current TD epoch until td_exit.
-  Status tdh_vp_enter(int vcpu);
+  // TDH.VP.ENTER: takes a reference on the current TD epoch, and holds the
+  // TDR shared, until td_exit. With zero-step mitigation armed it may
+  // instead return 0x30 (an EPT-violation exit) with the GPA in *exit_gpa
+  // (R8), without entering the guest.
+  Status tdh_vp_enter(int vcpu, uint64_t* exit_gpa = nullptr);
   void td_exit(int vcpu);
   bool vcpu_in_guest(int vcpu) const;
-  // The exit was an EPT violation (private: feeds zero-step mitigation).
-  void vcpu_ept_violation(int vcpu, bool private_gpa);
-  // The guest retired an instruction: zero-step mitigation disarms.
+  // A hardware EPT-violation exit on a private GPA (not an ACCEPT exit) at
+  // guest instruction `rip`: feeds zero-step mitigation.
+  void vcpu_ept_violation(int vcpu, uint64_t gpa, uint64_t rip);
+  // The guest retired an instruction (RIP moved): zero-step mitigation disarms.
   void vcpu_progress(int vcpu);
   bool zero_step_active(int vcpu) const;
+  // TDR.FATAL, as an asynchronous TD exit with a fatal status (a machine
+  // check in the guest) sets it.
+  void set_td_fatal();
   // KVM guarantees that nothing (no vCPU, no TDCALL, no other host call)
   // can contend right now (the retry of tdh_do_no_vcpus): an execution
   // engine must not inject BUSY meanwhile.

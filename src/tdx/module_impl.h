@@ -88,12 +88,16 @@ struct TdxModule::Impl {
     bool associated = true;    // until VP.FLUSH; VP.ADDCX/INIT/ENTER re-associate
     bool in_guest = false;
     uint64_t epoch = 0;        // TD_EPOCH sampled at the last VP.ENTER
-    // Zero-step mitigation: private EPT-violation exits without the guest
-    // making progress. At the threshold, VP.ENTER takes the S-EPT tree lock
-    // exclusively to re-walk the faulting GPAs.
-    int zero_step_faults = 0;
+    // Zero-step mitigation (td_exit_epf_stepping_log): hardware EPT
+    // violations on private GPAs at one guest RIP. The first six only count;
+    // from the seventh on the faulting GPAs are logged, and a non-empty log
+    // arms the filter VP.ENTER runs. Only a change of RIP clears both.
+    int possibly_epf_stepping = 0;
+    uint64_t epf_rip = 0;  // the guest RIP those violations were at
+    std::vector<uint64_t> last_epf_gpas;
   };
   static constexpr int kSteppingEpfThreshold = 6;  // STEPPING_EPF_THRESHOLD
+  static constexpr size_t kEpfGpaListSize = 32;    // EPF_GPA_LIST_SIZE
 
   // A module lock was just taken: release the model's own mutex and let
   // another thread run, so a second SEAMCALL (or VP.ENTER, or the guest)
@@ -115,6 +119,8 @@ struct TdxModule::Impl {
     Status tdr(LockMode mode, Operand busy_operand);
     Status sept_tree(LockMode mode);
     Status epoch(LockMode mode);
+    // VP.ENTER drops the epoch lock as soon as the vCPU is counted in.
+    void release_epoch();
     Status entry(uint64_t& entry);
     // Dynamic PAMT: the PAMT entry of the 2M region holding `frame`. Without
     // DPAMT, or for a frame outside the PAMT (the caller's own checks refuse
@@ -219,7 +225,7 @@ struct TdxModule::Impl {
   Ret page_promote(uint64_t gpa, int level);
 
   Status mem_track();
-  Status vp_enter(int vcpu);
+  Status vp_enter(int vcpu, uint64_t* exit_gpa);
   void td_exit(int vcpu);
   AcceptResult page_accept(int vcpu, uint64_t gpa, int level);
 
@@ -244,6 +250,7 @@ struct TdxModule::Impl {
   std::vector<Pfn> tdcs;                   // tdcs[0] holds the S-EPT root
   std::map<int, Vcpu> vcpus;
   std::array<uint64_t, 2> epoch_refcount{};  // vCPUs in guest, by entry-epoch parity
+  bool fatal = false;                      // TDR.FATAL: TDH.MEM.* and VP.ENTER refuse
   bool wbcache_done = false;               // CACHE.WB ran since the TD became BLOCKED
   uint64_t mrtd_pages = 0;                 // PAGE.ADDs folded into MRTD
   uint64_t mrtd_chunks = 0;                // MR.EXTENDs folded into MRTD

@@ -4,6 +4,8 @@
 // TD_EPOCH starts at 1 (MNG.INIT). VP.ENTER counts the vCPU in
 // refcount[epoch & 1] until it exits; TRACK advances the epoch only once no
 // vCPU from the previous epoch is still inside, so two parities suffice.
+#include <algorithm>
+
 #include "tdx/module_impl.h"
 
 namespace mirrormmu::tdx {
@@ -16,6 +18,10 @@ constexpr OpStates kRunnable{OpState::Runnable};
 constexpr Status kExitReasonEptViolation = 48;
 }  // namespace
 
+// VMEXIT_REASON_EPT_VIOLATION in RAX: a success-class status that says the
+// TD exited (here without ever being entered) on an EPT violation.
+constexpr Status kVmexitReasonEptViolation = 0x30;
+
 Status TdxModule::Impl::mem_track() {
   if (Status s = injected(Operand::TD_EPOCH)) return s;
   LockSet locks(*this);
@@ -26,7 +32,13 @@ Status TdxModule::Impl::mem_track() {
   return TDX_SUCCESS;
 }
 
-Status TdxModule::Impl::vp_enter(int vcpu) {
+// The order is the module's: TDVPR, TDR (shared), op-state, then the TD
+// epoch lock only for as long as it takes to count the vCPU in, and only
+// after that the S-EPT tree lock for the zero-step filter. The two are never
+// held together. The TDR and TDVPR stay locked while the vCPU is in the
+// guest: anything that needs the TDR exclusively (PAGE.ADD, VPFLUSHDONE,
+// KEY.FREEID) gets BUSY until it exits.
+Status TdxModule::Impl::vp_enter(int vcpu, uint64_t* exit_gpa) {
   LockSet locks(*this);
   Vcpu* v = find_vcpu(vcpu);
   if (v == nullptr) return with_operand(TDX_PAGE_METADATA_INCORRECT, Operand::RCX);
@@ -34,16 +46,39 @@ Status TdxModule::Impl::vp_enter(int vcpu) {
   if (v->in_guest) return with_operand(TDX_OPERAND_BUSY, Operand::RCX);
   if (Status s = td_prologue(locks, Operand::TDR, LockMode::Shared, kRunnable)) return s;
   if (!v->initialized) return with_operand(TDX_OP_STATE_INCORRECT, Operand::TDVPR);
-  // Zero-step mitigation: the filter re-walks the logged GPAs with the S-EPT
-  // tree locked exclusively; host AUG/SEPT.ADD/BLOCK meanwhile get BUSY, and
-  // if the lock is taken the entry itself fails with BUSY.
-  if (v->zero_step_faults >= kSteppingEpfThreshold)
-    if (Status s = locks.sept_tree(LockMode::Exclusive)) return s;
   if (Status s = locks.epoch(LockMode::Shared)) return s;
-  ++epoch_refcount[m.td_epoch_ & 1];
-  v->epoch = m.td_epoch_;
+  const uint64_t epoch = m.td_epoch_;
+  ++epoch_refcount[epoch & 1];
+  locks.release_epoch();
+  const auto revert_tlb_tracking_state = [&] { --epoch_refcount[epoch & 1]; };
+
+  // The stepping filter: with the tree locked exclusively (AUG, SEPT.ADD,
+  // BLOCK meanwhile get BUSY, and if the lock is taken the entry fails with
+  // BUSY), re-walk every logged GPA. One that would still fault means the
+  // guest is being single-stepped through EPT violations: the guest is not
+  // entered, and the host sees an EPT-violation exit at that GPA instead.
+  if (!v->last_epf_gpas.empty()) {
+    if (Status s = locks.sept_tree(LockMode::Exclusive)) {
+      revert_tlb_tracking_state();
+      return s;
+    }
+    for (uint64_t gpa : v->last_epf_gpas) {
+      // is_epf_expected(): the walk would not reach a guest-usable leaf.
+      // A PENDING leaf is usable: the guest takes #VE and accepts it.
+      const SeptWalk w = tree.walk(gpa, 0);
+      const SeptState st = w.state();
+      if (st == SeptState::Mapped || st == SeptState::Pending) continue;
+      revert_tlb_tracking_state();
+      if (exit_gpa) *exit_gpa = gpa;
+      return kVmexitReasonEptViolation;
+    }
+  }
+  v->epoch = epoch;
   v->in_guest = true;
   v->associated = true;
+  // Held past the call, released by td_exit; we hold it shared already, so
+  // no exclusive holder can be in the way.
+  (void)tdr_lock.try_lock(LockMode::Shared);
   return TDX_SUCCESS;
 }
 
@@ -52,6 +87,7 @@ void TdxModule::Impl::td_exit(int vcpu) {
   if (v == nullptr || !v->in_guest) return;
   --epoch_refcount[v->epoch & 1];
   v->in_guest = false;
+  tdr_lock.unlock(LockMode::Shared);
 }
 
 AcceptResult TdxModule::Impl::page_accept(int vcpu, uint64_t gpa, int level) {
@@ -101,8 +137,8 @@ Status TdxModule::tdh_mem_track() {
   return impl_->call(Leaf::MEM_TRACK, 0, 0, [&] { return impl_->mem_track(); });
 }
 
-Status TdxModule::tdh_vp_enter(int vcpu) {
-  return impl_->call(Leaf::VP_ENTER, 0, 0, [&] { return impl_->vp_enter(vcpu); });
+Status TdxModule::tdh_vp_enter(int vcpu, uint64_t* exit_gpa) {
+  return impl_->call(Leaf::VP_ENTER, 0, 0, [&] { return impl_->vp_enter(vcpu, exit_gpa); });
 }
 
 void TdxModule::td_exit(int vcpu) {
@@ -110,20 +146,43 @@ void TdxModule::td_exit(int vcpu) {
   impl_->td_exit(vcpu);
 }
 
-void TdxModule::vcpu_ept_violation(int vcpu, bool private_gpa) {
+void TdxModule::vcpu_ept_violation(int vcpu, uint64_t gpa, uint64_t rip) {
   std::lock_guard lock(impl_->mu);
-  if (Impl::Vcpu* v = impl_->find_vcpu(vcpu); v && private_gpa) v->zero_step_faults++;
+  Impl::Vcpu* v = impl_->find_vcpu(vcpu);
+  if (v == nullptr) return;
+  // A fault at another instruction: the guest moved on since the last one.
+  if (rip != v->epf_rip) {
+    v->epf_rip = rip;
+    v->possibly_epf_stepping = 0;
+    v->last_epf_gpas.clear();
+  }
+  if (v->possibly_epf_stepping < Impl::kSteppingEpfThreshold) {
+    v->possibly_epf_stepping++;
+    return;
+  }
+  gpa &= ~(kPageSize - 1);
+  auto& list = v->last_epf_gpas;
+  if (list.size() < Impl::kEpfGpaListSize && std::find(list.begin(), list.end(), gpa) == list.end())
+    list.push_back(gpa);
 }
 
 void TdxModule::vcpu_progress(int vcpu) {
   std::lock_guard lock(impl_->mu);
-  if (Impl::Vcpu* v = impl_->find_vcpu(vcpu)) v->zero_step_faults = 0;
+  if (Impl::Vcpu* v = impl_->find_vcpu(vcpu)) {
+    v->possibly_epf_stepping = 0;
+    v->last_epf_gpas.clear();
+  }
 }
 
 bool TdxModule::zero_step_active(int vcpu) const {
   std::lock_guard lock(impl_->mu);
   const Impl::Vcpu* v = impl_->find_vcpu(vcpu);
-  return v && v->zero_step_faults >= Impl::kSteppingEpfThreshold;
+  return v && !v->last_epf_gpas.empty();
+}
+
+void TdxModule::set_td_fatal() {
+  std::lock_guard lock(impl_->mu);
+  impl_->fatal = true;
 }
 
 AcceptResult TdxModule::tdg_mem_page_accept(int vcpu, uint64_t gpa, int tdx_level) {

@@ -130,9 +130,18 @@ class TdxOps final : public ExternalOps {
   void tdx_vm_destroy();
 
   // ---- vCPU run -------------------------------------------------------------
-  // tdx_vcpu_run() up to TDH.VP.ENTER: false when entry is refused
-  // (wait_for_sept_zap, VM bugged, BUSY from the module).
-  bool tdx_vcpu_enter(int vcpu);
+  // tdx_vcpu_run() up to TDH.VP.ENTER, and how tdx_handle_exit() sees the
+  // result when the guest was never entered.
+  struct VcpuEntry {
+    enum Kind : uint8_t {
+      Entered,
+      Refused,       // wait_for_sept_zap, VM bugged, BUSY: leave and re-enter
+      EptViolation,  // zero-step filter: handle an EPT violation at `gpa`
+      Error,         // an error status (TD_FATAL): KVM_EXIT_INTERNAL_ERROR
+    } kind;
+    uint64_t gpa = 0;
+  };
+  VcpuEntry tdx_vcpu_enter(int vcpu);
   void tdx_vcpu_exit(int vcpu);
   // Called outside guest mode after an entry was refused for a zap.
   void wait_for_zap_done();

@@ -82,12 +82,22 @@ int TdxOps::tdx_td_finalize() {
   return 0;
 }
 
-bool TdxOps::tdx_vcpu_enter(int vcpu) {
+TdxOps::VcpuEntry TdxOps::tdx_vcpu_enter(int vcpu) {
   // While a zap retries with vCPUs kicked out, entry is refused so the retry
   // cannot collide with TDH.VP.ENTER or the guest's TDCALLs
   // (EXIT_FASTPATH_EXIT_HANDLED): the caller leaves guest mode and waits.
-  if (wait_for_sept_zap_ || kvm_.bugged() || state_ != TdState::Runnable) return false;
-  return module_.tdh_vp_enter(vcpu) == TDX_SUCCESS;
+  if (wait_for_sept_zap_ || kvm_.bugged() || state_ != TdState::Runnable) return {VcpuEntry::Refused};
+  uint64_t gpa = 0;
+  const Status s = module_.tdh_vp_enter(vcpu, &gpa);
+  if (s == TDX_SUCCESS) return {VcpuEntry::Entered};
+  // VMEXIT_REASON_EPT_VIOLATION with the GPA in R8: the zero-step filter
+  // found a logged GPA that still faults. tdx_handle_ept_violation() takes
+  // it like any other.
+  if (s == 0x30) return {VcpuEntry::EptViolation, gpa};
+  // BUSY (the S-EPT tree held against the filter, the epoch lock against a
+  // TRACK) is EXIT_FASTPATH_EXIT_HANDLED; any other error ends KVM_RUN.
+  if (status_base(s) == TDX_OPERAND_BUSY) return {VcpuEntry::Refused};
+  return {VcpuEntry::Error};
 }
 
 void TdxOps::wait_for_zap_done() {

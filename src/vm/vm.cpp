@@ -17,6 +17,7 @@ const char* exit_reason_name(ExitReason r) {
     case ExitReason::NoMemory: return "enomem";
     case ExitReason::VmDead: return "vm_dead";
     case ExitReason::Retry: return "retry";
+    case ExitReason::InternalError: return "internal_error";
   }
   return "?";
 }

@@ -108,6 +108,7 @@ enum class ExitReason : uint8_t {
   NoMemory,      // cache top-up failed (-ENOMEM)
   VmDead,        // the VM is bugged
   Retry,         // gave up retrying (BUSY storms, entry refused)
+  InternalError, // KVM_EXIT_INTERNAL_ERROR: VP.ENTER failed (TD_FATAL)
 };
 const char* exit_reason_name(ExitReason r);
 

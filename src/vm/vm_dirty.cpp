@@ -34,12 +34,15 @@ int Vm::set_dirty_logging_locked(Memslot& s, bool on) {
   // kvm_mmu_slot_remove_write_access(): the TDP MMU does it under the shared
   // lock; huge pages left are write-protected too and split on the first
   // write fault (the fault now wants 4K).
-  bool flush;
   {
     sync::ReadGuard lock(mmu_->mmu_lock());
-    flush = mmu_->kvm_tdp_mmu_wrprot_slot(s.base_gfn, s.base_gfn + s.npages, PgLevel::k4K);
+    (void)mmu_->kvm_tdp_mmu_wrprot_slot(s.base_gfn, s.base_gfn + s.npages, PgLevel::k4K);
   }
-  if (flush) mmu_->kvm_flush_remote_tlbs();
+  // Unconditionally, as kvm_mmu_slot_apply_flags() does: a leaf that was
+  // made read-only by someone else (an eager split racing a vCPU, a previous
+  // harvest) without a flush yet may still be writable in some TLB, and a
+  // write through it would never reach the dirty bitmap.
+  mmu_->kvm_flush_remote_tlbs();
   return 0;
 }
 

@@ -221,8 +221,9 @@ Vm::GuestAccess Vm::guest_private_access(Vcpu& v, uint64_t gpa, PgLevel accept_l
     }
     // The exit of an accept below the size of a PENDING mapping: KVM splits
     // it (tdx_handle_mismatched_accept), and the guest retries the accept.
+    // It goes through the module's ACCEPT exit path, which zero-step
+    // mitigation does not count.
     if (tdx::is_leaf_state(a.state) && a.walk_level > tdx::tdx_level(level)) {
-      module_->vcpu_ept_violation(v.id, true);
       exit_guest(v);
       // A failed split (no memory) leaves the mapping as it was: the accept
       // exits again and the split is retried.
@@ -253,7 +254,8 @@ ExitReason Vm::vcpu_access(int vcpu, uint64_t gpa, bool write, PgLevel accept_le
   Vcpu& v = *vcpus_[vcpu];
   VcpuLoadGuard loaded(vcpu);
   sync::RcuThread rcu_thread;
-  v.accesses.fetch_add(1, std::memory_order_relaxed);
+  // Each access is one guest instruction; its number stands for the RIP.
+  const uint64_t rip = v.accesses.fetch_add(1, std::memory_order_relaxed) + 1;
   const bool is_private = is_td() && !(gpa & shared_bit_);
   for (uint64_t attempt = 0; attempt < kMaxFaultRetries; attempt++) {
     // An instruction boundary: another thread may run here, and a pending
@@ -271,10 +273,18 @@ ExitReason Vm::vcpu_access(int vcpu, uint64_t gpa, bool write, PgLevel accept_le
       v.kick.store(false);  // serviced on entry
       v.in_guest.store(true);
       if (is_td()) {
-        if (!tdx_->tdx_vcpu_enter(vcpu)) {
-          // Exit handled: out of guest mode, wait for a zap to finish, retry.
+        const tdx::TdxOps::VcpuEntry e = tdx_->tdx_vcpu_enter(vcpu);
+        if (e.kind != tdx::TdxOps::VcpuEntry::Entered) {
           v.in_guest.store(false);
           sync::wake_event(&v);
+          if (e.kind == tdx::TdxOps::VcpuEntry::Error) return ExitReason::InternalError;
+          if (e.kind == tdx::TdxOps::VcpuEntry::EptViolation) {
+            // The data_write bit is all the synthetic exit qualification has.
+            const ExitReason r = vcpu_fault(vcpu, e.gpa, true, PgLevel::k1G);
+            if (r != ExitReason::None) return r;
+            continue;
+          }
+          // Exit handled: out of guest mode, wait for a zap to finish, retry.
           tdx_->wait_for_zap_done();
           continue;
         }
@@ -295,7 +305,7 @@ ExitReason Vm::vcpu_access(int vcpu, uint64_t gpa, bool write, PgLevel accept_le
       return ExitReason::None;
     }
     // EPT violation: exit to KVM, handle the fault, re-enter.
-    if (module_) module_->vcpu_ept_violation(vcpu, is_private);
+    if (module_ && is_private) module_->vcpu_ept_violation(vcpu, gpa, rip);
     exit_guest(v);
     const ExitReason r = vcpu_fault(vcpu, gpa, write, fault_cap);
     if (r != ExitReason::None) return r;

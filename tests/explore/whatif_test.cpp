@@ -29,7 +29,7 @@ explore::ExploreConfig random_search(std::string scenario, std::string design, u
 
 TEST(WhatIf, WithoutTheMemslotInvalidBailOutAFaultLivelocksTheDeletion) {
   std::string err;
-  const auto bad = explore::explore(random_search("fault-vs-delete", "upstream+no-memslot-invalid-bailout", 300),
+  const auto bad = explore::explore(random_search("fault-vs-delete", "upstream+no-memslot-invalid-bailout", 40),
                                     nullptr, &err);
   ASSERT_TRUE(bad.has_value()) << err;
   ASSERT_FALSE(bad->failures.empty()) << "no livelock found in " << bad->executions << " executions";

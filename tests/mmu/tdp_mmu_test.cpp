@@ -220,6 +220,66 @@ TEST(TdpMmu, LeafPfnChangeWithoutZapIsABug) {
   EXPECT_EQ(fx.kvm.hits(Site::changed_spte_leaf_pfn), 1u);
 }
 
+// tdp_mmu_map_handle_target_level(): a present leaf that already allows the
+// access is left alone; one for another pfn is a WARN (an invalidation
+// should have zapped it first), never a silent pfn change.
+TEST(TdpMmu, FaultOverALeafForAnotherPfnWarnsAndLeavesIt) {
+  MmuFixture fx;
+  ASSERT_EQ(fx.fault(Gfn{3}, Pfn{0x103}, false), RetPf::Fixed);
+  const uint64_t before = fx.spte_at(fx.direct, Gfn{3}, PgLevel::k4K);
+  EXPECT_EQ(fx.fault(Gfn{3}, Pfn{0x999}, false), RetPf::Spurious);
+  EXPECT_EQ(fx.kvm.hits(Site::map_spurious_pfn), 1u);
+  EXPECT_EQ(fx.kvm.hits(Site::changed_spte_leaf_pfn), 0u);
+  EXPECT_EQ(fx.spte_at(fx.direct, Gfn{3}, PgLevel::k4K), before);
+}
+
+// A writable leaf is made Dirty at once, even for a read fault; a write
+// fault over a read-only leaf of the same page upgrades it.
+TEST(TdpMmu, WritableLeavesAreBornDirty) {
+  MmuFixture fx;
+  ASSERT_EQ(fx.fault(Gfn{4}, Pfn{0x104}, false, PgLevel::k4K, false), RetPf::Fixed);
+  const uint64_t s = fx.spte_at(fx.direct, Gfn{4}, PgLevel::k4K);
+  EXPECT_TRUE(is_writable(s));
+  EXPECT_TRUE(is_dirty(s));
+}
+
+// A 2M fault over a present table replaces it and must flush: the small
+// translations below it are stale.
+TEST(TdpMmu, HugeLeafOverATableFlushes) {
+  MmuFixture fx;
+  ASSERT_EQ(fx.fault(Gfn{0x200}, Pfn{0x200}, false), RetPf::Fixed);
+  const uint64_t flushes = fx.mmu.stats().remote_tlb_flushes.load();
+  EXPECT_EQ(fx.fault(Gfn{0x200}, Pfn{0x200}, false, PgLevel::k2M), RetPf::Fixed);
+  EXPECT_TRUE(is_leaf(fx.spte_at(fx.direct, Gfn{0x200}, PgLevel::k2M), PgLevel::k2M));
+  EXPECT_EQ(fx.mmu.stats().remote_tlb_flushes.load(), flushes + 1);
+}
+
+// Dirty logging without PML: enabling write-protects leaves and clears
+// MMU-writable (only a fault may make them writable again, and it marks the
+// page dirty); harvesting clears PT_WRITABLE alone, leaving Dirty and
+// MMU-writable as they were, and bypasses the change handling.
+TEST(TdpMmu, DirtyLogBitsAsKvmClearsThem) {
+  MmuFixture fx;
+  ASSERT_EQ(fx.fault(Gfn{5}, Pfn{0x105}, false), RetPf::Fixed);
+  ASSERT_EQ(fx.fault(Gfn{6}, Pfn{0x106}, false), RetPf::Fixed);
+  {
+    sync::ReadGuard lock(fx.mmu.mmu_lock());
+    EXPECT_TRUE(fx.mmu.kvm_tdp_mmu_wrprot_slot(Gfn{5}, Gfn{6}, PgLevel::k4K));
+  }
+  const uint64_t wp = fx.spte_at(fx.direct, Gfn{5}, PgLevel::k4K);
+  EXPECT_FALSE(is_writable(wp));
+  EXPECT_FALSE(is_mmu_writable(wp));
+  const uint64_t before = fx.spte_at(fx.direct, Gfn{6}, PgLevel::k4K);
+  {
+    sync::WriteGuard lock(fx.mmu.mmu_lock());
+    fx.mmu.kvm_tdp_mmu_clear_dirty_pt_masked(Gfn{0}, 1ull << 6);
+  }
+  const uint64_t harvested = fx.spte_at(fx.direct, Gfn{6}, PgLevel::k4K);
+  EXPECT_EQ(harvested, before & ~kWritable);
+  EXPECT_TRUE(is_dirty(harvested));
+  EXPECT_TRUE(is_mmu_writable(harvested));
+}
+
 TEST(TdpMmu, YieldingZapRestartsAndStillZapsEverything) {
   MmuFixture fx;
   for (uint64_t g = 0; g < 2048; g += 3) ASSERT_EQ(fx.fault(Gfn{g}, Pfn{0x1000 + g}, true), RetPf::Fixed);

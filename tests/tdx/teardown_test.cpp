@@ -30,7 +30,11 @@ TEST_F(TeardownTest, VpFlushUnknownVcpu) {
 TEST_F(TeardownTest, VpFlushWhileInGuest) {
   ASSERT_EQ(td.tdh_vp_enter(0), TDX_SUCCESS);
   EXPECT_EQ(td.tdh_vp_flush(0), rcx(TDX_OPERAND_BUSY));
-  // Still associated: VPFLUSHDONE refuses.
+  // The running vCPU holds the TDR shared until it exits: VPFLUSHDONE,
+  // which takes it exclusively, cannot even look.
+  EXPECT_EQ(unchanged([&] { return td.tdh_mng_vpflushdone(); }), rcx(TDX_OPERAND_BUSY));
+  td.td_exit(0);
+  // Out of the guest but still associated: VPFLUSHDONE refuses.
   EXPECT_EQ(td.tdh_mng_vpflushdone(), TDX_FLUSHVP_NOT_DONE);
 }
 

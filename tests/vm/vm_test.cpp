@@ -209,6 +209,49 @@ TEST(Vm, TeardownReclaimsInKvmDestroyVmOrder) {
   EXPECT_EQ(fx.vm.pool().in_use(), 0u);
 }
 
+TEST(Vm, ZeroStepExitWithoutEntryIsHandledAsAnEptViolationAtItsGpa) {
+  TdFixture fx;
+  fx.boot();
+  ASSERT_EQ(fx.vm.vcpu_access(0, kRam, true), ExitReason::None);
+  // The guest is stuck at one instruction faulting on kRam + 0x9000: the
+  // seventh violation logs the GPA. (Here the module is told directly; the
+  // vCPU's own loop would map the page at the first fault.)
+  const uint64_t stuck = kRam + 0x9000;
+  for (int i = 0; i < 7; i++) fx.vm.module()->vcpu_ept_violation(0, stuck, ~0ull);
+  ASSERT_TRUE(fx.vm.module()->zero_step_active(0));
+  fx.vm.kick_all_vcpus_out();
+  const auto enters = fx.vm.module()->stats()[size_t(tdx::Leaf::VP_ENTER)].by_status;
+  // The next entry is refused with an EPT-violation exit at the logged GPA;
+  // KVM maps it and enters again, and the access at another GPA completes.
+  ASSERT_EQ(fx.vm.vcpu_access(0, kRam + 0x1000, true), ExitReason::None);
+  const auto& after = fx.vm.module()->stats()[size_t(tdx::Leaf::VP_ENTER)].by_status;
+  const auto count = [](const auto& m, tdx::Status s) { return m.count(s) ? m.at(s) : 0; };
+  EXPECT_EQ(count(after, 0x30), count(enters, 0x30) + 1);
+  EXPECT_NE(fx.sept(stuck), tdx::SeptState::Free);
+  fx.expect_clean("zero-step exit");
+}
+
+// A TD that went fatal (a machine check in the guest) ends KVM_RUN with an
+// internal error. Its guest_memfd invalidation then meets TD_FATAL at BLOCK,
+// because the HKID is still assigned then: as tdx.c reads, that is a
+// TDX_BUG_ON, and the leaf that could not be removed keeps CHLDCNT above
+// zero, so the TDR cannot be reclaimed either. Teardown still completes.
+TEST(Vm, AFatalTdEndsKvmRunWithAnInternalErrorAndItsTeardownBugsTheVm) {
+  TdFixture fx;
+  fx.boot();
+  ASSERT_EQ(fx.vm.vcpu_access(0, kRam, true), ExitReason::None);
+  fx.vm.kick_all_vcpus_out();
+  fx.vm.module()->set_td_fatal();
+  EXPECT_EQ(fx.vm.vcpu_access(0, kRam + 0x1000, true), ExitReason::InternalError);
+  EXPECT_FALSE(fx.vm.bugs().bugged());
+  fx.vm.destroy();
+  EXPECT_TRUE(fx.vm.bugs().bugged());
+  EXPECT_EQ(fx.vm.bugs().hits(Site::tdh_mem_range_block), 1u);
+  const auto& block = fx.vm.module()->stats()[size_t(tdx::Leaf::MEM_RANGE_BLOCK)].by_status;
+  EXPECT_EQ(block.count(tdx::TDX_TD_FATAL), 1u);
+  EXPECT_EQ(fx.vm.pool().in_use(), 1u);  // the TDR
+}
+
 TEST(Vm, ABuggedVmRefusesWorkAndStillTearsDown) {
   FaultInjector inj;
   TdFixture fx(2, &inj);
