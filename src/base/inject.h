@@ -10,7 +10,9 @@
 
 namespace mirrormmu {
 
-enum class InjectPoint : uint8_t { Seamcall, CacheTopup };
+// HostInterrupt: an interrupt (or NMI) pending on the host while an
+// interruptible SEAMCALL runs.
+enum class InjectPoint : uint8_t { Seamcall, CacheTopup, HostInterrupt };
 enum class Injection : uint8_t { None, Busy, Error, NoMem };
 
 // While an execution engine steers failures (the deterministic explorer), it
@@ -51,7 +53,7 @@ class FaultInjector {
   uint64_t fired() const { return fired_.load(std::memory_order_relaxed); }
 
  private:
-  std::atomic<uint64_t> seen_[2] = {0, 0};
+  std::atomic<uint64_t> seen_[3] = {0, 0, 0};
   std::atomic<uint64_t> fired_{0};
   InjectPoint armed_point_ = InjectPoint::Seamcall;
   uint64_t armed_ordinal_ = 0;

@@ -99,7 +99,26 @@ class Checker::Pass {
     check_stats();
     if (vm_.is_td() && vm_.module()) {
       // Once the VM is bugged the two trees may legitimately disagree.
-      if (!vm_.bugs().bugged()) check_mirror_vs_sept();
+      if (!vm_.bugs().bugged()) {
+        check_mirror_vs_sept();
+        check_cache_writeback();
+      }
+    }
+  }
+
+  // A guest page whose lines under the TD's key were never written back
+  // must still be the guest's: on the host, a later eviction of one of them
+  // would overwrite (or, with integrity, poison) what the host stored there.
+  void check_cache_writeback() {
+    c_.invariants_checked_++;
+    for (Pfn pfn : vm_.module()->cache_dirty_pages()) {
+      const PageOwner o = pool_.owner(pfn);
+      if (o == PageOwner::GuestPrivate) continue;
+      if (!c_.cache_reported_.insert(pfn.v).second) continue;
+      c_.fail("cache_not_written_back",
+              fmt::format("pfn {:#x} went to the host as {} with cache lines of HKID {} never written back "
+                          "(no TDH.PHYMEM.PAGE.WBINVD after the REMOVE)",
+                          pfn.v, page_owner_name(o), vm_.module()->hkid()));
     }
   }
 

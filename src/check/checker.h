@@ -10,6 +10,7 @@
 #include <string>
 #include <string_view>
 #include <mutex>
+#include <unordered_set>
 #include <vector>
 
 #include "check/transitions.h"
@@ -93,6 +94,7 @@ class Checker final : public MmuObserver, public tdx::SeamcallObserver, public B
   uint64_t pages_leaked_ = 0;
   uint64_t pages_leaked_on_purpose_ = 0;
   size_t pool_violations_seen_ = 0;
+  std::unordered_set<uint64_t> cache_reported_;  // frames already reported, once each
   std::unique_ptr<Scratch> scratch_;
 };
 

@@ -49,6 +49,11 @@ void add_workload_options(CLI::App* cmd, WorkloadConfig& cfg) {
                 "do not split huge pages when dirty logging starts (write faults split them)");
   cmd->add_flag("--dpamt", cfg.dynamic_pamt,
                 "Dynamic PAMT: 4K private and S-EPT pages need a PAMT page pair per 2M region");
+  cmd->add_option("--tdx-module", cfg.enhanced_demote_interruptibility,
+                  "TDX module to model: 1.5.28 (enumerates ENHANCED_DEMOTE_INTERRUPTIBILITY) or 1.5.24 "
+                  "(DEMOTE can return TDX_INTERRUPTED_RESTARTABLE, so KVM keeps private memory at 4K)")
+      ->transform(CLI::CheckedTransformer(std::map<std::string, bool>{{"1.5.28", true}, {"1.5.24", false}}))
+      ->default_str("1.5.28");
   cmd->add_option("--external-spt", cfg.external_spt_policy,
                   "who allocates sp->external_spt: kvm-cache (vCPU cache, per-VM for splits), tdx-pool "
                   "(TDX pre-allocates) or mixed (seed 003: faults from TDX's pool, splits from a fresh "

@@ -84,6 +84,9 @@ const std::vector<WhatIfInfo>& what_ifs() {
        "lowering its goal level"},
       {"no-memslot-invalid-bailout", &WhatIf::no_memslot_invalid_bailout,
        "TDX's EPT-violation local retry loop without the bail-out on a memslot being deleted"},
+      {"no-wbinvd", &WhatIf::no_wbinvd,
+       "TDX removes a private page without TDH.PHYMEM.PAGE.WBINVD, so its cache lines under the TD's key "
+       "are never written back before guest_memfd frees it"},
   };
   return all;
 }

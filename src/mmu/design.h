@@ -82,6 +82,9 @@ struct WhatIf {
   // invalid" (the 6.18 fix): a fault on a slot being deleted retries
   // forever while holding SRCU, and the deletion waits for it.
   bool no_memslot_invalid_bailout = false;
+  // tdx_sept_remove_private_spte() without TDH.PHYMEM.PAGE.WBINVD: what an
+  // ACT platform allows, on one without it.
+  bool no_wbinvd = false;
 };
 
 struct WhatIfInfo {

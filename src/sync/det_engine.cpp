@@ -21,6 +21,7 @@ Injection engine_injection(InjectPoint p) {
   DetEngine* e = DetEngine::active();
   if (!e || tl_vthread < 0) return Injection::None;
   if (p == InjectPoint::Seamcall) return e->fail_point(FailKind::SeamcallBusy) ? Injection::Busy : Injection::None;
+  if (p == InjectPoint::HostInterrupt) return Injection::None;
   return e->fail_point(FailKind::TopupNoMem) ? Injection::NoMem : Injection::None;
 }
 }  // namespace

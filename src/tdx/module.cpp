@@ -40,6 +40,10 @@ Status TdxModule::Impl::injected(Operand busy_operand, bool contended) {
   return TDX_SUCCESS;
 }
 
+bool TdxModule::Impl::host_interrupt_pending() {
+  return m.inject_ != nullptr && m.inject_->check(InjectPoint::HostInterrupt, false) != Injection::None;
+}
+
 // ---- module try-locks ------------------------------------------------------------
 
 Status TdxModule::Impl::try_lock_tdr(LockMode mode, Operand busy_operand) {
@@ -218,6 +222,14 @@ TdxModule::EntryView TdxModule::read_leaf(uint64_t gpa) const {
   const uint64_t base = gpa & ~(sept::level_bytes(level) - 1);
   if (!is_leaf_state(w.state())) return EntryView{base, level, SeptState::Free, kInvalidPfn};
   return EntryView{base, level, w.state(), w.pfn()};
+}
+
+std::vector<Pfn> TdxModule::cache_dirty_pages() const {
+  std::lock_guard lock(impl_->mu);
+  std::vector<Pfn> out;
+  out.reserve(impl_->cache_dirty.size());
+  for (uint64_t v : impl_->cache_dirty) out.push_back(Pfn{v});
+  return out;
 }
 
 PamtType TdxModule::pamt_type(Pfn pfn) const {

@@ -97,6 +97,10 @@ struct ModuleConfig {
   // Dynamic PAMT (issue 4): a 4K TD page needs its 2M region's 4K-PAMT page
   // pair installed first (TDH.PHYMEM.PAMT.ADD); see module_pamt.cpp.
   bool dynamic_pamt = false;
+  // TDX_FEATURES0.ENHANCED_DEMOTE_INTERRUPTIBILITY (bit 51), first
+  // enumerated by module 1.5.28: DEMOTE of a TD without L2 VMs is no longer
+  // interrupted by a pending host interrupt. PROMOTE still is.
+  bool enhanced_demote_interruptibility = true;
 };
 
 class TdxModule {
@@ -193,6 +197,10 @@ class TdxModule {
   EntryView read_leaf(uint64_t gpa) const;
 
   PamtType pamt_type(Pfn pfn) const;
+  // Frames that may still hold cache lines written under the TD's HKID (the
+  // guest's pages since they were added), until a WBINVD of the page or the
+  // CACHE.WB of the HKID release. Model-side: the module itself cannot tell.
+  std::vector<Pfn> cache_dirty_pages() const;
   // Dynamic PAMT: the 2M region holding `frame` has its page pair.
   bool pamt_pair_present(Pfn frame) const;
   uint64_t pamt_pairs() const;  // regions with a pair installed

@@ -18,6 +18,7 @@
 #include <mutex>
 #include <optional>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "sync/sched.h"
@@ -163,6 +164,9 @@ struct TdxModule::Impl {
   // whether anything can really contend with this call in KVM's use (not
   // RECLAIM or WBINVD, which run on pages nothing else touches).
   Status injected(Operand busy_operand, bool contended = true);
+  // is_interrupt_pending_host_side(), asked by the interruptible leaves
+  // before they commit anything.
+  bool host_interrupt_pending();
 
   // ---- module try-locks ----------------------------------------------------
   Status try_lock_tdr(LockMode mode, Operand busy_operand);
@@ -250,6 +254,11 @@ struct TdxModule::Impl {
   std::vector<Pfn> tdcs;                   // tdcs[0] holds the S-EPT root
   std::map<int, Vcpu> vcpus;
   std::array<uint64_t, 2> epoch_refcount{};  // vCPUs in guest, by entry-epoch parity
+  // Not module state: the caches. Frames written under the TD's HKID whose
+  // lines no TDH.PHYMEM.PAGE.WBINVD or CACHE.WB has written back since. The
+  // module keeps no such record and cannot refuse a page that still has
+  // them; handing one to the host is the host's bug (MK-TME aliasing).
+  std::unordered_set<uint64_t> cache_dirty;
   bool fatal = false;                      // TDR.FATAL: TDH.MEM.* and VP.ENTER refuse
   bool wbcache_done = false;               // CACHE.WB ran since the TD became BLOCKED
   uint64_t mrtd_pages = 0;                 // PAGE.ADDs folded into MRTD

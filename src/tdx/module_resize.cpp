@@ -16,8 +16,9 @@ namespace {
 
 constexpr Status kStateIncorrect = with_operand(TDX_EPT_ENTRY_STATE_INCORRECT, Operand::RCX);
 // Both operate on the 2M or 1G entry; op-states as BLOCK. DEMOTE takes the
-// tree lock shared and locks the large entry; PROMOTE locks the parent and
-// all 512 children, modelled here by the tree lock held exclusively.
+// tree lock shared and locks the large entry. PROMOTE in 1.5.28 takes the
+// tree lock exclusively instead of locking the 512 children (older modules:
+// shared, plus every child entry).
 constexpr MemCall kDemoteCall{kBuildOrRun, 1, 2, LockMode::Shared};
 constexpr MemCall kPromoteCall{kBuildOrRun, 1, 2, LockMode::Exclusive};
 
@@ -50,6 +51,11 @@ Ret TdxModule::Impl::page_demote(uint64_t gpa, int level, Pfn new_sept_page, Pfn
   if (split_to_4k) {
     if (Status st = demote_pamt_pair(base, new_sept_page, pamt_page0, pamt_page1, install_pair)) return {st};
   }
+
+  // Before the PAMT split, nothing committed yet: the host simply restarts.
+  // No forward progress is promised, which is why KVM enables huge pages only
+  // on modules that enumerate the feature.
+  if (!m.cfg_.enhanced_demote_interruptibility && host_interrupt_pending()) return {TDX_INTERRUPTED_RESTARTABLE};
 
   if (install_pair) pamt.install_pair(base, pamt_page0, pamt_page1);
   // 512 children of the next size in the unblocked form of the old state,
@@ -90,6 +96,8 @@ Ret TdxModule::Impl::page_promote(uint64_t gpa, int level) {
     if (sept::state_of(e) != first || sept::pfn_of(e) != base + uint64_t(i) * Pamt::frames(level - 1))
       return ext(bad, w);
   }
+
+  if (host_interrupt_pending()) return {TDX_INTERRUPTED_RESTARTABLE};
 
   tree.remove_table(table_pfn);
   pamt.clear(table_pfn, 0);

@@ -80,6 +80,7 @@ Ret TdxModule::Impl::page_add(uint64_t gpa, int level, Pfn hpa, Pfn source) {
   if (Status s = require_pamt_pair(hpa, Operand::R8)) return {s};
 
   pamt.set(hpa, 0, PamtType::Reg);
+  cache_dirty.insert(hpa.v);  // MOVDIR64B of the image under the TD's key
   m.chldcnt_ += 1;
   ++mrtd_pages;
   w.raw() = sept::make_entry(SeptState::Mapped, hpa);
@@ -103,6 +104,8 @@ Ret TdxModule::Impl::page_aug(uint64_t gpa, int level, Pfn hpa) {
   }
 
   pamt.set(hpa, level, PamtType::Reg);
+  // The guest's ACCEPT clears it under the TD's key; count it from here.
+  for (uint64_t i = 0; i < Pamt::frames(level); i++) cache_dirty.insert(hpa.v + i);
   m.chldcnt_ += Pamt::frames(level);
   w.raw() = sept::make_entry(SeptState::Pending, hpa);
   return {};

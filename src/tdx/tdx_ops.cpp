@@ -121,8 +121,8 @@ int TdxOps::tdx_sept_remove_private_spte(Gfn gfn, PgLevel level, uint64_t mirror
   // The cache lines of every 4K page of a huge one are written back.
   const Pfn pfn = spte::to_pfn(mirror_spte);
   for (uint64_t i = 0; i < pages_per_hpage(level); i++) {
-    if (tdx_bug_on(module_.tdh_phymem_page_wbinvd(pfn + i, module_.hkid()), kvm_,
-                   Site::tdh_phymem_page_wbinvd))
+    if (!skip_wbinvd_ && tdx_bug_on(module_.tdh_phymem_page_wbinvd(pfn + i, module_.hkid()), kvm_,
+                                    Site::tdh_phymem_page_wbinvd))
       return -EIO;
     tdx_quirk_reset_page(pfn + i);
   }

@@ -141,6 +141,8 @@ class TdxOps final : public ExternalOps {
     } kind;
     uint64_t gpa = 0;
   };
+  // The no-wbinvd what-if: REMOVE without the WBINVD that must follow it.
+  void set_skip_wbinvd(bool on) { skip_wbinvd_ = on; }
   VcpuEntry tdx_vcpu_enter(int vcpu);
   void tdx_vcpu_exit(int vcpu);
   // Called outside guest mode after an entry was refused for a zap.
@@ -209,6 +211,7 @@ class TdxOps final : public ExternalOps {
   std::atomic<TdState> state_{TdState::Uninitialized};
   std::atomic<bool> pre_fault_allowed_{false};
   std::atomic<bool> wait_for_sept_zap_{false};
+  bool skip_wbinvd_ = false;
   Pfn page_add_src_ = kInvalidPfn;
   Pfn tdr_ = kInvalidPfn;
   std::vector<Pfn> tdcs_;

@@ -57,9 +57,11 @@ Vm::Vm(const VmConfig& cfg, FaultInjector* inject) : cfg_(cfg), inject_(inject) 
     tdx::ModuleConfig modc;
     modc.sept_levels = cfg_.ept_levels;
     modc.dynamic_pamt = cfg_.dynamic_pamt;
+    modc.enhanced_demote_interruptibility = cfg_.enhanced_demote_interruptibility;
     module_ = std::make_unique<tdx::TdxModule>(*pool_, modc, inject_);
     tdx_ = std::make_unique<tdx::TdxOps>(*module_, *pool_, bugs_, mmu_->mmu_lock());
     tdx_->set_kicker(this);
+    tdx_->set_skip_wbinvd(cfg_.what_if.no_wbinvd);
     const DesignInfo* d = find_design(cfg_.design);
     mmu_->set_external(tdx_.get(), d ? d->make() : nullptr);
   }

@@ -40,6 +40,8 @@ struct VmConfig {
   ExternalSptPolicy external_spt_policy = ExternalSptPolicy::KvmCache;
   SplitAlloc split_alloc = SplitAlloc::Prefilled;
   bool dynamic_pamt = false;
+  // The TDX module enumerates ENHANCED_DEMOTE_INTERRUPTIBILITY (1.5.28 on).
+  bool enhanced_demote_interruptibility = true;
   WhatIf what_if;
 };
 

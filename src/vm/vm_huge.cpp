@@ -16,6 +16,9 @@ namespace mirrormmu {
 // guest never accepted at 4K in it, and the exit was not a 4K accept.
 PgLevel Vm::private_max_level(const Memslot& s, Gfn gfn, PgLevel backing, PgLevel accept_level) const {
   if (!cfg_.huge_pages || tdx_->td_state() != tdx::TdState::Runnable) return PgLevel::k4K;
+  // enable_tdx_huge_page is turned off on a module whose DEMOTE can be
+  // interrupted: TDX_INTERRUPTED_RESTARTABLE has no bound on its retries.
+  if (!module_->config().enhanced_demote_interruptibility) return PgLevel::k4K;
   if (backing < PgLevel::k2M || accept_level < PgLevel::k2M) return PgLevel::k4K;
   // Userspace and guest frames must share the 2M alignment (lpage_info).
   if ((s.base_gfn.v & (pages_per_hpage(PgLevel::k2M) - 1)) != 0) return PgLevel::k4K;

@@ -85,6 +85,7 @@ VmConfig td_vm_config(const WorkloadConfig& c, uint64_t pool_pages) {
   v.huge_pages = c.huge_pages;
   v.eager_page_split = c.eager_page_split;
   v.dynamic_pamt = c.dynamic_pamt;
+  v.enhanced_demote_interruptibility = c.enhanced_demote_interruptibility;
   v.external_spt_policy = c.external_spt_policy;
   v.split_alloc = c.split_alloc;
   v.what_if = c.what_if;

@@ -25,6 +25,7 @@ struct WorkloadConfig {
   bool huge_pages = false;        // 2M private mappings (the design must split them)
   bool eager_page_split = true;
   bool dynamic_pamt = false;
+  bool enhanced_demote_interruptibility = true;  // the module is 1.5.28 or later
   ExternalSptPolicy external_spt_policy = ExternalSptPolicy::KvmCache;
   SplitAlloc split_alloc = SplitAlloc::Prefilled;
   WhatIf what_if;

@@ -132,6 +132,25 @@ TEST(WhatIf, MixedExternalSptSourcesStayClean) {
   EXPECT_EQ(out.checker->pages_leaked(), 0u);
 }
 
+TEST(WhatIf, RemovingWithoutWbinvdHandsTheHostDirtyCacheLines) {
+  // td-life converts private memory to shared and back: guest_memfd frees
+  // each removed page. Without the WBINVD after REMOVE the checker sees a
+  // page go to the host with lines of the TD's key still in the cache.
+  WorkloadConfig c;
+  c.gib = 0.0625;
+  c.threads = false;
+  c.what_if.no_wbinvd = true;
+  const RunOutcome bad = run_workload(c);
+  EXPECT_FALSE(bad.result.ok);
+  bool found = false;
+  for (const auto& v : bad.checker->violations()) found |= v.invariant == "cache_not_written_back";
+  EXPECT_TRUE(found) << bad.checker->describe();
+
+  c.what_if.no_wbinvd = false;
+  const RunOutcome good = run_workload(c);
+  EXPECT_TRUE(good.result.ok) << good.result.error;
+}
+
 TEST(WhatIf, SpecsParseAndNameTheBadPart) {
   std::string design, err;
   WhatIf w;

@@ -88,5 +88,50 @@ TEST_F(ResizeTest, PromoteRefusesNonUniformChildren) {
   EXPECT_EQ(unchanged([&] { return td.tdh_mem_page_promote(kGpa, 1); }), rcx(TDX_EPT_INVALID_PROMOTE_CONDITIONS));
 }
 
+// A host interrupt pending while the leaf runs: arm the next HostInterrupt
+// point the module asks about.
+void interrupt_next(FaultInjector& inject) {
+  inject.arm(InjectPoint::HostInterrupt, inject.seen(InjectPoint::HostInterrupt) + 1, Injection::Busy);
+}
+
+TEST_F(ResizeTest, APendingInterruptDoesNotStopDemoteOnA1_5_28Module) {
+  aug(kGpa, 1);
+  block_and_track(kGpa, 1);
+  interrupt_next(inject);
+  EXPECT_EQ(td.tdh_mem_page_demote(kGpa, 1, sept_page()).status, TDX_SUCCESS);
+  EXPECT_EQ(inject.fired(), 0u);  // not even asked: no L2 VMs
+}
+
+TEST_F(ResizeTest, PromoteIsInterruptibleOnEveryModule) {
+  aug(kGpa, 1);
+  block_and_track(kGpa, 1);
+  ASSERT_EQ(td.tdh_mem_page_demote(kGpa, 1, sept_page()).status, TDX_SUCCESS);
+  block_and_track(kGpa, 1);
+  interrupt_next(inject);
+  EXPECT_EQ(unchanged([&] { return td.tdh_mem_page_promote(kGpa, 1); }), TDX_INTERRUPTED_RESTARTABLE);
+  // Restarted from scratch, it completes.
+  EXPECT_EQ(td.tdh_mem_page_promote(kGpa, 1).status, TDX_SUCCESS);
+}
+
+// Before 1.5.28 (no ENHANCED_DEMOTE_INTERRUPTIBILITY), DEMOTE gives up on
+// a pending interrupt before committing anything.
+class OldModuleResizeTest : public TdxTest {
+ protected:
+  OldModuleResizeTest() : TdxTest(ModuleConfig{.enhanced_demote_interruptibility = false}) {}
+  void SetUp() override { runnable_td(); }
+};
+
+TEST_F(OldModuleResizeTest, DemoteIsInterruptedAndRestartsFromScratch) {
+  const Pfn huge = aug(kGpa, 1);
+  block_and_track(kGpa, 1);
+  const Pfn pt = page(PageOwner::SeptPage);
+  sept_pages.push_back(pt);
+  interrupt_next(inject);
+  EXPECT_EQ(unchanged([&] { return td.tdh_mem_page_demote(kGpa, 1, pt); }), TDX_INTERRUPTED_RESTARTABLE);
+  EXPECT_EQ(td.pamt_type(pt), PamtType::Nda);
+  ASSERT_EQ(td.tdh_mem_page_demote(kGpa, 1, pt).status, TDX_SUCCESS);
+  EXPECT_EQ(td.read_entry(kGpa + 3 * k4K, 0).pfn, huge + 3);
+}
+
 }  // namespace
 }  // namespace mirrormmu::tdx::test

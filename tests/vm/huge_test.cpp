@@ -137,6 +137,24 @@ INSTANTIATE_TEST_SUITE_P(Designs, HugeDesign, ::testing::Values("hugepage-v5", "
                            return n;
                          });
 
+TEST(HugePages, KvmKeepsPrivateMemoryAtFourKOnAModuleWithInterruptibleDemote) {
+  VmConfig c = HugeTd::cfg("upstream", ExternalSptPolicy::KvmCache, SplitAlloc::Prefilled);
+  c.design = "hugepage-v5";
+  c.enhanced_demote_interruptibility = false;
+  Vm vm(c);
+  Checker ck(vm);
+  ASSERT_EQ(vm.create(), 0);
+  ASSERT_EQ(vm.add_memslot(0, kRam, 4 * k2M, kMemGuestMemfd), 0);
+  ASSERT_EQ(vm.finalize(), 0);
+  ASSERT_EQ(vm.set_memory_attributes(kRam, 4 * k2M, true), 0);
+  ASSERT_EQ(vm.vcpu_access(0, kRam + 7 * k4K, true, PgLevel::k2M), ExitReason::None);
+  EXPECT_EQ(vm.mmu().stats().pages[1].load(), 0);
+  EXPECT_EQ(vm.mmu().stats().pages[0].load(), 1);
+  EXPECT_EQ(vm.module()->stats()[size_t(tdx::Leaf::MEM_PAGE_DEMOTE)].calls, 0u);
+  ck.check("4K accept");
+  EXPECT_TRUE(ck.ok()) << ck.describe();
+}
+
 TEST(HugePages, BaselineRefusesThem) {
   VmConfig c = HugeTd::cfg("baseline", ExternalSptPolicy::KvmCache, SplitAlloc::Prefilled);
   EXPECT_NE(vm_config_refusal(c).find("cannot map private huge pages"), std::string::npos);
