@@ -89,6 +89,12 @@ bad "bad split-alloc" run --split-alloc zeroed
 bad "compare needs designs" compare
 bad "compare needs two designs" compare --designs upstream
 bad "compare unknown design" compare --designs upstream,nope
+bad "unknown what-if" run --what-if nope
+bad "promotion without huge pages" run --what-if mirror-promotion
+bad "unknown what-if in a design spec" explore --design upstream+nope
+bad "unknown tdx module" run --tdx-module 2.0
+"$bin" run --what-if nope >/dev/null 2>"$tmp/wi"
+check "unknown what-if lists the valid ones" grep -q 'no-memslot-invalid-bailout' "$tmp/wi"
 
 # Private huge pages under a design that can split them, and compare.
 "$bin" run --design split-hook --huge-pages --external-spt tdx-pool --split-alloc unfilled --dpamt --gib 0.0625 \
@@ -109,6 +115,13 @@ check "help exits 0" test $? -eq 0
 check "help lists the baseline design" grep -q 'baseline' "$tmp/help"
 check "help lists every design" grep -q 'single-hook' "$tmp/help"
 check "help lists td-life" grep -q 'td-life' "$tmp/help"
+check "help names the default design's posting" grep -q 'upstream' "$tmp/help"
+check "help lists the what-ifs" grep -q 'no-wbinvd' "$tmp/help"
+
+# The what-ifs that must fail do, with exit 1 and the invariant named.
+"$bin" run --workload td-life --gib 0.0625 --inline --what-if no-wbinvd >"$tmp/wb" 2>&1
+check "no-wbinvd fails the run (exit 1)" test $? -eq 1
+check "no-wbinvd names the invariant" grep -q 'cache_not_written_back' "$tmp/wb"
 
 echo "$pass passed, $fail failed"
 test $fail -eq 0
