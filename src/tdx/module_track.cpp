@@ -13,14 +13,10 @@ namespace mirrormmu::tdx {
 namespace {
 constexpr OpStates kRunnable{OpState::Runnable};
 // The TDCALL never completes on an EPT violation: the vCPU exits to the host
-// and VP.ENTER reports VMX exit reason 48 with a success class. The model
-// records that value as the ACCEPT's status so traces can tell it apart.
-constexpr Status kExitReasonEptViolation = 48;
+// and VP.ENTER reports the exit. The model records that value as the
+// ACCEPT's status so traces can tell it apart.
+constexpr Status kExitReasonEptViolation = TDX_EXIT_EPT_VIOLATION;
 }  // namespace
-
-// VMEXIT_REASON_EPT_VIOLATION in RAX: a success-class status that says the
-// TD exited (here without ever being entered) on an EPT violation.
-constexpr Status kVmexitReasonEptViolation = 0x30;
 
 Status TdxModule::Impl::mem_track() {
   if (Status s = injected(Operand::TD_EPOCH)) return s;
@@ -70,7 +66,7 @@ Status TdxModule::Impl::vp_enter(int vcpu, uint64_t* exit_gpa) {
       if (st == SeptState::Mapped || st == SeptState::Pending) continue;
       revert_tlb_tracking_state();
       if (exit_gpa) *exit_gpa = gpa;
-      return kVmexitReasonEptViolation;
+      return TDX_EXIT_EPT_VIOLATION;
     }
   }
   v->epoch = epoch;

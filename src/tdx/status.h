@@ -13,6 +13,10 @@ using Status = uint64_t;
 inline constexpr Status kStatusMask = 0xFFFFFFFF00000000ull;  // TDX_SEAMCALL_STATUS_MASK
 
 inline constexpr Status TDX_SUCCESS = 0;
+// VMEXIT_REASON_EPT_VIOLATION in bits 31:0 with a success class: how
+// TDH.VP.ENTER reports a TD exit on an EPT violation (also the zero-step
+// filter's exit without entering the guest).
+inline constexpr Status TDX_EXIT_EPT_VIOLATION = 48;
 inline constexpr Status TDX_INTERRUPTED_RESUMABLE = 0x8000000300000000ull;
 inline constexpr Status TDX_INTERRUPTED_RESTARTABLE = 0x8000000400000000ull;
 inline constexpr Status TDX_OPERAND_INVALID = 0xC000010000000000ull;

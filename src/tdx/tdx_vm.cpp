@@ -93,7 +93,7 @@ TdxOps::VcpuEntry TdxOps::tdx_vcpu_enter(int vcpu) {
   // VMEXIT_REASON_EPT_VIOLATION with the GPA in R8: the zero-step filter
   // found a logged GPA that still faults. tdx_handle_ept_violation() takes
   // it like any other.
-  if (s == 0x30) return {VcpuEntry::EptViolation, gpa};
+  if (s == TDX_EXIT_EPT_VIOLATION) return {VcpuEntry::EptViolation, gpa};
   // BUSY (the S-EPT tree held against the filter, the epoch lock against a
   // TRACK) is EXIT_FASTPATH_EXIT_HANDLED; any other error ends KVM_RUN.
   if (status_base(s) == TDX_OPERAND_BUSY) return {VcpuEntry::Refused};

@@ -8,7 +8,7 @@
 namespace mirrormmu::tdx::test {
 namespace {
 
-constexpr Status kEptViolationExit = 0x30;  // VMEXIT_REASON_EPT_VIOLATION
+constexpr Status kEptViolationExit = TDX_EXIT_EPT_VIOLATION;
 
 class VpEnterTest : public TdxTest {
  protected:

@@ -226,7 +226,7 @@ TEST(Vm, ZeroStepExitWithoutEntryIsHandledAsAnEptViolationAtItsGpa) {
   ASSERT_EQ(fx.vm.vcpu_access(0, kRam + 0x1000, true), ExitReason::None);
   const auto& after = fx.vm.module()->stats()[size_t(tdx::Leaf::VP_ENTER)].by_status;
   const auto count = [](const auto& m, tdx::Status s) { return m.count(s) ? m.at(s) : 0; };
-  EXPECT_EQ(count(after, 0x30), count(enters, 0x30) + 1);
+  EXPECT_EQ(count(after, tdx::TDX_EXIT_EPT_VIOLATION), count(enters, tdx::TDX_EXIT_EPT_VIOLATION) + 1);
   EXPECT_NE(fx.sept(stuck), tdx::SeptState::Free);
   fx.expect_clean("zero-step exit");
 }
