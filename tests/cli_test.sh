@@ -122,6 +122,11 @@ check "help lists the what-ifs" grep -q 'no-wbinvd' "$tmp/help"
 "$bin" run --workload td-life --gib 0.0625 --inline --what-if no-wbinvd >"$tmp/wb" 2>&1
 check "no-wbinvd fails the run (exit 1)" test $? -eq 1
 check "no-wbinvd names the invariant" grep -q 'cache_not_written_back' "$tmp/wb"
+"$bin" run --design hugepage-v5 --huge-pages --tdx-module 1.5.24 --gib 0.0625 --json "$tmp/old.json" >"$tmp/old" 2>&1
+check "an older module runs clean" test $? -eq 0
+check "an older module maps no 2M page" grep -q 'TDX module 1.5.24' "$tmp/old"
+check "an older module is in the replay" grep -q -- '--tdx-module 1.5.24' "$tmp/old.json"
+check "enum help is text" test -z "$("$bin" run --help | LC_ALL=C grep -a -P '[^\x09\x0a\x20-\x7e]')"
 
 echo "$pass passed, $fail failed"
 test $fail -eq 0

@@ -30,6 +30,28 @@ std::string workloads_help() {
   return s;
 }
 
+// An option taking one of a few names. CLI11's CheckedTransformer prints the
+// mapped values in its help and errors, which for small enums are raw bytes.
+template <class T>
+CLI::Option* add_choice(CLI::App* cmd, const std::string& flag, T& target,
+                        std::vector<std::pair<std::string, T>> choices, const std::string& help) {
+  std::string names;
+  for (const auto& [name, v] : choices) names += (names.empty() ? "" : "|") + name;
+  std::string deflt;
+  for (const auto& [name, v] : choices)
+    if (v == target) deflt = name;
+  auto set = [&target, choices, flag, names](const std::string& in) {
+    for (const auto& [name, v] : choices)
+      if (name == in) {
+        target = v;
+        return;
+      }
+    throw CLI::ValidationError(flag, fmt::format("'{}' is not one of {}", in, names));
+  };
+  return cmd->add_option_function<std::string>(flag, set, help)->option_text(
+      fmt::format("{} (default {})", names, deflt));
+}
+
 }  // namespace
 
 void add_workload_options(CLI::App* cmd, WorkloadConfig& cfg) {
@@ -49,26 +71,20 @@ void add_workload_options(CLI::App* cmd, WorkloadConfig& cfg) {
                 "do not split huge pages when dirty logging starts (write faults split them)");
   cmd->add_flag("--dpamt", cfg.dynamic_pamt,
                 "Dynamic PAMT: 4K private and S-EPT pages need a PAMT page pair per 2M region");
-  cmd->add_option("--tdx-module", cfg.enhanced_demote_interruptibility,
-                  "TDX module to model: 1.5.28 (enumerates ENHANCED_DEMOTE_INTERRUPTIBILITY) or 1.5.24 "
-                  "(DEMOTE can return TDX_INTERRUPTED_RESTARTABLE, so KVM keeps private memory at 4K)")
-      ->transform(CLI::CheckedTransformer(std::map<std::string, bool>{{"1.5.28", true}, {"1.5.24", false}}))
-      ->default_str("1.5.28");
-  cmd->add_option("--external-spt", cfg.external_spt_policy,
-                  "who allocates sp->external_spt: kvm-cache (vCPU cache, per-VM for splits), tdx-pool "
-                  "(TDX pre-allocates) or mixed (seed 003: faults from TDX's pool, splits from a fresh "
-                  "zeroed page); the MMU frees it either way")
-      ->transform(CLI::CheckedTransformer(
-          std::map<std::string, ExternalSptPolicy>{{"kvm-cache", ExternalSptPolicy::KvmCache},
-                                                   {"tdx-pool", ExternalSptPolicy::TdxPool},
-                                                   {"mixed", ExternalSptPolicy::Mixed}}))
-      ->default_str("kvm-cache");
-  cmd->add_option("--split-alloc", cfg.split_alloc,
-                  "what a table allocated for a split holds before it is written: prefilled "
-                  "(SHADOW_NONPRESENT_VALUE) or unfilled (the checker flags any entry left unwritten)")
-      ->transform(CLI::CheckedTransformer(std::map<std::string, SplitAlloc>{
-          {"prefilled", SplitAlloc::Prefilled}, {"unfilled", SplitAlloc::Unfilled}}))
-      ->default_str("prefilled");
+  add_choice<bool>(cmd, "--tdx-module", cfg.enhanced_demote_interruptibility, {{"1.5.28", true}, {"1.5.24", false}},
+                   "TDX module to model: 1.5.28 (enumerates ENHANCED_DEMOTE_INTERRUPTIBILITY) or 1.5.24 "
+                   "(DEMOTE can return TDX_INTERRUPTED_RESTARTABLE, so KVM keeps private memory at 4K)");
+  add_choice<ExternalSptPolicy>(
+      cmd, "--external-spt", cfg.external_spt_policy,
+      {{"kvm-cache", ExternalSptPolicy::KvmCache}, {"tdx-pool", ExternalSptPolicy::TdxPool},
+       {"mixed", ExternalSptPolicy::Mixed}},
+      "who allocates sp->external_spt: kvm-cache (vCPU cache, per-VM for splits), tdx-pool "
+      "(TDX pre-allocates) or mixed (seed 003: faults from TDX's pool, splits from a fresh "
+      "zeroed page); the MMU frees it either way");
+  add_choice<SplitAlloc>(cmd, "--split-alloc", cfg.split_alloc,
+                         {{"prefilled", SplitAlloc::Prefilled}, {"unfilled", SplitAlloc::Unfilled}},
+                         "what a table allocated for a split holds before it is written: prefilled "
+                         "(SHADOW_NONPRESENT_VALUE) or unfilled (the checker flags any entry left unwritten)");
   cmd->add_option_function<std::string>(
       "--what-if",
       [&cfg](const std::string& v) {

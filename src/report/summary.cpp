@@ -15,6 +15,7 @@ std::string replay_command(const WorkloadConfig& c) {
   if (c.huge_pages) s += " --huge-pages";
   if (!c.eager_page_split) s += " --no-eager-split";
   if (c.dynamic_pamt) s += " --dpamt";
+  if (!c.enhanced_demote_interruptibility) s += " --tdx-module 1.5.24";
   if (c.external_spt_policy != ExternalSptPolicy::KvmCache)
     s += fmt::format(" --external-spt {}", external_spt_policy_name(c.external_spt_policy));
   if (c.split_alloc != SplitAlloc::Prefilled) s += fmt::format(" --split-alloc {}", split_alloc_name(c.split_alloc));
@@ -82,9 +83,10 @@ std::string format_summary(const RunOutcome& r) {
   line(fmt::format("workload {}: {} GiB of guest RAM, {} vCPUs, {}-level EPT, design {}, host pool {} MiB",
                    c.name, c.gib, c.vcpus, c.ept_levels, design_spec(c.design, c.what_if),
                    (vm.config().pool_pages << kPageShift) >> 20));
-  line(fmt::format("private huge pages: {}; external_spt from {}; split tables {}; Dynamic PAMT {}",
+  line(fmt::format("private huge pages: {}; external_spt from {}; split tables {}; Dynamic PAMT {}; TDX module {}",
                    c.huge_pages ? "2M" : "off (4K)", external_spt_policy_name(c.external_spt_policy),
-                   split_alloc_name(c.split_alloc), c.dynamic_pamt ? "on" : "off"));
+                   split_alloc_name(c.split_alloc), c.dynamic_pamt ? "on" : "off",
+                   c.enhanced_demote_interruptibility ? "1.5.28" : "1.5.24 (no huge pages: DEMOTE interruptible)"));
   line(fmt::format("engine: {}", c.threads ? fmt::format("native, {} vCPU threads beside the VMM thread", c.vcpus)
                                              : std::string("inline, one thread (exactly replayable)")));
   line(fmt::format("operations: {}, wall time {:.2f} s", r.result.ops, r.result.seconds));
