@@ -76,6 +76,7 @@ class Checker final : public MmuObserver, public tdx::SeamcallObserver, public B
   struct Scratch;
   void fail(std::string invariant, std::string detail);
   void report_pool_violations();
+  void report_new_bug_sites();
 
   Vm& vm_;
   CheckerOptions opts_;

@@ -60,7 +60,7 @@ int run_explore() {
   if (!rep) usage_error(error);
   std::fputs(format_explore_report(cfg, *rep).c_str(), stdout);
   if (!g_perfetto.empty() && !rep->failures.empty()) write_perfetto(g_perfetto, rep->failures.front().result);
-  return rep->failures.empty() ? 0 : 1;
+  return rep->ok() ? 0 : 1;
 }
 
 int run_replay() {

@@ -60,6 +60,13 @@ struct ExploreReport {
   std::bitset<TransitionCounts::kClasses> classes;
   std::array<uint64_t, kSiteCount> sites{};  // executions in which each site fired
   std::vector<Failure> failures;
+  // OK means no failure and no site hit in any execution: a site is a
+  // failure even if some path let it through unreported.
+  bool ok() const {
+    for (uint64_t n : sites)
+      if (n) return false;
+    return failures.empty();
+  }
 };
 
 using Progress = std::function<void(const ExploreReport&)>;

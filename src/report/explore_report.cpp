@@ -38,7 +38,7 @@ std::string format_explore_report(const explore::ExploreConfig& cfg, const explo
                      f.result.preemptions));
     line(fmt::format("    replay: mirrormmu replay {}", f.schedule.str()));
   }
-  line(r.failures.empty() ? "result: OK" : "result: FAILED");
+  line(r.ok() ? "result: OK" : "result: FAILED");
   return out;
 }
 

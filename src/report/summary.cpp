@@ -129,8 +129,8 @@ std::string format_summary(const RunOutcome& r) {
   if (vm.bugs().bugged()) line(fmt::format("VM bugged by {}", site_info(vm.bugs().first_bug()).id));
 
   if (ck) {
-    line(fmt::format("invariant checks: {} passed, {} failed (all invariants after each of {} operations{})",
-                     ck->invariants_checked() - ck->violations().size(), ck->violations().size(), r.result.ops,
+    line(fmt::format("invariant checks: {} evaluated, {} violations (all invariants after each of {} operations{})",
+                     ck->invariants_checked(), ck->violations().size(), r.result.ops,
                      r.result.concurrent_checks
                          ? fmt::format(", and {} times while vCPU threads ran", r.result.concurrent_checks)
                          : std::string()));
@@ -159,6 +159,9 @@ std::string format_summary(const RunOutcome& r) {
              "mirrormmu explore to search interleavings)");
     }
   }
+  if (!r.result.ok && (!ck || ck->ok()) && vm.bugs().total_hits())
+    line(fmt::format("FAILED: {} bug/warn site hit(s), listed above; replay: {}", vm.bugs().total_hits(),
+                     replay_command(c)));
   line(r.result.ok ? "result: OK" : "result: FAILED");
   return out;
 }

@@ -43,7 +43,9 @@ RunOutcome run_workload(const WorkloadConfig& cfg) {
   out.result.ops = d.ops() + 1;
   out.result.concurrent_checks = d.concurrent_checks();
   out.result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  out.result.ok = !out.checker || out.checker->ok();
+  // Without a checker (--no-check) a site that fired still fails the run.
+  out.result.ok = (!out.checker || out.checker->ok()) &&
+                  (!cfg.bug_sites_are_failures || out.vm->bugs().total_hits() == 0);
   out.result.exit_code = out.result.ok ? 0 : 1;
   return out;
 }

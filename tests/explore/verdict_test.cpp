@@ -1,0 +1,90 @@
+// Verdicts: a site that fires anywhere fails the run or the execution, even
+// when it fires during teardown, where the old checker no longer looked.
+#include <gtest/gtest.h>
+
+#include "explore/explorer.h"
+#include "mmu/designs/designs.h"
+#include "mmu/mmu_page.h"
+#include "mmu/tdp_mmu.h"
+#include "vm/vm.h"
+#include "workload/runner.h"
+
+namespace mirrormmu::test {
+namespace {
+
+// upstream with a WARN planted where only teardown goes: removing a table of
+// 1G entries, which the small workloads here only do when the mirror root
+// itself is zapped by kvm_mmu_uninit_tdp_mmu().
+class WarnInTeardownDesign final : public HookDesign {
+ public:
+  WarnInTeardownDesign() : base_(make_upstream_design()) {}
+  std::string_view name() const override { return "test-warn-in-teardown"; }
+  ExternalLayout external_layout() const override { return base_->external_layout(); }
+  int set_spte_atomic_mirror(TdpMmu& m, TdpIter& it, uint64_t s) override { return base_->set_spte_atomic_mirror(m, it, s); }
+  int propagate_changed_spte(TdpMmu& m, Gfn g, uint64_t o, uint64_t n, PgLevel l, bool sh) override {
+    return base_->propagate_changed_spte(m, g, o, n, l, sh);
+  }
+  int propagate_removed_table(TdpMmu& m, Gfn g, uint64_t o, uint64_t n, PgLevel l, bool sh) override {
+    return base_->propagate_removed_table(m, g, o, n, l, sh);
+  }
+  void after_set_spte_mirror(TdpMmu& m, Gfn g, uint64_t o, uint64_t n, PgLevel l) override {
+    base_->after_set_spte_mirror(m, g, o, n, l);
+  }
+  void removed_child_mirror(TdpMmu& m, Gfn g, uint64_t o, PgLevel l, bool sh) override {
+    base_->removed_child_mirror(m, g, o, l, sh);
+  }
+  void removed_pt_mirror(TdpMmu& m, MmuPage& sp) override {
+    warn_on_once(sp.role.level >= PgLevel::k1G, m.kvm(), Site::free_external_spt_failed);
+    base_->removed_pt_mirror(m, sp);
+  }
+
+ private:
+  std::unique_ptr<HookDesign> base_;
+};
+
+void register_warn_in_teardown() {
+  static bool done = false;
+  if (done) return;
+  done = true;
+  register_design({"test-warn-in-teardown", "a planted bug", "upstream with a WARN in mirror root teardown",
+                   [] { return std::unique_ptr<HookDesign>(new WarnInTeardownDesign()); }});
+}
+
+TEST(Verdict, AWarnInTeardownFailsTheRun) {
+  register_warn_in_teardown();
+  WorkloadConfig c;
+  c.design = "test-warn-in-teardown";
+  c.gib = 0.0625;
+  c.threads = false;
+  const RunOutcome out = run_workload(c);
+  EXPECT_FALSE(out.result.ok);
+  EXPECT_EQ(out.result.exit_code, 1);
+  ASSERT_FALSE(out.checker->violations().empty());
+  const Violation& v = out.checker->violations().front();
+  EXPECT_EQ(v.invariant, "bug_site");
+  EXPECT_NE(v.detail.find("free_external_spt_failed"), std::string::npos) << v.detail;
+  EXPECT_NE(v.detail.find("during teardown"), std::string::npos) << v.detail;
+
+  // The same workload on the design as merged is clean.
+  c.design = "upstream";
+  EXPECT_TRUE(run_workload(c).result.ok);
+}
+
+TEST(Verdict, AWarnInTeardownFailsEveryExecution) {
+  register_warn_in_teardown();
+  explore::ExploreConfig cfg;
+  cfg.scenario = "fault-vs-convert";
+  cfg.design = "test-warn-in-teardown";
+  cfg.strategy = explore::StrategyKind::Random;
+  cfg.budget = 5;
+  cfg.shrink = false;
+  std::string err;
+  const auto rep = explore::explore(cfg, nullptr, &err);
+  ASSERT_TRUE(rep.has_value()) << err;
+  ASSERT_FALSE(rep->failures.empty());
+  EXPECT_EQ(rep->failures.front().result.invariant, "bug_site");
+  EXPECT_EQ(rep->sites[static_cast<size_t>(Site::free_external_spt_failed)], rep->executions);
+}
+
+}  // namespace
+}  // namespace mirrormmu::test
