@@ -93,8 +93,29 @@ bad "unknown what-if" run --what-if nope
 bad "promotion without huge pages" run --what-if mirror-promotion
 bad "unknown what-if in a design spec" explore --design upstream+nope
 bad "unknown tdx module" run --tdx-module 2.0
+bad "inject: unknown leaf" run --inject TDH.MEM.NOPE=TDX_OPERAND_BUSY
+bad "inject: status the leaf cannot return" run --inject TDH.MEM.PAGE.AUG=TDX_FLUSHVP_NOT_DONE
+bad "inject: no status" run --inject TDH.MEM.PAGE.AUG
+bad "inject: call number zero" run --inject 'TDH.MEM.PAGE.AUG#0=TDX_OPERAND_BUSY'
+bad "inject: call number not a number" run --inject 'TDH.MEM.PAGE.AUG#x=TDX_OPERAND_BUSY'
+bad "inject: a guest leaf" run --inject TDG.MEM.PAGE.ACCEPT=TDX_OPERAND_BUSY
+bad "inject: call never reached" run --workload td-tiny --inject 'TDH.MEM.PAGE.DEMOTE#1=TDX_OPERAND_BUSY'
+"$bin" run --inject TDH.MEM.PAGE.AUG=TDX_FLUSHVP_NOT_DONE >/dev/null 2>"$tmp/ie"
+check "inject lists what the leaf can return" grep -q 'TDX_EPT_ENTRY_STATE_INCORRECT' "$tmp/ie"
 "$bin" run --what-if nope >/dev/null 2>"$tmp/wi"
 check "unknown what-if lists the valid ones" grep -q 'no-memslot-invalid-bailout' "$tmp/wi"
+
+# A failed split, injected identically in every column.
+"$bin" compare --designs hugepage-v5,split-hook --huge-pages --gib 0.0625 --inline \
+  --inject 'TDH.MEM.PAGE.DEMOTE#1=TDX_EPT_ENTRY_STATE_INCORRECT' >"$tmp/inj" 2>&1
+check "injected compare fails (exit 1)" test $? -eq 1
+check "injected compare shows the DEMOTE failure in both" \
+  grep -Eq 'TDH.MEM.PAGE.DEMOTE: TDX_EPT_ENTRY_STATE_INCORRECT\|RCX +1 +1$' "$tmp/inj"
+check "injected compare names the TDX_BUG_ON" grep -q '^  tdh_mem_page_demote ' "$tmp/inj"
+"$bin" run --design hugepage-v5 --huge-pages --gib 0.0625 --inline --json "$tmp/injr.json" \
+  --inject 'TDH.MEM.PAGE.DEMOTE#1=TDX_EPT_ENTRY_STATE_INCORRECT' >"$tmp/injr" 2>&1
+check "injected run says what it injected" grep -q '^injected: TDH.MEM.PAGE.DEMOTE#1=.*returned in place of the call' "$tmp/injr"
+check "injected run replay carries it" grep -q -- "--inject TDH.MEM.PAGE.DEMOTE#1=TDX_EPT_ENTRY_STATE_INCORRECT" "$tmp/injr.json"
 
 # Private huge pages under a design that can split them, and compare.
 "$bin" run --design split-hook --huge-pages --external-spt tdx-pool --split-alloc unfilled --dpamt --gib 0.0625 \

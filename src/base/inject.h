@@ -5,8 +5,11 @@
 // fail_* knobs are used, but exhaustive and replayable.
 #pragma once
 
+#include <array>
 #include <atomic>
 #include <cstdint>
+#include <utility>
+#include <vector>
 
 namespace mirrormmu {
 
@@ -49,12 +52,43 @@ class FaultInjector {
     return Injection::None;
   }
 
+  // A SEAMCALL leaf (its tdx::Leaf number) failing at its `ordinal`-th call
+  // with `status` instead of running: run's --inject LEAF#N=STATUS.
+  struct SeamcallRule {
+    uint32_t leaf;
+    uint64_t ordinal;
+    uint64_t status;
+  };
+  void add_seamcall_rule(SeamcallRule r) { rules_.push_back({r, false}); }
+  // Called on entry to every host SEAMCALL (under the module's lock): the
+  // status to return without running it, or 0.
+  uint64_t seamcall_rule(uint32_t leaf) {
+    if (rules_.empty() || leaf >= kMaxLeaves) return 0;
+    const uint64_t n = leaf_calls_[leaf].fetch_add(1, std::memory_order_relaxed) + 1;
+    for (auto& [r, fired] : rules_)
+      if (r.leaf == leaf && r.ordinal == n) {
+        fired = true;
+        fired_.fetch_add(1, std::memory_order_relaxed);
+        return r.status;
+      }
+    return 0;
+  }
+  size_t seamcall_rules() const { return rules_.size(); }
+  const SeamcallRule& seamcall_rule_at(size_t i) const { return rules_[i].first; }
+  bool seamcall_rule_fired(size_t i) const { return rules_[i].second; }
+  uint64_t leaf_calls(uint32_t leaf) const {
+    return leaf < kMaxLeaves ? leaf_calls_[leaf].load(std::memory_order_relaxed) : 0;
+  }
+
   uint64_t seen(InjectPoint p) const { return seen_[static_cast<int>(p)].load(std::memory_order_relaxed); }
   uint64_t fired() const { return fired_.load(std::memory_order_relaxed); }
 
  private:
   std::atomic<uint64_t> seen_[3] = {0, 0, 0};
   std::atomic<uint64_t> fired_{0};
+  static constexpr uint32_t kMaxLeaves = 64;
+  std::vector<std::pair<SeamcallRule, bool>> rules_;
+  std::array<std::atomic<uint64_t>, kMaxLeaves> leaf_calls_{};
   InjectPoint armed_point_ = InjectPoint::Seamcall;
   uint64_t armed_ordinal_ = 0;
   Injection armed_what_ = Injection::None;

@@ -24,8 +24,9 @@ int run() {
   std::printf("seed %llu\n", static_cast<unsigned long long>(cfg.seed));
   std::fflush(stdout);
   RunOutcome r = run_workload(cfg);
-  if (r.result.exit_code == 2) usage_error(r.result.error);
+  if (r.result.exit_code == 2 && !r.vm) usage_error(r.result.error);
   std::fputs(format_summary(r).c_str(), stdout);
+  if (r.result.exit_code == 2) usage_error(r.result.error);
   if (!g_json.empty()) {
     std::ofstream f(g_json);
     if (!f) usage_error("cannot write '" + g_json + "'");

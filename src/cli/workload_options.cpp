@@ -5,6 +5,7 @@
 
 #include "cli/common.h"
 #include "mmu/design.h"
+#include "tdx/status.h"
 #include "workload/workload.h"
 
 namespace mirrormmu::cli {
@@ -52,6 +53,40 @@ CLI::Option* add_choice(CLI::App* cmd, const std::string& flag, T& target,
       fmt::format("{} (default {})", names, deflt));
 }
 
+// --inject LEAF[#N]=STATUS, N counting that leaf's calls from 1.
+WorkloadConfig::SeamcallInjection parse_injection(const std::string& spec) {
+  const size_t eq = spec.find('=');
+  if (eq == std::string::npos)
+    throw CLI::ValidationError("--inject", fmt::format("'{}': expected LEAF[#N]=STATUS", spec));
+  std::string leaf_part = spec.substr(0, eq);
+  const std::string status_part = spec.substr(eq + 1);
+  uint64_t ordinal = 1;
+  if (const size_t hash = leaf_part.find('#'); hash != std::string::npos) {
+    const std::string n = leaf_part.substr(hash + 1);
+    leaf_part.resize(hash);
+    if (n.empty() || n.size() > 9 || n.find_first_not_of("0123456789") != std::string::npos || std::stoull(n) == 0)
+      throw CLI::ValidationError("--inject", fmt::format("'{}': the call number must be 1 to 999999999", spec));
+    ordinal = std::stoull(n);
+  }
+  const auto leaf = tdx::leaf_by_name(leaf_part);
+  if (!leaf)
+    throw CLI::ValidationError("--inject", fmt::format("'{}': no SEAMCALL leaf named '{}'", spec, leaf_part));
+  const auto& errors = tdx::leaf_errors(*leaf);
+  if (errors.empty())
+    throw CLI::ValidationError("--inject", fmt::format("'{}': failures of {} are not injected", spec, leaf_part));
+  const auto status = tdx::injectable_status(*leaf, status_part);
+  if (!status) {
+    std::string valid;
+    for (const auto& e : errors) {
+      const std::string name = tdx::status_name(e.base);
+      if (valid.find(name) == std::string::npos) valid += (valid.empty() ? "" : ", ") + name;
+    }
+    throw CLI::ValidationError("--inject", fmt::format("'{}': {} cannot return '{}' (it can return: {})", spec,
+                                                       leaf_part, status_part, valid));
+  }
+  return {{static_cast<uint32_t>(*leaf), ordinal, *status}, spec};
+}
+
 }  // namespace
 
 void add_workload_options(CLI::App* cmd, WorkloadConfig& cfg) {
@@ -92,6 +127,16 @@ void add_workload_options(CLI::App* cmd, WorkloadConfig& cfg) {
         if (!parse_what_ifs(v, &cfg.what_if, &error)) throw CLI::ValidationError(error);
       },
       what_ifs_help());
+  cmd->add_option_function<std::vector<std::string>>(
+         "--inject",
+         [&cfg](const std::vector<std::string>& specs) {
+           for (const auto& s : specs) cfg.seamcall_injections.push_back(parse_injection(s));
+         },
+         "LEAF[#N]=STATUS: the N-th call (default 1) of a SEAMCALL leaf returns STATUS instead of running, "
+         "e.g. TDH.MEM.PAGE.DEMOTE#1=TDX_EPT_ENTRY_STATE_INCORRECT; STATUS must be one the leaf can "
+         "return (TDX_OPERAND_BUSY|SEPT_TREE names the operand too); repeatable, and the same in every "
+         "compare column")
+      ->option_text("LEAF[#N]=STATUS");
   cmd->add_flag("!--no-check", cfg.check, "skip the invariant checks (for timing)");
   cmd->add_flag("!--inline", cfg.threads,
                 "run every operation on this thread, one after another (exactly replayable); by default "

@@ -24,6 +24,7 @@ std::string replay_command(const WorkloadConfig& c) {
   for (const auto& w : what_ifs())
     if (c.what_if.*(w.flag)) what_if.append(what_if.empty() ? "" : ",").append(w.name);
   if (!what_if.empty()) s += " --what-if " + what_if;
+  for (const auto& i : c.seamcall_injections) s += " --inject " + i.spec;
   if (!c.threads) s += " --inline";
   return s;
 }
@@ -90,6 +91,9 @@ std::string format_summary(const RunOutcome& r) {
   line(fmt::format("engine: {}", c.threads ? fmt::format("native, {} vCPU threads beside the VMM thread", c.vcpus)
                                              : std::string("inline, one thread (exactly replayable)")));
   line(fmt::format("operations: {}, wall time {:.2f} s", r.result.ops, r.result.seconds));
+  for (size_t i = 0; i < c.seamcall_injections.size() && r.injector; i++)
+    line(fmt::format("injected: {} ({})", c.seamcall_injections[i].spec,
+                     r.injector->seamcall_rule_fired(i) ? "returned in place of the call" : "never reached"));
 
   if (ck) {
     line("");

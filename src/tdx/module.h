@@ -212,6 +212,8 @@ class TdxModule {
   Pfn tdr() const { return tdr_; }
   uint16_t hkid() const { return hkid_; }
   const ModuleConfig& config() const { return cfg_; }
+  // Calls that returned a --inject status instead of running.
+  uint64_t injected_calls() const { return injected_calls_.load(std::memory_order_relaxed); }
 
   // Calls per leaf and per status (status base | operand id).
   struct LeafStats {
@@ -239,6 +241,7 @@ class TdxModule {
   std::atomic<uint64_t> chldcnt_{0};
   std::atomic<uint64_t> td_epoch_{0};
   std::atomic<bool> host_exclusive_{false};
+  std::atomic<uint64_t> injected_calls_{0};
 };
 
 }  // namespace mirrormmu::tdx

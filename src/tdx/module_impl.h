@@ -22,6 +22,8 @@
 #include <vector>
 
 #include "sync/sched.h"
+#include <type_traits>
+
 #include "tdx/module.h"
 #include "tdx/pamt.h"
 #include "tdx/sept_tree.h"
@@ -152,6 +154,16 @@ struct TdxModule::Impl {
     // and the thread it switches to may be about to enter the module.
     sync::sched_point(sync::PointKind::Seamcall, &m);
     std::lock_guard lock(mu);
+    using R = decltype(body());
+    if constexpr (!std::is_same_v<R, AcceptResult>) {
+      if (m.inject_ != nullptr) [[unlikely]] {
+        if (const Status s = m.inject_->seamcall_rule(static_cast<uint32_t>(leaf))) {
+          m.injected_calls_.fetch_add(1, std::memory_order_relaxed);
+          record(leaf, gpa, tdx_level, s);
+          return R{s};
+        }
+      }
+    }
     auto result = body();
     record(leaf, gpa, tdx_level, status_of(result));
     return result;

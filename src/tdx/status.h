@@ -4,7 +4,10 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
+#include <string_view>
+#include <vector>
 
 namespace mirrormmu::tdx {
 
@@ -83,6 +86,19 @@ enum class Leaf : uint8_t {
 inline constexpr size_t kLeafCount = static_cast<size_t>(Leaf::kCount);
 // "TDH.MEM.PAGE.AUG" etc.
 const char* leaf_name(Leaf l);
+std::optional<Leaf> leaf_by_name(std::string_view name);
+
+// The failures a host leaf can return (leaf_errors.cpp), each with the
+// operand id it usually names. Empty for a leaf failures are not injected
+// into (the guest's TDCALL, the build-only leaves).
+struct LeafError {
+  Status base;
+  Operand operand;
+};
+const std::vector<LeafError>& leaf_errors(Leaf leaf);
+// The status `name` ("TDX_EPT_ENTRY_STATE_INCORRECT", or with an operand,
+// "TDX_OPERAND_BUSY|SEPT_TREE") if `leaf` can return it.
+std::optional<Status> injectable_status(Leaf leaf, std::string_view name);
 // Architectural leaf number (RAX bits 15:0), e.g. 6 for PAGE.AUG.
 int leaf_number(Leaf l);
 

@@ -140,6 +140,7 @@ class TdxOps final : public ExternalOps {
       Error,         // an error status (TD_FATAL): KVM_EXIT_INTERNAL_ERROR
     } kind;
     uint64_t gpa = 0;
+    Status status = TDX_SUCCESS;  // what VP.ENTER returned (success when it was not called)
   };
   // The no-wbinvd what-if: REMOVE without the WBINVD that must follow it.
   void set_skip_wbinvd(bool on) { skip_wbinvd_ = on; }

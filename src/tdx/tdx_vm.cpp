@@ -96,8 +96,8 @@ TdxOps::VcpuEntry TdxOps::tdx_vcpu_enter(int vcpu) {
   if (s == TDX_EXIT_EPT_VIOLATION) return {VcpuEntry::EptViolation, gpa};
   // BUSY (the S-EPT tree held against the filter, the epoch lock against a
   // TRACK) is EXIT_FASTPATH_EXIT_HANDLED; any other error ends KVM_RUN.
-  if (status_base(s) == TDX_OPERAND_BUSY) return {VcpuEntry::Refused};
-  return {VcpuEntry::Error};
+  if (status_base(s) == TDX_OPERAND_BUSY) return {VcpuEntry::Refused, 0, s};
+  return {VcpuEntry::Error, 0, s};
 }
 
 void TdxOps::wait_for_zap_done() {

@@ -7,6 +7,7 @@
 #include <atomic>
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <vector>
@@ -170,6 +171,9 @@ class Vm : public tdx::VcpuKicker {
   // violations and handles them, accepts PENDING private pages at
   // `accept_level` (2M falls back to 4K on a size mismatch, as Linux does).
   ExitReason vcpu_access(int vcpu, uint64_t gpa, bool write, PgLevel accept_level = PgLevel::k4K);
+  // Why the last vcpu_access that gave up (ExitReason::Retry) did: what each
+  // of its attempts ran into. Empty when none has. Taking it clears it.
+  std::string take_giveup_report();
   // Leaves guest mode (KVM_RUN returning to userspace). A thread running a
   // vCPU calls it when it stops issuing accesses, so kicks never wait on it.
   void vcpu_exit(int vcpu);
@@ -215,6 +219,8 @@ class Vm : public tdx::VcpuKicker {
   void mmu_invalidate_begin(Gfn start, Gfn end);
   bool mmu_invalidate_retry_gfn(uint64_t seq, Gfn gfn) const;
   void mmu_invalidate_end();
+  std::mutex giveup_mu_;
+  std::string giveup_report_;
   void exit_guest(Vcpu& v);
   int set_dirty_logging_locked(Memslot& s, bool on);
   bool hw_translation_ok(Vcpu& v, uint64_t gpa, bool write);

@@ -1,6 +1,9 @@
 // vCPUs: roots, EPT violations (kvm_mmu_page_fault), guest accesses, and
 // getting vCPUs out of guest mode.
+#include <fmt/format.h>
+
 #include <cerrno>
+#include <utility>
 
 #include "base/running_vcpu.h"
 #include "spte/spte.h"
@@ -257,6 +260,11 @@ ExitReason Vm::vcpu_access(int vcpu, uint64_t gpa, bool write, PgLevel accept_le
   // Each access is one guest instruction; its number stands for the RIP.
   const uint64_t rip = v.accesses.fetch_add(1, std::memory_order_relaxed) + 1;
   const bool is_private = is_td() && !(gpa & shared_bit_);
+  // What the attempts ran into, for the report if the vCPU gives up.
+  struct {
+    uint64_t refused = 0, refused_busy = 0, zero_step_exits = 0, split_retries = 0, faults = 0;
+    tdx::Status last_busy = 0;
+  } seen;
   for (uint64_t attempt = 0; attempt < kMaxFaultRetries; attempt++) {
     // An instruction boundary: another thread may run here, and a pending
     // kick takes the vCPU out of the guest.
@@ -279,12 +287,18 @@ ExitReason Vm::vcpu_access(int vcpu, uint64_t gpa, bool write, PgLevel accept_le
           sync::wake_event(&v);
           if (e.kind == tdx::TdxOps::VcpuEntry::Error) return ExitReason::InternalError;
           if (e.kind == tdx::TdxOps::VcpuEntry::EptViolation) {
+            seen.zero_step_exits++;
             // The data_write bit is all the synthetic exit qualification has.
             const ExitReason r = vcpu_fault(vcpu, e.gpa, true, PgLevel::k1G);
             if (r != ExitReason::None) return r;
             continue;
           }
           // Exit handled: out of guest mode, wait for a zap to finish, retry.
+          seen.refused++;
+          if (e.status) {
+            seen.refused_busy++;
+            seen.last_busy = e.status;
+          }
           tdx_->wait_for_zap_done();
           continue;
         }
@@ -295,7 +309,10 @@ ExitReason Vm::vcpu_access(int vcpu, uint64_t gpa, bool write, PgLevel accept_le
     PgLevel fault_cap = PgLevel::k1G;
     if (is_private) {
       const GuestAccess g = guest_private_access(v, gpa, accept_level, &fault_cap);
-      if (g == GuestAccess::Retry) continue;
+      if (g == GuestAccess::Retry) {
+        seen.split_retries++;
+        continue;
+      }
       ok = g == GuestAccess::Ok;
     } else {
       ok = hw_translation_ok(v, gpa, write);
@@ -307,11 +324,27 @@ ExitReason Vm::vcpu_access(int vcpu, uint64_t gpa, bool write, PgLevel accept_le
     // EPT violation: exit to KVM, handle the fault, re-enter.
     if (module_ && is_private) module_->vcpu_ept_violation(vcpu, gpa, rip);
     exit_guest(v);
+    seen.faults++;
     const ExitReason r = vcpu_fault(vcpu, gpa, write, fault_cap);
     if (r != ExitReason::None) return r;
   }
   exit_guest(v);
+  {
+    std::lock_guard g(giveup_mu_);
+    giveup_report_ = fmt::format(
+        "vCPU{} gave up on gpa {:#x} after {} attempts: {} entries refused ({} by VP.ENTER BUSY{}), {} zero-step "
+        "exits, {} accepts retried after a split, {} EPT violations handled by KVM, after each of which the "
+        "access faulted again",
+        vcpu, gpa, kMaxFaultRetries, seen.refused, seen.refused_busy,
+        seen.last_busy ? ", last " + tdx::status_str(seen.last_busy) : std::string(), seen.zero_step_exits,
+        seen.split_retries, seen.faults);
+  }
   return ExitReason::Retry;
+}
+
+std::string Vm::take_giveup_report() {
+  std::lock_guard g(giveup_mu_);
+  return std::exchange(giveup_report_, std::string());
 }
 
 }  // namespace mirrormmu

@@ -15,7 +15,10 @@ bool Driver::op(const std::string& name, const std::function<int()>& fn) {
   ops_++;
   const int r = fn();
   if (checker_) {
-    if (r < 0 && !tolerate_errors_ && !vm_.bugs().bugged()) checker_->report("op_failed", name + " returned " + std::to_string(r));
+    if (r < 0 && !tolerate_errors_ && !vm_.bugs().bugged()) {
+      std::string why = vm_.take_giveup_report();
+      checker_->report("op_failed", name + " returned " + std::to_string(r) + (why.empty() ? "" : ": " + why));
+    }
     checker_->check(name);
     if (!checker_->ok()) failed_ = true;
   }

@@ -1,5 +1,7 @@
 #include "workload/runner.h"
 
+#include <fmt/format.h>
+
 #include <chrono>
 
 #include "sync/rcu.h"
@@ -25,7 +27,13 @@ RunOutcome run_workload(const WorkloadConfig& cfg) {
   }
   sync::RcuThread rcu_thread;
   const auto t0 = std::chrono::steady_clock::now();
-  out.vm = std::make_unique<Vm>(vc, cfg.inject);
+  FaultInjector* inject = cfg.inject;
+  if (!inject && !cfg.seamcall_injections.empty()) {
+    out.injector = std::make_unique<FaultInjector>();
+    for (const auto& i : cfg.seamcall_injections) out.injector->add_seamcall_rule(i.rule);
+    inject = out.injector.get();
+  }
+  out.vm = std::make_unique<Vm>(vc, inject);
   out.vm->mmu().set_resched_interval(cfg.resched_interval);
   out.vm->pool().fail_after(cfg.pool_fail_after);
   if (cfg.check) {
@@ -33,7 +41,9 @@ RunOutcome run_workload(const WorkloadConfig& cfg) {
     opts.bug_sites_are_failures = cfg.bug_sites_are_failures;
     out.checker = std::make_unique<Checker>(*out.vm, opts);
   }
-  Driver d(*out.vm, out.checker.get(), cfg.inject != nullptr || cfg.pool_fail_after >= 0);
+  // An injected failure makes operations fail; what it breaks is judged by
+  // the invariants and the sites it reaches.
+  Driver d(*out.vm, out.checker.get(), inject != nullptr || cfg.pool_fail_after >= 0);
   d.set_threads(cfg.threads);
   std::mt19937_64 rng(cfg.seed);
   w->run(d, cfg, rng);
@@ -47,6 +57,18 @@ RunOutcome run_workload(const WorkloadConfig& cfg) {
   out.result.ok = (!out.checker || out.checker->ok()) &&
                   (!cfg.bug_sites_are_failures || out.vm->bugs().total_hits() == 0);
   out.result.exit_code = out.result.ok ? 0 : 1;
+  // An injection that never fired asked a question the run never put: that
+  // is bad input, not a clean result.
+  if (out.injector) {
+    for (size_t i = 0; i < cfg.seamcall_injections.size(); i++) {
+      if (out.injector->seamcall_rule_fired(i)) continue;
+      const auto& inj = cfg.seamcall_injections[i];
+      out.result.error = fmt::format("--inject {}: call #{} never happened ({} calls of that leaf in this run)",
+                                     inj.spec, inj.rule.ordinal, out.injector->leaf_calls(inj.rule.leaf));
+      out.result.exit_code = 2;
+      break;
+    }
+  }
   return out;
 }
 

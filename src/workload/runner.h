@@ -15,6 +15,7 @@ struct RunOutcome {
   WorkloadResult result;
   std::unique_ptr<Vm> vm;
   std::unique_ptr<Checker> checker;
+  std::unique_ptr<FaultInjector> injector;  // the run's own, for --inject
 };
 
 RunOutcome run_workload(const WorkloadConfig& cfg);

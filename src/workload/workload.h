@@ -37,6 +37,14 @@ struct WorkloadConfig {
   bool threads = true;
   bool check = true;              // run the invariants after every operation
   FaultInjector* inject = nullptr;
+  // --inject LEAF#N=STATUS: SEAMCALLs failing at a given call, applied
+  // through an injector of the run's own when `inject` is null. `spec` is
+  // the text as given, for the replay line.
+  struct SeamcallInjection {
+    FaultInjector::SeamcallRule rule;
+    std::string spec;
+  };
+  std::vector<SeamcallInjection> seamcall_injections;
   int64_t pool_fail_after = -1;   // host allocations fail after this many (-1: never)
   bool bug_sites_are_failures = true;
 };
