@@ -13,9 +13,12 @@
 
 namespace mirrormmu {
 
-// HostInterrupt: an interrupt (or NMI) pending on the host while an
-// interruptible SEAMCALL runs.
-enum class InjectPoint : uint8_t { Seamcall, CacheTopup, HostInterrupt };
+// CacheTopup: a vCPU's MMU cache top-up before a fault. SplitTable: the
+// table allocated for a huge-page split (mmu_lock dropped). PamtPair: a
+// Dynamic PAMT page-pair top-up. HostInterrupt: an interrupt (or NMI)
+// pending on the host while an interruptible SEAMCALL runs.
+enum class InjectPoint : uint8_t { Seamcall, CacheTopup, HostInterrupt, SplitTable, PamtPair, kCount };
+inline constexpr size_t kInjectPointCount = static_cast<size_t>(InjectPoint::kCount);
 enum class Injection : uint8_t { None, Busy, Error, NoMem };
 
 // While an execution engine steers failures (the deterministic explorer), it
@@ -39,6 +42,12 @@ class FaultInjector {
   // an engine's oracle, while armed ordinals cover every point.
   Injection check(InjectPoint point, bool contended = true) {
     const uint64_t n = seen_[static_cast<int>(point)].fetch_add(1, std::memory_order_relaxed) + 1;
+    for (auto& [r, fired] : alloc_rules_)
+      if (r.point == point && r.ordinal == n) [[unlikely]] {
+        fired = true;
+        fired_.fetch_add(1, std::memory_order_relaxed);
+        return Injection::NoMem;
+      }
     InjectionOracle o = contended ? g_injection_oracle.load(std::memory_order_relaxed) : nullptr;
     if (o != nullptr) [[unlikely]] {
       const Injection i = o(point);
@@ -73,6 +82,14 @@ class FaultInjector {
       }
     return 0;
   }
+  // The `ordinal`-th allocation at `point` fails: run's --inject-alloc.
+  struct AllocRule {
+    InjectPoint point;
+    uint64_t ordinal;
+  };
+  void add_alloc_rule(AllocRule r) { alloc_rules_.push_back({r, false}); }
+  bool alloc_rule_fired(size_t i) const { return alloc_rules_[i].second; }
+
   size_t seamcall_rules() const { return rules_.size(); }
   const SeamcallRule& seamcall_rule_at(size_t i) const { return rules_[i].first; }
   bool seamcall_rule_fired(size_t i) const { return rules_[i].second; }
@@ -84,10 +101,11 @@ class FaultInjector {
   uint64_t fired() const { return fired_.load(std::memory_order_relaxed); }
 
  private:
-  std::atomic<uint64_t> seen_[3] = {0, 0, 0};
+  std::atomic<uint64_t> seen_[kInjectPointCount] = {};
   std::atomic<uint64_t> fired_{0};
   static constexpr uint32_t kMaxLeaves = 64;
   std::vector<std::pair<SeamcallRule, bool>> rules_;
+  std::vector<std::pair<AllocRule, bool>> alloc_rules_;
   std::array<std::atomic<uint64_t>, kMaxLeaves> leaf_calls_{};
   InjectPoint armed_point_ = InjectPoint::Seamcall;
   uint64_t armed_ordinal_ = 0;

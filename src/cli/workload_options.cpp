@@ -87,6 +87,32 @@ WorkloadConfig::SeamcallInjection parse_injection(const std::string& spec) {
   return {{static_cast<uint32_t>(*leaf), ordinal, *status}, spec};
 }
 
+const std::vector<std::pair<std::string, InjectPoint>>& alloc_sites() {
+  static const std::vector<std::pair<std::string, InjectPoint>> s = {
+      {"cache-topup", InjectPoint::CacheTopup}, {"split-table", InjectPoint::SplitTable},
+      {"pamt-pair", InjectPoint::PamtPair}};
+  return s;
+}
+
+// --inject-alloc SITE[#N].
+WorkloadConfig::AllocInjection parse_alloc_injection(const std::string& spec) {
+  std::string site = spec;
+  uint64_t ordinal = 1;
+  if (const size_t hash = site.find('#'); hash != std::string::npos) {
+    const std::string n = site.substr(hash + 1);
+    site.resize(hash);
+    if (n.empty() || n.size() > 9 || n.find_first_not_of("0123456789") != std::string::npos || std::stoull(n) == 0)
+      throw CLI::ValidationError("--inject-alloc", fmt::format("'{}': the allocation number must be 1 to 999999999", spec));
+    ordinal = std::stoull(n);
+  }
+  std::string names;
+  for (const auto& [name, point] : alloc_sites()) {
+    if (name == site) return {{point, ordinal}, spec};
+    names += (names.empty() ? "" : ", ") + name;
+  }
+  throw CLI::ValidationError("--inject-alloc", fmt::format("'{}': no allocation site '{}' (sites: {})", spec, site, names));
+}
+
 }  // namespace
 
 void add_workload_options(CLI::App* cmd, WorkloadConfig& cfg) {
@@ -137,6 +163,15 @@ void add_workload_options(CLI::App* cmd, WorkloadConfig& cfg) {
          "return (TDX_OPERAND_BUSY|SEPT_TREE names the operand too); repeatable, and the same in every "
          "compare column")
       ->option_text("LEAF[#N]=STATUS");
+  cmd->add_option_function<std::vector<std::string>>(
+         "--inject-alloc",
+         [&cfg](const std::vector<std::string>& specs) {
+           for (const auto& s : specs) cfg.alloc_injections.push_back(parse_alloc_injection(s));
+         },
+         "SITE[#N]: the N-th allocation (default 1) at SITE fails with -ENOMEM: cache-topup (a vCPU's MMU "
+         "caches before a fault), split-table (the table for a huge-page split), pamt-pair (a Dynamic PAMT "
+         "page-pair top-up); repeatable")
+      ->option_text("SITE[#N]");
   cmd->add_flag("!--no-check", cfg.check, "skip the invariant checks (for timing)");
   cmd->add_flag("!--inline", cfg.threads,
                 "run every operation on this thread, one after another (exactly replayable); by default "

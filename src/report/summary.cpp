@@ -25,6 +25,7 @@ std::string replay_command(const WorkloadConfig& c) {
     if (c.what_if.*(w.flag)) what_if.append(what_if.empty() ? "" : ",").append(w.name);
   if (!what_if.empty()) s += " --what-if " + what_if;
   for (const auto& i : c.seamcall_injections) s += " --inject " + i.spec;
+  for (const auto& i : c.alloc_injections) s += " --inject-alloc " + i.spec;
   if (!c.threads) s += " --inline";
   return s;
 }
@@ -94,6 +95,9 @@ std::string format_summary(const RunOutcome& r) {
   for (size_t i = 0; i < c.seamcall_injections.size() && r.injector; i++)
     line(fmt::format("injected: {} ({})", c.seamcall_injections[i].spec,
                      r.injector->seamcall_rule_fired(i) ? "returned in place of the call" : "never reached"));
+  for (size_t i = 0; i < c.alloc_injections.size() && r.injector; i++)
+    line(fmt::format("injected: allocation {} ({})", c.alloc_injections[i].spec,
+                     r.injector->alloc_rule_fired(i) ? "failed with -ENOMEM" : "never reached"));
 
   if (ck) {
     line("");

@@ -144,6 +144,8 @@ class TdxOps final : public ExternalOps {
   };
   // The no-wbinvd what-if: REMOVE without the WBINVD that must follow it.
   void set_skip_wbinvd(bool on) { skip_wbinvd_ = on; }
+  // Allocation failures the run injects (PAMT pair top-ups).
+  void set_injector(FaultInjector* inject) { inject_ = inject; }
   VcpuEntry tdx_vcpu_enter(int vcpu);
   void tdx_vcpu_exit(int vcpu);
   // Called outside guest mode after an entry was refused for a zap.
@@ -213,6 +215,7 @@ class TdxOps final : public ExternalOps {
   std::atomic<bool> pre_fault_allowed_{false};
   std::atomic<bool> wait_for_sept_zap_{false};
   bool skip_wbinvd_ = false;
+  FaultInjector* inject_ = nullptr;
   Pfn page_add_src_ = kInvalidPfn;
   Pfn tdr_ = kInvalidPfn;
   std::vector<Pfn> tdcs_;

@@ -62,6 +62,7 @@ Vm::Vm(const VmConfig& cfg, FaultInjector* inject) : cfg_(cfg), inject_(inject) 
     tdx_ = std::make_unique<tdx::TdxOps>(*module_, *pool_, bugs_, mmu_->mmu_lock());
     tdx_->set_kicker(this);
     tdx_->set_skip_wbinvd(cfg_.what_if.no_wbinvd);
+    tdx_->set_injector(inject_);
     const DesignInfo* d = find_design(cfg_.design);
     mmu_->set_external(tdx_.get(), d ? d->make() : nullptr);
   }

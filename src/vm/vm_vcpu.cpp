@@ -23,6 +23,9 @@ constexpr uint64_t kMaxFaultRetries = 64;
 // task eventually gets; under the deterministic engine the loop is as
 // unbounded as the kernel's and the step limit reports the livelock.
 constexpr uint64_t kMaxLocalRetries = uint64_t(1) << 16;
+// Entries refused (BUSY, a zap in progress) are retried as KVM retries them,
+// without bound under the deterministic engine; natively this many.
+constexpr uint64_t kMaxRefusedEntries = uint64_t(1) << 16;
 
 // kvm_mmu_hugepage_adjust() for a shared gfn: the largest level at or below
 // what the backing offers whose aligned range lies inside the slot, is not
@@ -293,13 +296,19 @@ ExitReason Vm::vcpu_access(int vcpu, uint64_t gpa, bool write, PgLevel accept_le
             if (r != ExitReason::None) return r;
             continue;
           }
-          // Exit handled: out of guest mode, wait for a zap to finish, retry.
+          // EXIT_FASTPATH_EXIT_HANDLED: out of guest mode (so a kick's IPI
+          // can land), wait for a zap to finish, and enter again. KVM never
+          // gives up on this, however long a TRACK or a zero-step filter
+          // keeps VP.ENTER busy, so it does not count as an attempt here
+          // either; only the native safety net bounds it.
           seen.refused++;
           if (e.status) {
             seen.refused_busy++;
             seen.last_busy = e.status;
           }
           tdx_->wait_for_zap_done();
+          if (seen.refused < kMaxRefusedEntries || sync::sched_steered()) attempt--;
+          sync::cond_resched_spin(&v);
           continue;
         }
         v.vp_enters.fetch_add(1, std::memory_order_relaxed);

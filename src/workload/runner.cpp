@@ -28,9 +28,10 @@ RunOutcome run_workload(const WorkloadConfig& cfg) {
   sync::RcuThread rcu_thread;
   const auto t0 = std::chrono::steady_clock::now();
   FaultInjector* inject = cfg.inject;
-  if (!inject && !cfg.seamcall_injections.empty()) {
+  if (!inject && (!cfg.seamcall_injections.empty() || !cfg.alloc_injections.empty())) {
     out.injector = std::make_unique<FaultInjector>();
     for (const auto& i : cfg.seamcall_injections) out.injector->add_seamcall_rule(i.rule);
+    for (const auto& i : cfg.alloc_injections) out.injector->add_alloc_rule(i.rule);
     inject = out.injector.get();
   }
   out.vm = std::make_unique<Vm>(vc, inject);
@@ -67,6 +68,13 @@ RunOutcome run_workload(const WorkloadConfig& cfg) {
                                      inj.spec, inj.rule.ordinal, out.injector->leaf_calls(inj.rule.leaf));
       out.result.exit_code = 2;
       break;
+    }
+    for (size_t i = 0; i < cfg.alloc_injections.size() && out.result.exit_code != 2; i++) {
+      if (out.injector->alloc_rule_fired(i)) continue;
+      const auto& inj = cfg.alloc_injections[i];
+      out.result.error = fmt::format("--inject-alloc {}: allocation #{} never happened ({} in this run)", inj.spec,
+                                     inj.rule.ordinal, out.injector->seen(inj.rule.point));
+      out.result.exit_code = 2;
     }
   }
   return out;

@@ -45,6 +45,12 @@ struct WorkloadConfig {
     std::string spec;
   };
   std::vector<SeamcallInjection> seamcall_injections;
+  // --inject-alloc SITE#N: the N-th allocation at a site fails.
+  struct AllocInjection {
+    FaultInjector::AllocRule rule;
+    std::string spec;
+  };
+  std::vector<AllocInjection> alloc_injections;
   int64_t pool_fail_after = -1;   // host allocations fail after this many (-1: never)
   bool bug_sites_are_failures = true;
 };
