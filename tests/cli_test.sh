@@ -100,6 +100,12 @@ bad "inject: call number zero" run --inject 'TDH.MEM.PAGE.AUG#0=TDX_OPERAND_BUSY
 bad "inject: call number not a number" run --inject 'TDH.MEM.PAGE.AUG#x=TDX_OPERAND_BUSY'
 bad "inject: a guest leaf" run --inject TDG.MEM.PAGE.ACCEPT=TDX_OPERAND_BUSY
 bad "inject: call never reached" run --workload td-tiny --inject 'TDH.MEM.PAGE.DEMOTE#1=TDX_OPERAND_BUSY'
+bad "inject-alloc: unknown site" run --inject-alloc nope
+bad "inject-alloc: bad number" run --inject-alloc 'split-table#-1'
+bad "inject-alloc: never reached (no DPAMT)" run --workload td-tiny --inject-alloc pamt-pair
+"$bin" run --design hugepage-v5 --huge-pages --gib 0.0625 --inline --inject-alloc 'split-table#1' >"$tmp/ia" 2>&1
+check "a failed split-table allocation is survived" test $? -eq 0
+check "a failed split-table allocation is reported" grep -q '^injected: allocation split-table#1 (failed with -ENOMEM)' "$tmp/ia"
 "$bin" run --inject TDH.MEM.PAGE.AUG=TDX_FLUSHVP_NOT_DONE >/dev/null 2>"$tmp/ie"
 check "inject lists what the leaf can return" grep -q 'TDX_EPT_ENTRY_STATE_INCORRECT' "$tmp/ie"
 "$bin" run --what-if nope >/dev/null 2>"$tmp/wi"
@@ -148,6 +154,14 @@ check "an older module runs clean" test $? -eq 0
 check "an older module maps no 2M page" grep -q 'TDX module 1.5.24' "$tmp/old"
 check "an older module is in the replay" grep -q -- '--tdx-module 1.5.24' "$tmp/old.json"
 check "enum help is text" test -z "$("$bin" run --help | LC_ALL=C grep -a -P '[^\x09\x0a\x20-\x7e]')"
+
+# Every site, with where it fires, computed from the sources being built.
+"$bin" sites --json "$tmp/sites.json" >"$tmp/sites" 2>&1
+check "sites exits 0" test $? -eq 0
+check "sites lists the map-level KVM_BUG_ON" grep -q '^tdx_set_level  *KVM_BUG_ON' "$tmp/sites"
+check "sites gives file:line" grep -Eq '^ +at src/tdx/tdx_merged\.cpp:[0-9]+$' "$tmp/sites"
+check "no site is dead" test "$(grep -c 'never fires' "$tmp/sites")" -eq 0
+check "sites json" grep -q '"locations"' "$tmp/sites.json"
 
 echo "$pass passed, $fail failed"
 test $fail -eq 0

@@ -53,14 +53,12 @@ enum class BugKind : uint8_t { KvmBugOn, TdxBugOn, Warn, Bug, Lockdep };
   X(set_spte_mirror_unsupported, KvmBugOn, "tdp_mmu_set_spte: mirror transition the external tree cannot do") \
   X(reclaim_without_rcu, Warn, "RCU_LOCKDEP_WARN: external table reclaimed after call_rcu without rcu_read_lock") \
   X(free_sp_external_live, Warn, "tdp_mmu_free_sp_rcu_callback: S-EPT page not reclaimed yet")   \
-  X(mirror_promotion, KvmBugOn, "tdp_mmu_map_handle_target_level: mirror table replaced by a huge leaf") \
   X(tdx_set_not_rwx, Warn, "tdx_sept_set_private_spte: mirror SPTE lacks RWX")                \
   X(tdx_page_add_state, KvmBugOn, "tdx_mem_page_add: pre_fault_allowed or no page_add_src")    \
   X(tdx_remove_no_hkid, KvmBugOn, "tdx_sept_remove_private_spte: HKID not assigned")          \
   X(tdx_remove_level, KvmBugOn, "tdx_sept_remove_private_spte: level above 2M")               \
   X(tdx_free_hkid_assigned, KvmBugOn, "tdx_sept_free_private_spt: HKID still assigned")       \
   X(tdx_no_running_vcpu, KvmBugOn, "tdx_sept_map_*_spte: no running vCPU to take a PAMT cache from") \
-  X(tdx_link_busy_bug, KvmBugOn, "tdx_sept_link_private_spt: unexpected failure")             \
   X(tdh_mem_page_aug, TdxBugOn, "TDX_BUG_ON: TDH.MEM.PAGE.AUG")                               \
   X(tdh_mem_page_add, TdxBugOn, "TDX_BUG_ON: TDH.MEM.PAGE.ADD")                               \
   X(tdh_mem_sept_add, TdxBugOn, "TDX_BUG_ON: TDH.MEM.SEPT.ADD")                               \

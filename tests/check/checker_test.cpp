@@ -340,7 +340,7 @@ TEST_F(CheckerTest, WarnSiteHitIsReportedOnce) {
 }
 
 TEST_F(CheckerTest, KvmBugOnHitIsReportedAndMarksTheVmBugged) {
-  vm_->bugs().hit(Site::tdx_link_busy_bug);
+  vm_->bugs().hit(Site::external_spt_null);
   EXPECT_TRUE(vm_->bugs().bugged());
   const auto got = check("plant KVM_BUG_ON");
   EXPECT_TRUE(got.count("bug_site")) << dump();
