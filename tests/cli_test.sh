@@ -37,6 +37,9 @@ check "native run says so" grep -q '^engine: native, 3 vCPU threads' "$tmp/nativ
 check "explore exits 0" test $? -eq 0
 check "explore reports executions" grep -q '^executions: 30 ' "$tmp/ex"
 check "explore reports classes" grep -q 'distinct SPTE transition classes seen' "$tmp/ex"
+"$bin" explore --scenario fault-fault-2m --budget 5 --perfetto "$tmp/ok.perfetto" --json "$tmp/ex.json" >/dev/null 2>&1
+check "explore --perfetto writes a clean run too" grep -q '"time_axis":"scheduling steps"' "$tmp/ok.perfetto"
+check "explore --json" grep -q '"executions": 5' "$tmp/ex.json"
 "$bin" replay 'fault-vs-convert/baseline/s2/f1,0,0,0/3.1' --perfetto "$tmp/p.json" >"$tmp/r1" 2>&1
 check "replay runs" grep -q '^result: ' "$tmp/r1"
 check "replay shows SEAMCALLs" grep -q 'seamcall TDH' "$tmp/r1"

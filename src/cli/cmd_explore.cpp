@@ -18,6 +18,7 @@ namespace {
 explore::ExploreConfig g_cfg;
 std::string g_strategy = "dfs";
 std::string g_perfetto;
+std::string g_json;
 std::string g_what_if;
 std::string g_schedule;
 std::string g_replay_perfetto;
@@ -59,7 +60,22 @@ int run_explore() {
   if (tty) std::fprintf(stderr, "\r\033[K");
   if (!rep) usage_error(error);
   std::fputs(format_explore_report(cfg, *rep).c_str(), stdout);
-  if (!g_perfetto.empty() && !rep->failures.empty()) write_perfetto(g_perfetto, rep->failures.front().result);
+  if (!g_perfetto.empty()) {
+    // The first failure's trace; with none, the last execution's, re-run
+    // with the trace on.
+    if (!rep->failures.empty()) {
+      write_perfetto(g_perfetto, rep->failures.front().result);
+    } else if (auto last = explore::replay(rep->last, &error)) {
+      write_perfetto(g_perfetto, *last);
+    } else {
+      usage_error("--perfetto: " + error);
+    }
+  }
+  if (!g_json.empty()) {
+    std::ofstream f(g_json);
+    if (!f) usage_error("cannot write '" + g_json + "'");
+    f << explore_report_json(cfg, *rep).dump(2) << "\n";
+  }
   return rep->ok() ? 0 : 1;
 }
 
@@ -113,7 +129,10 @@ Command add_explore(CLI::App& app) {
   cmd->add_option("--fail-cmpxchg", c.fail_budget[2], "cmpxchgs that may be made to lose")->check(CLI::Range(0, 16));
   cmd->add_option("--fail-yield", c.fail_budget[3], "long walks that may be made to yield")->check(CLI::Range(0, 16));
   cmd->add_flag("!--no-shrink", c.shrink, "report failures as found, unshrunk");
-  cmd->add_option("--perfetto", g_perfetto, "write the first failure's trace as Chrome trace JSON to FILE");
+  cmd->add_option("--perfetto", g_perfetto,
+                  "write the first failure's trace (else the last execution's) as Chrome trace JSON to FILE; "
+                  "its time axis counts scheduling steps");
+  cmd->add_option("--json", g_json, "also write the report as JSON to FILE");
 
   auto* rep = app.add_subcommand("replay", "re-run one execution from its schedule string and print its events");
   rep->add_option("schedule", g_schedule, "the string printed by explore")->required();

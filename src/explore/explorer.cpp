@@ -148,6 +148,8 @@ std::optional<ExploreReport> explore(const ExploreConfig& cfg, const Progress& p
 
   auto record = [&](const ExecResult& r) {
     rep.executions++;
+    rep.last = base;
+    rep.last.choices = r.choices;
     rep.max_steps = std::max(rep.max_steps, r.steps);
     rep.max_decisions = std::max(rep.max_decisions, r.decisions);
     rep.classes |= r.classes;

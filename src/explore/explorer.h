@@ -60,6 +60,7 @@ struct ExploreReport {
   std::bitset<TransitionCounts::kClasses> classes;
   std::array<uint64_t, kSiteCount> sites{};  // executions in which each site fired
   std::vector<Failure> failures;
+  Schedule last;  // the last execution run, for a trace when nothing failed
   // OK means no failure and no site hit in any execution: a site is a
   // failure even if some path let it through unreported.
   bool ok() const {

@@ -42,4 +42,26 @@ std::string format_explore_report(const explore::ExploreConfig& cfg, const explo
   return out;
 }
 
+nlohmann::json explore_report_json(const explore::ExploreConfig& cfg, const explore::ExploreReport& r) {
+  using nlohmann::json;
+  json classes = json::array();
+  for (size_t i = 0; i < TransitionCounts::kClasses; i++)
+    if (r.classes[i]) classes.push_back(TransitionCounts::at(i).name());
+  json sites = json::object();
+  for (size_t i = 0; i < kSiteCount; i++)
+    if (r.sites[i]) sites[std::string(site_info(static_cast<Site>(i)).id)] = r.sites[i];
+  json failures = json::array();
+  for (const auto& f : r.failures)
+    failures.push_back({{"invariant", f.result.invariant},
+                        {"detail", f.result.detail},
+                        {"after", f.result.where},
+                        {"steps", f.result.steps},
+                        {"preemptions", f.result.preemptions},
+                        {"replay", "mirrormmu replay " + f.schedule.str()}});
+  return {{"scenario", cfg.scenario}, {"scale", cfg.scale},       {"design", cfg.design},
+          {"executions", r.executions}, {"seconds", r.seconds},   {"exhausted", r.exhausted},
+          {"classes", classes},         {"sites", sites},         {"failures", failures},
+          {"ok", r.ok()}};
+}
+
 }  // namespace mirrormmu

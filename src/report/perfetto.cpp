@@ -11,6 +11,10 @@ nlohmann::json perfetto_trace(const explore::ExecResult& r) {
     events.push_back({{"ph", "M"}, {"name", "thread_name"}, {"pid", 1}, {"tid", t + 1},
                       {"args", {{"name", r.thread_names[t]}}}});
   events.push_back({{"ph", "M"}, {"name", "thread_name"}, {"pid", 1}, {"tid", 0}, {"args", {{"name", "main"}}}});
+  // Time here is the deterministic scheduler's step count, not wall time:
+  // the viewer's microseconds read as steps.
+  events.push_back({{"ph", "M"}, {"name", "process_name"}, {"pid", 1},
+                    {"args", {{"name", "mirrormmu execution (time axis: scheduling steps, 1 us = 1 step)"}}}});
   for (const auto& e : r.trace) {
     json j = {{"name", e.name}, {"pid", 1}, {"tid", e.thread + 1}, {"ts", e.step}, {"args", {{"event", e.text}}}};
     switch (e.kind) {
@@ -28,7 +32,7 @@ nlohmann::json perfetto_trace(const explore::ExecResult& r) {
     events.push_back(std::move(j));
   }
   return {{"traceEvents", events}, {"displayTimeUnit", "ns"},
-          {"otherData", {{"invariant", r.invariant}, {"ok", r.ok}}}};
+          {"otherData", {{"invariant", r.invariant}, {"ok", r.ok}, {"time_axis", "scheduling steps"}}}};
 }
 
 }  // namespace mirrormmu

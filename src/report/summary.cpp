@@ -161,10 +161,15 @@ std::string format_summary(const RunOutcome& r) {
         const Violation& w = ck->violations()[i];
         line(fmt::format("  also: {} after #{} ({}): {}", w.invariant, w.op_index, w.op, w.detail));
       }
-      line("replay: " + replay_command(c));
-      if (c.threads)
-        line("  (vCPU threads interleave differently on each run: add --inline for an exact replay, or use "
-             "mirrormmu explore to search interleavings)");
+      if (c.threads) {
+        line("replay: not replayable: native interleaving (vCPU threads interleave differently on each run)");
+        WorkloadConfig inline_cfg = c;
+        inline_cfg.threads = false;
+        line("  the same seed on one thread: " + replay_command(inline_cfg));
+        line("  interleavings searched and replayable: mirrormmu explore --scenario ... (see --help)");
+      } else {
+        line("replay: " + replay_command(c));
+      }
     }
   }
   if (!r.result.ok && (!ck || ck->ok()) && vm.bugs().total_hits())
@@ -188,6 +193,8 @@ nlohmann::json summary_json(const RunOutcome& r) {
   j["seconds"] = r.result.seconds;
   j["ok"] = r.result.ok;
   j["replay"] = replay_command(c);
+  // With vCPU threads the command reruns the seed, not the interleaving.
+  j["replay_exact"] = !c.threads;
   j["engine"] = c.threads ? "native" : "inline";
   j["concurrent_checks"] = r.result.concurrent_checks;
   if (const Checker* ck = r.checker.get()) {
