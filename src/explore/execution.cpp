@@ -130,6 +130,8 @@ ExecResult run_execution(const Scenario& s, sync::DetStrategy& strategy, const E
   (void)parse_design_spec(cfg.design, &vc.design, &vc.what_if, &spec_error);
   vc.nr_vcpus = s.vcpus;
   vc.huge_pages = s.huge_pages;
+  vc.eager_page_split = s.eager_page_split;
+  vc.dynamic_pamt = s.dynamic_pamt;
   // Every injectable point consults the engine through the injector.
   auto inject = std::make_unique<FaultInjector>();
   auto vm = std::make_unique<Vm>(vc, inject.get());

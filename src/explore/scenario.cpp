@@ -234,6 +234,77 @@ Scenario punch_cuts_2m(int k) {
   return s;
 }
 
+// Shared memory of the direct root, backed by a 2M page: slot 1.
+constexpr uint64_t kBuf = 1ull << 30;
+Scenario with_shared_slot(Scenario s) {
+  s.slots.push_back({1, kBuf, 2ull << 20, 0});
+  return s;
+}
+Op dirty_log(bool on) {
+  Op o = simple(OpKind::DirtyLog, 0, 1);
+  o.flag = on;
+  return o;
+}
+
+// Dirty logging starts on a slot mapped by one 2M leaf: the eager split runs
+// under the shared lock and write-protection follows, while two vCPUs write.
+Scenario dirty_log_vs_write(int k) {
+  Scenario s = with_shared_slot(base("dirty-log-vs-write",
+                                     "the VMM enables dirty logging (eager split, write-protect, flush) and "
+                                     "harvests while two vCPUs write the 2M-mapped shared slot",
+                                     0));
+  s.setup = {access(0, kBuf, 1, false, true)};
+  s.threads = {{"vcpu0", {access(0, kBuf + 3 * k4K, uint64_t(k), true, true)}},
+               {"vcpu1", {access(1, kBuf + 300 * k4K, uint64_t(k), true, true)}},
+               {"vmm", {dirty_log(true), simple(OpKind::GetDirtyLog, 0, 1)}}};
+  return s;
+}
+
+// Without eager splitting the 2M leaf is only write-protected; the first
+// write to each 4K page splits it on the fault path, under the shared lock,
+// and two vCPUs race to do it.
+Scenario split_on_write_fault(int k) {
+  Scenario s = with_shared_slot(base("split-on-write-fault",
+                                     "two vCPUs write a write-protected 2M leaf of the direct root while dirty "
+                                     "logging is on, so each write fault splits it under the shared lock",
+                                     0));
+  s.eager_page_split = false;
+  s.setup = {access(0, kBuf, 1, false, true), dirty_log(true)};
+  s.threads = {{"vcpu0", {access(0, kBuf + 5 * k4K, uint64_t(k), true, true)}},
+               {"vcpu1", {access(1, kBuf + 400 * k4K, uint64_t(k), true, true)}},
+               {"vmm", {simple(OpKind::GetDirtyLog, 0, 1)}}};
+  return s;
+}
+
+// Conversions both ways: private pages go shared and come back while one
+// vCPU uses them as private and the other through the shared alias.
+Scenario convert_both_ways(int k) {
+  Scenario s = base("convert-both-ways",
+                    "the VMM converts pages private->shared->private while one vCPU faults them private and "
+                    "another shared",
+                    512);
+  s.setup = {access(1, kRam + 256 * k4K, 1, true)};
+  s.threads = {{"vcpu0", {access(0, kRam, uint64_t(k), true)}},
+               {"vcpu1", {access(1, kRam, uint64_t(k), true, true)}},
+               {"vmm", {convert(kRam, uint64_t(k), false), convert(kRam, uint64_t(k), true)}}};
+  return s;
+}
+
+// Dynamic PAMT: two vCPUs fault 4K private pages of one 2M region (the
+// region's PAMT pair refcount 0 -> 1 -> ...) while the VMM converts some
+// back (1 -> 0 frees the pair).
+Scenario dpamt_fault_vs_convert(int k) {
+  Scenario s = base("dpamt-fault-vs-convert",
+                    "with Dynamic PAMT, two vCPUs fault private pages of one 2M region while the VMM converts "
+                    "some of them (PAMT pair refcounts up and down)",
+                    512);
+  s.dynamic_pamt = true;
+  s.threads = {{"vcpu0", {access(0, kRam, uint64_t(k), true)}},
+               {"vcpu1", {access(1, kRam + 8 * k4K, uint64_t(k), true)}},
+               {"vmm", {convert(kRam, uint64_t(k), false)}}};
+  return s;
+}
+
 const std::vector<ScenarioInfo>& builtin_scenarios() {
   static const std::vector<ScenarioInfo> all = {
       {"fault-fault-2m", "two vCPUs fault the same pages of one 2M range of the mirror", &fault_fault_2m},
@@ -248,6 +319,13 @@ const std::vector<ScenarioInfo>& builtin_scenarios() {
        &accept_4k_vs_2m},
       {"punch-cuts-2m", "a hole punched across two 2M private mappings (head and tail split) while a vCPU touches them",
        &punch_cuts_2m},
+      {"dirty-log-vs-write", "dirty logging starts (eager split, write-protect) and is harvested while vCPUs write",
+       &dirty_log_vs_write},
+      {"split-on-write-fault", "write faults split a write-protected 2M leaf of the direct root, racing",
+       &split_on_write_fault},
+      {"convert-both-ways", "private->shared->private conversions against private and shared faults",
+       &convert_both_ways},
+      {"dpamt-fault-vs-convert", "Dynamic PAMT: faults and conversions in one 2M region", &dpamt_fault_vs_convert},
   };
   return all;
 }

@@ -58,6 +58,8 @@ struct Scenario {
   std::vector<SlotSpec> slots;
   uint64_t private_pages = 0;  // pages from the first slot made private before finalize
   bool huge_pages = false;     // 2M private mappings (needs a design that can split them)
+  bool eager_page_split = true;  // split the direct root's huge pages when dirty logging starts
+  bool dynamic_pamt = false;
   std::vector<Op> setup;       // run on one thread after finalize
   std::vector<ThreadSpec> threads;
 };

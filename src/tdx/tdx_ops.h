@@ -135,7 +135,8 @@ class TdxOps final : public ExternalOps {
   struct VcpuEntry {
     enum Kind : uint8_t {
       Entered,
-      Refused,       // wait_for_sept_zap, VM bugged, BUSY: leave and re-enter
+      Refused,       // wait_for_sept_zap, BUSY: leave and re-enter
+      NotRunnable,   // the TD is not runnable (not finalized, VM bugged)
       EptViolation,  // zero-step filter: handle an EPT violation at `gpa`
       Error,         // an error status (TD_FATAL): KVM_EXIT_INTERNAL_ERROR
     } kind;

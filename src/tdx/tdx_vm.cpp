@@ -86,7 +86,8 @@ TdxOps::VcpuEntry TdxOps::tdx_vcpu_enter(int vcpu) {
   // While a zap retries with vCPUs kicked out, entry is refused so the retry
   // cannot collide with TDH.VP.ENTER or the guest's TDCALLs
   // (EXIT_FASTPATH_EXIT_HANDLED): the caller leaves guest mode and waits.
-  if (wait_for_sept_zap_ || kvm_.bugged() || state_ != TdState::Runnable) return {VcpuEntry::Refused};
+  if (kvm_.bugged() || state_ != TdState::Runnable) return {VcpuEntry::NotRunnable};
+  if (wait_for_sept_zap_) return {VcpuEntry::Refused};
   uint64_t gpa = 0;
   const Status s = module_.tdh_vp_enter(vcpu, &gpa);
   if (s == TDX_SUCCESS) return {VcpuEntry::Entered};

@@ -289,6 +289,7 @@ ExitReason Vm::vcpu_access(int vcpu, uint64_t gpa, bool write, PgLevel accept_le
           v.in_guest.store(false);
           sync::wake_event(&v);
           if (e.kind == tdx::TdxOps::VcpuEntry::Error) return ExitReason::InternalError;
+          if (e.kind == tdx::TdxOps::VcpuEntry::NotRunnable) continue;
           if (e.kind == tdx::TdxOps::VcpuEntry::EptViolation) {
             seen.zero_step_exits++;
             // The data_write bit is all the synthetic exit qualification has.
