@@ -37,6 +37,7 @@ check "native run says so" grep -q '^engine: native, 3 vCPU threads' "$tmp/nativ
 check "explore exits 0" test $? -eq 0
 check "explore reports executions" grep -q '^executions: 30 ' "$tmp/ex"
 check "explore reports classes" grep -q 'distinct SPTE transition classes seen' "$tmp/ex"
+check "explore reports injections per kind" grep -q '^injected failures that fired: seamcall-busy ' "$tmp/ex"
 "$bin" explore --scenario fault-fault-2m --budget 5 --perfetto "$tmp/ok.perfetto" --json "$tmp/ex.json" >/dev/null 2>&1
 check "explore --perfetto writes a clean run too" grep -q '"time_axis":"scheduling steps"' "$tmp/ok.perfetto"
 check "explore --json" grep -q '"executions": 5' "$tmp/ex.json"

@@ -49,6 +49,12 @@ class Tracer final : public MmuObserver, public tdx::SeamcallObserver, public Bu
       add(TraceEvent::Kind::Complete, tdx::leaf_name(leaf),
           fmt::format("seamcall {} gpa={:#x} level={} = {}", tdx::leaf_name(leaf), gpa, lvl, tdx::status_str(st)));
   }
+  void on_injected_seamcall(tdx::Leaf leaf, uint64_t gpa, int lvl, tdx::Status st) override {
+    if (record_)
+      add(TraceEvent::Kind::Complete, tdx::leaf_name(leaf),
+          fmt::format("seamcall {} gpa={:#x} level={} = {} (injected)", tdx::leaf_name(leaf), gpa, lvl,
+                      tdx::status_str(st)));
+  }
   void on_bug_site(Site s, bool bugged_now) override {
     ck_.on_bug_site(s, bugged_now);
     if (record_)
@@ -193,7 +199,10 @@ ExecResult run_execution(const Scenario& s, sync::DetStrategy& strategy, const E
   r.steps = engine->steps();
   r.decisions = engine->decisions();
   r.preemptions = engine->preemptions();
-  for (size_t k = 0; k < sync::kFailKindCount; k++) r.fails_fired += engine->fails_fired(static_cast<sync::FailKind>(k));
+  for (size_t k = 0; k < sync::kFailKindCount; k++) {
+    r.fired_by_kind[k] = engine->fails_fired(static_cast<sync::FailKind>(k));
+    r.fails_fired += r.fired_by_kind[k];
+  }
   const auto& log = engine->decision_log();
   for (size_t i = 0; i < log.size(); i++)
     if (log[i].chosen) r.choices[i] = log[i].chosen;

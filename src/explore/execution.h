@@ -3,6 +3,7 @@
 // every invariant, teardown and the end-of-life check.
 #pragma once
 
+#include <array>
 #include <bitset>
 #include <cstdint>
 #include <string>
@@ -39,6 +40,7 @@ struct ExecResult {
   std::string where;           // the operation after which it was seen
   uint64_t steps = 0, decisions = 0, preemptions = 0;
   uint32_t fails_fired = 0;
+  std::array<uint32_t, sync::kFailKindCount> fired_by_kind{};  // the same, per kind
   Choices choices;             // the non-default decisions taken
   std::bitset<TransitionCounts::kClasses> classes;
   std::array<uint64_t, kSiteCount> sites{};

@@ -150,6 +150,10 @@ std::optional<ExploreReport> explore(const ExploreConfig& cfg, const Progress& p
     rep.executions++;
     rep.last = base;
     rep.last.choices = r.choices;
+    for (size_t k = 0; k < sync::kFailKindCount; k++) {
+      rep.fired[k] += r.fired_by_kind[k];
+      rep.executions_with_fired[k] += r.fired_by_kind[k] != 0;
+    }
     rep.max_steps = std::max(rep.max_steps, r.steps);
     rep.max_decisions = std::max(rep.max_decisions, r.decisions);
     rep.classes |= r.classes;

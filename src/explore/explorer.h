@@ -61,6 +61,10 @@ struct ExploreReport {
   std::array<uint64_t, kSiteCount> sites{};  // executions in which each site fired
   std::vector<Failure> failures;
   Schedule last;  // the last execution run, for a trace when nothing failed
+  // Injected failures that fired, per kind, summed over the executions, and
+  // the executions in which at least one of that kind fired.
+  std::array<uint64_t, sync::kFailKindCount> fired{};
+  std::array<uint64_t, sync::kFailKindCount> executions_with_fired{};
   // OK means no failure and no site hit in any execution: a site is a
   // failure even if some path let it through unreported.
   bool ok() const {

@@ -21,6 +21,11 @@ std::string format_explore_report(const explore::ExploreConfig& cfg, const explo
   line(fmt::format("executions: {}{} in {:.2f} s ({:.0f} exec/s); longest: {} steps, {} decisions",
                    r.executions, r.exhausted ? " (every schedule within the bound)" : "", r.seconds,
                    r.seconds > 0 ? double(r.executions) / r.seconds : 0.0, r.max_steps, r.max_decisions));
+  std::string fired;
+  for (size_t k = 0; k < sync::kFailKindCount; k++)
+    fired += fmt::format("{}{} {} (in {} executions)", fired.empty() ? "" : ", ",
+                         sync::fail_kind_name(static_cast<sync::FailKind>(k)), r.fired[k], r.executions_with_fired[k]);
+  line("injected failures that fired: " + fired);
   line(fmt::format("distinct SPTE transition classes seen: {}", r.classes.count()));
   for (size_t i = 0; i < TransitionCounts::kClasses; i++)
     if (r.classes[i]) line("  " + TransitionCounts::at(i).name());
@@ -61,6 +66,13 @@ nlohmann::json explore_report_json(const explore::ExploreConfig& cfg, const expl
   return {{"scenario", cfg.scenario}, {"scale", cfg.scale},       {"design", cfg.design},
           {"executions", r.executions}, {"seconds", r.seconds},   {"exhausted", r.exhausted},
           {"classes", classes},         {"sites", sites},         {"failures", failures},
+          {"injected", [&] {
+             json j = json::object();
+             for (size_t k = 0; k < sync::kFailKindCount; k++)
+               j[sync::fail_kind_name(static_cast<sync::FailKind>(k))] = {{"fired", r.fired[k]},
+                                                                         {"executions", r.executions_with_fired[k]}};
+             return j;
+           }()},
           {"ok", r.ok()}};
 }
 

@@ -4,6 +4,7 @@
 // module_track.cpp (epochs, VP.ENTER, guest ACCEPT) and module_teardown.cpp
 // (HKID release and reclaim).
 #include <stdexcept>
+#include <utility>
 
 #include "tdx/module_impl.h"
 
@@ -25,12 +26,19 @@ void TdxModule::Impl::record(Leaf leaf, uint64_t gpa, int tdx_level, Status s) {
   auto& st = m.stats_[static_cast<size_t>(leaf)];
   ++st.calls;
   ++st.by_status[s];
-  if (m.observer_ != nullptr) m.observer_->on_seamcall(leaf, gpa, tdx_level, s);
+  const bool injected_now = std::exchange(last_injected, false);
+  if (m.observer_ == nullptr) return;
+  if (injected_now)
+    m.observer_->on_injected_seamcall(leaf, gpa, tdx_level, s);
+  else
+    m.observer_->on_seamcall(leaf, gpa, tdx_level, s);
 }
 
 Status TdxModule::Impl::injected(Operand busy_operand, bool contended) {
   if (m.inject_ == nullptr) return TDX_SUCCESS;
-  switch (m.inject_->check(InjectPoint::Seamcall, contended && !m.host_exclusive())) {
+  const Injection i = m.inject_->check(InjectPoint::Seamcall, contended && !m.host_exclusive());
+  if (i != Injection::None) last_injected = true;
+  switch (i) {
     case Injection::None: return TDX_SUCCESS;
     case Injection::Busy: return with_operand(TDX_OPERAND_BUSY, busy_operand);
     // NoMem has no SEAMCALL meaning; an armed point must still fail visibly.

@@ -88,6 +88,11 @@ class SeamcallObserver {
  public:
   virtual ~SeamcallObserver() = default;
   virtual void on_seamcall(Leaf leaf, uint64_t gpa, int tdx_level, Status status) = 0;
+  // The status was injected (an engine's BUSY, a --inject rule), not what
+  // the module would have returned; by default just a call like any other.
+  virtual void on_injected_seamcall(Leaf leaf, uint64_t gpa, int tdx_level, Status status) {
+    on_seamcall(leaf, gpa, tdx_level, status);
+  }
 };
 
 struct ModuleConfig {

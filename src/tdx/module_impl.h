@@ -159,6 +159,7 @@ struct TdxModule::Impl {
       if (m.inject_ != nullptr) [[unlikely]] {
         if (const Status s = m.inject_->seamcall_rule(static_cast<uint32_t>(leaf))) {
           m.injected_calls_.fetch_add(1, std::memory_order_relaxed);
+          last_injected = true;
           record(leaf, gpa, tdx_level, s);
           return R{s};
         }
@@ -271,6 +272,7 @@ struct TdxModule::Impl {
   // module keeps no such record and cannot refuse a page that still has
   // them; handing one to the host is the host's bug (MK-TME aliasing).
   std::unordered_set<uint64_t> cache_dirty;
+  bool last_injected = false;              // the status being recorded was injected
   bool fatal = false;                      // TDR.FATAL: TDH.MEM.* and VP.ENTER refuse
   bool wbcache_done = false;               // CACHE.WB ran since the TD became BLOCKED
   uint64_t mrtd_pages = 0;                 // PAGE.ADDs folded into MRTD

@@ -86,5 +86,50 @@ TEST(Verdict, AWarnInTeardownFailsEveryExecution) {
   EXPECT_EQ(rep->sites[static_cast<size_t>(Site::free_external_spt_failed)], rep->executions);
 }
 
+TEST(Verdict, TheReportCountsTheInjectionsThatFiredPerKind) {
+  explore::ExploreConfig cfg;
+  cfg.scenario = "fault-fault-2m";
+  cfg.strategy = explore::StrategyKind::Random;
+  cfg.budget = 40;
+  cfg.shrink = false;
+  std::string err;
+  const auto none = explore::explore(cfg, nullptr, &err);
+  ASSERT_TRUE(none.has_value()) << err;
+  for (uint64_t n : none->fired) EXPECT_EQ(n, 0u);  // no budget, nothing injected
+
+  cfg.fail_budget[static_cast<size_t>(sync::FailKind::SeamcallBusy)] = 1;
+  const auto busy = explore::explore(cfg, nullptr, &err);
+  ASSERT_TRUE(busy.has_value()) << err;
+  const size_t k = static_cast<size_t>(sync::FailKind::SeamcallBusy);
+  EXPECT_GT(busy->fired[k], 0u);
+  EXPECT_LE(busy->fired[k], busy->executions);  // a budget of one per execution
+  EXPECT_EQ(busy->fired[k], busy->executions_with_fired[k]);
+  EXPECT_EQ(busy->fired[static_cast<size_t>(sync::FailKind::TopupNoMem)], 0u);
+}
+
+TEST(Verdict, TracesMarkInjectedResults) {
+  explore::ExploreConfig cfg;
+  cfg.scenario = "fault-fault-2m";
+  cfg.strategy = explore::StrategyKind::Random;
+  cfg.budget = 1;
+  cfg.shrink = false;
+  cfg.fail_budget[static_cast<size_t>(sync::FailKind::SeamcallBusy)] = 1;
+  const size_t k = static_cast<size_t>(sync::FailKind::SeamcallBusy);
+  std::string err;
+  for (uint64_t seed = 1; seed < 50; seed++) {
+    cfg.seed = seed;
+    const auto rep = explore::explore(cfg, nullptr, &err);
+    ASSERT_TRUE(rep.has_value()) << err;
+    if (rep->fired[k] == 0) continue;
+    const auto r = explore::replay(rep->last, &err);
+    ASSERT_TRUE(r.has_value()) << err;
+    const std::string trace = explore::format_trace(*r);
+    EXPECT_NE(trace.find("TDX_OPERAND_BUSY"), std::string::npos) << trace;
+    EXPECT_NE(trace.find("(injected)"), std::string::npos) << trace;
+    return;
+  }
+  FAIL() << "no execution in 49 seeds injected a BUSY";
+}
+
 }  // namespace
 }  // namespace mirrormmu::test
