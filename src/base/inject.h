@@ -90,8 +90,6 @@ class FaultInjector {
   void add_alloc_rule(AllocRule r) { alloc_rules_.push_back({r, false}); }
   bool alloc_rule_fired(size_t i) const { return alloc_rules_[i].second; }
 
-  size_t seamcall_rules() const { return rules_.size(); }
-  const SeamcallRule& seamcall_rule_at(size_t i) const { return rules_[i].first; }
   bool seamcall_rule_fired(size_t i) const { return rules_[i].second; }
   uint64_t leaf_calls(uint32_t leaf) const {
     return leaf < kMaxLeaves ? leaf_calls_[leaf].load(std::memory_order_relaxed) : 0;

@@ -53,6 +53,18 @@ CLI::Option* add_choice(CLI::App* cmd, const std::string& flag, T& target,
       fmt::format("{} (default {})", names, deflt));
 }
 
+// Splits "NAME#N" into NAME (left in `name`) and N (default 1); `what` says
+// what N counts, for the error.
+uint64_t take_ordinal(std::string& name, const char* flag, const std::string& spec, const char* what) {
+  const size_t hash = name.find('#');
+  if (hash == std::string::npos) return 1;
+  const std::string n = name.substr(hash + 1);
+  name.resize(hash);
+  if (n.empty() || n.size() > 9 || n.find_first_not_of("0123456789") != std::string::npos || std::stoull(n) == 0)
+    throw CLI::ValidationError(flag, fmt::format("'{}': the {} number must be 1 to 999999999", spec, what));
+  return std::stoull(n);
+}
+
 // --inject LEAF[#N]=STATUS, N counting that leaf's calls from 1.
 WorkloadConfig::SeamcallInjection parse_injection(const std::string& spec) {
   const size_t eq = spec.find('=');
@@ -60,14 +72,7 @@ WorkloadConfig::SeamcallInjection parse_injection(const std::string& spec) {
     throw CLI::ValidationError("--inject", fmt::format("'{}': expected LEAF[#N]=STATUS", spec));
   std::string leaf_part = spec.substr(0, eq);
   const std::string status_part = spec.substr(eq + 1);
-  uint64_t ordinal = 1;
-  if (const size_t hash = leaf_part.find('#'); hash != std::string::npos) {
-    const std::string n = leaf_part.substr(hash + 1);
-    leaf_part.resize(hash);
-    if (n.empty() || n.size() > 9 || n.find_first_not_of("0123456789") != std::string::npos || std::stoull(n) == 0)
-      throw CLI::ValidationError("--inject", fmt::format("'{}': the call number must be 1 to 999999999", spec));
-    ordinal = std::stoull(n);
-  }
+  const uint64_t ordinal = take_ordinal(leaf_part, "--inject", spec, "call");
   const auto leaf = tdx::leaf_by_name(leaf_part);
   if (!leaf)
     throw CLI::ValidationError("--inject", fmt::format("'{}': no SEAMCALL leaf named '{}'", spec, leaf_part));
@@ -97,14 +102,7 @@ const std::vector<std::pair<std::string, InjectPoint>>& alloc_sites() {
 // --inject-alloc SITE[#N].
 WorkloadConfig::AllocInjection parse_alloc_injection(const std::string& spec) {
   std::string site = spec;
-  uint64_t ordinal = 1;
-  if (const size_t hash = site.find('#'); hash != std::string::npos) {
-    const std::string n = site.substr(hash + 1);
-    site.resize(hash);
-    if (n.empty() || n.size() > 9 || n.find_first_not_of("0123456789") != std::string::npos || std::stoull(n) == 0)
-      throw CLI::ValidationError("--inject-alloc", fmt::format("'{}': the allocation number must be 1 to 999999999", spec));
-    ordinal = std::stoull(n);
-  }
+  const uint64_t ordinal = take_ordinal(site, "--inject-alloc", spec, "allocation");
   std::string names;
   for (const auto& [name, point] : alloc_sites()) {
     if (name == site) return {{point, ordinal}, spec};

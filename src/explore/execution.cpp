@@ -45,15 +45,10 @@ class Tracer final : public MmuObserver, public tdx::SeamcallObserver, public Bu
   }
   void on_tlb_flush() override { ck_.on_tlb_flush(); }
   void on_seamcall(tdx::Leaf leaf, uint64_t gpa, int lvl, tdx::Status st) override {
-    if (record_)
-      add(TraceEvent::Kind::Complete, tdx::leaf_name(leaf),
-          fmt::format("seamcall {} gpa={:#x} level={} = {}", tdx::leaf_name(leaf), gpa, lvl, tdx::status_str(st)));
+    seamcall(leaf, gpa, lvl, st, "");
   }
   void on_injected_seamcall(tdx::Leaf leaf, uint64_t gpa, int lvl, tdx::Status st) override {
-    if (record_)
-      add(TraceEvent::Kind::Complete, tdx::leaf_name(leaf),
-          fmt::format("seamcall {} gpa={:#x} level={} = {} (injected)", tdx::leaf_name(leaf), gpa, lvl,
-                      tdx::status_str(st)));
+    seamcall(leaf, gpa, lvl, st, " (injected)");
   }
   void on_bug_site(Site s, bool bugged_now) override {
     ck_.on_bug_site(s, bugged_now);
@@ -80,6 +75,12 @@ class Tracer final : public MmuObserver, public tdx::SeamcallObserver, public Bu
   }
 
  private:
+  void seamcall(tdx::Leaf leaf, uint64_t gpa, int lvl, tdx::Status st, const char* mark) {
+    if (record_)
+      add(TraceEvent::Kind::Complete, tdx::leaf_name(leaf),
+          fmt::format("seamcall {} gpa={:#x} level={} = {}{}", tdx::leaf_name(leaf), gpa, lvl, tdx::status_str(st),
+                      mark));
+  }
   void add(TraceEvent::Kind k, std::string name, std::string text) {
     const int t = engine_ ? engine_->current() : -1;
     events_.push_back({engine_ ? engine_->steps() : 0, t, k, std::move(name), std::move(text)});

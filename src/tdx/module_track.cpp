@@ -12,10 +12,6 @@ namespace mirrormmu::tdx {
 
 namespace {
 constexpr OpStates kRunnable{OpState::Runnable};
-// The TDCALL never completes on an EPT violation: the vCPU exits to the host
-// and VP.ENTER reports the exit. The model records that value as the
-// ACCEPT's status so traces can tell it apart.
-constexpr Status kExitReasonEptViolation = TDX_EXIT_EPT_VIOLATION;
 }  // namespace
 
 Status TdxModule::Impl::mem_track() {
@@ -90,7 +86,9 @@ AcceptResult TdxModule::Impl::page_accept(int vcpu, uint64_t gpa, int level) {
   using Outcome = AcceptResult::Outcome;
   const auto to_guest = [](Status s) { return AcceptResult{Outcome::Status, s, 0, SeptState::Free}; };
   const auto exit_to_host = [](const SeptWalk& w) {
-    return AcceptResult{Outcome::EptViolation, kExitReasonEptViolation, w.level, w.state()};
+    // The TDCALL never completes on an EPT violation: the vCPU exits to the
+    // host, and the exit's value stands as the ACCEPT's status in traces.
+    return AcceptResult{Outcome::EptViolation, TDX_EXIT_EPT_VIOLATION, w.level, w.state()};
   };
 
   const Vcpu* v = find_vcpu(vcpu);
