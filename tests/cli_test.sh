@@ -5,6 +5,8 @@ set -u
 bin=${1:?usage: cli_test.sh MIRRORMMU_BINARY}
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
+# `sites` reads what the last `table` computed from the cache directory.
+export MIRRORMMU_CACHE_DIR="$tmp/cache"
 fail=0
 pass=0
 check() {  # check NAME CONDITION...
@@ -166,6 +168,28 @@ check "sites lists the map-level KVM_BUG_ON" grep -q '^tdx_set_level  *KVM_BUG_O
 check "sites gives file:line" grep -Eq '^ +at src/tdx/tdx_merged\.cpp:[0-9]+$' "$tmp/sites"
 check "no site is dead" test "$(grep -c 'never fires' "$tmp/sites")" -eq 0
 check "sites json" grep -q '"locations"' "$tmp/sites.json"
+check "sites before any table says so" grep -q 'run `mirrormmu table` first' "$tmp/sites"
+
+# The transition table, computed for two designs, with their differences.
+"$bin" table --designs upstream,hugepage-v5 --executions 2 --format markdown --json "$tmp/table.json" \
+  >"$tmp/table" 2>"$tmp/table.err"
+check "table exits 0" test $? -eq 0
+check "table has upstream" grep -q '^### `upstream`' "$tmp/table"
+check "table has hugepage-v5" grep -q '^### `hugepage-v5`' "$tmp/table"
+check "table gives replay strings as evidence" grep -q "mirrormmu replay '" "$tmp/table"
+check "table gives run commands as evidence" grep -q 'mirrormmu run --workload td-life' "$tmp/table"
+check "table drives unreached rows" grep -q 'driven directly: ' "$tmp/table"
+check "table shows the differences" grep -q '^### `upstream` vs `hugepage-v5`' "$tmp/table"
+check "table json has 64 rows per design" test "$(grep -c '"old":' "$tmp/table.json")" -eq 128
+check "table reports progress on stderr" grep -q 'upstream: explore' "$tmp/table.err"
+"$bin" sites >"$tmp/sites2" 2>&1
+check "sites names the designs that reached a site" grep -q 'reached by: upstream, hugepage-v5' "$tmp/sites2"
+for bad in "--designs nosuch" "--format xml" "--executions 0"; do
+  # shellcheck disable=SC2086
+  "$bin" table $bad >"$tmp/tbad" 2>&1
+  check "table $bad exits 2" test $? -eq 2
+  check "table $bad is one line" test "$(wc -l <"$tmp/tbad")" -eq 1
+done
 
 echo "$pass passed, $fail failed"
 test $fail -eq 0

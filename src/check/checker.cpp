@@ -7,6 +7,7 @@
 
 #include "check/raw_walker.h"
 #include "spte/spte.h"
+#include "sync/det_engine.h"
 #include "sync/rcu.h"
 
 namespace mirrormmu {
@@ -71,7 +72,42 @@ void Checker::on_external_hook(HookKind kind, Gfn gfn, PgLevel level, int ret) {
   if (ret) hook_failures_[static_cast<size_t>(kind)].fetch_add(1, std::memory_order_relaxed);
 }
 
-void Checker::on_bug_site(Site s, bool vm_bugged_now) {}
+size_t Checker::row_of(const SpteChange& c) const {
+  const uint64_t mmio = vm_.mmu().config().mmio_value;
+  return TransitionCounts::index({spte::kind_of(c.old_spte, c.level, mmio), spte::kind_of(c.new_spte, c.level, mmio),
+                                  c.shared, c.mirror});
+}
+
+void Checker::on_spte_change_result(const SpteChange& c, int ret) {
+  const size_t row = row_of(c);
+  attempts_[row].fetch_add(1, std::memory_order_relaxed);
+  if (ret) [[unlikely]] {
+    std::lock_guard g(rows_mu_);
+    refused_[row][ret]++;
+  }
+}
+
+// A site is charged to the change its thread is handling; an RCU callback the
+// engine runs at a scheduling point inside a change is not part of it.
+void Checker::on_bug_site(Site s, bool vm_bugged_now) {
+  size_t row = kRowOutside;
+  const auto* engine = sync::DetEngine::active();
+  if (engine && engine->in_rcu_callback())
+    row = kRowRcuCallback;
+  else if (const SpteChange* c = TdpMmu::current_change())
+    row = row_of(*c);
+  std::lock_guard g(rows_mu_);
+  row_sites_[row][s]++;
+}
+
+TransitionRows Checker::transition_rows() const {
+  TransitionRows rows(kTransitionRows);
+  for (size_t i = 0; i < TransitionCounts::kClasses; i++) rows[i].attempts = attempts_[i].load(std::memory_order_relaxed);
+  std::lock_guard g(rows_mu_);
+  for (const auto& [row, m] : refused_) rows[row].refused = m;
+  for (const auto& [row, m] : row_sites_) rows[row].sites = m;
+  return rows;
+}
 
 std::string Checker::describe() const {
   std::string out;

@@ -7,6 +7,7 @@
 #include <memory>
 #include <atomic>
 #include <cstdint>
+#include <map>
 #include <string>
 #include <string_view>
 #include <mutex>
@@ -58,6 +59,8 @@ class Checker final : public MmuObserver, public tdx::SeamcallObserver, public B
   uint64_t invariants_checked() const { return invariants_checked_; }
   uint64_t ops() const { return op_index_; }
   const TransitionCounts& transitions() const { return transitions_; }
+  // Per row of the transition table: attempts, refusals, sites charged to it.
+  TransitionRows transition_rows() const;
   uint64_t hook_calls(HookKind k) const { return hooks_[static_cast<size_t>(k)].load(); }
   uint64_t hook_failures(HookKind k) const { return hook_failures_[static_cast<size_t>(k)].load(); }
   uint64_t tlb_flushes() const { return flushes_.load(); }
@@ -70,6 +73,7 @@ class Checker final : public MmuObserver, public tdx::SeamcallObserver, public B
   void on_tlb_flush() override { flushes_.fetch_add(1, std::memory_order_relaxed); }
   void on_seamcall(tdx::Leaf leaf, uint64_t gpa, int tdx_level, tdx::Status status) override {}
   void on_bug_site(Site s, bool vm_bugged_now) override;
+  void on_spte_change_result(const SpteChange& c, int ret) override;
 
  private:
   class Pass;
@@ -77,6 +81,7 @@ class Checker final : public MmuObserver, public tdx::SeamcallObserver, public B
   void fail(std::string invariant, std::string detail);
   void report_pool_violations();
   void report_new_bug_sites();
+  size_t row_of(const SpteChange& c) const;
 
   Vm& vm_;
   CheckerOptions opts_;
@@ -84,6 +89,10 @@ class Checker final : public MmuObserver, public tdx::SeamcallObserver, public B
   // on_spte_changed() runs on vCPU threads; a promotion is recorded there.
   std::mutex promotion_mu_;
   TransitionCounts transitions_;
+  std::array<std::atomic<uint64_t>, TransitionCounts::kClasses> attempts_{};
+  mutable std::mutex rows_mu_;  // refusals and sites are rare: one lock is enough
+  std::map<size_t, std::map<int, uint64_t>> refused_;
+  std::map<size_t, std::map<Site, uint64_t>> row_sites_;
   std::array<std::atomic<uint64_t>, kHookKindCount> hooks_{};
   std::array<std::atomic<uint64_t>, kHookKindCount> hook_failures_{};
   std::atomic<uint64_t> flushes_{0};

@@ -10,6 +10,7 @@
 
 #include "base/bug.h"
 #include "cli/common.h"
+#include "cli/last_table.h"
 
 namespace mirrormmu::cli {
 
@@ -31,6 +32,17 @@ std::string g_json;
 int run() {
   std::map<size_t, std::vector<std::string>> where;
   for (const auto& l : kLocations) where[static_cast<size_t>(l.site)].push_back(fmt::format("{}:{}", l.file, l.line));
+  const auto last = load_last_table();
+  if (last)
+    std::printf("designs that reached each site: the last `mirrormmu table` (%s, %s)\n\n", last->computed.c_str(),
+                last->path.c_str());
+  else
+    std::printf("which designs reach each site: run `mirrormmu table` first (nothing computed yet)\n\n");
+  auto joined = [](const std::vector<std::string>& v) {
+    std::string s;
+    for (const auto& x : v) s += (s.empty() ? "" : ", ") + x;
+    return s;
+  };
   nlohmann::json j = nlohmann::json::array();
   for (size_t i = 0; i < kSiteCount; i++) {
     const SiteInfo& s = site_info(static_cast<Site>(i));
@@ -39,7 +51,21 @@ int run() {
                 std::string(s.text).c_str());
     for (const auto& l : locs) std::printf("%-32s %-16s   at %s\n", "", "", l.c_str());
     if (locs.empty()) std::printf("%-32s %-16s   (named nowhere outside the tracker: never fires)\n", "", "");
-    j.push_back({{"id", s.id}, {"kind", bug_kind_name(s.kind)}, {"meaning", s.text}, {"locations", locs}});
+    std::vector<std::string> reached, driven;
+    if (last) {
+      const std::string id(s.id);
+      if (auto it = last->reached.find(id); it != last->reached.end()) reached = it->second;
+      if (auto it = last->driven.find(id); it != last->driven.end()) driven = it->second;
+      if (!reached.empty()) std::printf("%-32s %-16s   reached by: %s\n", "", "", joined(reached).c_str());
+      if (!driven.empty()) std::printf("%-32s %-16s   only when driven directly: %s\n", "", "", joined(driven).c_str());
+      if (reached.empty() && driven.empty()) std::printf("%-32s %-16s   reached by no design\n", "", "");
+    }
+    nlohmann::json e = {{"id", s.id}, {"kind", bug_kind_name(s.kind)}, {"meaning", s.text}, {"locations", locs}};
+    if (last) {
+      e["reached_by"] = reached;
+      e["driven_only"] = driven;
+    }
+    j.push_back(std::move(e));
   }
   if (!g_json.empty()) {
     std::ofstream f(g_json);

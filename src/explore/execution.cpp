@@ -44,6 +44,12 @@ class Tracer final : public MmuObserver, public tdx::SeamcallObserver, public Bu
           fmt::format("hook {} gfn={:#x} {} = {}", hook_kind_name(kind), gfn.v, level_name(level), ret));
   }
   void on_tlb_flush() override { ck_.on_tlb_flush(); }
+  void on_spte_change_result(const SpteChange& c, int ret) override {
+    ck_.on_spte_change_result(c, ret);
+    if (record_ && ret)
+      add(TraceEvent::Kind::Instant, "refused",
+          fmt::format("change refused: gfn={:#x} {} = {}", c.gfn.v, level_name(c.level), ret));
+  }
   void on_seamcall(tdx::Leaf leaf, uint64_t gpa, int lvl, tdx::Status st) override {
     seamcall(leaf, gpa, lvl, st, "");
   }
@@ -242,6 +248,7 @@ ExecResult run_execution(const Scenario& s, sync::DetStrategy& strategy, const E
   first_failure(r, *ck);
   for (size_t i = 0; i < TransitionCounts::kClasses; i++) r.classes[i] = ck->transitions().count(i) != 0;
   for (size_t i = 0; i < kSiteCount; i++) r.sites[i] = vm->bugs().hits(static_cast<Site>(i));
+  r.rows = ck->transition_rows();
   r.trace = tracer.take();
   return r;
 }

@@ -44,6 +44,7 @@ struct ExecResult {
   Choices choices;             // the non-default decisions taken
   std::bitset<TransitionCounts::kClasses> classes;
   std::array<uint64_t, kSiteCount> sites{};
+  TransitionRows rows;  // per row of the transition table (complete executions only)
   std::vector<std::string> thread_names;
   std::vector<TraceEvent> trace;
 };

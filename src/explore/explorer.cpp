@@ -150,6 +150,7 @@ std::optional<ExploreReport> explore(const ExploreConfig& cfg, const Progress& p
     rep.executions++;
     rep.last = base;
     rep.last.choices = r.choices;
+    if (cfg.on_execution) cfg.on_execution(r, rep.last);
     for (size_t k = 0; k < sync::kFailKindCount; k++) {
       rep.fired[k] += r.fired_by_kind[k];
       rep.executions_with_fired[k] += r.fired_by_kind[k] != 0;

@@ -16,6 +16,8 @@
 
 namespace mirrormmu::explore {
 
+struct Schedule;
+
 enum class StrategyKind : uint8_t { Dfs, Pct, Random };
 
 struct ExploreConfig {
@@ -32,6 +34,8 @@ struct ExploreConfig {
   bool shrink = true;
   size_t max_failures = 3;          // distinct invariants to report
   uint64_t max_steps = 0;           // per execution before "livelock" (0: the engine's default)
+  // Sees every execution as it completes, with the schedule that replays it.
+  std::function<void(const ExecResult&, const Schedule&)> on_execution;
 };
 
 // Everything needed to replay one execution exactly.

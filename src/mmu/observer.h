@@ -25,6 +25,10 @@ class MmuObserver {
   virtual void on_spte_changed(const SpteChange& c) = 0;
   virtual void on_external_hook(HookKind kind, Gfn gfn, PgLevel level, int ret) = 0;
   virtual void on_tlb_flush() {}
+  // Every call of __handle_changed_spte() that changes a value, with what it
+  // returned: a design that refuses a transition says so here, and sites hit
+  // while the change is handled can be charged to it (TdpMmu::current_change()).
+  virtual void on_spte_change_result(const SpteChange& c, int ret) {}
 };
 
 }  // namespace mirrormmu

@@ -193,6 +193,10 @@ class TdpMmu {
   void handle_changed_spte(MmuPage* sp, Gfn gfn, uint64_t old_spte, uint64_t new_spte,
                            PgLevel level, bool shared);
   void kvm_update_page_stats(PgLevel level, int64_t delta);
+  // The change this thread is handling inside __handle_changed_spte() (the
+  // innermost, for a child of a removed table), or null. Kept only while an
+  // observer watches.
+  static const SpteChange* current_change();
 
   // Visits every root (for checkers and tests); caller holds mmu_lock.
   template <class Fn>
@@ -203,7 +207,10 @@ class TdpMmu {
 
  private:
   friend class TdpMmuTestPeer;
+  friend struct TransitionDriveAccess;  // explore/drive.cpp: one row of the table, set by hand
   void handle_removed_pt(Pfn pt_pfn, bool shared);
+  int handle_changed_spte_inner(MmuPage* sp, Gfn gfn, uint64_t old_spte, uint64_t new_spte, PgLevel level,
+                                bool shared);
   bool tdp_mmu_iter_cond_resched(TdpIter& iter, bool flush, bool shared);
   bool tdp_mmu_zap_leafs(MmuPage* root, Gfn start, Gfn end, bool can_yield, bool flush);
   void tdp_mmu_zap_root(MmuPage* root, bool shared);

@@ -61,8 +61,30 @@ void TdpMmu::handle_changed_spte(MmuPage* sp, Gfn gfn, uint64_t old_spte, uint64
              Site::set_external_spte_failed);
 }
 
+namespace {
+thread_local const SpteChange* t_current_change = nullptr;
+}
+
+const SpteChange* TdpMmu::current_change() { return t_current_change; }
+
+// With an observer, the change is published for the duration of its handling
+// (a site hit by a hook is charged to the transition that called it) and its
+// result reported; without one this is a single branch.
 int TdpMmu::__handle_changed_spte(MmuPage* sp, Gfn gfn, uint64_t old_spte, uint64_t new_spte,
                                   PgLevel level, bool shared) {
+  if (!observer_ || old_spte == new_spte) [[likely]]
+    return handle_changed_spte_inner(sp, gfn, old_spte, new_spte, level, shared);
+  const SpteChange c{gfn, level, old_spte, new_spte, shared, sp->is_mirror()};
+  const SpteChange* outer = t_current_change;
+  t_current_change = &c;
+  const int r = handle_changed_spte_inner(sp, gfn, old_spte, new_spte, level, shared);
+  t_current_change = outer;
+  observer_->on_spte_change_result(c, r);
+  return r;
+}
+
+int TdpMmu::handle_changed_spte_inner(MmuPage* sp, Gfn gfn, uint64_t old_spte, uint64_t new_spte,
+                                      PgLevel level, bool shared) {
   const bool mirror = sp->is_mirror();
   const bool was_present = is_shadow_present(old_spte);
   const bool is_present = is_shadow_present(new_spte);

@@ -24,7 +24,9 @@ std::string replay_command(const WorkloadConfig& c) {
   for (const auto& w : what_ifs())
     if (c.what_if.*(w.flag)) what_if.append(what_if.empty() ? "" : ",").append(w.name);
   if (!what_if.empty()) s += " --what-if " + what_if;
-  for (const auto& i : c.seamcall_injections) s += " --inject " + i.spec;
+  // A status with an operand ("TDX_OPERAND_BUSY|SEPT_TREE") needs quotes.
+  for (const auto& i : c.seamcall_injections)
+    s += i.spec.find('|') == std::string::npos ? " --inject " + i.spec : " --inject '" + i.spec + "'";
   for (const auto& i : c.alloc_injections) s += " --inject-alloc " + i.spec;
   if (!c.threads) s += " --inline";
   return s;
