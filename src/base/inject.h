@@ -22,9 +22,15 @@ inline constexpr size_t kInjectPointCount = static_cast<size_t>(InjectPoint::kCo
 enum class Injection : uint8_t { None, Busy, Error, NoMem };
 
 // While an execution engine steers failures (the deterministic explorer), it
-// answers every injectable point instead of the armed ordinal.
-using InjectionOracle = Injection (*)(InjectPoint);
+// answers every injectable point instead of the armed ordinal. `retry_path`:
+// a SEAMCALL KVM retries after kicking every vCPU out, where it assumes BUSY
+// cannot happen (only offered when the user opts in).
+using InjectionOracle = Injection (*)(InjectPoint, bool retry_path);
 inline std::atomic<InjectionOracle> g_injection_oracle{nullptr};
+// The same engine choosing one of `alternatives` error statuses a SEAMCALL
+// leaf can return (0: none, run the leaf).
+using SeamcallErrorOracle = uint32_t (*)(uint32_t alternatives);
+inline std::atomic<SeamcallErrorOracle> g_seamcall_error_oracle{nullptr};
 
 class FaultInjector {
  public:
@@ -37,10 +43,10 @@ class FaultInjector {
   void disarm() { armed_ordinal_ = 0; }
 
   // Called at every injectable point; cheap when nothing is armed.
-  // `contended` says whether the real system can fail here (a SEAMCALL
-  // that meets vCPUs or other host calls); only those points are offered to
-  // an engine's oracle, while armed ordinals cover every point.
-  Injection check(InjectPoint point, bool contended = true) {
+  // `contended` says whether a SEAMCALL can meet vCPUs or other host calls
+  // (only those are offered BUSY by an engine's oracle); armed ordinals
+  // cover every point. `retry_path`: see InjectionOracle.
+  Injection check(InjectPoint point, bool contended = true, bool retry_path = false) {
     const uint64_t n = seen_[static_cast<int>(point)].fetch_add(1, std::memory_order_relaxed) + 1;
     for (auto& [r, fired] : alloc_rules_)
       if (r.point == point && r.ordinal == n) [[unlikely]] {
@@ -50,7 +56,7 @@ class FaultInjector {
       }
     InjectionOracle o = contended ? g_injection_oracle.load(std::memory_order_relaxed) : nullptr;
     if (o != nullptr) [[unlikely]] {
-      const Injection i = o(point);
+      const Injection i = o(point, retry_path);
       if (i != Injection::None) fired_.fetch_add(1, std::memory_order_relaxed);
       return i;
     }
@@ -81,6 +87,14 @@ class FaultInjector {
         return r.status;
       }
     return 0;
+  }
+  // An engine's choice among a leaf's `alternatives - 1` error statuses, or 0.
+  uint32_t seamcall_error(uint32_t alternatives) {
+    SeamcallErrorOracle o = g_seamcall_error_oracle.load(std::memory_order_relaxed);
+    if (o == nullptr || alternatives < 2) [[likely]] return 0;
+    const uint32_t i = o(alternatives);
+    if (i) fired_.fetch_add(1, std::memory_order_relaxed);
+    return i;
   }
   // The `ordinal`-th allocation at `point` fails: run's --inject-alloc.
   struct AllocRule {

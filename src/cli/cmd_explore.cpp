@@ -128,6 +128,21 @@ Command add_explore(CLI::App& app) {
   cmd->add_option("--fail-topup", c.fail_budget[1], "cache top-ups that may be made to fail")->check(CLI::Range(0, 16));
   cmd->add_option("--fail-cmpxchg", c.fail_budget[2], "cmpxchgs that may be made to lose")->check(CLI::Range(0, 16));
   cmd->add_option("--fail-yield", c.fail_budget[3], "long walks that may be made to yield")->check(CLI::Range(0, 16));
+  cmd->add_option("--fail-error", c.fail_budget[4],
+                  "SEAMCALLs that may be made to return any other status their leaf can return (the explorer tries "
+                  "each)")
+      ->check(CLI::Range(0, 16));
+  cmd->add_option("--fail-retry-busy", c.fail_budget[5],
+                  "SEAMCALLs that may return BUSY even on the retry after kicking every vCPU out, which KVM assumes "
+                  "cannot fail (opt-in)")
+      ->check(CLI::Range(0, 16));
+  cmd->add_option("--fail-split", c.fail_budget[6], "huge-page split table allocations that may be made to fail")
+      ->check(CLI::Range(0, 16));
+  cmd->add_option("--fail-pamt", c.fail_budget[7], "Dynamic PAMT page-pair top-ups that may be made to fail")
+      ->check(CLI::Range(0, 16));
+  cmd->add_option("--fail-interrupt", c.fail_budget[8],
+                  "interruptible SEAMCALLs (DEMOTE, PROMOTE) that may find a host interrupt pending")
+      ->check(CLI::Range(0, 16));
   cmd->add_flag("!--no-shrink", c.shrink, "report failures as found, unshrunk");
   cmd->add_option("--perfetto", g_perfetto,
                   "write the first failure's trace (else the last execution's) as Chrome trace JSON to FILE; "

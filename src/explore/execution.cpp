@@ -212,7 +212,7 @@ ExecResult run_execution(const Scenario& s, sync::DetStrategy& strategy, const E
   }
   const auto& log = engine->decision_log();
   for (size_t i = 0; i < log.size(); i++)
-    if (log[i].chosen) r.choices[i] = log[i].chosen;
+    if (log[i].chosen) r.choices[log[i].key] = log[i].chosen;
   if (!finished) {
     r.ok = false;
     r.aborted = true;

@@ -35,9 +35,15 @@ bool still_fails(const Schedule& s, const std::string& invariant) {
 
 }  // namespace
 
+// The budgets in FailKind order; the first four always, the rest only up to
+// the last one that is set.
 std::string Schedule::str() const {
-  return fmt::format("{}/{}/s{}/f{},{},{},{}/{}", scenario, design, scale, fail_budget[0], fail_budget[1],
-                     fail_budget[2], fail_budget[3], encode_choices(choices));
+  size_t n = 4;
+  for (size_t k = 4; k < sync::kFailKindCount; k++)
+    if (fail_budget[k]) n = k + 1;
+  std::string f;
+  for (size_t k = 0; k < n; k++) f += (k ? "," : "") + std::to_string(fail_budget[k]);
+  return fmt::format("{}/{}/s{}/f{}/{}", scenario, design, scale, f, encode_choices(choices));
 }
 
 std::optional<Schedule> Schedule::parse(const std::string& str, std::string* error) {
@@ -47,7 +53,7 @@ std::optional<Schedule> Schedule::parse(const std::string& str, std::string* err
   while (std::getline(ss, p, '/')) parts.push_back(p);
   // A scenario file path may itself contain '/': the last four parts are fixed.
   if (parts.size() < 5) {
-    *error = "a schedule looks like SCENARIO/DESIGN/sSCALE/fB,T,C,Y/CHOICES, got '" + str + "'";
+    *error = "a schedule looks like SCENARIO/DESIGN/sSCALE/fB,T,C,Y[,E,R,S,P,I]/CHOICES, got '" + str + "'";
     return std::nullopt;
   }
   Schedule s;
@@ -67,9 +73,10 @@ std::optional<Schedule> Schedule::parse(const std::string& str, std::string* err
     while (std::getline(fs, b, ',')) {
       if (k >= sync::kFailKindCount || b.empty() || b.find_first_not_of("0123456789") != std::string::npos)
         throw std::runtime_error("budgets");
+      if (b.size() > 3 || std::stoul(b) > 64) throw std::runtime_error("budgets");
       s.fail_budget[k++] = static_cast<uint32_t>(std::stoul(b));
     }
-    if (k != sync::kFailKindCount) throw std::runtime_error("budgets");
+    if (k < 4) throw std::runtime_error("budgets");
   } catch (...) {
     *error = "bad scale or failure budgets in schedule '" + str + "'";
     return std::nullopt;
@@ -114,7 +121,19 @@ Schedule shrink(const Schedule& failing, const std::string& invariant, uint64_t*
       }
     }
   }
-  // Finally, failure budgets no larger than needed.
+  // Finally, failure budgets no larger than needed: the choices name their
+  // failure points by kind and ordinal, so the budget of a kind can drop to
+  // the number of its choices left without renumbering anything.
+  {
+    Schedule t = best;
+    for (size_t k = 0; k < sync::kFailKindCount; k++) t.fail_budget[k] = 0;
+    for (const auto& [key, v] : t.choices)
+      if (sync::is_fail_key(key)) t.fail_budget[static_cast<size_t>(sync::key_fail_kind(key))]++;
+    if (t.fail_budget != best.fail_budget && n < kMaxRuns) {
+      n++;
+      if (still_fails(t, invariant)) best = t;
+    }
+  }
   for (size_t k = 0; k < sync::kFailKindCount && n < kMaxRuns; k++) {
     while (best.fail_budget[k] > 0 && n < kMaxRuns) {
       Schedule t = best;

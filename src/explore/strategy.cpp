@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <numeric>
+#include <cctype>
 #include <sstream>
 
 namespace mirrormmu::explore {
@@ -9,9 +10,10 @@ namespace mirrormmu::explore {
 std::string encode_choices(const Choices& c) {
   if (c.empty()) return "0";
   std::string s;
-  for (const auto& [d, v] : c) {
+  for (const auto& [key, v] : c) {
     if (!s.empty()) s += '-';
-    s += std::to_string(d) + "." + std::to_string(v);
+    if (sync::is_fail_key(key)) s += sync::fail_kind_letter(sync::key_fail_kind(key));
+    s += std::to_string(sync::key_ordinal(key)) + "." + std::to_string(v);
   }
   return s;
 }
@@ -22,16 +24,32 @@ std::optional<Choices> decode_choices(const std::string& s) {
   std::stringstream ss(s);
   std::string item;
   while (std::getline(ss, item, '-')) {
+    uint64_t tag = 0;
+    if (!item.empty() && std::isalpha(static_cast<unsigned char>(item[0]))) {
+      size_t k = 0;
+      while (k < sync::kFailKindCount && sync::fail_kind_letter(static_cast<sync::FailKind>(k)) != item[0]) k++;
+      if (k == sync::kFailKindCount) return std::nullopt;
+      tag = sync::fail_key(static_cast<sync::FailKind>(k), 0);
+      item.erase(0, 1);
+    }
     const auto dot = item.find('.');
-    if (dot == std::string::npos || dot == 0 || dot + 1 == item.size()) return std::nullopt;
+    if (dot == std::string::npos || dot == 0 || dot + 1 == item.size() || dot > 12) return std::nullopt;
     if (item.find_first_not_of("0123456789.") != std::string::npos) return std::nullopt;
     try {
-      c[std::stoull(item.substr(0, dot))] = static_cast<uint32_t>(std::stoul(item.substr(dot + 1)));
+      const uint64_t ordinal = std::stoull(item.substr(0, dot));
+      const unsigned long v = std::stoul(item.substr(dot + 1));
+      if (v == 0 || v > 1024) return std::nullopt;
+      c[tag | ordinal] = static_cast<uint32_t>(v);
     } catch (...) {
       return std::nullopt;
     }
   }
   return c;
+}
+
+uint32_t random_fail(std::mt19937_64& rng, double p, uint32_t alternatives) {
+  if (!std::bernoulli_distribution(p)(rng)) return 0;
+  return std::uniform_int_distribution<uint32_t>(1, alternatives - 1)(rng);
 }
 
 PctStrategy::PctStrategy(uint64_t seed, int depth, uint64_t steps, int nthreads, double fail_p)
@@ -45,7 +63,7 @@ PctStrategy::PctStrategy(uint64_t seed, int depth, uint64_t steps, int nthreads,
   next_low_ = depth - 1;
 }
 
-uint32_t PctStrategy::pick_thread(uint64_t d, const std::vector<int>& options, bool current_first) {
+uint32_t PctStrategy::pick_thread(uint64_t d, uint64_t, const std::vector<int>& options, bool current_first) {
   if (current_first && std::find(change_.begin(), change_.end(), d) != change_.end()) {
     const int cur = options[0];
     if (cur < static_cast<int>(prio_.size())) prio_[cur] = next_low_--;
@@ -65,11 +83,13 @@ uint32_t DfsStrategy::decide(uint64_t d, uint32_t alternatives, bool thread, boo
   return 0;
 }
 
-uint32_t DfsStrategy::pick_thread(uint64_t d, const std::vector<int>& options, bool current_first) {
-  return decide(d, static_cast<uint32_t>(options.size()), true, current_first);
+uint32_t DfsStrategy::pick_thread(uint64_t seq, uint64_t, const std::vector<int>& options, bool current_first) {
+  return decide(seq, static_cast<uint32_t>(options.size()), true, current_first);
 }
 
-bool DfsStrategy::pick_fail(uint64_t d, sync::FailKind) { return decide(d, 2, false, false) != 0; }
+uint32_t DfsStrategy::pick_fail(uint64_t seq, uint64_t, sync::FailKind, uint32_t alternatives) {
+  return decide(seq, alternatives, false, false);
+}
 
 int DfsStrategy::preemptions_before(size_t i) const {
   int n = 0;
@@ -91,13 +111,6 @@ bool DfsStrategy::next() {
     return true;
   }
   return false;
-}
-
-Choices DfsStrategy::choices() const {
-  Choices c;
-  for (size_t i = 0; i < path_.size(); i++)
-    if (path_[i].chosen) c[i] = path_[i].chosen;
-  return c;
 }
 
 }  // namespace mirrormmu::explore

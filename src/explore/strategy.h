@@ -13,12 +13,14 @@
 
 namespace mirrormmu::explore {
 
-// The non-default decisions of one execution: decision index -> choice.
-// Every decision not listed takes its default (0: let the current thread go
-// on; don't inject). That is the whole schedule.
+// The non-default decisions of one execution: decision key (sync::thread_key
+// or sync::fail_key) -> choice. Every decision not listed takes its default
+// (0: let the current thread go on; don't inject). That is the whole schedule.
 using Choices = std::map<uint64_t, uint32_t>;
 
-// "3.1-17.1" (decision.choice, dash separated); "0" for no deviations.
+// "3.1-17.1-b2.1-e0.3", dash separated: a thread decision is its ordinal, a
+// failure point the kind's letter and its ordinal, then ".choice"; "0" for
+// no deviations.
 std::string encode_choices(const Choices& c);
 std::optional<Choices> decode_choices(const std::string& s);
 
@@ -26,28 +28,33 @@ std::optional<Choices> decode_choices(const std::string& s);
 class ReplayStrategy : public sync::DetStrategy {
  public:
   explicit ReplayStrategy(Choices c) : c_(std::move(c)) {}
-  uint32_t pick_thread(uint64_t d, const std::vector<int>& options, bool) override {
-    auto it = c_.find(d);
+  uint32_t pick_thread(uint64_t, uint64_t key, const std::vector<int>& options, bool) override {
+    auto it = c_.find(key);
     return it == c_.end() ? 0 : std::min<uint32_t>(it->second, static_cast<uint32_t>(options.size() - 1));
   }
-  bool pick_fail(uint64_t d, sync::FailKind) override {
-    auto it = c_.find(d);
-    return it != c_.end() && it->second != 0;
+  uint32_t pick_fail(uint64_t, uint64_t key, sync::FailKind, uint32_t alternatives) override {
+    auto it = c_.find(key);
+    return it == c_.end() ? 0 : std::min(it->second, alternatives - 1);
   }
 
  private:
   Choices c_;
 };
 
+// Fires with probability p, then picks one of the failing alternatives.
+uint32_t random_fail(std::mt19937_64& rng, double p, uint32_t alternatives);
+
 // Uniform random walk: every runnable thread equally likely at every
 // decision; each failure point fires with probability `fail_p`.
 class RandomStrategy : public sync::DetStrategy {
  public:
   RandomStrategy(uint64_t seed, double fail_p) : rng_(seed), fail_p_(fail_p) {}
-  uint32_t pick_thread(uint64_t, const std::vector<int>& options, bool) override {
+  uint32_t pick_thread(uint64_t, uint64_t, const std::vector<int>& options, bool) override {
     return std::uniform_int_distribution<uint32_t>(0, static_cast<uint32_t>(options.size() - 1))(rng_);
   }
-  bool pick_fail(uint64_t, sync::FailKind) override { return std::bernoulli_distribution(fail_p_)(rng_); }
+  uint32_t pick_fail(uint64_t, uint64_t, sync::FailKind, uint32_t alternatives) override {
+    return random_fail(rng_, fail_p_, alternatives);
+  }
 
  private:
   std::mt19937_64 rng_;
@@ -61,8 +68,10 @@ class RandomStrategy : public sync::DetStrategy {
 class PctStrategy : public sync::DetStrategy {
  public:
   PctStrategy(uint64_t seed, int depth, uint64_t steps, int nthreads, double fail_p);
-  uint32_t pick_thread(uint64_t d, const std::vector<int>& options, bool current_first) override;
-  bool pick_fail(uint64_t, sync::FailKind) override { return std::bernoulli_distribution(fail_p_)(rng_); }
+  uint32_t pick_thread(uint64_t seq, uint64_t key, const std::vector<int>& options, bool current_first) override;
+  uint32_t pick_fail(uint64_t, uint64_t, sync::FailKind, uint32_t alternatives) override {
+    return random_fail(rng_, fail_p_, alternatives);
+  }
 
  private:
   std::mt19937_64 rng_;
@@ -79,11 +88,10 @@ class PctStrategy : public sync::DetStrategy {
 class DfsStrategy : public sync::DetStrategy {
  public:
   DfsStrategy(int max_preempt) : max_preempt_(max_preempt) {}
-  uint32_t pick_thread(uint64_t d, const std::vector<int>& options, bool current_first) override;
-  bool pick_fail(uint64_t d, sync::FailKind) override;
+  uint32_t pick_thread(uint64_t seq, uint64_t key, const std::vector<int>& options, bool current_first) override;
+  uint32_t pick_fail(uint64_t seq, uint64_t key, sync::FailKind, uint32_t alternatives) override;
   // Call after each execution; false when the tree under the bound is done.
   bool next();
-  Choices choices() const;
 
  private:
   struct Node {

@@ -53,7 +53,7 @@ Pfn TdpMmu::alloc_external_spt(VcpuMmuCaches* c) {
 // tdp_mmu_alloc_sp_for_split(): called with mmu_lock dropped, so it may
 // allocate (and fail) like any GFP_KERNEL_ACCOUNT allocation.
 MmuPage* TdpMmu::tdp_mmu_alloc_sp_for_split(bool mirror) {
-  if (inject_ && inject_->check(InjectPoint::SplitTable, false) != Injection::None) return nullptr;
+  if (inject_ && inject_->check(InjectPoint::SplitTable) != Injection::None) return nullptr;
   Pfn external = kInvalidPfn;
   if (mirror) {
     // The demotion's PAMT pairs come from the running vCPU's cache (a 4K

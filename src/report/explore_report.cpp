@@ -22,10 +22,13 @@ std::string format_explore_report(const explore::ExploreConfig& cfg, const explo
                    r.executions, r.exhausted ? " (every schedule within the bound)" : "", r.seconds,
                    r.seconds > 0 ? double(r.executions) / r.seconds : 0.0, r.max_steps, r.max_decisions));
   std::string fired;
+  // The kinds asked for, and any other that fired (none should).
   for (size_t k = 0; k < sync::kFailKindCount; k++)
-    fired += fmt::format("{}{} {} (in {} executions)", fired.empty() ? "" : ", ",
-                         sync::fail_kind_name(static_cast<sync::FailKind>(k)), r.fired[k], r.executions_with_fired[k]);
-  line("injected failures that fired: " + fired);
+    if (cfg.fail_budget[k] || r.fired[k])
+      fired += fmt::format("{}{} {} (in {} executions, budget {})", fired.empty() ? "" : ", ",
+                           sync::fail_kind_name(static_cast<sync::FailKind>(k)), r.fired[k],
+                           r.executions_with_fired[k], cfg.fail_budget[k]);
+  line("injected failures that fired: " + (fired.empty() ? "none (no --fail-* budget given)" : fired));
   line(fmt::format("distinct SPTE transition classes seen: {}", r.classes.count()));
   for (size_t i = 0; i < TransitionCounts::kClasses; i++)
     if (r.classes[i]) line("  " + TransitionCounts::at(i).name());

@@ -17,12 +17,26 @@ void engine_point(PointKind kind, const void* object) {
   if (DetEngine* e = DetEngine::active(); e && tl_vthread >= 0) e->point(kind, object);
 }
 
-Injection engine_injection(InjectPoint p) {
+Injection engine_injection(InjectPoint p, bool retry_path) {
   DetEngine* e = DetEngine::active();
   if (!e || tl_vthread < 0) return Injection::None;
-  if (p == InjectPoint::Seamcall) return e->fail_point(FailKind::SeamcallBusy) ? Injection::Busy : Injection::None;
-  if (p == InjectPoint::HostInterrupt) return Injection::None;
-  return e->fail_point(FailKind::TopupNoMem) ? Injection::NoMem : Injection::None;
+  switch (p) {
+    case InjectPoint::Seamcall:
+      return e->fail_point(retry_path ? FailKind::RetryBusy : FailKind::SeamcallBusy) ? Injection::Busy
+                                                                                       : Injection::None;
+    case InjectPoint::HostInterrupt: return e->fail_point(FailKind::HostInterrupt) ? Injection::Busy : Injection::None;
+    case InjectPoint::CacheTopup: return e->fail_point(FailKind::TopupNoMem) ? Injection::NoMem : Injection::None;
+    case InjectPoint::SplitTable: return e->fail_point(FailKind::SplitTableNoMem) ? Injection::NoMem : Injection::None;
+    case InjectPoint::PamtPair: return e->fail_point(FailKind::PamtPairNoMem) ? Injection::NoMem : Injection::None;
+    case InjectPoint::kCount: break;
+  }
+  return Injection::None;
+}
+
+uint32_t engine_seamcall_error(uint32_t alternatives) {
+  DetEngine* e = DetEngine::active();
+  if (!e || tl_vthread < 0) return 0;
+  return e->fail_choice(FailKind::SeamcallError, alternatives);
 }
 }  // namespace
 
@@ -79,9 +93,19 @@ const char* fail_kind_name(FailKind k) {
     case FailKind::TopupNoMem: return "topup-nomem";
     case FailKind::CmpxchgLoss: return "cmpxchg-loss";
     case FailKind::ForcedYield: return "forced-yield";
+    case FailKind::SeamcallError: return "seamcall-error";
+    case FailKind::RetryBusy: return "retry-busy";
+    case FailKind::SplitTableNoMem: return "split-nomem";
+    case FailKind::PamtPairNoMem: return "pamt-nomem";
+    case FailKind::HostInterrupt: return "host-interrupt";
     case FailKind::kCount: break;
   }
   return "?";
+}
+
+char fail_kind_letter(FailKind k) {
+  static constexpr char kLetters[kFailKindCount + 1] = "btcyerspi";
+  return k < FailKind::kCount ? kLetters[static_cast<size_t>(k)] : '?';
 }
 
 struct DetEngine::VThread {
@@ -156,6 +180,7 @@ bool DetEngine::run() {
   detail::g_det_rcu.store(true);
   detail::g_cmpxchg_may_lose.store(limits_.fail_budget[static_cast<size_t>(FailKind::CmpxchgLoss)] > 0);
   g_injection_oracle.store(&engine_injection);
+  g_seamcall_error_oracle.store(&engine_seamcall_error);
   set_sched_handler(&engine_point);
   for (size_t i = first_of_run_; i < threads_.size(); i++)
     threads_[i]->th = std::thread(&DetEngine::thread_main, this, static_cast<int>(i));
@@ -166,6 +191,7 @@ bool DetEngine::run() {
   }
   set_sched_handler(nullptr);
   g_injection_oracle.store(nullptr);
+  g_seamcall_error_oracle.store(nullptr);
   detail::g_cmpxchg_may_lose.store(false);
   detail::g_det_rcu.store(false);
   g_active.store(nullptr);
@@ -197,9 +223,11 @@ int DetEngine::choose_next(bool current_can_continue) {
       options.push_back(static_cast<int>(i));
   if (options.empty()) return -1;
   if (options.size() == 1) return options[0];
-  const uint32_t idx = strategy_.pick_thread(decisions_.size(), options, current_can_continue);
+  const uint64_t key = thread_key(thread_decisions_++);
+  const uint32_t idx = std::min<uint32_t>(strategy_.pick_thread(decisions_.size(), key, options, current_can_continue),
+                                          static_cast<uint32_t>(options.size() - 1));
   const bool preempt = current_can_continue && idx != 0;
-  decisions_.push_back({Decision::Kind::Thread, idx, static_cast<uint32_t>(options.size()), preempt});
+  decisions_.push_back({Decision::Kind::Thread, key, idx, static_cast<uint32_t>(options.size()), preempt});
   preemptions_ += preempt;
   return options[std::min<size_t>(idx, options.size() - 1)];
 }
@@ -238,14 +266,15 @@ void DetEngine::point(PointKind kind, const void* object) {
   switch_away(true);
 }
 
-bool DetEngine::fail_point(FailKind kind) {
-  if (tl_vthread < 0 || g_active.load() != this || !failures_enabled_) return false;
+uint32_t DetEngine::fail_choice(FailKind kind, uint32_t alternatives) {
+  if (tl_vthread < 0 || g_active.load() != this || !failures_enabled_ || alternatives < 2) return 0;
   const size_t k = static_cast<size_t>(kind);
-  if (fails_fired_[k] >= limits_.fail_budget[k]) return false;
-  const bool fire = strategy_.pick_fail(decisions_.size(), kind);
-  decisions_.push_back({Decision::Kind::Fail, fire ? 1u : 0u, 2, false});
-  fails_fired_[k] += fire;
-  return fire;
+  const uint64_t key = fail_key(kind, fail_points_[k]++);
+  if (fails_fired_[k] >= limits_.fail_budget[k]) return 0;
+  const uint32_t c = std::min(strategy_.pick_fail(decisions_.size(), key, kind, alternatives), alternatives - 1);
+  decisions_.push_back({Decision::Kind::Fail, key, c, alternatives, false});
+  fails_fired_[k] += c != 0;
+  return c;
 }
 
 void DetEngine::yield_to_others(const void* object) {

@@ -25,15 +25,39 @@
 
 namespace mirrormmu::sync {
 
-// Failure points the strategy may fire.
-enum class FailKind : uint8_t { SeamcallBusy, TopupNoMem, CmpxchgLoss, ForcedYield, kCount };
+// Failure points the strategy may fire, each kind with its own budget.
+// SeamcallBusy: BUSY where a SEAMCALL can meet vCPUs or other host calls.
+// SeamcallError: any other status the leaf can return (a multi-way choice).
+// RetryBusy: BUSY on the retry after kicking every vCPU out, which KVM
+// assumes cannot fail. The allocation kinds fail one allocation each; a
+// HostInterrupt is pending while an interruptible SEAMCALL runs.
+enum class FailKind : uint8_t {
+  SeamcallBusy, TopupNoMem, CmpxchgLoss, ForcedYield,
+  SeamcallError, RetryBusy, SplitTableNoMem, PamtPairNoMem, HostInterrupt,
+  kCount
+};
 inline constexpr size_t kFailKindCount = static_cast<size_t>(FailKind::kCount);
 const char* fail_kind_name(FailKind k);
+// One letter per kind, for the keys in schedule strings: b t c y e r s p i.
+char fail_kind_letter(FailKind k);
+
+// Decisions are named by what they are, not by their place in the run: the
+// n-th thread choice, or the n-th failure point of one kind (counted whether
+// or not its budget lets it fire). A schedule shrunk to smaller budgets or
+// fewer failures still names the same decisions.
+inline constexpr uint64_t thread_key(uint64_t ordinal) { return ordinal; }
+inline constexpr uint64_t fail_key(FailKind k, uint64_t ordinal) {
+  return (static_cast<uint64_t>(k) + 1) << 56 | ordinal;
+}
+inline constexpr bool is_fail_key(uint64_t key) { return (key >> 56) != 0; }
+inline constexpr FailKind key_fail_kind(uint64_t key) { return static_cast<FailKind>((key >> 56) - 1); }
+inline constexpr uint64_t key_ordinal(uint64_t key) { return key & ((1ull << 56) - 1); }
 
 // One decision taken during an execution.
 struct Decision {
   enum class Kind : uint8_t { Thread, Fail };
   Kind kind;
+  uint64_t key;
   uint32_t chosen;        // index into the alternatives; 0 is the default
   uint32_t alternatives;  // > 1, or it would not be a decision
   bool preemption;        // chosen thread != a still-runnable current thread
@@ -52,17 +76,19 @@ class EngineSink {
 class DetStrategy {
  public:
   virtual ~DetStrategy() = default;
-  // Thread choice at a decision point. `options` lists runnable thread ids,
-  // the default first (the current thread when it can go on). Returns an
-  // index into options.
-  virtual uint32_t pick_thread(uint64_t decision, const std::vector<int>& options, bool current_first) = 0;
-  // Whether to fire failure `k` here (only asked while its budget lasts).
-  virtual bool pick_fail(uint64_t decision, FailKind k) = 0;
+  // `seq` numbers the decisions of one execution in order; `key` names
+  // the decision stably (see thread_key). Thread choice: `options` lists
+  // runnable thread ids, the default first (the current thread when it can
+  // go on). Returns an index into options.
+  virtual uint32_t pick_thread(uint64_t seq, uint64_t key, const std::vector<int>& options, bool current_first) = 0;
+  // Failure `k` here: 0 for none, else one of alternatives 1..alternatives-1
+  // (2 alternatives for a plain yes/no). Only asked while its budget lasts.
+  virtual uint32_t pick_fail(uint64_t seq, uint64_t key, FailKind k, uint32_t alternatives) = 0;
 };
 
 struct DetLimits {
   uint64_t max_steps = 2'000'000;                // scheduling points per execution
-  uint32_t fail_budget[kFailKindCount] = {0, 0, 0, 0};
+  uint32_t fail_budget[kFailKindCount] = {};
 };
 
 class DetEngine {
@@ -81,7 +107,8 @@ class DetEngine {
 
   // ---- hooks used by sync/ primitives while the engine is active ---------
   void point(PointKind kind, const void* object);
-  bool fail_point(FailKind kind);
+  bool fail_point(FailKind kind) { return fail_choice(kind, 2) != 0; }
+  uint32_t fail_choice(FailKind kind, uint32_t alternatives);
   void block_on(const void* object);
   // The current thread gives way to any other runnable one (not a
   // preemption); it continues only when it is alone.
@@ -148,7 +175,9 @@ class DetEngine {
   uint64_t steps_ = 0;
   std::vector<Decision> decisions_;
   uint64_t preemptions_ = 0;
-  uint32_t fails_fired_[kFailKindCount] = {0, 0, 0, 0};
+  uint32_t fails_fired_[kFailKindCount] = {};
+  uint64_t thread_decisions_ = 0;
+  uint64_t fail_points_[kFailKindCount] = {};
   std::vector<PendingCallback> pending_;
   uint64_t rcu_clock_ = 0;
   uint64_t callbacks_run_ = 0;

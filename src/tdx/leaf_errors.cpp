@@ -5,6 +5,9 @@
 // status carries most often goes with it.
 #include <string>
 
+#include <algorithm>
+#include <array>
+
 #include "tdx/status.h"
 
 namespace mirrormmu::tdx {
@@ -92,6 +95,19 @@ const std::vector<LeafError>& leaf_errors(Leaf leaf) {
   for (const auto& t : table())
     if (t.leaf == leaf) return t.errors;
   return none;
+}
+
+const std::vector<Status>& injectable_errors(Leaf leaf) {
+  static const auto all = [] {
+    std::array<std::vector<Status>, kLeafCount> a;
+    for (size_t l = 0; l < kLeafCount; l++)
+      for (const LeafError& e : leaf_errors(static_cast<Leaf>(l))) {
+        const Status s = with_operand(e.base, e.operand);
+        if (!is_busy(s) && std::find(a[l].begin(), a[l].end(), s) == a[l].end()) a[l].push_back(s);
+      }
+    return a;
+  }();
+  return all[static_cast<size_t>(leaf)];
 }
 
 std::optional<Leaf> leaf_by_name(std::string_view name) {

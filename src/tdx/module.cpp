@@ -36,7 +36,10 @@ void TdxModule::Impl::record(Leaf leaf, uint64_t gpa, int tdx_level, Status s) {
 
 Status TdxModule::Impl::injected(Operand busy_operand, bool contended) {
   if (m.inject_ == nullptr) return TDX_SUCCESS;
-  const Injection i = m.inject_->check(InjectPoint::Seamcall, contended && !m.host_exclusive());
+  // Under tdh_do_no_vcpus()'s retry nothing can contend: BUSY there is
+  // offered only as its own kind, which the user must budget for.
+  const bool retry = m.host_exclusive();
+  const Injection i = m.inject_->check(InjectPoint::Seamcall, contended, retry);
   if (i != Injection::None) last_injected = true;
   switch (i) {
     case Injection::None: return TDX_SUCCESS;
@@ -49,7 +52,7 @@ Status TdxModule::Impl::injected(Operand busy_operand, bool contended) {
 }
 
 bool TdxModule::Impl::host_interrupt_pending() {
-  return m.inject_ != nullptr && m.inject_->check(InjectPoint::HostInterrupt, false) != Injection::None;
+  return m.inject_ != nullptr && m.inject_->check(InjectPoint::HostInterrupt) != Injection::None;
 }
 
 // ---- module try-locks ------------------------------------------------------------

@@ -157,7 +157,13 @@ struct TdxModule::Impl {
     using R = decltype(body());
     if constexpr (!std::is_same_v<R, AcceptResult>) {
       if (m.inject_ != nullptr) [[unlikely]] {
-        if (const Status s = m.inject_->seamcall_rule(static_cast<uint32_t>(leaf))) {
+        Status s = m.inject_->seamcall_rule(static_cast<uint32_t>(leaf));
+        // An explorer may pick any status but BUSY (a kind of its own).
+        if (!s) {
+          const auto& errors = injectable_errors(leaf);
+          if (const uint32_t i = m.inject_->seamcall_error(static_cast<uint32_t>(errors.size()) + 1)) s = errors[i - 1];
+        }
+        if (s) {
           m.injected_calls_.fetch_add(1, std::memory_order_relaxed);
           last_injected = true;
           record(leaf, gpa, tdx_level, s);

@@ -96,6 +96,9 @@ struct LeafError {
   Operand operand;
 };
 const std::vector<LeafError>& leaf_errors(Leaf leaf);
+// The same as full statuses (operand included), BUSY left out: what an
+// explorer's SeamcallError choice picks from.
+const std::vector<Status>& injectable_errors(Leaf leaf);
 // The status `name` ("TDX_EPT_ENTRY_STATE_INCORRECT", or with an operand,
 // "TDX_OPERAND_BUSY|SEPT_TREE") if `leaf` can return it.
 std::optional<Status> injectable_status(Leaf leaf, std::string_view name);

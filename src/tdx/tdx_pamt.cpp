@@ -90,7 +90,7 @@ int TdxOps::topup_external_cache(int vcpu, int min_nr_spts) {
   PamtCache& cache = pamt_cache_for(vcpu);
   const size_t min = kPairPages * static_cast<size_t>(min_nr_spts);
   if (cache.size() >= min) return 0;
-  if (inject_ && inject_->check(InjectPoint::PamtPair, false) != Injection::None) return -ENOMEM;
+  if (inject_ && inject_->check(InjectPoint::PamtPair) != Injection::None) return -ENOMEM;
   std::lock_guard g(pamt_lock_);
   return cache.topup(min);
 }

@@ -165,6 +165,46 @@ TEST(Explorer, ChoicesRoundTripThroughTheirString) {
   EXPECT_EQ(s->str(), "fault-fault-2m/baseline/s2/f1,0,2,0/3.1-17.2");
   EXPECT_FALSE(Schedule::parse("nonsense", &err).has_value());
   EXPECT_FALSE(Schedule::parse("a/b/s0x/f0,0,0,0/0", &err).has_value());
+  // Failure points are named by kind and ordinal; budgets past the fourth
+  // are printed only when set.
+  const Choices k{{sync::thread_key(5), 1}, {sync::fail_key(sync::FailKind::SeamcallBusy, 2), 1},
+                  {sync::fail_key(sync::FailKind::SeamcallError, 0), 3}};
+  EXPECT_EQ(encode_choices(k), "5.1-b2.1-e0.3");
+  EXPECT_EQ(decode_choices("5.1-b2.1-e0.3"), k);
+  EXPECT_FALSE(decode_choices("z2.1").has_value());
+  auto e = Schedule::parse("accept-4k-vs-2m/hugepage-v5/s2/f0,0,0,0,1/e13.1", &err);
+  ASSERT_TRUE(e.has_value()) << err;
+  EXPECT_EQ(e->fail_budget[4], 1u);
+  EXPECT_EQ(e->str(), "accept-4k-vs-2m/hugepage-v5/s2/f0,0,0,0,1/e13.1");
+  EXPECT_FALSE(Schedule::parse("a/b/s1/f0,0,0/0", &err).has_value());
+  EXPECT_FALSE(Schedule::parse("a/b/s1/f0,0,0,0,0,0,0,0,0,0/0", &err).has_value());
+}
+
+// A failure found with every budget shrinks to the budgets its choices use,
+// and the shrunk string reproduces with those or with any larger budgets:
+// adding a budget does not renumber the decisions it names.
+TEST(Explorer, ShrunkBudgetsStillReproduce) {
+  ExploreConfig cfg;
+  cfg.scenario = "fault-vs-convert";
+  cfg.design = "centralized-rfc";
+  cfg.fail_budget = {1, 1, 1, 0};
+  cfg.budget = 3000;
+  std::string err;
+  auto rep = explore::explore(cfg, nullptr, &err);
+  ASSERT_TRUE(rep.has_value()) << err;
+  ASSERT_FALSE(rep->failures.empty());
+  const Failure& f = rep->failures.front();
+  std::array<uint32_t, sync::kFailKindCount> used{};
+  for (const auto& [key, v] : f.schedule.choices)
+    if (sync::is_fail_key(key)) used[static_cast<size_t>(sync::key_fail_kind(key))]++;
+  EXPECT_EQ(f.schedule.fail_budget, used) << f.schedule.str();
+  for (uint32_t extra : {0u, 1u, 2u}) {
+    Schedule s = f.schedule;
+    for (auto& b : s.fail_budget) b += extra;
+    auto r = explore::replay(s, &err);
+    ASSERT_TRUE(r.has_value()) << err;
+    EXPECT_EQ(r->invariant, f.result.invariant) << s.str();
+  }
 }
 
 // ---- the built-in scenarios on the correct code -----------------------------
