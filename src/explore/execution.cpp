@@ -76,7 +76,13 @@ class Tracer final : public MmuObserver, public tdx::SeamcallObserver, public Bu
       case E::Blocked: add(TraceEvent::Kind::Instant, "blocked", "blocked" + (what.empty() ? "" : " on " + what)); break;
       case E::ThreadStart: add(TraceEvent::Kind::Instant, "start", "thread starts"); break;
       case E::ThreadEnd: add(TraceEvent::Kind::Instant, "end", "thread ends"); break;
-      case E::RcuCallback: add(TraceEvent::Kind::Instant, "rcu", "RCU grace period over: page table freed"); break;
+      case E::RcuReadLock: add(TraceEvent::Kind::Begin, "rcu_read_lock", "rcu_read_lock"); break;
+      case E::RcuReadUnlock: add(TraceEvent::Kind::End, "rcu_read_lock", "rcu_read_unlock"); break;
+      case E::CallRcu: add(TraceEvent::Kind::Instant, "call_rcu", fmt::format("call_rcu #{}", queued_rcu(obj))); break;
+      case E::RcuCallback:
+        add(TraceEvent::Kind::Instant, "rcu callback",
+            fmt::format("grace period over for call_rcu #{}: its callback runs", ran_rcu(obj)));
+        break;
     }
   }
 
@@ -92,9 +98,22 @@ class Tracer final : public MmuObserver, public tdx::SeamcallObserver, public Bu
     events_.push_back({engine_ ? engine_->steps() : 0, t, k, std::move(name), std::move(text)});
   }
 
+  // call_rcu and its callback name the same head (which may be reused once
+  // the callback ran): number them in the order they were queued.
+  size_t queued_rcu(const void* head) { return rcu_ids_[head] = ++rcu_next_; }
+  size_t ran_rcu(const void* head) {
+    const auto it = rcu_ids_.find(head);
+    if (it == rcu_ids_.end()) return 0;
+    const size_t id = it->second;
+    rcu_ids_.erase(it);
+    return id;
+  }
+
   Checker& ck_;
   Vm& vm_;
   bool record_;
+  std::map<const void*, size_t> rcu_ids_;
+  size_t rcu_next_ = 0;
   sync::DetEngine* engine_ = nullptr;
   std::map<const void*, std::string> names_;
   std::vector<TraceEvent> events_;
@@ -150,10 +169,45 @@ ExecResult run_execution(const Scenario& s, sync::DetStrategy& strategy, const E
   auto vm = std::make_unique<Vm>(vc, inject.get());
   auto ck = std::make_unique<Checker>(*vm);
 
-  // Setup, teardown and the racing part all run under the engine, so RCU is
-  // modelled throughout and nothing lands at a nondeterministic moment.
+  // Setup, the racing part and teardown all run under the engine, traced,
+  // with failure points live: a failure injected while the TD is built or
+  // destroyed is as much a part of the story as one in the race.
+  Tracer tracer(*ck, *vm, cfg.trace);
+  vm->mmu().set_observer(&tracer);
+  vm->bugs().set_observer(&tracer);
+  vm->module()->set_observer(&tracer);
   auto engine = std::make_unique<sync::DetEngine>(strategy, cfg.limits);
-  engine->set_failures_enabled(false);
+  tracer.set_engine(engine.get());
+  engine->set_sink(&tracer);
+  auto finish_counts = [&] {
+    r.steps = engine->steps();
+    r.decisions = engine->decisions();
+    r.preemptions = engine->preemptions();
+    r.fails_fired = 0;
+    for (size_t k = 0; k < sync::kFailKindCount; k++) {
+      r.fired_by_kind[k] = engine->fails_fired(static_cast<sync::FailKind>(k));
+      r.fails_fired += r.fired_by_kind[k];
+    }
+    r.choices.clear();
+    for (const auto& d : engine->decision_log())
+      if (d.chosen) r.choices[d.key] = d.chosen;
+    r.thread_names.clear();
+    for (int i = 0; i < engine->thread_count(); i++) r.thread_names.push_back(engine->thread_name(i));
+  };
+  auto abandon = [&](std::string invariant) {
+    finish_counts();
+    r.ok = false;
+    r.aborted = true;
+    r.invariant = std::move(invariant);
+    r.detail = engine->abort_reason();
+    r.trace = tracer.take();
+    park_forever(std::move(engine), std::move(vm), std::move(ck), std::move(inject));
+  };
+  auto aborted_as = [&](const char* phase) {
+    return engine->abort_reason().rfind("deadlock", 0) == 0 ? std::string("deadlock") + phase
+                                                            : std::string("livelock") + phase;
+  };
+
   std::string setup_error;
   engine->spawn("setup", [&] {
     auto fail = [&](const std::string& what, int rc) { setup_error = fmt::format("{} returned {}", what, rc); };
@@ -168,88 +222,71 @@ ExecResult run_execution(const Scenario& s, sync::DetStrategy& strategy, const E
       if (int rc = run_op(*vm, op)) return fail(op.describe(), rc);
     vm->kick_all_vcpus_out();
   });
-  if (!engine->run() || !setup_error.empty()) {
+  if (!engine->run()) {
+    abandon(aborted_as(" in setup"));
+    return r;
+  }
+  // A setup step that fails without an injected failure is the scenario's
+  // fault; with one, KVM said no to the VMM, and the TD is torn down as the
+  // VMM would do next.
+  const bool setup_refused = !setup_error.empty();
+  bool injected_in_setup = false;
+  for (size_t k = 0; k < sync::kFailKindCount; k++)
+    injected_in_setup |= engine->fails_fired(static_cast<sync::FailKind>(k)) != 0;
+  if (setup_refused && !injected_in_setup) {
+    finish_counts();
     r.ok = false;
     r.invariant = "setup";
-    r.detail = setup_error.empty() ? engine->abort_reason() : setup_error;
-    if (setup_error.empty()) {
-      park_forever(std::move(engine), std::move(vm), std::move(ck), std::move(inject));
-    }
-    return r;
-  }
-  ck->check("setup");
-  first_failure(r, *ck);
-  if (!r.ok) return r;
-
-  // The interleaved part.
-  Tracer tracer(*ck, *vm, cfg.trace);
-  vm->mmu().set_observer(&tracer);
-  vm->bugs().set_observer(&tracer);
-  vm->module()->set_observer(&tracer);
-  tracer.set_engine(engine.get());
-  engine->set_failures_enabled(true);
-  engine->set_sink(&tracer);
-  vm->set_vcpus_threaded(true);
-  for (const auto& t : s.threads) {
-    engine->spawn(t.name, [&vm, &t] {
-      std::vector<int> vcpus;
-      for (const auto& op : t.ops) {
-        if (run_op(*vm, op) == -EIO) break;  // the VM died: stop this thread
-        if (op.kind == OpKind::Access) vcpus.push_back(op.vcpu);
-      }
-      // KVM_RUN returns: the vCPU is out of guest mode for good.
-      for (int v : vcpus) vm->vcpu_exit(v);
-    });
-  }
-  const bool finished = engine->run();
-  for (int i = 0; i < engine->thread_count(); i++) r.thread_names.push_back(engine->thread_name(i));
-  r.steps = engine->steps();
-  r.decisions = engine->decisions();
-  r.preemptions = engine->preemptions();
-  for (size_t k = 0; k < sync::kFailKindCount; k++) {
-    r.fired_by_kind[k] = engine->fails_fired(static_cast<sync::FailKind>(k));
-    r.fails_fired += r.fired_by_kind[k];
-  }
-  const auto& log = engine->decision_log();
-  for (size_t i = 0; i < log.size(); i++)
-    if (log[i].chosen) r.choices[log[i].key] = log[i].chosen;
-  if (!finished) {
-    r.ok = false;
-    r.aborted = true;
-    r.invariant = engine->abort_reason().rfind("deadlock", 0) == 0 ? "deadlock" : "livelock";
-    r.detail = engine->abort_reason();
+    r.detail = setup_error;
     r.trace = tracer.take();
-    park_forever(std::move(engine), std::move(vm), std::move(ck), std::move(inject));
     return r;
   }
-  if (!engine->violations().empty() && r.invariant.empty()) {
-    r.ok = false;
-    r.invariant = "use_after_grace_period";
-    r.detail = engine->violations().front();
-    r.where = "the interleaved part";
+  ck->check(setup_refused ? "setup (refused: " + setup_error + ")" : std::string("setup"));
+  first_failure(r, *ck);
+
+  if (!setup_refused && r.ok) {
+    vm->set_vcpus_threaded(true);
+    for (const auto& t : s.threads) {
+      engine->spawn(t.name, [&vm, &t] {
+        std::vector<int> vcpus;
+        for (const auto& op : t.ops) {
+          if (run_op(*vm, op) == -EIO) break;  // the VM died: stop this thread
+          if (op.kind == OpKind::Access) vcpus.push_back(op.vcpu);
+        }
+        // KVM_RUN returns: the vCPU is out of guest mode for good.
+        for (int v : vcpus) vm->vcpu_exit(v);
+      });
+    }
+    if (!engine->run()) {
+      abandon(aborted_as(""));
+      return r;
+    }
+    if (!engine->violations().empty() && r.invariant.empty()) {
+      r.ok = false;
+      r.invariant = "use_after_grace_period";
+      r.detail = engine->violations().front();
+      r.where = "the interleaved part";
+    }
+    vm->set_vcpus_threaded(false);
+    ck->check("the threads");
   }
-  vm->set_vcpus_threaded(false);
-  tracer.set_engine(nullptr);
-  engine->set_sink(nullptr);
-  engine->set_failures_enabled(false);
-  ck->check("the threads");
-  vm->mmu().set_observer(ck.get());
-  vm->bugs().set_observer(ck.get());
-  vm->module()->set_observer(ck.get());
   engine->spawn("teardown", [&] { vm->destroy(); });
   if (!engine->run()) {
-    r.ok = false;
-    r.invariant = "teardown";
-    r.detail = engine->abort_reason();
-    park_forever(std::move(engine), std::move(vm), std::move(ck), std::move(inject));
+    abandon(aborted_as(" in teardown"));
     return r;
   }
+  finish_counts();
+  tracer.set_engine(nullptr);
+  engine->set_sink(nullptr);
   ck->check_end_of_life();
   first_failure(r, *ck);
   for (size_t i = 0; i < TransitionCounts::kClasses; i++) r.classes[i] = ck->transitions().count(i) != 0;
   for (size_t i = 0; i < kSiteCount; i++) r.sites[i] = vm->bugs().hits(static_cast<Site>(i));
   r.rows = ck->transition_rows();
   r.trace = tracer.take();
+  vm->mmu().set_observer(ck.get());
+  vm->bugs().set_observer(ck.get());
+  vm->module()->set_observer(ck.get());
   return r;
 }
 

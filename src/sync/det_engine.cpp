@@ -82,6 +82,9 @@ const char* engine_event_name(EngineEvent e) {
     case EngineEvent::UnlockRead: return "read_unlock";
     case EngineEvent::UnlockWrite: return "write_unlock";
     case EngineEvent::Blocked: return "blocked";
+    case EngineEvent::RcuReadLock: return "rcu_read_lock";
+    case EngineEvent::RcuReadUnlock: return "rcu_read_unlock";
+    case EngineEvent::CallRcu: return "call_rcu";
     case EngineEvent::RcuCallback: return "rcu_callback";
   }
   return "?";
@@ -203,6 +206,7 @@ bool DetEngine::run() {
   first_of_run_ = threads_.size();
   // No thread is left inside a read section: every grace period has ended.
   for (auto& cb : pending_) {
+    note(EngineEvent::RcuCallback, cb.head);
     in_callback_ = true;
     cb.fn(cb.head);
     in_callback_ = false;
@@ -323,12 +327,16 @@ bool DetEngine::has_waiters(const void* object) const {
 
 void DetEngine::rcu_read_lock() {
   VThread& me = *threads_[tl_vthread];
-  if (me.rcu_depth++ == 0) me.rcu_since = ++rcu_clock_;
+  if (me.rcu_depth++ == 0) {
+    me.rcu_since = ++rcu_clock_;
+    note(EngineEvent::RcuReadLock, nullptr);
+  }
 }
 
 void DetEngine::rcu_read_unlock() {
   VThread& me = *threads_[tl_vthread];
   if (--me.rcu_depth == 0) {
+    note(EngineEvent::RcuReadUnlock, nullptr);
     run_ready_callbacks();
     wake(&pending_);
   }
@@ -340,6 +348,7 @@ bool DetEngine::rcu_read_lock_held() const {
 
 void DetEngine::call_rcu(RcuHead* head, RcuCallback fn) {
   pending_.push_back({head, fn, ++rcu_clock_});
+  note(EngineEvent::CallRcu, head);
   run_ready_callbacks();
 }
 

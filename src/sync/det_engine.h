@@ -64,7 +64,12 @@ struct Decision {
 };
 
 // What the engine itself can tell a trace: thread lifecycle and locks.
-enum class EngineEvent : uint8_t { ThreadStart, ThreadEnd, LockRead, LockWrite, UnlockRead, UnlockWrite, Blocked, RcuCallback };
+enum class EngineEvent : uint8_t {
+  ThreadStart, ThreadEnd, LockRead, LockWrite, UnlockRead, UnlockWrite, Blocked,
+  RcuReadLock, RcuReadUnlock,  // the outermost read-side section only
+  CallRcu,                     // object: the rcu_head queued
+  RcuCallback,                 // its grace period is over: the callback runs
+};
 const char* engine_event_name(EngineEvent e);
 
 class EngineSink {

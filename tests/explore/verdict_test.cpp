@@ -131,5 +131,41 @@ TEST(Verdict, TracesMarkInjectedResults) {
   FAIL() << "no execution in 49 seeds injected a BUSY";
 }
 
+// Teardown is part of the explored region: a BUSY on the retry KVM assumes
+// cannot fail, injected while the TD is destroyed, is found and blamed on
+// teardown; the trace carries setup, teardown and every RCU event.
+TEST(Verdict, TeardownIsExploredWithInjectionLive) {
+  explore::ExploreConfig cfg;
+  cfg.scenario = "fault-vs-convert";
+  cfg.preemptions = 0;
+  cfg.budget = 300;
+  cfg.shrink = false;
+  cfg.max_failures = 100;
+  cfg.fail_budget[static_cast<size_t>(sync::FailKind::SeamcallBusy)] = 1;
+  cfg.fail_budget[static_cast<size_t>(sync::FailKind::RetryBusy)] = 1;
+  std::vector<explore::Schedule> in_teardown;
+  cfg.on_execution = [&](const explore::ExecResult& r, const explore::Schedule& s) {
+    if (!r.ok && r.where == "teardown" && r.invariant == "bug_site") in_teardown.push_back(s);
+  };
+  std::string err;
+  const auto rep = explore::explore(cfg, nullptr, &err);
+  ASSERT_TRUE(rep.has_value()) << err;
+  EXPECT_FALSE(rep->ok());
+  ASSERT_FALSE(in_teardown.empty());
+  const auto r = explore::replay(in_teardown.front(), &err);
+  ASSERT_TRUE(r.has_value()) << err;
+  EXPECT_EQ(r->where, "teardown");
+  const std::string trace = explore::format_trace(*r);
+  for (const char* want : {"setup    thread starts", "teardown thread starts", "rcu_read_lock", "call_rcu #1",
+                           "grace period over for call_rcu #1", "(injected)"})
+    EXPECT_NE(trace.find(want), std::string::npos) << want;
+  // Without the opt-in, the retry never fails.
+  cfg.fail_budget[static_cast<size_t>(sync::FailKind::RetryBusy)] = 0;
+  cfg.on_execution = nullptr;
+  const auto plain = explore::explore(cfg, nullptr, &err);
+  ASSERT_TRUE(plain.has_value()) << err;
+  EXPECT_TRUE(plain->ok());
+}
+
 }  // namespace
 }  // namespace mirrormmu::test
