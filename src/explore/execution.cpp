@@ -214,7 +214,8 @@ ExecResult run_execution(const Scenario& s, sync::DetStrategy& strategy, const E
     if (int rc = vm->create()) return fail("create", rc);
     for (const auto& sl : s.slots)
       if (int rc = vm->add_memslot(sl.id, sl.gpa, sl.size, sl.flags)) return fail("add_memslot", rc);
-    if (int rc = vm->finalize()) return fail("finalize", rc);
+    if (s.finalize_in_setup)
+      if (int rc = vm->finalize()) return fail("finalize", rc);
     if (s.private_pages)
       if (int rc = vm->set_memory_attributes(s.slots[0].gpa, s.private_pages * kPageSize, true))
         return fail("set_memory_attributes", rc);

@@ -122,6 +122,23 @@ Scenario zero_step_vs_remove(int k) {
   return s;
 }
 
+// Building the TD: the initial image is added page by page (PAGE.ADD, then
+// MR.EXTEND) while the VMM finalizes from another thread. KVM serializes the
+// two with kvm->lock, every vcpu->mutex and slots_lock ("Guard VM state
+// transitions with "all" the locks", after Yan Zhao's report); a finalize
+// between an ADD and its EXTEND, or an image page mapped with AUG after it,
+// is the race that guard closes.
+Scenario add_vs_finalize(int k) {
+  Scenario s = base("add-vs-finalize", "KVM_TDX_INIT_MEM_REGION adds the initial image while the VMM finalizes", 0);
+  s.finalize_in_setup = false;
+  Op add;
+  add.kind = OpKind::InitMemRegion;
+  add.gpa = kRam;
+  add.npages = uint64_t(k) + 1;
+  s.threads = {{"vmm0", {add}}, {"vmm1", {simple(OpKind::Finalize)}}};
+  return s;
+}
+
 }  // namespace
 
 const char* op_kind_name(OpKind k) {
@@ -134,12 +151,14 @@ const char* op_kind_name(OpKind k) {
     case OpKind::GetDirtyLog: return "get_dirty_log";
     case OpKind::ZeroStep: return "zero_step";
     case OpKind::Fault: return "fault";
+    case OpKind::InitMemRegion: return "init_mem_region";
+    case OpKind::Finalize: return "finalize";
   }
   return "?";
 }
 
 std::optional<OpKind> op_kind_from_name(const std::string& s) {
-  for (int i = 0; i <= static_cast<int>(OpKind::Fault); i++)
+  for (int i = 0; i <= static_cast<int>(OpKind::Finalize); i++)
     if (s == op_kind_name(static_cast<OpKind>(i))) return static_cast<OpKind>(i);
   return std::nullopt;
 }
@@ -157,6 +176,8 @@ std::string Op::describe() const {
     case OpKind::GetDirtyLog: return fmt::format("get dirty log of memslot {}", slot);
     case OpKind::ZeroStep: return fmt::format("arm zero-step on vcpu{}", vcpu);
     case OpKind::Fault: return fmt::format("EPT violation on vcpu{} at {:#x}", vcpu, gpa);
+    case OpKind::InitMemRegion: return fmt::format("KVM_TDX_INIT_MEM_REGION {:#x}+{}p", gpa, npages);
+    case OpKind::Finalize: return "KVM_TDX_FINALIZE_VM";
   }
   return "?";
 }
@@ -181,6 +202,8 @@ int run_op(Vm& vm, const Op& op) {
     case OpKind::GetDirtyLog: return vm.get_dirty_log(op.slot) ? 0 : -EINVAL;
     case OpKind::Fault:
       return vm.vcpu_fault(op.vcpu, op.gpa, op.flag) == ExitReason::VmDead ? -EIO : 0;
+    case OpKind::InitMemRegion: return vm.init_mem_region(op.gpa, op.npages);
+    case OpKind::Finalize: return vm.finalize();
     case OpKind::ZeroStep:
       if (!vm.module()) return -EINVAL;
       // One instruction the guest is stuck at, outside the numbering of the
@@ -326,6 +349,7 @@ const std::vector<ScenarioInfo>& builtin_scenarios() {
       {"convert-both-ways", "private->shared->private conversions against private and shared faults",
        &convert_both_ways},
       {"dpamt-fault-vs-convert", "Dynamic PAMT: faults and conversions in one 2M region", &dpamt_fault_vs_convert},
+      {"add-vs-finalize", "KVM_TDX_INIT_MEM_REGION adds the initial image while the VMM finalizes", &add_vs_finalize},
   };
   return all;
 }
@@ -375,6 +399,7 @@ std::optional<Scenario> load_scenario(const std::string& name_or_file, int scale
     s.pool_pages = json_u64(j, "pool_pages", 4096);
     s.private_pages = json_u64(j, "private_pages", 0);
     s.huge_pages = j.value("huge_pages", false);
+    s.finalize_in_setup = j.value("finalize_in_setup", true);
     if (s.vcpus < 1 || s.vcpus > 16) throw std::runtime_error("'vcpus' must be in 1..16");
     if (s.pool_pages < 1024 || s.pool_pages > (1ull << 24)) throw std::runtime_error("'pool_pages' must be in 1024..16M");
     for (const auto& js : j.at("slots")) {

@@ -21,6 +21,8 @@ enum class OpKind : uint8_t {
   GetDirtyLog,     // slot
   ZeroStep,        // arm zero-step mitigation on vcpu (6 private EPT violations)
   Fault,           // an EPT violation on gpa handled by KVM, no guest accept (AUG leaves it PENDING)
+  InitMemRegion,   // KVM_TDX_INIT_MEM_REGION: npages from gpa added with TDH.MEM.PAGE.ADD and measured
+  Finalize,        // KVM_TDX_FINALIZE_VM
 };
 const char* op_kind_name(OpKind k);
 std::optional<OpKind> op_kind_from_name(const std::string& s);
@@ -60,6 +62,9 @@ struct Scenario {
   bool huge_pages = false;     // 2M private mappings (needs a design that can split them)
   bool eager_page_split = true;  // split the direct root's huge pages when dirty logging starts
   bool dynamic_pamt = false;
+  // KVM_TDX_FINALIZE_VM in the setup (before private_pages are made
+  // private); off when a thread builds and finalizes the TD itself.
+  bool finalize_in_setup = true;
   std::vector<Op> setup;       // run on one thread after finalize
   std::vector<ThreadSpec> threads;
 };

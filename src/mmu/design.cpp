@@ -87,6 +87,9 @@ const std::vector<WhatIfInfo>& what_ifs() {
       {"no-wbinvd", &WhatIf::no_wbinvd,
        "TDX removes a private page without TDH.PHYMEM.PAGE.WBINVD, so its cache lines under the TD's key "
        "are never written back before guest_memfd frees it"},
+      {"no-vm-state-locks", &WhatIf::no_vm_state_locks,
+       "KVM_TDX_INIT_MEM_REGION and KVM_TDX_FINALIZE_VM without kvm->lock, the vCPU mutexes and slots_lock: "
+       "the TD state is checked once, and finalize may land between a PAGE.ADD and its MR.EXTEND"},
   };
   return all;
 }

@@ -85,6 +85,10 @@ struct WhatIf {
   // tdx_sept_remove_private_spte() without TDH.PHYMEM.PAGE.WBINVD: what an
   // ACT platform allows, on one without it.
   bool no_wbinvd = false;
+  // KVM_TDX_INIT_MEM_REGION and KVM_TDX_FINALIZE_VM without kvm->lock, the
+  // vCPU mutexes and slots_lock around the state check and the whole build
+  // step: the state is checked once up front, as before the 6.18 guard.
+  bool no_vm_state_locks = false;
 };
 
 struct WhatIfInfo {

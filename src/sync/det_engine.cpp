@@ -121,6 +121,7 @@ struct DetEngine::VThread {
   const void* blocked_on = nullptr;
   int rcu_depth = 0;
   uint64_t rcu_since = 0;
+  uint64_t last_ran = 0;  // handoff count when it last got the baton
 };
 
 DetEngine::DetEngine(DetStrategy& strategy, DetLimits limits) : strategy_(strategy), limits_(limits) {}
@@ -216,9 +217,12 @@ bool DetEngine::run() {
   return true;
 }
 
-void DetEngine::hand_baton(int next) { threads_[next]->go.release(); }
+void DetEngine::hand_baton(int next) {
+  threads_[next]->last_ran = ++handoffs_;
+  threads_[next]->go.release();
+}
 
-int DetEngine::choose_next(bool current_can_continue) {
+int DetEngine::choose_next(bool current_can_continue, bool fair) {
   const int cur = tl_vthread;
   std::vector<int> options;
   if (current_can_continue) options.push_back(cur);
@@ -226,6 +230,15 @@ int DetEngine::choose_next(bool current_can_continue) {
     if (threads_[i]->state == VThread::State::Runnable && static_cast<int>(i) != cur)
       options.push_back(static_cast<int>(i));
   if (options.empty()) return -1;
+  // A spinning thread gives way to the one that has waited longest, and that
+  // is not a decision: with the lowest index first, two spinners would hand
+  // the baton back and forth and starve the thread they wait for (a livelock
+  // no real scheduler makes), and a choice at every turn of a retry loop
+  // would grow the tree without bound while adding no ordering that a
+  // preemption elsewhere does not already give.
+  if (fair)
+    return *std::min_element(options.begin(), options.end(),
+                             [&](int a, int b) { return threads_[a]->last_ran < threads_[b]->last_ran; });
   if (options.size() == 1) return options[0];
   const uint64_t key = thread_key(thread_decisions_++);
   const uint32_t idx = std::min<uint32_t>(strategy_.pick_thread(decisions_.size(), key, options, current_can_continue),
@@ -293,7 +306,7 @@ void DetEngine::yield_to_others(const void* object) {
   VThread& me = *threads_[cur];
   me.state = VThread::State::Blocked;
   me.blocked_on = object;
-  const int next = choose_next(false);
+  const int next = choose_next(false, true);
   me.state = VThread::State::Runnable;
   me.blocked_on = nullptr;
   hand_baton(next);

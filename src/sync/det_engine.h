@@ -164,7 +164,7 @@ class DetEngine {
   void thread_main(int id);
   void switch_away(bool current_can_continue);
   void hand_baton(int next);
-  int choose_next(bool current_can_continue);
+  int choose_next(bool current_can_continue, bool fair = false);
   void run_ready_callbacks();
   [[noreturn]] void abort_execution(std::string why);
 
@@ -180,6 +180,7 @@ class DetEngine {
   uint64_t steps_ = 0;
   std::vector<Decision> decisions_;
   uint64_t preemptions_ = 0;
+  uint64_t handoffs_ = 0;
   uint32_t fails_fired_[kFailKindCount] = {};
   uint64_t thread_decisions_ = 0;
   uint64_t fail_points_[kFailKindCount] = {};

@@ -1,5 +1,6 @@
 // TD build: KVM_TDX_INIT_MEM_REGION and KVM_TDX_FINALIZE_VM.
 #include <cerrno>
+#include <optional>
 
 #include "base/running_vcpu.h"
 #include "sync/rcu.h"
@@ -7,16 +8,25 @@
 
 namespace mirrormmu {
 
+// Both build ioctls take kvm->lock, every vcpu->mutex and slots_lock
+// (tdx_acquire_vm_state_locks()), modelled as slots_lock held exclusively,
+// and check the TD's state under them: the state a step depends on cannot
+// change while it runs.
 int Vm::init_mem_region(uint64_t gpa, uint64_t npages) {
   if (!is_td() || unusable()) return -EINVAL;
   if (bugs_.bugged()) return -EIO;
-  if (tdx_->td_state() != tdx::TdState::Initialized) return -EINVAL;
+  const bool locks = !cfg_.what_if.no_vm_state_locks;
+  if (!locks && tdx_->td_state() != tdx::TdState::Initialized) return -EINVAL;
   // A vCPU ioctl (KVM_TDX_INIT_MEM_REGION on vCPU 0): the hooks find their
   // PAMT cache through the running vCPU.
   Vcpu& v = *vcpus_[0];
   VcpuLoadGuard loaded(v.id);
   sync::RcuThread rcu_thread;
-  sync::ReadGuard slots(slots_lock_);
+  std::optional<sync::WriteGuard> state_locks;
+  std::optional<sync::ReadGuard> srcu_only;
+  if (locks) state_locks.emplace(slots_lock_);
+  else srcu_only.emplace(slots_lock_);
+  if (locks && tdx_->td_state() != tdx::TdState::Initialized) return -EINVAL;
   for (uint64_t i = 0; i < npages; i++) {
     const Gfn gfn = Gfn::from_gpa(gpa) + i;
     Memslot* slot = slot_for(gfn);
@@ -53,6 +63,8 @@ int Vm::init_mem_region(uint64_t gpa, uint64_t npages) {
 int Vm::finalize() {
   if (!is_td() || unusable()) return -EINVAL;
   if (bugs_.bugged()) return -EIO;
+  std::optional<sync::WriteGuard> state_locks;
+  if (!cfg_.what_if.no_vm_state_locks) state_locks.emplace(slots_lock_);
   return tdx_->tdx_td_finalize();
 }
 

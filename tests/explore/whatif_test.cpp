@@ -151,6 +151,31 @@ TEST(WhatIf, RemovingWithoutWbinvdHandsTheHostDirtyCacheLines) {
   EXPECT_TRUE(good.result.ok) << good.result.error;
 }
 
+// Yan Zhao's race, closed by "Guard VM state transitions with all the
+// locks": without them a finalize lands between a PAGE.ADD and its
+// MR.EXTEND, and the measurement step fails. DFS at two preemptions covers
+// every schedule either way.
+TEST(WhatIf, FinalizeRacesTheInitialImageWithoutTheStateLocks) {
+  for (const bool planted : {false, true}) {
+    explore::ExploreConfig cfg;
+    cfg.scenario = "add-vs-finalize";
+    cfg.design = planted ? "upstream+no-vm-state-locks" : "upstream";
+    cfg.preemptions = 2;
+    cfg.budget = 5000;
+    cfg.shrink = false;
+    std::string err;
+    const auto rep = explore::explore(cfg, nullptr, &err);
+    ASSERT_TRUE(rep.has_value()) << err;
+    EXPECT_TRUE(rep->exhausted);
+    EXPECT_EQ(rep->ok(), !planted);
+    if (planted) {
+      ASSERT_FALSE(rep->failures.empty());
+      EXPECT_NE(rep->failures.front().result.detail.find("tdh_mr_extend"), std::string::npos)
+          << rep->failures.front().result.detail;
+    }
+  }
+}
+
 TEST(WhatIf, SpecsParseAndNameTheBadPart) {
   std::string design, err;
   WhatIf w;
