@@ -184,6 +184,12 @@ DriveOutcome drive_transition(const std::string& design, Kind old_kind, Kind new
           why_not = fmt::format("no {} backing page for gfn {:#x}", level_name(level), gfn.v);
         v = spte::make_leaf(pfn, level);
       }
+      // Two non-present values: the only ones KVM writes are MMIO and
+      // FROZEN_SPTE, and only the removal of a table under the shared lock
+      // freezes a non-present child; no setter may be handed FROZEN_SPTE.
+      if (why_not.empty() && v == iter.old_spte)
+        why_not = "the old and new values are the same (a non-present change comes only from freezing the children "
+                  "of a table removed under the shared lock)";
       if (why_not.empty()) {
         if (shared) ret = mmu.tdp_mmu_set_spte_atomic(iter, v);
         else mmu.tdp_mmu_iter_set_spte(iter, v);

@@ -9,6 +9,12 @@ namespace mirrormmu {
 
 using namespace spte;
 
+namespace {
+thread_local const SpteChange* t_current_change = nullptr;
+}
+
+const SpteChange* TdpMmu::current_change() { return t_current_change; }
+
 void TdpMmu::kvm_update_page_stats(PgLevel level, int64_t delta) {
   stats_.pages[lvl(level) - 1].fetch_add(delta, std::memory_order_relaxed);
 }
@@ -57,15 +63,17 @@ void TdpMmu::tdp_mmu_iter_set_spte(TdpIter& iter, uint64_t new_spte) {
 
 void TdpMmu::handle_changed_spte(MmuPage* sp, Gfn gfn, uint64_t old_spte, uint64_t new_spte,
                                  PgLevel level, bool shared) {
-  kvm_bug_on(__handle_changed_spte(sp, gfn, old_spte, new_spte, level, shared) != 0, kvm_,
-             Site::set_external_spte_failed);
+  const int r = __handle_changed_spte(sp, gfn, old_spte, new_spte, level, shared);
+  if (r == 0) [[likely]]
+    return;
+  // The KVM_BUG_ON belongs to the change that failed, for whoever charges
+  // sites to transitions.
+  const SpteChange c{gfn, level, old_spte, new_spte, shared, sp->is_mirror()};
+  const SpteChange* outer = t_current_change;
+  if (observer_) t_current_change = &c;
+  kvm_bug_on(true, kvm_, Site::set_external_spte_failed);
+  t_current_change = outer;
 }
-
-namespace {
-thread_local const SpteChange* t_current_change = nullptr;
-}
-
-const SpteChange* TdpMmu::current_change() { return t_current_change; }
 
 // With an observer, the change is published for the duration of its handling
 // (a site hit by a hook is charged to the transition that called it) and its
