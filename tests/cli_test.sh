@@ -63,6 +63,22 @@ check "the shrunk string needs only the error budget" grep -q '/f0,0,0,0,1/e[0-9
 check "the replay marks the injected status" grep -q '(injected)' "$tmp/ferr-r"
 check "the replay fails the same way" grep -q 'bug_site' "$tmp/ferr-r"
 
+# A whole workload under the explorer, its failure replayable by name.
+"$bin" explore --workload td-life --gib 0.01 --budget 2 >"$tmp/wl" 2>&1
+check "explore --workload runs clean" test $? -eq 0
+check "explore --workload explores teardown too" grep -q 'leaf->nonpresent exclusive mirror' "$tmp/wl"
+"$bin" explore --workload td-life --gib 0.01 --what-if no-wbinvd --budget 2 >"$tmp/wlf" 2>&1
+check "explore --workload finds the planted bug" test $? -eq 1
+wsched=$(grep -o 'replay: mirrormmu replay .*' "$tmp/wlf" | head -n1 | sed 's/^replay: mirrormmu replay //')
+check "its schedule names the workload" grep -q '^workload:td-life:gib=0.01:vcpus=2/upstream+no-wbinvd/' <<<"$wsched"
+"$bin" replay "$wsched" >"$tmp/wlr" 2>&1
+check "the workload schedule replays the failure" grep -q 'cache_not_written_back' "$tmp/wlr"
+for bad in "--workload nope" "--workload td-life --scenario fault-fault-2m" "--workload td-life --gib 0"; do
+  # shellcheck disable=SC2086
+  "$bin" explore $bad >"$tmp/wbad" 2>&1
+  check "explore $bad exits 2" test $? -eq 2
+done
+
 # Bad usage: exit 2 and exactly one line on stderr.
 bad() {
   local name=$1; shift

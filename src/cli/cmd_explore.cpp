@@ -10,6 +10,7 @@
 #include "mmu/design.h"
 #include "report/explore_report.h"
 #include "report/perfetto.h"
+#include "workload/explored.h"
 
 namespace mirrormmu::cli {
 
@@ -22,6 +23,8 @@ std::string g_json;
 std::string g_what_if;
 std::string g_schedule;
 std::string g_replay_perfetto;
+WorkloadConfig g_workload;  // name empty: explore a scenario
+CLI::Option* g_scenario_opt = nullptr;
 
 std::string scenarios_help() {
   std::string s = "a scenario file (JSON, see scenarios/) or a built-in scenario:";
@@ -49,6 +52,12 @@ int run_explore() {
     cfg.design = design_spec(design, w);
   }
   if (cfg.seconds < 0) usage_error("--time must not be negative");
+  if (!g_workload.name.empty()) {
+    if (g_scenario_opt->count()) usage_error("--scenario and --workload name two different things to explore; give one");
+    if (!find_workload(g_workload.name)) usage_error("--workload: no workload named '" + g_workload.name + "'");
+    if (!(g_workload.gib > 0) || g_workload.gib > 64) usage_error("--gib must be in (0, 64]");
+    cfg.scenario = workload_source_name(g_workload);
+  }
   const bool tty = isatty(STDERR_FILENO);
   std::string error;
   auto rep = explore::explore(
@@ -110,7 +119,17 @@ int run_replay() {
 Command add_explore(CLI::App& app) {
   explore::ExploreConfig& c = g_cfg;
   auto* cmd = app.add_subcommand("explore", "explore interleavings of a scenario under the deterministic scheduler");
-  cmd->add_option("--scenario", c.scenario, scenarios_help())->capture_default_str();
+  g_scenario_opt = cmd->add_option("--scenario", c.scenario, scenarios_help())->capture_default_str();
+  g_workload.name.clear();
+  g_workload.gib = 0.01;
+  cmd->add_option("--workload", g_workload.name,
+                  "explore a whole workload instead of a scenario (td-life, td-tiny): every operation of a native "
+                  "run as virtual threads, setup and teardown included; its schedule strings replay like any other");
+  cmd->add_option("--gib", g_workload.gib, "with --workload: guest RAM of the TD in GiB")->capture_default_str();
+  cmd->add_option("--vcpus", g_workload.vcpus, "with --workload: vCPUs")->check(CLI::Range(1, 8))
+      ->capture_default_str();
+  cmd->add_flag("--huge-pages", g_workload.huge_pages, "with --workload: 2M private mappings");
+  cmd->add_flag("--dpamt", g_workload.dynamic_pamt, "with --workload: Dynamic PAMT");
   cmd->add_option("--strategy", g_strategy, "dfs (bounded preemptions, exhaustive), pct or random")
       ->capture_default_str();
   cmd->add_option("--budget", c.budget, "executions at most")->check(CLI::Range(uint64_t(1), uint64_t(1) << 40))

@@ -3,6 +3,7 @@
 #include <cstdlib>
 
 #include "cli/common.h"
+#include "workload/explored.h"
 
 namespace mirrormmu::cli {
 
@@ -15,6 +16,7 @@ void usage_error(const std::string& msg) {
 
 int main(int argc, char** argv) {
   using namespace mirrormmu::cli;
+  mirrormmu::register_workload_source();
   CLI::App app{"mirrormmu: KVM's TDP MMU with TDX mirror page tables, a TDX module model and a checker"};
   app.require_subcommand(1);
   const Command cmds[] = {add_run(app), add_explore(app), add_replay(app), add_bench(app), add_compare(app), add_sites(app),

@@ -6,14 +6,21 @@
 #include <array>
 #include <bitset>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "base/bug.h"
+#include "base/inject.h"
 #include "check/transitions.h"
 #include "mmu/design.h"
 #include "explore/scenario.h"
 #include "explore/strategy.h"
+#include "sync/det_engine.h"
+
+namespace mirrormmu {
+class Checker;
+}
 
 namespace mirrormmu::explore {
 
@@ -46,7 +53,51 @@ struct ExecResult {
   std::array<uint64_t, kSiteCount> sites{};
   TransitionRows rows;  // per row of the transition table (complete executions only)
   std::vector<std::string> thread_names;
+  std::vector<uint64_t> decisions_by_thread;  // indexed like thread_names: where the tree branches
   std::vector<TraceEvent> trace;
+};
+
+class Tracer;
+
+// What every explored execution shares: a TD under the deterministic engine
+// with its checker and tracer, failure points live from creation to
+// teardown, and the bookkeeping that turns the run into an ExecResult.
+// run_execution() drives a scenario with it; the workload layer drives a
+// whole workload.
+class Harness {
+ public:
+  Harness(const VmConfig& vc, sync::DetStrategy& strategy, const ExecConfig& cfg);
+  ~Harness();
+  Harness(const Harness&) = delete;
+  Harness& operator=(const Harness&) = delete;
+
+  Vm& vm() { return *vm_; }
+  Checker& checker() { return *ck_; }
+  sync::DetEngine& engine() { return *engine_; }
+  // Runs the virtual threads spawned since the last call. False when they
+  // deadlocked or livelocked: the result says so, naming `phase`, and the
+  // TD and its threads are parked for good (nothing can be torn down).
+  bool run(const std::string& phase);
+  // Whether any injected failure fired so far.
+  bool injected() const;
+  // The result as it stands (after a false run(), final).
+  ExecResult& result() { return r_; }
+  // Ends an execution whose TD could not even be built: no teardown.
+  ExecResult& stop(std::string invariant, std::string detail);
+  // Teardown under the engine, the end-of-life check, and the result.
+  ExecResult& finish();
+
+ private:
+  void count();
+  void first_failure();
+  void park();
+
+  ExecResult r_;
+  std::unique_ptr<FaultInjector> inject_;
+  std::unique_ptr<Vm> vm_;
+  std::unique_ptr<Checker> ck_;
+  std::unique_ptr<Tracer> tracer_;
+  std::unique_ptr<sync::DetEngine> engine_;
 };
 
 ExecResult run_execution(const Scenario& s, sync::DetStrategy& strategy, const ExecConfig& cfg);

@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <chrono>
 #include <sstream>
 
@@ -17,15 +18,20 @@ ExecConfig exec_config(const Schedule& s, bool trace) {
   return c;
 }
 
+std::vector<std::pair<std::string, SourceResolver>>& resolvers() {
+  static std::vector<std::pair<std::string, SourceResolver>> r;
+  return r;
+}
+
 std::optional<ExecResult> run_schedule(const Schedule& s, bool trace, std::string* error) {
   std::string err;
-  auto sc = load_scenario(s.scenario, s.scale, &err);
-  if (!sc) {
+  auto src = resolve_source(s.scenario, s.scale, s.design, &err);
+  if (!src) {
     if (error) *error = err;
     return std::nullopt;
   }
   ReplayStrategy strat(s.choices);
-  return run_execution(*sc, strat, exec_config(s, trace));
+  return src->run(strat, exec_config(s, trace));
 }
 
 bool still_fails(const Schedule& s, const std::string& invariant) {
@@ -34,6 +40,30 @@ bool still_fails(const Schedule& s, const std::string& invariant) {
 }
 
 }  // namespace
+
+void register_source(const std::string& prefix, SourceResolver resolver) {
+  resolvers().emplace_back(prefix, resolver);
+}
+
+std::optional<ExecutionSource> resolve_source(const std::string& name, int scale, const std::string& design,
+                                              std::string* error) {
+  for (const auto& [prefix, resolve] : resolvers())
+    if (name.rfind(prefix, 0) == 0) return resolve(name, design, error);
+  auto sc = load_scenario(name, scale, error);
+  if (!sc) return std::nullopt;
+  VmConfig vc;
+  if (!parse_design_spec(design, &vc.design, &vc.what_if, error)) return std::nullopt;
+  vc.huge_pages = sc->huge_pages;
+  if (std::string why = vm_config_refusal(vc); !why.empty()) {
+    if (error) *error = "scenario " + sc->name + ": " + why;
+    return std::nullopt;
+  }
+  const int threads = static_cast<int>(sc->threads.size());
+  return ExecutionSource{[sc = std::move(*sc)](sync::DetStrategy& st, const ExecConfig& ec) {
+                           return run_execution(sc, st, ec);
+                         },
+                         threads};
+}
 
 // The budgets in FailKind order; the first four always, the rest only up to
 // the last one that is set.
@@ -148,15 +178,8 @@ Schedule shrink(const Schedule& failing, const std::string& invariant, uint64_t*
 }
 
 std::optional<ExploreReport> explore(const ExploreConfig& cfg, const Progress& progress, std::string* error) {
-  auto sc = load_scenario(cfg.scenario, cfg.scale, error);
-  if (!sc) return std::nullopt;
-  VmConfig vc;
-  if (!parse_design_spec(cfg.design, &vc.design, &vc.what_if, error)) return std::nullopt;
-  vc.huge_pages = sc->huge_pages;
-  if (std::string why = vm_config_refusal(vc); !why.empty()) {
-    if (error) *error = "scenario " + sc->name + ": " + why;
-    return std::nullopt;
-  }
+  auto src = resolve_source(cfg.scenario, cfg.scale, cfg.design, error);
+  if (!src) return std::nullopt;
   ExploreReport rep;
   const auto t0 = std::chrono::steady_clock::now();
   const auto elapsed = [&] { return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(); };
@@ -175,6 +198,17 @@ std::optional<ExploreReport> explore(const ExploreConfig& cfg, const Progress& p
       rep.executions_with_fired[k] += r.fired_by_kind[k] != 0;
     }
     rep.max_steps = std::max(rep.max_steps, r.steps);
+    if (r.decisions > rep.max_decisions || rep.executions == 1) {
+      rep.max_decisions_by_thread.clear();
+      // A workload spawns a thread per operation: one line per name.
+      for (size_t t = 0; t < r.thread_names.size() && t < r.decisions_by_thread.size(); t++) {
+        if (!r.decisions_by_thread[t]) continue;
+        auto& v = rep.max_decisions_by_thread;
+        auto it = std::find_if(v.begin(), v.end(), [&](const auto& p) { return p.first == r.thread_names[t]; });
+        if (it == v.end()) v.emplace_back(r.thread_names[t], r.decisions_by_thread[t]);
+        else it->second += r.decisions_by_thread[t];
+      }
+    }
     rep.max_decisions = std::max(rep.max_decisions, r.decisions);
     rep.classes |= r.classes;
     for (size_t i = 0; i < kSiteCount; i++) rep.sites[i] += r.sites[i] != 0;
@@ -204,7 +238,7 @@ std::optional<ExploreReport> explore(const ExploreConfig& cfg, const Progress& p
       DfsStrategy dfs(bound);
       bool more = true;
       while (more && !done()) {
-        record(run_execution(*sc, dfs, ec));
+        record(src->run(dfs, ec));
         more = dfs.next();
       }
       if (!more && bound == cfg.preemptions) rep.exhausted = true;
@@ -214,7 +248,7 @@ std::optional<ExploreReport> explore(const ExploreConfig& cfg, const Progress& p
     uint64_t steps_estimate = 0;
     if (cfg.strategy == StrategyKind::Pct) {
       ReplayStrategy def({});
-      const ExecResult r0 = run_execution(*sc, def, ec);
+      const ExecResult r0 = src->run(def, ec);
       steps_estimate = std::max<uint64_t>(r0.decisions, 1);
       record(r0);
     }
@@ -222,11 +256,11 @@ std::optional<ExploreReport> explore(const ExploreConfig& cfg, const Progress& p
       const uint64_t seed = seeds();
       const double fail_p = 0.05;
       if (cfg.strategy == StrategyKind::Pct) {
-        PctStrategy pct(seed, cfg.depth, steps_estimate, static_cast<int>(sc->threads.size()), fail_p);
-        record(run_execution(*sc, pct, ec));
+        PctStrategy pct(seed, cfg.depth, steps_estimate, src->threads, fail_p);
+        record(src->run(pct, ec));
       } else {
         RandomStrategy rnd(seed, fail_p);
-        record(run_execution(*sc, rnd, ec));
+        record(src->run(rnd, ec));
       }
     }
   }

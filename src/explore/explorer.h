@@ -18,6 +18,21 @@ namespace mirrormmu::explore {
 
 struct Schedule;
 
+// Something the explorer can run execution after execution: a built-in or
+// file scenario, or a source registered by a higher layer (a workload).
+struct ExecutionSource {
+  std::function<ExecResult(sync::DetStrategy&, const ExecConfig&)> run;
+  int threads = 2;  // virtual threads racing at once, for PCT
+};
+// Resolves a name with the registered prefix (e.g. "workload:") under a
+// design spec; nullopt with *error for a bad name or a refused config.
+using SourceResolver = std::optional<ExecutionSource> (*)(const std::string& name, const std::string& design,
+                                                         std::string* error);
+void register_source(const std::string& prefix, SourceResolver resolver);
+// A registered source, or a scenario (built-in name or JSON file) at `scale`.
+std::optional<ExecutionSource> resolve_source(const std::string& name, int scale, const std::string& design,
+                                              std::string* error);
+
 enum class StrategyKind : uint8_t { Dfs, Pct, Random };
 
 struct ExploreConfig {
@@ -61,6 +76,9 @@ struct ExploreReport {
   double seconds = 0;
   bool exhausted = false;  // DFS covered every schedule within the bound
   uint64_t max_steps = 0, max_decisions = 0;
+  // The execution with the most decisions, by the thread that was running:
+  // where a scenario makes the tree wide.
+  std::vector<std::pair<std::string, uint64_t>> max_decisions_by_thread;
   std::bitset<TransitionCounts::kClasses> classes;
   std::array<uint64_t, kSiteCount> sites{};  // executions in which each site fired
   std::vector<Failure> failures;

@@ -18,9 +18,12 @@ std::string format_explore_report(const explore::ExploreConfig& cfg, const explo
                    cfg.strategy == explore::StrategyKind::Dfs ? fmt::format(" up to {} preemptions", cfg.preemptions)
                    : cfg.strategy == explore::StrategyKind::Pct ? fmt::format(" depth {}", cfg.depth)
                                                                  : std::string()));
-  line(fmt::format("executions: {}{} in {:.2f} s ({:.0f} exec/s); longest: {} steps, {} decisions",
+  std::string by;
+  for (const auto& [name, n] : r.max_decisions_by_thread) by += fmt::format("{}{} {}", by.empty() ? "" : ", ", name, n);
+  line(fmt::format("executions: {}{} in {:.2f} s ({:.0f} exec/s); longest: {} steps, {} decisions{}",
                    r.executions, r.exhausted ? " (every schedule within the bound)" : "", r.seconds,
-                   r.seconds > 0 ? double(r.executions) / r.seconds : 0.0, r.max_steps, r.max_decisions));
+                   r.seconds > 0 ? double(r.executions) / r.seconds : 0.0, r.max_steps, r.max_decisions,
+                   by.empty() ? "" : " (taken in " + by + ")"));
   std::string fired;
   // The kinds asked for, and any other that fired (none should).
   for (size_t k = 0; k < sync::kFailKindCount; k++)

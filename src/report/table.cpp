@@ -154,7 +154,8 @@ void run_workloads(const std::string& design, const TableConfig& cfg, DesignTabl
     parse_design_spec(design, &vc.design, &vc.what_if, &err);
     vc.huge_pages = wc.huge_pages;
     if (std::string why = vm_config_refusal(vc); !why.empty()) {
-      t.skipped.push_back(fmt::format("td-life{}: {}", wc.huge_pages ? " --huge-pages" : "", why));
+      t.skipped.push_back(fmt::format("td-life{}{}: {}", wc.huge_pages ? " --huge-pages" : "",
+                                      wc.dynamic_pamt ? " --dpamt" : "", why));
       continue;
     }
     plain.push_back(wc);

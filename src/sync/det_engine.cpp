@@ -244,7 +244,7 @@ int DetEngine::choose_next(bool current_can_continue, bool fair) {
   const uint32_t idx = std::min<uint32_t>(strategy_.pick_thread(decisions_.size(), key, options, current_can_continue),
                                           static_cast<uint32_t>(options.size() - 1));
   const bool preempt = current_can_continue && idx != 0;
-  decisions_.push_back({Decision::Kind::Thread, key, idx, static_cast<uint32_t>(options.size()), preempt});
+  decisions_.push_back({Decision::Kind::Thread, key, idx, static_cast<uint32_t>(options.size()), preempt, cur});
   preemptions_ += preempt;
   return options[std::min<size_t>(idx, options.size() - 1)];
 }
@@ -289,7 +289,7 @@ uint32_t DetEngine::fail_choice(FailKind kind, uint32_t alternatives) {
   const uint64_t key = fail_key(kind, fail_points_[k]++);
   if (fails_fired_[k] >= limits_.fail_budget[k]) return 0;
   const uint32_t c = std::min(strategy_.pick_fail(decisions_.size(), key, kind, alternatives), alternatives - 1);
-  decisions_.push_back({Decision::Kind::Fail, key, c, alternatives, false});
+  decisions_.push_back({Decision::Kind::Fail, key, c, alternatives, false, tl_vthread});
   fails_fired_[k] += c != 0;
   return c;
 }

@@ -61,6 +61,7 @@ struct Decision {
   uint32_t chosen;        // index into the alternatives; 0 is the default
   uint32_t alternatives;  // > 1, or it would not be a decision
   bool preemption;        // chosen thread != a still-runnable current thread
+  int thread;             // the virtual thread running when it was taken (-1: none yet)
 };
 
 // What the engine itself can tell a trace: thread lifecycle and locks.

@@ -6,14 +6,33 @@
 #include <chrono>
 #include <thread>
 
+#include <fmt/format.h>
+
 #include "sync/rcu.h"
 
 namespace mirrormmu {
 
+bool Driver::run_virtual(const std::string& name,
+                         std::vector<std::pair<std::string, std::function<void()>>> threads) {
+  for (auto& [thread, fn] : threads) harness_->engine().spawn(thread, std::move(fn));
+  if (harness_->run(name)) return true;
+  abandoned_ = failed_ = true;
+  return false;
+}
+
 bool Driver::op(const std::string& name, const std::function<int()>& fn) {
   if (failed_) return false;
   ops_++;
-  const int r = fn();
+  int r = 0;
+  if (harness_) {
+    if (!run_virtual(name, {{"vmm", [&] { r = fn(); }}})) return false;
+  } else {
+    r = fn();
+  }
+  return finish_op(name, r);
+}
+
+bool Driver::finish_op(const std::string& name, int r) {
   if (checker_) {
     if (r < 0 && !tolerate_errors_ && !vm_.bugs().bugged()) {
       std::string why = vm_.take_giveup_report();
@@ -27,6 +46,25 @@ bool Driver::op(const std::string& name, const std::function<int()>& fn) {
 
 bool Driver::parallel(const std::string& name, int vcpus, const std::function<int(int)>& vcpu_fn,
                       const std::function<int()>& vmm_fn) {
+  if (harness_) {
+    if (failed_) return false;
+    ops_++;
+    std::vector<int> rcs(static_cast<size_t>(vcpus), 0);
+    int vmm_rc = 0;
+    std::vector<std::pair<std::string, std::function<void()>>> threads;
+    for (int v = 0; v < vcpus; v++)
+      threads.emplace_back(fmt::format("vcpu{}", v), [&, v] {
+        rcs[static_cast<size_t>(v)] = vcpu_fn(v);
+        vm_.vcpu_exit(v);  // KVM_RUN returns
+      });
+    if (vmm_fn) threads.emplace_back("vmm", [&] { vmm_rc = vmm_fn(); });
+    vm_.set_vcpus_threaded(true);
+    if (!run_virtual(name, std::move(threads))) return false;
+    vm_.set_vcpus_threaded(false);
+    int rc = vmm_rc;
+    for (int r : rcs) rc = rc ? rc : r;
+    return finish_op(name, rc);
+  }
   return op(name, [&] {
     if (!threads_) {
       int rc = 0;

@@ -108,7 +108,11 @@ bool td_life_run(Driver& d, const WorkloadConfig& c, std::mt19937_64& rng) {
       "conversion storm: vCPUs touch a zone while the VMM converts it", c.vcpus,
       [&](int v) {
         std::mt19937_64 vrng(c.seed * 7919 + v);
-        for (int k = 0; k < 256 || (d.threads() && !storm_done.load()); k++) {
+        // On real threads the vCPUs keep going until the VMM is done; under
+        // the explorer the schedule decides who runs, so a fixed number of
+        // accesses (a thread that waits for another without a scheduling
+        // choice of its own would just spin).
+        for (int k = 0; k < 256 || (d.threads() && !d.explored() && !storm_done.load()); k++) {
           const uint64_t p = std::uniform_int_distribution<uint64_t>(0, zone_pages - 1)(vrng);
           const uint64_t gpa = kRamGpa + (p << kPageShift);
           const bool priv = vm.gfn_is_private(Gfn::from_gpa(gpa));

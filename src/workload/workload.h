@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "check/checker.h"
+#include "explore/execution.h"
 #include "vm/vm.h"
 
 namespace mirrormmu {
@@ -81,6 +82,13 @@ class Driver {
                 const std::function<int()>& vmm_fn = nullptr);
   void set_threads(bool on) { threads_ = on; }
   bool threads() const { return threads_; }
+  // Under the explorer: every operation runs as virtual threads of the
+  // harness's deterministic engine (one for op(), one per vCPU plus the VMM
+  // for parallel()), so its interleavings are chosen and replayable.
+  void set_harness(explore::Harness* h) { harness_ = h; }
+  bool explored() const { return harness_ != nullptr; }
+  // The engine deadlocked or livelocked: the harness holds the result.
+  bool abandoned() const { return abandoned_; }
   uint64_t concurrent_checks() const { return concurrent_checks_; }
   bool failed() const { return failed_; }
   uint64_t ops() const { return ops_; }
@@ -92,6 +100,10 @@ class Driver {
   Checker* checker_;
   bool tolerate_errors_;
   bool threads_ = false;
+  explore::Harness* harness_ = nullptr;
+  bool abandoned_ = false;
+  bool finish_op(const std::string& name, int r);
+  bool run_virtual(const std::string& name, std::vector<std::pair<std::string, std::function<void()>>> threads);
   uint64_t concurrent_checks_ = 0;
   uint64_t ops_ = 0;
   bool failed_ = false;

@@ -188,7 +188,7 @@ TEST(Explorer, ShrunkBudgetsStillReproduce) {
   cfg.scenario = "fault-vs-convert";
   cfg.design = "centralized-rfc";
   cfg.fail_budget = {1, 1, 1, 0};
-  cfg.budget = 3000;
+  cfg.budget = 400;
   std::string err;
   auto rep = explore::explore(cfg, nullptr, &err);
   ASSERT_TRUE(rep.has_value()) << err;
