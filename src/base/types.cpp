@@ -1,5 +1,8 @@
 #include "base/types.h"
 
+#include <cstring>
+#include <string>
+
 namespace mirrormmu {
 
 const char* level_name(PgLevel l) {
@@ -11,6 +14,14 @@ const char* level_name(PgLevel l) {
     case PgLevel::k256T: return "256T";
   }
   return "?";
+}
+
+std::string errno_str(int ret) {
+  if (const char* n = strerrorname_np(-ret)) {
+    std::string s(1, '-');
+    return s.append(n);
+  }
+  return std::to_string(ret);
 }
 
 }  // namespace mirrormmu

@@ -6,6 +6,7 @@
 #include <compare>
 #include <cstdint>
 #include <limits>
+#include <string>
 
 namespace mirrormmu {
 
@@ -66,5 +67,9 @@ constexpr int spte_index(uint64_t gfn_with_bits, PgLevel l) {
   return static_cast<int>((gfn_with_bits >> (kLevelBits * (lvl(l) - 1))) & (kSptePerPage - 1));
 }
 const char* level_name(PgLevel l);
+
+// A kernel-style negative errno as its name ("-EAGAIN"), the way a KVM
+// developer reads return codes; a value with no name prints as a number.
+std::string errno_str(int ret);
 
 }  // namespace mirrormmu

@@ -37,11 +37,6 @@ constexpr uint64_t kTarget = 2ull << 20;  // the driven entry maps this GPA
 
 std::string kind_str(Kind k) { return spte::kind_name(k); }
 
-std::string errno_str(int ret) {
-  const char* n = strerrorname_np(-ret);
-  return n ? fmt::format("-{}", n) : fmt::format("{}", ret);
-}
-
 struct Setup {
   std::unique_ptr<Vm> vm;
   std::unique_ptr<Checker> ck;

@@ -11,11 +11,6 @@ namespace mirrormmu::report {
 
 namespace {
 
-std::string errno_str(int ret) {
-  const char* n = strerrorname_np(-ret);
-  return n ? fmt::format("-{}", n) : fmt::format("{}", ret);
-}
-
 std::string site_str(Site s) {
   return fmt::format("{} {}", bug_kind_name(site_info(s).kind), site_info(s).id);
 }

@@ -10,6 +10,7 @@
 #include "sync/spte_atomic.h"
 #include "mem/pfn_pool.h"
 #include "sync/rcu.h"
+#include "sync/sched.h"
 
 namespace mirrormmu::test {
 namespace {
@@ -84,6 +85,38 @@ TEST(Explorer, DfsExploresTheCorrectVersionCleanly) {
   EXPECT_FALSE(dfs_find(true, 2, &n, &exhausted).has_value());
   EXPECT_TRUE(exhausted);
   EXPECT_GT(n, 3);  // it did branch
+}
+
+// Two threads spin (cond_resched_spin, as tdp_mmu_iter_cond_resched and a
+// BUSY retry loop do) until a third publishes a flag. The classic bug of a
+// spin yield is to hand the baton to the lowest-numbered runnable thread:
+// the two spinners then pass it to each other for ever and the publisher
+// never runs, a livelock no real scheduler makes. The yield goes to the
+// thread that waited longest instead, and it is not a decision, so the
+// search does not grow with the number of turns of the loop.
+TEST(Explorer, SpinnersYieldingToEachOtherDoNotStarveAThirdThread) {
+  for (const int bound : {0, 1, 2}) {
+    DfsStrategy dfs(bound);
+    int executions = 0;
+    do {
+      uint64_t flag = 0;
+      sync::DetLimits lim;
+      lim.max_steps = 10'000;
+      sync::DetEngine e(dfs, lim);
+      for (int t = 0; t < 2; t++)
+        e.spawn("spin" + std::to_string(t), [&] {
+          while (!sync::read_spte(&flag)) sync::cond_resched_spin(&flag);
+        });
+      e.spawn("publisher", [&] {
+        for (int i = 0; i < 3; i++) sync::read_spte(&flag);
+        sync::write_spte(&flag, 1);
+      });
+      ASSERT_TRUE(e.run()) << "bound " << bound << ", execution " << executions << ": " << e.abort_reason();
+      EXPECT_LT(e.decisions(), 64u) << "a spin turn became a decision";
+      ++executions;
+    } while (dfs.next() && executions < 5000);
+    EXPECT_LT(executions, 5000) << "bound " << bound << " did not finish: spinning grows the tree";
+  }
 }
 
 TEST(Explorer, PctAndRandomFindTheLostUpdate) {
