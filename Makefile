@@ -1,15 +1,19 @@
+# SPDX-License-Identifier: MIT
 # The two commands a user needs: `make run` and `make test`. Both install the
 # Debian packages they need first (apt-get, with sudo when not root).
 DEB_PACKAGES := g++ cmake ninja-build pkg-config liburcu-dev libcli11-dev \
                 nlohmann-json3-dev libfmt-dev libgtest-dev libgmock-dev \
-                librapidcheck-dev libbenchmark-dev
+                librapidcheck-dev libbenchmark-dev python3 xz-utils linux-source-6.12
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 JOBS ?= $(shell nproc)
 RUN_ARGS ?=
+# The kernel tree whose own TDP MMU is built as the oracle (oracle/): Debian's
+# linux-source-6.12 tarball unless you point it at your tree.
+ORACLE_TREE ?= /usr/src/linux-source-6.12.tar.xz
 
 TSAN_TESTS := test_concurrent test_explore test_tdx
 
-.PHONY: deps run test build-release build-asan build-tsan bench clean
+.PHONY: deps run test oracle build-release build-asan build-tsan bench clean
 
 deps:
 	@missing=""; for p in $(DEB_PACKAGES); do \
@@ -25,7 +29,7 @@ build-release: deps
 	cmake --build --preset release -j $(JOBS)
 
 build-asan: deps
-	cmake --preset asan >/dev/null
+	cmake --preset asan -DMIRRORMMU_KERNEL_TREE=$(ORACLE_TREE) >/dev/null
 	cmake --build --preset asan -j $(JOBS)
 
 run: build-release
@@ -42,6 +46,13 @@ test: build-asan build-tsan
 	TSAN_OPTIONS="halt_on_error=1 suppressions=$(CURDIR)/tests/tsan.supp" \
 	  ctest --test-dir build/tsan -j $(JOBS) --output-on-failure -R '^(concurrent|explore|tdx)\.'
 
+
+# The kernel's own TDP MMU from ORACLE_TREE, and the tests that compare it
+# with the model (also part of `make test`, under ASan+UBSan).
+oracle: deps
+	cmake --preset release -DMIRRORMMU_KERNEL_TREE=$(ORACLE_TREE) >/dev/null
+	cmake --build --preset release -j $(JOBS) --target test_oracle mirrormmu
+	ctest --test-dir build/release -j $(JOBS) --output-on-failure -R '^oracle\.'
 
 bench: deps
 	cmake --preset release -DMIRRORMMU_BENCH=ON >/dev/null

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Google Benchmark wrappers of the kernels in workload/bench_kernels.h.
 // Each reports ns per unit as a counter; the floor is measured alongside so
 // ratios can be read off one run (`mirrormmu bench` prints them directly).

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 # Writes OUT: a C++ initializer list of every place in the sources that names
 # a bug/warn site (Site::name), as {Site::name, "src/file.cpp", line}, for
 # `mirrormmu sites`. Run at build time, so the locations always match the

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # The command line as a user meets it: exit codes, one-line errors, the seed
 # first, JSON output, and that a seed replays the same run.
 set -u

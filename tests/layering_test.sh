@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # The house is layered: a layer includes only layers below it. Fails listing
 # every include that reaches up.
 set -u

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // KVM_BUG_ON / WARN_ON_ONCE / TDX_BUG_ON / lockdep as recorded events.
 //
 // In the kernel these print a splat; here every site is a named entry of one

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Fault injection: every place that can fail in the real system (a SEAMCALL,
 // a cache top-up) asks the injector first. Points are numbered in the order a
 // run reaches them, so a test can run a workload once to count the points and

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // kvm_get_running_vcpu(): the vCPU whose ioctl (KVM_RUN, a vCPU-scoped
 // KVM_TDX_* command) the current thread is in, or -1 on a VM ioctl or a
 // worker. The kernel keeps it per CPU between vcpu_load() and vcpu_put();

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Strong types for the three numbers every MMU function juggles: guest frame
 // numbers, host frame numbers and page-table levels. Mixing a gfn with a pfn
 // is the classic MMU bug; the types make it a compile error.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // The checker: an observer that counts what happens (SPTE transitions, hook
 // calls, SEAMCALLs, bug sites) and, on request, asserts every invariant of
 // the mirror, the S-EPT and host memory. It never changes what it watches.

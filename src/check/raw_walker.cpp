@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #include "check/raw_walker.h"
 
 #include "mmu/mmu_page.h"

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // A deliberately separate reader of the raw page tables: no TdpIter, no MMU
 // helpers, just the SPTE encoding and the pool. The checker and the property
 // test compare what it finds against the S-EPT and against a model, so a bug

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Every SPTE change classified: old kind x new kind x lock mode x root type.
 #pragma once
 

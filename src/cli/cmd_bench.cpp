@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // mirrormmu bench: the headline figures in one table, each also as a ratio
 // to the floor measured in the same run.
 #include <fmt/format.h>

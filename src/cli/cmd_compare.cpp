@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // mirrormmu compare --designs A,B[,C] [workload options]
 #include <fmt/format.h>
 

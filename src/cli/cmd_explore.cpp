@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // mirrormmu explore, mirrormmu replay
 #include <fmt/format.h>
 #include <unistd.h>

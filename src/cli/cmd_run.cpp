@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // mirrormmu run
 #include <fmt/format.h>
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // mirrormmu sites: every named bug/warn/lockdep site, its kind, what it
 // means, and every place in the code that can fire it.
 #include <fmt/format.h>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // mirrormmu table [--designs A,B] [--format text|markdown|json]
 #include <fmt/format.h>
 

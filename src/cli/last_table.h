@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Which designs reached each site in the last `mirrormmu table` run, kept in
 // the user's cache directory (never in the repository) for `mirrormmu sites`.
 #pragma once

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // mirrormmu: the command line.
 #include <cstdio>
 #include <cstdlib>

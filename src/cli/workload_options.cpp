@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // The options that describe a workload run, shared by `run` and `compare`.
 #include <fmt/format.h>
 

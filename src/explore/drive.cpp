@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #include "explore/drive.h"
 
 #include <fmt/format.h>

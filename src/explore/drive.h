@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Driving one transition by hand: a small TD, an entry brought to the old
 // kind by the normal paths (a fault, or an MMIO value written in place), then
 // the new value applied through the MMU's own setter in the lock mode asked

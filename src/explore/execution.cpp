@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #include "explore/execution.h"
 
 #include <fmt/format.h>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // One execution of a scenario under the deterministic engine: setup on one
 // thread, the scenario's threads interleaved as the strategy decides, then
 // every invariant, teardown and the end-of-life check.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #include "explore/explorer.h"
 
 #include <fmt/format.h>

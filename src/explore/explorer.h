@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // The explorer: runs a scenario execution after execution under a strategy,
 // collects what was seen, and for every failure finds the smallest story
 // (fewer operations, fewer preemptions, fewer injected failures) and the one

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #include "explore/scenario.h"
 
 #include <fmt/format.h>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Scenarios for the explorer: a small TD, a setup run on one thread, and a
 // few threads (vCPUs and the VMM) whose operations race. Built in, or read
 // from a JSON file (see scenarios/ for the format).

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Strategies that steer the deterministic engine, and the schedule string
 // that names one execution.
 #pragma once

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // The event trace of an explored execution: everything the checker sees,
 // forwarded to it, plus the engine's own events (locks, threads, RCU), each
 // with the step and the virtual thread it came from.

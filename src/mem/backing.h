@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Host memory behind guest frames: a guest_memfd-like private backing for a
 // TD's private memory, or ordinary (anonymous, THP-able) host memory for
 // shared memory. Frames are allocated on first use; with `huge`, a 2M block

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #include "mem/memory_cache.h"
 
 #include <algorithm>

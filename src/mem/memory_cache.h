@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // kvm_mmu_memory_cache: objects allocated *before* mmu_lock is taken, so the
 // fault path never allocates (or sleeps) under the lock. A failed top-up is
 // an ordinary -ENOMEM for the caller; it never crashes.

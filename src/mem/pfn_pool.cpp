@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #include "mem/pfn_pool.h"
 
 #include <cstdlib>

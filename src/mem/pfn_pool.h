@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Host physical memory: a pool of page frames, each with an owner.
 //
 // Only page-table pages get real 4 KiB of memory behind them (their SPTEs are

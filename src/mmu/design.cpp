@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #include "mmu/design.h"
 
 #include <fmt/format.h>

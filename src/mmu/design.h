@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // A hook design: which external hook the TDP MMU calls at which point.
 //
 // The mailing-list threads argue about this layout (separate link/set hooks

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // The kvm_x86_ops hooks through which the TDP MMU propagates mirror changes
 // to the external (S-EPT) page table. TDX implements them (tdx/tdx_ops.h);
 // tests implement them with fakes.

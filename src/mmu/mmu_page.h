@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // struct kvm_mmu_page, the parts the TDP MMU uses.
 #pragma once
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // What the MMU tells an observer (the checker, the event trace). The MMU
 // calls these only through a pointer that is null unless someone watches, so
 // a run without a checker pays one predictable branch per change.

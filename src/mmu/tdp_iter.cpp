@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #include "mmu/tdp_iter.h"
 
 namespace mirrormmu {

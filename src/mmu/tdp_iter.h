@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // The TDP iterator: a pre-order walk of one root over a gfn range, able to
 // restart from the root after yielding (the tables it held may be gone).
 #pragma once

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // The TDP MMU of one VM: its roots (direct, and mirror for a TD), mmu_lock,
 // the SPTE write protocol, fault-in, zapping, splitting and write-protection.
 // Function names are tdp_mmu.c's so the two can be read side by side.
@@ -100,6 +101,11 @@ struct TdpMmuConfig {
   SplitAlloc split_alloc = SplitAlloc::Prefilled;
   PgLevel root_level = PgLevel::k512G;  // 4-level EPT; k256T for 5-level
   bool has_mirrored_tdp = false;  // a TD: private GPAs go to a mirror root
+  // A fault whose access the present leaf already allows returns SPURIOUS
+  // before make_spte() (6.13, "Treat TDP MMU faults as spurious if access is
+  // already allowed"). Off reproduces 6.12, which rebuilds the leaf and so
+  // drops a Dirty bit the old one had: the oracle of a 6.12 tree needs it.
+  bool spurious_if_access_allowed = true;
   uint64_t gfn_direct_bits = 0;   // the shared bit as a gfn mask (TDX)
   uint64_t mmio_value = 0;        // shadow_mmio_value of the VM
   uint64_t max_gfn_exclusive = 0; // tdp_mmu_max_gfn_exclusive()

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Write-protection for dirty logging.
 #include <bit>
 

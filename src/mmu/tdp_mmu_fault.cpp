@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Fault-in: kvm_tdp_mmu_map() and the helpers it uses to link and split.
 #include <cerrno>
 
@@ -38,7 +39,7 @@ RetPf TdpMmu::tdp_mmu_map_handle_target_level(KvmPageFault& f, TdpIter& iter) {
   // is a prefetch and something is mapped: nothing to do. The pfn cannot
   // differ, because an invalidation of the old pfn would have zapped the
   // leaf and made this fault retry on the sequence count.
-  if (is_shadow_present(iter.old_spte) && is_last(iter.old_spte, iter.level) &&
+  if (cfg_.spurious_if_access_allowed && is_shadow_present(iter.old_spte) && is_last(iter.old_spte, iter.level) &&
       (f.prefetch || !f.write || is_writable(iter.old_spte))) {
     warn_on_once(f.has_slot && to_pfn(iter.old_spte) != pfn, kvm_, Site::map_spurious_pfn);
     return RetPf::Spurious;

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Roots: allocation and reuse, references, invalidation, teardown.
 #include <algorithm>
 #include <cerrno>

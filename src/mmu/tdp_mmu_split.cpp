@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Splitting huge leaves: the one-entry split both fault-in and the range
 // walkers use, the allocation of tables for a split (with mmu_lock dropped),
 // and the range walkers for direct roots (eager splitting when dirty logging

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // The SPTE write protocol: the exclusive setter, the atomic (shared) setter,
 // change handling and subtree removal.
 #include <cerrno>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Zapping: leaf zaps over a range, whole-root zaps, and yielding.
 #include "mmu/tdp_mmu.h"
 #include "spte/spte.h"

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // `mirrormmu compare`: the same workload and seed under several hook
 // designs, side by side.
 #pragma once

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #include "report/explore_report.h"
 
 #include <fmt/format.h>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // The explorer's end-of-run report and its progress line.
 #pragma once
 

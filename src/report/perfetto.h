@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Chrome trace-event JSON of one execution (opens in Perfetto and
 // chrome://tracing): a track per thread, spans for lock holds, complete
 // events for SEAMCALLs, instant events for SPTE changes and the rest.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // The run summary: a text report for people and the same facts as JSON.
 #pragma once
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Computing the transition table: explorations of every built-in scenario and
 // small runs of the default workload, each with and without injected failures,
 // folded row by row; then the rows nobody reached, driven directly.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // The transition table of __handle_changed_spte(), computed per design: every
 // (old kind, new kind, lock mode, root) row, how often the built-in scenarios
 // (under the explorer, with and without injected failures) and small runs of

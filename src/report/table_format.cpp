@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // The transition table as text, Markdown and JSON, and the differences
 // between two designs' tables.
 #include <fmt/format.h>

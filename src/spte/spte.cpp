@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #include "spte/spte.h"
 
 namespace mirrormmu::spte {

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // The 64-bit SPTE, EPT flavour, as the TDP MMU encodes it.
 //
 // Bit 11 is the software "MMU-present" bit: it, and nothing else, says

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #include "sync/det_engine.h"
 
 #include <algorithm>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // The deterministic engine: virtual threads that run one at a time and switch
 // only at scheduling points, so one interleaving of the same MMU, TDX glue
 // and module code can be chosen, recorded and replayed exactly.

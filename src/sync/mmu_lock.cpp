@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #include "sync/mmu_lock.h"
 
 #include <array>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // kvm->mmu_lock: a reader/writer lock with lockdep-style holder tracking.
 //
 // "Shared" is read_lock (vCPU faults), "exclusive" is write_lock (zaps,

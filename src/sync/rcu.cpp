@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #include "sync/rcu.h"
 
 #include "sync/det_engine.h"

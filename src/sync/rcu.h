@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // RCU for page tables, on liburcu (the memb flavour, which needs no signals
 // and lets readers be cheap). Every TDP MMU walker runs inside a read-side
 // section; a table unlinked from the tree is freed only through call_rcu.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #include "sync/sched.h"
 
 namespace mirrormmu::sync {

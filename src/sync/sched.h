@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Scheduling points: the seam between the MMU code and the execution engine.
 //
 // Every place where another thread could interleave (lock operations, SPTE

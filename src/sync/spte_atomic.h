@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Access to SPTE memory. A page table is a plain array of 512 uint64_t (so it
 // can be memset like the kernel's pre-filled pages); every access that can
 // race goes through here as an atomic_ref, and is a scheduling point.

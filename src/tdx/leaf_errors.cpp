@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // What each host SEAMCALL leaf can return besides success, as the 1.5
 // module's sources check it (the TD prologue, PAGEINFO, the tree and entry
 // locks, the walk, the state, the new pages, tracking), so an injected

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // TdxModule: construction, accounting, the module's locks, the checks shared
 // by every SEAMCALL, and introspection. The calls themselves are in
 // module_build.cpp (TD and vCPU build), module_sept.cpp (S-EPT management),

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // The TDX module, as far as KVM's S-EPT management can observe it.
 //
 // TdxModule owns one TD: its TDR/TDCS, its Secure EPT (entry states per the

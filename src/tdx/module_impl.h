@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // TdxModule's private state and the checks every SEAMCALL shares. Only the
 // module_*.cpp files include this.
 //

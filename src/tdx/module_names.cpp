@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Printable names and public codes of the module's enums.
 #include "tdx/module.h"
 

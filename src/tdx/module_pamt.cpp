@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Dynamic PAMT (ModuleConfig::dynamic_pamt): TDH.PHYMEM.PAMT.ADD,
 // TDH.PHYMEM.PAMT.REMOVE, and the checks the other calls make before they
 // give a frame a 4K PAMT entry.

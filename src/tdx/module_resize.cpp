@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Changing the size of a private mapping: TDH.MEM.PAGE.DEMOTE (2M -> 512 x
 // 4K, 1G -> 512 x 2M, with a new S-EPT page) and TDH.MEM.PAGE.PROMOTE (the
 // reverse, freeing the S-EPT page). KVM only ever demotes; promotion is

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // HKID release and page reclaim: VP.FLUSH, MNG.VPFLUSHDONE, PHYMEM.CACHE.WB,
 // MNG.KEY.FREEID, PHYMEM.PAGE.RECLAIM, PHYMEM.PAGE.WBINVD.
 //

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // TLB tracking and the vCPU side: TDH.MEM.TRACK, TDH.VP.ENTER / TD exit,
 // and the guest's TDG.MEM.PAGE.ACCEPT.
 //

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #include "tdx/pamt.h"
 
 #include <algorithm>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // The module's Physical Address Metadata Table, reduced to what S-EPT
 // management observes: a page type and page size per host frame, and the
 // BEPOCH stamp of blocked objects.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #include "tdx/sept_tree.h"
 
 namespace mirrormmu::tdx {

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // The Secure EPT as the TDX module keeps it: a radix tree of 512-entry
 // tables, each table living in a host frame the host donated (SEPT.ADD) or,
 // for the root, in the first TDCS page.

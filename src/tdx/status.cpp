@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #include "tdx/status.h"
 
 #include <fmt/format.h>

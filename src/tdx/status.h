@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // TDX module status codes (RAX), operand ids and SEAMCALL leaf numbers, with
 // the values the module and the kernel use. Callers compare the upper 32 bits
 // (status & kStatusMask) and read the operand id from the low 32 bits.

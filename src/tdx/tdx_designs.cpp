@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // The TDX side of the hook layouts argued about on the list: the dedicated
 // split hook ([HP]), the one set hook that dispatches on (old, new) ([P1],
 // [P2]) with the void reclaim hook, and the TDX-side S-EPT page pool (the

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // tdx.c of the merged layer (kvm-x86/linux 09c6f74ecb86, June 2026): the
 // two hooks, set_external_spte = tdx_sept_set_private_spte() and
 // free_external_spt = tdx_sept_free_private_spt(), with the checks the MMU

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // The S-EPT hooks, as tdx.c implements them.
 #include "tdx/tdx_ops.h"
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // The KVM side of TDX (tdx.c): the external hooks as SEAMCALL sequences, the
 // BUSY handling under the exclusive lock, TDX_BUG_ON on everything else, and
 // the TD's lifecycle (create, build, finalize, HKID release, reclaim).

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Dynamic PAMT, the KVM side ([P1]: tdx_pamt_get / tdx_pamt_put and the
 // tdx_pamt_cache).
 //

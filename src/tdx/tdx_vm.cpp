@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // The TD's life as tdx.c drives it: creation, build, finalize, vCPU entry,
 // HKID release and the reclaim of control pages.
 #include <algorithm>

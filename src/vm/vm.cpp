@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // VM creation, memslots, attributes and teardown.
 #include "vm/vm.h"
 

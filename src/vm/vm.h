@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // A VM as a VMM sees it through KVM's API: memslots, memory attributes,
 // vCPUs that fault on GPAs, dirty logging, and (for a TD) the TDX build and
 // teardown. Every operation takes the mmu_lock mode the kernel takes and

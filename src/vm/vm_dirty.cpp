@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Dirty logging on the direct root, by write-protection.
 #include <cerrno>
 

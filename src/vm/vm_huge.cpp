@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Private huge pages of a TD: how large a private fault may map, and the
 // callers that demote a 2M private mapping under the exclusive lock — the
 // guest accepting at 4K inside it, and a conversion or hole punch that cuts

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // TD build: KVM_TDX_INIT_MEM_REGION and KVM_TDX_FINALIZE_VM.
 #include <cerrno>
 #include <optional>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // vCPUs: roots, EPT violations (kvm_mmu_page_fault), guest accesses, and
 // getting vCPUs out of guest mode.
 #include <fmt/format.h>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #include "workload/bench_kernels.h"
 
 #include <algorithm>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // What the benchmarks time: each kernel sets up outside the timed region and
 // returns nanoseconds per unit (per SPTE, per page, per execution).
 // bench/ wraps them for Google Benchmark; `mirrormmu bench` prints a table

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #include "workload/explored.h"
 
 #include <fmt/format.h>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // A workload under the explorer: the operations a native run makes, each
 // run as virtual threads of the deterministic engine (one for a VMM step,
 // one per vCPU plus the VMM for a parallel phase), so every interleaving of

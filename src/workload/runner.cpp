@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #include "workload/runner.h"
 
 #include <fmt/format.h>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Runs one workload end to end: VM, checker, operations, teardown, and the
 // end-of-life check. The VM and checker are kept for the report.
 #pragma once

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // The default workload: a TD's whole life, in the phases of the selftests
 // (tdx_vm_test, private_mem_conversions_test, dirty_log_test, memslot churn).
 #include <algorithm>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // A TD's life in a few dozen pages: every phase of td-life, small enough
 // that a test can run it once per fault-injection point.
 #include <cerrno>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Workloads: sequences of VM-level operations modelled on the KVM selftests,
 // each followed by a full invariant check. A run is fully determined by its
 // config (seed included), so any failure replays from one command line.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // The checker must see what it claims to check. Each test builds a small TD
 // through the Vm API, makes sure the checker finds it clean, plants exactly
 // one corruption behind the MMU's back and asserts that the checker names

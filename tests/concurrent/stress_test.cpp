@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Real threads on the real code: vCPU threads faulting under the shared
 // mmu_lock while another thread zaps, converts and checks under the
 // exclusive one. Run under ThreadSanitizer by `make test`, and under ASan.

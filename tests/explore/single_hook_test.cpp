@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Option 2 of the seed thread (the single-hook design): the S-EPT page of a
 // removed table is reclaimed through set_external_spte *after*
 // handle_removed_pt() queued the table for call_rcu. That is safe only while

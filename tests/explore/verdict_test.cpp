@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Verdicts: a site that fires anywhere fails the run or the execution, even
 // when it fires during teardown, where the old checker no longer looked.
 #include <gtest/gtest.h>

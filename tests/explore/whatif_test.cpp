@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Each what-if switch shows the failure it exists to show, and the code as
 // posted stays clean on the same search: the livelock of a fault against
 // memslot deletion without TDX's bail-out, option 2's reclaim after call_rcu

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Demotion under failure: a non-BUSY error, and BUSY, at every SEAMCALL of
 // the path a 4K accept inside a PENDING 2M mapping takes (2M AUG, the
 // accept's exit, BLOCK, TRACK, DEMOTE), for each design that can split.

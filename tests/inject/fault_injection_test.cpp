@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Every failure the real system can produce, at every point a small TD's
 // life reaches it: a SEAMCALL returning BUSY, a SEAMCALL failing outright,
 // a cache top-up failing, the host running out of memory. Whatever happens,

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // A recording stand-in for the TDX side, with scriptable failures, so MMU
 // tests can see exactly which hook the MMU calls, in which order, under
 // which lock.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Property tests of the VM layer against a reference model.
 //
 // RapidCheck generates short sequences of VMM-level operations on a small TD

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // The transition table: computed rows carry evidence that reproduces them,
 // sites are charged to the row whose handling hit them, rows nothing reaches
 // are driven, and two designs' differences are the rows they disagree on.

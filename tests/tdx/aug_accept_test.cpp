@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // TDH.MEM.PAGE.AUG and the guest's TDG.MEM.PAGE.ACCEPT.
 #include "tdx/tdx_fixture.h"
 

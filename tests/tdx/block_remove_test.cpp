@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // RANGE.BLOCK, RANGE.UNBLOCK, PAGE.REMOVE, SEPT.REMOVE and the TLB tracking
 // they depend on (TRACK, VP.ENTER epochs).
 #include "tdx/tdx_fixture.h"

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // TD and vCPU build calls: MNG.CREATE/KEY.CONFIG/ADDCX/INIT, VP.CREATE/
 // ADDCX/INIT, MR.EXTEND, MR.FINALIZE — happy path and every precondition.
 #include "tdx/tdx_fixture.h"

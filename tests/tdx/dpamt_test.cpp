@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Dynamic PAMT: TDH.PHYMEM.PAMT.ADD / PAMT.REMOVE and the page pair every
 // call needs before it gives a frame a 4K PAMT entry.
 #include <functional>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // --inject's machinery: a leaf failing at its N-th call with a status from
 // the leaf's own list, without running and without changing anything.
 #include "tdx/tdx_fixture.h"

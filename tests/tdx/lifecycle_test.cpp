@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // End-to-end TD lifecycles the way KVM drives them, plus the cross-cutting
 // parts of the module: entry enumeration, stats, observer, fault injection,
 // scheduling points, 5-level S-EPT and thread safety.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // The module's try-only sharex lock: the primitive behind every BUSY status
 // once calls stop being serialized by the module mutex.
 #include <gtest/gtest.h>

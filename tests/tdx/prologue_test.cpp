@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // The common prologue of every TDH.MEM call (fact sheet §2.0), checked for
 // each call: TDR, lifecycle, TDCS, op-state, page-info, walk — in that order,
 // each failure leaving the module untouched.

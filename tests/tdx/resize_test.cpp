@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // TDH.MEM.PAGE.DEMOTE and TDH.MEM.PAGE.PROMOTE.
 #include "tdx/tdx_fixture.h"
 

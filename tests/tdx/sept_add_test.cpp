@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // TDH.MEM.SEPT.ADD, TDH.MEM.PAGE.ADD and TDH.MEM.SEPT.RD.
 #include "tdx/tdx_fixture.h"
 

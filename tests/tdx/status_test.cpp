@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Status rendering, leaf names and numbers, enum names.
 #include <gtest/gtest.h>
 

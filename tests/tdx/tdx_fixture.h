@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Shared fixture for the TDX module tests: a pool, a module, helpers that
 // build a TD the way KVM does, and a snapshot of everything a SEAMCALL may
 // change so a test can assert that a failed call changed nothing.

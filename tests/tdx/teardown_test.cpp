@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // HKID release (VP.FLUSH, VPFLUSHDONE, CACHE.WB, KEY.FREEID), RECLAIM and
 // WBINVD.
 #include "tdx/tdx_fixture.h"

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // TDH.VP.ENTER as the 1.5 module has it: zero-step mitigation (six EPT
 // violations at one RIP count, the seventh arms the filter, ACCEPT exits do
 // not count, an armed filter re-walks the logged GPAs and can exit without

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Dynamic PAMT on the KVM side: a TD's whole life with dynamic_pamt on
 // lends the module a page pair per 2M region it uses at 4K and takes every
 // pair back; KVM's refcount per region matches the module's 4K entries; a

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Private huge pages: 2M AUG once the TD runs, demotion for the guest's 4K
 // accept (with the guest inhibit) and for conversions and holes that cut a
 // 2M mapping, promotion refused, the designs that cannot split refusing,

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // The upstream layout ([B], v6.19): four hooks.
 //  - link_external_spt / set_external_spte from set_external_spte_present(),
 //    under the shared lock, with the mirror SPTE frozen around the hook;

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // The centralized layout ([P1] patches 05-36 and Rick's 17-patch series,
 // 07/17 "Centralize updates to present external PTEs", 08/17 "Drop
 // link_external_spt"):

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Pieces several hook designs share: reporting a hook call to the observer,
 // the freeze protocol around an external update under the shared lock, and
 // the [B] leaf removal and table reclaim.

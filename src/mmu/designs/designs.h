@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Factories of the hook designs; the registry in mmu/design.cpp lists them.
 #pragma once
 

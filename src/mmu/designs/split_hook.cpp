@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Yan Zhao's RFC ([HP], "Invoke split_external_spt hook with exclusive
 // mmu_lock"): the [B] hooks plus a dedicated split_external_spt, called from
 // tdp_mmu_set_spte() when a huge mirror leaf becomes a table. The MMU core

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // The merged layer (kvm.git, June 2026: Sean Christopherson's and Rick
 // Edgecombe's MMU refactors as reposted by Yan Zhao, "KVM: TDX: Drop
 // kvm_x86_ops.link_external_spt()" ... "Move external page table freeing to

@@ -1,0 +1,311 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * The VM of the oracle and its operations: each does what the named KVM
+ * entry point does around the tree's tdp_mmu.c, with the same locks.
+ */
+#include <stdlib.h>
+
+#include "mmu.h"
+#include "mmu_internal.h"
+#include "spte.h"
+#include "tdp_iter.h"
+#include "tdp_mmu.h"
+
+#include "glue/internal.h"
+
+static void init_cache(struct kvm_mmu_memory_cache *mc, struct kmem_cache *kc, u64 init_value) {
+  memset(mc, 0, sizeof(*mc));
+  mc->kmem_cache = kc;
+  mc->init_value = init_value;
+  mc->capacity = KMMU_CACHE_CAPACITY;
+  mc->objects = calloc(KMMU_CACHE_CAPACITY, sizeof(void *));
+}
+
+/* kvm_calc_tdp_mmu_root_page_role() for a 4-level EPT VM outside SMM. */
+static union kvm_mmu_page_role tdp_root_role(void) {
+  union kvm_mmu_page_role role = { .word = 0 };
+  role.level = PT64_ROOT_4LEVEL;
+  role.direct = 1;
+  role.access = ACC_ALL;
+  role.cr0_wp = 1;
+  role.efer_nx = 1;
+  role.ad_disabled = !kvm_ad_enabled();
+  return role;
+}
+
+struct kmmu_vm *kmmu_vm_create(const struct kmmu_events *ev, int nr_vcpus) {
+  if (g_vm || nr_vcpus < 1) return NULL;
+  kmmu_once_init();
+  struct kmmu_vm *vm = calloc(1, sizeof(*vm));
+  vm->ev = *ev;
+  kshim_rwlock_init(&vm->kvm.mmu_lock);
+  mutex_init(&vm->kvm.slots_lock);
+  refcount_set(&vm->kvm.users_count, 1);
+  INIT_LIST_HEAD(&vm->kvm.arch.possible_nx_huge_pages);
+  kvm_mmu_init_tdp_mmu(&vm->kvm);
+  vm->nr_vcpus = nr_vcpus;
+  vm->kvm.created_vcpus = nr_vcpus;
+  vm->vcpus = calloc(nr_vcpus, sizeof(*vm->vcpus));
+  for (int i = 0; i < nr_vcpus; i++) {
+    struct kvm_vcpu *v = &vm->vcpus[i].vcpu;
+    v->kvm = &vm->kvm;
+    v->vcpu_id = i;
+    v->arch.mmu = &v->arch.root_mmu;
+    v->arch.mmu->root.hpa = INVALID_PAGE;
+    v->arch.mmu->root_role = tdp_root_role();
+    init_cache(&v->arch.mmu_shadow_page_cache, NULL, SHADOW_NONPRESENT_VALUE);
+    init_cache(&v->arch.mmu_page_header_cache, mmu_page_header_cache, 0);
+  }
+  g_vm = vm;
+  return vm;
+}
+
+/* kvm_mmu_free_roots() for the vCPU's one TDP MMU root. */
+static void put_vcpu_root(struct kmmu_vm *vm, struct kvm_vcpu *v) {
+  struct kvm_mmu *mmu = v->arch.mmu;
+  if (!VALID_PAGE(mmu->root.hpa)) return;
+  read_lock(&vm->kvm.mmu_lock);
+  kvm_tdp_mmu_put_root(&vm->kvm, to_shadow_page(mmu->root.hpa));
+  read_unlock(&vm->kvm.mmu_lock);
+  mmu->root.hpa = INVALID_PAGE;
+}
+
+/* kvm_mmu_load() as KVM_RUN reaches it: drop an obsolete root
+ * (KVM_REQ_MMU_FREE_OBSOLETE_ROOTS), then find or allocate a valid one. */
+static int mmu_load(struct kmmu_vm *vm, struct kvm_vcpu *v) {
+  struct kvm_mmu *mmu = v->arch.mmu;
+  if (VALID_PAGE(mmu->root.hpa) && to_shadow_page(mmu->root.hpa)->role.invalid) put_vcpu_root(vm, v);
+  if (VALID_PAGE(mmu->root.hpa)) return 0;
+  int r = mmu_topup_memory_caches(v);
+  if (r) return r;
+  return kvm_tdp_mmu_alloc_root(v);
+}
+
+int64_t kmmu_vm_destroy(struct kmmu_vm *vm) {
+  /* kvm_destroy_vm(): kvm_arch_flush_shadow_all() zaps everything, the
+   * vCPUs put their roots, then kvm_mmu_uninit_tdp_mmu(). */
+  write_lock(&vm->kvm.mmu_lock);
+  kvm_tdp_mmu_zap_all(&vm->kvm);
+  write_unlock(&vm->kvm.mmu_lock);
+  for (int i = 0; i < vm->nr_vcpus; i++) {
+    put_vcpu_root(vm, &vm->vcpus[i].vcpu);
+    kmmu_cache_free(&vm->vcpus[i].vcpu.arch.mmu_shadow_page_cache);
+    kmmu_cache_free(&vm->vcpus[i].vcpu.arch.mmu_page_header_cache);
+  }
+  refcount_set(&vm->kvm.users_count, 0);
+  kvm_mmu_uninit_tdp_mmu(&vm->kvm);
+  for (int i = 0; i < KMMU_MAX_SLOTS; i++) free(vm->slots[i].dirty_bitmap);
+  kshim_rwlock_destroy(&vm->kvm.mmu_lock);
+  const int64_t left = __atomic_load_n(&g_pgtable_pages, __ATOMIC_RELAXED);
+  free(vm->vcpus);
+  free(vm);
+  g_vm = NULL;
+  return left;
+}
+
+static struct kvm_memory_slot *slot_of(struct kmmu_vm *vm, int id) {
+  return id >= 0 && id < KMMU_MAX_SLOTS && vm->used[id] ? &vm->slots[id] : NULL;
+}
+
+int kmmu_memslot_set(struct kmmu_vm *vm, int id, uint64_t base_gfn, uint64_t npages, bool dirty_log) {
+  if (id < 0 || id >= KMMU_MAX_SLOTS || vm->used[id] || !npages) return -EINVAL;
+  for (int i = 0; i < KMMU_MAX_SLOTS; i++)
+    if (vm->used[i] && base_gfn < vm->slots[i].base_gfn + vm->slots[i].npages &&
+        vm->slots[i].base_gfn < base_gfn + npages)
+      return -EEXIST;
+  struct kvm_memory_slot *s = &vm->slots[id];
+  memset(s, 0, sizeof(*s));
+  s->base_gfn = base_gfn;
+  s->npages = npages;
+  s->id = (short)id;
+  s->dirty_bitmap = calloc(BITS_TO_LONGS(npages), sizeof(unsigned long));
+  vm->used[id] = true;
+  vm->memslots.generation += 2;
+  return dirty_log ? kmmu_memslot_dirty_log(vm, id, true) : 0;
+}
+
+int kmmu_memslot_delete(struct kmmu_vm *vm, int id) {
+  struct kvm_memory_slot *s = slot_of(vm, id);
+  if (!s) return -ENOENT;
+  /* kvm_arch_flush_shadow_memslot() without KVM_X86_QUIRK_SLOT_ZAP_ALL. */
+  struct kvm_gfn_range range = { .slot = s, .start = s->base_gfn, .end = s->base_gfn + s->npages, .may_block = true };
+  write_lock(&vm->kvm.mmu_lock);
+  if (kvm_tdp_mmu_unmap_gfn_range(&vm->kvm, &range, false)) kvm_flush_remote_tlbs(&vm->kvm);
+  write_unlock(&vm->kvm.mmu_lock);
+  vm->used[id] = false;
+  free(s->dirty_bitmap);
+  s->dirty_bitmap = NULL;
+  vm->memslots.generation += 2;
+  return 0;
+}
+
+int kmmu_memslot_dirty_log(struct kmmu_vm *vm, int id, bool on) {
+  struct kvm_memory_slot *s = slot_of(vm, id);
+  if (!s) return -ENOENT;
+  if (on == !!(s->flags & KVM_MEM_LOG_DIRTY_PAGES)) return 0;
+  if (on) {
+    s->flags |= KVM_MEM_LOG_DIRTY_PAGES;
+    /* kvm_mmu_slot_apply_flags() -> kvm_mmu_slot_remove_write_access():
+     * without PML, write-protect every leaf so the next write faults. */
+    read_lock(&vm->kvm.mmu_lock);
+    bool flush = kvm_tdp_mmu_wrprot_slot(&vm->kvm, s, PG_LEVEL_4K);
+    read_unlock(&vm->kvm.mmu_lock);
+    if (flush) kvm_flush_remote_tlbs_range(&vm->kvm, s->base_gfn, s->npages);
+  } else {
+    s->flags &= ~KVM_MEM_LOG_DIRTY_PAGES;
+  }
+  return 0;
+}
+
+int kmmu_fault(struct kmmu_vm *vm, int vcpu, uint64_t gfn, uint64_t pfn, bool write, bool exec, int host_level) {
+  if (vcpu < 0 || vcpu >= vm->nr_vcpus) return -EINVAL;
+  struct kmmu_vcpu *kv = &vm->vcpus[vcpu];
+  struct kvm_vcpu *v = &kv->vcpu;
+  int r = mmu_load(vm, v);
+  if (r) return r;
+  /* kvm_mmu_do_page_fault() for a TDP fault on a direct root. */
+  struct kvm_page_fault fault = {
+    .addr = gfn << PAGE_SHIFT,
+    .error_code = (write ? PFERR_WRITE_MASK : 0) | (exec ? PFERR_FETCH_MASK : 0) | PFERR_USER_MASK,
+    .exec = exec,
+    .write = write,
+    .user = true,
+    .is_tdp = true,
+    .nx_huge_page_workaround_enabled = is_nx_huge_page_enabled(&vm->kvm),
+    .max_level = KVM_MAX_HUGEPAGE_LEVEL,
+    .req_level = PG_LEVEL_4K,
+    .goal_level = PG_LEVEL_4K,
+  };
+  fault.gfn = gfn;
+  fault.slot = kvm_vcpu_gfn_to_memslot(v, gfn);
+  if (!fault.slot) return -EFAULT;   /* emulated MMIO is not modelled */
+  /* kvm_tdp_mmu_page_fault(): no page tracking, no fast path here. */
+  r = mmu_topup_memory_caches(v);
+  if (r) return r;
+  fault.pfn = pfn;
+  fault.map_writable = true;
+  kv->host_level = host_level;
+  read_lock(&vm->kvm.mmu_lock);
+  r = kvm_tdp_mmu_map(v, &fault);
+  read_unlock(&vm->kvm.mmu_lock);
+  return r;
+}
+
+bool kmmu_zap_leafs(struct kmmu_vm *vm, uint64_t start, uint64_t end) {
+  /* kvm_zap_gfn_range() */
+  write_lock(&vm->kvm.mmu_lock);
+  bool flush = kvm_tdp_mmu_zap_leafs(&vm->kvm, start, end, false);
+  if (flush) kvm_flush_remote_tlbs_range(&vm->kvm, start, end - start);
+  write_unlock(&vm->kvm.mmu_lock);
+  return flush;
+}
+
+void kmmu_zap_all(struct kmmu_vm *vm) {
+  /* kvm_mmu_zap_all() */
+  write_lock(&vm->kvm.mmu_lock);
+  kvm_tdp_mmu_zap_all(&vm->kvm);
+  write_unlock(&vm->kvm.mmu_lock);
+}
+
+void kmmu_zap_all_unlocked(struct kmmu_vm *vm) { kvm_tdp_mmu_zap_all(&vm->kvm); }
+
+void kmmu_zap_all_fast(struct kmmu_vm *vm) {
+  /* kvm_mmu_zap_all_fast(): invalidate under the write lock, reload
+   * requests to every vCPU, zap the invalid roots under the read lock. */
+  write_lock(&vm->kvm.mmu_lock);
+  kvm_tdp_mmu_invalidate_all_roots(&vm->kvm);
+  kvm_flush_remote_tlbs(&vm->kvm);
+  write_unlock(&vm->kvm.mmu_lock);
+  kvm_tdp_mmu_zap_invalidated_roots(&vm->kvm);
+}
+
+int kmmu_get_dirty_log(struct kmmu_vm *vm, int id, uint64_t *bits, uint64_t nwords) {
+  struct kvm_memory_slot *s = slot_of(vm, id);
+  if (!s) return -ENOENT;
+  const uint64_t n = BITS_TO_LONGS(s->npages);
+  if (nwords < n) return -EINVAL;
+  /* kvm_get_dirty_log_protect() without manual protect. */
+  bool flush = false;
+  write_lock(&vm->kvm.mmu_lock);
+  for (uint64_t i = 0; i < n; i++) {
+    unsigned long mask = __atomic_exchange_n(&s->dirty_bitmap[i], 0UL, __ATOMIC_RELAXED);
+    bits[i] = mask;
+    if (!mask) continue;
+    flush = true;
+    kvm_tdp_mmu_clear_dirty_pt_masked(&vm->kvm, s, s->base_gfn + i * BITS_PER_LONG, mask, true);
+  }
+  write_unlock(&vm->kvm.mmu_lock);
+  if (flush) kvm_flush_remote_tlbs_range(&vm->kvm, s->base_gfn, s->npages);
+  return 0;
+}
+
+int kmmu_clear_dirty_masked(struct kmmu_vm *vm, int id, uint64_t gfn_offset, uint64_t mask) {
+  struct kvm_memory_slot *s = slot_of(vm, id);
+  if (!s || gfn_offset % BITS_PER_LONG || gfn_offset >= s->npages) return -EINVAL;
+  write_lock(&vm->kvm.mmu_lock);
+  kvm_tdp_mmu_clear_dirty_pt_masked(&vm->kvm, s, s->base_gfn + gfn_offset, mask, true);
+  write_unlock(&vm->kvm.mmu_lock);
+  kvm_flush_remote_tlbs_range(&vm->kvm, s->base_gfn, s->npages);
+  return 0;
+}
+
+int kmmu_split_huge_pages(struct kmmu_vm *vm, int id, int target_level, bool shared) {
+  struct kvm_memory_slot *s = slot_of(vm, id);
+  if (!s || target_level < PG_LEVEL_4K || target_level >= KVM_MAX_HUGEPAGE_LEVEL) return -EINVAL;
+  if (shared) read_lock(&vm->kvm.mmu_lock); else write_lock(&vm->kvm.mmu_lock);
+  kvm_tdp_mmu_try_split_huge_pages(&vm->kvm, s, s->base_gfn, s->base_gfn + s->npages, target_level, shared);
+  if (shared) read_unlock(&vm->kvm.mmu_lock); else write_unlock(&vm->kvm.mmu_lock);
+  return 0;
+}
+
+bool kmmu_age(struct kmmu_vm *vm, uint64_t start, uint64_t end, bool test_only) {
+  bool young = false;
+  write_lock(&vm->kvm.mmu_lock);
+  for (int i = 0; i < KMMU_MAX_SLOTS; i++) {
+    struct kvm_memory_slot *s = slot_of(vm, i);
+    if (!s) continue;
+    uint64_t lo = max(start, s->base_gfn), hi = min(end, s->base_gfn + s->npages);
+    if (lo >= hi) continue;
+    struct kvm_gfn_range range = { .slot = s, .start = lo, .end = hi };
+    young |= test_only ? kvm_tdp_mmu_test_age_gfn(&vm->kvm, &range) : kvm_tdp_mmu_age_gfn_range(&vm->kvm, &range);
+  }
+  write_unlock(&vm->kvm.mmu_lock);
+  return young;
+}
+
+static void walk(u64 *pt, int level, gfn_t base, void *ctx, void (*fn)(void *, uint64_t, int, uint64_t)) {
+  for (int i = 0; i < SPTE_ENT_PER_PAGE; i++) {
+    const u64 spte = READ_ONCE(pt[i]);
+    const gfn_t gfn = base + ((gfn_t)i << ((level - 1) * SPTE_LEVEL_BITS));
+    if (!is_shadow_present_pte(spte)) continue;
+    if (is_last_spte(spte, level)) fn(ctx, gfn, level, spte);
+    else walk(spte_to_child_pt(spte, level), level - 1, gfn, ctx, fn);
+  }
+}
+
+void kmmu_for_each_leaf(struct kmmu_vm *vm, void *ctx, void (*fn)(void *ctx, uint64_t gfn, int level, uint64_t spte)) {
+  struct kvm_mmu_page *root;
+  write_lock(&vm->kvm.mmu_lock);
+  list_for_each_entry(root, &vm->kvm.arch.tdp_mmu_roots, link)
+    if (!root->role.invalid) walk(root->spt, root->role.level, 0, ctx, fn);
+  write_unlock(&vm->kvm.mmu_lock);
+}
+
+int64_t kmmu_pages(struct kmmu_vm *vm, int level) {
+  if (level < PG_LEVEL_4K || level > KVM_MAX_HUGEPAGE_LEVEL) return -1;
+  return atomic64_read(&vm->kvm.stat.pages[level - 1]);
+}
+
+void kmmu_get_masks(struct kmmu_masks *m) {
+  kmmu_once_init();
+  m->present = SPTE_MMU_PRESENT_MASK;
+  m->writable = PT_WRITABLE_MASK;
+  m->host_writable = shadow_host_writable_mask;
+  m->mmu_writable = shadow_mmu_writable_mask;
+  m->accessed = shadow_accessed_mask;
+  m->dirty = shadow_dirty_mask;
+  m->x = shadow_x_mask;
+  m->nx = shadow_nx_mask;
+  m->acc_track = shadow_acc_track_mask;
+  m->base_addr = SPTE_BASE_ADDR_MASK;
+}

@@ -1,0 +1,88 @@
+// SPDX-License-Identifier: GPL-2.0-only
+// The kernel tree's own TDP MMU (direct root) as a C++ object: the oracle
+// the model is compared with. Built only with -DMIRRORMMU_KERNEL_TREE=...
+// (`make oracle`); see docs/oracle.md for what is the tree's and what is ours.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "oracle/bridge_cpp.h"
+#include "oracle/kmmu.h"
+
+namespace mirrormmu::oracle {
+
+struct KernelSpteChange {
+  int as_id;
+  uint64_t gfn;
+  int level;
+  uint64_t old_spte, new_spte;
+};
+
+struct KernelWarn {
+  std::string cond, file;
+  int line;
+  bool kvm_bug;
+  std::string where() const;  // "tdp_mmu.c:512"
+};
+
+struct KernelLeaf {
+  uint64_t gfn;
+  int level;
+  uint64_t spte;
+};
+
+class KernelMmu {
+ public:
+  // One at a time (the tree's WARNs carry no VM); throws std::logic_error
+  // if another is alive.
+  explicit KernelMmu(int nr_vcpus = 1);
+  ~KernelMmu();
+  KernelMmu(const KernelMmu&) = delete;
+  KernelMmu& operator=(const KernelMmu&) = delete;
+
+  static std::string tree_version() { return kmmu_tree_version(); }
+  static kmmu_masks masks();
+
+  int memslot_set(int id, uint64_t base_gfn, uint64_t npages, bool dirty_log = false);
+  int memslot_delete(int id);
+  int memslot_dirty_log(int id, bool on);
+  int fault(int vcpu, uint64_t gfn, uint64_t pfn, bool write, bool exec = false, int host_level = 1);
+  bool zap_leafs(uint64_t start, uint64_t end);
+  void zap_all();
+  void zap_all_fast();
+  void zap_all_unlocked();  // a planted bug: see kmmu_zap_all_unlocked
+  std::vector<uint64_t> get_dirty_log(int id, uint64_t npages);
+  int clear_dirty_masked(int id, uint64_t gfn_offset, uint64_t mask);
+  int split_huge_pages(int id, int target_level, bool shared);
+  bool age(uint64_t start, uint64_t end, bool test_only);
+
+  std::vector<KernelLeaf> leaves();
+  int64_t pages(int level);
+  // kvm_destroy_vm(); returns page-table pages still accounted afterwards.
+  // The destructor does it if not called.
+  int64_t destroy();
+
+  // What the real code reported, in order.
+  std::vector<KernelSpteChange> changes;
+  std::vector<KernelWarn> warns;
+  uint64_t flushes_all = 0, flushes_range = 0, dirty_marks = 0;
+  std::function<void(const KernelSpteChange&)> on_change;
+  bool dead() const { return dead_; }
+  const std::string& bug() const { return bug_; }
+
+ private:
+  template <typename F>
+  auto guarded(F&& f, decltype(f()) if_dead);
+  static void ev_change(void* ctx, int as_id, uint64_t gfn, int level, uint64_t o, uint64_t n);
+  static void ev_flush(void* ctx, uint64_t gfn, uint64_t npages);
+  static void ev_dirty(void* ctx, int slot, uint64_t gfn);
+  static void ev_warn(void* ctx, const char* cond, const char* file, int line, int kvm_bug);
+  kmmu_vm* vm_ = nullptr;
+  bool dead_ = false;
+  std::string bug_;
+};
+
+}  // namespace mirrormmu::oracle

@@ -1,0 +1,82 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
+/*
+ * The oracle's C interface: a VM whose TDP MMU is the kernel tree's own
+ * tdp_mmu.c, driven the way mmu.c, kvm_main.c and x86.c drive it. The glue
+ * behind it (glue/kmmu.c) is ours; every function it calls on the MMU is the
+ * tree's. Used from C++ through oracle/kernel_mmu.h.
+ */
+#ifndef MIRRORMMU_KMMU_H
+#define MIRRORMMU_KMMU_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+struct kmmu_vm;
+
+/* What the real code did, as the tree's tracepoints and flush calls say it. */
+struct kmmu_events {
+  void *ctx;
+  /* trace_kvm_tdp_mmu_spte_changed() */
+  void (*spte_changed)(void *ctx, int as_id, uint64_t gfn, int level, uint64_t old_spte, uint64_t new_spte);
+  /* kvm_flush_remote_tlbs() (npages == 0) and kvm_flush_remote_tlbs_range() */
+  void (*flush)(void *ctx, uint64_t gfn, uint64_t npages);
+  /* mark_page_dirty_in_slot() */
+  void (*dirty)(void *ctx, int slot, uint64_t gfn);
+  /* WARN_ON*, KVM_BUG_ON, lockdep assertions; BUG_ON stops the operation */
+  void (*warn)(void *ctx, const char *cond, const char *file, int line, int kvm_bug);
+};
+
+/* The tree the oracle was built from, e.g. "6.12.117". */
+const char *kmmu_tree_version(void);
+
+struct kmmu_vm *kmmu_vm_create(const struct kmmu_events *ev, int nr_vcpus);
+/* kvm_mmu_uninit_tdp_mmu() after the vCPUs' roots are put. Returns the
+ * page-table pages still accounted (0 unless the MMU leaked). */
+int64_t kmmu_vm_destroy(struct kmmu_vm *vm);
+
+/* KVM_SET_USER_MEMORY_REGION for one address space 0 slot. Deleting a slot
+ * zaps it (kvm_arch_flush_shadow_memslot without the zap-all quirk). */
+int kmmu_memslot_set(struct kmmu_vm *vm, int id, uint64_t base_gfn, uint64_t npages, bool dirty_log);
+int kmmu_memslot_delete(struct kmmu_vm *vm, int id);
+/* Turning dirty logging on write-protects the slot (kvm_mmu_slot_apply_flags
+ * without eager splitting); off leaves the small pages (no recovery here). */
+int kmmu_memslot_dirty_log(struct kmmu_vm *vm, int id, bool on);
+
+/* A TDP fault: kvm_tdp_mmu_page_fault() with the pfn already faulted in.
+ * host_level is the size of the host mapping of pfn (host_pfn_mapping_level).
+ * Returns RET_PF_* (>= 0) or a negative errno. */
+int kmmu_fault(struct kmmu_vm *vm, int vcpu, uint64_t gfn, uint64_t pfn, bool write, bool exec, int host_level);
+
+bool kmmu_zap_leafs(struct kmmu_vm *vm, uint64_t start, uint64_t end);
+void kmmu_zap_all(struct kmmu_vm *vm);
+/* kvm_mmu_zap_all_fast(): invalidate every root, zap them shared. */
+void kmmu_zap_all_fast(struct kmmu_vm *vm);
+/* KVM_GET_DIRTY_LOG with manual protect off: collect and re-protect. Writes
+ * the slot's bitmap (one bit per page) to bits, clears it. */
+int kmmu_get_dirty_log(struct kmmu_vm *vm, int id, uint64_t *bits, uint64_t nwords);
+/* kvm_tdp_mmu_clear_dirty_pt_masked(), as KVM_CLEAR_DIRTY_LOG does. */
+int kmmu_clear_dirty_masked(struct kmmu_vm *vm, int id, uint64_t gfn_offset, uint64_t mask);
+int kmmu_split_huge_pages(struct kmmu_vm *vm, int id, int target_level, bool shared);
+bool kmmu_age(struct kmmu_vm *vm, uint64_t start, uint64_t end, bool test_only);
+
+/* A planted locking bug, for the tests that show a WARN of the tree reaches
+ * the report: kvm_tdp_mmu_zap_all() without mmu_lock. */
+void kmmu_zap_all_unlocked(struct kmmu_vm *vm);
+
+/* Every present leaf of every valid root, in gfn order per root. */
+void kmmu_for_each_leaf(struct kmmu_vm *vm, void *ctx,
+                        void (*fn)(void *ctx, uint64_t gfn, int level, uint64_t spte));
+/* kvm->stat.pages[level - 1] */
+int64_t kmmu_pages(struct kmmu_vm *vm, int level);
+/* The SPTE bit masks the tree set up (shadow_*_mask), for decoding. */
+struct kmmu_masks { uint64_t present, writable, host_writable, mmu_writable, accessed, dirty, x, nx, acc_track, base_addr; };
+void kmmu_get_masks(struct kmmu_masks *m);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,3 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
+/* Nothing of x86.h is reached by the TDP MMU. */
+#include <linux/kvm_host.h>
