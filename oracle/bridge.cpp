@@ -57,7 +57,7 @@ constexpr size_t kTableBlock = 8192;  // the table, then its struct page
 extern "C" {
 
 void kshim_warn(const char* cond, const char* file, int line, int once) {
-  (void)once;  // every firing is reported; the report layer de-duplicates
+  (void)once;  // every firing is recorded, WARN_ON_ONCE included: a test wants each one
   kshim_report_warn(cond, file, line);
 }
 
