@@ -82,6 +82,16 @@ bool KernelMmu::age(uint64_t start, uint64_t end, bool test_only) {
   return guarded([&] { return kmmu_age(vm_, start, end, test_only); }, false);
 }
 
+uint64_t KernelMmu::lookup(int vcpu, uint64_t gfn, int* level) {
+  return guarded([&] { return kmmu_lookup(vm_, vcpu, gfn, level); }, uint64_t{0});
+}
+std::vector<uint64_t> KernelMmu::peek_dirty_log(int id, uint64_t npages) {
+  std::vector<uint64_t> bits((npages + 63) / 64);
+  const int r = guarded([&] { return kmmu_peek_dirty_log(vm_, id, bits.data(), bits.size()); }, -EIO);
+  if (r) bits.clear();
+  return bits;
+}
+
 std::vector<KernelLeaf> KernelMmu::leaves() {
   std::vector<KernelLeaf> out;
   guarded(
@@ -106,18 +116,25 @@ int64_t KernelMmu::destroy() {
   return left;
 }
 
-void KernelMmu::ev_change(void* ctx, int as_id, uint64_t gfn, int level, uint64_t o, uint64_t n) {
+void KernelMmu::ev_change(void* ctx, int as_id, uint64_t gfn, int level, uint64_t o, uint64_t n, bool shared) {
   auto* self = static_cast<KernelMmu*>(ctx);
-  self->changes.push_back({as_id, gfn, level, o, n});
-  if (self->on_change) self->on_change(self->changes.back());
+  const KernelSpteChange c{as_id, gfn, level, o, n, shared};
+  if (self->keep_changes) {
+    std::lock_guard g(self->mu_);
+    self->changes.push_back(c);
+  }
+  if (self->on_change) self->on_change(c);
 }
 void KernelMmu::ev_flush(void* ctx, uint64_t, uint64_t npages) {
   auto* self = static_cast<KernelMmu*>(ctx);
   (npages ? self->flushes_range : self->flushes_all)++;
+  if (self->on_flush) self->on_flush();
 }
 void KernelMmu::ev_dirty(void* ctx, int, uint64_t) { static_cast<KernelMmu*>(ctx)->dirty_marks++; }
 void KernelMmu::ev_warn(void* ctx, const char* cond, const char* file, int line, int kvm_bug) {
-  static_cast<KernelMmu*>(ctx)->warns.push_back({cond, file, line, kvm_bug != 0});
+  auto* self = static_cast<KernelMmu*>(ctx);
+  std::lock_guard g(self->mu_);
+  self->warns.push_back({cond, file, line, kvm_bug != 0});
 }
 
 }  // namespace mirrormmu::oracle

@@ -4,8 +4,10 @@
 // (`make oracle`); see docs/oracle.md for what is the tree's and what is ours.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -19,6 +21,7 @@ struct KernelSpteChange {
   uint64_t gfn;
   int level;
   uint64_t old_spte, new_spte;
+  bool shared;  // made under mmu_lock held for read
 };
 
 struct KernelWarn {
@@ -59,27 +62,35 @@ class KernelMmu {
   int split_huge_pages(int id, int target_level, bool shared);
   bool age(uint64_t start, uint64_t end, bool test_only);
 
+  uint64_t lookup(int vcpu, uint64_t gfn, int* level);
+  std::vector<uint64_t> peek_dirty_log(int id, uint64_t npages);
   std::vector<KernelLeaf> leaves();
   int64_t pages(int level);
   // kvm_destroy_vm(); returns page-table pages still accounted afterwards.
   // The destructor does it if not called.
   int64_t destroy();
 
-  // What the real code reported, in order.
+  // What the real code reported, in order. vCPU threads report
+  // concurrently: the vectors are appended under a mutex, read them once
+  // the threads are done. A long run turns keep_changes off and counts
+  // through on_change (called on the reporting thread; must be thread-safe).
+  bool keep_changes = true;
   std::vector<KernelSpteChange> changes;
   std::vector<KernelWarn> warns;
-  uint64_t flushes_all = 0, flushes_range = 0, dirty_marks = 0;
+  std::atomic<uint64_t> flushes_all{0}, flushes_range{0}, dirty_marks{0};
   std::function<void(const KernelSpteChange&)> on_change;
+  std::function<void()> on_flush;  // each flush request, on the flushing thread
   bool dead() const { return dead_; }
   const std::string& bug() const { return bug_; }
 
  private:
   template <typename F>
   auto guarded(F&& f, decltype(f()) if_dead);
-  static void ev_change(void* ctx, int as_id, uint64_t gfn, int level, uint64_t o, uint64_t n);
+  static void ev_change(void* ctx, int as_id, uint64_t gfn, int level, uint64_t o, uint64_t n, bool shared);
   static void ev_flush(void* ctx, uint64_t gfn, uint64_t npages);
   static void ev_dirty(void* ctx, int slot, uint64_t gfn);
   static void ev_warn(void* ctx, const char* cond, const char* file, int line, int kvm_bug);
+  std::mutex mu_;
   kmmu_vm* vm_ = nullptr;
   bool dead_ = false;
   std::string bug_;

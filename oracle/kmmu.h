@@ -20,8 +20,10 @@ struct kmmu_vm;
 /* What the real code did, as the tree's tracepoints and flush calls say it. */
 struct kmmu_events {
   void *ctx;
-  /* trace_kvm_tdp_mmu_spte_changed() */
-  void (*spte_changed)(void *ctx, int as_id, uint64_t gfn, int level, uint64_t old_spte, uint64_t new_spte);
+  /* trace_kvm_tdp_mmu_spte_changed(), with the mode the caller holds
+   * mmu_lock in (shared: for read) */
+  void (*spte_changed)(void *ctx, int as_id, uint64_t gfn, int level, uint64_t old_spte, uint64_t new_spte,
+                       bool shared);
   /* kvm_flush_remote_tlbs() (npages == 0) and kvm_flush_remote_tlbs_range() */
   void (*flush)(void *ctx, uint64_t gfn, uint64_t npages);
   /* mark_page_dirty_in_slot() */
@@ -62,6 +64,12 @@ int kmmu_get_dirty_log(struct kmmu_vm *vm, int id, uint64_t *bits, uint64_t nwor
 int kmmu_clear_dirty_masked(struct kmmu_vm *vm, int id, uint64_t gfn_offset, uint64_t mask);
 int kmmu_split_huge_pages(struct kmmu_vm *vm, int id, int target_level, bool shared);
 bool kmmu_age(struct kmmu_vm *vm, uint64_t start, uint64_t end, bool test_only);
+
+/* kvm_tdp_mmu_get_walk() between walk_lockless_begin/end, as the CPU's
+ * walk of the vCPU's root: the leaf SPTE (0 if none) and its level. */
+uint64_t kmmu_lookup(struct kmmu_vm *vm, int vcpu, uint64_t gfn, int *level);
+/* The slot's dirty bitmap as it stands (not collected). */
+int kmmu_peek_dirty_log(struct kmmu_vm *vm, int id, uint64_t *bits, uint64_t nwords);
 
 /* A planted locking bug, for the tests that show a WARN of the tree reaches
  * the report: kvm_tdp_mmu_zap_all() without mmu_lock. */

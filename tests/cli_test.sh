@@ -220,5 +220,31 @@ for bad in "--designs nosuch" "--format xml" "--executions 0"; do
   check "table $bad is one line" test "$(wc -l <"$tmp/tbad")" -eq 1
 done
 
+# shared-life: a plain VM's shared memory, on the model and (in a binary
+# built with a kernel tree) on the kernel's own MMU.
+"$bin" run --workload shared-life --gib 0.02 --vcpus 2 --json "$tmp/sl.json" >"$tmp/sl" 2>&1
+check "shared-life on the model exits 0" test $? -eq 0
+check "shared-life says OK" grep -q '^result: OK' "$tmp/sl"
+check "shared-life names the model" grep -q 'shared-life on the model MMU' "$tmp/sl"
+check "shared-life prints its transitions" grep -q 'nonpresent->leaf shared direct' "$tmp/sl"
+check "shared-life json" grep -q '"mmu": "model"' "$tmp/sl.json"
+"$bin" run --workload shared-life --mmu kernel --gib 0.02 >"$tmp/slk" 2>"$tmp/slke"
+rc=$?
+if [ $rc -eq 0 ]; then
+  check "shared-life on the kernel names the tree" grep -q 'shared-life on the kernel 6\.12\.[0-9]* MMU' "$tmp/slk"
+  check "shared-life on the kernel says OK" grep -q '^result: OK' "$tmp/slk"
+  check "the kernel's trace fills the table" grep -q 'leaf->leaf exclusive direct' "$tmp/slk"
+else
+  check "--mmu kernel without a tree exits 2" test $rc -eq 2
+  check "--mmu kernel without a tree says how to get one" grep -q 'make oracle' "$tmp/slke"
+fi
+bad "unknown mmu" run --workload shared-life --mmu nosuch
+bad "kernel mmu with a TD workload" run --workload td-life --mmu kernel
+bad "model mmu name with td-life is fine, kernel is not" run --workload td-tiny --mmu kernel
+bad "a TD flag on shared-life" run --workload shared-life --dpamt
+bad "a design on shared-life" run --workload shared-life --design upstream
+bad "too much memory for shared-life" run --workload shared-life --gib 65
+bad "negative iterations" run --workload shared-life --iterations -1
+
 echo "$pass passed, $fail failed"
 test $fail -eq 0

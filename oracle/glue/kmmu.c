@@ -88,7 +88,9 @@ void kshim_report_warn(const char *cond, const char *file, int line) {
 /* trace_kvm_tdp_mmu_spte_changed(): every SPTE change handle_changed_spte()
  * sees, which is what the checker and the transition table consume. */
 void kshim_trace_kvm_tdp_mmu_spte_changed(int as_id, gfn_t gfn, int level, u64 old_spte, u64 new_spte) {
-  if (g_vm && g_vm->ev.spte_changed) g_vm->ev.spte_changed(g_vm->ev.ctx, as_id, gfn, level, old_spte, new_spte);
+  if (g_vm && g_vm->ev.spte_changed)
+    g_vm->ev.spte_changed(g_vm->ev.ctx, as_id, gfn, level, old_spte, new_spte,
+                          kshim_rwlock_held(&g_vm->kvm.mmu_lock) == 1);
 }
 void kvm_flush_remote_tlbs(struct kvm *kvm) {
   struct kmmu_vm *vm = container_of(kvm, struct kmmu_vm, kvm);

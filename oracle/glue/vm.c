@@ -186,7 +186,11 @@ int kmmu_fault(struct kmmu_vm *vm, int vcpu, uint64_t gfn, uint64_t pfn, bool wr
   fault.map_writable = true;
   kv->host_level = host_level;
   read_lock(&vm->kvm.mmu_lock);
-  r = kvm_tdp_mmu_map(v, &fault);
+  /* is_page_fault_stale(): the root was invalidated since it was loaded. */
+  if (to_shadow_page(v->arch.mmu->root.hpa)->role.invalid)
+    r = RET_PF_RETRY;
+  else
+    r = kvm_tdp_mmu_map(v, &fault);
   read_unlock(&vm->kvm.mmu_lock);
   return r;
 }
@@ -271,6 +275,28 @@ bool kmmu_age(struct kmmu_vm *vm, uint64_t start, uint64_t end, bool test_only) 
   }
   write_unlock(&vm->kvm.mmu_lock);
   return young;
+}
+
+uint64_t kmmu_lookup(struct kmmu_vm *vm, int vcpu, uint64_t gfn, int *level) {
+  if (vcpu < 0 || vcpu >= vm->nr_vcpus) return 0;
+  struct kvm_vcpu *v = &vm->vcpus[vcpu].vcpu;
+  if (!VALID_PAGE(v->arch.mmu->root.hpa)) return 0;
+  u64 sptes[PT64_ROOT_MAX_LEVEL + 1] = { 0 };
+  int root_level;
+  kvm_tdp_mmu_walk_lockless_begin();
+  int leaf = kvm_tdp_mmu_get_walk(v, gfn << PAGE_SHIFT, sptes, &root_level);
+  kvm_tdp_mmu_walk_lockless_end();
+  if (leaf < 0 || !is_shadow_present_pte(sptes[leaf]) || !is_last_spte(sptes[leaf], leaf)) return 0;
+  if (level) *level = leaf;
+  return sptes[leaf];
+}
+
+int kmmu_peek_dirty_log(struct kmmu_vm *vm, int id, uint64_t *bits, uint64_t nwords) {
+  struct kvm_memory_slot *s = slot_of(vm, id);
+  if (!s) return -ENOENT;
+  if (nwords < BITS_TO_LONGS(s->npages)) return -EINVAL;
+  for (uint64_t i = 0; i < BITS_TO_LONGS(s->npages); i++) bits[i] = __atomic_load_n(&s->dirty_bitmap[i], __ATOMIC_RELAXED);
+  return 0;
 }
 
 static void walk(u64 *pt, int level, gfn_t base, void *ctx, void (*fn)(void *, uint64_t, int, uint64_t)) {

@@ -58,7 +58,7 @@ TEST(KernelMmu, ZapLeafsFlushesAndEmpties) {
   EXPECT_EQ(k.pages(1), 64);
   EXPECT_TRUE(k.zap_leafs(0, 32));
   EXPECT_EQ(k.pages(1), 32);
-  EXPECT_EQ(k.flushes_range, 1u);
+  EXPECT_EQ(k.flushes_range.load(), 1u);
   k.zap_all();
   EXPECT_EQ(k.pages(1), 0);
   EXPECT_TRUE(k.leaves().empty());

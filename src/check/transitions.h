@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: MIT
-// Every SPTE change classified: old kind x new kind x lock mode x root type.
+// The transition table's rows: each class of spte/transition_class.h with
+// what a design refused and which sites fired while it was handled.
 #pragma once
 
 #include <array>
@@ -12,36 +13,9 @@
 #include "base/bug.h"
 
 #include "spte/spte.h"
+#include "spte/transition_class.h"
 
 namespace mirrormmu {
-
-inline constexpr int kSpteKinds = 5;  // spte::Kind
-
-struct TransitionClass {
-  spte::Kind old_kind;
-  spte::Kind new_kind;
-  bool shared;
-  bool mirror;
-  std::string name() const;  // "nonpresent->leaf shared mirror"
-};
-
-class TransitionCounts {
- public:
-  static constexpr size_t kClasses = kSpteKinds * kSpteKinds * 2 * 2;
-  static size_t index(const TransitionClass& c) {
-    return ((static_cast<size_t>(c.old_kind) * kSpteKinds + static_cast<size_t>(c.new_kind)) * 2 +
-            c.shared) * 2 + c.mirror;
-  }
-  static TransitionClass at(size_t i);
-
-  void add(const TransitionClass& c) { counts_[index(c)].fetch_add(1, std::memory_order_relaxed); }
-  uint64_t count(size_t i) const { return counts_[i].load(std::memory_order_relaxed); }
-  uint64_t total() const;
-  size_t distinct() const;
-
- private:
-  std::array<std::atomic<uint64_t>, kClasses> counts_{};
-};
 
 // One row of the transition table as one run or execution saw it: how often
 // __handle_changed_spte() was called for it, how often the design refused it

@@ -7,8 +7,11 @@
 
 #include "cli/common.h"
 #include "mmu/design.h"
+#include "report/shared_summary.h"
 #include "report/summary.h"
+#include "vm/direct_mmu.h"
 #include "workload/runner.h"
+#include "workload/shared_life.h"
 
 namespace mirrormmu::cli {
 
@@ -16,9 +19,62 @@ namespace {
 
 WorkloadConfig g_cfg;
 std::string g_json;
+std::string g_mmu = "model";
+int g_iterations = 3;
+CLI::App* g_cmd = nullptr;
+
+void check_json_path() {
+  if (g_json.empty()) return;
+  std::ofstream f(g_json, std::ios::app);
+  if (!f) usage_error("--json: cannot write '" + g_json + "'");
+}
+
+// A plain VM's shared memory on the model or on the kernel's own MMU.
+int run_shared() {
+  const WorkloadConfig& c = g_cfg;
+  const auto factory = find_direct_mmu(g_mmu);
+  if (!factory) {
+    if (g_mmu == "kernel")
+      usage_error("--mmu kernel: this mirrormmu was built without a kernel tree (`make oracle` builds one that has it)");
+    std::string names;
+    for (const auto& n : direct_mmu_names()) names += (names.empty() ? "" : ", ") + n;
+    usage_error("--mmu: no MMU named '" + g_mmu + "' (valid: " + names + ")");
+  }
+  // Flags of a TD's life mean nothing to a plain VM: refuse them rather
+  // than ignore them.
+  for (const char* td_only : {"--design", "--dpamt", "--inject", "--inject-alloc", "--what-if", "--no-eager-split",
+                              "--ept-levels", "--resched-interval", "--external-spt", "--split-alloc"})
+    if (auto* o = g_cmd->get_option_no_throw(td_only); o && o->count())
+      usage_error(fmt::format("{} has no meaning for shared-life (a plain VM without a TDX module)", td_only));
+  if (!(c.gib > 0 && c.gib <= 64)) usage_error(fmt::format("--gib must be in (0, 64] for shared-life, got {}", c.gib));
+  if (c.gib * (1ull << 18) < 1) usage_error(fmt::format("--gib {} is less than one page", c.gib));
+  check_json_path();
+  SharedLifeConfig sc;
+  sc.seed = c.seed;
+  sc.gib = c.gib;
+  sc.vcpus = c.vcpus;
+  sc.iterations = g_iterations;
+  sc.huge_pages = c.huge_pages;
+  sc.threads = c.threads;
+  sc.check = c.check;
+  std::printf("seed %llu\n", static_cast<unsigned long long>(c.seed));
+  std::fflush(stdout);
+  std::unique_ptr<DirectMmu> mmu = factory(c.vcpus);
+  const SharedLifeResult r = run_shared_life(*mmu, sc);
+  std::fputs(format_shared_summary(sc, r, *mmu).c_str(), stdout);
+  if (!g_json.empty()) {
+    std::ofstream f(g_json);
+    f << shared_summary_json(sc, r, *mmu).dump(2) << "\n";
+  }
+  return r.exit_code;
+}
 
 int run() {
   const WorkloadConfig& cfg = g_cfg;
+  if (g_cfg.name == "shared-life") return run_shared();
+  if (g_mmu != "model")
+    usage_error("--mmu " + g_mmu + " runs the shared-memory workload only (--workload shared-life): the tree has no "
+                "mirror roots for a TD's private memory");
   if (!find_design(cfg.design)) usage_error("unknown design '" + cfg.design + "' (valid: " + design_names() + ")");
   validate_workload_options(cfg);
   // Print the seed first: whatever happens next, the run can be replayed.
@@ -41,9 +97,18 @@ int run() {
 Command add_run(CLI::App& app) {
   WorkloadConfig& cfg = g_cfg;
   auto* run_cmd = app.add_subcommand("run", "run a workload with every invariant checked after every operation");
+  g_cmd = run_cmd;
   add_workload_options(run_cmd, cfg);
   run_cmd->add_option("--design", cfg.design, designs_help())->capture_default_str();
   run_cmd->add_option("--json", g_json, "also write the summary as JSON to FILE");
+  run_cmd->add_option("--mmu", g_mmu,
+                      "whose TDP MMU runs shared-life: 'model' (ours) or 'kernel' (the kernel tree's own "
+                      "tdp_mmu.c, in a binary built by `make oracle`; the direct root of a plain VM: the tree's "
+                      "code for the MMU, our glue for memslots, faults and the dirty log)")
+      ->capture_default_str();
+  run_cmd->add_option("--iterations", g_iterations, "shared-life: dirty-logging rounds (dirty_log_perf_test -i)")
+      ->check(CLI::Range(0, 1000))
+      ->capture_default_str();
   return {run_cmd, &run};
 }
 

@@ -5,6 +5,9 @@
 
 #include "cli/common.h"
 #include "workload/explored.h"
+#ifdef MIRRORMMU_HAVE_KERNEL_MMU
+#include "oracle/kernel_backend.h"
+#endif
 
 namespace mirrormmu::cli {
 
@@ -18,6 +21,9 @@ void usage_error(const std::string& msg) {
 int main(int argc, char** argv) {
   using namespace mirrormmu::cli;
   mirrormmu::register_workload_source();
+#ifdef MIRRORMMU_HAVE_KERNEL_MMU
+  mirrormmu::oracle::register_kernel_mmu();
+#endif
   CLI::App app{"mirrormmu: KVM's TDP MMU with TDX mirror page tables, a TDX module model and a checker"};
   app.require_subcommand(1);
   const Command cmds[] = {add_run(app), add_explore(app), add_replay(app), add_bench(app), add_compare(app), add_sites(app),

@@ -29,6 +29,8 @@ namespace {
 std::string workloads_help() {
   std::string s = "workload, one of:";
   for (const auto& w : workloads()) s += fmt::format("\n  {:<12} {}", w.name, w.description);
+  s += fmt::format("\n  {:<12} {}", "shared-life",
+                   "a plain VM's shared memory (populate, dirty logging, zaps, memslot churn) on --mmu model|kernel");
   return s;
 }
 

@@ -22,9 +22,12 @@ bool TdpMmu::kvm_tdp_mmu_wrprot_slot(Gfn start, Gfn end, PgLevel min_level) {
       if (!is_shadow_present(iter.old_spte) || !is_last(iter.old_spte, iter.level) ||
           !is_writable(iter.old_spte))
         continue;
-      // MMU-writable goes too: the page must not become writable again by
-      // fast_page_fault, only through a fault that marks it dirty.
-      if (tdp_mmu_set_spte_atomic(iter, iter.old_spte & ~(kWritable | kMmuWritable))) goto retry;
+      // Only the Writable bit: MMU-writable stays, so that fast_page_fault
+      // may make the page writable again without mmu_lock (marking it dirty
+      // as it does). Clearing MMU-writable is for write-tracking, where no
+      // lockless path may restore write access. (The oracle's differential
+      // test found the model clearing both.)
+      if (tdp_mmu_set_spte_atomic(iter, iter.old_spte & ~kWritable)) goto retry;
       spte_set = true;
     }
     kvm_tdp_mmu_put_root(root);

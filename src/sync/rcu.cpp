@@ -1,6 +1,9 @@
 // SPDX-License-Identifier: MIT
 #include "sync/rcu.h"
 
+#include <mutex>
+#include <unordered_map>
+
 #include "sync/det_engine.h"
 
 namespace mirrormmu::sync {
@@ -50,6 +53,29 @@ namespace {
 // instead of waiting out the callback thread's batching delay.
 std::atomic<uint64_t> g_native_calls{0};
 std::atomic<uint64_t> g_covered{0};
+
+// Under ThreadSanitizer, what a callback did must happen-before whatever
+// follows the rcu_barrier() that waited for it (freeing the object that owns
+// the pool the callback returned pages to, say). liburcu's callback thread
+// is invisible to TSan, so each callback runs through a trampoline that
+// releases a token the barrier acquires.
+char g_barrier_token;
+std::mutex g_tsan_mu;
+std::unordered_map<RcuHead*, RcuCallback>& tsan_callbacks() {
+  static std::unordered_map<RcuHead*, RcuCallback> m;
+  return m;
+}
+void tsan_trampoline(RcuHead* head) {
+  RcuCallback fn;
+  {
+    std::lock_guard g(g_tsan_mu);
+    auto it = tsan_callbacks().find(head);
+    fn = it->second;
+    tsan_callbacks().erase(it);
+  }
+  fn(head);  // may free head
+  detail::tsan_release(&g_barrier_token);
+}
 }  // namespace
 
 void call_rcu(RcuHead* head, RcuCallback fn) {
@@ -57,8 +83,16 @@ void call_rcu(RcuHead* head, RcuCallback fn) {
     e->call_rcu(head, fn);
   } else {
     g_native_calls.fetch_add(1);
-    if constexpr (detail::kTsan) detail::tsan_release(head);
-    urcu_memb_call_rcu(head, fn);
+    if constexpr (detail::kTsan) {
+      detail::tsan_release(head);
+      {
+        std::lock_guard g(g_tsan_mu);
+        tsan_callbacks()[head] = fn;
+      }
+      urcu_memb_call_rcu(head, tsan_trampoline);
+    } else {
+      urcu_memb_call_rcu(head, fn);
+    }
   }
 }
 
@@ -68,11 +102,13 @@ void rcu_barrier() {
     return;
   }
   const uint64_t calls = g_native_calls.load();
-  if (calls == g_covered.load()) return;
-  urcu_memb_barrier();
-  // Every callback queued before the barrier started has run.
-  uint64_t covered = g_covered.load();
-  while (covered < calls && !g_covered.compare_exchange_weak(covered, calls)) {}
+  if (calls != g_covered.load()) {
+    urcu_memb_barrier();
+    // Every callback queued before the barrier started has run.
+    uint64_t covered = g_covered.load();
+    while (covered < calls && !g_covered.compare_exchange_weak(covered, calls)) {}
+  }
+  if constexpr (detail::kTsan) detail::tsan_acquire(&g_barrier_token);
 }
 
 }  // namespace mirrormmu::sync

@@ -8,10 +8,28 @@
 #include <thread>
 
 #include "mmu/designs/designs.h"
+#include "vm/plain_vm.h"
 #include "workload/runner.h"
+#include "workload/shared_life.h"
 
 namespace mirrormmu::test {
 namespace {
+
+// A plain VM's shared memory with vCPU threads faulting while the VMM zaps,
+// fast-zaps and splits (ThreadSanitizer runs this one too).
+TEST(Stress, SharedLifeOnVcpuThreadsIsClean) {
+  for (const bool huge : {false, true}) {
+    PlainVm vm(PlainVmConfig{4});
+    SharedLifeConfig c;
+    c.gib = 0.03;
+    c.vcpus = 4;
+    c.huge_pages = huge;
+    c.threads = true;
+    const SharedLifeResult r = run_shared_life(vm, c);
+    EXPECT_EQ(r.failure, "") << (huge ? "huge" : "4K");
+    EXPECT_EQ(r.leaked_tables, 0);
+  }
+}
 
 TEST(Stress, TdLifeOnVcpuThreadsIsClean) {
   for (uint64_t seed = 1; seed <= 3; seed++) {

@@ -1,0 +1,18 @@
+// SPDX-License-Identifier: MIT
+// What `run --workload shared-life` prints: the run, the transition table
+// the MMU's own trace filled, and the verdict.
+#pragma once
+
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "vm/direct_mmu.h"
+#include "workload/shared_life.h"
+
+namespace mirrormmu {
+
+std::string format_shared_summary(const SharedLifeConfig& cfg, const SharedLifeResult& r, DirectMmu& mmu);
+nlohmann::json shared_summary_json(const SharedLifeConfig& cfg, const SharedLifeResult& r, DirectMmu& mmu);
+
+}  // namespace mirrormmu

@@ -1,0 +1,303 @@
+// SPDX-License-Identifier: MIT
+#include "vm/plain_vm.h"
+
+#include <algorithm>
+#include <cerrno>
+#include <map>
+#include <optional>
+
+#include <fmt/format.h>
+
+#include "mmu/tdp_iter.h"
+#include "sync/rcu.h"
+
+namespace mirrormmu {
+
+namespace {
+
+// RET_PF_* as the kernel numbers them, so both MMUs answer alike.
+int ret_pf_number(RetPf r) {
+  switch (r) {
+    case RetPf::Continue: return 0;
+    case RetPf::Retry: return 1;
+    case RetPf::Emulate: return 2;
+    case RetPf::WriteProtected: return 3;
+    case RetPf::Invalid: return 4;
+    case RetPf::Fixed: return 5;
+    case RetPf::Spurious: return 6;
+  }
+  return 4;
+}
+
+std::mutex g_registry_mu;
+std::map<std::string, DirectMmuFactory>& registry() {
+  static std::map<std::string, DirectMmuFactory> r{
+      {"model", [](int n) -> std::unique_ptr<DirectMmu> { return std::make_unique<PlainVm>(PlainVmConfig{n}); }}};
+  return r;
+}
+
+}  // namespace
+
+void register_direct_mmu(const std::string& name, DirectMmuFactory f) {
+  std::lock_guard g(g_registry_mu);
+  registry()[name] = f;
+}
+DirectMmuFactory find_direct_mmu(const std::string& name) {
+  std::lock_guard g(g_registry_mu);
+  auto it = registry().find(name);
+  return it == registry().end() ? nullptr : it->second;
+}
+std::vector<std::string> direct_mmu_names() {
+  std::lock_guard g(g_registry_mu);
+  std::vector<std::string> out;
+  for (const auto& [n, f] : registry()) out.push_back(n);
+  return out;
+}
+
+// Enough frames for the page tables of a few GiB of 4K mappings; guest
+// memory is not allocated here (the workload hands out pfns).
+PlainVm::PlainVm(PlainVmConfig cfg) : cfg_(cfg), pool_(1u << 20) {
+  TdpMmuConfig mc;
+  mc.max_gfn_exclusive = 1ull << (48 - kPageShift);
+  mc.spurious_if_access_allowed = cfg.spurious_if_access_allowed;
+  mmu_ = std::make_unique<TdpMmu>(pool_, bugs_, mc);
+  mmu_->set_observer(this);
+  for (int i = 0; i < std::max(cfg.nr_vcpus, 1); i++) vcpus_.push_back(std::make_unique<Vcpu>(pool_));
+}
+
+PlainVm::~PlainVm() { destroy(); }
+
+void PlainVm::on_spte_changed(const SpteChange& c) {
+  stats_.transitions.add({spte::kind_of(c.old_spte, c.level, 0), spte::kind_of(c.new_spte, c.level, 0), c.shared,
+                          c.mirror});
+}
+
+PlainVm::Slot* PlainVm::slot_of(uint64_t gfn) {
+  for (auto& [id, s] : slots_)
+    if (gfn >= s.base && gfn < s.base + s.npages) return &s;
+  return nullptr;
+}
+
+int PlainVm::memslot_set(int id, uint64_t base, uint64_t npages) {
+  if (id < 0 || !npages) return -EINVAL;
+  sync::WriteGuard g(slots_lock_);
+  if (slots_.count(id)) return -EEXIST;
+  for (const auto& [i, s] : slots_)
+    if (base < s.base + s.npages && s.base < base + npages) return -EEXIST;
+  Slot& s = slots_[id];
+  s.base = base;
+  s.npages = npages;
+  s.dirty = std::make_unique<std::atomic<uint64_t>[]>((npages + 63) / 64);
+  return 0;
+}
+
+int PlainVm::memslot_delete(int id) {
+  sync::WriteGuard g(slots_lock_);
+  auto it = slots_.find(id);
+  if (it == slots_.end()) return -ENOENT;
+  {
+    // kvm_arch_flush_shadow_memslot() without the zap-all quirk.
+    sync::WriteGuard l(mmu_->mmu_lock());
+    if (mmu_->kvm_tdp_mmu_unmap_gfn_range({Gfn{it->second.base}, Gfn{it->second.base + it->second.npages}}, false))
+      mmu_->kvm_flush_remote_tlbs();
+  }
+  slots_.erase(it);
+  return 0;
+}
+
+int PlainVm::memslot_dirty_log(int id, bool on) {
+  sync::WriteGuard g(slots_lock_);
+  auto it = slots_.find(id);
+  if (it == slots_.end()) return -ENOENT;
+  Slot& s = it->second;
+  if (s.dirty_log == on) return 0;
+  s.dirty_log = on;
+  if (!on) return 0;
+  bool flush;
+  {
+    sync::ReadGuard l(mmu_->mmu_lock());
+    flush = mmu_->kvm_tdp_mmu_wrprot_slot(Gfn{s.base}, Gfn{s.base + s.npages}, PgLevel::k4K);
+  }
+  if (flush) mmu_->kvm_flush_remote_tlbs();
+  return 0;
+}
+
+// The largest level at or below host_level that lies whole inside the slot
+// (lpage_info), 4K while the slot logs dirty pages.
+int PlainVm::max_mapping_level(const Slot& s, uint64_t gfn, int host_level) const {
+  if (s.dirty_log) return 1;
+  int level = std::min(host_level, kMaxHugeLevel);
+  for (; level > 1; level--) {
+    const uint64_t n = pages_per_hpage(to_level(level));
+    const uint64_t base = gfn & ~(n - 1);
+    if (base >= s.base && base + n <= s.base + s.npages) break;
+  }
+  return level;
+}
+
+int PlainVm::mmu_load(Vcpu& v) {
+  // The root's invalid bit is written under mmu_lock held for write (a fast
+  // zap); the vCPU looks at it under the lock, as is_page_fault_stale() does.
+  bool obsolete;
+  {
+    sync::ReadGuard l(mmu_->mmu_lock());
+    obsolete = v.root && v.root->role.invalid;
+  }
+  if (obsolete) {
+    mmu_->kvm_tdp_mmu_put_root(v.root);
+    v.root = nullptr;
+  }
+  if (v.root) return 0;
+  if (int r = mmu_->mmu_topup_memory_caches(v.caches)) return r;
+  v.root = mmu_->kvm_tdp_mmu_alloc_root(v.caches, false);
+  return v.root ? 0 : -ENOMEM;
+}
+
+int PlainVm::fault(int vcpu, uint64_t gfn, uint64_t pfn, bool write, int host_level) {
+  if (vcpu < 0 || vcpu >= static_cast<int>(vcpus_.size()) || host_level < 1) return -EINVAL;
+  Vcpu& v = *vcpus_[vcpu];
+  sync::RcuThread rcu;
+  sync::ReadGuard slots(slots_lock_);
+  Slot* s = slot_of(gfn);
+  if (!s) return -EFAULT;
+  if (int r = mmu_load(v)) return r;
+  if (int r = mmu_->mmu_topup_memory_caches(v.caches)) return r;
+  KvmPageFault f;
+  f.gfn = Gfn{gfn};
+  f.addr = f.gfn.gpa();
+  f.write = write;
+  const PgLevel level = to_level(max_mapping_level(*s, gfn, host_level));
+  f.pfn = Pfn{pfn & ~(pages_per_hpage(level) - 1)};
+  f.max_level = f.req_level = f.goal_level = level;
+  RetPf ret;
+  {
+    sync::ReadGuard l(mmu_->mmu_lock());
+    // is_page_fault_stale(): a fast zap invalidated the root since it was
+    // loaded; retry, and the next mmu_load() takes a new one.
+    ret = v.root->role.invalid ? RetPf::Retry : mmu_->kvm_tdp_mmu_map(v.caches, v.root, nullptr, f);
+  }
+  // mark_page_dirty_in_slot() from make_spte(): every writable leaf it
+  // builds while the slot logs.
+  if (ret == RetPf::Fixed && s->dirty_log && f.map_writable) {
+    const uint64_t i = gfn - s->base;
+    s->dirty[i / 64].fetch_or(1ull << (i % 64), std::memory_order_relaxed);
+  }
+  return ret_pf_number(ret);
+}
+
+bool PlainVm::zap_leafs(uint64_t start, uint64_t end) {
+  sync::WriteGuard l(mmu_->mmu_lock());
+  const bool flush = mmu_->kvm_tdp_mmu_zap_leafs(Gfn{start}, Gfn{end}, false);
+  if (flush) mmu_->kvm_flush_remote_tlbs();
+  return flush;
+}
+
+void PlainVm::zap_all_fast() {
+  {
+    sync::WriteGuard l(mmu_->mmu_lock());
+    mmu_->kvm_tdp_mmu_invalidate_roots(kDirectRoots);
+    mmu_->kvm_flush_remote_tlbs();
+  }
+  mmu_->kvm_tdp_mmu_zap_invalidated_roots(true);
+}
+
+int PlainVm::get_dirty_log(int id, std::vector<uint64_t>& bits) {
+  sync::ReadGuard g(slots_lock_);
+  auto it = slots_.find(id);
+  if (it == slots_.end()) return -ENOENT;
+  Slot& s = it->second;
+  bits.assign((s.npages + 63) / 64, 0);
+  bool flush = false;
+  {
+    sync::WriteGuard l(mmu_->mmu_lock());
+    for (size_t w = 0; w < bits.size(); w++) {
+      bits[w] = s.dirty[w].exchange(0, std::memory_order_relaxed);
+      if (!bits[w]) continue;
+      flush = true;
+      mmu_->kvm_tdp_mmu_clear_dirty_pt_masked(Gfn{s.base + w * 64}, bits[w]);
+    }
+  }
+  if (flush) mmu_->kvm_flush_remote_tlbs();
+  return 0;
+}
+
+int PlainVm::split_huge_pages(int id, int target_level, bool shared) {
+  sync::ReadGuard g(slots_lock_);
+  auto it = slots_.find(id);
+  if (it == slots_.end() || target_level < 1 || target_level >= kMaxHugeLevel) return -EINVAL;
+  // Eager splitting holds mmu_lock for read (enabling dirty logging), the
+  // CLEAR_DIRTY_LOG path holds it for write; the walk drops it to allocate.
+  std::optional<sync::ReadGuard> r;
+  std::optional<sync::WriteGuard> w;
+  if (shared) r.emplace(mmu_->mmu_lock()); else w.emplace(mmu_->mmu_lock());
+  return mmu_->kvm_tdp_mmu_try_split_huge_pages(Gfn{it->second.base}, Gfn{it->second.base + it->second.npages},
+                                                to_level(target_level), shared);
+}
+
+uint64_t PlainVm::lookup(int vcpu, uint64_t gfn, int* level) {
+  if (vcpu < 0 || vcpu >= static_cast<int>(vcpus_.size())) return 0;
+  MmuPage* root = vcpus_[vcpu]->root;
+  if (!root) return 0;
+  sync::RcuThread rcu;
+  sync::RcuReadGuard g;
+  for (TdpIter it(pool_, root, PgLevel::k4K, Gfn{gfn}, 0); it.valid && it.gfn <= Gfn{gfn}; it.next()) {
+    if (!spte::is_leaf(it.old_spte, it.level)) continue;
+    if (level) *level = lvl(it.level);
+    return it.old_spte;
+  }
+  return 0;
+}
+
+int PlainVm::peek_dirty_log(int id, std::vector<uint64_t>& bits) {
+  sync::ReadGuard g(slots_lock_);
+  auto it = slots_.find(id);
+  if (it == slots_.end()) return -ENOENT;
+  bits.resize((it->second.npages + 63) / 64);
+  for (size_t w = 0; w < bits.size(); w++) bits[w] = it->second.dirty[w].load(std::memory_order_relaxed);
+  return 0;
+}
+
+std::vector<DirectLeaf> PlainVm::leaves() {
+  std::vector<DirectLeaf> out;
+  sync::RcuThread rcu;
+  sync::WriteGuard l(mmu_->mmu_lock());
+  mmu_->for_each_root([&](MmuPage* root) {
+    if (root->role.invalid || root->is_mirror()) return;
+    sync::RcuReadGuard g;
+    for (TdpIter it(pool_, root, PgLevel::k4K, Gfn{0}, 0); it.valid; it.next())
+      if (spte::is_leaf(it.old_spte, it.level)) out.push_back({it.gfn.v, lvl(it.level), it.old_spte});
+  });
+  return out;
+}
+
+int64_t PlainVm::pages(int level) {
+  if (level < 1 || level > kMaxHugeLevel) return -1;
+  return mmu_->stats().pages[level - 1].load();
+}
+
+std::vector<std::string> PlainVm::warnings() {
+  std::vector<std::string> out;
+  for (size_t i = 0; i < kSiteCount; i++)
+    if (const uint64_t n = bugs_.hits(static_cast<Site>(i)))
+      out.push_back(fmt::format("{} {} x{}", bug_kind_name(site_info(static_cast<Site>(i)).kind),
+                                site_info(static_cast<Site>(i)).id, n));
+  return out;
+}
+
+int64_t PlainVm::destroy() {
+  if (destroyed_) return 0;
+  destroyed_ = true;
+  {
+    sync::WriteGuard l(mmu_->mmu_lock());
+    mmu_->kvm_tdp_mmu_zap_all();
+  }
+  for (auto& v : vcpus_) {
+    if (v->root) mmu_->kvm_tdp_mmu_put_root(v->root);
+    v->root = nullptr;
+    v->caches.free_all();
+  }
+  mmu_->kvm_mmu_uninit_tdp_mmu();
+  return mmu_->stats().tdp_mmu_pages.load();
+}
+
+}  // namespace mirrormmu

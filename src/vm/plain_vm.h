@@ -1,0 +1,80 @@
+// SPDX-License-Identifier: MIT
+// The model's plain (non-TD) VM: one direct root shared by every vCPU,
+// memslots with lpage_info and dirty bitmaps, and what mmu.c does around
+// the TDP MMU for a shared-memory guest. The DirectMmu the kernel oracle is
+// compared with; also what `run --mmu model --workload shared-life` runs.
+#pragma once
+
+#include <map>
+#include <memory>
+#include <vector>
+
+#include "base/bug.h"
+#include "mem/pfn_pool.h"
+#include "mmu/observer.h"
+#include "mmu/tdp_mmu.h"
+#include "sync/mmu_lock.h"
+#include "vm/direct_mmu.h"
+
+namespace mirrormmu {
+
+struct PlainVmConfig {
+  int nr_vcpus = 1;
+  // 6.12 rebuilds a present leaf on a repeated fault (and so drops its
+  // Dirty bit); upstream since 6.13 returns SPURIOUS. See TdpMmuConfig.
+  bool spurious_if_access_allowed = true;
+};
+
+class PlainVm : public DirectMmu, private MmuObserver {
+ public:
+  explicit PlainVm(PlainVmConfig cfg);
+  ~PlainVm() override;
+
+  std::string name() const override { return "model"; }
+  int memslot_set(int id, uint64_t base_gfn, uint64_t npages) override;
+  int memslot_delete(int id) override;
+  int memslot_dirty_log(int id, bool on) override;
+  int fault(int vcpu, uint64_t gfn, uint64_t pfn, bool write, int host_level) override;
+  bool zap_leafs(uint64_t start, uint64_t end) override;
+  void zap_all_fast() override;
+  int get_dirty_log(int id, std::vector<uint64_t>& bits) override;
+  int split_huge_pages(int id, int target_level, bool shared) override;
+  uint64_t lookup(int vcpu, uint64_t gfn, int* level) override;
+  int peek_dirty_log(int id, std::vector<uint64_t>& bits) override;
+  std::vector<DirectLeaf> leaves() override;
+  int64_t pages(int level) override;
+  std::vector<std::string> warnings() override;
+  int64_t destroy() override;
+
+  TdpMmu& mmu() { return *mmu_; }
+  BugTracker& bugs() { return bugs_; }
+
+ private:
+  struct Slot {
+    uint64_t base = 0, npages = 0;
+    bool dirty_log = false;
+    std::unique_ptr<std::atomic<uint64_t>[]> dirty;
+  };
+  struct Vcpu {
+    explicit Vcpu(PfnPool& p) : caches(p) {}
+    VcpuMmuCaches caches;
+    MmuPage* root = nullptr;
+  };
+  void on_spte_changed(const SpteChange& c) override;
+  void on_external_hook(HookKind, Gfn, PgLevel, int) override {}
+  void on_tlb_flush() override { stats_.flushes.fetch_add(1, std::memory_order_relaxed); }
+  Slot* slot_of(uint64_t gfn);
+  int mmu_load(Vcpu& v);
+  int max_mapping_level(const Slot& s, uint64_t gfn, int host_level) const;
+
+  PlainVmConfig cfg_;
+  PfnPool pool_;
+  BugTracker bugs_;
+  std::unique_ptr<TdpMmu> mmu_;
+  std::vector<std::unique_ptr<Vcpu>> vcpus_;
+  sync::MmuLock slots_lock_;  // memslot updates vs faults (SRCU in KVM)
+  std::map<int, Slot> slots_;
+  bool destroyed_ = false;
+};
+
+}  // namespace mirrormmu
