@@ -68,6 +68,7 @@ class KernelDirectMmu : public DirectMmu {
     return out;
   }
   int64_t destroy() override { return k_.destroy(); }
+  void abandon() override { k_.abandon(); }
 
  private:
   uint64_t slot_pages(int id) {

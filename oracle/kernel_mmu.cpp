@@ -116,6 +116,13 @@ int64_t KernelMmu::destroy() {
   return left;
 }
 
+void KernelMmu::abandon() {
+  if (!vm_) return;
+  kmmu_vm_abandon(vm_);
+  vm_ = nullptr;
+  g_live = nullptr;
+}
+
 void KernelMmu::ev_change(void* ctx, int as_id, uint64_t gfn, int level, uint64_t o, uint64_t n, bool shared) {
   auto* self = static_cast<KernelMmu*>(ctx);
   const KernelSpteChange c{as_id, gfn, level, o, n, shared};

@@ -69,6 +69,8 @@ class KernelMmu {
   // kvm_destroy_vm(); returns page-table pages still accounted afterwards.
   // The destructor does it if not called.
   int64_t destroy();
+  // Forget the VM without freeing anything (see kmmu_vm_abandon).
+  void abandon();
 
   // What the real code reported, in order. vCPU threads report
   // concurrently: the vectors are appended under a mutex, read them once

@@ -40,6 +40,10 @@ struct kmmu_vm *kmmu_vm_create(const struct kmmu_events *ev, int nr_vcpus);
  * page-table pages still accounted (0 unless the MMU leaked). */
 int64_t kmmu_vm_destroy(struct kmmu_vm *vm);
 
+/* Forget the VM without freeing it (its threads are parked for good); a new
+ * one may be created afterwards. */
+void kmmu_vm_abandon(struct kmmu_vm *vm);
+
 /* KVM_SET_USER_MEMORY_REGION for one address space 0 slot. Deleting a slot
  * zaps it (kvm_arch_flush_shadow_memslot without the zap-all quirk). */
 int kmmu_memslot_set(struct kmmu_vm *vm, int id, uint64_t base_gfn, uint64_t npages, bool dirty_log);
@@ -74,6 +78,10 @@ int kmmu_peek_dirty_log(struct kmmu_vm *vm, int id, uint64_t *bits, uint64_t nwo
 /* A planted locking bug, for the tests that show a WARN of the tree reaches
  * the report: kvm_tdp_mmu_zap_all() without mmu_lock. */
 void kmmu_zap_all_unlocked(struct kmmu_vm *vm);
+/* Another, for the explorer: faults stop reading the memslots inside the
+ * SRCU-like read section, so enabling dirty logging can write-protect
+ * before a racing fault installs a writable leaf it never logs. */
+void kmmu_plant_fault_outside_srcu(bool on);
 
 /* Every present leaf of every valid root, in gfn order per root. */
 void kmmu_for_each_leaf(struct kmmu_vm *vm, void *ctx,

@@ -238,6 +238,19 @@ else
   check "--mmu kernel without a tree exits 2" test $rc -eq 2
   check "--mmu kernel without a tree says how to get one" grep -q 'make oracle' "$tmp/slke"
 fi
+"$bin" explore --mmu model --scenario write-vs-dirty-log --preemptions 1 --budget 2000 >"$tmp/pex" 2>&1
+check "explore --mmu model exits 0" test $? -eq 0
+check "explore --mmu model is exhaustive at one preemption" grep -q 'every schedule within the bound' "$tmp/pex"
+"$bin" explore --mmu kernel --scenario fault-vs-fast-zap --strategy pct --budget 20 >"$tmp/kex" 2>"$tmp/kexe"
+rc=$?
+if [ $rc -eq 0 ]; then
+  check "explore --mmu kernel says OK" grep -q '^result: OK' "$tmp/kex"
+else
+  check "explore --mmu kernel without a tree exits 2" test $rc -eq 2
+fi
+bad "explore --mmu with a TD scenario" explore --mmu model --scenario fault-fault-2m
+bad "explore --mmu with a workload" explore --mmu model --workload td-tiny
+bad "replay of an unknown plain scenario" replay 'plain:model:nosuch/upstream/s1/f0,0,0,0/'
 bad "unknown mmu" run --workload shared-life --mmu nosuch
 bad "kernel mmu with a TD workload" run --workload td-life --mmu kernel
 bad "model mmu name with td-life is fine, kernel is not" run --workload td-tiny --mmu kernel

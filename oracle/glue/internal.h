@@ -21,6 +21,11 @@ struct kmmu_vm {
   struct kmmu_vcpu *vcpus;
   int nr_vcpus;
   struct kvm_memslots memslots;
+  /* kvm->srcu as memslot updates use it: a fault reads the slots inside a
+   * read-side section, an update publishes and then waits for every reader
+   * (synchronize_srcu) before it acts on the MMU. An rwlock gives the same
+   * ordering: faults take it shared, updates exclusive. */
+  rwlock_t srcu;
   struct kvm_memory_slot slots[KMMU_MAX_SLOTS];
   bool used[KMMU_MAX_SLOTS];
 };

@@ -39,6 +39,7 @@ struct kmmu_vm *kmmu_vm_create(const struct kmmu_events *ev, int nr_vcpus) {
   struct kmmu_vm *vm = calloc(1, sizeof(*vm));
   vm->ev = *ev;
   kshim_rwlock_init(&vm->kvm.mmu_lock);
+  kshim_rwlock_init(&vm->srcu);
   mutex_init(&vm->kvm.slots_lock);
   refcount_set(&vm->kvm.users_count, 1);
   INIT_LIST_HEAD(&vm->kvm.arch.possible_nx_huge_pages);
@@ -96,6 +97,7 @@ int64_t kmmu_vm_destroy(struct kmmu_vm *vm) {
   kvm_mmu_uninit_tdp_mmu(&vm->kvm);
   for (int i = 0; i < KMMU_MAX_SLOTS; i++) free(vm->slots[i].dirty_bitmap);
   kshim_rwlock_destroy(&vm->kvm.mmu_lock);
+  kshim_rwlock_destroy(&vm->srcu);
   const int64_t left = __atomic_load_n(&g_pgtable_pages, __ATOMIC_RELAXED);
   free(vm->vcpus);
   free(vm);
@@ -103,11 +105,15 @@ int64_t kmmu_vm_destroy(struct kmmu_vm *vm) {
   return left;
 }
 
+void kmmu_vm_abandon(struct kmmu_vm *vm) {
+  if (g_vm == vm) g_vm = NULL;
+}
+
 static struct kvm_memory_slot *slot_of(struct kmmu_vm *vm, int id) {
   return id >= 0 && id < KMMU_MAX_SLOTS && vm->used[id] ? &vm->slots[id] : NULL;
 }
 
-int kmmu_memslot_set(struct kmmu_vm *vm, int id, uint64_t base_gfn, uint64_t npages, bool dirty_log) {
+static int memslot_set(struct kmmu_vm *vm, int id, uint64_t base_gfn, uint64_t npages) {
   if (id < 0 || id >= KMMU_MAX_SLOTS || vm->used[id] || !npages) return -EINVAL;
   for (int i = 0; i < KMMU_MAX_SLOTS; i++)
     if (vm->used[i] && base_gfn < vm->slots[i].base_gfn + vm->slots[i].npages &&
@@ -121,12 +127,23 @@ int kmmu_memslot_set(struct kmmu_vm *vm, int id, uint64_t base_gfn, uint64_t npa
   s->dirty_bitmap = calloc(BITS_TO_LONGS(npages), sizeof(unsigned long));
   vm->used[id] = true;
   vm->memslots.generation += 2;
-  return dirty_log ? kmmu_memslot_dirty_log(vm, id, true) : 0;
+  return 0;
+}
+
+int kmmu_memslot_set(struct kmmu_vm *vm, int id, uint64_t base_gfn, uint64_t npages, bool dirty_log) {
+  write_lock(&vm->srcu);
+  int r = memslot_set(vm, id, base_gfn, npages);
+  write_unlock(&vm->srcu);
+  return r ? r : dirty_log ? kmmu_memslot_dirty_log(vm, id, true) : 0;
 }
 
 int kmmu_memslot_delete(struct kmmu_vm *vm, int id) {
+  write_lock(&vm->srcu);
   struct kvm_memory_slot *s = slot_of(vm, id);
-  if (!s) return -ENOENT;
+  if (!s) {
+    write_unlock(&vm->srcu);
+    return -ENOENT;
+  }
   /* kvm_arch_flush_shadow_memslot() without KVM_X86_QUIRK_SLOT_ZAP_ALL. */
   struct kvm_gfn_range range = { .slot = s, .start = s->base_gfn, .end = s->base_gfn + s->npages, .may_block = true };
   write_lock(&vm->kvm.mmu_lock);
@@ -136,10 +153,20 @@ int kmmu_memslot_delete(struct kmmu_vm *vm, int id) {
   free(s->dirty_bitmap);
   s->dirty_bitmap = NULL;
   vm->memslots.generation += 2;
+  write_unlock(&vm->srcu);
   return 0;
 }
 
+static int memslot_dirty_log(struct kmmu_vm *vm, int id, bool on);
+
 int kmmu_memslot_dirty_log(struct kmmu_vm *vm, int id, bool on) {
+  write_lock(&vm->srcu);
+  int r = memslot_dirty_log(vm, id, on);
+  write_unlock(&vm->srcu);
+  return r;
+}
+
+static int memslot_dirty_log(struct kmmu_vm *vm, int id, bool on) {
   struct kvm_memory_slot *s = slot_of(vm, id);
   if (!s) return -ENOENT;
   if (on == !!(s->flags & KVM_MEM_LOG_DIRTY_PAGES)) return 0;
@@ -155,6 +182,15 @@ int kmmu_memslot_dirty_log(struct kmmu_vm *vm, int id, bool on) {
     s->flags &= ~KVM_MEM_LOG_DIRTY_PAGES;
   }
   return 0;
+}
+
+static bool g_fault_outside_srcu;
+void kmmu_plant_fault_outside_srcu(bool on) { g_fault_outside_srcu = on; }
+static void fault_srcu_lock(struct kmmu_vm *vm) {
+  if (!g_fault_outside_srcu) read_lock(&vm->srcu);
+}
+static void fault_srcu_unlock(struct kmmu_vm *vm) {
+  if (!g_fault_outside_srcu) read_unlock(&vm->srcu);
 }
 
 int kmmu_fault(struct kmmu_vm *vm, int vcpu, uint64_t gfn, uint64_t pfn, bool write, bool exec, int host_level) {
@@ -177,11 +213,18 @@ int kmmu_fault(struct kmmu_vm *vm, int vcpu, uint64_t gfn, uint64_t pfn, bool wr
     .goal_level = PG_LEVEL_4K,
   };
   fault.gfn = gfn;
+  fault_srcu_lock(vm);
   fault.slot = kvm_vcpu_gfn_to_memslot(v, gfn);
-  if (!fault.slot) return -EFAULT;   /* emulated MMIO is not modelled */
+  if (!fault.slot) {
+    fault_srcu_unlock(vm);
+    return -EFAULT;   /* emulated MMIO is not modelled */
+  }
   /* kvm_tdp_mmu_page_fault(): no page tracking, no fast path here. */
   r = mmu_topup_memory_caches(v);
-  if (r) return r;
+  if (r) {
+    fault_srcu_unlock(vm);
+    return r;
+  }
   fault.pfn = pfn;
   fault.map_writable = true;
   kv->host_level = host_level;
@@ -192,6 +235,7 @@ int kmmu_fault(struct kmmu_vm *vm, int vcpu, uint64_t gfn, uint64_t pfn, bool wr
   else
     r = kvm_tdp_mmu_map(v, &fault);
   read_unlock(&vm->kvm.mmu_lock);
+  fault_srcu_unlock(vm);
   return r;
 }
 

@@ -12,6 +12,7 @@
 #include "report/explore_report.h"
 #include "report/perfetto.h"
 #include "workload/explored.h"
+#include "workload/plain_explored.h"
 
 namespace mirrormmu::cli {
 
@@ -26,10 +27,13 @@ std::string g_schedule;
 std::string g_replay_perfetto;
 WorkloadConfig g_workload;  // name empty: explore a scenario
 CLI::Option* g_scenario_opt = nullptr;
+std::string g_mmu;  // empty: a TD scenario on the model
 
 std::string scenarios_help() {
   std::string s = "a scenario file (JSON, see scenarios/) or a built-in scenario:";
   for (const auto& b : explore::builtin_scenarios()) s += fmt::format("\n  {:<20} {}", b.name, b.description);
+  s += "\nwith --mmu, a plain VM's race (its direct root only):";
+  for (const auto& p : plain_scenarios()) s += fmt::format("\n  {:<20} {}", p.name, p.description);
   return s;
 }
 
@@ -53,6 +57,17 @@ int run_explore() {
     cfg.design = design_spec(design, w);
   }
   if (cfg.seconds < 0) usage_error("--time must not be negative");
+  if (!g_mmu.empty()) {
+    if (!g_workload.name.empty()) usage_error("--mmu explores a plain VM's race (--scenario), not a TD workload");
+    bool known = false;
+    for (const auto& p : plain_scenarios()) known |= p.name == cfg.scenario;
+    if (!known) {
+      std::string names;
+      for (const auto& p : plain_scenarios()) names += (names.empty() ? "" : ", ") + p.name;
+      usage_error("--mmu " + g_mmu + ": '" + cfg.scenario + "' is not a plain VM's race (" + names + ")");
+    }
+    cfg.scenario = plain_source_name(g_mmu, cfg.scenario);
+  }
   if (!g_workload.name.empty()) {
     if (g_scenario_opt->count()) usage_error("--scenario and --workload name two different things to explore; give one");
     if (!find_workload(g_workload.name)) usage_error("--workload: no workload named '" + g_workload.name + "'");
@@ -127,6 +142,10 @@ Command add_explore(CLI::App& app) {
                   "explore a whole workload instead of a scenario (td-life, td-tiny): every operation of a native "
                   "run as virtual threads, setup and teardown included; its schedule strings replay like any other");
   cmd->add_option("--gib", g_workload.gib, "with --workload: guest RAM of the TD in GiB")->capture_default_str();
+  cmd->add_option("--mmu", g_mmu,
+                  "explore a plain VM's race (see --scenario) on 'model' (ours) or 'kernel' (the kernel tree's own "
+                  "tdp_mmu.c under the same engine, in a binary built by `make oracle`); schedules replay as "
+                  "'plain:MMU:SCENARIO/...'");
   cmd->add_option("--vcpus", g_workload.vcpus, "with --workload: vCPUs")->check(CLI::Range(1, 8))
       ->capture_default_str();
   cmd->add_flag("--huge-pages", g_workload.huge_pages, "with --workload: 2M private mappings");

@@ -5,6 +5,7 @@
 
 #include "cli/common.h"
 #include "workload/explored.h"
+#include "workload/plain_explored.h"
 #ifdef MIRRORMMU_HAVE_KERNEL_MMU
 #include "oracle/kernel_backend.h"
 #endif
@@ -21,6 +22,7 @@ void usage_error(const std::string& msg) {
 int main(int argc, char** argv) {
   using namespace mirrormmu::cli;
   mirrormmu::register_workload_source();
+  mirrormmu::register_plain_source();
 #ifdef MIRRORMMU_HAVE_KERNEL_MMU
   mirrormmu::oracle::register_kernel_mmu();
 #endif

@@ -58,6 +58,10 @@ class DirectMmu {
   virtual std::vector<std::string> warnings() = 0;  // "lockdep_assert_held at tdp_mmu.c:921"
   // The VM's destruction; page-table pages still accounted afterwards.
   virtual int64_t destroy() = 0;
+  // Give the VM up without destroying it: its threads are parked for good
+  // (a deadlocked execution), so nothing may touch it again. The caller
+  // leaks it.
+  virtual void abandon() {}
 
   DirectMmuStats& stats() { return stats_; }
 

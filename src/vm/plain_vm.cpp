@@ -157,7 +157,8 @@ int PlainVm::fault(int vcpu, uint64_t gfn, uint64_t pfn, bool write, int host_le
   if (vcpu < 0 || vcpu >= static_cast<int>(vcpus_.size()) || host_level < 1) return -EINVAL;
   Vcpu& v = *vcpus_[vcpu];
   sync::RcuThread rcu;
-  sync::ReadGuard slots(slots_lock_);
+  std::optional<sync::ReadGuard> slots;
+  if (!cfg_.no_slots_lock_in_fault) [[likely]] slots.emplace(slots_lock_);
   Slot* s = slot_of(gfn);
   if (!s) return -EFAULT;
   if (int r = mmu_load(v)) return r;
@@ -169,6 +170,10 @@ int PlainVm::fault(int vcpu, uint64_t gfn, uint64_t pfn, bool write, int host_le
   const PgLevel level = to_level(max_mapping_level(*s, gfn, host_level));
   f.pfn = Pfn{pfn & ~(pages_per_hpage(level) - 1)};
   f.max_level = f.req_level = f.goal_level = level;
+  // make_spte() decides whether to mark the page dirty from the slot as the
+  // fault sees it, before the leaf is installed; only the memslot read lock
+  // keeps that view current until the leaf is in place.
+  const bool logging = s->dirty_log;
   RetPf ret;
   {
     sync::ReadGuard l(mmu_->mmu_lock());
@@ -178,7 +183,7 @@ int PlainVm::fault(int vcpu, uint64_t gfn, uint64_t pfn, bool write, int host_le
   }
   // mark_page_dirty_in_slot() from make_spte(): every writable leaf it
   // builds while the slot logs.
-  if (ret == RetPf::Fixed && s->dirty_log && f.map_writable) {
+  if (ret == RetPf::Fixed && logging && f.map_writable) {
     const uint64_t i = gfn - s->base;
     s->dirty[i / 64].fetch_or(1ull << (i % 64), std::memory_order_relaxed);
   }

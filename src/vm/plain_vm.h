@@ -23,6 +23,10 @@ struct PlainVmConfig {
   // 6.12 rebuilds a present leaf on a repeated fault (and so drops its
   // Dirty bit); upstream since 6.13 returns SPURIOUS. See TdpMmuConfig.
   bool spurious_if_access_allowed = true;
+  // A planted bug: faults do not hold the memslot read lock (SRCU in KVM),
+  // so a memslot update (enabling dirty logging) can act on the MMU while a
+  // fault that read the old slot is still installing its leaf.
+  bool no_slots_lock_in_fault = false;
 };
 
 class PlainVm : public DirectMmu, private MmuObserver {

@@ -1,0 +1,230 @@
+// SPDX-License-Identifier: MIT
+#include "workload/plain_explored.h"
+
+#include <fmt/format.h>
+
+#include <functional>
+#include <memory>
+
+#include "check/direct_checker.h"
+#include "spte/spte.h"
+#include "sync/det_engine.h"
+#include "vm/direct_mmu.h"
+
+namespace mirrormmu {
+
+namespace {
+
+constexpr const char* kPrefix = "plain:";
+constexpr int kSlot = 0;
+constexpr uint64_t kSlotPages = 4096;      // 16 MiB: eight 2M pages
+constexpr uint64_t kPfnBase = 1ull << 24;
+constexpr int kRetPfRetry = 1, kRetPfFixed = 5, kRetPfSpurious = 6;
+
+// What a scenario's threads share: the MMU, the layout the checker holds it
+// to, and what the guest wrote (for the lost-dirty-page check).
+struct Ctx {
+  explicit Ctx(DirectMmu& m) : mmu(m) {}
+  DirectMmu& mmu;
+  DirectLayout layout;
+  std::vector<uint64_t> written = std::vector<uint64_t>(kSlotPages / 64);
+  std::vector<uint64_t> logged = std::vector<uint64_t>(kSlotPages / 64);
+  std::string error;
+
+  // A guest access on vCPU v: the CPU's walk, else an EPT violation, retried
+  // as KVM re-enters the guest after RET_PF_RETRY.
+  void access(int v, uint64_t gfn, bool write, int host_level) {
+    if (write) written[gfn / 64] |= 1ull << (gfn % 64);
+    const uint64_t s = mmu.lookup(v, gfn, nullptr);
+    if (s && (!write || spte::is_writable(s))) return;
+    for (int i = 0; i < 64; i++) {
+      const int r = mmu.fault(v, gfn, kPfnBase + gfn, write, host_level);
+      if (r == kRetPfFixed || r == kRetPfSpurious) return;
+      if (r != kRetPfRetry) {
+        if (error.empty()) error = fmt::format("fault_failed: vCPU {} gfn {:#x}: {}", v, gfn, r);
+        return;
+      }
+    }
+    if (error.empty()) error = fmt::format("fault_livelock: vCPU {} gfn {:#x}", v, gfn);
+  }
+  void collect() {
+    std::vector<uint64_t> bits;
+    if (mmu.get_dirty_log(kSlot, bits) == 0)
+      for (size_t w = 0; w < bits.size() && w < logged.size(); w++) logged[w] |= bits[w];
+  }
+};
+
+struct PlainScenario {
+  PlainScenarioInfo info;
+  bool dirty_log_at_start = false;
+  std::function<void(Ctx&)> setup;                    // before the race, not explored
+  std::vector<std::pair<std::string, std::function<void(Ctx&)>>> threads;
+  bool check_dirty = false;                           // every write must reach a log
+};
+
+const std::vector<PlainScenario>& scenarios() {
+  static const std::vector<PlainScenario> all = {
+      {{"fault-fault", "two vCPUs fault the same 2M region, one at 4K, one at 2M"},
+       false,
+       [](Ctx&) {},
+       {{"vcpu0", [](Ctx& c) { c.access(0, 0x10, true, 1); }},
+        {"vcpu1", [](Ctx& c) { c.access(1, 0x11, true, 2); }}}},
+      {{"fault-vs-zap", "a vCPU maps a 2M page while the VMM zaps the range (kvm_zap_gfn_range)"},
+       false,
+       [](Ctx& c) { c.access(0, 0x200, false, 1); },
+       {{"vcpu0", [](Ctx& c) { c.access(0, 0x210, true, 2); }},
+        {"vmm", [](Ctx& c) { c.mmu.zap_leafs(0x200, 0x400); }}}},
+      {{"fault-vs-fast-zap", "two vCPUs fault while the VMM invalidates every root and zaps them shared"},
+       false,
+       [](Ctx& c) { c.access(0, 0x1, true, 1); },
+       {{"vcpu0", [](Ctx& c) { c.access(0, 0x2, true, 1); }},
+        {"vcpu1", [](Ctx& c) { c.access(1, 0x403, true, 1); }},
+        {"vmm", [](Ctx& c) { c.mmu.zap_all_fast(); }}}},
+      {{"write-vs-dirty-log", "a vCPU writes while the VMM enables dirty logging and collects the log"},
+       false,
+       [](Ctx& c) {
+         c.access(0, 0x20, true, 1);
+         c.access(0, 0x21, true, 1);
+       },
+       {{"vcpu0",
+         [](Ctx& c) {
+           c.access(0, 0x20, true, 1);
+           c.access(0, 0x22, true, 1);
+         }},
+        {"vmm",
+         [](Ctx& c) {
+           c.mmu.memslot_dirty_log(kSlot, true);
+           c.layout.slots[kSlot].dirty_log = true;
+           c.written.assign(c.written.size(), 0);  // what counts starts now
+           c.collect();
+         }}},
+       true},
+      {{"split-vs-fault", "eager splitting (mmu_lock for read) races a vCPU faulting in the same 2M page"},
+       false,
+       [](Ctx& c) { c.access(0, 0x600, true, 2); },
+       {{"vcpu0", [](Ctx& c) { c.access(0, 0x7ff, true, 1); }},
+        {"vmm", [](Ctx& c) { c.mmu.split_huge_pages(kSlot, 1, true); }}}},
+  };
+  return all;
+}
+
+const PlainScenario* find(const std::string& name) {
+  for (const auto& s : scenarios())
+    if (s.info.name == name) return &s;
+  return nullptr;
+}
+
+explore::ExecResult run_plain(const std::string& mmu_name, const PlainScenario& sc, sync::DetStrategy& strategy,
+                              const explore::ExecConfig& ec) {
+  explore::ExecResult r;
+  std::unique_ptr<DirectMmu> mmu = find_direct_mmu(mmu_name)(2);
+  Ctx c(*mmu);
+  c.layout.pfn_base = kPfnBase;
+  auto fail = [&](std::string inv, std::string detail, std::string where) {
+    if (!r.ok) return;
+    r.ok = false;
+    r.invariant = std::move(inv);
+    r.detail = std::move(detail);
+    r.where = std::move(where);
+  };
+  mmu->memslot_set(kSlot, 0, kSlotPages);
+  c.layout.slots[kSlot] = {0, kSlotPages, false};
+  sc.setup(c);
+  sync::DetEngine e(strategy, ec.limits);
+  auto record = [&] {
+    r.steps = e.steps();
+    r.decisions = e.decisions();
+    r.preemptions = e.preemptions();
+    r.choices.clear();
+    for (const auto& d : e.decision_log())
+      if (d.chosen) r.choices[d.key] = d.chosen;
+    r.thread_names.clear();
+    for (int i = 0; i < e.thread_count(); i++) r.thread_names.push_back(e.thread_name(i));
+    r.decisions_by_thread.assign(r.thread_names.size(), 0);
+    for (const auto& d : e.decision_log())
+      if (d.thread >= 0 && d.thread < static_cast<int>(r.decisions_by_thread.size())) r.decisions_by_thread[d.thread]++;
+  };
+  // Its threads are parked for good after a deadlock: nothing may touch the
+  // VM again.
+  auto parked = [&](const char* phase) {
+    r.aborted = true;
+    fail(e.abort_reason().rfind("deadlock", 0) == 0 ? "deadlock" : "livelock", e.abort_reason(), phase);
+    mmu->abandon();
+    (void)mmu.release();
+  };
+  for (const auto& [name, fn] : sc.threads) e.spawn(name, [&c, f = fn] { f(c); });
+  if (!e.run()) {
+    record();
+    parked("the race");
+    return r;
+  }
+  if (!e.violations().empty()) fail("use_after_grace_period", e.violations().front(), "the race");
+  if (!c.error.empty()) fail(c.error.substr(0, c.error.find(':')), c.error, "the race");
+  if (std::string err = check_direct(*mmu, c.layout); !err.empty()) fail(err.substr(0, err.find(':')), err, "after the race");
+  if (sc.check_dirty) {
+    c.collect();
+    if (std::string err = check_dirty_log(c.layout.slots[kSlot], c.written, c.logged); !err.empty())
+      fail(err.substr(0, err.find(':')), err, "after the race");
+  }
+  for (size_t i = 0; i < TransitionCounts::kClasses; i++) r.classes[i] = mmu->stats().transitions.count(i) != 0;
+  // Destruction under the engine too: its RCU callbacks run as the engine's,
+  // not after a native grace period (which costs milliseconds a run).
+  int64_t left = 0;
+  e.spawn("teardown", [&] { left = mmu->destroy(); });
+  const bool torn_down = e.run();
+  record();
+  if (!torn_down) {
+    parked("teardown");
+    return r;
+  }
+  if (!e.violations().empty()) fail("use_after_grace_period", e.violations().front(), "teardown");
+  if (left != 0) fail("leaked_page_tables", fmt::format("{} page-table pages accounted after destruction", left), "teardown");
+  if (const auto w = mmu->warnings(); !w.empty()) fail("site_fired", w[0], "teardown");
+  return r;
+}
+
+std::optional<explore::ExecutionSource> resolve(const std::string& name, const std::string& design,
+                                                std::string* error) {
+  // plain:MMU:SCENARIO
+  const std::string rest = name.substr(std::string(kPrefix).size());
+  const auto colon = rest.find(':');
+  const std::string mmu = rest.substr(0, colon);
+  const std::string scen = colon == std::string::npos ? "" : rest.substr(colon + 1);
+  auto bad = [&](std::string why) -> std::optional<explore::ExecutionSource> {
+    if (error) *error = std::move(why);
+    return std::nullopt;
+  };
+  if (!find_direct_mmu(mmu)) {
+    if (mmu == "kernel") return bad("'" + name + "': this mirrormmu was built without a kernel tree (`make oracle`)");
+    return bad("'" + name + "': no MMU named '" + mmu + "'");
+  }
+  const PlainScenario* sc = find(scen);
+  if (!sc) {
+    std::string names;
+    for (const auto& s : scenarios()) names += (names.empty() ? "" : ", ") + s.info.name;
+    return bad("'" + name + "': no plain scenario '" + scen + "' (" + names + ")");
+  }
+  (void)design;  // a plain VM has no hook design
+  return explore::ExecutionSource{
+      [mmu, sc](sync::DetStrategy& st, const explore::ExecConfig& ec) { return run_plain(mmu, *sc, st, ec); },
+      static_cast<int>(sc->threads.size())};
+}
+
+}  // namespace
+
+const std::vector<PlainScenarioInfo>& plain_scenarios() {
+  static const std::vector<PlainScenarioInfo> infos = [] {
+    std::vector<PlainScenarioInfo> v;
+    for (const auto& s : scenarios()) v.push_back(s.info);
+    return v;
+  }();
+  return infos;
+}
+
+std::string plain_source_name(const std::string& mmu, const std::string& scenario) {
+  return kPrefix + mmu + ":" + scenario;
+}
+
+void register_plain_source() { explore::register_source(kPrefix, &resolve); }
+
+}  // namespace mirrormmu
