@@ -248,6 +248,17 @@ if [ $rc -eq 0 ]; then
 else
   check "explore --mmu kernel without a tree exits 2" test $rc -eq 2
 fi
+"$bin" compare --mmu model,model-6.12 --gib 0.02 --huge-pages >"$tmp/cmm" 2>&1
+check "compare --mmu exits 0" test $? -eq 0
+check "compare --mmu marks the spurious-fault difference" grep -q '^  spurious faults.*<- differs' "$tmp/cmm"
+if "$bin" compare --mmu model-6.12,kernel --gib 0.02 --huge-pages >"$tmp/cmk" 2>&1; then
+  check "model-6.12 and the 6.12 kernel agree on every row" grep -q '^every row agrees' "$tmp/cmk"
+fi
+bad "compare with neither designs nor mmu" compare --gib 0.02
+bad "compare --mmu with one MMU" compare --mmu model
+bad "compare --mmu and --designs" compare --mmu model,kernel --designs upstream,baseline
+bad "compare --mmu with an unknown MMU" compare --mmu model,nosuch
+bad "compare --mmu with threads" compare --mmu model,model-6.12 --threads
 bad "explore --mmu with a TD scenario" explore --mmu model --scenario fault-fault-2m
 bad "explore --mmu with a workload" explore --mmu model --workload td-tiny
 bad "replay of an unknown plain scenario" replay 'plain:model:nosuch/upstream/s1/f0,0,0,0/'

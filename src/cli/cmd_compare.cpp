@@ -8,8 +8,11 @@
 #include "cli/common.h"
 #include "mmu/design.h"
 #include "report/compare.h"
+#include "report/shared_summary.h"
 #include "report/summary.h"
+#include "vm/direct_mmu.h"
 #include "workload/runner.h"
+#include "workload/shared_life.h"
 
 namespace mirrormmu::cli {
 
@@ -19,9 +22,54 @@ WorkloadConfig g_cfg;
 std::vector<std::string> g_designs;
 std::string g_json;
 bool g_full = false;
+std::vector<std::string> g_mmus;
+int g_iterations = 3;
+CLI::App* g_cmd = nullptr;
+
+// compare --mmu A,B: shared-life on each MMU, in turn, the same seed.
+int run_mmus() {
+  if (!g_designs.empty()) usage_error("--designs and --mmu compare different things; give one");
+  if (g_mmus.size() < 2) usage_error("--mmu needs at least two MMUs, e.g. model-6.12,kernel");
+  if (g_cfg.name != "td-life" && g_cfg.name != "shared-life")
+    usage_error("--mmu compares the shared-memory workload (shared-life) only");
+  for (const char* td_only : {"--dpamt", "--inject", "--inject-alloc", "--what-if", "--no-eager-split",
+                              "--ept-levels", "--resched-interval", "--threads"})
+    if (auto* o = g_cmd->get_option_no_throw(td_only); o && o->count())
+      usage_error(fmt::format("{} has no meaning for compare --mmu (shared-life, in turn)", td_only));
+  for (const auto& m : g_mmus)
+    if (!find_direct_mmu(m)) {
+      if (m == "kernel") usage_error("--mmu kernel: this mirrormmu was built without a kernel tree (`make oracle`)");
+      std::string names;
+      for (const auto& n : direct_mmu_names()) names += (names.empty() ? "" : ", ") + n;
+      usage_error("--mmu: no MMU named '" + m + "' (valid: " + names + ")");
+    }
+  if (!(g_cfg.gib > 0 && g_cfg.gib <= 64)) usage_error(fmt::format("--gib must be in (0, 64], got {}", g_cfg.gib));
+  SharedLifeConfig sc;
+  sc.seed = g_cfg.seed;
+  sc.gib = g_cfg.gib;
+  sc.vcpus = g_cfg.vcpus;
+  sc.iterations = g_iterations;
+  sc.huge_pages = g_cfg.huge_pages;
+  sc.threads = false;  // columns compare only when every MMU sees the same order
+  sc.check = g_cfg.check;
+  std::printf("seed %llu\n", static_cast<unsigned long long>(sc.seed));
+  std::vector<std::unique_ptr<DirectMmu>> mmus;
+  std::vector<SharedColumn> cols;
+  int rc = 0;
+  for (const auto& m : g_mmus) {
+    // One oracle VM at a time: each is destroyed by its run before the next.
+    mmus.push_back(find_direct_mmu(m)(sc.vcpus));
+    cols.push_back({m, run_shared_life(*mmus.back(), sc), mmus.back().get()});
+    rc |= cols.back().result.exit_code;
+  }
+  std::fputs(format_shared_compare(sc, cols).c_str(), stdout);
+  return rc;
+}
 
 int run() {
+  if (!g_mmus.empty()) return run_mmus();
   validate_workload_options(g_cfg);
+  if (g_designs.empty()) usage_error("give --designs A,B (hook designs on a TD workload) or --mmu A,B (MMUs on shared-life)");
   if (g_designs.size() < 2) usage_error("--designs needs at least two designs, e.g. upstream,hugepage-v5");
   for (const auto& d : g_designs)
     if (!find_design(d)) usage_error("unknown design '" + d + "' (valid: " + design_names() + ")");
@@ -67,9 +115,17 @@ int run() {
 Command add_compare(CLI::App& app) {
   auto* cmd = app.add_subcommand(
       "compare", "run the same workload and seed under several hook designs and print them side by side");
+  g_cmd = cmd;
   cmd->add_option("--designs", g_designs, "comma-separated designs to compare (see `run --help` for the list)")
-      ->delimiter(',')
-      ->required();
+      ->delimiter(',');
+  cmd->add_option("--mmu", g_mmus,
+                  "comma-separated MMUs to run shared-life on instead, e.g. model-6.12,kernel: 'model' (ours, "
+                  "upstream), 'model-6.12' (ours as 6.12 behaves), 'kernel' (the tree's own tdp_mmu.c, in a binary "
+                  "built by `make oracle`)")
+      ->delimiter(',');
+  cmd->add_option("--iterations", g_iterations, "with --mmu: shared-life's dirty-logging rounds")
+      ->check(CLI::Range(0, 1000))
+      ->capture_default_str();
   add_workload_options(cmd, g_cfg);
   // Columns are only comparable when every design sees the same
   // interleaving: one thread by default, vCPU threads on request.

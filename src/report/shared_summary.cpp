@@ -22,6 +22,43 @@ std::string format_shared_summary(const SharedLifeConfig& cfg, const SharedLifeR
   return s;
 }
 
+std::string format_shared_compare(const SharedLifeConfig& cfg, const std::vector<SharedColumn>& cols) {
+  std::string s = fmt::format("shared-life, {} GiB, {} vCPUs in turn, {} dirty-log iterations, seed {}{}\n", cfg.gib,
+                              cfg.vcpus, cfg.iterations, cfg.seed, cfg.huge_pages ? ", 2M host pages" : "");
+  s += fmt::format("  {:<40}", "");
+  for (const auto& c : cols) s += fmt::format(" {:>16}", c.stats_of->name());
+  s += "\n";
+  size_t differing = 0;
+  auto row = [&](const std::string& name, auto get) {
+    std::string line = fmt::format("  {:<40}", name);
+    bool same = true;
+    for (const auto& c : cols) {
+      line += fmt::format(" {:>16}", get(c));
+      same &= get(c) == get(cols[0]);
+    }
+    differing += !same;
+    s += line + (same ? "" : "   <- differs") + "\n";
+  };
+  row("result", [](const SharedColumn& c) { return std::string(c.result.failure.empty() ? "OK" : "FAILED"); });
+  row("faults", [](const SharedColumn& c) { return std::to_string(c.result.faults); });
+  row("spurious faults", [](const SharedColumn& c) { return std::to_string(c.result.spurious); });
+  row("retried faults", [](const SharedColumn& c) { return std::to_string(c.result.retries); });
+  row("dirty pages logged", [](const SharedColumn& c) { return std::to_string(c.result.dirty_pages); });
+  row("TLB flush requests", [](const SharedColumn& c) { return std::to_string(c.stats_of->stats().flushes.load()); });
+  row("page-table pages left", [](const SharedColumn& c) { return std::to_string(c.result.leaked_tables); });
+  for (size_t i = 0; i < TransitionCounts::kClasses; i++) {
+    bool any = false;
+    for (const auto& c : cols) any |= c.stats_of->stats().transitions.count(i) != 0;
+    if (any)
+      row(TransitionCounts::at(i).name(),
+          [i](const SharedColumn& c) { return std::to_string(c.stats_of->stats().transitions.count(i)); });
+  }
+  for (const auto& c : cols)
+    if (!c.result.failure.empty()) s += fmt::format("{}: FAILED: {}\n", c.stats_of->name(), c.result.failure);
+  s += differing ? fmt::format("{} rows differ\n", differing) : "every row agrees\n";
+  return s;
+}
+
 nlohmann::json shared_summary_json(const SharedLifeConfig& cfg, const SharedLifeResult& r, DirectMmu& mmu) {
   nlohmann::json j;
   j["workload"] = "shared-life";

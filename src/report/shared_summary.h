@@ -4,6 +4,7 @@
 #pragma once
 
 #include <string>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -13,6 +14,14 @@
 namespace mirrormmu {
 
 std::string format_shared_summary(const SharedLifeConfig& cfg, const SharedLifeResult& r, DirectMmu& mmu);
+// `compare --mmu A,B`: each MMU's counts side by side, differing rows marked.
+struct SharedColumn {
+  std::string mmu;
+  SharedLifeResult result;
+  DirectMmu* stats_of;  // the MMU that ran (for its counters)
+};
+std::string format_shared_compare(const SharedLifeConfig& cfg, const std::vector<SharedColumn>& cols);
+
 nlohmann::json shared_summary_json(const SharedLifeConfig& cfg, const SharedLifeResult& r, DirectMmu& mmu);
 
 }  // namespace mirrormmu

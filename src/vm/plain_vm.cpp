@@ -32,7 +32,15 @@ int ret_pf_number(RetPf r) {
 std::mutex g_registry_mu;
 std::map<std::string, DirectMmuFactory>& registry() {
   static std::map<std::string, DirectMmuFactory> r{
-      {"model", [](int n) -> std::unique_ptr<DirectMmu> { return std::make_unique<PlainVm>(PlainVmConfig{n}); }}};
+      {"model", [](int n) -> std::unique_ptr<DirectMmu> { return std::make_unique<PlainVm>(PlainVmConfig{n}); }},
+      // The model as a 6.12 kernel behaves, to set beside `--mmu kernel` of
+      // a 6.12 tree: a fault on a leaf that already allows the access
+      // rebuilds it instead of returning SPURIOUS.
+      {"model-6.12", [](int n) -> std::unique_ptr<DirectMmu> {
+         PlainVmConfig c{n};
+         c.spurious_if_access_allowed = false;
+         return std::make_unique<PlainVm>(c);
+       }}};
   return r;
 }
 

@@ -34,7 +34,7 @@ class PlainVm : public DirectMmu, private MmuObserver {
   explicit PlainVm(PlainVmConfig cfg);
   ~PlainVm() override;
 
-  std::string name() const override { return "model"; }
+  std::string name() const override { return cfg_.spurious_if_access_allowed ? "model" : "model-6.12"; }
   int memslot_set(int id, uint64_t base_gfn, uint64_t npages) override;
   int memslot_delete(int id) override;
   int memslot_dirty_log(int id, bool on) override;
