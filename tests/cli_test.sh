@@ -254,6 +254,17 @@ check "compare --mmu marks the spurious-fault difference" grep -q '^  spurious f
 if "$bin" compare --mmu model-6.12,kernel --gib 0.02 --huge-pages >"$tmp/cmk" 2>&1; then
   check "model-6.12 and the 6.12 kernel agree on every row" grep -q '^every row agrees' "$tmp/cmk"
 fi
+"$bin" table --mmu model,model-6.12 --executions 10 >"$tmp/mtab" 2>"$tmp/mtab.err"
+check "table --mmu exits 0" test $? -eq 0
+check "table --mmu has a direct row reached" grep -q '^non-present -> leaf, shared, direct *reached' "$tmp/mtab"
+check "table --mmu reaches no mirror row" test "$(grep -c 'mirror *reached' "$tmp/mtab")" -eq 0
+check "table --mmu prints the two MMUs' differences" grep -q '^differences, model vs model-6.12' "$tmp/mtab"
+if "$bin" table --mmu kernel --executions 10 >"$tmp/ktab" 2>/dev/null; then
+  check "table --mmu kernel names the tree" grep -q 'design kernel 6\.12\.' "$tmp/ktab"
+  check "table --mmu kernel: rows from the kernel's own tracepoint" grep -q '^leaf -> leaf, exclusive, direct *reached' "$tmp/ktab"
+fi
+bad "table --mmu with an unknown MMU" table --mmu nosuch
+bad "table --mmu and --designs" table --mmu model --designs upstream
 bad "compare with neither designs nor mmu" compare --gib 0.02
 bad "compare --mmu with one MMU" compare --mmu model
 bad "compare --mmu and --designs" compare --mmu model,kernel --designs upstream,baseline

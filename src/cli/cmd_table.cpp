@@ -18,6 +18,7 @@ namespace mirrormmu::cli {
 namespace {
 
 std::vector<std::string> g_designs;
+std::vector<std::string> g_mmus;
 std::string g_format = "text";
 std::string g_json;
 report::TableConfig g_cfg;
@@ -30,7 +31,8 @@ report::TableFormat format_of(const std::string& s) {
 }
 
 int run() {
-  if (g_designs.empty())
+  if (!g_mmus.empty() && !g_designs.empty()) usage_error("--designs and --mmu tabulate different things; give one");
+  if (g_designs.empty() && g_mmus.empty())
     for (const auto& d : designs()) g_designs.push_back(d.name);
   for (const auto& d : g_designs) {
     std::string design, error;
@@ -41,6 +43,12 @@ int run() {
   const report::TableProgress progress = [](const std::string& what) {
     if (!g_quiet) std::fprintf(stderr, "... %s\n", what.c_str());
   };
+  for (const auto& m : g_mmus) {
+    std::string error;
+    auto t = report::compute_mmu_table(m, g_cfg, progress, &error);
+    if (!t) usage_error(error);
+    tables.push_back(std::move(*t));
+  }
   for (const auto& d : g_designs) {
     std::string error;
     auto t = report::compute_table(d, g_cfg, progress, &error);
@@ -56,7 +64,8 @@ int run() {
     if (!file) usage_error("cannot write '" + g_json + "'");
     file << report::format_tables(tables, report::TableFormat::Json);
   }
-  save_last_table(tables);
+  // `sites` reads the designs' tables; an MMU table names no design.
+  if (g_mmus.empty()) save_last_table(tables);
   return 0;
 }
 
@@ -69,6 +78,11 @@ Command add_table(CLI::App& app) {
       "reached by which scenario or run (with a replay string or command), refused by the design, and the sites "
       "hit there under injected failures; rows nothing reaches are driven directly");
   cmd->add_option("--designs", g_designs, "comma-separated designs (default: all); two print their differences too")
+      ->delimiter(',');
+  cmd->add_option("--mmu", g_mmus,
+                  "tabulate a plain VM's direct root on these MMUs instead (model, model-6.12, kernel: the "
+                  "kernel tree's own tdp_mmu.c in a binary built by `make oracle`), from its races explored and "
+                  "shared-life runs; two print their differences too")
       ->delimiter(',');
   cmd->add_option("--format", g_format, "text, markdown or json")
       ->check(CLI::IsMember({"text", "markdown", "json"}))

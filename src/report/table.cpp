@@ -15,7 +15,10 @@
 #include "report/summary.h"
 #include "tdx/status.h"
 #include "vm/vm.h"
+#include "vm/direct_mmu.h"
+#include "workload/plain_explored.h"
 #include "workload/runner.h"
+#include "workload/shared_life.h"
 
 namespace mirrormmu::report {
 
@@ -239,6 +242,60 @@ RowKey row_key(size_t i) {
 size_t row_of_class(size_t c) {
   const TransitionClass tc = TransitionCounts::at(c);
   return row_index({fold(tc.old_kind), fold(tc.new_kind), tc.shared, tc.mirror});
+}
+
+std::optional<DesignTable> compute_mmu_table(const std::string& mmu, const TableConfig& cfg,
+                                             const TableProgress& progress, std::string* error) {
+  const auto factory = find_direct_mmu(mmu);
+  if (!factory) {
+    if (error)
+      *error = mmu == "kernel" ? "--mmu kernel: this mirrormmu was built without a kernel tree (`make oracle`)"
+                               : "--mmu: no MMU named '" + mmu + "'";
+    return std::nullopt;
+  }
+  const auto t0 = std::chrono::steady_clock::now();
+  DesignTable t;
+  t.design = factory(1)->name();  // "kernel 6.12.117": the tree, not just its kind
+  Folder fold(t);
+  for (const auto& sc : plain_scenarios()) {
+    explore::ExploreConfig ec;
+    ec.scenario = plain_source_name(mmu, sc.name);
+    ec.budget = cfg.executions_per_pass;
+    ec.preemptions = cfg.preemptions;
+    ec.shrink = false;
+    ec.max_failures = SIZE_MAX;
+    ec.on_execution = [&](const explore::ExecResult& r, const explore::Schedule& s) {
+      t.executions++;
+      const std::string cmd = "mirrormmu replay '" + s.str() + "'";
+      fold.add(r.rows, {"plain:" + sc.name, cmd, ""});
+      if (!r.ok && t.failures.size() < 8) t.failures.push_back(r.invariant + ": " + r.detail + " (" + cmd + ")");
+    };
+    if (progress) progress(fmt::format("{}: explore {}", mmu, sc.name));
+    std::string err;
+    if (!explore::explore(ec, nullptr, &err)) t.skipped.push_back(sc.name + ": " + err);
+  }
+  for (const bool threads : {false, true})
+    for (const bool huge : {false, true}) {
+      SharedLifeConfig c;
+      c.gib = cfg.gib;
+      c.vcpus = 2;
+      c.iterations = 2;
+      c.threads = threads;
+      c.huge_pages = huge;
+      const std::string cmd = fmt::format("mirrormmu run --workload shared-life --mmu {} --gib {} --vcpus 2 "
+                                          "--iterations 2{}{}", mmu, cfg.gib, threads ? "" : " --inline",
+                                          huge ? " --huge-pages" : "");
+      if (progress) progress(fmt::format("{}: {}", mmu, cmd.substr(10)));
+      auto m = factory(c.vcpus);
+      const SharedLifeResult r = run_shared_life(*m, c);
+      t.runs++;
+      TransitionRows rows(kTransitionRows);
+      for (size_t i = 0; i < TransitionCounts::kClasses; i++) rows[i].attempts = m->stats().transitions.count(i);
+      fold.add(rows, {huge ? "shared-life+2M" : "shared-life", cmd, ""});
+      if (!r.failure.empty()) t.failures.push_back(r.failure + " (" + cmd + ")");
+    }
+  t.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return t;
 }
 
 std::optional<DesignTable> compute_table(const std::string& design, const TableConfig& cfg,

@@ -79,6 +79,7 @@ struct DesignTable {
   uint64_t runs = 0;        // workload runs
   double seconds = 0;
   std::vector<std::string> skipped;  // scenarios or runs the design cannot do, with why
+  std::vector<std::string> failures;  // executions or runs that broke an invariant (MMU tables)
   std::array<RowResult, kTableRows> rows;
   std::map<Site, SiteSeen> outside;  // sites hit while no change was handled
   std::map<Site, SiteSeen> rcu;      // sites hit in RCU callbacks
@@ -97,6 +98,14 @@ using TableProgress = std::function<void(const std::string& what)>;
 // Computes the table of one design. nullopt (with *error) for a bad design.
 std::optional<DesignTable> compute_table(const std::string& design, const TableConfig& cfg,
                                          const TableProgress& progress, std::string* error);
+
+// The same table for a plain VM's direct root on an MMU of vm/direct_mmu.h
+// ("model", "model-6.12", "kernel"): its races explored (plain:MMU:...) and
+// shared-life runs, in turn and on vCPU threads, with and without 2M pages;
+// the real code's rows come from its own tracepoint. Mirror rows stay
+// unreached: a plain VM has none.
+std::optional<DesignTable> compute_mmu_table(const std::string& mmu, const TableConfig& cfg,
+                                             const TableProgress& progress, std::string* error);
 
 enum class TableFormat : uint8_t { Text, Markdown, Json };
 std::string format_tables(const std::vector<DesignTable>& tables, TableFormat f);

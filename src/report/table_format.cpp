@@ -53,6 +53,7 @@ void text_table(std::string& out, const DesignTable& t) {
   out += "  " + totals(t) + "\n";
   out += "  kinds as handle_changed_spte sees them: FROZEN_SPTE is non-present\n";
   for (const auto& s : t.skipped) out += "  skipped: " + s + "\n";
+  for (const auto& s : t.failures) out += "  FAILED: " + s + "\n";
   out += "\n";
   for (size_t i = 0; i < kTableRows; i++) {
     const RowResult& r = t.rows[i];
@@ -95,6 +96,7 @@ std::string md_cell(std::string s) {
 
 void markdown_table(std::string& out, const DesignTable& t) {
   out += fmt::format("### `{}`\n\n{}. FROZEN_SPTE counts as non-present.\n\n", t.design, totals(t));
+  for (const auto& s : t.failures) out += "**FAILED**: " + md_cell(s) + "\n\n";
   out += "| old -> new, lock, root | reached | refused | sites | evidence |\n|---|---|---|---|---|\n";
   for (size_t i = 0; i < kTableRows; i++) {
     const RowResult& r = t.rows[i];
@@ -150,7 +152,7 @@ nlohmann::json table_json(const DesignTable& t) {
     rows.push_back(std::move(j));
   }
   return {{"design", t.design},   {"executions", t.executions},     {"runs", t.runs},
-          {"seconds", t.seconds}, {"skipped", t.skipped},           {"rows", rows},
+          {"seconds", t.seconds}, {"skipped", t.skipped},           {"failures", t.failures}, {"rows", rows},
           {"outside", sites_json(t.outside)}, {"rcu_callbacks", sites_json(t.rcu)}};
 }
 

@@ -7,6 +7,7 @@
 #include <memory>
 
 #include "check/direct_checker.h"
+#include "check/transitions.h"
 #include "spte/spte.h"
 #include "sync/det_engine.h"
 #include "vm/direct_mmu.h"
@@ -166,7 +167,13 @@ explore::ExecResult run_plain(const std::string& mmu_name, const PlainScenario& 
     if (std::string err = check_dirty_log(c.layout.slots[kSlot], c.written, c.logged); !err.empty())
       fail(err.substr(0, err.find(':')), err, "after the race");
   }
-  for (size_t i = 0; i < TransitionCounts::kClasses; i++) r.classes[i] = mmu->stats().transitions.count(i) != 0;
+  // The table's rows: a direct root refuses nothing, so attempts are the
+  // whole story (a WARN of the MMU fails the execution instead).
+  r.rows.assign(kTransitionRows, TransitionRow{});
+  for (size_t i = 0; i < TransitionCounts::kClasses; i++) {
+    r.classes[i] = mmu->stats().transitions.count(i) != 0;
+    r.rows[i].attempts = mmu->stats().transitions.count(i);
+  }
   // Destruction under the engine too: its RCU callbacks run as the engine's,
   // not after a native grace period (which costs milliseconds a run).
   int64_t left = 0;
