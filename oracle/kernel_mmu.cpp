@@ -16,7 +16,7 @@ std::string KernelWarn::where() const {
 
 KernelMmu::KernelMmu(int nr_vcpus) {
   if (g_live) throw std::logic_error("a kernel-MMU VM is already alive (one at a time)");
-  kmmu_events ev{this, ev_change, ev_flush, ev_dirty, ev_warn};
+  kmmu_events ev{this, ev_change, ev_flush, ev_warn};
   vm_ = kmmu_vm_create(&ev, nr_vcpus);
   if (!vm_) throw std::invalid_argument("kmmu_vm_create refused " + std::to_string(nr_vcpus) + " vCPUs");
   g_live = this;
@@ -137,7 +137,6 @@ void KernelMmu::ev_flush(void* ctx, uint64_t, uint64_t npages) {
   (npages ? self->flushes_range : self->flushes_all)++;
   if (self->on_flush) self->on_flush();
 }
-void KernelMmu::ev_dirty(void* ctx, int, uint64_t) { static_cast<KernelMmu*>(ctx)->dirty_marks++; }
 void KernelMmu::ev_warn(void* ctx, const char* cond, const char* file, int line, int kvm_bug) {
   auto* self = static_cast<KernelMmu*>(ctx);
   std::lock_guard g(self->mu_);

@@ -79,7 +79,7 @@ class KernelMmu {
   bool keep_changes = true;
   std::vector<KernelSpteChange> changes;
   std::vector<KernelWarn> warns;
-  std::atomic<uint64_t> flushes_all{0}, flushes_range{0}, dirty_marks{0};
+  std::atomic<uint64_t> flushes_all{0}, flushes_range{0};
   std::function<void(const KernelSpteChange&)> on_change;
   std::function<void()> on_flush;  // each flush request, on the flushing thread
   bool dead() const { return dead_; }
@@ -90,7 +90,6 @@ class KernelMmu {
   auto guarded(F&& f, decltype(f()) if_dead);
   static void ev_change(void* ctx, int as_id, uint64_t gfn, int level, uint64_t o, uint64_t n, bool shared);
   static void ev_flush(void* ctx, uint64_t gfn, uint64_t npages);
-  static void ev_dirty(void* ctx, int slot, uint64_t gfn);
   static void ev_warn(void* ctx, const char* cond, const char* file, int line, int kvm_bug);
   std::mutex mu_;
   kmmu_vm* vm_ = nullptr;

@@ -26,8 +26,6 @@ struct kmmu_events {
                        bool shared);
   /* kvm_flush_remote_tlbs() (npages == 0) and kvm_flush_remote_tlbs_range() */
   void (*flush)(void *ctx, uint64_t gfn, uint64_t npages);
-  /* mark_page_dirty_in_slot() */
-  void (*dirty)(void *ctx, int slot, uint64_t gfn);
   /* WARN_ON*, KVM_BUG_ON, lockdep assertions; BUG_ON stops the operation */
   void (*warn)(void *ctx, const char *cond, const char *file, int line, int kvm_bug);
 };

@@ -101,10 +101,9 @@ void kvm_flush_remote_tlbs_range(struct kvm *kvm, gfn_t gfn, u64 nr_pages) {
   if (vm->ev.flush) vm->ev.flush(vm->ev.ctx, gfn, nr_pages);
 }
 void mark_page_dirty_in_slot(struct kvm *kvm, const struct kvm_memory_slot *slot, gfn_t gfn) {
-  struct kmmu_vm *vm = container_of(kvm, struct kmmu_vm, kvm);
+  (void)kvm;
   if (!slot || !slot->dirty_bitmap) return;
   set_bit_le(gfn - slot->base_gfn, slot->dirty_bitmap);
-  if (vm->ev.dirty) vm->ev.dirty(vm->ev.ctx, slot->id, gfn);
 }
 /* Guest pages have no struct page here; the tree's calls are counted by the
  * spte_changed events they accompany. */

@@ -108,6 +108,21 @@ TEST(KernelMmu, SplittingAHugePageKeepsItsTranslation) {
   EXPECT_TRUE(k.warns.empty());
 }
 
+// Aging is the tree's and the glue's only (the model has none yet): what
+// the differential test will compare once it has.
+TEST(KernelMmu, AgingClearsAccessedAndTestAgeSeesIt) {
+  KernelMmu k;
+  ASSERT_EQ(k.memslot_set(0, 0, 4096), 0);
+  ASSERT_GT(k.fault(0, 7, 0x1007, true), 0);
+  const auto m = KernelMmu::masks();
+  ASSERT_TRUE(k.leaves().at(0).spte & m.accessed) << "a fault maps its page accessed";
+  EXPECT_TRUE(k.age(0, 16, true));
+  EXPECT_TRUE(k.age(0, 16, false)) << "aging reports the young page";
+  EXPECT_FALSE(k.leaves().at(0).spte & m.accessed);
+  EXPECT_FALSE(k.age(0, 16, true)) << "and it is old afterwards";
+  EXPECT_TRUE(k.warns.empty());
+}
+
 TEST(KernelMmu, AWarnInTheTreeIsReportedWithItsLine) {
   KernelMmu k;
   ASSERT_EQ(k.memslot_set(0, 0, 4096), 0);

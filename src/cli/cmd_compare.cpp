@@ -32,26 +32,11 @@ int run_mmus() {
   if (g_mmus.size() < 2) usage_error("--mmu needs at least two MMUs, e.g. model-6.12,kernel");
   if (g_cfg.name != "td-life" && g_cfg.name != "shared-life")
     usage_error("--mmu compares the shared-memory workload (shared-life) only");
-  for (const char* td_only : {"--dpamt", "--inject", "--inject-alloc", "--what-if", "--no-eager-split",
-                              "--ept-levels", "--resched-interval", "--threads"})
-    if (auto* o = g_cmd->get_option_no_throw(td_only); o && o->count())
-      usage_error(fmt::format("{} has no meaning for compare --mmu (shared-life, in turn)", td_only));
-  for (const auto& m : g_mmus)
-    if (!find_direct_mmu(m)) {
-      if (m == "kernel") usage_error("--mmu kernel: this mirrormmu was built without a kernel tree (`make oracle`)");
-      std::string names;
-      for (const auto& n : direct_mmu_names()) names += (names.empty() ? "" : ", ") + n;
-      usage_error("--mmu: no MMU named '" + m + "' (valid: " + names + ")");
-    }
-  if (!(g_cfg.gib > 0 && g_cfg.gib <= 64)) usage_error(fmt::format("--gib must be in (0, 64], got {}", g_cfg.gib));
-  SharedLifeConfig sc;
-  sc.seed = g_cfg.seed;
-  sc.gib = g_cfg.gib;
-  sc.vcpus = g_cfg.vcpus;
-  sc.iterations = g_iterations;
-  sc.huge_pages = g_cfg.huge_pages;
-  sc.threads = false;  // columns compare only when every MMU sees the same order
-  sc.check = g_cfg.check;
+  if (auto* o = g_cmd->get_option_no_throw("--threads"); o && o->count())
+    usage_error("--threads has no meaning for compare --mmu: the columns compare only when every MMU runs in turn");
+  WorkloadConfig c = g_cfg;
+  c.threads = false;  // columns compare only when every MMU sees the same order
+  const SharedLifeConfig sc = shared_life_options(g_cmd, c, g_iterations, g_mmus, "compare --mmu");
   std::printf("seed %llu\n", static_cast<unsigned long long>(sc.seed));
   std::vector<std::unique_ptr<DirectMmu>> mmus;
   std::vector<SharedColumn> cols;
@@ -59,7 +44,7 @@ int run_mmus() {
   for (const auto& m : g_mmus) {
     // One oracle VM at a time: each is destroyed by its run before the next.
     mmus.push_back(find_direct_mmu(m)(sc.vcpus));
-    cols.push_back({m, run_shared_life(*mmus.back(), sc), mmus.back().get()});
+    cols.push_back({run_shared_life(*mmus.back(), sc), mmus.back().get()});
     rc |= cols.back().result.exit_code;
   }
   std::fputs(format_shared_compare(sc, cols).c_str(), stdout);

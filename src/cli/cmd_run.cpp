@@ -32,34 +32,11 @@ void check_json_path() {
 // A plain VM's shared memory on the model or on the kernel's own MMU.
 int run_shared() {
   const WorkloadConfig& c = g_cfg;
-  const auto factory = find_direct_mmu(g_mmu);
-  if (!factory) {
-    if (g_mmu == "kernel")
-      usage_error("--mmu kernel: this mirrormmu was built without a kernel tree (`make oracle` builds one that has it)");
-    std::string names;
-    for (const auto& n : direct_mmu_names()) names += (names.empty() ? "" : ", ") + n;
-    usage_error("--mmu: no MMU named '" + g_mmu + "' (valid: " + names + ")");
-  }
-  // Flags of a TD's life mean nothing to a plain VM: refuse them rather
-  // than ignore them.
-  for (const char* td_only : {"--design", "--dpamt", "--inject", "--inject-alloc", "--what-if", "--no-eager-split",
-                              "--ept-levels", "--resched-interval", "--external-spt", "--split-alloc"})
-    if (auto* o = g_cmd->get_option_no_throw(td_only); o && o->count())
-      usage_error(fmt::format("{} has no meaning for shared-life (a plain VM without a TDX module)", td_only));
-  if (!(c.gib > 0 && c.gib <= 64)) usage_error(fmt::format("--gib must be in (0, 64] for shared-life, got {}", c.gib));
-  if (c.gib * (1ull << 18) < 1) usage_error(fmt::format("--gib {} is less than one page", c.gib));
+  const SharedLifeConfig sc = shared_life_options(g_cmd, c, g_iterations, {g_mmu}, "shared-life");
   check_json_path();
-  SharedLifeConfig sc;
-  sc.seed = c.seed;
-  sc.gib = c.gib;
-  sc.vcpus = c.vcpus;
-  sc.iterations = g_iterations;
-  sc.huge_pages = c.huge_pages;
-  sc.threads = c.threads;
-  sc.check = c.check;
   std::printf("seed %llu\n", static_cast<unsigned long long>(c.seed));
   std::fflush(stdout);
-  std::unique_ptr<DirectMmu> mmu = factory(c.vcpus);
+  std::unique_ptr<DirectMmu> mmu = find_direct_mmu(g_mmu)(c.vcpus);
   const SharedLifeResult r = run_shared_life(*mmu, sc);
   std::fputs(format_shared_summary(sc, r, *mmu).c_str(), stdout);
   if (!g_json.empty()) {

@@ -66,6 +66,10 @@ int run() {
   }
   // `sites` reads the designs' tables; an MMU table names no design.
   if (g_mmus.empty()) save_last_table(tables);
+  // A design's table reports its sites as findings; an MMU table's failures
+  // are invariants the MMU broke, and the exit code says so.
+  for (const auto& t : tables)
+    if (!t.failures.empty()) return 1;
   return 0;
 }
 

@@ -5,6 +5,7 @@
 #include <CLI/CLI.hpp>
 #include <string>
 
+#include "workload/shared_life.h"
 #include "workload/workload.h"
 
 namespace mirrormmu::cli {
@@ -29,6 +30,11 @@ Command add_table(CLI::App& app);
 void add_workload_options(CLI::App* cmd, WorkloadConfig& cfg);
 // Exits 2 with one line if the options cannot describe a run.
 void validate_workload_options(const WorkloadConfig& cfg);
+// shared-life from the workload options a plain VM understands, with every
+// TD-only flag that was given refused (`what` names the command), the MMU
+// name checked and --gib range-checked: one line and exit 2 otherwise.
+SharedLifeConfig shared_life_options(CLI::App* cmd, const WorkloadConfig& cfg, int iterations,
+                                     const std::vector<std::string>& mmus, const std::string& what);
 std::string designs_help();
 std::string what_ifs_help();
 

@@ -5,6 +5,7 @@
 #include <cmath>
 
 #include "cli/common.h"
+#include "vm/direct_mmu.h"
 #include "mmu/design.h"
 #include "tdx/status.h"
 #include "workload/workload.h"
@@ -177,6 +178,29 @@ void add_workload_options(CLI::App* cmd, WorkloadConfig& cfg) {
   cmd->add_flag("!--inline", cfg.threads,
                 "run every operation on this thread, one after another (exactly replayable); by default "
                 "vCPUs run on their own threads (native engine)");
+}
+
+SharedLifeConfig shared_life_options(CLI::App* cmd, const WorkloadConfig& c, int iterations,
+                                     const std::vector<std::string>& mmus, const std::string& what) {
+  for (const auto& m : mmus)
+    if (std::string why = direct_mmu_refusal(m); !why.empty()) usage_error(why);
+  // Flags of a TD's life mean nothing to a plain VM: refuse them rather
+  // than ignore them.
+  for (const char* td_only : {"--design", "--dpamt", "--inject", "--inject-alloc", "--what-if", "--no-eager-split",
+                              "--ept-levels", "--resched-interval", "--external-spt", "--split-alloc"})
+    if (auto* o = cmd->get_option_no_throw(td_only); o && o->count())
+      usage_error(fmt::format("{} has no meaning for {} (a plain VM without a TDX module)", td_only, what));
+  if (!(c.gib > 0 && c.gib <= 64)) usage_error(fmt::format("--gib must be in (0, 64] for shared-life, got {}", c.gib));
+  if (c.gib * (1ull << 18) < 1) usage_error(fmt::format("--gib {} is less than one page", c.gib));
+  SharedLifeConfig sc;
+  sc.seed = c.seed;
+  sc.gib = c.gib;
+  sc.vcpus = c.vcpus;
+  sc.iterations = iterations;
+  sc.huge_pages = c.huge_pages;
+  sc.threads = c.threads;
+  sc.check = c.check;
+  return sc;
 }
 
 void validate_workload_options(const WorkloadConfig& cfg) {

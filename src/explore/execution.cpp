@@ -55,9 +55,7 @@ Harness::~Harness() {
   vm_->module()->set_observer(ck_.get());
 }
 
-void Harness::count() {
-  ExecResult& r = r_;
-  const sync::DetEngine& e = *engine_;
+void record_engine(const sync::DetEngine& e, ExecResult& r) {
   r.steps = e.steps();
   r.decisions = e.decisions();
   r.preemptions = e.preemptions();
@@ -75,6 +73,8 @@ void Harness::count() {
   for (const auto& d : e.decision_log())
     if (d.thread >= 0 && d.thread < static_cast<int>(r.decisions_by_thread.size())) r.decisions_by_thread[d.thread]++;
 }
+
+void Harness::count() { record_engine(*engine_, r_); }
 
 void Harness::first_failure() {
   if (ck_->ok() || !r_.invariant.empty()) return;

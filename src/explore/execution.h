@@ -60,6 +60,10 @@ struct ExecResult {
 
 class Tracer;
 
+// What an engine's run says of itself: steps, decisions, preemptions, the
+// failures it injected, the choices that replay it, and decisions per thread.
+void record_engine(const sync::DetEngine& e, ExecResult& r);
+
 // What every explored execution shares: a TD under the deterministic engine
 // with its checker and tracer, failure points live from creation to
 // teardown, and the bookkeeping that turns the run into an ExecResult.

@@ -16,9 +16,8 @@ namespace mirrormmu {
 std::string format_shared_summary(const SharedLifeConfig& cfg, const SharedLifeResult& r, DirectMmu& mmu);
 // `compare --mmu A,B`: each MMU's counts side by side, differing rows marked.
 struct SharedColumn {
-  std::string mmu;
   SharedLifeResult result;
-  DirectMmu* stats_of;  // the MMU that ran (for its counters)
+  DirectMmu* stats_of;  // the MMU that ran (its name and counters)
 };
 std::string format_shared_compare(const SharedLifeConfig& cfg, const std::vector<SharedColumn>& cols);
 

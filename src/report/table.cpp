@@ -246,13 +246,11 @@ size_t row_of_class(size_t c) {
 
 std::optional<DesignTable> compute_mmu_table(const std::string& mmu, const TableConfig& cfg,
                                              const TableProgress& progress, std::string* error) {
-  const auto factory = find_direct_mmu(mmu);
-  if (!factory) {
-    if (error)
-      *error = mmu == "kernel" ? "--mmu kernel: this mirrormmu was built without a kernel tree (`make oracle`)"
-                               : "--mmu: no MMU named '" + mmu + "'";
+  if (std::string why = direct_mmu_refusal(mmu); !why.empty()) {
+    if (error) *error = why;
     return std::nullopt;
   }
+  const auto factory = find_direct_mmu(mmu);
   const auto t0 = std::chrono::steady_clock::now();
   DesignTable t;
   t.design = factory(1)->name();  // "kernel 6.12.117": the tree, not just its kind

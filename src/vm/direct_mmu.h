@@ -74,5 +74,8 @@ using DirectMmuFactory = std::unique_ptr<DirectMmu> (*)(int nr_vcpus);
 void register_direct_mmu(const std::string& name, DirectMmuFactory f);
 DirectMmuFactory find_direct_mmu(const std::string& name);
 std::vector<std::string> direct_mmu_names();
+// "" when `name` is registered, else the one line that says why not (and,
+// for "kernel", how to get a binary that has it).
+std::string direct_mmu_refusal(const std::string& name);
 
 }  // namespace mirrormmu

@@ -62,6 +62,14 @@ std::vector<std::string> direct_mmu_names() {
   return out;
 }
 
+std::string direct_mmu_refusal(const std::string& name) {
+  if (find_direct_mmu(name)) return "";
+  if (name == "kernel") return "--mmu kernel: this mirrormmu was built without a kernel tree (`make oracle` builds one)";
+  std::string names;
+  for (const auto& n : direct_mmu_names()) names += (names.empty() ? "" : ", ") + n;
+  return "--mmu: no MMU named '" + name + "' (valid: " + names + ")";
+}
+
 // Enough frames for the page tables of a few GiB of 4K mappings; guest
 // memory is not allocated here (the workload hands out pfns).
 PlainVm::PlainVm(PlainVmConfig cfg) : cfg_(cfg), pool_(1u << 20) {
@@ -187,7 +195,8 @@ int PlainVm::fault(int vcpu, uint64_t gfn, uint64_t pfn, bool write, int host_le
     sync::ReadGuard l(mmu_->mmu_lock());
     // is_page_fault_stale(): a fast zap invalidated the root since it was
     // loaded; retry, and the next mmu_load() takes a new one.
-    ret = v.root->role.invalid ? RetPf::Retry : mmu_->kvm_tdp_mmu_map(v.caches, v.root, nullptr, f);
+    const bool stale = v.root->role.invalid && !cfg_.no_stale_root_check;
+    ret = stale ? RetPf::Retry : mmu_->kvm_tdp_mmu_map(v.caches, v.root, nullptr, f);
   }
   // mark_page_dirty_in_slot() from make_spte(): every writable leaf it
   // builds while the slot logs.

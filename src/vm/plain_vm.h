@@ -27,6 +27,9 @@ struct PlainVmConfig {
   // so a memslot update (enabling dirty logging) can act on the MMU while a
   // fault that read the old slot is still installing its leaf.
   bool no_slots_lock_in_fault = false;
+  // Another: the fault does not ask is_page_fault_stale(), so it maps into
+  // a root a fast zap has already invalidated (and perhaps already zapped).
+  bool no_stale_root_check = false;
 };
 
 class PlainVm : public DirectMmu, private MmuObserver {
@@ -49,9 +52,6 @@ class PlainVm : public DirectMmu, private MmuObserver {
   int64_t pages(int level) override;
   std::vector<std::string> warnings() override;
   int64_t destroy() override;
-
-  TdpMmu& mmu() { return *mmu_; }
-  BugTracker& bugs() { return bugs_; }
 
  private:
   struct Slot {

@@ -50,8 +50,13 @@ struct Ctx {
   }
   void collect() {
     std::vector<uint64_t> bits;
-    if (mmu.get_dirty_log(kSlot, bits) == 0)
-      for (size_t w = 0; w < bits.size() && w < logged.size(); w++) logged[w] |= bits[w];
+    if (!ok("get_dirty_log", mmu.get_dirty_log(kSlot, bits))) return;
+    for (size_t w = 0; w < bits.size() && w < logged.size(); w++) logged[w] |= bits[w];
+  }
+  // A VMM step that fails is a finding, not something to race past.
+  bool ok(const char* what, int r) {
+    if (r && error.empty()) error = fmt::format("vmm_failed: {}: {}", what, r);
+    return r == 0;
   }
 };
 
@@ -94,7 +99,7 @@ const std::vector<PlainScenario>& scenarios() {
          }},
         {"vmm",
          [](Ctx& c) {
-           c.mmu.memslot_dirty_log(kSlot, true);
+           c.ok("memslot_dirty_log", c.mmu.memslot_dirty_log(kSlot, true));
            c.layout.slots[kSlot].dirty_log = true;
            c.written.assign(c.written.size(), 0);  // what counts starts now
            c.collect();
@@ -104,7 +109,7 @@ const std::vector<PlainScenario>& scenarios() {
        false,
        [](Ctx& c) { c.access(0, 0x600, true, 2); },
        {{"vcpu0", [](Ctx& c) { c.access(0, 0x7ff, true, 1); }},
-        {"vmm", [](Ctx& c) { c.mmu.split_huge_pages(kSlot, 1, true); }}}},
+        {"vmm", [](Ctx& c) { c.ok("split_huge_pages", c.mmu.split_huge_pages(kSlot, 1, true)); }}}},
   };
   return all;
 }
@@ -128,23 +133,10 @@ explore::ExecResult run_plain(const std::string& mmu_name, const PlainScenario& 
     r.detail = std::move(detail);
     r.where = std::move(where);
   };
-  mmu->memslot_set(kSlot, 0, kSlotPages);
+  c.ok("memslot_set", mmu->memslot_set(kSlot, 0, kSlotPages));
   c.layout.slots[kSlot] = {0, kSlotPages, false};
   sc.setup(c);
   sync::DetEngine e(strategy, ec.limits);
-  auto record = [&] {
-    r.steps = e.steps();
-    r.decisions = e.decisions();
-    r.preemptions = e.preemptions();
-    r.choices.clear();
-    for (const auto& d : e.decision_log())
-      if (d.chosen) r.choices[d.key] = d.chosen;
-    r.thread_names.clear();
-    for (int i = 0; i < e.thread_count(); i++) r.thread_names.push_back(e.thread_name(i));
-    r.decisions_by_thread.assign(r.thread_names.size(), 0);
-    for (const auto& d : e.decision_log())
-      if (d.thread >= 0 && d.thread < static_cast<int>(r.decisions_by_thread.size())) r.decisions_by_thread[d.thread]++;
-  };
   // Its threads are parked for good after a deadlock: nothing may touch the
   // VM again.
   auto parked = [&](const char* phase) {
@@ -155,7 +147,7 @@ explore::ExecResult run_plain(const std::string& mmu_name, const PlainScenario& 
   };
   for (const auto& [name, fn] : sc.threads) e.spawn(name, [&c, f = fn] { f(c); });
   if (!e.run()) {
-    record();
+    record_engine(e, r);
     parked("the race");
     return r;
   }
@@ -179,7 +171,7 @@ explore::ExecResult run_plain(const std::string& mmu_name, const PlainScenario& 
   int64_t left = 0;
   e.spawn("teardown", [&] { left = mmu->destroy(); });
   const bool torn_down = e.run();
-  record();
+  record_engine(e, r);
   if (!torn_down) {
     parked("teardown");
     return r;
@@ -201,10 +193,7 @@ std::optional<explore::ExecutionSource> resolve(const std::string& name, const s
     if (error) *error = std::move(why);
     return std::nullopt;
   };
-  if (!find_direct_mmu(mmu)) {
-    if (mmu == "kernel") return bad("'" + name + "': this mirrormmu was built without a kernel tree (`make oracle`)");
-    return bad("'" + name + "': no MMU named '" + mmu + "'");
-  }
+  if (std::string why = direct_mmu_refusal(mmu); !why.empty()) return bad("'" + name + "': " + why);
   const PlainScenario* sc = find(scen);
   if (!sc) {
     std::string names;

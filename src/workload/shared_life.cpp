@@ -170,7 +170,8 @@ class SharedLife {
         [&] {
           mmu_.zap_leafs(zap_at, std::min(npages_, zap_at + 4096));
           mmu_.zap_all_fast();
-          if (cfg_.huge_pages) mmu_.split_huge_pages(kSlot, 1, true);
+          if (cfg_.huge_pages)
+            if (int r = mmu_.split_huge_pages(kSlot, 1, true)) fail(fmt::format("split_huge_pages: {}", r));
         });
     if (!check("zaps and splits racing vCPUs")) return;
 

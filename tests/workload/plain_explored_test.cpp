@@ -57,6 +57,18 @@ TEST(PlainExplored, FaultsOutsideTheMemslotLockLoseDirtyPages) {
   EXPECT_TRUE(clean.exhausted) << "every schedule at one preemption, in 600 executions";
 }
 
+TEST(PlainExplored, AFaultIntoAnInvalidatedRootIsFound) {
+  register_direct_mmu("model-planted-no-stale-check", [](int n) -> std::unique_ptr<DirectMmu> {
+    PlainVmConfig c{n};
+    c.no_stale_root_check = true;
+    return std::make_unique<PlainVm>(c);
+  });
+  const auto rep = run(plain_source_name("model-planted-no-stale-check", "fault-vs-fast-zap"),
+                       explore::StrategyKind::Dfs, 3000, 1);
+  ASSERT_FALSE(rep.failures.empty()) << "a leaf mapped into a dead root went unnoticed";
+  EXPECT_FALSE(rep.failures[0].result.invariant.empty());
+}
+
 TEST(PlainExplored, ABadNameIsRefusedWithTheChoices) {
   register_plain_source();
   std::string error;
