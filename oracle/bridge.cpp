@@ -119,6 +119,7 @@ void* kshim_alloc_table_page(void) {
 }
 void kshim_free_table_page(void* page) {
   if (!page) return;
+  kmmu_table_freed(page);
   // A table freed while the engine runs is kept until the execution ends,
   // and any later SPTE access into it is reported as a use after the grace
   // period (the engine frees it with free(), which aligned_alloc allows).

@@ -15,7 +15,7 @@ namespace {
 
 class KernelDirectMmu : public DirectMmu {
  public:
-  explicit KernelDirectMmu(int nr_vcpus) : k_(nr_vcpus) {
+  explicit KernelDirectMmu(int nr_vcpus) : DirectMmu(nr_vcpus), k_(nr_vcpus) {
     k_.keep_changes = false;
     // The tree's tracepoint, classified as the model's observer classifies
     // its own changes (a 6.12 tree has no mirror roots).
@@ -23,9 +23,17 @@ class KernelDirectMmu : public DirectMmu {
       const PgLevel l = to_level(c.level);
       stats_.transitions.add({spte::kind_of(c.old_spte, l, 0), spte::kind_of(c.new_spte, l, 0), c.shared, false});
     };
-    // Whole and ranged flushes in the one counter the model keeps (it has
-    // no ranged flush).
-    k_.on_flush = [this] { stats_.flushes.fetch_add(1, std::memory_order_relaxed); };
+    // Whole and ranged flushes in one counter, as the model counts them.
+    k_.on_flush = [this](uint64_t gfn, uint64_t npages) {
+      stats_.flushes.fetch_add(1, std::memory_order_relaxed);
+      if (npages)
+        hw().flush_range(gfn, npages);
+      else
+        hw().flush_all();
+    };
+    k_.on_table_freed = [this](uint64_t table) { hw().table_freed(table); };
+    k_.on_flush_current = [this](int vcpu) { hw().flush_current(vcpu); };
+    k_.on_request_reload = [this] { hw().request_reload_all_and_wait(); };
   }
   std::string name() const override { return "kernel " + KernelMmu::tree_version(); }
   int memslot_set(int id, uint64_t base, uint64_t n) override {
@@ -67,8 +75,24 @@ class KernelDirectMmu : public DirectMmu {
     if (k_.dead()) out.push_back(k_.bug());
     return out;
   }
-  int64_t destroy() override { return k_.destroy(); }
+  int64_t destroy() override {
+    // kvm_destroy_vm(): no vCPU runs again, so nothing it cached can be used.
+    for (int i = 0; i < hw().nr_vcpus(); i++) hw().flush_current(i);
+    return k_.destroy();
+  }
   void abandon() override { k_.abandon(); }
+  HwWalk walk(int vcpu, uint64_t gfn) override {
+    const kmmu_hw_walk k = k_.hw_walk(vcpu, gfn);
+    HwWalk w;
+    w.leaf = k.leaf;
+    w.writable = k.writable;
+    w.level = k.level;
+    w.pfn = k.pfn;
+    w.ntables = k.ntables;
+    for (int i = 0; i < k.ntables; i++) w.tables[i] = k.tables[i];
+    return w;
+  }
+  int reload_root(int vcpu) override { return k_.vcpu_reload(vcpu); }
 
  private:
   uint64_t slot_pages(int id) {

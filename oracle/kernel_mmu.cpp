@@ -16,7 +16,7 @@ std::string KernelWarn::where() const {
 
 KernelMmu::KernelMmu(int nr_vcpus) {
   if (g_live) throw std::logic_error("a kernel-MMU VM is already alive (one at a time)");
-  kmmu_events ev{this, ev_change, ev_flush, ev_warn};
+  kmmu_events ev{this, ev_change, ev_flush, ev_warn, ev_table_freed, ev_flush_current, ev_request_reload};
   vm_ = kmmu_vm_create(&ev, nr_vcpus);
   if (!vm_) throw std::invalid_argument("kmmu_vm_create refused " + std::to_string(nr_vcpus) + " vCPUs");
   g_live = this;
@@ -85,6 +85,14 @@ bool KernelMmu::age(uint64_t start, uint64_t end, bool test_only) {
 uint64_t KernelMmu::lookup(int vcpu, uint64_t gfn, int* level) {
   return guarded([&] { return kmmu_lookup(vm_, vcpu, gfn, level); }, uint64_t{0});
 }
+int KernelMmu::vcpu_reload(int vcpu) {
+  return guarded([&] { return kmmu_vcpu_reload(vm_, vcpu); }, -EIO);
+}
+kmmu_hw_walk KernelMmu::hw_walk(int vcpu, uint64_t gfn) {
+  kmmu_hw_walk w{};
+  if (!dead_) kmmu_cpu_walk(vm_, vcpu, gfn, &w);
+  return w;
+}
 std::vector<uint64_t> KernelMmu::peek_dirty_log(int id, uint64_t npages) {
   std::vector<uint64_t> bits((npages + 63) / 64);
   const int r = guarded([&] { return kmmu_peek_dirty_log(vm_, id, bits.data(), bits.size()); }, -EIO);
@@ -132,10 +140,22 @@ void KernelMmu::ev_change(void* ctx, int as_id, uint64_t gfn, int level, uint64_
   }
   if (self->on_change) self->on_change(c);
 }
-void KernelMmu::ev_flush(void* ctx, uint64_t, uint64_t npages) {
+void KernelMmu::ev_flush(void* ctx, uint64_t gfn, uint64_t npages) {
   auto* self = static_cast<KernelMmu*>(ctx);
   (npages ? self->flushes_range : self->flushes_all)++;
-  if (self->on_flush) self->on_flush();
+  if (self->on_flush) self->on_flush(gfn, npages);
+}
+void KernelMmu::ev_table_freed(void* ctx, uint64_t table) {
+  auto* self = static_cast<KernelMmu*>(ctx);
+  if (self->on_table_freed) self->on_table_freed(table);
+}
+void KernelMmu::ev_flush_current(void* ctx, int vcpu) {
+  auto* self = static_cast<KernelMmu*>(ctx);
+  if (self->on_flush_current) self->on_flush_current(vcpu);
+}
+void KernelMmu::ev_request_reload(void* ctx) {
+  auto* self = static_cast<KernelMmu*>(ctx);
+  if (self->on_request_reload) self->on_request_reload();
 }
 void KernelMmu::ev_warn(void* ctx, const char* cond, const char* file, int line, int kvm_bug) {
   auto* self = static_cast<KernelMmu*>(ctx);

@@ -63,6 +63,8 @@ class KernelMmu {
   bool age(uint64_t start, uint64_t end, bool test_only);
 
   uint64_t lookup(int vcpu, uint64_t gfn, int* level);
+  int vcpu_reload(int vcpu);
+  kmmu_hw_walk hw_walk(int vcpu, uint64_t gfn);
   std::vector<uint64_t> peek_dirty_log(int id, uint64_t npages);
   std::vector<KernelLeaf> leaves();
   int64_t pages(int level);
@@ -81,7 +83,13 @@ class KernelMmu {
   std::vector<KernelWarn> warns;
   std::atomic<uint64_t> flushes_all{0}, flushes_range{0};
   std::function<void(const KernelSpteChange&)> on_change;
-  std::function<void()> on_flush;  // each flush request, on the flushing thread
+  // Each flush request, on the flushing thread (npages 0: the whole VM).
+  std::function<void(uint64_t gfn, uint64_t npages)> on_flush;
+  // The hardware's side (see kmmu_events): a table page freed, a vCPU's
+  // flush of its current context, the reload request of a fast zap.
+  std::function<void(uint64_t table)> on_table_freed;
+  std::function<void(int vcpu)> on_flush_current;
+  std::function<void()> on_request_reload;
   bool dead() const { return dead_; }
   const std::string& bug() const { return bug_; }
 
@@ -91,6 +99,9 @@ class KernelMmu {
   static void ev_change(void* ctx, int as_id, uint64_t gfn, int level, uint64_t o, uint64_t n, bool shared);
   static void ev_flush(void* ctx, uint64_t gfn, uint64_t npages);
   static void ev_warn(void* ctx, const char* cond, const char* file, int line, int kvm_bug);
+  static void ev_table_freed(void* ctx, uint64_t table);
+  static void ev_flush_current(void* ctx, int vcpu);
+  static void ev_request_reload(void* ctx);
   std::mutex mu_;
   kmmu_vm* vm_ = nullptr;
   bool dead_ = false;

@@ -28,6 +28,14 @@ struct kmmu_events {
   void (*flush)(void *ctx, uint64_t gfn, uint64_t npages);
   /* WARN_ON*, KVM_BUG_ON, lockdep assertions; BUG_ON stops the operation */
   void (*warn)(void *ctx, const char *cond, const char *file, int line, int kvm_bug);
+  /* The hardware's side (the CPU's caches live in the caller): a
+   * page-table page going back to the allocator; kvm_mmu_load()'s
+   * flush_tlb_current on a vCPU; kvm_make_all_cpus_request(
+   * KVM_REQ_MMU_FREE_OBSOLETE_ROOTS), which returns once every vCPU in the
+   * guest has left it. Any may be NULL. */
+  void (*table_freed)(void *ctx, uint64_t table);
+  void (*flush_current)(void *ctx, int vcpu);
+  void (*request_reload)(void *ctx);
 };
 
 /* The tree the oracle was built from, e.g. "6.12.117". */
@@ -66,6 +74,16 @@ int kmmu_get_dirty_log(struct kmmu_vm *vm, int id, uint64_t *bits, uint64_t nwor
 int kmmu_clear_dirty_masked(struct kmmu_vm *vm, int id, uint64_t gfn_offset, uint64_t mask);
 int kmmu_split_huge_pages(struct kmmu_vm *vm, int id, int target_level, bool shared);
 bool kmmu_age(struct kmmu_vm *vm, uint64_t start, uint64_t end, bool test_only);
+
+/* KVM_REQ_MMU_FREE_OBSOLETE_ROOTS then kvm_mmu_reload() on a vCPU: 1 if a
+ * root was loaded, 0 if the old one stays, or -errno. */
+int kmmu_vcpu_reload(struct kmmu_vm *vm, int vcpu);
+
+/* The CPU's walk of the vCPU's loaded root (no lock; the root may be
+ * invalid): the tables it reads, root first, as their addresses, and the
+ * leaf if a present one maps gfn. */
+struct kmmu_hw_walk { bool leaf, writable; int level; uint64_t pfn; uint64_t tables[5]; int ntables; };
+void kmmu_cpu_walk(struct kmmu_vm *vm, int vcpu, uint64_t gfn, struct kmmu_hw_walk *w);
 
 /* kvm_tdp_mmu_get_walk() between walk_lockless_begin/end, as the CPU's
  * walk of the vCPU's root: the leaf SPTE (0 if none) and its level. */

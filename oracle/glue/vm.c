@@ -75,11 +75,53 @@ static void put_vcpu_root(struct kmmu_vm *vm, struct kvm_vcpu *v) {
  * (KVM_REQ_MMU_FREE_OBSOLETE_ROOTS), then find or allocate a valid one. */
 static int mmu_load(struct kmmu_vm *vm, struct kvm_vcpu *v) {
   struct kvm_mmu *mmu = v->arch.mmu;
-  if (VALID_PAGE(mmu->root.hpa) && to_shadow_page(mmu->root.hpa)->role.invalid) put_vcpu_root(vm, v);
+  if (VALID_PAGE(mmu->root.hpa)) {
+    read_lock(&vm->kvm.mmu_lock);
+    bool obsolete = to_shadow_page(mmu->root.hpa)->role.invalid;
+    read_unlock(&vm->kvm.mmu_lock);
+    if (obsolete) put_vcpu_root(vm, v);
+  }
   if (VALID_PAGE(mmu->root.hpa)) return 0;
   int r = mmu_topup_memory_caches(v);
   if (r) return r;
-  return kvm_tdp_mmu_alloc_root(v);
+  r = kvm_tdp_mmu_alloc_root(v);
+  if (r) return r;
+  /* kvm_mmu_load(): the provenance of the new root is unknown. */
+  if (vm->ev.flush_current) vm->ev.flush_current(vm->ev.ctx, v->vcpu_id);
+  return 1;
+}
+
+int kmmu_vcpu_reload(struct kmmu_vm *vm, int vcpu) {
+  if (vcpu < 0 || vcpu >= vm->nr_vcpus) return -EINVAL;
+  return mmu_load(vm, &vm->vcpus[vcpu].vcpu);
+}
+
+void kmmu_table_freed(void *page) {
+  struct kmmu_vm *vm = g_vm;
+  if (vm && vm->ev.table_freed) vm->ev.table_freed(vm->ev.ctx, (uint64_t)(uintptr_t)page);
+}
+
+void kmmu_cpu_walk(struct kmmu_vm *vm, int vcpu, uint64_t gfn, struct kmmu_hw_walk *w) {
+  memset(w, 0, sizeof(*w));
+  if (vcpu < 0 || vcpu >= vm->nr_vcpus) return;
+  hpa_t root = __atomic_load_n(&vm->vcpus[vcpu].vcpu.arch.mmu->root.hpa, __ATOMIC_ACQUIRE);
+  if (!VALID_PAGE(root)) return;
+  rcu_read_lock();
+  u64 *pt = __va(root);
+  for (int level = to_shadow_page(root)->role.level;; level--) {
+    w->tables[w->ntables++] = (uint64_t)(uintptr_t)pt;
+    const u64 spte = __atomic_load_n(&pt[SPTE_INDEX(gfn << PAGE_SHIFT, level)], __ATOMIC_ACQUIRE);
+    if (!(spte & VMX_EPT_RWX_MASK)) break;   /* not present to the CPU */
+    if (level == PG_LEVEL_4K || (spte & PT_PAGE_SIZE_MASK)) {
+      w->leaf = true;
+      w->level = level;
+      w->pfn = spte_to_pfn(spte) + (gfn & (KVM_PAGES_PER_HPAGE(level) - 1));
+      w->writable = spte & PT_WRITABLE_MASK;
+      break;
+    }
+    pt = spte_to_child_pt(spte, level);
+  }
+  rcu_read_unlock();
 }
 
 int64_t kmmu_vm_destroy(struct kmmu_vm *vm) {
@@ -198,7 +240,7 @@ int kmmu_fault(struct kmmu_vm *vm, int vcpu, uint64_t gfn, uint64_t pfn, bool wr
   struct kmmu_vcpu *kv = &vm->vcpus[vcpu];
   struct kvm_vcpu *v = &kv->vcpu;
   int r = mmu_load(vm, v);
-  if (r) return r;
+  if (r < 0) return r;
   /* kvm_mmu_do_page_fault() for a TDP fault on a direct root. */
   struct kvm_page_fault fault = {
     .addr = gfn << PAGE_SHIFT,
@@ -262,7 +304,7 @@ void kmmu_zap_all_fast(struct kmmu_vm *vm) {
    * requests to every vCPU, zap the invalid roots under the read lock. */
   write_lock(&vm->kvm.mmu_lock);
   kvm_tdp_mmu_invalidate_all_roots(&vm->kvm);
-  kvm_flush_remote_tlbs(&vm->kvm);
+  if (vm->ev.request_reload) vm->ev.request_reload(vm->ev.ctx);
   write_unlock(&vm->kvm.mmu_lock);
   kvm_tdp_mmu_zap_invalidated_roots(&vm->kvm);
 }

@@ -71,7 +71,7 @@ class Checker final : public MmuObserver, public tdx::SeamcallObserver, public B
   // Observer interfaces.
   void on_spte_changed(const SpteChange& c) override;
   void on_external_hook(HookKind kind, Gfn gfn, PgLevel level, int ret) override;
-  void on_tlb_flush() override { flushes_.fetch_add(1, std::memory_order_relaxed); }
+  void on_tlb_flush(Gfn, uint64_t) override { flushes_.fetch_add(1, std::memory_order_relaxed); }
   void on_seamcall(tdx::Leaf leaf, uint64_t gpa, int tdx_level, tdx::Status status) override {}
   void on_bug_site(Site s, bool vm_bugged_now) override;
   void on_spte_change_result(const SpteChange& c, int ret) override;

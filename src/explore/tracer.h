@@ -45,7 +45,7 @@ class Tracer final : public MmuObserver, public tdx::SeamcallObserver, public Bu
       add(TraceEvent::Kind::Instant, hook_kind_name(kind),
           fmt::format("hook {} gfn={:#x} {} = {}", hook_kind_name(kind), gfn.v, level_name(level), ret));
   }
-  void on_tlb_flush() override { ck_.on_tlb_flush(); }
+  void on_tlb_flush(Gfn s, uint64_t n) override { ck_.on_tlb_flush(s, n); }
   void on_spte_change_result(const SpteChange& c, int ret) override {
     ck_.on_spte_change_result(c, ret);
     if (record_ && ret)

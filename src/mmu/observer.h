@@ -25,7 +25,10 @@ class MmuObserver {
   virtual ~MmuObserver() = default;
   virtual void on_spte_changed(const SpteChange& c) = 0;
   virtual void on_external_hook(HookKind kind, Gfn gfn, PgLevel level, int ret) = 0;
-  virtual void on_tlb_flush() {}
+  // kvm_flush_remote_tlbs() (npages 0) or kvm_flush_remote_tlbs_range().
+  virtual void on_tlb_flush(Gfn start, uint64_t npages) {}
+  // A page-table page goes back to the pool (after its grace period).
+  virtual void on_table_freed(Pfn table) {}
   // Every call of __handle_changed_spte() that changes a value, with what it
   // returned: a design that refuses a transition says so here, and sites hit
   // while the change is handled can be charged to it (TdpMmu::current_change()).

@@ -182,6 +182,10 @@ class TdpMmu {
   void kvm_tdp_mmu_clear_dirty_pt_masked(Gfn gfn_base, uint64_t mask);
 
   void kvm_flush_remote_tlbs();
+  void kvm_flush_remote_tlbs_range(Gfn start, uint64_t npages);
+  void kvm_flush_remote_tlbs_gfn(Gfn gfn, PgLevel level) {
+    kvm_flush_remote_tlbs_range(gfn_round_for_level(gfn, level), pages_per_hpage(level));
+  }
 
   // ---- the SPTE write protocol (used by designs and tests) ----------------
   int tdp_mmu_set_spte_atomic(TdpIter& iter, uint64_t new_spte);

@@ -65,7 +65,7 @@ RetPf TdpMmu::tdp_mmu_map_handle_target_level(KvmPageFault& f, TdpIter& iter) {
   if (is_shadow_present(iter.old_spte) &&
       (!is_last(iter.old_spte, iter.level) ||
        warn_on_once(is_mmu_writable(iter.old_spte) && !is_mmu_writable(new_spte), kvm_, Site::map_leaf_needs_flush)))
-    kvm_flush_remote_tlbs();
+    kvm_flush_remote_tlbs_gfn(iter.gfn, iter.level);
   if (!f.has_slot) return RetPf::Emulate;
   if (f.write && !f.map_writable) return RetPf::WriteProtected;
   return RetPf::Fixed;

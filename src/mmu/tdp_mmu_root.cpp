@@ -58,7 +58,12 @@ void TdpMmu::set_external(ExternalOps* ops, std::unique_ptr<HookDesign> design) 
 
 void TdpMmu::kvm_flush_remote_tlbs() {
   stats_.remote_tlb_flushes.fetch_add(1, std::memory_order_relaxed);
-  if (observer_) observer_->on_tlb_flush();
+  if (observer_) observer_->on_tlb_flush(Gfn{0}, 0);
+}
+
+void TdpMmu::kvm_flush_remote_tlbs_range(Gfn start, uint64_t npages) {
+  stats_.remote_tlb_flushes.fetch_add(1, std::memory_order_relaxed);
+  if (observer_) observer_->on_tlb_flush(start, npages);
 }
 
 // mmu_topup_memory_caches(): outside mmu_lock. Worst case per fault is one

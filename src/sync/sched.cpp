@@ -21,6 +21,7 @@ const char* point_kind_name(PointKind k) {
     case PointKind::RcuReadLock: return "rcu_read_lock";
     case PointKind::RcuReadUnlock: return "rcu_read_unlock";
     case PointKind::Yield: return "yield";
+    case PointKind::GuestAccess: return "access";
   }
   return "?";
 }

@@ -25,6 +25,7 @@ enum class PointKind : uint8_t {
   RcuReadLock,
   RcuReadUnlock,
   Yield,
+  GuestAccess,  // a vCPU's guest touches memory: the TLB, else a walk of its root
 };
 const char* point_kind_name(PointKind k);
 

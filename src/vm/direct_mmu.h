@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "spte/transition_class.h"
+#include "vm/guest_hw.h"
 
 namespace mirrormmu {
 
@@ -27,6 +28,13 @@ struct DirectLeaf {
 struct DirectMmuStats {
   TransitionCounts transitions;  // every handle_changed_spte(), by class
   std::atomic<uint64_t> flushes{0};  // remote TLB flush requests, whole or ranged
+};
+
+// What a guest access did on the hardware.
+enum class HwAccess : uint8_t {
+  TlbHit,      // a cached translation allowed it
+  Walked,      // the CPU's walk of the loaded root allowed it (and filled the TLB)
+  EptViolation,  // the tables do not allow it: KVM's fault handler runs
 };
 
 class DirectMmu {
@@ -63,10 +71,38 @@ class DirectMmu {
   // leaks it.
   virtual void abandon() {}
 
+  // ---- the hardware (vm/guest_hw.h) ----------------------------------------
+  // The guest on `vcpu` touches gfn: it enters guest mode (reloading its root
+  // first if a request says so), then the TLB, else the walk of its root.
+  // A scheduling point of the deterministic engine.
+  HwAccess guest_access(int vcpu, uint64_t gfn, bool write);
+  // After an ioctl that promised the tables and the TLBs agree on
+  // [start, end) (a zap, write-protection for dirty logging) returned: a
+  // cached translation the tables no longer grant is reported as
+  // "tlb_stale: ..." (also recorded in hw().violation()); "" if none.
+  std::string check_translations(uint64_t start, uint64_t end, const char* after);
+  GuestHw& hw() { return *hw_; }
+  // The CPU's walk of the vCPU's loaded root for gfn (whatever its state:
+  // hardware does not know a root is invalid).
+  virtual HwWalk walk(int vcpu, uint64_t gfn) = 0;
+  // KVM_REQ_MMU_FREE_OBSOLETE_ROOTS then kvm_mmu_reload(): put an invalid
+  // root, load a valid one. 1 if a root was loaded (the implementation has
+  // called hw().flush_current()), 0 if the old one stays, or -errno.
+  virtual int reload_root(int vcpu) = 0;
+
   DirectMmuStats& stats() { return stats_; }
 
  protected:
+  explicit DirectMmu(int nr_vcpus) : own_hw_(nr_vcpus) {}
+  // A wrapper that forwards to another DirectMmu runs on that one's
+  // hardware, where its flushes land.
+  void use_hw_of(DirectMmu& inner) { hw_ = &inner.hw(); }
+
   DirectMmuStats stats_;
+
+ private:
+  GuestHw own_hw_;
+  GuestHw* hw_ = &own_hw_;
 };
 
 using DirectMmuFactory = std::unique_ptr<DirectMmu> (*)(int nr_vcpus);

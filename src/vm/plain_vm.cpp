@@ -72,7 +72,7 @@ std::string direct_mmu_refusal(const std::string& name) {
 
 // Enough frames for the page tables of a few GiB of 4K mappings; guest
 // memory is not allocated here (the workload hands out pfns).
-PlainVm::PlainVm(PlainVmConfig cfg) : cfg_(cfg), pool_(1u << 20) {
+PlainVm::PlainVm(PlainVmConfig cfg) : DirectMmu(std::max(cfg.nr_vcpus, 1)), cfg_(cfg), pool_(1u << 20) {
   TdpMmuConfig mc;
   mc.max_gfn_exclusive = 1ull << (48 - kPageShift);
   mc.spurious_if_access_allowed = cfg.spurious_if_access_allowed;
@@ -86,6 +86,14 @@ PlainVm::~PlainVm() { destroy(); }
 void PlainVm::on_spte_changed(const SpteChange& c) {
   stats_.transitions.add({spte::kind_of(c.old_spte, c.level, 0), spte::kind_of(c.new_spte, c.level, 0), c.shared,
                           c.mirror});
+}
+
+void PlainVm::on_tlb_flush(Gfn start, uint64_t npages) {
+  stats_.flushes.fetch_add(1, std::memory_order_relaxed);
+  if (npages)
+    hw().flush_range(start.v, npages);
+  else
+    hw().flush_all();
 }
 
 PlainVm::Slot* PlainVm::slot_of(uint64_t gfn) {
@@ -134,7 +142,7 @@ int PlainVm::memslot_dirty_log(int id, bool on) {
     sync::ReadGuard l(mmu_->mmu_lock());
     flush = mmu_->kvm_tdp_mmu_wrprot_slot(Gfn{s.base}, Gfn{s.base + s.npages}, PgLevel::k4K);
   }
-  if (flush) mmu_->kvm_flush_remote_tlbs();
+  if (flush) mmu_->kvm_flush_remote_tlbs_range(Gfn{s.base}, s.npages);
   return 0;
 }
 
@@ -151,22 +159,63 @@ int PlainVm::max_mapping_level(const Slot& s, uint64_t gfn, int host_level) cons
   return level;
 }
 
-int PlainVm::mmu_load(Vcpu& v) {
+// kvm_mmu_reload(), with the obsolete root dropped first. 1 when a root was
+// loaded, 0 when the vCPU keeps its own.
+int PlainVm::mmu_load(int vcpu) {
+  Vcpu& v = *vcpus_[vcpu];
   // The root's invalid bit is written under mmu_lock held for write (a fast
   // zap); the vCPU looks at it under the lock, as is_page_fault_stale() does.
+  MmuPage* root = v.root.load(std::memory_order_relaxed);
   bool obsolete;
   {
     sync::ReadGuard l(mmu_->mmu_lock());
-    obsolete = v.root && v.root->role.invalid;
+    obsolete = root && root->role.invalid;
   }
   if (obsolete) {
-    mmu_->kvm_tdp_mmu_put_root(v.root);
-    v.root = nullptr;
+    v.root.store(nullptr, std::memory_order_release);
+    mmu_->kvm_tdp_mmu_put_root(root);
+    root = nullptr;
   }
-  if (v.root) return 0;
+  if (root) return 0;
   if (int r = mmu_->mmu_topup_memory_caches(v.caches)) return r;
-  v.root = mmu_->kvm_tdp_mmu_alloc_root(v.caches, false);
-  return v.root ? 0 : -ENOMEM;
+  root = mmu_->kvm_tdp_mmu_alloc_root(v.caches, false);
+  if (!root) return -ENOMEM;
+  v.root.store(root, std::memory_order_release);
+  // kvm_mmu_load(): "the provenance of the root is unknown", so flush what
+  // the CPU may hold for it.
+  hw().flush_current(vcpu);
+  return 1;
+}
+
+int PlainVm::reload_root(int vcpu) {
+  sync::RcuThread rcu;
+  return mmu_load(vcpu);
+}
+
+// The CPU's walk: no lock, no RCU of its own (the model takes RCU only so a
+// table it reads stays memory; KVM's promise is that none it can reach is
+// freed before the vCPU leaves the root or the TLB is flushed).
+HwWalk PlainVm::walk(int vcpu, uint64_t gfn) {
+  HwWalk w;
+  if (vcpu < 0 || vcpu >= static_cast<int>(vcpus_.size())) return w;
+  sync::RcuThread rcu;
+  sync::RcuReadGuard g;
+  MmuPage* root = vcpus_[vcpu]->root.load(std::memory_order_acquire);
+  if (!root) return w;
+  Pfn table = root->spt_pfn;
+  for (PgLevel level = root->role.level;; level = lower(level)) {
+    w.tables[w.ntables++] = table.v;
+    const uint64_t s = sync::spte_ref(pool_.page_ptr(table) + spte_index(gfn, level)).load(std::memory_order_acquire);
+    if (!(s & spte::kRwx)) return w;  // what the CPU calls not present
+    if (level == PgLevel::k4K || (s & spte::kLarge)) {
+      w.leaf = true;
+      w.level = lvl(level);
+      w.pfn = spte::to_pfn(s).v + (gfn & (pages_per_hpage(level) - 1));
+      w.writable = s & spte::kWritable;
+      return w;
+    }
+    table = spte::to_pfn(s);
+  }
 }
 
 int PlainVm::fault(int vcpu, uint64_t gfn, uint64_t pfn, bool write, int host_level) {
@@ -177,7 +226,8 @@ int PlainVm::fault(int vcpu, uint64_t gfn, uint64_t pfn, bool write, int host_le
   if (!cfg_.no_slots_lock_in_fault) [[likely]] slots.emplace(slots_lock_);
   Slot* s = slot_of(gfn);
   if (!s) return -EFAULT;
-  if (int r = mmu_load(v)) return r;
+  if (int r = mmu_load(vcpu); r < 0) return r;
+  MmuPage* root = v.root.load(std::memory_order_relaxed);
   if (int r = mmu_->mmu_topup_memory_caches(v.caches)) return r;
   KvmPageFault f;
   f.gfn = Gfn{gfn};
@@ -195,8 +245,8 @@ int PlainVm::fault(int vcpu, uint64_t gfn, uint64_t pfn, bool write, int host_le
     sync::ReadGuard l(mmu_->mmu_lock());
     // is_page_fault_stale(): a fast zap invalidated the root since it was
     // loaded; retry, and the next mmu_load() takes a new one.
-    const bool stale = v.root->role.invalid && !cfg_.no_stale_root_check;
-    ret = stale ? RetPf::Retry : mmu_->kvm_tdp_mmu_map(v.caches, v.root, nullptr, f);
+    const bool stale = root->role.invalid && !cfg_.no_stale_root_check;
+    ret = stale ? RetPf::Retry : mmu_->kvm_tdp_mmu_map(v.caches, root, nullptr, f);
   }
   // mark_page_dirty_in_slot() from make_spte(): every writable leaf it
   // builds while the slot logs.
@@ -210,15 +260,19 @@ int PlainVm::fault(int vcpu, uint64_t gfn, uint64_t pfn, bool write, int host_le
 bool PlainVm::zap_leafs(uint64_t start, uint64_t end) {
   sync::WriteGuard l(mmu_->mmu_lock());
   const bool flush = mmu_->kvm_tdp_mmu_zap_leafs(Gfn{start}, Gfn{end}, false);
-  if (flush) mmu_->kvm_flush_remote_tlbs();
+  if (flush && !cfg_.no_flush_after_zap) mmu_->kvm_flush_remote_tlbs_range(Gfn{start}, end - start);
   return flush;
 }
 
 void PlainVm::zap_all_fast() {
   {
+    // __kvm_mmu_zap_all_fast_front_half(): the reload request goes out in
+    // the same critical section as the invalidation, and waits for every
+    // vCPU in the guest; the back half may then zap and free the tables
+    // without a flush, since no vCPU can be using them.
     sync::WriteGuard l(mmu_->mmu_lock());
     mmu_->kvm_tdp_mmu_invalidate_roots(kDirectRoots);
-    mmu_->kvm_flush_remote_tlbs();
+    if (!cfg_.no_reload_request_in_fast_zap) hw().request_reload_all_and_wait();
   }
   mmu_->kvm_tdp_mmu_zap_invalidated_roots(true);
 }
@@ -239,7 +293,9 @@ int PlainVm::get_dirty_log(int id, std::vector<uint64_t>& bits) {
       mmu_->kvm_tdp_mmu_clear_dirty_pt_masked(Gfn{s.base + w * 64}, bits[w]);
     }
   }
-  if (flush) mmu_->kvm_flush_remote_tlbs();
+  // kvm_flush_remote_tlbs_memslot(), after mmu_lock is dropped: the log the
+  // caller gets is only complete once no vCPU can write without faulting.
+  if (flush && !cfg_.no_flush_after_dirty_log) mmu_->kvm_flush_remote_tlbs_range(Gfn{s.base}, s.npages);
   return 0;
 }
 
@@ -258,7 +314,7 @@ int PlainVm::split_huge_pages(int id, int target_level, bool shared) {
 
 uint64_t PlainVm::lookup(int vcpu, uint64_t gfn, int* level) {
   if (vcpu < 0 || vcpu >= static_cast<int>(vcpus_.size())) return 0;
-  MmuPage* root = vcpus_[vcpu]->root;
+  MmuPage* root = vcpus_[vcpu]->root.load(std::memory_order_acquire);
   if (!root) return 0;
   sync::RcuThread rcu;
   sync::RcuReadGuard g;
@@ -309,13 +365,14 @@ std::vector<std::string> PlainVm::warnings() {
 int64_t PlainVm::destroy() {
   if (destroyed_) return 0;
   destroyed_ = true;
+  // kvm_destroy_vm(): no vCPU runs again, so nothing it cached can be used.
+  for (int i = 0; i < hw().nr_vcpus(); i++) hw().flush_current(i);
   {
     sync::WriteGuard l(mmu_->mmu_lock());
     mmu_->kvm_tdp_mmu_zap_all();
   }
   for (auto& v : vcpus_) {
-    if (v->root) mmu_->kvm_tdp_mmu_put_root(v->root);
-    v->root = nullptr;
+    if (MmuPage* root = v->root.exchange(nullptr)) mmu_->kvm_tdp_mmu_put_root(root);
     v->caches.free_all();
   }
   mmu_->kvm_mmu_uninit_tdp_mmu();

@@ -30,6 +30,14 @@ struct PlainVmConfig {
   // Another: the fault does not ask is_page_fault_stale(), so it maps into
   // a root a fast zap has already invalidated (and perhaps already zapped).
   bool no_stale_root_check = false;
+  // The classic TLB bugs, each where KVM owes a flush: kvm_zap_gfn_range()
+  // returns without flushing; KVM_GET_DIRTY_LOG write-protects without
+  // flushing; a fast zap invalidates roots without making the vCPUs reload
+  // (KVM_REQ_MMU_FREE_OBSOLETE_ROOTS), so they keep running on the old ones
+  // while the back half zaps and frees their tables.
+  bool no_flush_after_zap = false;
+  bool no_flush_after_dirty_log = false;
+  bool no_reload_request_in_fast_zap = false;
 };
 
 class PlainVm : public DirectMmu, private MmuObserver {
@@ -52,6 +60,8 @@ class PlainVm : public DirectMmu, private MmuObserver {
   int64_t pages(int level) override;
   std::vector<std::string> warnings() override;
   int64_t destroy() override;
+  HwWalk walk(int vcpu, uint64_t gfn) override;
+  int reload_root(int vcpu) override;
 
  private:
   struct Slot {
@@ -62,13 +72,16 @@ class PlainVm : public DirectMmu, private MmuObserver {
   struct Vcpu {
     explicit Vcpu(PfnPool& p) : caches(p) {}
     VcpuMmuCaches caches;
-    MmuPage* root = nullptr;
+    // root.hpa: written by the vCPU's thread, read by the CPU's walk, which
+    // the checks after an ioctl run from the VMM's thread.
+    std::atomic<MmuPage*> root{nullptr};
   };
   void on_spte_changed(const SpteChange& c) override;
   void on_external_hook(HookKind, Gfn, PgLevel, int) override {}
-  void on_tlb_flush() override { stats_.flushes.fetch_add(1, std::memory_order_relaxed); }
+  void on_tlb_flush(Gfn start, uint64_t npages) override;
+  void on_table_freed(Pfn table) override { hw().table_freed(table.v); }
   Slot* slot_of(uint64_t gfn);
-  int mmu_load(Vcpu& v);
+  int mmu_load(int vcpu);
   int max_mapping_level(const Slot& s, uint64_t gfn, int host_level) const;
 
   PlainVmConfig cfg_;

@@ -3,6 +3,8 @@
 
 #include <fmt/format.h>
 
+#include <cerrno>
+
 #include <functional>
 #include <memory>
 
@@ -32,16 +34,18 @@ struct Ctx {
   std::vector<uint64_t> logged = std::vector<uint64_t>(kSlotPages / 64);
   std::string error;
 
-  // A guest access on vCPU v: the CPU's walk, else an EPT violation, retried
-  // as KVM re-enters the guest after RET_PF_RETRY.
+  // A guest access on vCPU v: the TLB, else the CPU's walk, else an EPT
+  // violation; after KVM handles it the guest runs the instruction again.
   void access(int v, uint64_t gfn, bool write, int host_level) {
-    if (write) written[gfn / 64] |= 1ull << (gfn % 64);
-    const uint64_t s = mmu.lookup(v, gfn, nullptr);
-    if (s && (!write || spte::is_writable(s))) return;
     for (int i = 0; i < 64; i++) {
+      if (mmu.guest_access(v, gfn, write) != HwAccess::EptViolation) {
+        if (write) written[gfn / 64] |= 1ull << (gfn % 64);
+        return;
+      }
       const int r = mmu.fault(v, gfn, kPfnBase + gfn, write, host_level);
-      if (r == kRetPfFixed || r == kRetPfSpurious) return;
-      if (r != kRetPfRetry) {
+      // The memslot is gone: KVM exits to userspace as for MMIO.
+      if (r == -EFAULT) return;
+      if (r != kRetPfFixed && r != kRetPfSpurious && r != kRetPfRetry) {
         if (error.empty()) error = fmt::format("fault_failed: vCPU {} gfn {:#x}: {}", v, gfn, r);
         return;
       }
@@ -52,6 +56,26 @@ struct Ctx {
     std::vector<uint64_t> bits;
     if (!ok("get_dirty_log", mmu.get_dirty_log(kSlot, bits))) return;
     for (size_t w = 0; w < bits.size() && w < logged.size(); w++) logged[w] |= bits[w];
+    translations_agree(0, kSlotPages, "KVM_GET_DIRTY_LOG");
+  }
+  void dirty_log_on() {
+    if (!ok("memslot_dirty_log", mmu.memslot_dirty_log(kSlot, true))) return;
+    layout.slots[kSlot].dirty_log = true;
+    translations_agree(0, kSlotPages, "KVM_SET_USER_MEMORY_REGION2 (dirty logging on)");
+  }
+  void zap(uint64_t start, uint64_t end) {
+    mmu.zap_leafs(start, end);
+    translations_agree(start, end, "kvm_zap_gfn_range()");
+  }
+  // The slot goes and userspace unmaps its memory: the host frees the pages.
+  void delete_slot() {
+    if (!ok("memslot_delete", mmu.memslot_delete(kSlot))) return;
+    layout.slots.erase(kSlot);
+    mmu.hw().host_freed(kPfnBase, kPfnBase + kSlotPages, "the deletion of memslot 0");
+  }
+  void translations_agree(uint64_t start, uint64_t end, const char* after) {
+    std::string err = mmu.check_translations(start, end, after);
+    if (!err.empty() && error.empty()) error = std::move(err);
   }
   // A VMM step that fails is a finding, not something to race past.
   bool ok(const char* what, int r) {
@@ -79,7 +103,7 @@ const std::vector<PlainScenario>& scenarios() {
        false,
        [](Ctx& c) { c.access(0, 0x200, false, 1); },
        {{"vcpu0", [](Ctx& c) { c.access(0, 0x210, true, 2); }},
-        {"vmm", [](Ctx& c) { c.mmu.zap_leafs(0x200, 0x400); }}}},
+        {"vmm", [](Ctx& c) { c.zap(0x200, 0x400); }}}},
       {{"fault-vs-fast-zap", "two vCPUs fault while the VMM invalidates every root and zaps them shared"},
        false,
        [](Ctx& c) { c.access(0, 0x1, true, 1); },
@@ -99,12 +123,66 @@ const std::vector<PlainScenario>& scenarios() {
          }},
         {"vmm",
          [](Ctx& c) {
-           c.ok("memslot_dirty_log", c.mmu.memslot_dirty_log(kSlot, true));
-           c.layout.slots[kSlot].dirty_log = true;
+           c.dirty_log_on();
            c.written.assign(c.written.size(), 0);  // what counts starts now
            c.collect();
          }}},
        true},
+      {{"write-vs-log-collect",
+        "a vCPU keeps writing pages it has cached writable while the VMM collects the dirty log twice"},
+       false,
+       [](Ctx& c) {
+         c.dirty_log_on();
+         c.access(0, 0x30, true, 1);
+         c.access(0, 0x31, true, 1);
+       },
+       {{"vcpu0",
+         [](Ctx& c) {
+           c.access(0, 0x30, true, 1);
+           c.access(0, 0x31, true, 1);
+           c.access(0, 0x30, true, 1);
+         }},
+        {"vmm",
+         [](Ctx& c) {
+           c.collect();
+           c.collect();
+         }}},
+       true},
+      {{"access-vs-zap", "a vCPU keeps using pages it has cached while the VMM zaps them and deletes the memslot"},
+       false,
+       [](Ctx& c) {
+         c.access(0, 0x300, true, 1);
+         c.access(1, 0x301, false, 1);
+       },
+       {{"vcpu0",
+         [](Ctx& c) {
+           c.access(0, 0x300, true, 1);
+           c.access(0, 0x302, false, 1);
+         }},
+        {"vmm",
+         [](Ctx& c) {
+           c.zap(0x200, 0x400);
+           c.delete_slot();
+         }}}},
+      {{"access-vs-fast-zap",
+        "vCPUs keep running on their roots while the VMM invalidates them (kvm_mmu_zap_all_fast) and deletes the "
+        "memslot"},
+       false,
+       [](Ctx& c) {
+         c.access(0, 0x40, true, 1);
+         c.access(1, 0x441, true, 2);
+       },
+       {{"vcpu0",
+         [](Ctx& c) {
+           c.access(0, 0x40, false, 1);
+           c.access(0, 0x41, true, 1);
+         }},
+        {"vcpu1", [](Ctx& c) { c.access(1, 0x441, true, 2); }},
+        {"vmm",
+         [](Ctx& c) {
+           c.mmu.zap_all_fast();
+           c.delete_slot();
+         }}}},
       {{"split-vs-fault", "eager splitting (mmu_lock for read) races a vCPU faulting in the same 2M page"},
        false,
        [](Ctx& c) { c.access(0, 0x600, true, 2); },
@@ -153,6 +231,7 @@ explore::ExecResult run_plain(const std::string& mmu_name, const PlainScenario& 
   }
   if (!e.violations().empty()) fail("use_after_grace_period", e.violations().front(), "the race");
   if (!c.error.empty()) fail(c.error.substr(0, c.error.find(':')), c.error, "the race");
+  if (std::string v = mmu->hw().violation(); !v.empty()) fail(v.substr(0, v.find(':')), v, "the race");
   if (std::string err = check_direct(*mmu, c.layout); !err.empty()) fail(err.substr(0, err.find(':')), err, "after the race");
   if (sc.check_dirty) {
     c.collect();
@@ -177,6 +256,7 @@ explore::ExecResult run_plain(const std::string& mmu_name, const PlainScenario& 
     return r;
   }
   if (!e.violations().empty()) fail("use_after_grace_period", e.violations().front(), "teardown");
+  if (std::string v = mmu->hw().violation(); !v.empty()) fail(v.substr(0, v.find(':')), v, "teardown");
   if (left != 0) fail("leaked_page_tables", fmt::format("{} page-table pages accounted after destruction", left), "teardown");
   if (const auto w = mmu->warnings(); !w.empty()) fail("site_fired", w[0], "teardown");
   return r;

@@ -5,6 +5,8 @@
 // write-protect before the fault's leaf lands) is found and replays.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 #include "explore/explorer.h"
 #include "vm/plain_vm.h"
 #include "workload/plain_explored.h"
@@ -68,6 +70,57 @@ TEST(PlainExplored, AFaultIntoAnInvalidatedRootIsFound) {
   ASSERT_FALSE(rep.failures.empty()) << "a leaf mapped into a dead root went unnoticed";
   EXPECT_FALSE(rep.failures[0].result.invariant.empty());
 }
+
+// Each classic TLB bug planted in the model's plain VM: the explorer finds
+// it on the scenario built for it, names the invariant, and the shrunk
+// schedule replays it.
+struct TlbPlant {
+  const char* mmu;
+  void (*plant)(PlainVmConfig&);
+  const char* scenario;
+  std::vector<std::string> invariants;  // any of these
+};
+
+class PlainTlbPlant : public ::testing::TestWithParam<TlbPlant> {};
+
+TEST_P(PlainTlbPlant, IsFoundAndReplays) {
+  const TlbPlant& p = GetParam();
+  // A factory cannot capture: it plants what the running test chose.
+  static void (*plant)(PlainVmConfig&);
+  plant = p.plant;
+  register_direct_mmu(p.mmu, [](int n) -> std::unique_ptr<DirectMmu> {
+    PlainVmConfig c{n};
+    plant(c);
+    return std::make_unique<PlainVm>(c);
+  });
+  const auto rep = run(plain_source_name(p.mmu, p.scenario), explore::StrategyKind::Dfs, 3000, 1);
+  ASSERT_FALSE(rep.failures.empty()) << p.mmu << ": the explorer missed the planted bug";
+  const auto& f = rep.failures[0];
+  EXPECT_NE(std::find(p.invariants.begin(), p.invariants.end(), f.result.invariant), p.invariants.end())
+      << f.result.invariant << ": " << f.result.detail;
+  std::string error;
+  const auto again = explore::replay(f.schedule, &error);
+  ASSERT_TRUE(again.has_value()) << error;
+  EXPECT_EQ(again->invariant, f.result.invariant) << f.schedule.str();
+  // The correct model explores the same scenario clean.
+  EXPECT_TRUE(run(plain_source_name("model", p.scenario), explore::StrategyKind::Dfs, 600, 1).ok()) << p.scenario;
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Plants, PlainTlbPlant,
+    ::testing::Values(
+        TlbPlant{"model-planted-no-flush-after-zap", [](PlainVmConfig& c) { c.no_flush_after_zap = true; },
+                 "access-vs-zap", {"tlb_stale", "tlb_use_after_free"}},
+        TlbPlant{"model-planted-no-flush-after-dirty-log", [](PlainVmConfig& c) { c.no_flush_after_dirty_log = true; },
+                 "write-vs-log-collect", {"tlb_stale", "lost_dirty_page"}},
+        TlbPlant{"model-planted-no-reload-request",
+                 [](PlainVmConfig& c) { c.no_reload_request_in_fast_zap = true; }, "access-vs-fast-zap",
+                 {"tlb_table_freed", "tlb_use_after_free", "tlb_stale"}}),
+    [](const auto& info) {
+      std::string n = info.param.scenario;
+      std::replace(n.begin(), n.end(), '-', '_');
+      return n;
+    });
 
 TEST(PlainExplored, ABadNameIsRefusedWithTheChoices) {
   register_plain_source();

@@ -14,7 +14,7 @@ namespace {
 // Forwards everything to a PlainVm; a test overrides the one call it breaks.
 class Forward : public DirectMmu {
  public:
-  Forward() : inner_(PlainVmConfig{2}) {}
+  Forward() : DirectMmu(2), inner_(PlainVmConfig{2}) { use_hw_of(inner_); }
   std::string name() const override { return "planted"; }
   int memslot_set(int id, uint64_t b, uint64_t n) override { return inner_.memslot_set(id, b, n); }
   int memslot_delete(int id) override { return inner_.memslot_delete(id); }
@@ -30,6 +30,8 @@ class Forward : public DirectMmu {
   int64_t pages(int level) override { return inner_.pages(level); }
   std::vector<std::string> warnings() override { return inner_.warnings(); }
   int64_t destroy() override { return inner_.destroy(); }
+  HwWalk walk(int v, uint64_t g) override { return inner_.walk(v, g); }
+  int reload_root(int v) override { return inner_.reload_root(v); }
 
  protected:
   PlainVm inner_;

@@ -45,6 +45,8 @@ u64 kshim_fetch_and64(u64 *p, u64 mask);
  * pfn_to_page needs no lookup. Freed through the engine's quarantine. */
 void *kshim_alloc_table_page(void);
 void kshim_free_table_page(void *page);
+/* The glue tells the VM's hardware model a table page is being freed. */
+void kmmu_table_freed(void *page);
 void *kshim_zalloc(size_t size);
 void kshim_free(void *p);
 /* Failure points: 1 = allocation of a page table for a split, 2 = memory

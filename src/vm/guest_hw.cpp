@@ -1,0 +1,150 @@
+// SPDX-License-Identifier: MIT
+#include "vm/guest_hw.h"
+
+#include <fmt/format.h>
+
+#include "sync/sched.h"
+
+namespace mirrormmu {
+
+GuestHw::GuestHw(int nr_vcpus) {
+  for (int i = 0; i < std::max(nr_vcpus, 1); i++) vcpus_.push_back(std::make_unique<Vcpu>());
+}
+
+bool GuestHw::tlb_hit(int vcpu, uint64_t gfn, bool write, uint64_t* pfn) {
+  Vcpu& v = *vcpus_[vcpu];
+  std::lock_guard g(v.mu);
+  auto it = v.entries.find(gfn);
+  if (it == v.entries.end() || !it->second.leaf || (write && !it->second.writable)) return false;
+  if (pfn) *pfn = it->second.pfn;
+  return true;
+}
+
+void GuestHw::fill(int vcpu, uint64_t gfn, const HwWalk& w) {
+  Vcpu& v = *vcpus_[vcpu];
+  std::lock_guard g(v.mu);
+  if (v.flush_gen != v.entered_gen) return;
+  Entry& e = v.entries[gfn];
+  e.leaf = w.leaf;
+  e.pfn = w.pfn;
+  e.writable = w.writable;
+  e.tables = w.tables;
+  e.ntables = w.ntables;
+}
+
+void GuestHw::flush_all() {
+  flushes_.fetch_add(1, std::memory_order_relaxed);
+  for (auto& v : vcpus_) {
+    std::lock_guard g(v->mu);
+    v->entries.clear();
+    v->flush_gen++;
+  }
+  wait_for_guests();
+}
+
+// A ranged flush promises only that range: the translations of its gfns and
+// the paging-structure entries their walks used. A walk cached for a gfn
+// outside it survives, even if it went through the same tables.
+void GuestHw::flush_range(uint64_t gfn, uint64_t npages) {
+  flushes_.fetch_add(1, std::memory_order_relaxed);
+  for (auto& v : vcpus_) {
+    std::lock_guard g(v->mu);
+    std::erase_if(v->entries, [&](const auto& kv) { return kv.first >= gfn && kv.first - gfn < npages; });
+    v->flush_gen++;
+  }
+  wait_for_guests();
+}
+
+void GuestHw::flush_current(int vcpu) {
+  Vcpu& v = *vcpus_[vcpu];
+  std::lock_guard g(v.mu);
+  v.entries.clear();
+}
+
+std::vector<GuestHw::Cached> GuestHw::translations(uint64_t start, uint64_t end) const {
+  std::vector<Cached> out;
+  for (size_t i = 0; i < vcpus_.size(); i++) {
+    if (vcpus_[i]->reload.load()) continue;
+    std::lock_guard g(vcpus_[i]->mu);
+    for (const auto& [gfn, e] : vcpus_[i]->entries)
+      if (e.leaf && gfn >= start && gfn < end) out.push_back({static_cast<int>(i), gfn, e.pfn, e.writable});
+  }
+  return out;
+}
+
+void GuestHw::host_freed(uint64_t pfn_start, uint64_t pfn_end, const std::string& why) {
+  for (size_t i = 0; i < vcpus_.size(); i++) {
+    if (vcpus_[i]->reload.load()) continue;  // its reload flushes first
+    std::lock_guard g(vcpus_[i]->mu);
+    for (const auto& [gfn, e] : vcpus_[i]->entries)
+      if (e.leaf && e.pfn >= pfn_start && e.pfn < pfn_end)
+        return report(fmt::format(
+            "tlb_use_after_free: vCPU {} still translates gfn {:#x} to pfn {:#x}{} after {} freed the page", i, gfn,
+            e.pfn, e.writable ? " (writable)" : "", why));
+  }
+}
+
+void GuestHw::table_freed(uint64_t table) {
+  for (size_t i = 0; i < vcpus_.size(); i++) {
+    if (vcpus_[i]->reload.load()) continue;
+    std::lock_guard g(vcpus_[i]->mu);
+    for (const auto& [gfn, e] : vcpus_[i]->entries)
+      for (int t = 0; t < e.ntables; t++)
+        if (e.tables[t] == table)
+          return report(fmt::format(
+              "tlb_table_freed: page table {:#x} (level {} of the walk of gfn {:#x}) freed while vCPU {}'s "
+              "paging-structure cache still holds it",
+              table, e.ntables - t, gfn, i));
+  }
+}
+
+void GuestHw::report(std::string what) {
+  std::lock_guard g(violation_mu_);
+  if (violation_.empty()) violation_ = std::move(what);
+}
+
+std::string GuestHw::violation() const {
+  std::lock_guard g(violation_mu_);
+  return violation_;
+}
+
+// The order is vcpu_enter_guest()'s against kvm_make_all_cpus_request():
+// the vCPU publishes IN_GUEST_MODE before it reads its requests, the
+// requester publishes the request before it reads the mode. Sequentially
+// consistent on both sides, one of them sees the other.
+bool GuestHw::enter(int vcpu) {
+  Vcpu& v = *vcpus_[vcpu];
+  {
+    std::lock_guard g(v.mu);
+    v.entered_gen = v.flush_gen;
+  }
+  v.entries_count.fetch_add(1);
+  v.in_guest.store(true);
+  if (!v.reload.load()) return true;
+  // From here on the vCPU never runs on its old root again: what it cached
+  // there is as good as gone (the load of the new one flushes it anyway).
+  flush_current(vcpu);
+  v.reload.store(false);
+  exit(vcpu);
+  return false;
+}
+
+void GuestHw::exit(int vcpu) {
+  Vcpu& v = *vcpus_[vcpu];
+  v.in_guest.store(false);
+  sync::wake_event(&v.in_guest);
+}
+
+void GuestHw::request_reload_all_and_wait() {
+  for (auto& v : vcpus_) v->reload.store(true);
+  wait_for_guests();
+}
+
+void GuestHw::wait_for_guests() {
+  for (auto& v : vcpus_) {
+    const uint64_t entry = v->entries_count.load();
+    while (v->in_guest.load() && v->entries_count.load() == entry) sync::wait_event(&v->in_guest);
+  }
+}
+
+}  // namespace mirrormmu
