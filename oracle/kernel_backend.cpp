@@ -34,6 +34,7 @@ class KernelDirectMmu : public DirectMmu {
     k_.on_table_freed = [this](uint64_t table) { hw().table_freed(table); };
     k_.on_flush_current = [this](int vcpu) { hw().flush_current(vcpu); };
     k_.on_request_reload = [this] { hw().request_reload_all_and_wait(); };
+    k_.host_pfn = [this](uint64_t gfn) { return host().pfn(gfn); };
   }
   std::string name() const override { return "kernel " + KernelMmu::tree_version(); }
   int memslot_set(int id, uint64_t base, uint64_t n) override {
@@ -46,9 +47,11 @@ class KernelDirectMmu : public DirectMmu {
     return k_.memslot_delete(id);
   }
   int memslot_dirty_log(int id, bool on) override { return k_.memslot_dirty_log(id, on); }
-  int fault(int vcpu, uint64_t gfn, uint64_t pfn, bool write, int host_level) override {
-    return k_.fault(vcpu, gfn, pfn, write, false, host_level);
+  int fault(int vcpu, uint64_t gfn, bool write, int host_level) override {
+    return k_.fault(vcpu, gfn, KernelMmu::kHostPfn, write, false, host_level);
   }
+  void invalidate_range_start(uint64_t start, uint64_t end) override { k_.invalidate_range_start(start, end); }
+  void invalidate_range_end(uint64_t start, uint64_t end) override { k_.invalidate_range_end(start, end); }
   bool zap_leafs(uint64_t start, uint64_t end) override { return k_.zap_leafs(start, end); }
   void zap_all_fast() override { k_.zap_all_fast(); }
   int get_dirty_log(int id, std::vector<uint64_t>& bits) override {

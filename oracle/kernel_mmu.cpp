@@ -16,7 +16,8 @@ std::string KernelWarn::where() const {
 
 KernelMmu::KernelMmu(int nr_vcpus) {
   if (g_live) throw std::logic_error("a kernel-MMU VM is already alive (one at a time)");
-  kmmu_events ev{this, ev_change, ev_flush, ev_warn, ev_table_freed, ev_flush_current, ev_request_reload};
+  kmmu_events ev{this, ev_change, ev_flush, ev_warn, ev_table_freed, ev_flush_current, ev_request_reload,
+                 ev_host_pfn};
   vm_ = kmmu_vm_create(&ev, nr_vcpus);
   if (!vm_) throw std::invalid_argument("kmmu_vm_create refused " + std::to_string(nr_vcpus) + " vCPUs");
   g_live = this;
@@ -56,6 +57,12 @@ int KernelMmu::fault(int vcpu, uint64_t gfn, uint64_t pfn, bool write, bool exec
 }
 bool KernelMmu::zap_leafs(uint64_t start, uint64_t end) {
   return guarded([&] { return kmmu_zap_leafs(vm_, start, end); }, false);
+}
+void KernelMmu::invalidate_range_start(uint64_t start, uint64_t end) {
+  guarded([&] { return kmmu_invalidate_range_start(vm_, start, end), 0; }, 0);
+}
+void KernelMmu::invalidate_range_end(uint64_t start, uint64_t end) {
+  guarded([&] { return kmmu_invalidate_range_end(vm_, start, end), 0; }, 0);
 }
 void KernelMmu::zap_all() {
   guarded([&] { kmmu_zap_all(vm_); return 0; }, 0);
@@ -152,6 +159,10 @@ void KernelMmu::ev_table_freed(void* ctx, uint64_t table) {
 void KernelMmu::ev_flush_current(void* ctx, int vcpu) {
   auto* self = static_cast<KernelMmu*>(ctx);
   if (self->on_flush_current) self->on_flush_current(vcpu);
+}
+uint64_t KernelMmu::ev_host_pfn(void* ctx, uint64_t gfn) {
+  auto* self = static_cast<KernelMmu*>(ctx);
+  return self->host_pfn ? self->host_pfn(gfn) : 0;
 }
 void KernelMmu::ev_request_reload(void* ctx) {
   auto* self = static_cast<KernelMmu*>(ctx);

@@ -54,6 +54,8 @@ class KernelMmu {
   int memslot_dirty_log(int id, bool on);
   int fault(int vcpu, uint64_t gfn, uint64_t pfn, bool write, bool exec = false, int host_level = 1);
   bool zap_leafs(uint64_t start, uint64_t end);
+  void invalidate_range_start(uint64_t start, uint64_t end);
+  void invalidate_range_end(uint64_t start, uint64_t end);
   void zap_all();
   void zap_all_fast();
   void zap_all_unlocked();  // a planted bug: see kmmu_zap_all_unlocked
@@ -90,6 +92,9 @@ class KernelMmu {
   std::function<void(uint64_t table)> on_table_freed;
   std::function<void(int vcpu)> on_flush_current;
   std::function<void()> on_request_reload;
+  // hva_to_pfn() for a fault given kHostPfn; unset, such a fault fails.
+  std::function<uint64_t(uint64_t gfn)> host_pfn;
+  static constexpr uint64_t kHostPfn = KMMU_PFN_FROM_HOST;
   bool dead() const { return dead_; }
   const std::string& bug() const { return bug_; }
 
@@ -102,6 +107,7 @@ class KernelMmu {
   static void ev_table_freed(void* ctx, uint64_t table);
   static void ev_flush_current(void* ctx, int vcpu);
   static void ev_request_reload(void* ctx);
+  static uint64_t ev_host_pfn(void* ctx, uint64_t gfn);
   std::mutex mu_;
   kmmu_vm* vm_ = nullptr;
   bool dead_ = false;

@@ -36,7 +36,13 @@ struct kmmu_events {
   void (*table_freed)(void *ctx, uint64_t table);
   void (*flush_current)(void *ctx, int vcpu);
   void (*request_reload)(void *ctx);
+  /* hva_to_pfn(): the frame backing gfn in the host's mapping now. */
+  uint64_t (*host_pfn)(void *ctx, uint64_t gfn);
 };
+
+/* kmmu_fault()'s pfn: look it up with host_pfn() after sampling the
+ * invalidation sequence, as kvm_faultin_pfn() does. */
+#define KMMU_PFN_FROM_HOST (~0ULL)
 
 /* The tree the oracle was built from, e.g. "6.12.117". */
 const char *kmmu_tree_version(void);
@@ -62,6 +68,13 @@ int kmmu_memslot_dirty_log(struct kmmu_vm *vm, int id, bool on);
  * host_level is the size of the host mapping of pfn (host_pfn_mapping_level).
  * Returns RET_PF_* (>= 0) or a negative errno. */
 int kmmu_fault(struct kmmu_vm *vm, int vcpu, uint64_t gfn, uint64_t pfn, bool write, bool exec, int host_level);
+
+/* kvm_mmu_notifier_invalidate_range_start() and _end() for gfns
+ * [start, end) of the slots they overlap. */
+void kmmu_invalidate_range_start(struct kmmu_vm *vm, uint64_t start, uint64_t end);
+void kmmu_invalidate_range_end(struct kmmu_vm *vm, uint64_t start, uint64_t end);
+/* A planted bug: faults never ask mmu_invalidate_retry_gfn(). */
+void kmmu_plant_no_invalidate_retry(bool on);
 
 bool kmmu_zap_leafs(struct kmmu_vm *vm, uint64_t start, uint64_t end);
 void kmmu_zap_all(struct kmmu_vm *vm);

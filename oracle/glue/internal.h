@@ -28,6 +28,12 @@ struct kmmu_vm {
   rwlock_t srcu;
   struct kvm_memory_slot slots[KMMU_MAX_SLOTS];
   bool used[KMMU_MAX_SLOTS];
+  /* kvm->mmu_invalidate_*, as kvm_main.c keeps them (the shim's struct kvm
+   * has no notifier): written under mmu_lock for write, read by faults
+   * with and without it. */
+  unsigned long mmu_invalidate_seq;
+  long mmu_invalidate_in_progress;
+  gfn_t mmu_invalidate_range_start, mmu_invalidate_range_end;
 };
 
 extern struct kmmu_vm *g_vm;

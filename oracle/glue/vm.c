@@ -235,6 +235,64 @@ static void fault_srcu_unlock(struct kmmu_vm *vm) {
   if (!g_fault_outside_srcu) read_unlock(&vm->srcu);
 }
 
+#ifndef INVALID_GPA
+#define INVALID_GPA (~(gpa_t)0)
+#endif
+
+static bool g_no_invalidate_retry;
+void kmmu_plant_no_invalidate_retry(bool on) { g_no_invalidate_retry = on; }
+
+/* mmu_invalidate_retry_gfn(), whose "unsafe" variant is the same reads
+ * without mmu_lock. */
+static bool mmu_invalidate_retry_gfn(struct kmmu_vm *vm, unsigned long mmu_seq, gfn_t gfn) {
+  if (g_no_invalidate_retry) return false;
+  if (unlikely(__atomic_load_n(&vm->mmu_invalidate_in_progress, __ATOMIC_ACQUIRE))) {
+    if (gfn >= READ_ONCE(vm->mmu_invalidate_range_start) && gfn < READ_ONCE(vm->mmu_invalidate_range_end)) return true;
+  }
+  return __atomic_load_n(&vm->mmu_invalidate_seq, __ATOMIC_ACQUIRE) != mmu_seq;
+}
+
+void kmmu_invalidate_range_start(struct kmmu_vm *vm, uint64_t start, uint64_t end) {
+  /* kvm_handle_hva_range(): per overlapping slot, under the write lock,
+   * on_lock = kvm_mmu_invalidate_begin once, handler =
+   * kvm_mmu_unmap_gfn_range (the range added, then the zap), one flush. */
+  read_lock(&vm->srcu);
+  write_lock(&vm->kvm.mmu_lock);
+  if (++vm->mmu_invalidate_in_progress == 1) {
+    WRITE_ONCE(vm->mmu_invalidate_range_start, INVALID_GPA);
+    WRITE_ONCE(vm->mmu_invalidate_range_end, INVALID_GPA);
+  }
+  bool flush = false;
+  for (int i = 0; i < KMMU_MAX_SLOTS; i++) {
+    struct kvm_memory_slot *s = vm->used[i] ? &vm->slots[i] : NULL;
+    if (!s) continue;
+    uint64_t lo = max(start, s->base_gfn), hi = min(end, s->base_gfn + s->npages);
+    if (lo >= hi) continue;
+    if (vm->mmu_invalidate_range_start == INVALID_GPA) {
+      WRITE_ONCE(vm->mmu_invalidate_range_start, lo);
+      WRITE_ONCE(vm->mmu_invalidate_range_end, hi);
+    } else {
+      WRITE_ONCE(vm->mmu_invalidate_range_start, min(vm->mmu_invalidate_range_start, lo));
+      WRITE_ONCE(vm->mmu_invalidate_range_end, max(vm->mmu_invalidate_range_end, hi));
+    }
+    struct kvm_gfn_range range = { .slot = s, .start = lo, .end = hi, .may_block = true };
+    flush = kvm_tdp_mmu_unmap_gfn_range(&vm->kvm, &range, flush);
+  }
+  if (flush) kvm_flush_remote_tlbs(&vm->kvm);
+  write_unlock(&vm->kvm.mmu_lock);
+  read_unlock(&vm->srcu);
+}
+
+void kmmu_invalidate_range_end(struct kmmu_vm *vm, uint64_t start, uint64_t end) {
+  (void)start;
+  (void)end;
+  write_lock(&vm->kvm.mmu_lock);
+  __atomic_store_n(&vm->mmu_invalidate_seq, vm->mmu_invalidate_seq + 1, __ATOMIC_RELEASE);
+  __atomic_store_n(&vm->mmu_invalidate_in_progress, vm->mmu_invalidate_in_progress - 1, __ATOMIC_RELEASE);
+  KVM_BUG_ON(vm->mmu_invalidate_in_progress < 0, &vm->kvm);
+  write_unlock(&vm->kvm.mmu_lock);
+}
+
 int kmmu_fault(struct kmmu_vm *vm, int vcpu, uint64_t gfn, uint64_t pfn, bool write, bool exec, int host_level) {
   if (vcpu < 0 || vcpu >= vm->nr_vcpus) return -EINVAL;
   struct kmmu_vcpu *kv = &vm->vcpus[vcpu];
@@ -267,12 +325,22 @@ int kmmu_fault(struct kmmu_vm *vm, int vcpu, uint64_t gfn, uint64_t pfn, bool wr
     fault_srcu_unlock(vm);
     return r;
   }
+  /* kvm_faultin_pfn(): the sequence, a check without the lock, the pfn. */
+  const unsigned long mmu_seq = __atomic_load_n(&vm->mmu_invalidate_seq, __ATOMIC_ACQUIRE);
+  if (pfn == KMMU_PFN_FROM_HOST) {
+    if (mmu_invalidate_retry_gfn(vm, mmu_seq, gfn)) {
+      fault_srcu_unlock(vm);
+      return RET_PF_RETRY;
+    }
+    pfn = vm->ev.host_pfn(vm->ev.ctx, gfn);
+  }
   fault.pfn = pfn;
   fault.map_writable = true;
   kv->host_level = host_level;
   read_lock(&vm->kvm.mmu_lock);
-  /* is_page_fault_stale(): the root was invalidated since it was loaded. */
-  if (to_shadow_page(v->arch.mmu->root.hpa)->role.invalid)
+  /* is_page_fault_stale(): the root was invalidated since it was loaded,
+   * or an invalidation ran since the pfn was looked up. */
+  if (to_shadow_page(v->arch.mmu->root.hpa)->role.invalid || mmu_invalidate_retry_gfn(vm, mmu_seq, gfn))
     r = RET_PF_RETRY;
   else
     r = kvm_tdp_mmu_map(v, &fault);

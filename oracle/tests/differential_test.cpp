@@ -2,12 +2,16 @@
 // The model's plain VM against the kernel's own MMU: the same operations
 // with the same pfns applied to both through vm/direct_mmu.h, and after each
 // one the leaf SPTEs (all 64 bits, nothing masked), page stats, flush
-// requests, return values and dirty logs must agree. RapidCheck shrinks a
-// divergence to the shortest operation list.
+// requests, return values and dirty logs must agree. Guest accesses go
+// through each one's own TLB (emptied only by that MMU's flushes, so they
+// agree only if the flushes do), and the host migrates pages through each
+// one's MMU notifier. RapidCheck shrinks a divergence to the shortest
+// operation list.
 #include <gtest/gtest.h>
 #include <rapidcheck/gtest.h>
 
 #include <algorithm>
+#include <set>
 #include <sstream>
 
 #include "oracle/kernel_backend.h"
@@ -20,10 +24,13 @@ namespace {
 // 2 GiB of guest memory at gfn 0, one slot: room for two 1G pages.
 constexpr uint64_t kSlotPages = 1ull << 19;
 constexpr uint64_t kPfnBase = 1ull << 24;  // guest pfn = kPfnBase + gfn
+// Where the host migrates a page: the same offset in every huge page, so
+// a huge mapping of a region it moved whole stays aligned.
+constexpr uint64_t kMigratedBase = 2ull << 24;
 constexpr int kVcpus = 2;
 
 struct Op {
-  enum Kind { Fault, ZapLeafs, ZapAllFast, DirtyLogOn, DirtyLogOff, GetDirtyLog, Split, DeleteAndReadd } kind;
+  enum Kind { Fault, ZapLeafs, ZapAllFast, DirtyLogOn, DirtyLogOff, GetDirtyLog, Split, DeleteAndReadd, Migrate, Access } kind;
   uint64_t gfn = 0, len = 0;
   int level = 1;  // Fault: the host mapping level; Split: the target level
   bool flag = false;  // Fault: write; Split: shared
@@ -42,6 +49,8 @@ std::string show(const Op& o) {
     case Op::GetDirtyLog: s << "get_dirty_log"; break;
     case Op::Split: s << "split to L" << o.level << (o.flag ? " shared" : " exclusive"); break;
     case Op::DeleteAndReadd: s << "memslot delete + re-add"; break;
+    case Op::Migrate: s << "host migrates gfn=0x" << o.gfn; break;
+    case Op::Access: s << "guest access vcpu" << o.vcpu << " gfn=0x" << o.gfn << (o.flag ? " write" : " read"); break;
   }
   return s.str();
 }
@@ -50,7 +59,7 @@ std::string show(const Op& o) {
 std::string apply(DirectMmu& m, const Op& o) {
   std::vector<uint64_t> bits;
   switch (o.kind) {
-    case Op::Fault: return std::to_string(m.fault(o.vcpu, o.gfn, kPfnBase + o.gfn, o.flag, o.level));
+    case Op::Fault: return std::to_string(m.fault(o.vcpu, o.gfn, o.flag, o.level));
     case Op::ZapLeafs: return std::to_string(m.zap_leafs(o.gfn, o.gfn + o.len));
     case Op::ZapAllFast: m.zap_all_fast(); return "";
     case Op::DirtyLogOn: return std::to_string(m.memslot_dirty_log(0, true));
@@ -68,6 +77,9 @@ std::string apply(DirectMmu& m, const Op& o) {
       const int d = m.memslot_delete(0);
       return std::to_string(d) + "," + std::to_string(m.memslot_set(0, 0, kSlotPages));
     }
+    case Op::Migrate: m.host_migrate(o.gfn, 1, kMigratedBase + o.gfn); return m.hw().violation();
+    // Through each one's TLB, which only its own flushes empty.
+    case Op::Access: return std::to_string(static_cast<int>(m.guest_access(o.vcpu, o.gfn, o.flag)));
   }
   return "?";
 }
@@ -89,6 +101,9 @@ rc::Gen<Op> gen_op() {
       {1, rc::gen::apply([](int level, bool shared) { return Op{Op::Split, 0, 0, level, shared}; }, rc::gen::inRange(1, 3),
                          rc::gen::arbitrary<bool>())},
       {1, rc::gen::just(Op{Op::DeleteAndReadd})},
+      {1, rc::gen::apply([](uint64_t g) { return Op{Op::Migrate, g}; }, gfn)},
+      {6, rc::gen::apply([](uint64_t g, bool w, int v) { return Op{Op::Access, g, 0, 1, w, v}; }, gfn,
+                         rc::gen::arbitrary<bool>(), rc::gen::inRange(0, kVcpus))},
   });
 }
 
@@ -124,10 +139,25 @@ RC_GTEST_PROP(Differential, ThePlainVmAgreesWithTheKernelsAfterEveryOperation, (
   // The tree is 6.12: no early SPURIOUS for an allowed access.
   PlainVm model(PlainVmConfig{kVcpus, KernelMmu::tree_version().rfind("6.12.", 0) != 0});
   auto kernel = find_direct_mmu("kernel")(kVcpus);
+  model.host().set_base(kPfnBase);
+  kernel->host().set_base(kPfnBase);
   RC_ASSERT(model.memslot_set(0, 0, kSlotPages) == 0);
   RC_ASSERT(kernel->memslot_set(0, 0, kSlotPages) == 0);
   std::string trail;
-  for (const Op& o : ops) {
+  // Gfns the host moved: a host mapping over them is no longer one huge
+  // page, so a fault there sees the level host_pfn_mapping_level() would.
+  std::set<uint64_t> moved;
+  auto host_level = [&](uint64_t gfn, int want) {
+    for (int level = want; level > 1; level--) {
+      const uint64_t n = pages_per_hpage(to_level(level)), base = gfn & ~(n - 1);
+      auto it = moved.lower_bound(base);
+      if (it == moved.end() || *it >= base + n) return level;
+    }
+    return 1;
+  };
+  for (Op o : ops) {
+    if (o.kind == Op::Fault) o.level = host_level(o.gfn, o.level);
+    if (o.kind == Op::Migrate) moved.insert(o.gfn);
     trail += "  " + show(o) + "\n";
     const std::string rm = apply(model, o), rk = apply(*kernel, o);
     if (rm != rk) RC_FAIL("after\n" + trail + "the model returned '" + rm + "', the kernel '" + rk + "'");

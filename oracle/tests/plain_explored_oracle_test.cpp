@@ -65,3 +65,25 @@ TEST(PlainExploredOracle, AFaultOutsideTheMemslotReadSectionIsFound) {
 
 }  // namespace
 }  // namespace mirrormmu::oracle
+
+namespace mirrormmu::oracle {
+namespace {
+
+// The notifier's classic bug around the real code: a fault that never asks
+// mmu_invalidate_retry_gfn() maps the page the host is migrating away, and
+// the explorer finds the leaf left pointing at the freed frame.
+TEST(PlainExploredOracle, AFaultThatIgnoresTheNotifierIsFound) {
+  kmmu_plant_no_invalidate_retry(true);
+  const auto rep = run("notifier-vs-fault", explore::StrategyKind::Dfs, 2000);
+  kmmu_plant_no_invalidate_retry(false);
+  ASSERT_FALSE(rep.failures.empty()) << "the explorer missed the planted race on the real code";
+  const auto& inv = rep.failures[0].result.invariant;
+  EXPECT_TRUE(inv == "leaf_pfn" || inv == "tlb_use_after_free") << inv << ": " << rep.failures[0].result.detail;
+  // With the retry the same search is clean, and exhausts the bound.
+  const auto clean = run("notifier-vs-fault", explore::StrategyKind::Dfs, 2000);
+  EXPECT_TRUE(clean.ok()) << (clean.failures.empty() ? "" : clean.failures[0].result.detail);
+  EXPECT_TRUE(clean.exhausted);
+}
+
+}  // namespace
+}  // namespace mirrormmu::oracle

@@ -41,6 +41,7 @@ enum class BugKind : uint8_t { KvmBugOn, TdxBugOn, Warn, Bug, Lockdep };
   X(map_sp_level, Warn, "tdp_mmu_map_handle_target_level: sp level != goal level")            \
   X(map_spurious_pfn, Warn, "tdp_mmu_map_handle_target_level: present leaf maps another pfn")   \
   X(map_leaf_needs_flush, Warn, "tdp_mmu_map_handle_target_level: leaf change needs a TLB flush") \
+  X(invalidate_underflow, KvmBugOn, "kvm_mmu_invalidate_end: mmu_invalidate_in_progress < 0") \
   X(uninit_pages_left, Warn, "kvm_mmu_uninit_tdp_mmu: tdp_mmu_pages != 0")                    \
   X(uninit_roots_left, Warn, "kvm_mmu_uninit_tdp_mmu: roots list not empty")                  \
   X(memcache_empty, Warn, "kvm_mmu_memory_cache_alloc: cache empty")                          \

@@ -36,9 +36,11 @@ std::string check_direct(DirectMmu& mmu, const DirectLayout& layout) {
     if (!s) return fmt::format("leaf_outside_memslot: gfn {:#x} (L{}) is mapped but no memslot holds it", l.gfn, l.level);
     if (l.gfn < s->base || l.gfn + n > s->base + s->npages)
       return fmt::format("huge_leaf_past_memslot: the L{} leaf at gfn {:#x} reaches outside slot {}", l.level, l.gfn, id);
-    const uint64_t want = layout.pfn_base + l.gfn;
+    // What the host's mapping backs the gfn with now: a leaf that maps
+    // anything else maps a page the host may have freed.
+    const uint64_t want = mmu.host().pfn(l.gfn);
     if (spte::to_pfn(l.spte).v != want)
-      return fmt::format("leaf_pfn: gfn {:#x} (L{}) maps pfn {:#x}, the memslot backs it with {:#x}", l.gfn, l.level,
+      return fmt::format("leaf_pfn: gfn {:#x} (L{}) maps pfn {:#x}, the host backs it with {:#x}", l.gfn, l.level,
                          spte::to_pfn(l.spte).v, want);
     // A huge leaf may outlive the enabling of dirty logging, write-protected
     // (the next write fault replaces it with 4K leaves); a writable one

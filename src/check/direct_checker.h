@@ -21,7 +21,6 @@ struct DirectLayout {
     bool dirty_log = false;
   };
   std::map<int, Slot> slots;
-  uint64_t pfn_base = 0;  // guest frame gfn is backed by host frame pfn_base + gfn
   // Pages the guest wrote since the last KVM_GET_DIRTY_LOG, per slot.
   std::map<int, std::vector<uint64_t>> written;
 };

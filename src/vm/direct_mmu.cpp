@@ -23,6 +23,18 @@ HwAccess DirectMmu::guest_access(int vcpu, uint64_t gfn, bool write) {
   return a;
 }
 
+void DirectMmu::host_migrate(uint64_t gfn, uint64_t npages, uint64_t new_pfn) {
+  invalidate_range_start(gfn, gfn + npages);
+  std::vector<uint64_t> old(npages);
+  for (uint64_t i = 0; i < npages; i++) {
+    old[i] = host().pfn(gfn + i);
+    host().remap(gfn + i, new_pfn + i);
+  }
+  invalidate_range_end(gfn, gfn + npages);
+  for (uint64_t i = 0; i < npages; i++)
+    hw().host_freed(old[i], old[i] + 1, fmt::format("the migration of gfn {:#x} to pfn {:#x}", gfn + i, new_pfn + i));
+}
+
 std::string DirectMmu::check_translations(uint64_t start, uint64_t end, const char* after) {
   for (const GuestHw::Cached& c : hw().translations(start, end)) {
     const HwWalk w = walk(c.vcpu, c.gfn);

@@ -15,6 +15,7 @@
 
 #include "spte/transition_class.h"
 #include "vm/guest_hw.h"
+#include "vm/host_mm.h"
 
 namespace mirrormmu {
 
@@ -46,9 +47,17 @@ class DirectMmu {
   virtual int memslot_delete(int id) = 0;
   // On: write-protect the slot (no PML), faults map 4K and log writes.
   virtual int memslot_dirty_log(int id, bool on) = 0;
-  // A vCPU's EPT violation with the pfn faulted in; host_level is the size
-  // of the host mapping. RET_PF_* (Fixed 5, Spurious 6, Retry 1...) or -errno.
-  virtual int fault(int vcpu, uint64_t gfn, uint64_t pfn, bool write, int host_level) = 0;
+  // A vCPU's EPT violation, handled as kvm_tdp_page_fault() does: the
+  // invalidation sequence sampled, the pfn looked up in host() (host_level
+  // is the size of the host mapping), the fault abandoned if an
+  // invalidation may have raced it. RET_PF_* (Fixed 5, Spurious 6, Retry
+  // 1...) or -errno.
+  virtual int fault(int vcpu, uint64_t gfn, bool write, int host_level) = 0;
+  // The MMU notifier: kvm_mmu_notifier_invalidate_range_start() (the host
+  // is about to change [start, end): the range is marked in progress and
+  // zapped) and _end() (the sequence moves on).
+  virtual void invalidate_range_start(uint64_t start, uint64_t end) = 0;
+  virtual void invalidate_range_end(uint64_t start, uint64_t end) = 0;
   virtual bool zap_leafs(uint64_t start, uint64_t end) = 0;   // kvm_zap_gfn_range()
   virtual void zap_all_fast() = 0;                             // kvm_mmu_zap_all_fast()
   // KVM_GET_DIRTY_LOG without manual protect: collect and re-protect.
@@ -82,6 +91,11 @@ class DirectMmu {
   // "tlb_stale: ..." (also recorded in hw().violation()); "" if none.
   std::string check_translations(uint64_t start, uint64_t end, const char* after);
   GuestHw& hw() { return *hw_; }
+  HostMm& host() { return *host_; }
+  // The host migrates [gfn, gfn + npages) to frames from new_pfn on: the
+  // notifier around the remap, then the old frames are freed (hw() checks
+  // nobody still translates to them).
+  void host_migrate(uint64_t gfn, uint64_t npages, uint64_t new_pfn);
   // The CPU's walk of the vCPU's loaded root for gfn (whatever its state:
   // hardware does not know a root is invalid).
   virtual HwWalk walk(int vcpu, uint64_t gfn) = 0;
@@ -96,13 +110,18 @@ class DirectMmu {
   explicit DirectMmu(int nr_vcpus) : own_hw_(nr_vcpus) {}
   // A wrapper that forwards to another DirectMmu runs on that one's
   // hardware, where its flushes land.
-  void use_hw_of(DirectMmu& inner) { hw_ = &inner.hw(); }
+  void use_hw_of(DirectMmu& inner) {
+    hw_ = &inner.hw();
+    host_ = &inner.host();
+  }
 
   DirectMmuStats stats_;
 
  private:
   GuestHw own_hw_;
   GuestHw* hw_ = &own_hw_;
+  HostMm own_host_;
+  HostMm* host_ = &own_host_;
 };
 
 using DirectMmuFactory = std::unique_ptr<DirectMmu> (*)(int nr_vcpus);

@@ -218,7 +218,45 @@ HwWalk PlainVm::walk(int vcpu, uint64_t gfn) {
   }
 }
 
-int PlainVm::fault(int vcpu, uint64_t gfn, uint64_t pfn, bool write, int host_level) {
+bool PlainVm::mmu_invalidate_retry_gfn(uint64_t mmu_seq, uint64_t gfn) const {
+  if (cfg_.no_invalidate_retry) [[unlikely]] return false;
+  if (invalidate_in_progress_.load(std::memory_order_acquire) && gfn >= invalidate_start_.load() &&
+      gfn < invalidate_end_.load())
+    return true;
+  return invalidate_seq_.load(std::memory_order_acquire) != mmu_seq;
+}
+
+// kvm_mmu_notifier_invalidate_range_start(): kvm_mmu_invalidate_begin() and
+// the range added in the same mmu_lock section as the zap, so a fault that
+// takes the lock afterwards sees the range before it could map.
+void PlainVm::invalidate_range_start(uint64_t start, uint64_t end) {
+  sync::RcuThread rcu;
+  sync::ReadGuard slots(slots_lock_);
+  bool flush;
+  {
+    sync::WriteGuard l(mmu_->mmu_lock());
+    if (invalidate_in_progress_.fetch_add(1) == 0) {
+      invalidate_start_.store(start);
+      invalidate_end_.store(end);
+    } else {
+      invalidate_start_.store(std::min(invalidate_start_.load(), start));
+      invalidate_end_.store(std::max(invalidate_end_.load(), end));
+    }
+    flush = mmu_->kvm_tdp_mmu_unmap_gfn_range({Gfn{start}, Gfn{end}}, false);
+    if (flush) mmu_->kvm_flush_remote_tlbs();
+  }
+}
+
+// kvm_mmu_invalidate_end(): the sequence moves before the count drops, so
+// a fault that sees the count at zero sees the new sequence too.
+void PlainVm::invalidate_range_end(uint64_t, uint64_t) {
+  sync::WriteGuard l(mmu_->mmu_lock());
+  invalidate_seq_.fetch_add(1, std::memory_order_release);
+  const int64_t left = invalidate_in_progress_.fetch_sub(1, std::memory_order_release) - 1;
+  kvm_bug_on(left < 0, bugs_, Site::invalidate_underflow);
+}
+
+int PlainVm::fault(int vcpu, uint64_t gfn, bool write, int host_level) {
   if (vcpu < 0 || vcpu >= static_cast<int>(vcpus_.size()) || host_level < 1) return -EINVAL;
   Vcpu& v = *vcpus_[vcpu];
   sync::RcuThread rcu;
@@ -234,7 +272,11 @@ int PlainVm::fault(int vcpu, uint64_t gfn, uint64_t pfn, bool write, int host_le
   f.addr = f.gfn.gpa();
   f.write = write;
   const PgLevel level = to_level(max_mapping_level(*s, gfn, host_level));
-  f.pfn = Pfn{pfn & ~(pages_per_hpage(level) - 1)};
+  // kvm_faultin_pfn(): the sequence first, then a check without the lock
+  // (cheap, may miss), then the page from the host.
+  const uint64_t mmu_seq = invalidate_seq_.load(std::memory_order_acquire);
+  if (mmu_invalidate_retry_gfn(mmu_seq, gfn)) return ret_pf_number(RetPf::Retry);
+  f.pfn = Pfn{host().pfn(gfn) - (gfn & (pages_per_hpage(level) - 1))};
   f.max_level = f.req_level = f.goal_level = level;
   // make_spte() decides whether to mark the page dirty from the slot as the
   // fault sees it, before the leaf is installed; only the memslot read lock
@@ -245,7 +287,8 @@ int PlainVm::fault(int vcpu, uint64_t gfn, uint64_t pfn, bool write, int host_le
     sync::ReadGuard l(mmu_->mmu_lock());
     // is_page_fault_stale(): a fast zap invalidated the root since it was
     // loaded; retry, and the next mmu_load() takes a new one.
-    const bool stale = root->role.invalid && !cfg_.no_stale_root_check;
+    // ... or an invalidation ran since the pfn was looked up.
+    const bool stale = (root->role.invalid && !cfg_.no_stale_root_check) || mmu_invalidate_retry_gfn(mmu_seq, gfn);
     ret = stale ? RetPf::Retry : mmu_->kvm_tdp_mmu_map(v.caches, root, nullptr, f);
   }
   // mark_page_dirty_in_slot() from make_spte(): every writable leaf it

@@ -38,6 +38,9 @@ struct PlainVmConfig {
   bool no_flush_after_zap = false;
   bool no_flush_after_dirty_log = false;
   bool no_reload_request_in_fast_zap = false;
+  // The MMU notifier's: a fault never asks mmu_invalidate_retry_gfn(), so a
+  // pfn looked up before an invalidation is mapped after it.
+  bool no_invalidate_retry = false;
 };
 
 class PlainVm : public DirectMmu, private MmuObserver {
@@ -49,7 +52,9 @@ class PlainVm : public DirectMmu, private MmuObserver {
   int memslot_set(int id, uint64_t base_gfn, uint64_t npages) override;
   int memslot_delete(int id) override;
   int memslot_dirty_log(int id, bool on) override;
-  int fault(int vcpu, uint64_t gfn, uint64_t pfn, bool write, int host_level) override;
+  int fault(int vcpu, uint64_t gfn, bool write, int host_level) override;
+  void invalidate_range_start(uint64_t start, uint64_t end) override;
+  void invalidate_range_end(uint64_t start, uint64_t end) override;
   bool zap_leafs(uint64_t start, uint64_t end) override;
   void zap_all_fast() override;
   int get_dirty_log(int id, std::vector<uint64_t>& bits) override;
@@ -83,6 +88,9 @@ class PlainVm : public DirectMmu, private MmuObserver {
   Slot* slot_of(uint64_t gfn);
   int mmu_load(int vcpu);
   int max_mapping_level(const Slot& s, uint64_t gfn, int host_level) const;
+  // mmu_invalidate_retry_gfn(): without mmu_lock (the "unsafe" pre-checks)
+  // or with it, the same reads.
+  bool mmu_invalidate_retry_gfn(uint64_t mmu_seq, uint64_t gfn) const;
 
   PlainVmConfig cfg_;
   PfnPool pool_;
@@ -91,6 +99,11 @@ class PlainVm : public DirectMmu, private MmuObserver {
   std::vector<std::unique_ptr<Vcpu>> vcpus_;
   sync::MmuLock slots_lock_;  // memslot updates vs faults (SRCU in KVM)
   std::map<int, Slot> slots_;
+  // kvm->mmu_invalidate_*: written under mmu_lock held for write, read by
+  // faults before they take it too.
+  std::atomic<uint64_t> invalidate_seq_{0};
+  std::atomic<int64_t> invalidate_in_progress_{0};
+  std::atomic<uint64_t> invalidate_start_{0}, invalidate_end_{0};
   bool destroyed_ = false;
 };
 

@@ -22,6 +22,7 @@ constexpr const char* kPrefix = "plain:";
 constexpr int kSlot = 0;
 constexpr uint64_t kSlotPages = 4096;      // 16 MiB: eight 2M pages
 constexpr uint64_t kPfnBase = 1ull << 24;
+constexpr uint64_t kMigratedBase = 2ull << 24;  // where the host moves a page
 constexpr int kRetPfRetry = 1, kRetPfFixed = 5, kRetPfSpurious = 6;
 
 // What a scenario's threads share: the MMU, the layout the checker holds it
@@ -42,13 +43,16 @@ struct Ctx {
         if (write) written[gfn / 64] |= 1ull << (gfn % 64);
         return;
       }
-      const int r = mmu.fault(v, gfn, kPfnBase + gfn, write, host_level);
+      const int r = mmu.fault(v, gfn, write, host_level);
       // The memslot is gone: KVM exits to userspace as for MMIO.
       if (r == -EFAULT) return;
       if (r != kRetPfFixed && r != kRetPfSpurious && r != kRetPfRetry) {
         if (error.empty()) error = fmt::format("fault_failed: vCPU {} gfn {:#x}: {}", v, gfn, r);
         return;
       }
+      // Back into the guest to fault again: whatever made the fault retry
+      // (an invalidation in progress) needs its thread to run.
+      if (r == kRetPfRetry) sync::cond_resched_spin(&mmu);
     }
     if (error.empty()) error = fmt::format("fault_livelock: vCPU {} gfn {:#x}", v, gfn);
   }
@@ -164,6 +168,12 @@ const std::vector<PlainScenario>& scenarios() {
            c.zap(0x200, 0x400);
            c.delete_slot();
          }}}},
+      {{"notifier-vs-fault",
+        "the host migrates a page (MMU notifier start, remap, end, free) while a vCPU faults it in"},
+       false,
+       [](Ctx& c) { c.access(1, 0x51, false, 1); },
+       {{"vcpu0", [](Ctx& c) { c.access(0, 0x50, true, 1); }},
+        {"host", [](Ctx& c) { c.mmu.host_migrate(0x50, 1, kMigratedBase + 0x50); }}}},
       {{"access-vs-fast-zap",
         "vCPUs keep running on their roots while the VMM invalidates them (kvm_mmu_zap_all_fast) and deletes the "
         "memslot"},
@@ -203,7 +213,7 @@ explore::ExecResult run_plain(const std::string& mmu_name, const PlainScenario& 
   explore::ExecResult r;
   std::unique_ptr<DirectMmu> mmu = find_direct_mmu(mmu_name)(2);
   Ctx c(*mmu);
-  c.layout.pfn_base = kPfnBase;
+  mmu->host().set_base(kPfnBase);
   auto fail = [&](std::string inv, std::string detail, std::string where) {
     if (!r.ok) return;
     r.ok = false;

@@ -19,13 +19,14 @@ namespace {
 
 constexpr int kSlot = 0;
 constexpr uint64_t kPfnBase = 1ull << 24;  // host frames backing guest memory
+constexpr uint64_t kMigratedBase = 2ull << 24;  // where the host moves a block
 constexpr int kRetPfRetry = 1, kRetPfFixed = 5, kRetPfSpurious = 6;
 
 class SharedLife {
  public:
   SharedLife(DirectMmu& mmu, const SharedLifeConfig& cfg)
       : mmu_(mmu), cfg_(cfg), npages_(static_cast<uint64_t>(cfg.gib * (1ull << 18))) {
-    layout_.pfn_base = kPfnBase;
+    mmu_.host().set_base(kPfnBase);
     written_ = std::make_unique<std::atomic<uint64_t>[]>((npages_ + 63) / 64);
   }
 
@@ -42,6 +43,7 @@ class SharedLife {
       const auto w = mmu_.warnings();
       if (!w.empty()) fail("site_fired: " + w[0] + " (in teardown)");
     }
+    if (ok() && !mmu_.hw().violation().empty()) fail(mmu_.hw().violation() + " (in teardown)");
     res_.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     res_.faults = faults_.load();
     res_.spurious = spurious_.load();
@@ -64,25 +66,29 @@ class SharedLife {
   bool check(const char* phase) {
     res_.ops++;
     if (!cfg_.check || !ok()) return ok();
-    const std::string e = check_direct(mmu_, layout_);
+    std::string e = mmu_.hw().violation();
+    if (e.empty()) e = check_direct(mmu_, layout_);
     if (!e.empty()) fail(fmt::format("after {}: {}", phase, e));
     return ok();
   }
 
-  // A guest access: the CPU's walk first; an EPT violation when nothing is
-  // mapped or a write meets a read-only leaf.
+  // A guest access: the TLB, else the CPU's walk; an EPT violation when
+  // the tables do not allow it, and the instruction runs again after KVM
+  // handles it.
   void access(int v, uint64_t gfn, bool write) {
     if (write) written_[gfn / 64].fetch_or(1ull << (gfn % 64), std::memory_order_relaxed);
-    int level = 0;
-    const uint64_t s = mmu_.lookup(v, gfn, &level);
-    if (s && (!write || spte::is_writable(s))) return;
     for (int tries = 0; tries < 1000; tries++) {
-      const int r = mmu_.fault(v, gfn, kPfnBase + gfn, write, cfg_.huge_pages ? 2 : 1);
+      if (mmu_.guest_access(v, gfn, write) != HwAccess::EptViolation) return;
+      const int r = mmu_.fault(v, gfn, write, cfg_.huge_pages ? 2 : 1);
       faults_.fetch_add(1, std::memory_order_relaxed);
-      if (r == kRetPfFixed) return;
-      if (r == kRetPfSpurious) return (void)spurious_.fetch_add(1, std::memory_order_relaxed);
+      if (r == kRetPfFixed) continue;
+      if (r == kRetPfSpurious) {
+        spurious_.fetch_add(1, std::memory_order_relaxed);
+        continue;
+      }
       if (r == kRetPfRetry) {
         retries_.fetch_add(1, std::memory_order_relaxed);
+        std::this_thread::yield();
         continue;
       }
       return fail(fmt::format("fault_failed: vCPU {} gfn {:#x} {}: {}", v, gfn, write ? "write" : "read", r));
@@ -149,7 +155,8 @@ class SharedLife {
       res_.ops++;
       for (uint64_t x : bits) res_.dirty_pages += __builtin_popcountll(x);
       if (cfg_.check) {
-        const std::string e = check_dirty_log(layout_.slots[kSlot], w, bits);
+        std::string e = check_dirty_log(layout_.slots[kSlot], w, bits);
+        if (e.empty()) e = mmu_.check_translations(0, npages_, "KVM_GET_DIRTY_LOG");
         if (!e.empty()) return fail(fmt::format("dirty-log iteration {}: {}", i + 1, e));
       }
       clear_written();
@@ -168,7 +175,17 @@ class SharedLife {
           for (uint64_t n = 0; n < (e - b) && ok(); n++) access(v, b + r2() % (e - b), r2() & 1);
         },
         [&] {
-          mmu_.zap_leafs(zap_at, std::min(npages_, zap_at + 4096));
+          const uint64_t zap_end = std::min(npages_, zap_at + 4096);
+          mmu_.zap_leafs(zap_at, zap_end);
+          if (cfg_.check) {
+            const std::string e = mmu_.check_translations(zap_at, zap_end, "kvm_zap_gfn_range()");
+            if (!e.empty()) fail(e);
+          }
+          // The host migrates a 2M block (the THP moves whole) under the
+          // vCPUs: the notifier zaps it, racing faults retry.
+          const uint64_t move_at = (rng() % npages_) & ~511ull;
+          const uint64_t move_n = std::min<uint64_t>(512, npages_ - move_at);
+          mmu_.host_migrate(move_at, move_n, kMigratedBase + move_at);
           mmu_.zap_all_fast();
           if (cfg_.huge_pages)
             if (int r = mmu_.split_huge_pages(kSlot, 1, true)) fail(fmt::format("split_huge_pages: {}", r));
@@ -178,6 +195,11 @@ class SharedLife {
     // The slot goes away and comes back; the vCPUs populate it again.
     if (int r = mmu_.memslot_delete(kSlot)) return fail(fmt::format("memslot_delete: {}", r));
     layout_.slots.erase(kSlot);
+    // Userspace unmaps the slot's memory: every frame backing it is freed.
+    for (uint64_t g = 0; g < npages_; g++) {
+      const uint64_t pfn = mmu_.host().pfn(g);
+      mmu_.hw().host_freed(pfn, pfn + 1, "the deletion of the memslot");
+    }
     if (!check("memslot deleted")) return;
     if (!mmu_.leaves().empty()) return fail("leaf_after_delete: leaves remain after the memslot was deleted");
     if (int r = mmu_.memslot_set(kSlot, 0, npages_)) return fail(fmt::format("memslot_set again: {}", r));

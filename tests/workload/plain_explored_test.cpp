@@ -71,20 +71,22 @@ TEST(PlainExplored, AFaultIntoAnInvalidatedRootIsFound) {
   EXPECT_FALSE(rep.failures[0].result.invariant.empty());
 }
 
-// Each classic TLB bug planted in the model's plain VM: the explorer finds
-// it on the scenario built for it, names the invariant, and the shrunk
-// schedule replays it.
-struct TlbPlant {
+// The classic bug of each hardware-side mechanism planted in the model's
+// plain VM (a missing flush, a fast zap without the reload request, a fault
+// that ignores the notifier's sequence): the explorer finds it on the
+// scenario built for it, names the invariant, and the shrunk schedule
+// replays it.
+struct ClassicPlant {
   const char* mmu;
   void (*plant)(PlainVmConfig&);
   const char* scenario;
   std::vector<std::string> invariants;  // any of these
 };
 
-class PlainTlbPlant : public ::testing::TestWithParam<TlbPlant> {};
+class PlainClassicPlant : public ::testing::TestWithParam<ClassicPlant> {};
 
-TEST_P(PlainTlbPlant, IsFoundAndReplays) {
-  const TlbPlant& p = GetParam();
+TEST_P(PlainClassicPlant, IsFoundAndReplays) {
+  const ClassicPlant& p = GetParam();
   // A factory cannot capture: it plants what the running test chose.
   static void (*plant)(PlainVmConfig&);
   plant = p.plant;
@@ -107,15 +109,17 @@ TEST_P(PlainTlbPlant, IsFoundAndReplays) {
 }
 
 INSTANTIATE_TEST_SUITE_P(
-    Plants, PlainTlbPlant,
+    Plants, PlainClassicPlant,
     ::testing::Values(
-        TlbPlant{"model-planted-no-flush-after-zap", [](PlainVmConfig& c) { c.no_flush_after_zap = true; },
+        ClassicPlant{"model-planted-no-flush-after-zap", [](PlainVmConfig& c) { c.no_flush_after_zap = true; },
                  "access-vs-zap", {"tlb_stale", "tlb_use_after_free"}},
-        TlbPlant{"model-planted-no-flush-after-dirty-log", [](PlainVmConfig& c) { c.no_flush_after_dirty_log = true; },
+        ClassicPlant{"model-planted-no-flush-after-dirty-log", [](PlainVmConfig& c) { c.no_flush_after_dirty_log = true; },
                  "write-vs-log-collect", {"tlb_stale", "lost_dirty_page"}},
-        TlbPlant{"model-planted-no-reload-request",
+        ClassicPlant{"model-planted-no-reload-request",
                  [](PlainVmConfig& c) { c.no_reload_request_in_fast_zap = true; }, "access-vs-fast-zap",
-                 {"tlb_table_freed", "tlb_use_after_free", "tlb_stale"}}),
+                 {"tlb_table_freed", "tlb_use_after_free", "tlb_stale"}},
+        ClassicPlant{"model-planted-no-invalidate-retry", [](PlainVmConfig& c) { c.no_invalidate_retry = true; },
+                     "notifier-vs-fault", {"leaf_pfn", "tlb_use_after_free"}}),
     [](const auto& info) {
       std::string n = info.param.scenario;
       std::replace(n.begin(), n.end(), '-', '_');

@@ -19,7 +19,9 @@ class Forward : public DirectMmu {
   int memslot_set(int id, uint64_t b, uint64_t n) override { return inner_.memslot_set(id, b, n); }
   int memslot_delete(int id) override { return inner_.memslot_delete(id); }
   int memslot_dirty_log(int id, bool on) override { return inner_.memslot_dirty_log(id, on); }
-  int fault(int v, uint64_t g, uint64_t p, bool w, int l) override { return inner_.fault(v, g, p, w, l); }
+  int fault(int v, uint64_t g, bool w, int l) override { return inner_.fault(v, g, w, l); }
+  void invalidate_range_start(uint64_t s, uint64_t e) override { inner_.invalidate_range_start(s, e); }
+  void invalidate_range_end(uint64_t s, uint64_t e) override { inner_.invalidate_range_end(s, e); }
   bool zap_leafs(uint64_t s, uint64_t e) override { return inner_.zap_leafs(s, e); }
   void zap_all_fast() override { inner_.zap_all_fast(); }
   int get_dirty_log(int id, std::vector<uint64_t>& b) override { return inner_.get_dirty_log(id, b); }
@@ -92,7 +94,8 @@ TEST(SharedLife, DirtyLoggingThatForgetsToWriteProtectIsCaught) {
       << r.failure;
 }
 
-// A memslot deletion that forgets to zap: leaves outlive their slot.
+// A memslot deletion that forgets to zap: leaves outlive their slot, and the
+// vCPUs still translate to the frames userspace then frees.
 TEST(SharedLife, ADeletionThatDoesNotZapIsCaught) {
   struct NoZapOnDelete : Forward {
     int memslot_delete(int) override { return 0; }
@@ -102,7 +105,9 @@ TEST(SharedLife, ADeletionThatDoesNotZapIsCaught) {
     }
   } vm;
   const SharedLifeResult r = run_shared_life(vm, small(false));
-  EXPECT_NE(r.failure.find("leaf_outside_memslot"), std::string::npos) << r.failure;
+  EXPECT_TRUE(r.failure.find("leaf_outside_memslot") != std::string::npos ||
+              r.failure.find("tlb_use_after_free") != std::string::npos)
+      << r.failure;
 }
 
 // Page stats that miss a level: the count no longer matches the tree.
