@@ -52,6 +52,7 @@ class KernelDirectMmu : public DirectMmu {
   }
   void invalidate_range_start(uint64_t start, uint64_t end) override { k_.invalidate_range_start(start, end); }
   void invalidate_range_end(uint64_t start, uint64_t end) override { k_.invalidate_range_end(start, end); }
+  bool age(uint64_t start, uint64_t end, bool test_only) override { return k_.age(start, end, test_only); }
   bool zap_leafs(uint64_t start, uint64_t end) override { return k_.zap_leafs(start, end); }
   void zap_all_fast() override { k_.zap_all_fast(); }
   int get_dirty_log(int id, std::vector<uint64_t>& bits) override {
@@ -84,11 +85,12 @@ class KernelDirectMmu : public DirectMmu {
     return k_.destroy();
   }
   void abandon() override { k_.abandon(); }
-  HwWalk walk(int vcpu, uint64_t gfn) override {
-    const kmmu_hw_walk k = k_.hw_walk(vcpu, gfn);
+  HwWalk walk(int vcpu, uint64_t gfn, WalkFor why) override {
+    const kmmu_hw_walk k = k_.hw_walk(vcpu, gfn, static_cast<int>(why));
     HwWalk w;
     w.leaf = k.leaf;
     w.writable = k.writable;
+    w.dirty = k.dirty;
     w.level = k.level;
     w.pfn = k.pfn;
     w.ntables = k.ntables;

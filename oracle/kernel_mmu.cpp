@@ -95,9 +95,9 @@ uint64_t KernelMmu::lookup(int vcpu, uint64_t gfn, int* level) {
 int KernelMmu::vcpu_reload(int vcpu) {
   return guarded([&] { return kmmu_vcpu_reload(vm_, vcpu); }, -EIO);
 }
-kmmu_hw_walk KernelMmu::hw_walk(int vcpu, uint64_t gfn) {
+kmmu_hw_walk KernelMmu::hw_walk(int vcpu, uint64_t gfn, int access) {
   kmmu_hw_walk w{};
-  if (!dead_) kmmu_cpu_walk(vm_, vcpu, gfn, &w);
+  if (!dead_) kmmu_cpu_walk(vm_, vcpu, gfn, access, &w);
   return w;
 }
 std::vector<uint64_t> KernelMmu::peek_dirty_log(int id, uint64_t npages) {

@@ -66,7 +66,7 @@ class KernelMmu {
 
   uint64_t lookup(int vcpu, uint64_t gfn, int* level);
   int vcpu_reload(int vcpu);
-  kmmu_hw_walk hw_walk(int vcpu, uint64_t gfn);
+  kmmu_hw_walk hw_walk(int vcpu, uint64_t gfn, int access);
   std::vector<uint64_t> peek_dirty_log(int id, uint64_t npages);
   std::vector<KernelLeaf> leaves();
   int64_t pages(int level);

@@ -73,6 +73,9 @@ int kmmu_fault(struct kmmu_vm *vm, int vcpu, uint64_t gfn, uint64_t pfn, bool wr
  * [start, end) of the slots they overlap. */
 void kmmu_invalidate_range_start(struct kmmu_vm *vm, uint64_t start, uint64_t end);
 void kmmu_invalidate_range_end(struct kmmu_vm *vm, uint64_t start, uint64_t end);
+/* A planted bug: fast_page_fault() restores Writable without logging the
+ * page. */
+void kmmu_plant_fast_pf_no_mark_dirty(bool on);
 /* A planted bug: faults never ask mmu_invalidate_retry_gfn(). */
 void kmmu_plant_no_invalidate_retry(bool on);
 
@@ -95,8 +98,10 @@ int kmmu_vcpu_reload(struct kmmu_vm *vm, int vcpu);
 /* The CPU's walk of the vCPU's loaded root (no lock; the root may be
  * invalid): the tables it reads, root first, as their addresses, and the
  * leaf if a present one maps gfn. */
-struct kmmu_hw_walk { bool leaf, writable; int level; uint64_t pfn; uint64_t tables[5]; int ntables; };
-void kmmu_cpu_walk(struct kmmu_vm *vm, int vcpu, uint64_t gfn, struct kmmu_hw_walk *w);
+struct kmmu_hw_walk { bool leaf, writable, dirty; int level; uint64_t pfn; uint64_t tables[5]; int ntables; };
+/* access: 0 only looks; 1 a read, 2 a write, which set Accessed (and Dirty
+ * on a write through a writable leaf) as EPT A/D does. */
+void kmmu_cpu_walk(struct kmmu_vm *vm, int vcpu, uint64_t gfn, int access, struct kmmu_hw_walk *w);
 
 /* kvm_tdp_mmu_get_walk() between walk_lockless_begin/end, as the CPU's
  * walk of the vCPU's root: the leaf SPTE (0 if none) and its level. */

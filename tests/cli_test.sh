@@ -250,7 +250,11 @@ else
 fi
 "$bin" compare --mmu model,model-6.12 --gib 0.02 --huge-pages >"$tmp/cmm" 2>&1
 check "compare --mmu exits 0" test $? -eq 0
-check "compare --mmu marks the spurious-fault difference" grep -q '^  spurious faults.*<- differs' "$tmp/cmm"
+# In turn, a guest access the tables allow never faults (the TLB and the
+# walk serve it) and fast_page_fault() answers a write to a writable leaf
+# SPURIOUS on both, so 6.12's rebuild and 6.13's early SPURIOUS agree.
+check "compare --mmu model,model-6.12 agrees in turn" grep -q '^every row agrees' "$tmp/cmm"
+check "compare --mmu prints the spurious-fault row" grep -Eq '^  spurious faults +[0-9]+ +[0-9]+$' "$tmp/cmm"
 if "$bin" compare --mmu model-6.12,kernel --gib 0.02 --huge-pages >"$tmp/cmk" 2>&1; then
   check "model-6.12 and the 6.12 kernel agree on every row" grep -q '^every row agrees' "$tmp/cmk"
 fi

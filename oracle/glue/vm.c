@@ -101,22 +101,35 @@ void kmmu_table_freed(void *page) {
   if (vm && vm->ev.table_freed) vm->ev.table_freed(vm->ev.ctx, (uint64_t)(uintptr_t)page);
 }
 
-void kmmu_cpu_walk(struct kmmu_vm *vm, int vcpu, uint64_t gfn, struct kmmu_hw_walk *w) {
+void kmmu_cpu_walk(struct kmmu_vm *vm, int vcpu, uint64_t gfn, int access, struct kmmu_hw_walk *w) {
   memset(w, 0, sizeof(*w));
   if (vcpu < 0 || vcpu >= vm->nr_vcpus) return;
   hpa_t root = __atomic_load_n(&vm->vcpus[vcpu].vcpu.arch.mmu->root.hpa, __ATOMIC_ACQUIRE);
   if (!VALID_PAGE(root)) return;
   rcu_read_lock();
+again:
+  memset(w, 0, sizeof(*w));
   u64 *pt = __va(root);
   for (int level = to_shadow_page(root)->role.level;; level--) {
     w->tables[w->ntables++] = (uint64_t)(uintptr_t)pt;
-    const u64 spte = __atomic_load_n(&pt[SPTE_INDEX(gfn << PAGE_SHIFT, level)], __ATOMIC_ACQUIRE);
+    u64 *sptep = &pt[SPTE_INDEX(gfn << PAGE_SHIFT, level)];
+    u64 spte = __atomic_load_n(sptep, __ATOMIC_ACQUIRE);
     if (!(spte & VMX_EPT_RWX_MASK)) break;   /* not present to the CPU */
     if (level == PG_LEVEL_4K || (spte & PT_PAGE_SIZE_MASK)) {
+      /* EPT A/D: a locked update of the entry as read; walk again if it
+       * changed meanwhile. */
+      u64 set = 0;
+      if (access && !(spte & shadow_accessed_mask)) set |= shadow_accessed_mask;
+      if (access == 2 && (spte & PT_WRITABLE_MASK) && !(spte & shadow_dirty_mask)) set |= shadow_dirty_mask;
+      if (set) {
+        if (!kshim_try_cmpxchg64(sptep, &spte, spte | set)) goto again;
+        spte |= set;
+      }
       w->leaf = true;
       w->level = level;
       w->pfn = spte_to_pfn(spte) + (gfn & (KVM_PAGES_PER_HPAGE(level) - 1));
       w->writable = spte & PT_WRITABLE_MASK;
+      w->dirty = spte & shadow_dirty_mask;
       break;
     }
     pt = spte_to_child_pt(spte, level);
@@ -293,11 +306,50 @@ void kmmu_invalidate_range_end(struct kmmu_vm *vm, uint64_t start, uint64_t end)
   write_unlock(&vm->kvm.mmu_lock);
 }
 
+static bool g_fast_pf_no_mark_dirty;
+void kmmu_plant_fast_pf_no_mark_dirty(bool on) { g_fast_pf_no_mark_dirty = on; }
+
+/* fast_page_fault() as mmu.c runs it for the TDP MMU with EPT A/D on, where
+ * page_fault_can_be_fast() admits only a write to a present entry: make a
+ * leaf write-protected for dirty logging but still MMU-writable writable
+ * again under RCU alone, and log the page. RET_PF_INVALID: go the slow way. */
+static int fast_page_fault(struct kvm_vcpu *vcpu, struct kvm_page_fault *fault) {
+  int ret = RET_PF_INVALID;
+  unsigned int retry_count = 0;
+  u64 spte = 0;
+  kvm_tdp_mmu_walk_lockless_begin();
+  for (;;) {
+    u64 *sptep = kvm_tdp_mmu_fast_pf_get_last_sptep(vcpu, fault->gfn, &spte);
+    if (WARN_ON_ONCE(!sptep)) spte = FROZEN_SPTE;
+    if (!is_shadow_present_pte(spte)) break;
+    struct kvm_mmu_page *sp = sptep_to_sp(sptep);
+    if (!is_last_spte(spte, sp->role.level)) break;
+    if (is_writable_pte(spte)) {   /* is_access_allowed() for a write */
+      ret = RET_PF_SPURIOUS;
+      break;
+    }
+    if (!is_mmu_writable_spte(spte)) break;
+    if (sp->role.level > PG_LEVEL_4K && kvm_slot_dirty_track_enabled(fault->slot)) break;
+    u64 old_spte = spte;
+    if (try_cmpxchg64(sptep, &old_spte, spte | PT_WRITABLE_MASK)) {
+      /* fast_pf_fix_direct_spte(): Writable went from clear to set */
+      if (!g_fast_pf_no_mark_dirty) mark_page_dirty_in_slot(vcpu->kvm, fault->slot, fault->gfn);
+      ret = RET_PF_FIXED;
+      break;
+    }
+    if (++retry_count > 4) break;
+  }
+  kvm_tdp_mmu_walk_lockless_end();
+  return ret;
+}
+
 int kmmu_fault(struct kmmu_vm *vm, int vcpu, uint64_t gfn, uint64_t pfn, bool write, bool exec, int host_level) {
   if (vcpu < 0 || vcpu >= vm->nr_vcpus) return -EINVAL;
   struct kmmu_vcpu *kv = &vm->vcpus[vcpu];
   struct kvm_vcpu *v = &kv->vcpu;
-  int r = mmu_load(vm, v);
+  /* kvm_mmu_reload(): loads a root only if there is none; an obsolete one
+   * goes when the vCPU handles its reload request (kmmu_vcpu_reload). */
+  int r = VALID_PAGE(v->arch.mmu->root.hpa) ? 0 : mmu_load(vm, v);
   if (r < 0) return r;
   /* kvm_mmu_do_page_fault() for a TDP fault on a direct root. */
   struct kvm_page_fault fault = {
@@ -319,7 +371,14 @@ int kmmu_fault(struct kmmu_vm *vm, int vcpu, uint64_t gfn, uint64_t pfn, bool wr
     fault_srcu_unlock(vm);
     return -EFAULT;   /* emulated MMIO is not modelled */
   }
-  /* kvm_tdp_mmu_page_fault(): no page tracking, no fast path here. */
+  /* kvm_tdp_mmu_page_fault(): no page tracking; the fast path first. */
+  if (write) {
+    r = fast_page_fault(v, &fault);
+    if (r != RET_PF_INVALID) {
+      fault_srcu_unlock(vm);
+      return r;
+    }
+  }
   r = mmu_topup_memory_caches(v);
   if (r) {
     fault_srcu_unlock(vm);

@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0-only
 // The model's plain VM against the kernel's own MMU: the same operations
 // with the same pfns applied to both through vm/direct_mmu.h, and after each
-// one the leaf SPTEs (all 64 bits, nothing masked), page stats, flush
+// one the leaf SPTEs (all 64 bits, nothing masked: Accessed and Dirty as
+// the CPU, aging and fast_page_fault left them), page stats, flush
 // requests, return values and dirty logs must agree. Guest accesses go
 // through each one's own TLB (emptied only by that MMU's flushes, so they
 // agree only if the flushes do), and the host migrates pages through each
@@ -30,7 +31,7 @@ constexpr uint64_t kMigratedBase = 2ull << 24;
 constexpr int kVcpus = 2;
 
 struct Op {
-  enum Kind { Fault, ZapLeafs, ZapAllFast, DirtyLogOn, DirtyLogOff, GetDirtyLog, Split, DeleteAndReadd, Migrate, Access } kind;
+  enum Kind { Fault, ZapLeafs, ZapAllFast, DirtyLogOn, DirtyLogOff, GetDirtyLog, Split, DeleteAndReadd, Migrate, Access, Age } kind;
   uint64_t gfn = 0, len = 0;
   int level = 1;  // Fault: the host mapping level; Split: the target level
   bool flag = false;  // Fault: write; Split: shared
@@ -51,6 +52,7 @@ std::string show(const Op& o) {
     case Op::DeleteAndReadd: s << "memslot delete + re-add"; break;
     case Op::Migrate: s << "host migrates gfn=0x" << o.gfn; break;
     case Op::Access: s << "guest access vcpu" << o.vcpu << " gfn=0x" << o.gfn << (o.flag ? " write" : " read"); break;
+    case Op::Age: s << (o.flag ? "test_young" : "clear_young") << " [0x" << o.gfn << ", 0x" << o.gfn + o.len << ")"; break;
   }
   return s.str();
 }
@@ -80,6 +82,7 @@ std::string apply(DirectMmu& m, const Op& o) {
     case Op::Migrate: m.host_migrate(o.gfn, 1, kMigratedBase + o.gfn); return m.hw().violation();
     // Through each one's TLB, which only its own flushes empty.
     case Op::Access: return std::to_string(static_cast<int>(m.guest_access(o.vcpu, o.gfn, o.flag)));
+    case Op::Age: return std::to_string(m.age(o.gfn, o.gfn + o.len, o.flag));
   }
   return "?";
 }
@@ -104,6 +107,8 @@ rc::Gen<Op> gen_op() {
       {1, rc::gen::apply([](uint64_t g) { return Op{Op::Migrate, g}; }, gfn)},
       {6, rc::gen::apply([](uint64_t g, bool w, int v) { return Op{Op::Access, g, 0, 1, w, v}; }, gfn,
                          rc::gen::arbitrary<bool>(), rc::gen::inRange(0, kVcpus))},
+      {2, rc::gen::apply([](uint64_t g, uint64_t len, bool test) { return Op{Op::Age, g, len, 1, test}; }, gfn,
+                         rc::gen::inRange<uint64_t>(1, 1024), rc::gen::arbitrary<bool>())},
   });
 }
 

@@ -89,6 +89,10 @@ TEST(KernelMmu, FastZapInvalidatesRootsAndTheNextFaultBuildsANewOne) {
   k.zap_all_fast();
   EXPECT_TRUE(k.leaves().empty());
   EXPECT_EQ(k.pages(1), 0);
+  // Until the vCPU handles its reload request, is_page_fault_stale() turns
+  // every fault on the invalid root away.
+  EXPECT_EQ(k.fault(0, 1, 0x1001, true), 1) << "RET_PF_RETRY";
+  EXPECT_EQ(k.vcpu_reload(0), 1) << "a new root was loaded";
   ASSERT_GT(k.fault(0, 1, 0x1001, true), 0);
   EXPECT_EQ(k.leaves().size(), 1u);
   EXPECT_TRUE(k.warns.empty());

@@ -87,3 +87,21 @@ TEST(PlainExploredOracle, AFaultThatIgnoresTheNotifierIsFound) {
 
 }  // namespace
 }  // namespace mirrormmu::oracle
+
+namespace mirrormmu::oracle {
+namespace {
+
+// fast_page_fault() around the real code, with mark_page_dirty_in_slot()
+// forgotten: the write it lets through is missing from the next log.
+TEST(PlainExploredOracle, AFastPageFaultThatDoesNotLogIsFound) {
+  kmmu_plant_fast_pf_no_mark_dirty(true);
+  const auto rep = run("write-vs-log-collect", explore::StrategyKind::Dfs, 2000);
+  kmmu_plant_fast_pf_no_mark_dirty(false);
+  ASSERT_FALSE(rep.failures.empty()) << "the lost dirty page went unnoticed on the real code";
+  const auto& inv = rep.failures[0].result.invariant;
+  EXPECT_TRUE(inv == "lost_dirty_page" || inv == "writable_leaf_not_logged") << inv << ": "
+                                                                            << rep.failures[0].result.detail;
+}
+
+}  // namespace
+}  // namespace mirrormmu::oracle

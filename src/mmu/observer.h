@@ -29,6 +29,10 @@ class MmuObserver {
   virtual void on_tlb_flush(Gfn start, uint64_t npages) {}
   // A page-table page goes back to the pool (after its grace period).
   virtual void on_table_freed(Pfn table) {}
+  // An exclusive write replaced `actual`, not the `expected` value its
+  // caller read: a lockless writer's bits in between are lost (and the
+  // change handler was told the stale value). Only seen while observed.
+  virtual void on_lost_update(Gfn gfn, PgLevel level, uint64_t expected, uint64_t actual, uint64_t new_spte) {}
   // Every call of __handle_changed_spte() that changes a value, with what it
   // returned: a design that refuses a transition says so here, and sites hit
   // while the change is handled can be charged to it (TdpMmu::current_change()).

@@ -106,6 +106,9 @@ struct TdpMmuConfig {
   // already allowed"). Off reproduces 6.12, which rebuilds the leaf and so
   // drops a Dirty bit the old one had: the oracle of a 6.12 tree needs it.
   bool spurious_if_access_allowed = true;
+  // A planted bug: exclusive writes store plainly even over an entry with
+  // volatile bits (kvm_tdp_mmu_write_spte() without its xchg).
+  bool plain_store_over_volatile = false;
   uint64_t gfn_direct_bits = 0;   // the shared bit as a gfn mask (TDX)
   uint64_t mmio_value = 0;        // shadow_mmio_value of the VM
   uint64_t max_gfn_exclusive = 0; // tdp_mmu_max_gfn_exclusive()
@@ -158,6 +161,9 @@ class TdpMmu {
 
   // ---- faults -------------------------------------------------------------
   RetPf kvm_tdp_mmu_map(VcpuMmuCaches& c, MmuPage* direct_root, MmuPage* mirror_root, KvmPageFault& f);
+  // The last SPTE on the walk to gfn, for fast_page_fault(); caller is in an
+  // RCU read section (kvm_tdp_mmu_walk_lockless_begin) and holds no lock.
+  uint64_t* kvm_tdp_mmu_fast_pf_get_last_sptep(MmuPage* root, Gfn gfn, uint64_t* spte, PgLevel* level);
 
   // ---- zapping (mmu_lock held for write) ----------------------------------
   bool kvm_tdp_mmu_zap_leafs(Gfn start, Gfn end, bool flush);
@@ -180,6 +186,15 @@ class TdpMmu {
   // kvm_tdp_mmu_clear_dirty_pt_masked(): write-protect the 4K leaves of
   // gfn_base + set bits of mask; mmu_lock held for write.
   void kvm_tdp_mmu_clear_dirty_pt_masked(Gfn gfn_base, uint64_t mask);
+
+  // ---- aging (the clear_young and test_young notifiers) -------------------
+  // kvm_tdp_mmu_age_gfn_range() / kvm_tdp_mmu_test_age_gfn(): whether a
+  // leaf of the direct roots in [start, end) was accessed, clearing
+  // Accessed unless only testing. mmu_lock held for write (6.12); nothing
+  // is flushed, so a vCPU may go on using a cached translation without
+  // setting Accessed again (aging is only ever approximate).
+  bool kvm_tdp_mmu_age_gfn_range(Gfn start, Gfn end);
+  bool kvm_tdp_mmu_test_age_gfn(Gfn start, Gfn end);
 
   void kvm_flush_remote_tlbs();
   void kvm_flush_remote_tlbs_range(Gfn start, uint64_t npages);
@@ -219,6 +234,9 @@ class TdpMmu {
   friend class TdpMmuTestPeer;
   friend struct TransitionDriveAccess;  // explore/drive.cpp: one row of the table, set by hand
   void handle_removed_pt(Pfn pt_pfn, bool shared);
+  uint64_t kvm_tdp_mmu_write_spte(uint64_t* sptep, uint64_t old_spte, uint64_t new_spte, Gfn gfn, PgLevel level);
+  uint64_t tdp_mmu_clear_spte_bits(uint64_t* sptep, uint64_t old_spte, uint64_t mask, Gfn gfn, PgLevel level);
+  bool kvm_tdp_mmu_handle_gfn(Gfn start, Gfn end, bool test_only);
   int handle_changed_spte_inner(MmuPage* sp, Gfn gfn, uint64_t old_spte, uint64_t new_spte, PgLevel level,
                                 bool shared);
   bool tdp_mmu_iter_cond_resched(TdpIter& iter, bool flush, bool shared);

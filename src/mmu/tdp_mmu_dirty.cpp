@@ -39,9 +39,16 @@ bool TdpMmu::kvm_tdp_mmu_wrprot_slot(Gfn start, Gfn end, PgLevel min_level) {
 // from a leaf, so no change handling is needed. Still atomic when hardware
 // or a lockless writer may set bits in the same word meanwhile: a plain
 // store of a stale snapshot would drop them.
-static uint64_t tdp_mmu_clear_spte_bits(uint64_t* sptep, uint64_t old_spte, uint64_t mask) {
-  if (has_volatile_bits(old_spte)) return sync::fetch_and_spte(sptep, ~mask) & ~mask;
-  sync::write_spte(sptep, old_spte & ~mask);
+uint64_t TdpMmu::tdp_mmu_clear_spte_bits(uint64_t* sptep, uint64_t old_spte, uint64_t mask, Gfn gfn,
+                                         PgLevel level) {
+  if (has_volatile_bits(old_spte) && !cfg_.plain_store_over_volatile)
+    return sync::fetch_and_spte(sptep, ~mask) & ~mask;
+  if (observer_) [[unlikely]] {
+    const uint64_t was = sync::write_spte_observed(sptep, old_spte & ~mask);
+    if (was != old_spte) observer_->on_lost_update(gfn, level, old_spte, was, old_spte & ~mask);
+  } else {
+    sync::write_spte(sptep, old_spte & ~mask);
+  }
   return old_spte & ~mask;
 }
 
@@ -62,7 +69,7 @@ void TdpMmu::kvm_tdp_mmu_clear_dirty_pt_masked(Gfn gfn_base, uint64_t mask) {
       if (iter.level > PgLevel::k4K || !(left & (1ull << (iter.gfn - gfn_base)))) continue;
       left &= ~(1ull << (iter.gfn - gfn_base));
       if (!(iter.old_spte & dbit)) continue;
-      const uint64_t new_spte = tdp_mmu_clear_spte_bits(iter.sptep, iter.old_spte, dbit);
+      const uint64_t new_spte = tdp_mmu_clear_spte_bits(iter.sptep, iter.old_spte, dbit, iter.gfn, iter.level);
       if (observer_) [[unlikely]]
         observer_->on_spte_changed({iter.gfn, iter.level, iter.old_spte, new_spte, false, false});
       iter.old_spte = new_spte;
@@ -70,5 +77,33 @@ void TdpMmu::kvm_tdp_mmu_clear_dirty_pt_masked(Gfn gfn_base, uint64_t mask) {
     kvm_tdp_mmu_put_root(root);
   }
 }
+
+// kvm_tdp_mmu_handle_gfn() with age_gfn_range() or test_age_gfn(): every
+// root, invalid ones too (a vCPU may still run on one), leaves only.
+bool TdpMmu::kvm_tdp_mmu_handle_gfn(Gfn start, Gfn end, bool test_only) {
+  sync::assert_held_write(mmu_lock_, kvm_);
+  bool young = false;
+  for (MmuPage* root : roots_snapshot(kDirectRoots | kInvalidRoots)) {
+    sync::RcuReadGuard rcu;
+    for (TdpIter iter(pool_, root, PgLevel::k4K, start, kvm_gfn_root_bits(root)); iter.valid && iter.gfn < end;
+         iter.next()) {
+      if (!is_shadow_present(iter.old_spte) || !is_last(iter.old_spte, iter.level)) continue;
+      if (!(iter.old_spte & kAccessed)) continue;
+      young = true;
+      if (test_only) continue;
+      // Atomic when the CPU may set Dirty meanwhile (a writable leaf
+      // without it): a plain store would take it back.
+      const uint64_t new_spte = tdp_mmu_clear_spte_bits(iter.sptep, iter.old_spte, kAccessed, iter.gfn, iter.level);
+      if (observer_) [[unlikely]]
+        observer_->on_spte_changed({iter.gfn, iter.level, iter.old_spte, new_spte, false, false});
+      iter.old_spte = new_spte;
+    }
+    kvm_tdp_mmu_put_root(root);
+  }
+  return young;
+}
+
+bool TdpMmu::kvm_tdp_mmu_age_gfn_range(Gfn start, Gfn end) { return kvm_tdp_mmu_handle_gfn(start, end, false); }
+bool TdpMmu::kvm_tdp_mmu_test_age_gfn(Gfn start, Gfn end) { return kvm_tdp_mmu_handle_gfn(start, end, true); }
 
 }  // namespace mirrormmu

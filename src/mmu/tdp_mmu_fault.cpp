@@ -71,6 +71,17 @@ RetPf TdpMmu::tdp_mmu_map_handle_target_level(KvmPageFault& f, TdpIter& iter) {
   return RetPf::Fixed;
 }
 
+uint64_t* TdpMmu::kvm_tdp_mmu_fast_pf_get_last_sptep(MmuPage* root, Gfn gfn, uint64_t* spte, PgLevel* level) {
+  uint64_t* sptep = nullptr;
+  for (TdpIter iter(pool_, root, PgLevel::k4K, gfn, kvm_gfn_root_bits(root)); iter.valid && iter.gfn < gfn + 1;
+       iter.next()) {
+    *spte = iter.old_spte;
+    *level = iter.level;
+    sptep = iter.sptep;
+  }
+  return sptep;
+}
+
 RetPf TdpMmu::kvm_tdp_mmu_map(VcpuMmuCaches& c, MmuPage* direct_root, MmuPage* mirror_root,
                               KvmPageFault& f) {
   sync::assert_held_read(mmu_lock_, kvm_);

@@ -38,9 +38,16 @@ int TdpMmu::tdp_mmu_set_spte_atomic(TdpIter& iter, uint64_t new_spte) {
 
 // kvm_tdp_mmu_write_spte(): a plain store unless the old value carries bits
 // that hardware or fast-PF may set without mmu_lock; then xchg, and return
-// what was really there so a racing Dirty bit is not lost.
-static uint64_t kvm_tdp_mmu_write_spte(uint64_t* sptep, uint64_t old_spte, uint64_t new_spte) {
-  if (has_volatile_bits(old_spte)) return sync::xchg_spte(sptep, new_spte);
+// what was really there so a racing Dirty bit is not lost. While someone
+// watches, the plain store also learns what it replaced.
+uint64_t TdpMmu::kvm_tdp_mmu_write_spte(uint64_t* sptep, uint64_t old_spte, uint64_t new_spte, Gfn gfn,
+                                        PgLevel level) {
+  if (has_volatile_bits(old_spte) && !cfg_.plain_store_over_volatile) return sync::xchg_spte(sptep, new_spte);
+  if (observer_) [[unlikely]] {
+    const uint64_t was = sync::write_spte_observed(sptep, new_spte);
+    if (was != old_spte) observer_->on_lost_update(gfn, level, old_spte, was, new_spte);
+    return old_spte;
+  }
   sync::write_spte(sptep, new_spte);
   return old_spte;
 }
@@ -51,7 +58,7 @@ uint64_t TdpMmu::tdp_mmu_set_spte(MmuPage* sp, uint64_t* sptep, uint64_t old_spt
   // Nobody can hold an SPTE frozen while we hold the lock exclusively, so
   // there is never a reason to write or replace FROZEN_SPTE here.
   warn_on_once(is_frozen(old_spte) || is_frozen(new_spte), kvm_, Site::set_frozen);
-  old_spte = kvm_tdp_mmu_write_spte(sptep, old_spte, new_spte);
+  old_spte = kvm_tdp_mmu_write_spte(sptep, old_spte, new_spte, gfn, level);
   handle_changed_spte(sp, gfn, old_spte, new_spte, level, false);
   if (sp->is_mirror()) [[unlikely]] design_->after_set_spte_mirror(*this, gfn, old_spte, new_spte, level);
   return old_spte;
@@ -182,7 +189,7 @@ void TdpMmu::handle_removed_pt(Pfn pt_pfn, bool shared) {
     } else {
       old_spte = sync::read_spte(sptep);
       if (!is_shadow_present(old_spte)) continue;
-      old_spte = kvm_tdp_mmu_write_spte(sptep, old_spte, kFrozen);
+      old_spte = kvm_tdp_mmu_write_spte(sptep, old_spte, kFrozen, gfn, level);
     }
     handle_changed_spte(sp, gfn, old_spte, kFrozen, level, shared);
     if (mirror) [[unlikely]] design_->removed_child_mirror(*this, gfn, old_spte, level, shared);

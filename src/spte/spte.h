@@ -67,10 +67,15 @@ constexpr bool is_mmio(uint64_t s, uint64_t mmio_value) {
          s != kNonPresent;
 }
 
-// Bits that hardware or fast-PF may set without mmu_lock: an exclusive write
-// over an entry holding them must be an xchg, or an update is lost.
+// spte_has_volatile_bits(): bits that may be set without mmu_lock, so an
+// exclusive write over the entry must be an xchg or the update is lost:
+// Writable, by fast_page_fault() on a write-protected but MMU-writable
+// leaf; Accessed, by the CPU when it is clear; Dirty, by the CPU on a write
+// through a writable leaf that lacks it.
 constexpr bool has_volatile_bits(uint64_t s) {
-  return is_shadow_present(s) && (is_mmu_writable(s) || (s & (kAccessed | kDirty)) != 0);
+  if (!is_shadow_present(s)) return false;
+  if (!is_writable(s) && is_mmu_writable(s)) return true;
+  return !(s & kAccessed) || (is_writable(s) && !is_dirty(s));
 }
 
 // make_nonleaf_spte(): the child table's address, RWX, and Accessed set.

@@ -53,6 +53,20 @@ inline uint64_t xchg_spte(SptePtr p, uint64_t v) {
   return spte_ref(p).exchange(v, std::memory_order_acq_rel);
 }
 
+// WRITE_ONCE(*sptep, v) as a checker sees it: the same scheduling point as
+// a plain store, but it returns what the store replaced, so a bit another
+// writer set since the caller read the entry cannot vanish unnoticed.
+inline uint64_t write_spte_observed(SptePtr p, uint64_t v) {
+  sched_point(PointKind::SpteStore, p);
+  return spte_ref(p).exchange(v, std::memory_order_acq_rel);
+}
+
+// atomic64_fetch_or(): what the CPU does to set Accessed and Dirty.
+inline uint64_t fetch_or_spte(SptePtr p, uint64_t bits) {
+  sched_point(PointKind::SpteCmpxchg, p);
+  return spte_ref(p).fetch_or(bits, std::memory_order_acq_rel);
+}
+
 // atomic64_fetch_and(): returns the old value.
 inline uint64_t fetch_and_spte(SptePtr p, uint64_t mask) {
   sched_point(PointKind::SpteCmpxchg, p);

@@ -15,7 +15,7 @@ HwAccess DirectMmu::guest_access(int vcpu, uint64_t gfn, bool write) {
   sync::sched_point(sync::PointKind::GuestAccess, &hw());
   HwAccess a = HwAccess::TlbHit;
   if (!hw().tlb_hit(vcpu, gfn, write)) {
-    const HwWalk w = walk(vcpu, gfn);
+    const HwWalk w = walk(vcpu, gfn, write ? WalkFor::Write : WalkFor::Read);
     hw().fill(vcpu, gfn, w);
     a = w.leaf && (!write || w.writable) ? HwAccess::Walked : HwAccess::EptViolation;
   }
@@ -37,7 +37,7 @@ void DirectMmu::host_migrate(uint64_t gfn, uint64_t npages, uint64_t new_pfn) {
 
 std::string DirectMmu::check_translations(uint64_t start, uint64_t end, const char* after) {
   for (const GuestHw::Cached& c : hw().translations(start, end)) {
-    const HwWalk w = walk(c.vcpu, c.gfn);
+    const HwWalk w = walk(c.vcpu, c.gfn, WalkFor::Inspect);
     std::string tables;
     if (!w.leaf)
       tables = "map nothing";

@@ -58,6 +58,9 @@ class DirectMmu {
   // zapped) and _end() (the sequence moves on).
   virtual void invalidate_range_start(uint64_t start, uint64_t end) = 0;
   virtual void invalidate_range_end(uint64_t start, uint64_t end) = 0;
+  // The clear_young / test_young notifiers over gfns [start, end) of the
+  // memslots: whether any was accessed (cleared unless test_only).
+  virtual bool age(uint64_t start, uint64_t end, bool test_only) = 0;
   virtual bool zap_leafs(uint64_t start, uint64_t end) = 0;   // kvm_zap_gfn_range()
   virtual void zap_all_fast() = 0;                             // kvm_mmu_zap_all_fast()
   // KVM_GET_DIRTY_LOG without manual protect: collect and re-protect.
@@ -97,8 +100,10 @@ class DirectMmu {
   // nobody still translates to them).
   void host_migrate(uint64_t gfn, uint64_t npages, uint64_t new_pfn);
   // The CPU's walk of the vCPU's loaded root for gfn (whatever its state:
-  // hardware does not know a root is invalid).
-  virtual HwWalk walk(int vcpu, uint64_t gfn) = 0;
+  // hardware does not know a root is invalid). For a guest access it sets
+  // Accessed and, on a write through a writable leaf, Dirty: a writer of
+  // SPTEs that never takes mmu_lock.
+  virtual HwWalk walk(int vcpu, uint64_t gfn, WalkFor why) = 0;
   // KVM_REQ_MMU_FREE_OBSOLETE_ROOTS then kvm_mmu_reload(): put an invalid
   // root, load a valid one. 1 if a root was loaded (the implementation has
   // called hw().flush_current()), 0 if the old one stays, or -errno.

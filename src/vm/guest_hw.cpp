@@ -15,7 +15,7 @@ bool GuestHw::tlb_hit(int vcpu, uint64_t gfn, bool write, uint64_t* pfn) {
   Vcpu& v = *vcpus_[vcpu];
   std::lock_guard g(v.mu);
   auto it = v.entries.find(gfn);
-  if (it == v.entries.end() || !it->second.leaf || (write && !it->second.writable)) return false;
+  if (it == v.entries.end() || !it->second.leaf || (write && !(it->second.writable && it->second.dirty))) return false;
   if (pfn) *pfn = it->second.pfn;
   return true;
 }
@@ -28,6 +28,7 @@ void GuestHw::fill(int vcpu, uint64_t gfn, const HwWalk& w) {
   e.leaf = w.leaf;
   e.pfn = w.pfn;
   e.writable = w.writable;
+  e.dirty = w.dirty;
   e.tables = w.tables;
   e.ntables = w.ntables;
 }

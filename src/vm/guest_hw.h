@@ -26,11 +26,16 @@
 
 namespace mirrormmu {
 
+// Why the CPU walks: to look (a checker, no side effects), or for a guest
+// read or write, which set Accessed, and Dirty on a write, as EPT A/D does.
+enum class WalkFor : uint8_t { Inspect, Read, Write };
+
 // What the CPU's walk of a root found for one gfn.
 struct HwWalk {
   bool leaf = false;       // a present leaf translates the gfn
   uint64_t pfn = 0;        // the 4K frame it translates the gfn to
   bool writable = false;   // the leaf lets the guest write
+  bool dirty = false;      // the leaf's Dirty bit (a write through a clean one sets it first)
   int level = 0;           // of the leaf
   // Every table the walk read, root first: what a paging-structure cache
   // may keep. Identities are the MMU's own (pfn, address); only equality
@@ -47,7 +52,8 @@ class GuestHw {
 
   // ---- the TLB ------------------------------------------------------------
   // A cached translation of gfn that allows the access: the CPU uses it
-  // without walking.
+  // without walking. A write through one cached clean walks again, since
+  // the CPU must set the Dirty bit in the entry first.
   bool tlb_hit(int vcpu, uint64_t gfn, bool write, uint64_t* pfn = nullptr);
   // The walk's result enters the caches: its tables always, the leaf if any.
   // Not if a flush came since the vCPU entered: the flush's IPI took the
@@ -99,6 +105,7 @@ class GuestHw {
     bool leaf = false;
     uint64_t pfn = 0;
     bool writable = false;
+    bool dirty = false;
     std::array<uint64_t, 5> tables{};
     int ntables = 0;
   };

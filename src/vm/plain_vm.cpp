@@ -76,6 +76,7 @@ PlainVm::PlainVm(PlainVmConfig cfg) : DirectMmu(std::max(cfg.nr_vcpus, 1)), cfg_
   TdpMmuConfig mc;
   mc.max_gfn_exclusive = 1ull << (48 - kPageShift);
   mc.spurious_if_access_allowed = cfg.spurious_if_access_allowed;
+  mc.plain_store_over_volatile = cfg.plain_store_over_volatile;
   mmu_ = std::make_unique<TdpMmu>(pool_, bugs_, mc);
   mmu_->set_observer(this);
   for (int i = 0; i < std::max(cfg.nr_vcpus, 1); i++) vcpus_.push_back(std::make_unique<Vcpu>(pool_));
@@ -94,6 +95,39 @@ void PlainVm::on_tlb_flush(Gfn start, uint64_t npages) {
     hw().flush_range(start.v, npages);
   else
     hw().flush_all();
+}
+
+void PlainVm::on_lost_update(Gfn gfn, PgLevel level, uint64_t expected, uint64_t actual, uint64_t new_spte) {
+  hw().report(fmt::format("lost_update: an exclusive write of gfn {:#x} (L{}) replaced {:#x} with {:#x}, but the entry "
+                          "held {:#x}: the bits a writer outside mmu_lock set meanwhile are lost",
+                          gfn.v, lvl(level), expected, new_spte, actual));
+}
+
+// fast_page_fault(): a write to a leaf that is write-protected for dirty
+// logging but still MMU-writable is fixed under RCU alone, with a cmpxchg
+// that fails if anything changed the entry since it was read, and the page
+// is logged. Everything else goes the slow way.
+RetPf PlainVm::fast_page_fault(MmuPage* root, uint64_t gfn, Slot& s) {
+  using namespace spte;
+  sync::RcuReadGuard rcu;  // kvm_tdp_mmu_walk_lockless_begin()
+  for (int retry = 0;; retry++) {
+    uint64_t old_spte = kFrozen;
+    PgLevel level = PgLevel::k4K;
+    uint64_t* sptep = mmu_->kvm_tdp_mmu_fast_pf_get_last_sptep(root, Gfn{gfn}, &old_spte, &level);
+    if (!sptep || !is_shadow_present(old_spte) || !is_last(old_spte, level)) return RetPf::Invalid;
+    if (is_writable(old_spte)) return RetPf::Spurious;  // is_access_allowed()
+    if (!is_mmu_writable(old_spte)) return RetPf::Invalid;
+    // A huge page in a logging slot must be split by the slow path.
+    if (level > PgLevel::k4K && s.dirty_log) return RetPf::Invalid;
+    if (sync::cmpxchg_spte(sptep, old_spte, old_spte | kWritable)) {
+      if (!cfg_.fast_pf_no_mark_dirty) [[likely]] {
+        const uint64_t i = gfn - s.base;
+        s.dirty[i / 64].fetch_or(1ull << (i % 64), std::memory_order_relaxed);
+      }
+      return RetPf::Fixed;
+    }
+    if (retry >= 4) return RetPf::Invalid;
+  }
 }
 
 PlainVm::Slot* PlainVm::slot_of(uint64_t gfn) {
@@ -195,26 +229,40 @@ int PlainVm::reload_root(int vcpu) {
 // The CPU's walk: no lock, no RCU of its own (the model takes RCU only so a
 // table it reads stays memory; KVM's promise is that none it can reach is
 // freed before the vCPU leaves the root or the TLB is flushed).
-HwWalk PlainVm::walk(int vcpu, uint64_t gfn) {
-  HwWalk w;
-  if (vcpu < 0 || vcpu >= static_cast<int>(vcpus_.size())) return w;
+HwWalk PlainVm::walk(int vcpu, uint64_t gfn, WalkFor why) {
+  if (vcpu < 0 || vcpu >= static_cast<int>(vcpus_.size())) return {};
   sync::RcuThread rcu;
   sync::RcuReadGuard g;
   MmuPage* root = vcpus_[vcpu]->root.load(std::memory_order_acquire);
-  if (!root) return w;
-  Pfn table = root->spt_pfn;
-  for (PgLevel level = root->role.level;; level = lower(level)) {
-    w.tables[w.ntables++] = table.v;
-    const uint64_t s = sync::spte_ref(pool_.page_ptr(table) + spte_index(gfn, level)).load(std::memory_order_acquire);
-    if (!(s & spte::kRwx)) return w;  // what the CPU calls not present
-    if (level == PgLevel::k4K || (s & spte::kLarge)) {
+  if (!root) return {};
+  for (;;) {
+    HwWalk w;
+    Pfn table = root->spt_pfn;
+    for (PgLevel level = root->role.level;; level = lower(level)) {
+      w.tables[w.ntables++] = table.v;
+      uint64_t* sptep = pool_.page_ptr(table) + spte_index(gfn, level);
+      uint64_t s = sync::spte_ref(sptep).load(std::memory_order_acquire);
+      if (!(s & spte::kRwx)) return w;  // what the CPU calls not present
+      if (level != PgLevel::k4K && !(s & spte::kLarge)) {
+        table = spte::to_pfn(s);
+        continue;
+      }
+      // EPT A/D: a locked update of the entry as the CPU read it; if it
+      // changed meanwhile the CPU walks again.
+      uint64_t set = 0;
+      if (why != WalkFor::Inspect && !(s & spte::kAccessed)) set |= spte::kAccessed;
+      if (why == WalkFor::Write && (s & spte::kWritable) && !(s & spte::kDirty)) set |= spte::kDirty;
+      if (set) {
+        if (!sync::cmpxchg_spte(sptep, s, s | set)) break;
+        s |= set;
+      }
       w.leaf = true;
       w.level = lvl(level);
       w.pfn = spte::to_pfn(s).v + (gfn & (pages_per_hpage(level) - 1));
       w.writable = s & spte::kWritable;
+      w.dirty = s & spte::kDirty;
       return w;
     }
-    table = spte::to_pfn(s);
   }
 }
 
@@ -256,6 +304,21 @@ void PlainVm::invalidate_range_end(uint64_t, uint64_t) {
   kvm_bug_on(left < 0, bugs_, Site::invalidate_underflow);
 }
 
+// kvm_age_gfn() / kvm_test_age_gfn() per memslot overlapping the range, under
+// mmu_lock for write as 6.12 takes it.
+bool PlainVm::age(uint64_t start, uint64_t end, bool test_only) {
+  sync::RcuThread rcu;
+  sync::ReadGuard slots(slots_lock_);
+  sync::WriteGuard l(mmu_->mmu_lock());
+  bool young = false;
+  for (const auto& [id, s] : slots_) {
+    const uint64_t lo = std::max(start, s.base), hi = std::min(end, s.base + s.npages);
+    if (lo >= hi) continue;
+    young |= test_only ? mmu_->kvm_tdp_mmu_test_age_gfn(Gfn{lo}, Gfn{hi}) : mmu_->kvm_tdp_mmu_age_gfn_range(Gfn{lo}, Gfn{hi});
+  }
+  return young;
+}
+
 int PlainVm::fault(int vcpu, uint64_t gfn, bool write, int host_level) {
   if (vcpu < 0 || vcpu >= static_cast<int>(vcpus_.size()) || host_level < 1) return -EINVAL;
   Vcpu& v = *vcpus_[vcpu];
@@ -264,8 +327,14 @@ int PlainVm::fault(int vcpu, uint64_t gfn, bool write, int host_level) {
   if (!cfg_.no_slots_lock_in_fault) [[likely]] slots.emplace(slots_lock_);
   Slot* s = slot_of(gfn);
   if (!s) return -EFAULT;
-  if (int r = mmu_load(vcpu); r < 0) return r;
+  // kvm_mmu_reload(): only a vCPU without a root loads one here; an
+  // obsolete root is dropped when the vCPU handles the reload request on
+  // its way into the guest, and until then is_page_fault_stale() refuses it.
+  if (!v.root.load(std::memory_order_relaxed))
+    if (int r = mmu_load(vcpu); r < 0) return r;
   MmuPage* root = v.root.load(std::memory_order_relaxed);
+  if (write)
+    if (const RetPf r = fast_page_fault(root, gfn, *s); r != RetPf::Invalid) return ret_pf_number(r);
   if (int r = mmu_->mmu_topup_memory_caches(v.caches)) return r;
   KvmPageFault f;
   f.gfn = Gfn{gfn};

@@ -41,6 +41,12 @@ struct PlainVmConfig {
   // The MMU notifier's: a fault never asks mmu_invalidate_retry_gfn(), so a
   // pfn looked up before an invalidation is mapped after it.
   bool no_invalidate_retry = false;
+  // fast_page_fault()'s: it makes a write-protected leaf writable again but
+  // does not log the page (mark_page_dirty_in_slot() forgotten).
+  bool fast_pf_no_mark_dirty = false;
+  // Exclusive writes store plainly over entries the CPU or fast_page_fault
+  // may be writing (see TdpMmuConfig).
+  bool plain_store_over_volatile = false;
 };
 
 class PlainVm : public DirectMmu, private MmuObserver {
@@ -55,6 +61,7 @@ class PlainVm : public DirectMmu, private MmuObserver {
   int fault(int vcpu, uint64_t gfn, bool write, int host_level) override;
   void invalidate_range_start(uint64_t start, uint64_t end) override;
   void invalidate_range_end(uint64_t start, uint64_t end) override;
+  bool age(uint64_t start, uint64_t end, bool test_only) override;
   bool zap_leafs(uint64_t start, uint64_t end) override;
   void zap_all_fast() override;
   int get_dirty_log(int id, std::vector<uint64_t>& bits) override;
@@ -65,7 +72,7 @@ class PlainVm : public DirectMmu, private MmuObserver {
   int64_t pages(int level) override;
   std::vector<std::string> warnings() override;
   int64_t destroy() override;
-  HwWalk walk(int vcpu, uint64_t gfn) override;
+  HwWalk walk(int vcpu, uint64_t gfn, WalkFor why) override;
   int reload_root(int vcpu) override;
 
  private:
@@ -85,6 +92,8 @@ class PlainVm : public DirectMmu, private MmuObserver {
   void on_external_hook(HookKind, Gfn, PgLevel, int) override {}
   void on_tlb_flush(Gfn start, uint64_t npages) override;
   void on_table_freed(Pfn table) override { hw().table_freed(table.v); }
+  void on_lost_update(Gfn gfn, PgLevel level, uint64_t expected, uint64_t actual, uint64_t new_spte) override;
+  RetPf fast_page_fault(MmuPage* root, uint64_t gfn, Slot& s);
   Slot* slot_of(uint64_t gfn);
   int mmu_load(int vcpu);
   int max_mapping_level(const Slot& s, uint64_t gfn, int host_level) const;

@@ -71,6 +71,8 @@ struct Ctx {
     mmu.zap_leafs(start, end);
     translations_agree(start, end, "kvm_zap_gfn_range()");
   }
+  // The clear_young notifier: aging flushes nothing.
+  void age(uint64_t start, uint64_t end) { mmu.age(start, end, false); }
   // The slot goes and userspace unmaps its memory: the host frees the pages.
   void delete_slot() {
     if (!ok("memslot_delete", mmu.memslot_delete(kSlot))) return;
@@ -168,6 +170,27 @@ const std::vector<PlainScenario>& scenarios() {
            c.zap(0x200, 0x400);
            c.delete_slot();
          }}}},
+      {{"fast-pf-vs-zap",
+        "a vCPU's write makes a write-protected leaf writable again without mmu_lock (fast_page_fault) while the "
+        "VMM zaps it under the exclusive lock"},
+       false,
+       [](Ctx& c) {
+         c.dirty_log_on();
+         c.access(0, 0x70, true, 1);
+         c.collect();  // write-protects 0x70, leaving it MMU-writable
+       },
+       {{"vcpu0", [](Ctx& c) { c.access(0, 0x70, true, 1); }},
+        {"vmm", [](Ctx& c) { c.zap(0x70, 0x71); }}}},
+      {{"walk-vs-age-zap",
+        "the CPU sets Accessed in a leaf aging cleared, while the VMM zaps it under the exclusive lock"},
+       false,
+       [](Ctx& c) {
+         c.access(0, 0x80, false, 1);
+         c.access(1, 0x90, false, 1);  // vCPU 1 has a root, not 0x80 cached
+         c.age(0x80, 0x81);
+       },
+       {{"vcpu1", [](Ctx& c) { c.access(1, 0x80, false, 1); }},
+        {"vmm", [](Ctx& c) { c.zap(0x80, 0x81); }}}},
       {{"notifier-vs-fault",
         "the host migrates a page (MMU notifier start, remap, end, free) while a vCPU faults it in"},
        false,

@@ -73,9 +73,10 @@ TEST(PlainExplored, AFaultIntoAnInvalidatedRootIsFound) {
 
 // The classic bug of each hardware-side mechanism planted in the model's
 // plain VM (a missing flush, a fast zap without the reload request, a fault
-// that ignores the notifier's sequence): the explorer finds it on the
-// scenario built for it, names the invariant, and the shrunk schedule
-// replays it.
+// that ignores the notifier's sequence, a plain store where xchg was
+// needed, fast_page_fault forgetting the dirty log): the explorer finds it
+// on the scenario built for it, names the invariant, and the shrunk
+// schedule replays it.
 struct ClassicPlant {
   const char* mmu;
   void (*plant)(PlainVmConfig&);
@@ -119,9 +120,16 @@ INSTANTIATE_TEST_SUITE_P(
                  [](PlainVmConfig& c) { c.no_reload_request_in_fast_zap = true; }, "access-vs-fast-zap",
                  {"tlb_table_freed", "tlb_use_after_free", "tlb_stale"}},
         ClassicPlant{"model-planted-no-invalidate-retry", [](PlainVmConfig& c) { c.no_invalidate_retry = true; },
-                     "notifier-vs-fault", {"leaf_pfn", "tlb_use_after_free"}}),
+                     "notifier-vs-fault", {"leaf_pfn", "tlb_use_after_free"}},
+        ClassicPlant{"model-planted-plain-store-fast-pf",
+                     [](PlainVmConfig& c) { c.plain_store_over_volatile = true; }, "fast-pf-vs-zap", {"lost_update"}},
+        ClassicPlant{"model-planted-plain-store-accessed",
+                     [](PlainVmConfig& c) { c.plain_store_over_volatile = true; }, "walk-vs-age-zap", {"lost_update"}},
+        ClassicPlant{"model-planted-fast-pf-no-log", [](PlainVmConfig& c) { c.fast_pf_no_mark_dirty = true; },
+                     "write-vs-log-collect", {"lost_dirty_page", "writable_leaf_not_logged"}}),
     [](const auto& info) {
-      std::string n = info.param.scenario;
+      std::string n = info.param.mmu;
+      n = n.substr(std::string("model-planted-").size());
       std::replace(n.begin(), n.end(), '-', '_');
       return n;
     });

@@ -22,6 +22,7 @@ class Forward : public DirectMmu {
   int fault(int v, uint64_t g, bool w, int l) override { return inner_.fault(v, g, w, l); }
   void invalidate_range_start(uint64_t s, uint64_t e) override { inner_.invalidate_range_start(s, e); }
   void invalidate_range_end(uint64_t s, uint64_t e) override { inner_.invalidate_range_end(s, e); }
+  bool age(uint64_t s, uint64_t e, bool t) override { return inner_.age(s, e, t); }
   bool zap_leafs(uint64_t s, uint64_t e) override { return inner_.zap_leafs(s, e); }
   void zap_all_fast() override { inner_.zap_all_fast(); }
   int get_dirty_log(int id, std::vector<uint64_t>& b) override { return inner_.get_dirty_log(id, b); }
@@ -32,7 +33,7 @@ class Forward : public DirectMmu {
   int64_t pages(int level) override { return inner_.pages(level); }
   std::vector<std::string> warnings() override { return inner_.warnings(); }
   int64_t destroy() override { return inner_.destroy(); }
-  HwWalk walk(int v, uint64_t g) override { return inner_.walk(v, g); }
+  HwWalk walk(int v, uint64_t g, WalkFor why) override { return inner_.walk(v, g, why); }
   int reload_root(int v) override { return inner_.reload_root(v); }
 
  protected:
