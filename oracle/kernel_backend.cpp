@@ -50,6 +50,9 @@ class KernelDirectMmu : public DirectMmu {
   int fault(int vcpu, uint64_t gfn, bool write, int host_level) override {
     return k_.fault(vcpu, gfn, KernelMmu::kHostPfn, write, false, host_level);
   }
+  int pre_fault_memory(int vcpu, uint64_t gfn, uint64_t npages) override {
+    return k_.pre_fault_memory(vcpu, gfn, npages, kMaxHugeLevel);
+  }
   void invalidate_range_start(uint64_t start, uint64_t end) override { k_.invalidate_range_start(start, end); }
   void invalidate_range_end(uint64_t start, uint64_t end) override { k_.invalidate_range_end(start, end); }
   bool age(uint64_t start, uint64_t end, bool test_only) override { return k_.age(start, end, test_only); }

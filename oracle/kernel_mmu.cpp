@@ -58,6 +58,9 @@ int KernelMmu::fault(int vcpu, uint64_t gfn, uint64_t pfn, bool write, bool exec
 bool KernelMmu::zap_leafs(uint64_t start, uint64_t end) {
   return guarded([&] { return kmmu_zap_leafs(vm_, start, end); }, false);
 }
+int KernelMmu::pre_fault_memory(int vcpu, uint64_t gfn, uint64_t npages, int host_level) {
+  return guarded([&] { return kmmu_pre_fault_memory(vm_, vcpu, gfn, npages, host_level); }, -EIO);
+}
 void KernelMmu::invalidate_range_start(uint64_t start, uint64_t end) {
   guarded([&] { return kmmu_invalidate_range_start(vm_, start, end), 0; }, 0);
 }

@@ -53,6 +53,7 @@ class KernelMmu {
   int memslot_delete(int id);
   int memslot_dirty_log(int id, bool on);
   int fault(int vcpu, uint64_t gfn, uint64_t pfn, bool write, bool exec = false, int host_level = 1);
+  int pre_fault_memory(int vcpu, uint64_t gfn, uint64_t npages, int host_level = 1);
   bool zap_leafs(uint64_t start, uint64_t end);
   void invalidate_range_start(uint64_t start, uint64_t end);
   void invalidate_range_end(uint64_t start, uint64_t end);

@@ -76,6 +76,11 @@ void kmmu_invalidate_range_end(struct kmmu_vm *vm, uint64_t start, uint64_t end)
 /* A planted bug: fast_page_fault() restores Writable without logging the
  * page. */
 void kmmu_plant_fast_pf_no_mark_dirty(bool on);
+/* KVM_PRE_FAULT_MEMORY for [gfn, gfn + npages): 0, -ENOENT (no memslot),
+ * -EAGAIN (a memslot being deleted), or another -errno. */
+int kmmu_pre_fault_memory(struct kmmu_vm *vm, int vcpu, uint64_t gfn, uint64_t npages, int host_level);
+/* A planted bug, 6.12's: a prefault retries on a memslot being deleted. */
+void kmmu_plant_prefault_retries_invalid_slot(bool on);
 /* A planted bug: faults never ask mmu_invalidate_retry_gfn(). */
 void kmmu_plant_no_invalidate_retry(bool on);
 

@@ -193,12 +193,14 @@ int kmmu_memslot_set(struct kmmu_vm *vm, int id, uint64_t base_gfn, uint64_t npa
 }
 
 int kmmu_memslot_delete(struct kmmu_vm *vm, int id) {
-  write_lock(&vm->srcu);
+  /* kvm_invalidate_memslot(): KVM_MEMSLOT_INVALID published first, then
+   * synchronize_srcu() (the write side of the read section). */
+  read_lock(&vm->srcu);
   struct kvm_memory_slot *s = slot_of(vm, id);
-  if (!s) {
-    write_unlock(&vm->srcu);
-    return -ENOENT;
-  }
+  if (s) __atomic_fetch_or(&s->flags, KVM_MEMSLOT_INVALID, __ATOMIC_RELEASE);
+  read_unlock(&vm->srcu);
+  if (!s) return -ENOENT;
+  write_lock(&vm->srcu);
   /* kvm_arch_flush_shadow_memslot() without KVM_X86_QUIRK_SLOT_ZAP_ALL. */
   struct kvm_gfn_range range = { .slot = s, .start = s->base_gfn, .end = s->base_gfn + s->npages, .may_block = true };
   write_lock(&vm->kvm.mmu_lock);
@@ -343,8 +345,12 @@ static int fast_page_fault(struct kvm_vcpu *vcpu, struct kvm_page_fault *fault) 
   return ret;
 }
 
-int kmmu_fault(struct kmmu_vm *vm, int vcpu, uint64_t gfn, uint64_t pfn, bool write, bool exec, int host_level) {
-  if (vcpu < 0 || vcpu >= vm->nr_vcpus) return -EINVAL;
+static bool g_prefault_retries_invalid_slot;
+void kmmu_plant_prefault_retries_invalid_slot(bool on) { g_prefault_retries_invalid_slot = on; }
+
+/* A TDP fault, inside the caller's memslot read section. */
+static int do_fault(struct kmmu_vm *vm, int vcpu, uint64_t gfn, uint64_t pfn, bool write, bool exec, int host_level,
+                    bool prefetch) {
   struct kmmu_vcpu *kv = &vm->vcpus[vcpu];
   struct kvm_vcpu *v = &kv->vcpu;
   /* kvm_mmu_reload(): loads a root only if there is none; an obsolete one
@@ -359,38 +365,31 @@ int kmmu_fault(struct kmmu_vm *vm, int vcpu, uint64_t gfn, uint64_t pfn, bool wr
     .write = write,
     .user = true,
     .is_tdp = true,
+    .prefetch = prefetch,
     .nx_huge_page_workaround_enabled = is_nx_huge_page_enabled(&vm->kvm),
     .max_level = KVM_MAX_HUGEPAGE_LEVEL,
     .req_level = PG_LEVEL_4K,
     .goal_level = PG_LEVEL_4K,
   };
   fault.gfn = gfn;
-  fault_srcu_lock(vm);
   fault.slot = kvm_vcpu_gfn_to_memslot(v, gfn);
-  if (!fault.slot) {
-    fault_srcu_unlock(vm);
-    return -EFAULT;   /* emulated MMIO is not modelled */
-  }
+  if (!fault.slot) return -EFAULT;   /* emulated MMIO is not modelled */
   /* kvm_tdp_mmu_page_fault(): no page tracking; the fast path first. */
   if (write) {
     r = fast_page_fault(v, &fault);
-    if (r != RET_PF_INVALID) {
-      fault_srcu_unlock(vm);
-      return r;
-    }
+    if (r != RET_PF_INVALID) return r;
   }
   r = mmu_topup_memory_caches(v);
-  if (r) {
-    fault_srcu_unlock(vm);
-    return r;
-  }
-  /* kvm_faultin_pfn(): the sequence, a check without the lock, the pfn. */
+  if (r) return r;
+  /* kvm_faultin_pfn(): the sequence, then the memslot being deleted (retry
+   * until it is gone; a prefault, which holds the read section the
+   * deletion waits for, gets -EAGAIN as upstream has it since 2025, where
+   * 6.12 retried forever), a check without the lock, the pfn. */
   const unsigned long mmu_seq = __atomic_load_n(&vm->mmu_invalidate_seq, __ATOMIC_ACQUIRE);
+  if (__atomic_load_n(&fault.slot->flags, __ATOMIC_ACQUIRE) & KVM_MEMSLOT_INVALID)
+    return prefetch && !g_prefault_retries_invalid_slot ? -EAGAIN : RET_PF_RETRY;
   if (pfn == KMMU_PFN_FROM_HOST) {
-    if (mmu_invalidate_retry_gfn(vm, mmu_seq, gfn)) {
-      fault_srcu_unlock(vm);
-      return RET_PF_RETRY;
-    }
+    if (mmu_invalidate_retry_gfn(vm, mmu_seq, gfn)) return RET_PF_RETRY;
     pfn = vm->ev.host_pfn(vm->ev.ctx, gfn);
   }
   fault.pfn = pfn;
@@ -404,7 +403,49 @@ int kmmu_fault(struct kmmu_vm *vm, int vcpu, uint64_t gfn, uint64_t pfn, bool wr
   else
     r = kvm_tdp_mmu_map(v, &fault);
   read_unlock(&vm->kvm.mmu_lock);
+  return r;
+}
+
+int kmmu_fault(struct kmmu_vm *vm, int vcpu, uint64_t gfn, uint64_t pfn, bool write, bool exec, int host_level) {
+  if (vcpu < 0 || vcpu >= vm->nr_vcpus) return -EINVAL;
+  fault_srcu_lock(vm);
+  int r = do_fault(vm, vcpu, gfn, pfn, write, exec, host_level, false);
   fault_srcu_unlock(vm);
+  return r;
+}
+
+/* kvm_vcpu_pre_fault_memory(): the read section held across the range;
+ * each page kvm_tdp_map_page(), a prefetch fault retried while it says
+ * RET_PF_RETRY. The host's pfn, the host's mapping level. */
+int kmmu_pre_fault_memory(struct kmmu_vm *vm, int vcpu, uint64_t gfn, uint64_t npages, int host_level) {
+  if (vcpu < 0 || vcpu >= vm->nr_vcpus || !npages || gfn + npages <= gfn) return -EINVAL;
+  int r = 0;
+  read_lock(&vm->srcu);
+  while (npages) {
+    /* kvm_mmu_reload(), dropping a root a fast zap made obsolete first (the
+     * ioctl never handles the reload request; 6.12's reload keeps such a
+     * root, and every fault on it is stale). */
+    r = mmu_load(vm, &vm->vcpus[vcpu].vcpu);
+    if (r < 0) break;
+    unsigned long tries = 0;
+    do {
+      if (++tries > 100000) {   /* signal_pending(): the VMM gives up */
+        r = -EINTR;
+        break;
+      }
+      kshim_cond_resched_spin(vm);
+      r = do_fault(vm, vcpu, gfn, KMMU_PFN_FROM_HOST, false, false, host_level, true);
+    } while (r == RET_PF_RETRY);
+    if (r == -EFAULT) r = -ENOENT;   /* no memslot: RET_PF_EMULATE */
+    if (r < 0) break;
+    r = 0;
+    int level = PG_LEVEL_4K;
+    (void)kmmu_lookup(vm, vcpu, gfn, &level);
+    const uint64_t n = KVM_PAGES_PER_HPAGE(level), done = min(npages, n - (gfn & (n - 1)));
+    gfn += done;
+    npages -= done;
+  }
+  read_unlock(&vm->srcu);
   return r;
 }
 

@@ -31,7 +31,7 @@ constexpr uint64_t kMigratedBase = 2ull << 24;
 constexpr int kVcpus = 2;
 
 struct Op {
-  enum Kind { Fault, ZapLeafs, ZapAllFast, DirtyLogOn, DirtyLogOff, GetDirtyLog, Split, DeleteAndReadd, Migrate, Access, Age } kind;
+  enum Kind { Fault, ZapLeafs, ZapAllFast, DirtyLogOn, DirtyLogOff, GetDirtyLog, Split, DeleteAndReadd, Migrate, Access, Age, PreFault } kind;
   uint64_t gfn = 0, len = 0;
   int level = 1;  // Fault: the host mapping level; Split: the target level
   bool flag = false;  // Fault: write; Split: shared
@@ -52,6 +52,7 @@ std::string show(const Op& o) {
     case Op::DeleteAndReadd: s << "memslot delete + re-add"; break;
     case Op::Migrate: s << "host migrates gfn=0x" << o.gfn; break;
     case Op::Access: s << "guest access vcpu" << o.vcpu << " gfn=0x" << o.gfn << (o.flag ? " write" : " read"); break;
+    case Op::PreFault: s << "KVM_PRE_FAULT_MEMORY vcpu" << o.vcpu << " [0x" << o.gfn << ", 0x" << o.gfn + o.len << ")"; break;
     case Op::Age: s << (o.flag ? "test_young" : "clear_young") << " [0x" << o.gfn << ", 0x" << o.gfn + o.len << ")"; break;
   }
   return s.str();
@@ -83,6 +84,7 @@ std::string apply(DirectMmu& m, const Op& o) {
     // Through each one's TLB, which only its own flushes empty.
     case Op::Access: return std::to_string(static_cast<int>(m.guest_access(o.vcpu, o.gfn, o.flag)));
     case Op::Age: return std::to_string(m.age(o.gfn, o.gfn + o.len, o.flag));
+    case Op::PreFault: return std::to_string(m.pre_fault_memory(o.vcpu, o.gfn, o.len));
   }
   return "?";
 }
@@ -107,6 +109,8 @@ rc::Gen<Op> gen_op() {
       {1, rc::gen::apply([](uint64_t g) { return Op{Op::Migrate, g}; }, gfn)},
       {6, rc::gen::apply([](uint64_t g, bool w, int v) { return Op{Op::Access, g, 0, 1, w, v}; }, gfn,
                          rc::gen::arbitrary<bool>(), rc::gen::inRange(0, kVcpus))},
+      {1, rc::gen::apply([](uint64_t g, uint64_t len, int v) { return Op{Op::PreFault, g, len, 1, false, v}; }, gfn,
+                         rc::gen::inRange<uint64_t>(1, 600), rc::gen::inRange(0, kVcpus))},
       {2, rc::gen::apply([](uint64_t g, uint64_t len, bool test) { return Op{Op::Age, g, len, 1, test}; }, gfn,
                          rc::gen::inRange<uint64_t>(1, 1024), rc::gen::arbitrary<bool>())},
   });

@@ -105,3 +105,23 @@ TEST(PlainExploredOracle, AFastPageFaultThatDoesNotLogIsFound) {
 
 }  // namespace
 }  // namespace mirrormmu::oracle
+
+namespace mirrormmu::oracle {
+namespace {
+
+// KVM_PRE_FAULT_MEMORY as 6.12 had it, around the real code: a prefault
+// that meets a memslot being deleted retries while holding the read section
+// the deletion waits for. The explorer finds the livelock; with upstream's
+// -EAGAIN the same race is clean.
+TEST(PlainExploredOracle, APrefaultThatWaitsForADeletedMemslotIsFound) {
+  kmmu_plant_prefault_retries_invalid_slot(true);
+  const auto rep = run("prefault-vs-delete", explore::StrategyKind::Dfs, 2000);
+  kmmu_plant_prefault_retries_invalid_slot(false);
+  ASSERT_FALSE(rep.failures.empty()) << "the prefault livelock went unnoticed on the real code";
+  const auto& inv = rep.failures[0].result.invariant;
+  EXPECT_TRUE(inv == "livelock" || inv == "deadlock" || inv == "prefault_failed") << inv;
+  EXPECT_TRUE(run("prefault-vs-delete", explore::StrategyKind::Dfs, 2000).ok());
+}
+
+}  // namespace
+}  // namespace mirrormmu::oracle

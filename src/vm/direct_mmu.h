@@ -53,6 +53,10 @@ class DirectMmu {
   // invalidation may have raced it. RET_PF_* (Fixed 5, Spurious 6, Retry
   // 1...) or -errno.
   virtual int fault(int vcpu, uint64_t gfn, bool write, int host_level) = 0;
+  // KVM_PRE_FAULT_MEMORY on a vCPU for [gfn, gfn + npages): 0 when all is
+  // mapped, -ENOENT where no memslot is, -EAGAIN if a memslot is being
+  // deleted meanwhile, or another -errno.
+  virtual int pre_fault_memory(int vcpu, uint64_t gfn, uint64_t npages) = 0;
   // The MMU notifier: kvm_mmu_notifier_invalidate_range_start() (the host
   // is about to change [start, end): the range is marked in progress and
   // zapped) and _end() (the sequence moves on).

@@ -150,9 +150,18 @@ int PlainVm::memslot_set(int id, uint64_t base, uint64_t npages) {
 }
 
 int PlainVm::memslot_delete(int id) {
+  {
+    // kvm_invalidate_memslot(): the slot is published as KVM_MEMSLOT_INVALID
+    // first, so a fault that still finds it backs off instead of mapping.
+    sync::ReadGuard g(slots_lock_);
+    auto it = slots_.find(id);
+    if (it == slots_.end()) return -ENOENT;
+    it->second.invalid.store(true, std::memory_order_release);
+  }
+  // synchronize_srcu(): every reader that may have seen the slot valid is
+  // done before the zap.
   sync::WriteGuard g(slots_lock_);
   auto it = slots_.find(id);
-  if (it == slots_.end()) return -ENOENT;
   {
     // kvm_arch_flush_shadow_memslot() without the zap-all quirk.
     sync::WriteGuard l(mmu_->mmu_lock());
@@ -321,10 +330,52 @@ bool PlainVm::age(uint64_t start, uint64_t end, bool test_only) {
 
 int PlainVm::fault(int vcpu, uint64_t gfn, bool write, int host_level) {
   if (vcpu < 0 || vcpu >= static_cast<int>(vcpus_.size()) || host_level < 1) return -EINVAL;
-  Vcpu& v = *vcpus_[vcpu];
   sync::RcuThread rcu;
   std::optional<sync::ReadGuard> slots;
   if (!cfg_.no_slots_lock_in_fault) [[likely]] slots.emplace(slots_lock_);
+  return fault_locked(vcpu, gfn, write, host_level, false);
+}
+
+// The retries after which a prefault counts as interrupted (the VMM's
+// signal): far more than any race needs, so only a livelock reaches it.
+constexpr uint64_t kPrefaultRetryLimit = 100000;
+
+// KVM_PRE_FAULT_MEMORY: kvm_vcpu_pre_fault_memory() holds the memslot read
+// lock (SRCU) across the whole range; each page is kvm_tdp_map_page(), a
+// prefetch fault retried until it is no longer RET_PF_RETRY.
+int PlainVm::pre_fault_memory(int vcpu, uint64_t gfn, uint64_t npages) {
+  if (vcpu < 0 || vcpu >= static_cast<int>(vcpus_.size()) || !npages || gfn + npages <= gfn) return -EINVAL;
+  sync::RcuThread rcu;
+  sync::ReadGuard slots(slots_lock_);
+  while (npages) {
+    // kvm_mmu_reload(), here also dropping a root a fast zap made obsolete:
+    // the ioctl never handles the vCPU's reload request, and 6.12's reload
+    // keeps such a root, on which every fault is stale and retried.
+    if (int r = mmu_load(vcpu); r < 0) return r;
+    int r;
+    uint64_t tries = 0;
+    do {
+      // signal_pending(): a VMM would give up on a prefault that spins.
+      if (++tries > kPrefaultRetryLimit) return -EINTR;
+      sync::cond_resched_spin(this);
+      r = fault_locked(vcpu, gfn, false, kMaxHugeLevel, true);
+    } while (r == ret_pf_number(RetPf::Retry));
+    if (r == -EFAULT) return -ENOENT;  // no memslot: RET_PF_EMULATE
+    if (r < 0) return r;
+    // The page is mapped at whatever level the fault chose; the next one
+    // starts after it.
+    int level = 1;
+    (void)lookup(vcpu, gfn, &level);
+    const uint64_t n = pages_per_hpage(to_level(level));
+    const uint64_t done = std::min(npages, n - (gfn & (n - 1)));
+    gfn += done;
+    npages -= done;
+  }
+  return 0;
+}
+
+int PlainVm::fault_locked(int vcpu, uint64_t gfn, bool write, int host_level, bool prefetch) {
+  Vcpu& v = *vcpus_[vcpu];
   Slot* s = slot_of(gfn);
   if (!s) return -EFAULT;
   // kvm_mmu_reload(): only a vCPU without a root loads one here; an
@@ -336,10 +387,17 @@ int PlainVm::fault(int vcpu, uint64_t gfn, bool write, int host_level) {
   if (write)
     if (const RetPf r = fast_page_fault(root, gfn, *s); r != RetPf::Invalid) return ret_pf_number(r);
   if (int r = mmu_->mmu_topup_memory_caches(v.caches)) return r;
+  // kvm_faultin_pfn(): the memslot is being deleted: retry until it is
+  // gone, so no leaf is installed for it after its zap. A prefault cannot
+  // wait for that, since it holds the very read lock the deletion waits
+  // for: upstream punts -EAGAIN to userspace (6.12 retried forever).
+  if (s->invalid.load(std::memory_order_acquire))
+    return prefetch && !cfg_.prefault_retries_invalid_slot ? -EAGAIN : ret_pf_number(RetPf::Retry);
   KvmPageFault f;
   f.gfn = Gfn{gfn};
   f.addr = f.gfn.gpa();
   f.write = write;
+  f.prefetch = prefetch;
   const PgLevel level = to_level(max_mapping_level(*s, gfn, host_level));
   // kvm_faultin_pfn(): the sequence first, then a check without the lock
   // (cheap, may miss), then the page from the host.

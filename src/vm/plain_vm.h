@@ -47,6 +47,10 @@ struct PlainVmConfig {
   // Exclusive writes store plainly over entries the CPU or fast_page_fault
   // may be writing (see TdpMmuConfig).
   bool plain_store_over_volatile = false;
+  // 6.12's KVM_PRE_FAULT_MEMORY: a prefault that meets a memslot being
+  // deleted retries instead of returning -EAGAIN, while holding the memslot
+  // read lock the deletion waits for.
+  bool prefault_retries_invalid_slot = false;
 };
 
 class PlainVm : public DirectMmu, private MmuObserver {
@@ -59,6 +63,7 @@ class PlainVm : public DirectMmu, private MmuObserver {
   int memslot_delete(int id) override;
   int memslot_dirty_log(int id, bool on) override;
   int fault(int vcpu, uint64_t gfn, bool write, int host_level) override;
+  int pre_fault_memory(int vcpu, uint64_t gfn, uint64_t npages) override;
   void invalidate_range_start(uint64_t start, uint64_t end) override;
   void invalidate_range_end(uint64_t start, uint64_t end) override;
   bool age(uint64_t start, uint64_t end, bool test_only) override;
@@ -79,6 +84,7 @@ class PlainVm : public DirectMmu, private MmuObserver {
   struct Slot {
     uint64_t base = 0, npages = 0;
     bool dirty_log = false;
+    std::atomic<bool> invalid{false};  // KVM_MEMSLOT_INVALID: being deleted
     std::unique_ptr<std::atomic<uint64_t>[]> dirty;
   };
   struct Vcpu {
@@ -96,6 +102,7 @@ class PlainVm : public DirectMmu, private MmuObserver {
   RetPf fast_page_fault(MmuPage* root, uint64_t gfn, Slot& s);
   Slot* slot_of(uint64_t gfn);
   int mmu_load(int vcpu);
+  int fault_locked(int vcpu, uint64_t gfn, bool write, int host_level, bool prefetch);
   int max_mapping_level(const Slot& s, uint64_t gfn, int host_level) const;
   // mmu_invalidate_retry_gfn(): without mmu_lock (the "unsafe" pre-checks)
   // or with it, the same reads.

@@ -71,6 +71,13 @@ struct Ctx {
     mmu.zap_leafs(start, end);
     translations_agree(start, end, "kvm_zap_gfn_range()");
   }
+  // KVM_PRE_FAULT_MEMORY: done, or the slot is gone (-ENOENT) or going
+  // (-EAGAIN, userspace may retry); anything else is a finding.
+  void prefault(int v, uint64_t gfn, uint64_t npages) {
+    const int r = mmu.pre_fault_memory(v, gfn, npages);
+    if (r != 0 && r != -EAGAIN && r != -ENOENT && error.empty())
+      error = fmt::format("prefault_failed: vCPU {} [{:#x}, {:#x}): {}", v, gfn, gfn + npages, r);
+  }
   // The clear_young notifier: aging flushes nothing.
   void age(uint64_t start, uint64_t end) { mmu.age(start, end, false); }
   // The slot goes and userspace unmaps its memory: the host frees the pages.
@@ -197,6 +204,12 @@ const std::vector<PlainScenario>& scenarios() {
        [](Ctx& c) { c.access(1, 0x51, false, 1); },
        {{"vcpu0", [](Ctx& c) { c.access(0, 0x50, true, 1); }},
         {"host", [](Ctx& c) { c.mmu.host_migrate(0x50, 1, kMigratedBase + 0x50); }}}},
+      {{"prefault-vs-delete",
+        "KVM_PRE_FAULT_MEMORY maps a range while the VMM deletes its memslot (the selftest's concurrent removal)"},
+       false,
+       [](Ctx& c) { c.access(0, 0x1, false, 1); },
+       {{"vcpu0", [](Ctx& c) { c.prefault(0, 0x100, 8); }},
+        {"vmm", [](Ctx& c) { c.delete_slot(); }}}},
       {{"access-vs-fast-zap",
         "vCPUs keep running on their roots while the VMM invalidates them (kvm_mmu_zap_all_fast) and deletes the "
         "memslot"},

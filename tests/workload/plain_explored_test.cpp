@@ -125,6 +125,9 @@ INSTANTIATE_TEST_SUITE_P(
                      [](PlainVmConfig& c) { c.plain_store_over_volatile = true; }, "fast-pf-vs-zap", {"lost_update"}},
         ClassicPlant{"model-planted-plain-store-accessed",
                      [](PlainVmConfig& c) { c.plain_store_over_volatile = true; }, "walk-vs-age-zap", {"lost_update"}},
+        ClassicPlant{"model-planted-prefault-retries-invalid-slot",
+                     [](PlainVmConfig& c) { c.prefault_retries_invalid_slot = true; }, "prefault-vs-delete",
+                     {"livelock", "deadlock", "prefault_failed"}},
         ClassicPlant{"model-planted-fast-pf-no-log", [](PlainVmConfig& c) { c.fast_pf_no_mark_dirty = true; },
                      "write-vs-log-collect", {"lost_dirty_page", "writable_leaf_not_logged"}}),
     [](const auto& info) {

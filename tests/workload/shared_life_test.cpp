@@ -20,6 +20,7 @@ class Forward : public DirectMmu {
   int memslot_delete(int id) override { return inner_.memslot_delete(id); }
   int memslot_dirty_log(int id, bool on) override { return inner_.memslot_dirty_log(id, on); }
   int fault(int v, uint64_t g, bool w, int l) override { return inner_.fault(v, g, w, l); }
+  int pre_fault_memory(int v, uint64_t g, uint64_t n) override { return inner_.pre_fault_memory(v, g, n); }
   void invalidate_range_start(uint64_t s, uint64_t e) override { inner_.invalidate_range_start(s, e); }
   void invalidate_range_end(uint64_t s, uint64_t e) override { inner_.invalidate_range_end(s, e); }
   bool age(uint64_t s, uint64_t e, bool t) override { return inner_.age(s, e, t); }

@@ -32,6 +32,9 @@ void kshim_rcu_barrier(void);
  * yield); cond_resched() is a scheduling point. */
 bool kshim_need_resched(void);
 void kshim_cond_resched(void);
+/* cond_resched() in a loop that waits for another thread's progress (a
+ * fault retried): the engine lets the others run first. */
+void kshim_cond_resched_spin(const void *object);
 
 /* SPTE accesses: each is a scheduling point, the engine checks it against
  * page tables freed after a grace period. */

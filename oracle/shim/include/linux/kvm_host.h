@@ -15,6 +15,7 @@
 
 #define KVM_ADDRESS_SPACE_NUM 2
 #define KVM_MEM_LOG_DIRTY_PAGES (1UL << 0)
+#define KVM_MEMSLOT_INVALID (1UL << 16)
 #define KVM_MEM_READONLY (1UL << 1)
 #define KVM_MEM_GUEST_MEMFD (1UL << 2)
 #define KVM_PFN_ERR_FAULT ((kvm_pfn_t)-1)
