@@ -35,6 +35,7 @@ class KernelDirectMmu : public DirectMmu {
     k_.on_flush_current = [this](int vcpu) { hw().flush_current(vcpu); };
     k_.on_request_reload = [this] { hw().request_reload_all_and_wait(); };
     k_.host_pfn = [this](uint64_t gfn) { return host().pfn(gfn); };
+    k_.host_level = [this](uint64_t gfn) { return host().level(gfn); };
   }
   std::string name() const override { return "kernel " + KernelMmu::tree_version(); }
   int memslot_set(int id, uint64_t base, uint64_t n) override {

@@ -17,7 +17,7 @@ std::string KernelWarn::where() const {
 KernelMmu::KernelMmu(int nr_vcpus) {
   if (g_live) throw std::logic_error("a kernel-MMU VM is already alive (one at a time)");
   kmmu_events ev{this, ev_change, ev_flush, ev_warn, ev_table_freed, ev_flush_current, ev_request_reload,
-                 ev_host_pfn};
+                 ev_host_pfn, ev_host_level};
   vm_ = kmmu_vm_create(&ev, nr_vcpus);
   if (!vm_) throw std::invalid_argument("kmmu_vm_create refused " + std::to_string(nr_vcpus) + " vCPUs");
   g_live = this;
@@ -127,7 +127,9 @@ int64_t KernelMmu::pages(int level) { return kmmu_pages(vm_, level); }
 
 int64_t KernelMmu::destroy() {
   if (!vm_) return 0;
-  // A dead VM may hold mmu_lock forever: leak it rather than hang.
+  // A dead VM may hold mmu_lock forever: leak it rather than hang, and let
+  // the next VM be created.
+  if (dead_) kmmu_vm_abandon(vm_);
   const int64_t left = dead_ ? -1 : kmmu_vm_destroy(vm_);
   vm_ = nullptr;
   g_live = nullptr;
@@ -166,6 +168,10 @@ void KernelMmu::ev_flush_current(void* ctx, int vcpu) {
 uint64_t KernelMmu::ev_host_pfn(void* ctx, uint64_t gfn) {
   auto* self = static_cast<KernelMmu*>(ctx);
   return self->host_pfn ? self->host_pfn(gfn) : 0;
+}
+int KernelMmu::ev_host_level(void* ctx, uint64_t gfn) {
+  auto* self = static_cast<KernelMmu*>(ctx);
+  return self->host_level ? self->host_level(gfn) : 3;
 }
 void KernelMmu::ev_request_reload(void* ctx) {
   auto* self = static_cast<KernelMmu*>(ctx);

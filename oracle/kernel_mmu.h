@@ -95,6 +95,7 @@ class KernelMmu {
   std::function<void()> on_request_reload;
   // hva_to_pfn() for a fault given kHostPfn; unset, such a fault fails.
   std::function<uint64_t(uint64_t gfn)> host_pfn;
+  std::function<int(uint64_t gfn)> host_level;  // unset: 1G
   static constexpr uint64_t kHostPfn = KMMU_PFN_FROM_HOST;
   bool dead() const { return dead_; }
   const std::string& bug() const { return bug_; }
@@ -109,6 +110,7 @@ class KernelMmu {
   static void ev_flush_current(void* ctx, int vcpu);
   static void ev_request_reload(void* ctx);
   static uint64_t ev_host_pfn(void* ctx, uint64_t gfn);
+  static int ev_host_level(void* ctx, uint64_t gfn);
   std::mutex mu_;
   kmmu_vm* vm_ = nullptr;
   bool dead_ = false;

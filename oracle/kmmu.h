@@ -38,6 +38,8 @@ struct kmmu_events {
   void (*request_reload)(void *ctx);
   /* hva_to_pfn(): the frame backing gfn in the host's mapping now. */
   uint64_t (*host_pfn)(void *ctx, uint64_t gfn);
+  /* host_pfn_mapping_level() where no fault says it (huge page recovery). */
+  int (*host_level)(void *ctx, uint64_t gfn);
 };
 
 /* kmmu_fault()'s pfn: look it up with host_pfn() after sampling the

@@ -196,8 +196,10 @@ static int max_mapping_level(const struct kvm_memory_slot *slot, gfn_t gfn, int 
 }
 int kvm_mmu_max_mapping_level(struct kvm *kvm, const struct kvm_memory_slot *slot, gfn_t gfn, int max_level) {
   (void)kvm;
-  /* zap_collapsible asks with no fault at hand: the host maps in 1G pages. */
-  return max_mapping_level(slot, gfn, max_level, PG_LEVEL_1G);
+  /* zap_collapsible asks with no fault at hand: the host's mapping level. */
+  struct kmmu_vm *vm = g_vm;
+  const int host = vm && vm->ev.host_level ? vm->ev.host_level(vm->ev.ctx, gfn) : PG_LEVEL_1G;
+  return max_mapping_level(slot, gfn, max_level, host);
 }
 void kvm_mmu_hugepage_adjust(struct kvm_vcpu *vcpu, struct kvm_page_fault *fault) {
   struct kvm_memory_slot *slot = fault->slot;

@@ -237,6 +237,10 @@ static int memslot_dirty_log(struct kmmu_vm *vm, int id, bool on) {
     if (flush) kvm_flush_remote_tlbs_range(&vm->kvm, s->base_gfn, s->npages);
   } else {
     s->flags &= ~KVM_MEM_LOG_DIRTY_PAGES;
+    /* kvm_mmu_zap_collapsible_sptes(): huge pages come back. */
+    read_lock(&vm->kvm.mmu_lock);
+    kvm_tdp_mmu_zap_collapsible_sptes(&vm->kvm, s);
+    read_unlock(&vm->kvm.mmu_lock);
   }
   return 0;
 }
@@ -416,7 +420,8 @@ int kmmu_fault(struct kmmu_vm *vm, int vcpu, uint64_t gfn, uint64_t pfn, bool wr
 
 /* kvm_vcpu_pre_fault_memory(): the read section held across the range;
  * each page kvm_tdp_map_page(), a prefetch fault retried while it says
- * RET_PF_RETRY. The host's pfn, the host's mapping level. */
+ * RET_PF_RETRY. The host's pfn, and the host's mapping level (host_level
+ * when the events give none). */
 int kmmu_pre_fault_memory(struct kmmu_vm *vm, int vcpu, uint64_t gfn, uint64_t npages, int host_level) {
   if (vcpu < 0 || vcpu >= vm->nr_vcpus || !npages || gfn + npages <= gfn) return -EINVAL;
   int r = 0;
@@ -434,7 +439,8 @@ int kmmu_pre_fault_memory(struct kmmu_vm *vm, int vcpu, uint64_t gfn, uint64_t n
         break;
       }
       kshim_cond_resched_spin(vm);
-      r = do_fault(vm, vcpu, gfn, KMMU_PFN_FROM_HOST, false, false, host_level, true);
+      r = do_fault(vm, vcpu, gfn, KMMU_PFN_FROM_HOST, false, false,
+                   vm->ev.host_level ? vm->ev.host_level(vm->ev.ctx, gfn) : host_level, true);
     } while (r == RET_PF_RETRY);
     if (r == -EFAULT) r = -ENOENT;   /* no memslot: RET_PF_EMULATE */
     if (r < 0) break;

@@ -169,6 +169,8 @@ RC_GTEST_PROP(Differential, ThePlainVmAgreesWithTheKernelsAfterEveryOperation, (
     if (o.kind == Op::Migrate) moved.insert(o.gfn);
     trail += "  " + show(o) + "\n";
     const std::string rm = apply(model, o), rk = apply(*kernel, o);
+    if (const auto wk = kernel->warnings(); !wk.empty())
+      RC_FAIL("after\n" + trail + "the kernel's code fired: " + wk.back());
     if (rm != rk) RC_FAIL("after\n" + trail + "the model returned '" + rm + "', the kernel '" + rk + "'");
     const std::string d = diff(model.leaves(), kernel->leaves());
     if (!d.empty()) RC_FAIL("after\n" + trail + "the leaves differ:\n" + d);

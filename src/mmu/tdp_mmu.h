@@ -109,6 +109,8 @@ struct TdpMmuConfig {
   // A planted bug: exclusive writes store plainly even over an entry with
   // volatile bits (kvm_tdp_mmu_write_spte() without its xchg).
   bool plain_store_over_volatile = false;
+  // Another: tdp_mmu_zap_spte_atomic() without its TLB flush.
+  bool zap_atomic_no_flush = false;
   uint64_t gfn_direct_bits = 0;   // the shared bit as a gfn mask (TDX)
   uint64_t mmio_value = 0;        // shadow_mmio_value of the VM
   uint64_t max_gfn_exclusive = 0; // tdp_mmu_max_gfn_exclusive()
@@ -180,6 +182,19 @@ class TdpMmu {
   // under the exclusive lock (each split is BLOCK, TRACK, DEMOTE).
   int kvm_tdp_mmu_mirrors_split_huge_pages(Gfn start, Gfn end, PgLevel target_level);
 
+  // ---- huge page recovery -------------------------------------------------
+  // kvm_tdp_mmu_zap_collapsible_sptes(): when a slot stops logging, zap
+  // every table of the valid direct roots in [start, end) that a huge leaf
+  // could replace (max_level(gfn) at least its level), so the next fault
+  // maps huge again. mmu_lock held for read; each zap freezes the entry,
+  // flushes, then writes it non-present (tdp_mmu_zap_spte_atomic()).
+  template <class MaxLevel>
+  void kvm_tdp_mmu_zap_collapsible_sptes(Gfn start, Gfn end, MaxLevel&& max_level) {
+    zap_collapsible_sptes(start, end, [](void* ctx, Gfn g) { return (*static_cast<MaxLevel*>(ctx))(g); }, &max_level);
+  }
+  // tdp_mmu_zap_spte_atomic(); 0 or -EBUSY (the entry changed).
+  int tdp_mmu_zap_spte_atomic(TdpIter& iter);
+
   // ---- dirty logging ------------------------------------------------------
   // kvm_tdp_mmu_wrprot_slot(): mmu_lock held for read.
   bool kvm_tdp_mmu_wrprot_slot(Gfn start, Gfn end, PgLevel min_level);
@@ -237,6 +252,7 @@ class TdpMmu {
   uint64_t kvm_tdp_mmu_write_spte(uint64_t* sptep, uint64_t old_spte, uint64_t new_spte, Gfn gfn, PgLevel level);
   uint64_t tdp_mmu_clear_spte_bits(uint64_t* sptep, uint64_t old_spte, uint64_t mask, Gfn gfn, PgLevel level);
   bool kvm_tdp_mmu_handle_gfn(Gfn start, Gfn end, bool test_only);
+  void zap_collapsible_sptes(Gfn start, Gfn end, int (*max_level)(void*, Gfn), void* ctx);
   int handle_changed_spte_inner(MmuPage* sp, Gfn gfn, uint64_t old_spte, uint64_t new_spte, PgLevel level,
                                 bool shared);
   bool tdp_mmu_iter_cond_resched(TdpIter& iter, bool flush, bool shared);

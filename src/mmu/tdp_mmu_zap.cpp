@@ -122,3 +122,44 @@ void TdpMmu::tdp_mmu_zap_root(MmuPage* root, bool shared) {
 }
 
 }  // namespace mirrormmu
+
+namespace mirrormmu {
+
+using namespace spte;
+
+// Frozen first, so nobody installs a present entry here before the TLBs
+// are flushed; only then the final value and the change handling (which,
+// for a table, frees it: no vCPU may still be walking through it).
+int TdpMmu::tdp_mmu_zap_spte_atomic(TdpIter& iter) {
+  sync::assert_held_read(mmu_lock_, kvm_);
+  if (!sync::cmpxchg_spte(iter.sptep, iter.old_spte, kFrozen)) return -EBUSY;
+  if (!cfg_.zap_atomic_no_flush) [[likely]] kvm_flush_remote_tlbs_gfn(iter.gfn, iter.level);
+  sync::write_spte(iter.sptep, kNonPresent);
+  handle_changed_spte(iter.sp(), iter.gfn, iter.old_spte, kNonPresent, iter.level, true);
+  return 0;
+}
+
+// zap_collapsible_spte_range() for every valid direct root.
+void TdpMmu::zap_collapsible_sptes(Gfn start, Gfn end, int (*max_level)(void*, Gfn), void* ctx) {
+  sync::assert_held_read(mmu_lock_, kvm_);
+  for (MmuPage* root : roots_snapshot(kDirectRoots)) {
+    sync::RcuReadGuard rcu;
+    for (TdpIter iter(pool_, root, PgLevel::k2M, start, kvm_gfn_root_bits(root)); iter.valid && iter.gfn < end;
+         iter.next()) {
+      for (;;) {
+        if (tdp_mmu_iter_cond_resched(iter, false, true)) break;
+        if (iter.level > PgLevel::k1G || !is_shadow_present(iter.old_spte)) break;
+        // A leaf is as huge as it will get here; a table may become one.
+        if (is_last(iter.old_spte, iter.level)) break;
+        // Partly outside: lpage_info cannot say, and it could not be huge.
+        if (iter.gfn < start || iter.gfn >= end) break;
+        if (max_level(ctx, iter.gfn) < lvl(iter.level)) break;
+        if (tdp_mmu_zap_spte_atomic(iter) == 0) break;
+        iter.old_spte = sync::read_spte(iter.sptep);  // raced: look again
+      }
+    }
+    kvm_tdp_mmu_put_root(root);
+  }
+}
+
+}  // namespace mirrormmu

@@ -77,6 +77,7 @@ PlainVm::PlainVm(PlainVmConfig cfg) : DirectMmu(std::max(cfg.nr_vcpus, 1)), cfg_
   mc.max_gfn_exclusive = 1ull << (48 - kPageShift);
   mc.spurious_if_access_allowed = cfg.spurious_if_access_allowed;
   mc.plain_store_over_volatile = cfg.plain_store_over_volatile;
+  mc.zap_atomic_no_flush = cfg.zap_atomic_no_flush;
   mmu_ = std::make_unique<TdpMmu>(pool_, bugs_, mc);
   mmu_->set_observer(this);
   for (int i = 0; i < std::max(cfg.nr_vcpus, 1); i++) vcpus_.push_back(std::make_unique<Vcpu>(pool_));
@@ -179,7 +180,16 @@ int PlainVm::memslot_dirty_log(int id, bool on) {
   Slot& s = it->second;
   if (s.dirty_log == on) return 0;
   s.dirty_log = on;
-  if (!on) return 0;
+  if (!on) {
+    // kvm_mmu_zap_collapsible_sptes(): the small pages logging left behind
+    // give way to huge ones again, where the slot and the host allow.
+    if (cfg_.no_huge_page_recovery) return 0;
+    sync::RcuThread rcu;
+    sync::ReadGuard l(mmu_->mmu_lock());
+    mmu_->kvm_tdp_mmu_zap_collapsible_sptes(Gfn{s.base}, Gfn{s.base + s.npages},
+                                            [&](Gfn g) { return max_mapping_level(s, g.v, host().level(g.v)); });
+    return 0;
+  }
   bool flush;
   {
     sync::ReadGuard l(mmu_->mmu_lock());
@@ -358,7 +368,7 @@ int PlainVm::pre_fault_memory(int vcpu, uint64_t gfn, uint64_t npages) {
       // signal_pending(): a VMM would give up on a prefault that spins.
       if (++tries > kPrefaultRetryLimit) return -EINTR;
       sync::cond_resched_spin(this);
-      r = fault_locked(vcpu, gfn, false, kMaxHugeLevel, true);
+      r = fault_locked(vcpu, gfn, false, host().level(gfn), true);
     } while (r == ret_pf_number(RetPf::Retry));
     if (r == -EFAULT) return -ENOENT;  // no memslot: RET_PF_EMULATE
     if (r < 0) return r;

@@ -51,6 +51,11 @@ struct PlainVmConfig {
   // deleted retries instead of returning -EAGAIN, while holding the memslot
   // read lock the deletion waits for.
   bool prefault_retries_invalid_slot = false;
+  // Off: huge pages are not recovered when dirty logging stops (as before
+  // 5.x's zap_collapsible). Planted: tdp_mmu_zap_spte_atomic() without its
+  // flush, so the table a recovery zaps is freed while vCPUs cache it.
+  bool no_huge_page_recovery = false;
+  bool zap_atomic_no_flush = false;
 };
 
 class PlainVm : public DirectMmu, private MmuObserver {

@@ -67,6 +67,11 @@ struct Ctx {
     layout.slots[kSlot].dirty_log = true;
     translations_agree(0, kSlotPages, "KVM_SET_USER_MEMORY_REGION2 (dirty logging on)");
   }
+  // Logging stops: the huge pages come back (zap_collapsible).
+  void dirty_log_off() {
+    if (!ok("memslot_dirty_log", mmu.memslot_dirty_log(kSlot, false))) return;
+    layout.slots[kSlot].dirty_log = false;
+  }
   void zap(uint64_t start, uint64_t end) {
     mmu.zap_leafs(start, end);
     translations_agree(start, end, "kvm_zap_gfn_range()");
@@ -198,6 +203,21 @@ const std::vector<PlainScenario>& scenarios() {
        },
        {{"vcpu1", [](Ctx& c) { c.access(1, 0x80, false, 1); }},
         {"vmm", [](Ctx& c) { c.zap(0x80, 0x81); }}}},
+      {{"fault-vs-recover",
+        "vCPUs fault in a 2M region dirty logging left in 4K pages while the VMM stops logging and the huge page "
+        "is recovered (zap_collapsible under the read lock)"},
+       false,
+       [](Ctx& c) {
+         c.dirty_log_on();
+         c.access(0, 0x400, true, 2);
+         c.access(1, 0x401, false, 2);
+       },
+       {{"vcpu0",
+         [](Ctx& c) {
+           c.access(0, 0x402, true, 2);
+           c.access(0, 0x400, false, 2);
+         }},
+        {"vmm", [](Ctx& c) { c.dirty_log_off(); }}}},
       {{"notifier-vs-fault",
         "the host migrates a page (MMU notifier start, remap, end, free) while a vCPU faults it in"},
        false,
