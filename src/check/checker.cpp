@@ -184,7 +184,12 @@ class Checker::Pass {
     const uint64_t mmio = vm_.mmu().config().mmio_value;
     vm_.mmu().for_each_root([&](MmuPage* root) {
       const bool mirror = root->is_mirror();
-      c_.invariants_checked_ += 4;
+      c_.invariants_checked_ += 5;
+      // Only the TD's teardown may invalidate the mirror root: a fast zap
+      // that takes it leaves the S-EPT mapping what KVM no longer tracks.
+      if (mirror && root->role.invalid && !vm_.destroyed())
+        c_.fail("mirror_root_invalidated", fmt::format("the mirror root {:#x} was invalidated while the TD lives",
+                                                       root->spt_pfn.v));
       if (pool_.owner(root->spt_pfn) != PageOwner::PageTable)
         c_.fail("pfn_owner", fmt::format("root table {:#x} is {}", root->spt_pfn.v,
                                          page_owner_name(pool_.owner(root->spt_pfn))));

@@ -91,6 +91,8 @@ const std::vector<WhatIfInfo>& what_ifs() {
       {"no-vm-state-locks", &WhatIf::no_vm_state_locks,
        "KVM_TDX_INIT_MEM_REGION and KVM_TDX_FINALIZE_VM without kvm->lock, the vCPU mutexes and slots_lock: "
        "the TD state is checked once, and finalize may land between a PAGE.ADD and its MR.EXTEND"},
+      {"fast-zap-mirror", &WhatIf::fast_zap_mirror,
+       "kvm_mmu_zap_all_fast() invalidates the mirror root with the direct ones, as before TDX"},
   };
   return all;
 }

@@ -90,6 +90,10 @@ struct WhatIf {
   // vCPU mutexes and slots_lock around the state check and the whole build
   // step: the state is checked once up front, as before the 6.18 guard.
   bool no_vm_state_locks = false;
+  // kvm_mmu_zap_all_fast() invalidates every root, the mirror too, as it
+  // did before TDX: the S-EPT has no fast zap, so the mirror must only go
+  // away through its own removal path.
+  bool fast_zap_mirror = false;
 };
 
 struct WhatIfInfo {

@@ -264,6 +264,19 @@ int Vm::punch_hole(uint64_t gpa, uint64_t size) {
   return 0;
 }
 
+void Vm::zap_all_fast() {
+  if (unusable()) return;
+  sync::RcuThread rcu;
+  {
+    sync::WriteGuard lock(mmu_->mmu_lock());
+    mmu_->kvm_tdp_mmu_invalidate_roots(cfg_.what_if.fast_zap_mirror ? kValidRoots : kDirectRoots);
+  }
+  // KVM_REQ_MMU_FREE_OBSOLETE_ROOTS: every vCPU leaves the guest and drops
+  // its invalid root on the way back in (vcpu_load_roots).
+  kick_all_vcpus_out();
+  mmu_->kvm_tdp_mmu_zap_invalidated_roots(true);
+}
+
 void Vm::destroy() {
   if (destroyed_) return;
   destroyed_ = true;

@@ -159,6 +159,10 @@ class Vm : public tdx::VcpuKicker {
   // fallocate(PUNCH_HOLE) on guest_memfd.
   int punch_hole(uint64_t gpa, uint64_t size);
   int set_dirty_logging(int slot_id, bool on);
+  // kvm_mmu_zap_all_fast(): direct roots invalidated, every vCPU made to
+  // reload, the invalid roots zapped under the shared lock. A TD's mirror
+  // root stays (the S-EPT has no fast zap).
+  void zap_all_fast();
   // KVM_GET_DIRTY_LOG without manual protect: returns and clears the bitmap,
   // write-protecting the pages again.
   std::optional<std::vector<uint64_t>> get_dirty_log(int slot_id);

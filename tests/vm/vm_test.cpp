@@ -329,3 +329,45 @@ TEST(Vm, OneGigBackingIsSplitByTheWriteFaultWithoutEagerSplitting) {
 
 }  // namespace
 }  // namespace mirrormmu::test
+
+namespace mirrormmu::test {
+namespace {
+
+// kvm_mmu_zap_all_fast() on a TD: the direct root goes and comes back on the
+// next shared access; the mirror root and every private mapping stay.
+TEST(Vm, FastZapOfATdLeavesTheMirrorAlone) {
+  TdFixture fx;
+  fx.boot();
+  ASSERT_EQ(fx.vm.vcpu_access(0, kRam + 0x5000, true), ExitReason::None);
+  ASSERT_EQ(fx.vm.vcpu_access(1, fx.shared(kBuf + 0x3000), true), ExitReason::None);
+  const uint64_t augs = fx.vm.module()->stats()[size_t(tdx::Leaf::MEM_PAGE_AUG)].calls;
+  fx.vm.zap_all_fast();
+  fx.expect_clean("zap_all_fast");
+  EXPECT_EQ(fx.sept(kRam + 0x5000), tdx::SeptState::Mapped);
+  ASSERT_EQ(fx.vm.vcpu_access(0, kRam + 0x5000, false), ExitReason::None);
+  ASSERT_EQ(fx.vm.vcpu_access(1, fx.shared(kBuf + 0x3000), false), ExitReason::None);
+  EXPECT_EQ(fx.vm.module()->stats()[size_t(tdx::Leaf::MEM_PAGE_AUG)].calls, augs) << "nothing private was re-added";
+  fx.expect_clean("accesses after the fast zap");
+}
+
+// The classic mistake: a fast zap that takes the mirror root with the
+// direct ones. The checker names it.
+TEST(Vm, AFastZapThatTakesTheMirrorIsCaught) {
+  VmConfig c = TdFixture::cfg(1);
+  c.what_if.fast_zap_mirror = true;
+  Vm vm(c);
+  Checker ck(vm, TdFixture::opts(nullptr));
+  ASSERT_EQ(vm.create(), 0);
+  ASSERT_EQ(vm.add_memslot(0, kRam, 4 << 20, kMemGuestMemfd), 0);
+  ASSERT_EQ(vm.finalize(), 0);
+  ASSERT_EQ(vm.set_memory_attributes(kRam, 4 << 20, true), 0);
+  ASSERT_EQ(vm.vcpu_access(0, kRam + 0x5000, true), ExitReason::None);
+  vm.zap_all_fast();
+  ck.check("zap_all_fast");
+  bool named = false;
+  for (const auto& v : ck.violations()) named |= v.invariant == "mirror_root_invalidated";
+  EXPECT_TRUE(named) << ck.describe();
+}
+
+}  // namespace
+}  // namespace mirrormmu::test
