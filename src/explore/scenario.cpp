@@ -154,12 +154,13 @@ const char* op_kind_name(OpKind k) {
     case OpKind::Fault: return "fault";
     case OpKind::InitMemRegion: return "init_mem_region";
     case OpKind::Finalize: return "finalize";
+    case OpKind::FastZap: return "fast_zap";
   }
   return "?";
 }
 
 std::optional<OpKind> op_kind_from_name(const std::string& s) {
-  for (int i = 0; i <= static_cast<int>(OpKind::Finalize); i++)
+  for (int i = 0; i <= static_cast<int>(OpKind::FastZap); i++)
     if (s == op_kind_name(static_cast<OpKind>(i))) return static_cast<OpKind>(i);
   return std::nullopt;
 }
@@ -179,6 +180,7 @@ std::string Op::describe() const {
     case OpKind::Fault: return fmt::format("EPT violation on vcpu{} at {:#x}", vcpu, gpa);
     case OpKind::InitMemRegion: return fmt::format("KVM_TDX_INIT_MEM_REGION {:#x}+{}p", gpa, npages);
     case OpKind::Finalize: return "KVM_TDX_FINALIZE_VM";
+    case OpKind::FastZap: return "kvm_mmu_zap_all_fast()";
   }
   return "?";
 }
@@ -205,6 +207,9 @@ int run_op(Vm& vm, const Op& op) {
       return vm.vcpu_fault(op.vcpu, op.gpa, op.flag) == ExitReason::VmDead ? -EIO : 0;
     case OpKind::InitMemRegion: return vm.init_mem_region(op.gpa, op.npages);
     case OpKind::Finalize: return vm.finalize();
+    case OpKind::FastZap:
+      vm.zap_all_fast();
+      return 0;
     case OpKind::ZeroStep:
       if (!vm.module()) return -EINVAL;
       // One instruction the guest is stuck at, outside the numbering of the
@@ -329,6 +334,21 @@ Scenario dpamt_fault_vs_convert(int k) {
   return s;
 }
 
+// A fast zap during the TD's life: the direct root goes (and is rebuilt by
+// the shared fault racing it), the mirror and the private faults must not
+// notice.
+Scenario fault_vs_fast_zap(int k) {
+  Scenario s = with_shared_slot(base("fault-vs-fast-zap",
+                                     "vCPUs fault private and shared pages while the VMM runs kvm_mmu_zap_all_fast(), "
+                                     "which must leave the mirror root alone",
+                                     64));
+  s.setup = {access(1, kBuf, 1, false, true)};
+  s.threads = {{"vcpu0", {access(0, kRam, uint64_t(k), true)}},
+               {"vcpu1", {access(1, kBuf + 3 * k4K, uint64_t(k), true, true)}},
+               {"vmm", {simple(OpKind::FastZap, 0, 0)}}};
+  return s;
+}
+
 const std::vector<ScenarioInfo>& builtin_scenarios() {
   static const std::vector<ScenarioInfo> all = {
       {"fault-fault-2m", "two vCPUs fault the same pages of one 2M range of the mirror", &fault_fault_2m},
@@ -351,6 +371,7 @@ const std::vector<ScenarioInfo>& builtin_scenarios() {
        &convert_both_ways},
       {"dpamt-fault-vs-convert", "Dynamic PAMT: faults and conversions in one 2M region", &dpamt_fault_vs_convert},
       {"add-vs-finalize", "KVM_TDX_INIT_MEM_REGION adds the initial image while the VMM finalizes", &add_vs_finalize},
+      {"fault-vs-fast-zap", "private and shared faults against kvm_mmu_zap_all_fast() on a TD", &fault_vs_fast_zap},
   };
   return all;
 }

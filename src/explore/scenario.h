@@ -24,6 +24,7 @@ enum class OpKind : uint8_t {
   Fault,           // an EPT violation on gpa handled by KVM, no guest accept (AUG leaves it PENDING)
   InitMemRegion,   // KVM_TDX_INIT_MEM_REGION: npages from gpa added with TDH.MEM.PAGE.ADD and measured
   Finalize,        // KVM_TDX_FINALIZE_VM
+  FastZap,         // kvm_mmu_zap_all_fast(): direct roots invalidated, vCPUs reload
 };
 const char* op_kind_name(OpKind k);
 std::optional<OpKind> op_kind_from_name(const std::string& s);

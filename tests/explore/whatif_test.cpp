@@ -192,3 +192,33 @@ TEST(WhatIf, SpecsParseAndNameTheBadPart) {
 
 }  // namespace
 }  // namespace mirrormmu::test
+
+namespace mirrormmu::test {
+namespace {
+
+// kvm_mmu_zap_all_fast() as it was before TDX, taking every root: the
+// explorer names the mirror root invalidated under a live TD, with a replay
+// string; the code as merged explores the same race clean.
+TEST(WhatIf, AFastZapThatTakesTheMirrorRootIsFound) {
+  std::string err;
+  explore::ExploreConfig cfg;
+  cfg.scenario = "fault-vs-fast-zap";
+  cfg.design = "upstream+fast-zap-mirror";
+  cfg.budget = 20;
+  const auto bad = explore::explore(cfg, nullptr, &err);
+  ASSERT_TRUE(bad.has_value()) << err;
+  ASSERT_FALSE(bad->failures.empty()) << "the mirror root's invalidation went unnoticed";
+  EXPECT_EQ(bad->failures.front().result.invariant, "mirror_root_invalidated") << bad->failures.front().result.detail;
+  const auto again = explore::replay(bad->failures.front().schedule, &err);
+  ASSERT_TRUE(again.has_value()) << err;
+  EXPECT_EQ(again->invariant, "mirror_root_invalidated");
+  cfg.design = "upstream";
+  cfg.budget = 60;
+  const auto good = explore::explore(cfg, nullptr, &err);
+  ASSERT_TRUE(good.has_value()) << err;
+  for (const auto& g : good->failures)
+    ADD_FAILURE() << g.result.invariant << ": " << g.result.detail << "\n  replay: " << g.schedule.str();
+}
+
+}  // namespace
+}  // namespace mirrormmu::test
