@@ -51,10 +51,11 @@ struct PlainVmConfig {
   // deleted retries instead of returning -EAGAIN, while holding the memslot
   // read lock the deletion waits for.
   bool prefault_retries_invalid_slot = false;
-  // Off: huge pages are not recovered when dirty logging stops (as before
-  // 5.x's zap_collapsible). Planted: tdp_mmu_zap_spte_atomic() without its
-  // flush, so the table a recovery zaps is freed while vCPUs cache it.
+  // An option: the slot keeps its small pages when dirty logging stops
+  // (no kvm_mmu_zap_collapsible_sptes()).
   bool no_huge_page_recovery = false;
+  // A planted bug: tdp_mmu_zap_spte_atomic() without its flush, so the table
+  // a recovery zaps is freed while vCPUs still cache it.
   bool zap_atomic_no_flush = false;
 };
 
