@@ -11,13 +11,11 @@ GuestHw::GuestHw(int nr_vcpus) {
   for (int i = 0; i < std::max(nr_vcpus, 1); i++) vcpus_.push_back(std::make_unique<Vcpu>());
 }
 
-bool GuestHw::tlb_hit(int vcpu, uint64_t gfn, bool write, uint64_t* pfn) {
+bool GuestHw::tlb_hit(int vcpu, uint64_t gfn, bool write) {
   Vcpu& v = *vcpus_[vcpu];
   std::lock_guard g(v.mu);
   auto it = v.entries.find(gfn);
-  if (it == v.entries.end() || !it->second.leaf || (write && !(it->second.writable && it->second.dirty))) return false;
-  if (pfn) *pfn = it->second.pfn;
-  return true;
+  return it != v.entries.end() && it->second.leaf && (!write || (it->second.writable && it->second.dirty));
 }
 
 void GuestHw::fill(int vcpu, uint64_t gfn, const HwWalk& w) {
@@ -34,7 +32,6 @@ void GuestHw::fill(int vcpu, uint64_t gfn, const HwWalk& w) {
 }
 
 void GuestHw::flush_all() {
-  flushes_.fetch_add(1, std::memory_order_relaxed);
   for (auto& v : vcpus_) {
     std::lock_guard g(v->mu);
     v->entries.clear();
@@ -47,7 +44,6 @@ void GuestHw::flush_all() {
 // the paging-structure entries their walks used. A walk cached for a gfn
 // outside it survives, even if it went through the same tables.
 void GuestHw::flush_range(uint64_t gfn, uint64_t npages) {
-  flushes_.fetch_add(1, std::memory_order_relaxed);
   for (auto& v : vcpus_) {
     std::lock_guard g(v->mu);
     std::erase_if(v->entries, [&](const auto& kv) { return kv.first >= gfn && kv.first - gfn < npages; });
@@ -62,41 +58,50 @@ void GuestHw::flush_current(int vcpu) {
   v.entries.clear();
 }
 
-std::vector<GuestHw::Cached> GuestHw::translations(uint64_t start, uint64_t end) const {
-  std::vector<Cached> out;
+template <class Fn>
+void GuestHw::for_each_usable(Fn&& fn) const {
   for (size_t i = 0; i < vcpus_.size(); i++) {
     if (vcpus_[i]->reload.load()) continue;
     std::lock_guard g(vcpus_[i]->mu);
     for (const auto& [gfn, e] : vcpus_[i]->entries)
-      if (e.leaf && gfn >= start && gfn < end) out.push_back({static_cast<int>(i), gfn, e.pfn, e.writable});
+      if (fn(static_cast<int>(i), gfn, e)) return;
   }
+}
+
+std::vector<GuestHw::Cached> GuestHw::translations(uint64_t start, uint64_t end) const {
+  std::vector<Cached> out;
+  for_each_usable([&](int v, uint64_t gfn, const Entry& e) {
+    if (e.leaf && gfn >= start && gfn < end) out.push_back({v, gfn, e.pfn, e.writable});
+    return false;
+  });
   return out;
 }
 
 void GuestHw::host_freed(uint64_t pfn_start, uint64_t pfn_end, const std::string& why) {
-  for (size_t i = 0; i < vcpus_.size(); i++) {
-    if (vcpus_[i]->reload.load()) continue;  // its reload flushes first
-    std::lock_guard g(vcpus_[i]->mu);
-    for (const auto& [gfn, e] : vcpus_[i]->entries)
-      if (e.leaf && e.pfn >= pfn_start && e.pfn < pfn_end)
-        return report(fmt::format(
-            "tlb_use_after_free: vCPU {} still translates gfn {:#x} to pfn {:#x}{} after {} freed the page", i, gfn,
-            e.pfn, e.writable ? " (writable)" : "", why));
-  }
+  std::string found;
+  for_each_usable([&](int v, uint64_t gfn, const Entry& e) {
+    if (!e.leaf || e.pfn < pfn_start || e.pfn >= pfn_end) return false;
+    found = fmt::format("tlb_use_after_free: vCPU {} still translates gfn {:#x} to pfn {:#x}{} after {} freed the page",
+                        v, gfn, e.pfn, e.writable ? " (writable)" : "", why);
+    return true;
+  });
+  if (!found.empty()) report(std::move(found));
 }
 
 void GuestHw::table_freed(uint64_t table) {
-  for (size_t i = 0; i < vcpus_.size(); i++) {
-    if (vcpus_[i]->reload.load()) continue;
-    std::lock_guard g(vcpus_[i]->mu);
-    for (const auto& [gfn, e] : vcpus_[i]->entries)
-      for (int t = 0; t < e.ntables; t++)
-        if (e.tables[t] == table)
-          return report(fmt::format(
-              "tlb_table_freed: page table {:#x} (level {} of the walk of gfn {:#x}) freed while vCPU {}'s "
-              "paging-structure cache still holds it",
-              table, e.ntables - t, gfn, i));
-  }
+  std::string found;
+  for_each_usable([&](int v, uint64_t gfn, const Entry& e) {
+    for (int t = 0; t < e.ntables; t++)
+      if (e.tables[t] == table) {
+        found = fmt::format(
+            "tlb_table_freed: page table {:#x} (level {} of the walk of gfn {:#x}) freed while vCPU {}'s "
+            "paging-structure cache still holds it",
+            table, e.ntables - t, gfn, v);
+        return true;
+      }
+    return false;
+  });
+  if (!found.empty()) report(std::move(found));
 }
 
 void GuestHw::report(std::string what) {

@@ -54,7 +54,7 @@ class GuestHw {
   // A cached translation of gfn that allows the access: the CPU uses it
   // without walking. A write through one cached clean walks again, since
   // the CPU must set the Dirty bit in the entry first.
-  bool tlb_hit(int vcpu, uint64_t gfn, bool write, uint64_t* pfn = nullptr);
+  bool tlb_hit(int vcpu, uint64_t gfn, bool write);
   // The walk's result enters the caches: its tables always, the leaf if any.
   // Not if a flush came since the vCPU entered: the flush's IPI took the
   // vCPU out, and what it walked before is gone with it.
@@ -65,7 +65,6 @@ class GuestHw {
   void flush_all();
   void flush_range(uint64_t gfn, uint64_t npages);
   void flush_current(int vcpu);                  // kvm_mmu_load()'s flush_tlb_current
-  uint64_t flushes() const { return flushes_.load(std::memory_order_relaxed); }
 
   // Every cached translation with its vCPU, for the checks after an ioctl;
   // not those of a vCPU that must reload its root before it runs again (the
@@ -121,8 +120,11 @@ class GuestHw {
   // KVM_REQUEST_WAIT: every vCPU in the guest when the request was made has
   // left it since.
   void wait_for_guests();
+  // Calls fn(vcpu, gfn, entry) for what each vCPU could still use (not a
+  // vCPU with a reload pending: it flushes first) until fn returns true.
+  template <class Fn>
+  void for_each_usable(Fn&& fn) const;
   std::vector<std::unique_ptr<Vcpu>> vcpus_;
-  std::atomic<uint64_t> flushes_{0};
   mutable std::mutex violation_mu_;
   std::string violation_;
 };
