@@ -381,8 +381,22 @@ size_t Checker::check(std::string_view after_op) {
 
   invariants_checked_++;
   report_pool_violations();
+  report_hw_violations();
   report_new_bug_sites();
   return violations_.size() - before;
+}
+
+void Checker::report_hw_violations() {
+  invariants_checked_ += 2;
+  // Each is "invariant: detail", the first the hardware saw.
+  const auto report = [&](const std::string& v, bool& done) {
+    if (done || v.empty()) return;
+    done = true;
+    const size_t colon = v.find(':');
+    fail(v.substr(0, colon), colon == std::string::npos ? v : v.substr(colon + 2));
+  };
+  report(vm_.hw().violation(), hw_reported_);
+  if (const tdx::TdxModule* m = vm_.module()) report(m->tlb_violation(), private_tlb_reported_);
 }
 
 // A site that fired since the last check is a failure of the step that was
@@ -433,6 +447,7 @@ size_t Checker::check_end_of_life() {
                              pages_leaked_on_purpose_));
   if (vm_.module()) Pass(*this).check_pamt_owners();
   report_pool_violations();
+  report_hw_violations();
   report_new_bug_sites();
   return violations_.size() - before;
 }

@@ -82,6 +82,9 @@ class Checker final : public MmuObserver, public tdx::SeamcallObserver, public B
   void fail(std::string invariant, std::string detail);
   void report_pool_violations();
   void report_new_bug_sites();
+  // What the CPUs saw: the direct root's TLBs (Vm::hw()) and the TDX
+  // module's private ones, each reported once.
+  void report_hw_violations();
   size_t row_of(const SpteChange& c) const;
 
   Vm& vm_;
@@ -105,6 +108,7 @@ class Checker final : public MmuObserver, public tdx::SeamcallObserver, public B
   uint64_t pages_leaked_ = 0;
   uint64_t pages_leaked_on_purpose_ = 0;
   size_t pool_violations_seen_ = 0;
+  bool hw_reported_ = false, private_tlb_reported_ = false;
   std::unordered_set<uint64_t> cache_reported_;  // frames already reported, once each
   std::unique_ptr<Scratch> scratch_;
 };

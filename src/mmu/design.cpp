@@ -93,6 +93,15 @@ const std::vector<WhatIfInfo>& what_ifs() {
        "the TD state is checked once, and finalize may land between a PAGE.ADD and its MR.EXTEND"},
       {"fast-zap-mirror", &WhatIf::fast_zap_mirror,
        "kvm_mmu_zap_all_fast() invalidates the mirror root with the direct ones, as before TDX"},
+      {"no-kick-after-track", &WhatIf::no_kick_after_track,
+       "tdx_track() issues TDH.MEM.TRACK but does not kick the vCPUs out of the guest, so vCPUs of the old epoch "
+       "keep it open"},
+      {"lax-tlb-tracking", &WhatIf::lax_tlb_tracking,
+       "a TDX module whose TDH.MEM.TRACK does not wait for the previous epoch's vCPUs to leave the guest, and "
+       "counts a block as tracked after any later TRACK"},
+      {"no-flush-after-unmap", &WhatIf::no_flush_after_unmap,
+       "the VM's unmap of a gfn range (conversion, memslot deletion, guest_memfd hole) drops the TLB flush "
+       "the TDP MMU asks for"},
   };
   return all;
 }

@@ -94,6 +94,14 @@ struct WhatIf {
   // did before TDX: the S-EPT has no fast zap, so the mirror must only go
   // away through its own removal path.
   bool fast_zap_mirror = false;
+  // tdx_track() without kicking the vCPUs out of the guest afterwards: the
+  // ones that entered before the TRACK keep the old epoch alive.
+  bool no_kick_after_track = false;
+  // A TDX module whose TRACK does not wait for the previous epoch's vCPUs
+  // to leave (tdx::ModuleConfig::lax_tlb_tracking).
+  bool lax_tlb_tracking = false;
+  // kvm_mmu_unmap_gfn_range() callers that drop the flush it asks for.
+  bool no_flush_after_unmap = false;
 };
 
 struct WhatIfInfo {

@@ -39,4 +39,17 @@ class MmuObserver {
   virtual void on_spte_change_result(const SpteChange& c, int ret) {}
 };
 
+// The CPUs behind the direct root, as the MMU reaches them: the remote
+// flushes it requests and the page-table pages it gives back. Not an
+// observer: the VM that owns the hardware always listens, whoever else
+// watches the MMU.
+class RemoteTlb {
+ public:
+  virtual ~RemoteTlb() = default;
+  // kvm_flush_remote_tlbs() (npages 0) or kvm_flush_remote_tlbs_range().
+  virtual void flush(Gfn start, uint64_t npages) = 0;
+  // A page-table page goes back to the pool (after its grace period).
+  virtual void table_freed(Pfn table) = 0;
+};
+
 }  // namespace mirrormmu

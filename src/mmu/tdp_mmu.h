@@ -137,6 +137,7 @@ class TdpMmu {
   void set_external(ExternalOps* ops, std::unique_ptr<HookDesign> design);
   void set_observer(MmuObserver* o) { observer_ = o; }
   MmuObserver* observer() const { return observer_; }
+  void set_remote_tlb(RemoteTlb* t) { remote_tlb_ = t; }
   // Yield every `n` iterator steps in yield-safe walks (0: only on contention).
   // Exercises restart-after-yield the way KVM_PROVE_MMU exercises huge zaps.
   void set_resched_interval(unsigned n) { resched_interval_ = n; }
@@ -278,6 +279,7 @@ class TdpMmu {
   ExternalOps* external_ = nullptr;
   std::unique_ptr<HookDesign> design_;
   MmuObserver* observer_ = nullptr;
+  RemoteTlb* remote_tlb_ = nullptr;
   sync::MmuLock mmu_lock_;
   std::mutex pages_lock_;  // tdp_mmu_pages_lock: guards roots_
   std::vector<MmuPage*> roots_;

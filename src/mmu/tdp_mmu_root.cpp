@@ -58,11 +58,13 @@ void TdpMmu::set_external(ExternalOps* ops, std::unique_ptr<HookDesign> design) 
 
 void TdpMmu::kvm_flush_remote_tlbs() {
   stats_.remote_tlb_flushes.fetch_add(1, std::memory_order_relaxed);
+  if (remote_tlb_) remote_tlb_->flush(Gfn{0}, 0);
   if (observer_) observer_->on_tlb_flush(Gfn{0}, 0);
 }
 
 void TdpMmu::kvm_flush_remote_tlbs_range(Gfn start, uint64_t npages) {
   stats_.remote_tlb_flushes.fetch_add(1, std::memory_order_relaxed);
+  if (remote_tlb_) remote_tlb_->flush(start, npages);
   if (observer_) observer_->on_tlb_flush(start, npages);
 }
 

@@ -217,6 +217,7 @@ void TdpMmu::tdp_mmu_free_sp(MmuPage* sp, bool after_grace_period) {
   // A leaked external_spt (failed reclaim) was set invalid on purpose: the
   // host must never touch a page the TDX module may still own.
   if (sp->external_spt.valid()) pool_.free(sp->external_spt, PageOwner::SeptPage);
+  if (remote_tlb_) remote_tlb_->table_freed(sp->spt_pfn);
   if (observer_) observer_->on_table_freed(sp->spt_pfn);
   pool_.set_page_private(sp->spt_pfn, nullptr);
   pool_.free(sp->spt_pfn, PageOwner::PageTable);

@@ -186,6 +186,7 @@ bool TdxModule::Impl::tracked(Pfn blocked_object) const {
   const std::optional<uint64_t> b = pamt.bepoch(blocked_object);
   if (!b) return false;
   const uint64_t epoch = m.td_epoch_;
+  if (m.cfg_.lax_tlb_tracking) return *b < epoch;
   if (*b + 1 < epoch) return true;
   return *b + 1 == epoch && epoch_refcount[*b & 1] == 0;
 }

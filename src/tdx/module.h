@@ -107,6 +107,11 @@ struct ModuleConfig {
   // enumerated by module 1.5.28: DEMOTE of a TD without L2 VMs is no longer
   // interrupted by a pending host interrupt. PROMOTE still is.
   bool enhanced_demote_interruptibility = true;
+  // A what-if of TLB tracking without counting vCPUs: TRACK advances the
+  // epoch even while vCPUs of the previous one are in the guest, and a
+  // block counts as tracked once any TRACK followed it. Only KVM's kick
+  // after TRACK then stands between a REMOVE and a vCPU's stale TLB.
+  bool lax_tlb_tracking = false;
 };
 
 class TdxModule {
@@ -201,6 +206,16 @@ class TdxModule {
   // The leaf that maps gpa, at whatever level (state Free, pfn invalid if
   // none); pfn is the leaf's base frame.
   EntryView read_leaf(uint64_t gpa) const;
+
+  // ---- the CPU on the private side ------------------------------------------
+  // The guest on `vcpu` (in the guest) touches private `gpa`: a translation
+  // its TLB caches, else the CPU's walk of the S-EPT, whose MAPPED leaf it
+  // caches. Returns the state of the leaf it used (Free if none). Only
+  // TDH.VP.ENTER in a new TD epoch empties that TLB: KVM cannot flush it.
+  EntryView cpu_access(int vcpu, uint64_t gpa);
+  // The first page the TD gave up (PAGE.REMOVE) while a vCPU could still
+  // use a cached translation to it: "tlb_use_after_free: ...", or "".
+  std::string tlb_violation() const;
 
   PamtType pamt_type(Pfn pfn) const;
   // Frames that may still hold cache lines written under the TD's HKID (the

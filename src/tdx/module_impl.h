@@ -92,6 +92,10 @@ struct TdxModule::Impl {
     bool associated = true;    // until VP.FLUSH; VP.ADDCX/INIT/ENTER re-associate
     bool in_guest = false;
     uint64_t epoch = 0;        // TD_EPOCH sampled at the last VP.ENTER
+    // Private translations the CPU caches (4K gpa -> 4K frame), and the
+    // TD_EPOCH they were cached in: VP.ENTER in a later one flushes them.
+    std::unordered_map<uint64_t, uint64_t> tlb;
+    uint64_t tlb_epoch = 0;
     // Zero-step mitigation (td_exit_epf_stepping_log): hardware EPT
     // violations on private GPAs at one guest RIP. The first six only count;
     // from the seventh on the faulting GPAs are logged, and a non-empty log
@@ -249,6 +253,10 @@ struct TdxModule::Impl {
   Ret page_promote(uint64_t gpa, int level);
 
   Status mem_track();
+  // Frames [pfn, pfn + n) leave the TD (`leaf` names the SEAMCALL): a vCPU
+  // that may still use a cached translation to one is a violation.
+  void tlb_check_gone(Pfn pfn, uint64_t n, const char* leaf);
+  std::string tlb_violation;
   Status vp_enter(int vcpu, uint64_t* exit_gpa);
   void td_exit(int vcpu);
   AcceptResult page_accept(int vcpu, uint64_t gpa, int level);

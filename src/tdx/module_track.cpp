@@ -7,6 +7,8 @@
 // vCPU from the previous epoch is still inside, so two parities suffice.
 #include <algorithm>
 
+#include <fmt/format.h>
+
 #include "tdx/module_impl.h"
 
 namespace mirrormmu::tdx {
@@ -20,7 +22,7 @@ Status TdxModule::Impl::mem_track() {
   LockSet locks(*this);
   if (Status s = td_prologue(locks, Operand::RCX, LockMode::Shared, kBuildOrRun)) return s;
   if (Status s = locks.epoch(LockMode::Exclusive)) return s;
-  if (epoch_refcount[(m.td_epoch_ - 1) & 1] != 0) return TDX_PREVIOUS_TLB_EPOCH_BUSY;
+  if (!m.cfg_.lax_tlb_tracking && epoch_refcount[(m.td_epoch_ - 1) & 1] != 0) return TDX_PREVIOUS_TLB_EPOCH_BUSY;
   ++m.td_epoch_;
   return TDX_SUCCESS;
 }
@@ -65,6 +67,12 @@ Status TdxModule::Impl::vp_enter(int vcpu, uint64_t* exit_gpa) {
       if (exit_gpa) *exit_gpa = gpa;
       return TDX_EXIT_EPT_VIOLATION;
     }
+  }
+  // The TLB flush of TD entry: whatever the vCPU cached in an older epoch
+  // may predate a block that epoch's TRACK covered.
+  if (v->tlb_epoch != epoch) {
+    v->tlb.clear();
+    v->tlb_epoch = epoch;
   }
   v->epoch = epoch;
   v->in_guest = true;
@@ -126,6 +134,22 @@ AcceptResult TdxModule::Impl::page_accept(int vcpu, uint64_t gpa, int level) {
   return exit_to_host(w);
 }
 
+void TdxModule::Impl::tlb_check_gone(Pfn pfn, uint64_t n, const char* leaf) {
+  if (!tlb_violation.empty()) return;
+  for (const auto& [id, v] : vcpus) {
+    // Out of the guest with an older epoch, the next entry flushes first.
+    if (!v.in_guest && v.tlb_epoch != m.td_epoch_) continue;
+    for (const auto& [gpa, frame] : v.tlb) {
+      if (frame < pfn.v || frame - pfn.v >= n) continue;
+      tlb_violation = fmt::format(
+          "tlb_use_after_free: vCPU {} ({}, TLB of epoch {}, TD epoch {}) still translates private gpa {:#x} to pfn "
+          "{:#x} after {} gave the page back to the host",
+          id, v.in_guest ? "in the guest" : "outside", v.tlb_epoch, m.td_epoch_.load(), gpa, frame, leaf);
+      return;
+    }
+  }
+}
+
 // ---- public entry points ----------------------------------------------------------
 
 Status TdxModule::tdh_mem_track() {
@@ -178,6 +202,27 @@ bool TdxModule::zero_step_active(int vcpu) const {
 void TdxModule::set_td_fatal() {
   std::lock_guard lock(impl_->mu);
   impl_->fatal = true;
+}
+
+TdxModule::EntryView TdxModule::cpu_access(int vcpu, uint64_t gpa) {
+  std::lock_guard lock(impl_->mu);
+  const uint64_t gpa4k = gpa & ~(kPageSize - 1);
+  Impl::Vcpu* v = impl_->find_vcpu(vcpu);
+  if (v == nullptr || !v->in_guest) return EntryView{gpa4k, 0, SeptState::Free, kInvalidPfn};
+  if (auto it = v->tlb.find(gpa4k); it != v->tlb.end()) return EntryView{gpa4k, 0, SeptState::Mapped, Pfn{it->second}};
+  const SeptWalk w = impl_->tree.walk(gpa4k, 0);
+  const int level = w.reached ? 0 : w.level;
+  if (!is_leaf_state(w.state())) return EntryView{gpa4k, level, SeptState::Free, kInvalidPfn};
+  if (w.state() != SeptState::Mapped) return EntryView{gpa4k, level, w.state(), w.pfn()};
+  const uint64_t base = gpa4k & ~(sept::level_bytes(level) - 1);
+  const Pfn frame{w.pfn().v + ((gpa4k - base) >> kPageShift)};
+  v->tlb[gpa4k] = frame.v;
+  return EntryView{gpa4k, 0, SeptState::Mapped, frame};
+}
+
+std::string TdxModule::tlb_violation() const {
+  std::lock_guard lock(impl_->mu);
+  return impl_->tlb_violation;
 }
 
 AcceptResult TdxModule::tdg_mem_page_accept(int vcpu, uint64_t gpa, int tdx_level) {

@@ -91,7 +91,8 @@ void TdxOps::tdx_track() {
   tdx_bug_on(r.status, kvm_, Site::tdh_mem_track);
   // Every vCPU still in the guest entered in an old epoch; forcing them out
   // drains that epoch so the block counts as tracked.
-  kick();
+  if (!skip_kick_after_track_) [[likely]]
+    kick();
 }
 
 void TdxOps::tdx_quirk_reset_page(Pfn page) {

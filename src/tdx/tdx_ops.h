@@ -146,6 +146,7 @@ class TdxOps final : public ExternalOps {
   };
   // The no-wbinvd what-if: REMOVE without the WBINVD that must follow it.
   void set_skip_wbinvd(bool on) { skip_wbinvd_ = on; }
+  void set_skip_kick_after_track(bool on) { skip_kick_after_track_ = on; }
   // Allocation failures the run injects (PAMT pair top-ups).
   void set_injector(FaultInjector* inject) { inject_ = inject; }
   VcpuEntry tdx_vcpu_enter(int vcpu);
@@ -217,6 +218,7 @@ class TdxOps final : public ExternalOps {
   std::atomic<bool> pre_fault_allowed_{false};
   std::atomic<bool> wait_for_sept_zap_{false};
   bool skip_wbinvd_ = false;
+  bool skip_kick_after_track_ = false;
   FaultInjector* inject_ = nullptr;
   Pfn page_add_src_ = kInvalidPfn;
   Pfn tdr_ = kInvalidPfn;

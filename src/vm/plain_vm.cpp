@@ -80,6 +80,7 @@ PlainVm::PlainVm(PlainVmConfig cfg) : DirectMmu(std::max(cfg.nr_vcpus, 1)), cfg_
   mc.zap_atomic_no_flush = cfg.zap_atomic_no_flush;
   mmu_ = std::make_unique<TdpMmu>(pool_, bugs_, mc);
   mmu_->set_observer(this);
+  mmu_->set_remote_tlb(this);
   for (int i = 0; i < std::max(cfg.nr_vcpus, 1); i++) vcpus_.push_back(std::make_unique<Vcpu>(pool_));
 }
 
@@ -90,7 +91,7 @@ void PlainVm::on_spte_changed(const SpteChange& c) {
                           c.mirror});
 }
 
-void PlainVm::on_tlb_flush(Gfn start, uint64_t npages) {
+void PlainVm::flush(Gfn start, uint64_t npages) {
   stats_.flushes.fetch_add(1, std::memory_order_relaxed);
   if (npages)
     hw().flush_range(start.v, npages);

@@ -59,7 +59,7 @@ struct PlainVmConfig {
   bool zap_atomic_no_flush = false;
 };
 
-class PlainVm : public DirectMmu, private MmuObserver {
+class PlainVm : public DirectMmu, private MmuObserver, private RemoteTlb {
  public:
   explicit PlainVm(PlainVmConfig cfg);
   ~PlainVm() override;
@@ -102,8 +102,8 @@ class PlainVm : public DirectMmu, private MmuObserver {
   };
   void on_spte_changed(const SpteChange& c) override;
   void on_external_hook(HookKind, Gfn, PgLevel, int) override {}
-  void on_tlb_flush(Gfn start, uint64_t npages) override;
-  void on_table_freed(Pfn table) override { hw().table_freed(table.v); }
+  void flush(Gfn start, uint64_t npages) override;
+  void table_freed(Pfn table) override { hw().table_freed(table.v); }
   void on_lost_update(Gfn gfn, PgLevel level, uint64_t expected, uint64_t actual, uint64_t new_spte) override;
   RetPf fast_page_fault(MmuPage* root, uint64_t gfn, Slot& s);
   Slot* slot_of(uint64_t gfn);

@@ -34,7 +34,8 @@ std::string vm_config_refusal(const VmConfig& cfg) {
   return what_if_refusal(cfg.what_if, cfg.design, cfg.huge_pages);
 }
 
-Vm::Vm(const VmConfig& cfg, FaultInjector* inject) : cfg_(cfg), inject_(inject) {
+Vm::Vm(const VmConfig& cfg, FaultInjector* inject)
+    : cfg_(cfg), inject_(inject), hw_(std::max(cfg.nr_vcpus, 1)) {
   pool_ = std::make_unique<PfnPool>(cfg_.pool_pages);
   TdpMmuConfig mc;
   mc.external_spt_policy = cfg_.external_spt_policy;
@@ -54,15 +55,18 @@ Vm::Vm(const VmConfig& cfg, FaultInjector* inject) : cfg_(cfg), inject_(inject) 
     mc.mmio_value = spte::kMmioValueVmx;
   }
   mmu_ = std::make_unique<TdpMmu>(*pool_, bugs_, mc, inject_);
+  mmu_->set_remote_tlb(this);
   if (is_td()) {
     tdx::ModuleConfig modc;
     modc.sept_levels = cfg_.ept_levels;
     modc.dynamic_pamt = cfg_.dynamic_pamt;
     modc.enhanced_demote_interruptibility = cfg_.enhanced_demote_interruptibility;
+    modc.lax_tlb_tracking = cfg_.what_if.lax_tlb_tracking;
     module_ = std::make_unique<tdx::TdxModule>(*pool_, modc, inject_);
     tdx_ = std::make_unique<tdx::TdxOps>(*module_, *pool_, bugs_, mmu_->mmu_lock());
     tdx_->set_kicker(this);
     tdx_->set_skip_wbinvd(cfg_.what_if.no_wbinvd);
+    tdx_->set_skip_kick_after_track(cfg_.what_if.no_kick_after_track);
     tdx_->set_injector(inject_);
     const DesignInfo* d = find_design(cfg_.design);
     mmu_->set_external(tdx_.get(), d ? d->make() : nullptr);
@@ -173,7 +177,7 @@ void Vm::mmu_invalidate_end() {
 
 void Vm::kvm_mmu_unmap_gfn_range(const GfnRange& r) {
   sync::assert_held_write(mmu_->mmu_lock(), bugs_);
-  if (mmu_->kvm_tdp_mmu_unmap_gfn_range(r, false)) mmu_->kvm_flush_remote_tlbs();
+  if (mmu_->kvm_tdp_mmu_unmap_gfn_range(r, false) && !cfg_.what_if.no_flush_after_unmap) mmu_->kvm_flush_remote_tlbs();
 }
 
 int Vm::delete_memslot(int id) {
@@ -203,6 +207,7 @@ int Vm::delete_memslot(int id) {
     invalidate_seq_.fetch_add(1);
     kvm_mmu_unmap_gfn_range({s->base_gfn, s->base_gfn + s->npages, GfnFilter::Both, true});
   }
+  check_no_translations(s->base_gfn, s->base_gfn + s->npages, "the memslot's deletion");
   // kvm_delete_memslot(): the second swap, and its synchronize_srcu.
   sync::WriteGuard slots(slots_lock_);
   slots_.erase(std::find_if(slots_.begin(), slots_.end(), [&](auto& p) { return p.get() == s; }));
@@ -236,6 +241,7 @@ int Vm::set_memory_attributes(uint64_t gpa, uint64_t size, bool to_private) {
     sync::WriteGuard lock(mmu_->mmu_lock());
     mmu_invalidate_end();
   }
+  if (to_private) check_no_translations(start, end, "KVM_SET_MEMORY_ATTRIBUTES(PRIVATE)");
   stats_.conversions++;
   return 0;
 }
@@ -272,7 +278,9 @@ void Vm::zap_all_fast() {
     mmu_->kvm_tdp_mmu_invalidate_roots(cfg_.what_if.fast_zap_mirror ? kValidRoots : kDirectRoots);
   }
   // KVM_REQ_MMU_FREE_OBSOLETE_ROOTS: every vCPU leaves the guest and drops
-  // its invalid root on the way back in (vcpu_load_roots).
+  // its invalid root on the way back in (vcpu_load_roots), loading a new one
+  // with a flush. Only then may the invalid roots' tables go, unflushed.
+  hw_.request_reload_all_and_wait();
   kick_all_vcpus_out();
   mmu_->kvm_tdp_mmu_zap_invalidated_roots(true);
 }
@@ -284,6 +292,9 @@ void Vm::destroy() {
   // The vCPU threads are gone (the VMM joined them): no kick can be answered.
   vcpus_threaded_ = false;
   kick_all_vcpus_out();
+  // No vCPU runs again: what their CPUs cached cannot be used, so the
+  // tables below may go without a flush (exit_mmap's zap does not flush).
+  for (auto& v : vcpus_) hw_.flush_current(v->id);
   if (is_td() && created_) {
     // 1. guest_memfd files hold a VM reference and invalidate their whole
     //    range before dropping it: every private leaf is removed from the

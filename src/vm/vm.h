@@ -20,6 +20,7 @@
 #include "mmu/tdp_mmu.h"
 #include "tdx/module.h"
 #include "tdx/tdx_ops.h"
+#include "vm/guest_hw.h"
 
 namespace mirrormmu {
 
@@ -139,7 +140,7 @@ struct Vcpu {
   std::atomic<uint64_t> accesses{0}, accepts{0}, vp_enters{0}, accept_mismatches{0};
 };
 
-class Vm : public tdx::VcpuKicker {
+class Vm : public tdx::VcpuKicker, private RemoteTlb {
  public:
   explicit Vm(const VmConfig& cfg, FaultInjector* inject = nullptr);
   ~Vm() override;
@@ -211,6 +212,10 @@ class Vm : public tdx::VcpuKicker {
   // lock: faults read, memslot updates write. Always taken before mmu_lock.
   sync::MmuLock& slots_lock() { return slots_lock_; }
   uint64_t sources_outstanding() const { return sources_.size(); }
+  // The CPUs under the direct root (for a TD, the shared EPT): TLBs,
+  // paging-structure caches, and what they saw go wrong. The private side's
+  // TLBs are the TDX module's (tdx::TdxModule::tlb_violation()).
+  GuestHw& hw() { return hw_; }
 
  private:
   bool unusable() const { return !usable_ || destroyed_; }
@@ -228,7 +233,19 @@ class Vm : public tdx::VcpuKicker {
   std::string giveup_report_;
   void exit_guest(Vcpu& v);
   int set_dirty_logging_locked(Memslot& s, bool on);
-  bool hw_translation_ok(Vcpu& v, uint64_t gpa, bool write);
+  // The CPU's walk of the vCPU's direct root for gfn (the TDP MMU's own
+  // pointer walk, no lock). A TD's shared EPTP has no A/D-enable bit, so
+  // the walk sets neither.
+  HwWalk hw_walk(Vcpu& v, Gfn gfn);
+  // A guest access through the direct root: TLB first, else the walk,
+  // which fills it. False: an EPT violation for KVM, or a reload request
+  // (*reload set) that must be handled outside the guest.
+  bool hw_access(Vcpu& v, Gfn gfn, bool write, bool* reload);
+  // After an ioctl that took [start, end) away from the shared side
+  // returned: a vCPU still translating a gfn of it is reported (tlb_stale).
+  void check_no_translations(Gfn start, Gfn end, const char* after);
+  void flush(Gfn start, uint64_t npages) override;
+  void table_freed(Pfn table) override { hw_.table_freed(table.v); }
   void mark_page_dirty(Memslot& s, Gfn gfn);
   PgLevel private_max_level(const Memslot& s, Gfn gfn, PgLevel backing, PgLevel accept_level) const;
   // tdx_handle_mismatched_accept(): the guest accepts at `level` inside a
@@ -250,6 +267,7 @@ class Vm : public tdx::VcpuKicker {
   std::unique_ptr<TdpMmu> mmu_;
   std::unique_ptr<tdx::TdxOps> tdx_;
   std::vector<std::unique_ptr<Vcpu>> vcpus_;
+  GuestHw hw_;
   std::vector<std::unique_ptr<Memslot>> slots_;
   std::vector<Pfn> sources_;  // PAGE.ADD source pages still held by "userspace"
   // VM-level operations (one thread at a time, or the kicker): plain enough.

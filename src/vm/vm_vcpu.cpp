@@ -7,8 +7,10 @@
 #include <utility>
 
 #include "base/running_vcpu.h"
+#include "mmu/tdp_iter.h"
 #include "spte/spte.h"
 #include "sync/rcu.h"
+#include "sync/spte_atomic.h"
 #include "vm/vm.h"
 
 namespace mirrormmu {
@@ -45,7 +47,13 @@ int Vm::vcpu_load_roots(Vcpu& v) {
   // kvm_mmu_load(): a root invalidated under us is dropped and replaced.
   if (v.root && v.root->role.invalid) vcpu_put_roots(v);
   if (int r = mmu_->mmu_topup_memory_caches(v.caches)) return r;
-  if (!v.root) v.root = mmu_->kvm_tdp_mmu_alloc_root(v.caches, false);
+  if (!v.root) {
+    v.root = mmu_->kvm_tdp_mmu_alloc_root(v.caches, false);
+    // kvm_mmu_load(): a root of unknown provenance, so the CPU's cached
+    // translations for the current context go (for a TD,
+    // tdx_flush_tlb_current()'s ept_sync_global()).
+    if (v.root) hw_.flush_current(v.id);
+  }
   if (is_td() && !v.mirror_root) v.mirror_root = mmu_->kvm_tdp_mmu_alloc_root(v.caches, true);
   return (v.root && (!is_td() || v.mirror_root)) ? 0 : -ENOMEM;
 }
@@ -209,7 +217,7 @@ ExitReason Vm::vcpu_fault(int vcpu, uint64_t gpa, bool write, PgLevel accept_lev
 // the exit itself (a split), the guest just runs again.
 Vm::GuestAccess Vm::guest_private_access(Vcpu& v, uint64_t gpa, PgLevel accept_level, PgLevel* fault_cap) {
   const uint64_t gpa4k = gpa & ~(kPageSize - 1);
-  const auto e = module_->read_leaf(gpa4k);
+  const auto e = module_->cpu_access(v.id, gpa4k);
   if (e.state == tdx::SeptState::Mapped) return GuestAccess::Ok;
   if (e.state != tdx::SeptState::Pending) return GuestAccess::Fault;
   // The guest takes a #VE and accepts; a 2M accept of memory the host
@@ -219,10 +227,14 @@ Vm::GuestAccess Vm::guest_private_access(Vcpu& v, uint64_t gpa, PgLevel accept_l
     const auto a = module_->tdg_mem_page_accept(v.id, gpa & ~(span - 1), tdx::tdx_level(level));
     v.accepts.fetch_add(1, std::memory_order_relaxed);
     using Outcome = tdx::AcceptResult::Outcome;
-    if (a.outcome == Outcome::Accepted) return GuestAccess::Ok;
+    // The instruction that took the #VE runs again, through the TLB.
+    const auto retried = [&] {
+      return module_->cpu_access(v.id, gpa4k).state == tdx::SeptState::Mapped ? GuestAccess::Ok : GuestAccess::Fault;
+    };
+    if (a.outcome == Outcome::Accepted) return retried();
     if (a.outcome == Outcome::Status) {
       const tdx::Status st = tdx::status_base(a.status);
-      if (st == tdx::TDX_PAGE_ALREADY_ACCEPTED) return GuestAccess::Ok;
+      if (st == tdx::TDX_PAGE_ALREADY_ACCEPTED) return retried();
       if (st == tdx::TDX_PAGE_SIZE_MISMATCH && level > PgLevel::k4K) continue;
       return GuestAccess::Fault;
     }
@@ -243,17 +255,63 @@ Vm::GuestAccess Vm::guest_private_access(Vcpu& v, uint64_t gpa, PgLevel accept_l
   }
 }
 
-// What the CPU would find walking the direct root for a shared GPA.
-bool Vm::hw_translation_ok(Vcpu& v, uint64_t gpa, bool write) {
-  if (!v.root) return false;
+HwWalk Vm::hw_walk(Vcpu& v, Gfn gfn) {
+  HwWalk w;
+  if (!v.root) return w;
   sync::RcuReadGuard rcu;
-  const Gfn gfn{(gpa >> kPageShift) & ~gfn_direct_bits_};
-  TdpIter it(pool(), v.root, PgLevel::k4K, gfn, mmu_->kvm_gfn_root_bits(v.root));
-  for (; it.valid && it.gfn < gfn + 1; it.next()) {
-    if (!spte::is_shadow_present(it.old_spte)) return false;
-    if (spte::is_last(it.old_spte, it.level)) return !write || spte::is_writable(it.old_spte);
+  // The direct root of a TD maps gfns with the shared bit set.
+  const uint64_t index_gfn = gfn.v | mmu_->kvm_gfn_root_bits(v.root);
+  Pfn table = v.root->spt_pfn;
+  for (PgLevel level = v.root->role.level;; level = lower(level)) {
+    w.tables[w.ntables++] = table.v;
+    const uint64_t s =
+        sync::spte_ref(pool().page_ptr(table) + spte_index(index_gfn, level)).load(std::memory_order_acquire);
+    if (!spte::is_shadow_present(s)) return w;
+    if (!spte::is_last(s, level)) {
+      table = spte::to_pfn(s);
+      continue;
+    }
+    w.leaf = true;
+    w.level = lvl(level);
+    w.pfn = spte::to_pfn(s).v + (gfn.v & (pages_per_hpage(level) - 1));
+    w.writable = spte::is_writable(s);
+    // No Dirty bit to set first: a write goes straight through.
+    w.dirty = true;
+    return w;
   }
-  return false;
+}
+
+bool Vm::hw_access(Vcpu& v, Gfn gfn, bool write, bool* reload) {
+  // The access is one instruction: a flush's IPI lands before or after it,
+  // so guest mode for the TLBs spans just this.
+  if (!hw_.enter(v.id)) {
+    *reload = true;
+    return false;
+  }
+  bool ok = hw_.tlb_hit(v.id, gfn.v, write);
+  if (!ok) {
+    const HwWalk w = hw_walk(v, gfn);
+    hw_.fill(v.id, gfn.v, w);
+    ok = w.leaf && (!write || w.writable);
+  }
+  hw_.exit(v.id);
+  return ok;
+}
+
+void Vm::flush(Gfn start, uint64_t npages) {
+  if (npages)
+    hw_.flush_range(start.v, npages);
+  else
+    hw_.flush_all();
+}
+
+void Vm::check_no_translations(Gfn start, Gfn end, const char* after) {
+  for (const GuestHw::Cached& c : hw_.translations(start.v, end.v)) {
+    hw_.report(fmt::format("tlb_stale: vCPU {} still translates shared gfn {:#x} to pfn {:#x}{} after {} returned; "
+                           "the tables map nothing there",
+                           c.vcpu, c.gfn, c.pfn, c.writable ? " (writable)" : "", after));
+    return;
+  }
 }
 
 ExitReason Vm::vcpu_access(int vcpu, uint64_t gpa, bool write, PgLevel accept_level) {
@@ -326,7 +384,16 @@ ExitReason Vm::vcpu_access(int vcpu, uint64_t gpa, bool write, PgLevel accept_le
       }
       ok = g == GuestAccess::Ok;
     } else {
-      ok = hw_translation_ok(v, gpa, write);
+      bool reload = false;
+      ok = hw_access(v, Gfn{(gpa >> kPageShift) & ~gfn_direct_bits_}, write, &reload);
+      if (reload) {
+        // KVM_REQ_MMU_FREE_OBSOLETE_ROOTS, handled outside the guest (the
+        // new root's load may wait for mmu_lock, held by a zap that waits
+        // for this vCPU to leave the TD).
+        exit_guest(v);
+        if (vcpu_load_roots(v)) return ExitReason::NoMemory;
+        continue;
+      }
     }
     if (ok) {
       if (module_) module_->vcpu_progress(vcpu);

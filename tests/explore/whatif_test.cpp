@@ -220,5 +220,54 @@ TEST(WhatIf, AFastZapThatTakesTheMirrorRootIsFound) {
     ADD_FAILURE() << g.result.invariant << ": " << g.result.detail << "\n  replay: " << g.schedule.str();
 }
 
+// The hardware's classic bugs on a TD, each found by the explorer with a
+// replay string that reproduces it, and absent from the correct code.
+struct HwPlant {
+  const char* scenario;
+  const char* what_if;
+  const char* invariant;
+};
+
+class TdHardwarePlant : public ::testing::TestWithParam<HwPlant> {};
+
+TEST_P(TdHardwarePlant, IsFoundAndReplays) {
+  const HwPlant& p = GetParam();
+  std::string err;
+  explore::ExploreConfig cfg;
+  cfg.scenario = p.scenario;
+  cfg.design = std::string("upstream+") + p.what_if;
+  cfg.budget = 60;
+  const auto bad = explore::explore(cfg, nullptr, &err);
+  ASSERT_TRUE(bad.has_value()) << err;
+  ASSERT_FALSE(bad->failures.empty()) << p.what_if << " went unnoticed";
+  EXPECT_EQ(bad->failures.front().result.invariant, p.invariant) << bad->failures.front().result.detail;
+  const auto again = explore::replay(bad->failures.front().schedule, &err);
+  ASSERT_TRUE(again.has_value()) << err;
+  EXPECT_EQ(again->invariant, p.invariant);
+  cfg.design = "upstream";
+  const auto good = explore::explore(cfg, nullptr, &err);
+  ASSERT_TRUE(good.has_value()) << err;
+  for (const auto& g : good->failures)
+    ADD_FAILURE() << g.result.invariant << ": " << g.result.detail << "\n  replay: " << g.schedule.str();
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Td, TdHardwarePlant,
+    ::testing::Values(
+        // A shared translation outlives the conversion that took the page.
+        HwPlant{"convert-both-ways", "no-flush-after-unmap", "tlb_stale"},
+        // TRACK without the kick, on a module that does not count vCPUs: a
+        // vCPU in the guest keeps translating a page REMOVE gave back.
+        HwPlant{"fault-vs-convert", "lax-tlb-tracking,no-kick-after-track", "tlb_use_after_free"},
+        // TRACK without the kick on the real module: it refuses, and KVM's
+        // TDX_BUG_ON says so.
+        HwPlant{"fault-vs-convert", "no-kick-after-track", "bug_site"}),
+    [](const auto& info) {
+      std::string n = std::string(info.param.scenario) + "_" + info.param.what_if;
+      for (char& c : n)
+        if (c == '-' || c == ',') c = '_';
+      return n;
+    });
+
 }  // namespace
 }  // namespace mirrormmu::test

@@ -287,7 +287,7 @@ TEST(Vm, NormalVmHasOnlyDirectRoots) {
   EXPECT_TRUE(ck.ok());
   vm.destroy();
   ck.check_end_of_life();
-  EXPECT_TRUE(ck.ok());
+  EXPECT_TRUE(ck.ok()) << ck.describe();
 }
 
 // The selftests' dirty_log_perf_test view: pages_1g/2m/4k as dirty logging
