@@ -15,6 +15,7 @@
 #include "mem/memory_cache.h"
 #include "mem/pfn_pool.h"
 #include "mmu/design.h"
+#include "spte/spte.h"
 #include "mmu/external_ops.h"
 #include "mmu/mmu_page.h"
 #include "mmu/observer.h"
@@ -111,6 +112,12 @@ struct TdpMmuConfig {
   bool plain_store_over_volatile = false;
   // Another: tdp_mmu_zap_spte_atomic() without its TLB flush.
   bool zap_atomic_no_flush = false;
+  // Aging without mmu_lock, as upstream since 6.15 ("KVM: x86/mmu: Age
+  // TDP MMU SPTEs without holding mmu_lock"): the caller takes no lock.
+  bool lockless_aging = false;
+  // A planted bug for it: the lockless clear of Accessed stores the value it
+  // read minus the bit, rather than clearing the bit in place.
+  bool age_plain_store = false;
   uint64_t gfn_direct_bits = 0;   // the shared bit as a gfn mask (TDX)
   uint64_t mmio_value = 0;        // shadow_mmio_value of the VM
   uint64_t max_gfn_exclusive = 0; // tdp_mmu_max_gfn_exclusive()
@@ -206,9 +213,11 @@ class TdpMmu {
   // ---- aging (the clear_young and test_young notifiers) -------------------
   // kvm_tdp_mmu_age_gfn_range() / kvm_tdp_mmu_test_age_gfn(): whether a
   // leaf of the direct roots in [start, end) was accessed, clearing
-  // Accessed unless only testing. mmu_lock held for write (6.12); nothing
-  // is flushed, so a vCPU may go on using a cached translation without
-  // setting Accessed again (aging is only ever approximate).
+  // Accessed unless only testing. mmu_lock held for write (6.12), or with
+  // TdpMmuConfig::lockless_aging under RCU alone, valid roots only, each
+  // clear an atomic and (6.15 on). Nothing is flushed, so a vCPU may go on
+  // using a cached translation without setting Accessed again (aging is
+  // only ever approximate).
   bool kvm_tdp_mmu_age_gfn_range(Gfn start, Gfn end);
   bool kvm_tdp_mmu_test_age_gfn(Gfn start, Gfn end);
 
@@ -253,6 +262,13 @@ class TdpMmu {
   uint64_t kvm_tdp_mmu_write_spte(uint64_t* sptep, uint64_t old_spte, uint64_t new_spte, Gfn gfn, PgLevel level);
   uint64_t tdp_mmu_clear_spte_bits(uint64_t* sptep, uint64_t old_spte, uint64_t mask, Gfn gfn, PgLevel level);
   bool kvm_tdp_mmu_handle_gfn(Gfn start, Gfn end, bool test_only);
+  // An exclusive store replaced `actual` where its caller read `expected`:
+  // bits set meanwhile are lost, except Accessed cleared by lockless aging
+  // (the page merely looks young again, which aging tolerates).
+  static bool lost_update(uint64_t expected, uint64_t actual) {
+    return actual != expected && actual != (expected & ~spte::kAccessed);
+  }
+  bool kvm_tdp_mmu_age_gfn_range_lockless(Gfn start, Gfn end, bool test_only);
   void zap_collapsible_sptes(Gfn start, Gfn end, int (*max_level)(void*, Gfn), void* ctx);
   int handle_changed_spte_inner(MmuPage* sp, Gfn gfn, uint64_t old_spte, uint64_t new_spte, PgLevel level,
                                 bool shared);

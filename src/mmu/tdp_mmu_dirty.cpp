@@ -45,7 +45,7 @@ uint64_t TdpMmu::tdp_mmu_clear_spte_bits(uint64_t* sptep, uint64_t old_spte, uin
     return sync::fetch_and_spte(sptep, ~mask) & ~mask;
   if (observer_) [[unlikely]] {
     const uint64_t was = sync::write_spte_observed(sptep, old_spte & ~mask);
-    if (was != old_spte) observer_->on_lost_update(gfn, level, old_spte, was, old_spte & ~mask);
+    if (lost_update(old_spte, was)) observer_->on_lost_update(gfn, level, old_spte, was, old_spte & ~mask);
   } else {
     sync::write_spte(sptep, old_spte & ~mask);
   }
@@ -103,7 +103,51 @@ bool TdpMmu::kvm_tdp_mmu_handle_gfn(Gfn start, Gfn end, bool test_only) {
   return young;
 }
 
-bool TdpMmu::kvm_tdp_mmu_age_gfn_range(Gfn start, Gfn end) { return kvm_tdp_mmu_handle_gfn(start, end, false); }
-bool TdpMmu::kvm_tdp_mmu_test_age_gfn(Gfn start, Gfn end) { return kvm_tdp_mmu_handle_gfn(start, end, true); }
+// __kvm_tdp_mmu_age_gfn_range() without mmu_lock: only RCU keeps the roots
+// and tables readable, and any writer (a zap, a fault, the CPU) may change
+// an entry between the read and the clear. So the clear is one atomic and
+// of the live value; invalid roots are left alone (nothing needs them aged,
+// and they may be mid-teardown).
+bool TdpMmu::kvm_tdp_mmu_age_gfn_range_lockless(Gfn start, Gfn end, bool test_only) {
+  sync::RcuReadGuard rcu;
+  std::vector<MmuPage*> roots;
+  {
+    // for_each_valid_tdp_mmu_root_rcu(): no references; a root is freed
+    // only after a grace period this read side holds off.
+    std::lock_guard g(pages_lock_);
+    for (MmuPage* r : roots_)
+      if (tdp_mmu_root_match(r, kDirectRoots) && !r->role.invalid) roots.push_back(r);
+  }
+  bool young = false;
+  for (MmuPage* root : roots) {
+    for (TdpIter iter(pool_, root, PgLevel::k4K, start, kvm_gfn_root_bits(root)); iter.valid && iter.gfn < end;
+         iter.next()) {
+      if (!is_shadow_present(iter.old_spte) || !is_last(iter.old_spte, iter.level)) continue;
+      if (!(iter.old_spte & kAccessed)) continue;
+      if (test_only) return true;
+      young = true;
+      uint64_t old_spte;
+      if (cfg_.age_plain_store) [[unlikely]] {
+        old_spte = iter.old_spte;
+        sync::write_spte(iter.sptep, old_spte & ~kAccessed);
+      } else {
+        old_spte = sync::fetch_and_spte(iter.sptep, ~kAccessed);
+      }
+      if (observer_) [[unlikely]]
+        observer_->on_spte_changed({iter.gfn, iter.level, old_spte, old_spte & ~kAccessed, true, false});
+    }
+  }
+  return young;
+}
+
+bool TdpMmu::kvm_tdp_mmu_age_gfn_range(Gfn start, Gfn end) {
+  if (cfg_.lockless_aging) return kvm_tdp_mmu_age_gfn_range_lockless(start, end, false);
+  return kvm_tdp_mmu_handle_gfn(start, end, false);
+}
+
+bool TdpMmu::kvm_tdp_mmu_test_age_gfn(Gfn start, Gfn end) {
+  if (cfg_.lockless_aging) return kvm_tdp_mmu_age_gfn_range_lockless(start, end, true);
+  return kvm_tdp_mmu_handle_gfn(start, end, true);
+}
 
 }  // namespace mirrormmu

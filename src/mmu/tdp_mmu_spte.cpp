@@ -45,7 +45,7 @@ uint64_t TdpMmu::kvm_tdp_mmu_write_spte(uint64_t* sptep, uint64_t old_spte, uint
   if (has_volatile_bits(old_spte) && !cfg_.plain_store_over_volatile) return sync::xchg_spte(sptep, new_spte);
   if (observer_) [[unlikely]] {
     const uint64_t was = sync::write_spte_observed(sptep, new_spte);
-    if (was != old_spte) observer_->on_lost_update(gfn, level, old_spte, was, new_spte);
+    if (lost_update(old_spte, was)) observer_->on_lost_update(gfn, level, old_spte, was, new_spte);
     return old_spte;
   }
   sync::write_spte(sptep, new_spte);

@@ -78,6 +78,8 @@ PlainVm::PlainVm(PlainVmConfig cfg) : DirectMmu(std::max(cfg.nr_vcpus, 1)), cfg_
   mc.spurious_if_access_allowed = cfg.spurious_if_access_allowed;
   mc.plain_store_over_volatile = cfg.plain_store_over_volatile;
   mc.zap_atomic_no_flush = cfg.zap_atomic_no_flush;
+  mc.lockless_aging = cfg.lockless_aging;
+  mc.age_plain_store = cfg.age_plain_store;
   mmu_ = std::make_unique<TdpMmu>(pool_, bugs_, mc);
   mmu_->set_observer(this);
   mmu_->set_remote_tlb(this);
@@ -329,7 +331,9 @@ void PlainVm::invalidate_range_end(uint64_t, uint64_t) {
 bool PlainVm::age(uint64_t start, uint64_t end, bool test_only) {
   sync::RcuThread rcu;
   sync::ReadGuard slots(slots_lock_);
-  sync::WriteGuard l(mmu_->mmu_lock());
+  // KVM_MMU_NOTIFIER_YOUNG_LOCKLESS: the TDP MMU ages under RCU alone.
+  std::optional<sync::WriteGuard> l;
+  if (!cfg_.lockless_aging) l.emplace(mmu_->mmu_lock());
   bool young = false;
   for (const auto& [id, s] : slots_) {
     const uint64_t lo = std::max(start, s.base), hi = std::min(end, s.base + s.npages);

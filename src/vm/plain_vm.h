@@ -57,6 +57,11 @@ struct PlainVmConfig {
   // A planted bug: tdp_mmu_zap_spte_atomic() without its flush, so the table
   // a recovery zaps is freed while vCPUs still cache it.
   bool zap_atomic_no_flush = false;
+  // An option: aging without mmu_lock, as upstream since 6.15 (off: 6.12's
+  // aging under the exclusive lock). And its planted bug: the lockless
+  // clear of Accessed is a plain store of the value it read.
+  bool lockless_aging = true;
+  bool age_plain_store = false;
 };
 
 class PlainVm : public DirectMmu, private MmuObserver, private RemoteTlb {

@@ -203,6 +203,17 @@ const std::vector<PlainScenario>& scenarios() {
        },
        {{"vcpu1", [](Ctx& c) { c.access(1, 0x80, false, 1); }},
         {"vmm", [](Ctx& c) { c.zap(0x80, 0x81); }}}},
+      {{"age-vs-zap",
+        "the host ages pages without mmu_lock (clear_young) while the VMM zaps them under the exclusive lock and a "
+        "vCPU writes one back"},
+       false,
+       [](Ctx& c) {
+         c.access(0, 0x60, true, 1);
+         c.access(0, 0x61, false, 1);
+       },
+       {{"host", [](Ctx& c) { c.age(0x60, 0x62); }},
+        {"vmm", [](Ctx& c) { c.zap(0x60, 0x62); }},
+        {"vcpu0", [](Ctx& c) { c.access(0, 0x61, true, 1); }}}},
       {{"fault-vs-recover",
         "vCPUs fault in a 2M region dirty logging left in 4K pages while the VMM stops logging and the huge page "
         "is recovered (zap_collapsible under the read lock)"},
