@@ -38,6 +38,8 @@ enum class BugKind : uint8_t { KvmBugOn, TdxBugOn, Warn, Bug, Lockdep };
   X(set_frozen, Warn, "tdp_mmu_set_spte: FROZEN_SPTE written or replaced exclusively")        \
   X(atomic_on_frozen, Warn, "__tdp_mmu_set_spte_atomic: old SPTE is FROZEN")                  \
   X(map_no_goal, Warn, "kvm_tdp_mmu_map: walk ended above the goal level")                    \
+  X(nx_untracked_sp, Warn, "kvm_recover_nx_huge_pages: listed sp not nx_huge_page_disallowed") \
+  X(nx_zap_root, Warn, "kvm_tdp_mmu_zap_possible_nx_huge_page: sp without a parent entry")    \
   X(map_sp_level, Warn, "tdp_mmu_map_handle_target_level: sp level != goal level")            \
   X(map_spurious_pfn, Warn, "tdp_mmu_map_handle_target_level: present leaf maps another pfn")   \
   X(map_leaf_needs_flush, Warn, "tdp_mmu_map_handle_target_level: leaf change needs a TLB flush") \

@@ -28,11 +28,17 @@ struct MmuPage {
   // module owns as part of the TDCS.
   Pfn external_spt = kInvalidPfn;
   uint64_t* ptep = nullptr;       // parent SPTE linking this table; null for a root
+  MmuPage* parent = nullptr;      // the table holding *ptep (sptep_to_sp(ptep))
   Gfn gfn{};                      // base gfn, without root gfn bits
   MmuRole role{};
   std::atomic<int> tdp_mmu_root_count{0};
   bool tdp_mmu_scheduled_root_to_zap = false;
-  bool nx_huge_page_disallowed = false;
+  // Created because an exec fault could not map huge (NX huge pages); on
+  // possible_nx_huge_pages while nx_tracked, for the recovery worker.
+  // Read by faults under the shared lock while unlinking clears it: atomic
+  // where the kernel's plain bool races benignly.
+  std::atomic<bool> nx_huge_page_disallowed{false};
+  bool nx_tracked = false;  // under the TDP MMU's pages lock
   // Was reachable from a root at some point: it may only be freed after an
   // RCU grace period from then on.
   bool linked = false;

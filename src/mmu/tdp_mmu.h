@@ -52,6 +52,7 @@ struct KvmPageFault {
   uint64_t addr = 0;            // full GPA, including the shared bit
   Gfn gfn{};                    // addr's frame without the direct bits
   bool write = false;
+  bool exec = false;            // an instruction fetch
   bool prefetch = false;
   bool is_private = false;
   bool has_slot = true;         // false: emulated MMIO
@@ -60,6 +61,9 @@ struct KvmPageFault {
   PgLevel max_level = PgLevel::k4K;
   PgLevel req_level = PgLevel::k4K;
   PgLevel goal_level = PgLevel::k4K;
+  // kvm_mmu_hugepage_adjust() with the NX huge page workaround on: an exec
+  // fault may not map huge (goal_level is 4K, req_level what it could be).
+  bool huge_page_disallowed = false;
 };
 
 // The per-vCPU caches the fault path allocates from (topped up outside the lock).
@@ -112,6 +116,10 @@ struct TdpMmuConfig {
   bool plain_store_over_volatile = false;
   // Another: tdp_mmu_zap_spte_atomic() without its TLB flush.
   bool zap_atomic_no_flush = false;
+  // The iTLB multihit workaround (nx_huge_pages=on): huge leaves of the
+  // direct roots are never executable; an exec fault maps 4K under a table
+  // the recovery worker may later zap back into a huge page.
+  bool nx_huge_pages = false;
   // Aging without mmu_lock, as upstream since 6.15 ("KVM: x86/mmu: Age
   // TDP MMU SPTEs without holding mmu_lock"): the caller takes no lock.
   bool lockless_aging = false;
@@ -132,6 +140,7 @@ struct TdpMmuStats {
   std::atomic<uint64_t> yields{0};
   std::atomic<uint64_t> splits{0};        // huge leaves split (direct and mirror)
   std::atomic<uint64_t> split_allocs{0};  // tables allocated with mmu_lock dropped
+  std::atomic<uint64_t> nx_lpage_splits{0};  // sps on possible_nx_huge_pages
 };
 
 class TdpMmu {
@@ -145,6 +154,8 @@ class TdpMmu {
   void set_observer(MmuObserver* o) { observer_ = o; }
   MmuObserver* observer() const { return observer_; }
   void set_remote_tlb(RemoteTlb* t) { remote_tlb_ = t; }
+  // Before the first table only: faults read it without a lock.
+  void set_nx_huge_pages(bool on) { cfg_.nx_huge_pages = on; }
   // Yield every `n` iterator steps in yield-safe walks (0: only on contention).
   // Exercises restart-after-yield the way KVM_PROVE_MMU exercises huge zaps.
   void set_resched_interval(unsigned n) { resched_interval_ = n; }
@@ -221,6 +232,16 @@ class TdpMmu {
   bool kvm_tdp_mmu_age_gfn_range(Gfn start, Gfn end);
   bool kvm_tdp_mmu_test_age_gfn(Gfn start, Gfn end);
 
+  // ---- NX huge pages (tdp_mmu_nx.cpp) ------------------------------------
+  // The recovery worker's list: pops the oldest possible NX huge page
+  // (unaccount_nx_huge_page()), null when there is none.
+  MmuPage* pop_possible_nx_huge_page();
+  // kvm_tdp_mmu_zap_possible_nx_huge_page(): under mmu_lock for read (and
+  // RCU, held by the caller across the flush), zap the entry that links sp
+  // if it still does. True if it did: the caller owes a flush before it
+  // leaves RCU.
+  bool kvm_tdp_mmu_zap_possible_nx_huge_page(MmuPage* sp);
+
   void kvm_flush_remote_tlbs();
   void kvm_flush_remote_tlbs_range(Gfn start, uint64_t npages);
   void kvm_flush_remote_tlbs_gfn(Gfn gfn, PgLevel level) {
@@ -269,6 +290,11 @@ class TdpMmu {
     return actual != expected && actual != (expected & ~spte::kAccessed);
   }
   bool kvm_tdp_mmu_age_gfn_range_lockless(Gfn start, Gfn end, bool test_only);
+  void track_possible_nx_huge_page(MmuPage* sp);    // pages_lock_ held
+  void untrack_possible_nx_huge_page(MmuPage* sp);  // pages_lock_ held
+  // disallowed_hugepage_adjust(): a table an exec fault left under the goal
+  // level stays; the fault goes one level down instead of replacing it.
+  void disallowed_hugepage_adjust(KvmPageFault& f, uint64_t spte, PgLevel cur_level) const;
   void zap_collapsible_sptes(Gfn start, Gfn end, int (*max_level)(void*, Gfn), void* ctx);
   int handle_changed_spte_inner(MmuPage* sp, Gfn gfn, uint64_t old_spte, uint64_t new_spte, PgLevel level,
                                 bool shared);
@@ -299,7 +325,8 @@ class TdpMmu {
   sync::MmuLock mmu_lock_;
   std::mutex pages_lock_;  // tdp_mmu_pages_lock: guards roots_
   std::vector<MmuPage*> roots_;
-  std::vector<MmuPage*> zombies_;  // freed too early (free_sp_external_live)
+  std::vector<MmuPage*> zombies_;
+  std::vector<MmuPage*> possible_nx_huge_pages_;  // oldest first; pages_lock_  // freed too early (free_sp_external_live)
   TdpMmuStats stats_;
   unsigned resched_interval_ = 0;
   std::atomic<unsigned> resched_count_{0};

@@ -15,6 +15,7 @@ void TdpMmu::tdp_mmu_init_child_sp(MmuPage* child, const TdpIter& iter) {
   child->role = MmuRole{lower(iter.level), iter.root->is_mirror(), false};
   child->gfn = iter.gfn;
   child->ptep = iter.sptep;
+  child->parent = iter.sp();
 }
 
 int TdpMmu::tdp_mmu_link_sp(TdpIter& iter, MmuPage* sp, bool shared) {
@@ -40,7 +41,7 @@ RetPf TdpMmu::tdp_mmu_map_handle_target_level(KvmPageFault& f, TdpIter& iter) {
   // differ, because an invalidation of the old pfn would have zapped the
   // leaf and made this fault retry on the sequence count.
   if (cfg_.spurious_if_access_allowed && is_shadow_present(iter.old_spte) && is_last(iter.old_spte, iter.level) &&
-      (f.prefetch || !f.write || is_writable(iter.old_spte))) {
+      (f.prefetch || ((!f.write || is_writable(iter.old_spte)) && (!f.exec || (iter.old_spte & kExecutable))))) {
     warn_on_once(f.has_slot && to_pfn(iter.old_spte) != pfn, kvm_, Site::map_spurious_pfn);
     return RetPf::Spurious;
   }
@@ -57,6 +58,9 @@ RetPf TdpMmu::tdp_mmu_map_handle_target_level(KvmPageFault& f, TdpIter& iter) {
     // A prefetched page was not accessed yet: Accessed stays clear, for
     // aging to see (mirror leaves keep it; the S-EPT has no A/D to age).
     if (f.prefetch && !iter.is_mirror()) new_spte &= ~kAccessed;
+    // make_spte(): with the NX huge page workaround no huge leaf may be
+    // executed; a fetch through one faults and maps 4K instead.
+    if (cfg_.nx_huge_pages && iter.level > PgLevel::k4K && !iter.is_mirror()) new_spte &= ~kExecutable;
   }
   // An unchanged MMIO SPTE still means "emulate": the access must go to the
   // device model, not back into the guest to fault again.
@@ -103,6 +107,7 @@ RetPf TdpMmu::kvm_tdp_mmu_map(VcpuMmuCaches& c, MmuPage* direct_root, MmuPage* m
         f.goal_level > PgLevel::k4K &&
         is_shadow_present(iter.old_spte) && !is_last(iter.old_spte, iter.level))
       f.goal_level = lower(f.goal_level);
+    if (cfg_.nx_huge_pages && !root->is_mirror()) disallowed_hugepage_adjust(f, iter.old_spte, iter.level);
     if (iter.level == f.goal_level) return tdp_mmu_map_handle_target_level(f, iter);
     if (is_shadow_present(iter.old_spte) && !is_large(iter.old_spte)) continue;
 
@@ -116,6 +121,7 @@ RetPf TdpMmu::kvm_tdp_mmu_map(VcpuMmuCaches& c, MmuPage* direct_root, MmuPage* m
     MmuPage* sp = tdp_mmu_alloc_sp(c);
     if (!sp) return RetPf::Retry;
     tdp_mmu_init_child_sp(sp, iter);
+    sp->nx_huge_page_disallowed.store(f.huge_page_disallowed, std::memory_order_relaxed);
     if (root->is_mirror()) sp->external_spt = alloc_external_spt(&c);
     int r;
     if (is_shadow_present(iter.old_spte)) {
@@ -130,6 +136,12 @@ RetPf TdpMmu::kvm_tdp_mmu_map(VcpuMmuCaches& c, MmuPage* direct_root, MmuPage* m
     if (r) {
       tdp_mmu_free_sp(sp, false);
       return RetPf::Retry;
+    }
+    // The mapping could have been huge at this level but for NX: the
+    // recovery worker may zap the table to let it become huge again.
+    if (f.huge_page_disallowed && f.req_level >= iter.level) {
+      std::lock_guard g(pages_lock_);
+      if (sp->nx_huge_page_disallowed.load(std::memory_order_relaxed)) track_possible_nx_huge_page(sp);
     }
   }
   // The walk ended without reaching the goal: it was aborted by a race.

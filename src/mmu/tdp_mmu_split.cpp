@@ -33,7 +33,10 @@ int TdpMmu::tdp_mmu_split_huge_page(TdpIter& iter, MmuPage* sp, bool shared) {
   // Plain writes: the table is not reachable until linked. Every entry is
   // written before the link, which is what makes an unfilled allocation
   // safe here.
-  for (int i = 0; i < kSptePerPage; i++) sp->spt[i] = make_small(huge, child_level, i);
+  // make_small_spte(): 4K pages of a huge leaf NX huge pages kept from
+  // executing may execute again, the mitigation being moot at 4K.
+  const uint64_t exec = cfg_.nx_huge_pages && child_level == PgLevel::k4K && !iter.is_mirror() ? kExecutable : 0;
+  for (int i = 0; i < kSptePerPage; i++) sp->spt[i] = make_small(huge, child_level, i) | exec;
   if (int r = tdp_mmu_link_sp(iter, sp, shared)) return r;
   // handle_changed_spte() took the huge leaf off the stats; add the smaller ones.
   kvm_update_page_stats(child_level, kSptePerPage);

@@ -171,6 +171,11 @@ void TdpMmu::handle_removed_pt(Pfn pt_pfn, bool shared) {
 
   // tdp_mmu_unlink_sp()
   stats_.tdp_mmu_pages.fetch_sub(1, std::memory_order_relaxed);
+  if (sp->nx_huge_page_disallowed.load(std::memory_order_relaxed)) {
+    std::lock_guard g(pages_lock_);
+    sp->nx_huge_page_disallowed.store(false, std::memory_order_relaxed);
+    untrack_possible_nx_huge_page(sp);
+  }
 
   for (int i = 0; i < kSptePerPage; i++) {
     uint64_t* sptep = sp->spt + i;

@@ -7,17 +7,17 @@
 
 namespace mirrormmu {
 
-HwAccess DirectMmu::guest_access(int vcpu, uint64_t gfn, bool write) {
+HwAccess DirectMmu::guest_access(int vcpu, uint64_t gfn, bool write, bool exec) {
   // A reload that fails leaves the vCPU without a root; the walk then finds
   // nothing and the fault path reports the error as it would.
   while (!hw().enter(vcpu))
     if (reload_root(vcpu) < 0) break;
   sync::sched_point(sync::PointKind::GuestAccess, &hw());
   HwAccess a = HwAccess::TlbHit;
-  if (!hw().tlb_hit(vcpu, gfn, write)) {
+  if (!hw().tlb_hit(vcpu, gfn, write, exec)) {
     const HwWalk w = walk(vcpu, gfn, write ? WalkFor::Write : WalkFor::Read);
     hw().fill(vcpu, gfn, w);
-    a = w.leaf && (!write || w.writable) ? HwAccess::Walked : HwAccess::EptViolation;
+    a = w.leaf && (!write || w.writable) && (!exec || w.executable) ? HwAccess::Walked : HwAccess::EptViolation;
   }
   hw().exit(vcpu);
   return a;

@@ -7,6 +7,7 @@
 #pragma once
 
 #include <atomic>
+#include <cerrno>
 #include <cstdint>
 #include <memory>
 #include <mutex>
@@ -53,6 +54,16 @@ class DirectMmu {
   // invalidation may have raced it. RET_PF_* (Fixed 5, Spurious 6, Retry
   // 1...) or -errno.
   virtual int fault(int vcpu, uint64_t gfn, bool write, int host_level) = 0;
+  // An instruction fetch's EPT violation (fault->exec). With the NX huge
+  // page workaround on it never maps huge; -EOPNOTSUPP where not modelled.
+  virtual int exec_fault(int vcpu, uint64_t gfn, int host_level) { return -EOPNOTSUPP; }
+  // One pass of the NX huge page recovery worker: zap up to
+  // ceil(splits / ratio) of the tables exec faults left where a huge page
+  // could be, except in dirty-logged slots. How many it zapped, or -errno.
+  virtual int recover_nx_huge_pages(unsigned ratio) { return -EOPNOTSUPP; }
+  // The nx_huge_pages parameter for this VM, before anything is mapped
+  // (-EBUSY after; -EOPNOTSUPP where not modelled).
+  virtual int set_nx_huge_pages(bool on) { return -EOPNOTSUPP; }
   // KVM_PRE_FAULT_MEMORY on a vCPU for [gfn, gfn + npages): 0 when all is
   // mapped, -ENOENT where no memslot is, -EAGAIN if a memslot is being
   // deleted meanwhile, or another -errno.
@@ -91,7 +102,7 @@ class DirectMmu {
   // The guest on `vcpu` touches gfn: it enters guest mode (reloading its root
   // first if a request says so), then the TLB, else the walk of its root.
   // A scheduling point of the deterministic engine.
-  HwAccess guest_access(int vcpu, uint64_t gfn, bool write);
+  HwAccess guest_access(int vcpu, uint64_t gfn, bool write, bool exec = false);
   // After an ioctl that promised the tables and the TLBs agree on
   // [start, end) (a zap, write-protection for dirty logging) returned: a
   // cached translation the tables no longer grant is reported as

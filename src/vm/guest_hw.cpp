@@ -11,11 +11,12 @@ GuestHw::GuestHw(int nr_vcpus) {
   for (int i = 0; i < std::max(nr_vcpus, 1); i++) vcpus_.push_back(std::make_unique<Vcpu>());
 }
 
-bool GuestHw::tlb_hit(int vcpu, uint64_t gfn, bool write) {
+bool GuestHw::tlb_hit(int vcpu, uint64_t gfn, bool write, bool exec) {
   Vcpu& v = *vcpus_[vcpu];
   std::lock_guard g(v.mu);
   auto it = v.entries.find(gfn);
-  return it != v.entries.end() && it->second.leaf && (!write || (it->second.writable && it->second.dirty));
+  return it != v.entries.end() && it->second.leaf && (!write || (it->second.writable && it->second.dirty)) &&
+         (!exec || it->second.executable);
 }
 
 void GuestHw::fill(int vcpu, uint64_t gfn, const HwWalk& w) {
@@ -27,6 +28,7 @@ void GuestHw::fill(int vcpu, uint64_t gfn, const HwWalk& w) {
   e.pfn = w.pfn;
   e.writable = w.writable;
   e.dirty = w.dirty;
+  e.executable = w.executable;
   e.tables = w.tables;
   e.ntables = w.ntables;
 }

@@ -36,6 +36,7 @@ struct HwWalk {
   uint64_t pfn = 0;        // the 4K frame it translates the gfn to
   bool writable = false;   // the leaf lets the guest write
   bool dirty = false;      // the leaf's Dirty bit (a write through a clean one sets it first)
+  bool executable = true;  // the leaf lets the guest fetch instructions
   int level = 0;           // of the leaf
   // Every table the walk read, root first: what a paging-structure cache
   // may keep. Identities are the MMU's own (pfn, address); only equality
@@ -54,7 +55,7 @@ class GuestHw {
   // A cached translation of gfn that allows the access: the CPU uses it
   // without walking. A write through one cached clean walks again, since
   // the CPU must set the Dirty bit in the entry first.
-  bool tlb_hit(int vcpu, uint64_t gfn, bool write);
+  bool tlb_hit(int vcpu, uint64_t gfn, bool write, bool exec = false);
   // The walk's result enters the caches: its tables always, the leaf if any.
   // Not if a flush came since the vCPU entered: the flush's IPI took the
   // vCPU out, and what it walked before is gone with it.
@@ -105,6 +106,7 @@ class GuestHw {
     uint64_t pfn = 0;
     bool writable = false;
     bool dirty = false;
+    bool executable = false;
     std::array<uint64_t, 5> tables{};
     int ntables = 0;
   };

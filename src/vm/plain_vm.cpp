@@ -79,6 +79,7 @@ PlainVm::PlainVm(PlainVmConfig cfg) : DirectMmu(std::max(cfg.nr_vcpus, 1)), cfg_
   mc.plain_store_over_volatile = cfg.plain_store_over_volatile;
   mc.zap_atomic_no_flush = cfg.zap_atomic_no_flush;
   mc.lockless_aging = cfg.lockless_aging;
+  mc.nx_huge_pages = cfg.nx_huge_pages;
   mc.age_plain_store = cfg.age_plain_store;
   mmu_ = std::make_unique<TdpMmu>(pool_, bugs_, mc);
   mmu_->set_observer(this);
@@ -283,6 +284,7 @@ HwWalk PlainVm::walk(int vcpu, uint64_t gfn, WalkFor why) {
       w.pfn = spte::to_pfn(s).v + (gfn & (pages_per_hpage(level) - 1));
       w.writable = s & spte::kWritable;
       w.dirty = s & spte::kDirty;
+      w.executable = s & spte::kExecutable;
       return w;
     }
   }
@@ -389,7 +391,45 @@ int PlainVm::pre_fault_memory(int vcpu, uint64_t gfn, uint64_t npages) {
   return 0;
 }
 
-int PlainVm::fault_locked(int vcpu, uint64_t gfn, bool write, int host_level, bool prefetch) {
+int PlainVm::exec_fault(int vcpu, uint64_t gfn, int host_level) {
+  if (vcpu < 0 || vcpu >= static_cast<int>(vcpus_.size()) || host_level < 1) return -EINVAL;
+  sync::RcuThread rcu;
+  sync::ReadGuard slots(slots_lock_);
+  return fault_locked(vcpu, gfn, false, host_level, false, true);
+}
+
+int PlainVm::set_nx_huge_pages(bool on) {
+  if (mmu_->stats().tdp_mmu_pages.load() != 0) return -EBUSY;
+  cfg_.nx_huge_pages = on;
+  mmu_->set_nx_huge_pages(on);
+  return 0;
+}
+
+// kvm_recover_nx_huge_pages() as upstream runs it for the TDP MMU (6.16 on):
+// mmu_lock for read, RCU across the whole pass so no zapped table is freed
+// before the flush that makes vCPUs forget it.
+int PlainVm::recover_nx_huge_pages(unsigned ratio) {
+  sync::RcuThread rcu_thread;
+  sync::ReadGuard slots(slots_lock_);
+  sync::ReadGuard l(mmu_->mmu_lock());
+  sync::RcuReadGuard rcu;
+  const uint64_t splits = mmu_->stats().nx_lpage_splits.load(std::memory_order_relaxed);
+  uint64_t to_zap = ratio ? (splits + ratio - 1) / ratio : 0;
+  int zapped = 0;
+  for (; to_zap; --to_zap) {
+    MmuPage* sp = mmu_->pop_possible_nx_huge_page();
+    if (!sp) break;
+    // A dirty-logged slot would only fault it back in at 4K; its huge pages
+    // come back when logging stops.
+    if (const Slot* s = slot_of(sp->gfn.v); s && s->dirty_log) continue;
+    if (mmu_->kvm_tdp_mmu_zap_possible_nx_huge_page(sp)) zapped++;
+  }
+  if (zapped && !cfg_.nx_recovery_no_flush) [[likely]]
+    mmu_->kvm_flush_remote_tlbs();
+  return zapped;
+}
+
+int PlainVm::fault_locked(int vcpu, uint64_t gfn, bool write, int host_level, bool prefetch, bool exec) {
   Vcpu& v = *vcpus_[vcpu];
   Slot* s = slot_of(gfn);
   if (!s) return -EFAULT;
@@ -412,14 +452,22 @@ int PlainVm::fault_locked(int vcpu, uint64_t gfn, bool write, int host_level, bo
   f.gfn = Gfn{gfn};
   f.addr = f.gfn.gpa();
   f.write = write;
+  f.exec = exec;
   f.prefetch = prefetch;
   const PgLevel level = to_level(max_mapping_level(*s, gfn, host_level));
   // kvm_faultin_pfn(): the sequence first, then a check without the lock
   // (cheap, may miss), then the page from the host.
   const uint64_t mmu_seq = invalidate_seq_.load(std::memory_order_acquire);
   if (mmu_invalidate_retry_gfn(mmu_seq, gfn)) return ret_pf_number(RetPf::Retry);
-  f.pfn = Pfn{host().pfn(gfn) - (gfn & (pages_per_hpage(level) - 1))};
+  // The huge frame's base when mapping at `level`; the 4K frame itself when
+  // NX keeps the fault at 4K (disallowed_hugepage_adjust() may go halfway).
+  f.pfn = Pfn{host().pfn(gfn)};
+  if (!(exec && cfg_.nx_huge_pages)) f.pfn = Pfn{f.pfn.v - (gfn & (pages_per_hpage(level) - 1))};
   f.max_level = f.req_level = f.goal_level = level;
+  // kvm_mmu_hugepage_adjust(): an exec fault under the NX workaround maps
+  // 4K, whatever req_level says it could have.
+  f.huge_page_disallowed = exec && cfg_.nx_huge_pages;
+  if (f.huge_page_disallowed) f.goal_level = PgLevel::k4K;
   // make_spte() decides whether to mark the page dirty from the slot as the
   // fault sees it, before the leaf is installed; only the memslot read lock
   // keeps that view current until the leaf is in place.

@@ -62,6 +62,11 @@ struct PlainVmConfig {
   // clear of Accessed is a plain store of the value it read.
   bool lockless_aging = true;
   bool age_plain_store = false;
+  // An option: the iTLB multihit workaround (nx_huge_pages=on). And its
+  // recovery worker's planted bug: the tables it zaps under the read lock
+  // are freed without the TLB flush that must come before RCU lets go.
+  bool nx_huge_pages = false;
+  bool nx_recovery_no_flush = false;
 };
 
 class PlainVm : public DirectMmu, private MmuObserver, private RemoteTlb {
@@ -74,6 +79,9 @@ class PlainVm : public DirectMmu, private MmuObserver, private RemoteTlb {
   int memslot_delete(int id) override;
   int memslot_dirty_log(int id, bool on) override;
   int fault(int vcpu, uint64_t gfn, bool write, int host_level) override;
+  int exec_fault(int vcpu, uint64_t gfn, int host_level) override;
+  int recover_nx_huge_pages(unsigned ratio) override;
+  int set_nx_huge_pages(bool on) override;
   int pre_fault_memory(int vcpu, uint64_t gfn, uint64_t npages) override;
   void invalidate_range_start(uint64_t start, uint64_t end) override;
   void invalidate_range_end(uint64_t start, uint64_t end) override;
@@ -113,7 +121,7 @@ class PlainVm : public DirectMmu, private MmuObserver, private RemoteTlb {
   RetPf fast_page_fault(MmuPage* root, uint64_t gfn, Slot& s);
   Slot* slot_of(uint64_t gfn);
   int mmu_load(int vcpu);
-  int fault_locked(int vcpu, uint64_t gfn, bool write, int host_level, bool prefetch);
+  int fault_locked(int vcpu, uint64_t gfn, bool write, int host_level, bool prefetch, bool exec = false);
   int max_mapping_level(const Slot& s, uint64_t gfn, int host_level) const;
   // mmu_invalidate_retry_gfn(): without mmu_lock (the "unsafe" pre-checks)
   // or with it, the same reads.

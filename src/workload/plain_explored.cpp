@@ -56,6 +56,30 @@ struct Ctx {
     }
     if (error.empty()) error = fmt::format("fault_livelock: vCPU {} gfn {:#x}", v, gfn);
   }
+  // An instruction fetch: as access(), through exec_fault().
+  void exec(int v, uint64_t gfn, int host_level) {
+    for (int i = 0; i < 64; i++) {
+      if (mmu.guest_access(v, gfn, false, true) != HwAccess::EptViolation) return;
+      const int r = mmu.exec_fault(v, gfn, host_level);
+      if (r == -EFAULT) return;
+      if (r != kRetPfFixed && r != kRetPfSpurious && r != kRetPfRetry) {
+        if (error.empty()) error = fmt::format("exec_fault_failed: vCPU {} gfn {:#x}: {}", v, gfn, r);
+        return;
+      }
+      if (r == kRetPfRetry) sync::cond_resched_spin(&mmu);
+    }
+    if (error.empty()) error = fmt::format("fault_livelock: vCPU {} gfn {:#x} (fetch)", v, gfn);
+  }
+  // The NX recovery worker's pass, after which no vCPU may still use what
+  // it zapped.
+  void recover_nx(unsigned ratio, uint64_t start, uint64_t end) {
+    const int r = mmu.recover_nx_huge_pages(ratio);
+    if (r < 0) {
+      ok("recover_nx_huge_pages", r);
+      return;
+    }
+    translations_agree(start, end, "the NX huge page recovery");
+  }
   void collect() {
     std::vector<uint64_t> bits;
     if (!ok("get_dirty_log", mmu.get_dirty_log(kSlot, bits))) return;
@@ -214,6 +238,23 @@ const std::vector<PlainScenario>& scenarios() {
        {{"host", [](Ctx& c) { c.age(0x60, 0x62); }},
         {"vmm", [](Ctx& c) { c.zap(0x60, 0x62); }},
         {"vcpu0", [](Ctx& c) { c.access(0, 0x61, true, 1); }}}},
+      {{"exec-vs-nx-recover",
+        "with NX huge pages on, vCPUs fetch from and read a 2M region an exec fault split while the recovery "
+        "worker zaps the split table under the read lock"},
+       false,
+       [](Ctx& c) {
+         c.ok("set_nx_huge_pages", c.mmu.set_nx_huge_pages(true));
+         c.access(0, 0x200, false, 2);  // a huge leaf, not executable
+         c.exec(0, 0x201, 2);           // split: 4K pages, executable
+         c.access(1, 0x203, false, 2);  // vCPU 1 caches the split table
+       },
+       {{"vcpu0",
+         [](Ctx& c) {
+           c.exec(0, 0x202, 2);
+           c.access(0, 0x204, false, 2);
+         }},
+        {"vcpu1", [](Ctx& c) { c.access(1, 0x203, true, 2); }},
+        {"vmm", [](Ctx& c) { c.recover_nx(1, 0x200, 0x400); }}}},
       {{"fault-vs-recover",
         "vCPUs fault in a 2M region dirty logging left in 4K pages while the VMM stops logging and the huge page "
         "is recovered (zap_collapsible under the read lock)"},

@@ -133,6 +133,8 @@ INSTANTIATE_TEST_SUITE_P(
                      {"tlb_table_freed", "tlb_stale", "tlb_use_after_free"}},
         ClassicPlant{"model-planted-age-plain-store", [](PlainVmConfig& c) { c.age_plain_store = true; },
                      "age-vs-zap", {"page_stats", "leaf_pfn", "tlb_stale"}},
+        ClassicPlant{"model-planted-nx-recovery-no-flush", [](PlainVmConfig& c) { c.nx_recovery_no_flush = true; },
+                     "exec-vs-nx-recover", {"tlb_stale", "tlb_table_freed", "tlb_use_after_free"}},
         ClassicPlant{"model-planted-fast-pf-no-log", [](PlainVmConfig& c) { c.fast_pf_no_mark_dirty = true; },
                      "write-vs-log-collect", {"lost_dirty_page", "writable_leaf_not_logged"}}),
     [](const auto& info) {
