@@ -51,6 +51,11 @@ class KernelDirectMmu : public DirectMmu {
   int fault(int vcpu, uint64_t gfn, bool write, int host_level) override {
     return k_.fault(vcpu, gfn, KernelMmu::kHostPfn, write, false, host_level);
   }
+  int exec_fault(int vcpu, uint64_t gfn, int host_level) override {
+    return k_.fault(vcpu, gfn, KernelMmu::kHostPfn, false, true, host_level);
+  }
+  int recover_nx_huge_pages(unsigned ratio) override { return k_.recover_nx_huge_pages(ratio); }
+  int set_nx_huge_pages(bool on) override { return k_.set_nx_huge_pages(on); }
   int pre_fault_memory(int vcpu, uint64_t gfn, uint64_t npages) override {
     return k_.pre_fault_memory(vcpu, gfn, npages, kMaxHugeLevel);
   }
@@ -95,6 +100,7 @@ class KernelDirectMmu : public DirectMmu {
     w.leaf = k.leaf;
     w.writable = k.writable;
     w.dirty = k.dirty;
+    w.executable = k.executable;
     w.level = k.level;
     w.pfn = k.pfn;
     w.ntables = k.ntables;

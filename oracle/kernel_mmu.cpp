@@ -92,6 +92,14 @@ bool KernelMmu::age(uint64_t start, uint64_t end, bool test_only) {
   return guarded([&] { return kmmu_age(vm_, start, end, test_only); }, false);
 }
 
+int KernelMmu::set_nx_huge_pages(bool on) {
+  return guarded([&] { return kmmu_set_nx_huge_pages(vm_, on); }, -EIO);
+}
+
+int KernelMmu::recover_nx_huge_pages(unsigned ratio) {
+  return guarded([&] { return kmmu_recover_nx_huge_pages(vm_, ratio); }, -EIO);
+}
+
 uint64_t KernelMmu::lookup(int vcpu, uint64_t gfn, int* level) {
   return guarded([&] { return kmmu_lookup(vm_, vcpu, gfn, level); }, uint64_t{0});
 }

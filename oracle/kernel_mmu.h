@@ -64,6 +64,8 @@ class KernelMmu {
   int clear_dirty_masked(int id, uint64_t gfn_offset, uint64_t mask);
   int split_huge_pages(int id, int target_level, bool shared);
   bool age(uint64_t start, uint64_t end, bool test_only);
+  int set_nx_huge_pages(bool on);
+  int recover_nx_huge_pages(unsigned ratio);
 
   uint64_t lookup(int vcpu, uint64_t gfn, int* level);
   int vcpu_reload(int vcpu);

@@ -97,6 +97,10 @@ int kmmu_get_dirty_log(struct kmmu_vm *vm, int id, uint64_t *bits, uint64_t nwor
 int kmmu_clear_dirty_masked(struct kmmu_vm *vm, int id, uint64_t gfn_offset, uint64_t mask);
 int kmmu_split_huge_pages(struct kmmu_vm *vm, int id, int target_level, bool shared);
 bool kmmu_age(struct kmmu_vm *vm, uint64_t start, uint64_t end, bool test_only);
+/* The VM's nx_huge_pages before anything is mapped (-EBUSY after), and one
+ * pass of this tree's NX recovery worker: how many tables it zapped. */
+int kmmu_set_nx_huge_pages(struct kmmu_vm *vm, bool on);
+int kmmu_recover_nx_huge_pages(struct kmmu_vm *vm, unsigned ratio);
 
 /* KVM_REQ_MMU_FREE_OBSOLETE_ROOTS then kvm_mmu_reload() on a vCPU: 1 if a
  * root was loaded, 0 if the old one stays, or -errno. */
@@ -105,7 +109,7 @@ int kmmu_vcpu_reload(struct kmmu_vm *vm, int vcpu);
 /* The CPU's walk of the vCPU's loaded root (no lock; the root may be
  * invalid): the tables it reads, root first, as their addresses, and the
  * leaf if a present one maps gfn. */
-struct kmmu_hw_walk { bool leaf, writable, dirty; int level; uint64_t pfn; uint64_t tables[5]; int ntables; };
+struct kmmu_hw_walk { bool leaf, writable, dirty, executable; int level; uint64_t pfn; uint64_t tables[5]; int ntables; };
 /* access: 0 only looks; 1 a read, 2 a write, which set Accessed (and Dirty
  * on a write through a writable leaf) as EPT A/D does. */
 void kmmu_cpu_walk(struct kmmu_vm *vm, int vcpu, uint64_t gfn, int access, struct kmmu_hw_walk *w);

@@ -20,7 +20,9 @@
 /* ---- the globals mmu.c and x86.c own ------------------------------------ */
 bool tdp_enabled = true;
 bool tdp_mmu_enabled = true;
-int nx_huge_pages;
+/* On: each VM says whether it wants the workaround (disable_nx_huge_pages,
+ * set at creation, cleared by kmmu_set_nx_huge_pages()). */
+int nx_huge_pages = 1;
 struct cpuinfo_x86 boot_cpu_data = { .x86_phys_bits = 52, .x86_cache_bits = 52 };
 struct kvm_host_values kvm_host = { .maxphyaddr = 52 };
 static struct kmem_cache header_cache = { .size = sizeof(struct kvm_mmu_page), .name = "kvm_mmu_page_header" };
@@ -176,11 +178,12 @@ int mmu_try_to_unsync_pages(struct kvm *kvm, const struct kvm_memory_slot *slot,
 }
 void track_possible_nx_huge_page(struct kvm *kvm, struct kvm_mmu_page *sp) {
   if (!list_empty(&sp->possible_nx_huge_page_link)) return;
+  ++kvm->stat.nx_lpage_splits;
   list_add_tail(&sp->possible_nx_huge_page_link, &kvm->arch.possible_nx_huge_pages);
 }
 void untrack_possible_nx_huge_page(struct kvm *kvm, struct kvm_mmu_page *sp) {
-  (void)kvm;
   if (list_empty(&sp->possible_nx_huge_page_link)) return;
+  --kvm->stat.nx_lpage_splits;
   list_del_init(&sp->possible_nx_huge_page_link);
 }
 /* lpage_info: a huge page is allowed where the slot covers it whole. */

@@ -43,6 +43,7 @@ struct kmmu_vm *kmmu_vm_create(const struct kmmu_events *ev, int nr_vcpus) {
   mutex_init(&vm->kvm.slots_lock);
   refcount_set(&vm->kvm.users_count, 1);
   INIT_LIST_HEAD(&vm->kvm.arch.possible_nx_huge_pages);
+  vm->kvm.arch.disable_nx_huge_pages = true;
   kvm_mmu_init_tdp_mmu(&vm->kvm);
   vm->nr_vcpus = nr_vcpus;
   vm->kvm.created_vcpus = nr_vcpus;
@@ -130,6 +131,7 @@ again:
       w->pfn = spte_to_pfn(spte) + (gfn & (KVM_PAGES_PER_HPAGE(level) - 1));
       w->writable = spte & PT_WRITABLE_MASK;
       w->dirty = spte & shadow_dirty_mask;
+      w->executable = spte & VMX_EPT_EXECUTABLE_MASK;
       break;
     }
     pt = spte_to_child_pt(spte, level);
@@ -535,6 +537,50 @@ bool kmmu_age(struct kmmu_vm *vm, uint64_t start, uint64_t end, bool test_only) 
   }
   write_unlock(&vm->kvm.mmu_lock);
   return young;
+}
+
+int kmmu_set_nx_huge_pages(struct kmmu_vm *vm, bool on) {
+  if (atomic64_read(&vm->kvm.arch.tdp_mmu_pages)) return -EBUSY;
+  vm->kvm.arch.disable_nx_huge_pages = !on;
+  return 0;
+}
+
+/* kvm_recover_nx_huge_pages() of this tree (mmu.c, not built here): the
+ * write lock, RCU across the pass, kvm_tdp_mmu_zap_sp() on each table, one
+ * flush at the end. */
+int kmmu_recover_nx_huge_pages(struct kmmu_vm *vm, unsigned ratio) {
+  struct kvm *kvm = &vm->kvm;
+  int zapped = 0;
+  bool flush = false;
+  read_lock(&vm->srcu);
+  write_lock(&kvm->mmu_lock);
+  rcu_read_lock();
+  unsigned long to_zap = ratio ? (kvm->stat.nx_lpage_splits + ratio - 1) / ratio : 0;
+  for (; to_zap; --to_zap) {
+    if (list_empty(&kvm->arch.possible_nx_huge_pages)) break;
+    struct kvm_mmu_page *sp =
+        list_first_entry(&kvm->arch.possible_nx_huge_pages, struct kvm_mmu_page, possible_nx_huge_page_link);
+    WARN_ON_ONCE(!sp->nx_huge_page_disallowed);
+    struct kvm_memory_slot *slot = NULL;
+    for (int i = 0; i < KMMU_MAX_SLOTS && !slot; i++) {
+      struct kvm_memory_slot *s = slot_of(vm, i);
+      if (s && sp->gfn >= s->base_gfn && sp->gfn < s->base_gfn + s->npages) slot = s;
+    }
+    if (slot && kvm_slot_dirty_track_enabled(slot)) {
+      /* unaccount_nx_huge_page() */
+      sp->nx_huge_page_disallowed = false;
+      untrack_possible_nx_huge_page(kvm, sp);
+    } else if (kvm_tdp_mmu_zap_sp(kvm, sp)) {
+      flush = true;
+      zapped++;
+    }
+    WARN_ON_ONCE(sp->nx_huge_page_disallowed);
+  }
+  if (flush) kvm_flush_remote_tlbs(kvm);
+  rcu_read_unlock();
+  write_unlock(&kvm->mmu_lock);
+  read_unlock(&vm->srcu);
+  return zapped;
 }
 
 uint64_t kmmu_lookup(struct kmmu_vm *vm, int vcpu, uint64_t gfn, int *level) {

@@ -31,7 +31,7 @@ constexpr uint64_t kMigratedBase = 2ull << 24;
 constexpr int kVcpus = 2;
 
 struct Op {
-  enum Kind { Fault, ZapLeafs, ZapAllFast, DirtyLogOn, DirtyLogOff, GetDirtyLog, Split, DeleteAndReadd, Migrate, Access, Age, PreFault } kind;
+  enum Kind { Fault, ZapLeafs, ZapAllFast, DirtyLogOn, DirtyLogOff, GetDirtyLog, Split, DeleteAndReadd, Migrate, Access, Age, PreFault, ExecFault, Fetch, RecoverNx } kind;
   uint64_t gfn = 0, len = 0;
   int level = 1;  // Fault: the host mapping level; Split: the target level
   bool flag = false;  // Fault: write; Split: shared
@@ -54,6 +54,9 @@ std::string show(const Op& o) {
     case Op::Access: s << "guest access vcpu" << o.vcpu << " gfn=0x" << o.gfn << (o.flag ? " write" : " read"); break;
     case Op::PreFault: s << "KVM_PRE_FAULT_MEMORY vcpu" << o.vcpu << " [0x" << o.gfn << ", 0x" << o.gfn + o.len << ")"; break;
     case Op::Age: s << (o.flag ? "test_young" : "clear_young") << " [0x" << o.gfn << ", 0x" << o.gfn + o.len << ")"; break;
+    case Op::ExecFault: s << "exec fault vcpu" << o.vcpu << " gfn=0x" << o.gfn << " host L" << o.level; break;
+    case Op::Fetch: s << "guest fetch vcpu" << o.vcpu << " gfn=0x" << o.gfn; break;
+    case Op::RecoverNx: s << "NX recovery, ratio " << std::dec << o.level; break;
   }
   return s.str();
 }
@@ -85,6 +88,9 @@ std::string apply(DirectMmu& m, const Op& o) {
     case Op::Access: return std::to_string(static_cast<int>(m.guest_access(o.vcpu, o.gfn, o.flag)));
     case Op::Age: return std::to_string(m.age(o.gfn, o.gfn + o.len, o.flag));
     case Op::PreFault: return std::to_string(m.pre_fault_memory(o.vcpu, o.gfn, o.len));
+    case Op::ExecFault: return std::to_string(m.exec_fault(o.vcpu, o.gfn, o.level));
+    case Op::Fetch: return std::to_string(static_cast<int>(m.guest_access(o.vcpu, o.gfn, false, true)));
+    case Op::RecoverNx: return std::to_string(m.recover_nx_huge_pages(static_cast<unsigned>(o.level)));
   }
   return "?";
 }
@@ -113,6 +119,11 @@ rc::Gen<Op> gen_op() {
                          rc::gen::inRange<uint64_t>(1, 600), rc::gen::inRange(0, kVcpus))},
       {2, rc::gen::apply([](uint64_t g, uint64_t len, bool test) { return Op{Op::Age, g, len, 1, test}; }, gfn,
                          rc::gen::inRange<uint64_t>(1, 1024), rc::gen::arbitrary<bool>())},
+      {3, rc::gen::apply([](uint64_t g, int level, int v) { return Op{Op::ExecFault, g, 0, level, false, v}; }, gfn,
+                         rc::gen::inRange(1, 4), rc::gen::inRange(0, kVcpus))},
+      {2, rc::gen::apply([](uint64_t g, int v) { return Op{Op::Fetch, g, 0, 1, false, v}; }, gfn,
+                         rc::gen::inRange(0, kVcpus))},
+      {1, rc::gen::apply([](int ratio) { return Op{Op::RecoverNx, 0, 0, ratio}; }, rc::gen::inRange(0, 4))},
   });
 }
 
@@ -144,12 +155,15 @@ std::string diff(std::vector<DirectLeaf> m, std::vector<DirectLeaf> k) {
 
 RC_GTEST_PROP(Differential, ThePlainVmAgreesWithTheKernelsAfterEveryOperation, ()) {
   const auto ops = *rc::gen::container<std::vector<Op>>(gen_op()).as("operations");
+  const bool nx = *rc::gen::arbitrary<bool>().as("nx_huge_pages");
   register_kernel_mmu();
   // The tree is 6.12: no early SPURIOUS for an allowed access.
   PlainVm model(PlainVmConfig{kVcpus, KernelMmu::tree_version().rfind("6.12.", 0) != 0});
   auto kernel = find_direct_mmu("kernel")(kVcpus);
   model.host().set_base(kPfnBase);
   kernel->host().set_base(kPfnBase);
+  RC_ASSERT(model.set_nx_huge_pages(nx) == 0);
+  RC_ASSERT(kernel->set_nx_huge_pages(nx) == 0);
   RC_ASSERT(model.memslot_set(0, 0, kSlotPages) == 0);
   RC_ASSERT(kernel->memslot_set(0, 0, kSlotPages) == 0);
   std::string trail;
@@ -165,7 +179,7 @@ RC_GTEST_PROP(Differential, ThePlainVmAgreesWithTheKernelsAfterEveryOperation, (
     return 1;
   };
   for (Op o : ops) {
-    if (o.kind == Op::Fault) o.level = host_level(o.gfn, o.level);
+    if (o.kind == Op::Fault || o.kind == Op::ExecFault) o.level = host_level(o.gfn, o.level);
     if (o.kind == Op::Migrate) moved.insert(o.gfn);
     trail += "  " + show(o) + "\n";
     const std::string rm = apply(model, o), rk = apply(*kernel, o);

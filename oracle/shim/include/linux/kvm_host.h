@@ -88,7 +88,7 @@ struct kvm_arch {
   atomic64_t tdp_mmu_pages;
   struct list_head possible_nx_huge_pages;
 };
-struct kvm_vm_stat { atomic64_t pages[KVM_NR_PAGE_SIZES]; };
+struct kvm_vm_stat { atomic64_t pages[KVM_NR_PAGE_SIZES]; u64 nx_lpage_splits; };
 struct kvm {
   rwlock_t mmu_lock;
   struct kvm_vm_stat stat;
