@@ -77,23 +77,36 @@ class SharedLife {
   // handles it.
   void access(int v, uint64_t gfn, bool write) {
     if (write) written_[gfn / 64].fetch_or(1ull << (gfn % 64), std::memory_order_relaxed);
-    for (int tries = 0; tries < 1000; tries++) {
+    // RET_PF_RETRY means another thread holds the fault off (an
+    // invalidation in progress, a root being replaced): KVM re-enters and
+    // faults again for as long as that lasts, which on a loaded machine can
+    // be thousands of tries. Only retrying longer than any VMM step takes,
+    // or faults that succeed without the access ever succeeding, is a
+    // livelock.
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+    for (int tries = 0; tries < 1000;) {
       if (mmu_.guest_access(v, gfn, write) != HwAccess::EptViolation) return;
       const int r = mmu_.fault(v, gfn, write, cfg_.huge_pages ? 2 : 1);
       faults_.fetch_add(1, std::memory_order_relaxed);
-      if (r == kRetPfFixed) continue;
+      if (r == kRetPfFixed) {
+        tries++;
+        continue;
+      }
       if (r == kRetPfSpurious) {
         spurious_.fetch_add(1, std::memory_order_relaxed);
+        tries++;
         continue;
       }
       if (r == kRetPfRetry) {
         retries_.fetch_add(1, std::memory_order_relaxed);
+        if (std::chrono::steady_clock::now() > deadline)
+          return fail(fmt::format("fault_livelock: vCPU {} gfn {:#x} kept retrying for 20 s", v, gfn));
         std::this_thread::yield();
         continue;
       }
       return fail(fmt::format("fault_failed: vCPU {} gfn {:#x} {}: {}", v, gfn, write ? "write" : "read", r));
     }
-    fail(fmt::format("fault_livelock: vCPU {} gfn {:#x} retried 1000 times", v, gfn));
+    fail(fmt::format("fault_livelock: vCPU {} gfn {:#x} faulted 1000 times without the access succeeding", v, gfn));
   }
 
   // Each vCPU runs `fn(v, first, end)` over its share, on its own thread
