@@ -285,5 +285,40 @@ bad "a design on shared-life" run --workload shared-life --design upstream
 bad "too much memory for shared-life" run --workload shared-life --gib 65
 bad "negative iterations" run --workload shared-life --iterations -1
 
+# Shards: bad specs are refused; N parts of a search, run through GNU
+# parallel as a campaign would, merge into what one run reports.
+bad "shard out of range" explore --scenario fault-fault-2m --shard 2/2
+bad "shard malformed" explore --scenario fault-fault-2m --shard 1of2
+bad "shard of nothing" explore --scenario fault-fault-2m --shard 0/0
+bad "merge of nothing readable" merge "$tmp/nosuch.json"
+echo '{"version": "mirrormmu 0.0.0, explore report 0"}' >"$tmp/old.json"
+bad "merge of another version's report" merge "$tmp/old.json"
+search=(explore --scenario fault-fault-2m --scale 1 --preemptions 1 --budget 100000)
+"$bin" "${search[@]}" --json "$tmp/whole.json" >"$tmp/whole" 2>&1
+check "the unsharded search is exhaustive" grep -q 'every schedule within the bound' "$tmp/whole"
+"$bin" "${search[@]}" --shard 0/2 --json "$tmp/d0.json" >/dev/null 2>&1
+"$bin" explore --scenario fault-fault-2m --scale 1 --preemptions 1 --budget 100000 --design baseline \
+  --shard 1/2 --json "$tmp/other.json" >/dev/null 2>&1
+bad "merge of shards of different searches" merge "$tmp/d0.json" "$tmp/other.json"
+bad "merge of an incomplete set" merge "$tmp/d0.json"
+bad "merge of a shard twice" merge "$tmp/d0.json" "$tmp/d0.json"
+executions() { python3 -c 'import json,sys; j=json.load(open(sys.argv[1])); print(j["executions"], j["exhausted"], sorted(j["classes"]), j["sites"], sorted(f["invariant"] for f in j["failures"]))' "$1"; }
+if command -v parallel >/dev/null; then
+  parallel --will-cite --halt now,fail=1 "$bin" "${search[@]}" --shard {}/2 --json "$tmp/p{}.json" '>' /dev/null ::: 0 1
+  check "GNU parallel ran both shards" test -s "$tmp/p0.json" -a -s "$tmp/p1.json"
+  "$bin" merge "$tmp/p1.json" "$tmp/p0.json" --json "$tmp/merged.json" >"$tmp/merged"
+  check "merge exits 0" test $? -eq 0
+  check "merged report is exhaustive" grep -q 'every schedule within the bound' "$tmp/merged"
+  check "merged equals the unsharded search" test "$(executions "$tmp/merged.json")" = "$(executions "$tmp/whole.json")"
+  # The Slurm job-array script, run as array task 1 of 2 would run it.
+  SLURM_ARRAY_TASK_ID=1 SLURM_ARRAY_TASK_COUNT=2 MIRRORMMU="$bin" \
+    bash "$(dirname "$0")/../scripts/campaign/explore-slurm.sh" "$tmp/slurm" "${search[@]:1}" >/dev/null 2>&1
+  check "the Slurm script exits 0" test $? -eq 0
+  "$bin" merge "$tmp/p0.json" "$tmp/slurm/shard-1.json" --json "$tmp/merged2.json" >/dev/null
+  check "a Slurm shard merges with a parallel one" test "$(executions "$tmp/merged2.json")" = "$(executions "$tmp/whole.json")"
+else
+  check "GNU parallel is installed (make deps)" false
+fi
+
 echo "$pass passed, $fail failed"
 test $fail -eq 0

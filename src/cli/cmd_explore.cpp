@@ -28,6 +28,19 @@ std::string g_replay_perfetto;
 WorkloadConfig g_workload;  // name empty: explore a scenario
 CLI::Option* g_scenario_opt = nullptr;
 std::string g_mmu;  // empty: a TD scenario on the model
+std::string g_shard;  // "I/N"
+
+// "I/N" with 0 <= I < N <= 4096, digits only; false otherwise.
+bool parse_shard(const std::string& s, int* i, int* n) {
+  const size_t slash = s.find('/');
+  if (slash == std::string::npos || slash == 0 || slash + 1 == s.size() || slash > 4 || s.size() - slash > 5) return false;
+  const std::string a = s.substr(0, slash), b = s.substr(slash + 1);
+  if (a.find_first_not_of("0123456789") != std::string::npos || b.find_first_not_of("0123456789") != std::string::npos)
+    return false;
+  *i = std::stoi(a);
+  *n = std::stoi(b);
+  return *n >= 1 && *n <= 4096 && *i < *n;
+}
 
 std::string scenarios_help() {
   std::string s = "a scenario file (JSON, see scenarios/) or a built-in scenario:";
@@ -49,6 +62,8 @@ int run_explore() {
   else if (g_strategy == "pct") cfg.strategy = explore::StrategyKind::Pct;
   else if (g_strategy == "random") cfg.strategy = explore::StrategyKind::Random;
   else usage_error("--strategy must be dfs, pct or random");
+  if (!g_shard.empty() && !parse_shard(g_shard, &cfg.shard, &cfg.shards))
+    usage_error("--shard must be I/N with 0 <= I < N <= 4096, got '" + g_shard + "'");
   {
     std::string design, error;
     WhatIf w;
@@ -187,6 +202,9 @@ Command add_explore(CLI::App& app) {
                   "write the first failure's trace (else the last execution's) as Chrome trace JSON to FILE; "
                   "its time axis counts scheduling steps");
   cmd->add_option("--json", g_json, "also write the report as JSON to FILE");
+  cmd->add_option("--shard", g_shard,
+                  "I/N: explore a deterministic 1/N of the search (N machines or jobs each run one I); "
+                  "`mirrormmu merge` puts their --json reports back together");
 
   auto* rep = app.add_subcommand("replay", "re-run one execution from its schedule string and print its events");
   rep->add_option("schedule", g_schedule, "the string printed by explore")->required();

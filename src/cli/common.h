@@ -25,6 +25,7 @@ Command add_bench(CLI::App& app);
 Command add_compare(CLI::App& app);
 Command add_sites(CLI::App& app);
 Command add_table(CLI::App& app);
+Command add_merge(CLI::App& app);
 
 // The options of a workload run (all but --design), shared by run and compare.
 void add_workload_options(CLI::App* cmd, WorkloadConfig& cfg);

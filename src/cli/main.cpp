@@ -29,7 +29,7 @@ int main(int argc, char** argv) {
   CLI::App app{"mirrormmu: KVM's TDP MMU with TDX mirror page tables, a TDX module model and a checker"};
   app.require_subcommand(1);
   const Command cmds[] = {add_run(app), add_explore(app), add_replay(app), add_bench(app), add_compare(app), add_sites(app),
-                          add_table(app)};
+                          add_table(app), add_merge(app)};
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {

@@ -178,6 +178,53 @@ Schedule shrink(const Schedule& failing, const std::string& invariant, uint64_t*
   return best;
 }
 
+std::optional<ExploreReport> merge_reports(const std::vector<std::pair<int, ExploreReport>>& shards, int nshards,
+                                           size_t max_failures, std::string* error) {
+  std::vector<const ExploreReport*> by_index(static_cast<size_t>(std::max(nshards, 0)), nullptr);
+  for (const auto& [i, r] : shards) {
+    if (i < 0 || i >= nshards) {
+      *error = fmt::format("shard {} is not one of 0..{}", i, nshards - 1);
+      return std::nullopt;
+    }
+    if (by_index[static_cast<size_t>(i)]) {
+      *error = fmt::format("shard {}/{} given twice", i, nshards);
+      return std::nullopt;
+    }
+    by_index[static_cast<size_t>(i)] = &r;
+  }
+  for (int i = 0; i < nshards; i++)
+    if (!by_index[static_cast<size_t>(i)]) {
+      *error = fmt::format("shard {}/{} is missing", i, nshards);
+      return std::nullopt;
+    }
+  ExploreReport m;
+  m.exhausted = true;
+  for (const ExploreReport* r : by_index) {
+    m.executions += r->executions;
+    m.seconds = std::max(m.seconds, r->seconds);
+    m.exhausted = m.exhausted && r->exhausted;
+    m.max_steps = std::max(m.max_steps, r->max_steps);
+    if (r->max_decisions > m.max_decisions) {
+      m.max_decisions = r->max_decisions;
+      m.max_decisions_by_thread = r->max_decisions_by_thread;
+    }
+    m.classes |= r->classes;
+    for (size_t i = 0; i < kSiteCount; i++) m.sites[i] += r->sites[i];
+    for (size_t k = 0; k < sync::kFailKindCount; k++) {
+      m.fired[k] += r->fired[k];
+      m.executions_with_fired[k] += r->executions_with_fired[k];
+    }
+    for (const Failure& f : r->failures) {
+      if (m.failures.size() >= max_failures) break;
+      const bool seen = std::any_of(m.failures.begin(), m.failures.end(),
+                                    [&](const Failure& g) { return g.result.invariant == f.result.invariant; });
+      if (!seen) m.failures.push_back(f);
+    }
+    if (r->executions) m.last = r->last;
+  }
+  return m;
+}
+
 std::optional<ExploreReport> explore(const ExploreConfig& cfg, const Progress& progress, std::string* error) {
   auto src = resolve_source(cfg.scenario, cfg.scale, cfg.design, error);
   if (!src) return std::nullopt;
@@ -236,25 +283,37 @@ std::optional<ExploreReport> explore(const ExploreConfig& cfg, const Progress& p
   if (cfg.strategy == StrategyKind::Dfs) {
     // Iterative context bounding: every schedule with 0 preemptions, then 1, ...
     for (int bound = 0; bound <= cfg.preemptions && !done(); bound++) {
-      DfsStrategy dfs(bound);
+      DfsStrategy dfs(bound, cfg.shard, cfg.shards);
       bool more = true;
-      while (more && !done()) {
-        record(src->run(dfs, ec));
+      // The default schedule is shard 0's; the others run it only to learn
+      // the tree they split.
+      for (bool first = true; more && !done(); first = false) {
+        const ExecResult r = src->run(dfs, ec);
+        if (!first || cfg.shard == 0) record(r);
         more = dfs.next();
       }
       if (!more && bound == cfg.preemptions) rep.exhausted = true;
     }
   } else {
+    // Executions the whole (unsharded) search has run: each shard runs its
+    // N-th of them and counts the budget against the whole.
+    uint64_t index = 0;
+    const auto mine = [&] { return index++ % static_cast<uint64_t>(cfg.shards) == static_cast<uint64_t>(cfg.shard); };
+    const auto all_done = [&] {
+      return index >= cfg.budget || (cfg.seconds > 0 && elapsed() >= cfg.seconds) ||
+             rep.failures.size() >= cfg.max_failures;
+    };
     // PCT needs the number of decisions to expect: learn it from a default run.
     uint64_t steps_estimate = 0;
     if (cfg.strategy == StrategyKind::Pct) {
       ReplayStrategy def({});
       const ExecResult r0 = src->run(def, ec);
       steps_estimate = std::max<uint64_t>(r0.decisions, 1);
-      record(r0);
+      if (mine()) record(r0);
     }
-    while (!done()) {
+    while (!all_done()) {
       const uint64_t seed = seeds();
+      if (!mine()) continue;
       const double fail_p = 0.05;
       if (cfg.strategy == StrategyKind::Pct) {
         PctStrategy pct(seed, cfg.depth, steps_estimate, src->threads, fail_p);

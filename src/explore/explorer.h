@@ -50,6 +50,11 @@ struct ExploreConfig {
   bool shrink = true;
   size_t max_failures = 3;          // distinct invariants to report
   uint64_t max_steps = 0;           // per execution before "livelock" (0: the engine's default)
+  // --shard I/N: a deterministic 1/N of the same search (merge_reports()
+  // puts the N parts back together). DFS splits the tree by the first
+  // deviation from the default schedule; PCT and random take every N-th of
+  // the executions the whole search would run.
+  int shard = 0, shards = 1;
   // Sees every execution as it completes, with the schedule that replays it.
   std::function<void(const ExecResult&, const Schedule&)> on_execution;
 };
@@ -98,6 +103,14 @@ struct ExploreReport {
 };
 
 using Progress = std::function<void(const ExploreReport&)>;
+
+// The report a single run would give, from the reports of the N shards of
+// one search (in any order). Executions, sites and injected failures add
+// up; classes, exhaustion and failures (one per invariant, up to
+// max_failures, the first shard's first) combine. Nullopt with *error if
+// they are not the N distinct shards of one search.
+std::optional<ExploreReport> merge_reports(const std::vector<std::pair<int, ExploreReport>>& shards, int nshards,
+                                           size_t max_failures, std::string* error);
 
 // Runs the exploration. Returns nullopt (with `error`) for a bad scenario.
 std::optional<ExploreReport> explore(const ExploreConfig& cfg, const Progress& progress, std::string* error);

@@ -98,15 +98,38 @@ int DfsStrategy::preemptions_before(size_t i) const {
   return n;
 }
 
+bool DfsStrategy::owns(size_t position, uint32_t choice) const {
+  // splitmix64 of the pair: neighbouring positions land on different shards.
+  uint64_t z = position * 0x9e3779b97f4a7c15ull + choice;
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+  z ^= z >> 31;
+  return z % static_cast<uint64_t>(shards_) == static_cast<uint64_t>(shard_);
+}
+
 bool DfsStrategy::next() {
+  // Where the current execution first leaves the default schedule: a node at
+  // or before it starts a new first-deviation subtree when it changes.
+  size_t first_dev = path_.size();
+  if (shards_ > 1)
+    for (size_t j = 0; j < path_.size(); j++)
+      if (path_[j].chosen != 0) {
+        first_dev = j;
+        break;
+      }
   // Backtrack to the deepest decision with an untried alternative that keeps
-  // the preemption count within the bound.
+  // the preemption count within the bound (and, sharded, whose subtree is
+  // this shard's).
   for (size_t i = path_.size(); i-- > 0;) {
     Node& n = path_[i];
     if (n.chosen + 1 >= n.alternatives) continue;
     const bool preempting = n.thread && n.current_first;  // every non-zero choice preempts
     if (preempting && n.chosen == 0 && preemptions_before(i) + 1 > max_preempt_) continue;
-    n.chosen++;
+    uint32_t c = n.chosen + 1;
+    if (shards_ > 1 && i <= first_dev)
+      while (c < n.alternatives && !owns(i, c)) c++;
+    if (c >= n.alternatives) continue;
+    n.chosen = c;
     path_.resize(i + 1);
     forced_ = i + 1;
     return true;

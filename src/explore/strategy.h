@@ -88,7 +88,12 @@ class PctStrategy : public sync::DetStrategy {
 // preemptions (iterative context bounding raises the bound stepwise).
 class DfsStrategy : public sync::DetStrategy {
  public:
-  DfsStrategy(int max_preempt) : max_preempt_(max_preempt) {}
+  // `shards` > 1: this strategy owns only the subtrees whose first
+  // deviation from the default schedule (its position and choice) hashes
+  // to `shard`; the default execution itself belongs to shard 0. Every
+  // shard walks the same tree, so together they cover it exactly once.
+  explicit DfsStrategy(int max_preempt, int shard = 0, int shards = 1)
+      : max_preempt_(max_preempt), shard_(shard), shards_(shards) {}
   uint32_t pick_thread(uint64_t seq, uint64_t key, const std::vector<int>& options, bool current_first) override;
   uint32_t pick_fail(uint64_t seq, uint64_t key, sync::FailKind, uint32_t alternatives) override;
   // Call after each execution; false when the tree under the bound is done.
@@ -104,7 +109,10 @@ class DfsStrategy : public sync::DetStrategy {
   uint32_t decide(uint64_t d, uint32_t alternatives, bool thread, bool current_first);
   int preemptions_before(size_t i) const;
 
+  bool owns(size_t position, uint32_t choice) const;
+
   int max_preempt_;
+  int shard_, shards_;
   std::vector<Node> path_;    // the current execution's decisions
   size_t forced_ = 0;         // path_[0, forced_) replays the chosen prefix
 };
