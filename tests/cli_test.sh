@@ -294,7 +294,7 @@ bad "merge of nothing readable" merge "$tmp/nosuch.json"
 echo '{"version": "mirrormmu 0.0.0, explore report 0"}' >"$tmp/old.json"
 bad "merge of another version's report" merge "$tmp/old.json"
 search=(explore --scenario fault-fault-2m --scale 1 --preemptions 1 --budget 100000)
-"$bin" "${search[@]}" --json "$tmp/whole.json" >"$tmp/whole" 2>&1
+"$bin" "${search[@]}" --jobs 1 --json "$tmp/whole.json" >"$tmp/whole" 2>&1
 check "the unsharded search is exhaustive" grep -q 'every schedule within the bound' "$tmp/whole"
 "$bin" "${search[@]}" --shard 0/2 --json "$tmp/d0.json" >/dev/null 2>&1
 "$bin" explore --scenario fault-fault-2m --scale 1 --preemptions 1 --budget 100000 --design baseline \
@@ -302,6 +302,13 @@ check "the unsharded search is exhaustive" grep -q 'every schedule within the bo
 bad "merge of shards of different searches" merge "$tmp/d0.json" "$tmp/other.json"
 bad "merge of an incomplete set" merge "$tmp/d0.json"
 bad "merge of a shard twice" merge "$tmp/d0.json" "$tmp/d0.json"
+# --jobs: forked parts of the search, merged in the parent; with --shard,
+# the jobs of one shard are that shard.
+bad "negative jobs" explore --scenario fault-fault-2m --jobs -1
+bad "jobs on a bad scenario" explore --scenario nosuch --jobs 2
+"$bin" "${search[@]}" --jobs 2 --json "$tmp/j2.json" >"$tmp/j2" 2>&1
+check "--jobs 2 is exhaustive" grep -q 'every schedule within the bound' "$tmp/j2"
+"$bin" "${search[@]}" --jobs 2 --shard 1/2 --json "$tmp/j2s1.json" >/dev/null 2>&1
 executions() { python3 -c 'import json,sys; j=json.load(open(sys.argv[1])); print(j["executions"], j["exhausted"], sorted(j["classes"]), j["sites"], sorted(f["invariant"] for f in j["failures"]))' "$1"; }
 if command -v parallel >/dev/null; then
   parallel --will-cite --halt now,fail=1 "$bin" "${search[@]}" --shard {}/2 --json "$tmp/p{}.json" '>' /dev/null ::: 0 1
@@ -310,6 +317,9 @@ if command -v parallel >/dev/null; then
   check "merge exits 0" test $? -eq 0
   check "merged report is exhaustive" grep -q 'every schedule within the bound' "$tmp/merged"
   check "merged equals the unsharded search" test "$(executions "$tmp/merged.json")" = "$(executions "$tmp/whole.json")"
+  check "--jobs 2 equals one job" test "$(executions "$tmp/j2.json")" = "$(executions "$tmp/whole.json")"
+  "$bin" merge "$tmp/p0.json" "$tmp/j2s1.json" --json "$tmp/merged3.json" >/dev/null
+  check "a shard run as two jobs merges like one" test "$(executions "$tmp/merged3.json")" = "$(executions "$tmp/whole.json")"
   # The Slurm job-array script, run as array task 1 of 2 would run it.
   SLURM_ARRAY_TASK_ID=1 SLURM_ARRAY_TASK_COUNT=2 MIRRORMMU="$bin" \
     bash "$(dirname "$0")/../scripts/campaign/explore-slurm.sh" "$tmp/slurm" "${search[@]:1}" >/dev/null 2>&1

@@ -1,10 +1,12 @@
 // SPDX-License-Identifier: MIT
 // mirrormmu explore, mirrormmu replay
 #include <fmt/format.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cstdio>
 #include <fstream>
+#include <thread>
 
 #include "cli/common.h"
 #include "explore/explorer.h"
@@ -29,6 +31,7 @@ WorkloadConfig g_workload;  // name empty: explore a scenario
 CLI::Option* g_scenario_opt = nullptr;
 std::string g_mmu;  // empty: a TD scenario on the model
 std::string g_shard;  // "I/N"
+int g_jobs = 0;       // 0: one per core
 
 // "I/N" with 0 <= I < N <= 4096, digits only; false otherwise.
 bool parse_shard(const std::string& s, int* i, int* n) {
@@ -48,6 +51,66 @@ std::string scenarios_help() {
   s += "\nwith --mmu, a plain VM's race (its direct root only):";
   for (const auto& p : plain_scenarios()) s += fmt::format("\n  {:<20} {}", p.name, p.description);
   return s;
+}
+
+// --jobs J: the search (or this shard I/M of it) split J ways, one forked
+// process each (the deterministic engine is one per process), merged as
+// `mirrormmu merge` would. Shard I + M*j of M*J for j < J is exactly shard
+// I of M again, for DFS and PCT/random alike. A budget is the whole
+// search's: DFS shares it out, PCT/random count it globally already.
+std::optional<explore::ExploreReport> explore_jobs(const explore::ExploreConfig& cfg, int jobs, std::string* error) {
+  char dir[] = "/tmp/mirrormmu-jobs-XXXXXX";
+  if (!mkdtemp(dir)) {
+    *error = "--jobs: cannot create a directory in /tmp";
+    return std::nullopt;
+  }
+  std::fflush(nullptr);
+  std::vector<pid_t> pids;
+  for (int j = 0; j < jobs; j++) {
+    explore::ExploreConfig c = cfg;
+    c.shard = cfg.shard + cfg.shards * j;
+    c.shards = cfg.shards * jobs;
+    if (c.strategy == explore::StrategyKind::Dfs)
+      c.budget = std::max<uint64_t>(1, cfg.budget / jobs + (uint64_t(j) < cfg.budget % jobs ? 1 : 0));
+    const pid_t pid = fork();
+    if (pid < 0) {
+      *error = "--jobs: fork failed";
+      return std::nullopt;
+    }
+    if (pid == 0) {
+      std::string e;
+      const auto r = explore::explore(c, nullptr, &e);
+      std::ofstream f(fmt::format("{}/{}.json", dir, j));
+      if (r) f << explore_report_json(c, *r).dump() << "\n";
+      f.close();
+      _exit(r && f ? 0 : 3);
+    }
+    pids.push_back(pid);
+  }
+  std::vector<std::pair<int, explore::ExploreReport>> parts;
+  bool all_ok = true;
+  for (size_t j = 0; j < pids.size(); j++) {
+    int status = 0;
+    waitpid(pids[j], &status, 0);
+    all_ok = all_ok && WIFEXITED(status) && WEXITSTATUS(status) == 0;
+  }
+  for (int j = 0; j < jobs && all_ok; j++) {
+    const std::string path = fmt::format("{}/{}.json", dir, j);
+    std::ifstream f(path);
+    const nlohmann::json js = nlohmann::json::parse(f, nullptr, false);
+    explore::ExploreConfig c;
+    explore::ExploreReport r;
+    std::string e;
+    if (js.is_discarded() || !explore_report_from_json(js, &c, &r, &e)) all_ok = false;
+    else parts.emplace_back(j, std::move(r));
+  }
+  for (int j = 0; j < jobs; j++) std::remove(fmt::format("{}/{}.json", dir, j).c_str());
+  rmdir(dir);
+  if (!all_ok) {
+    *error = "--jobs: a job died before writing its report";
+    return std::nullopt;
+  }
+  return explore::merge_reports(parts, jobs, cfg.max_failures, error);
 }
 
 void write_perfetto(const std::string& path, const explore::ExecResult& r) {
@@ -91,13 +154,21 @@ int run_explore() {
   }
   const bool tty = isatty(STDERR_FILENO);
   std::string error;
-  auto rep = explore::explore(
-      cfg,
-      [&](const explore::ExploreReport& r) {
-        if (tty) std::fprintf(stderr, "\r%s", format_progress(r).c_str());
-      },
-      &error);
-  if (tty) std::fprintf(stderr, "\r\033[K");
+  const int jobs = g_jobs > 0 ? g_jobs : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  std::optional<explore::ExploreReport> rep;
+  if (jobs > 1) {
+    // Refused before anything is forked: a bad scenario is one line, once.
+    if (!explore::resolve_source(cfg.scenario, cfg.scale, cfg.design, &error)) usage_error(error);
+    rep = explore_jobs(cfg, jobs, &error);
+  } else {
+    rep = explore::explore(
+        cfg,
+        [&](const explore::ExploreReport& r) {
+          if (tty) std::fprintf(stderr, "\r%s", format_progress(r).c_str());
+        },
+        &error);
+    if (tty) std::fprintf(stderr, "\r\033[K");
+  }
   if (!rep) usage_error(error);
   std::fputs(format_explore_report(cfg, *rep).c_str(), stdout);
   if (!g_perfetto.empty()) {
@@ -202,6 +273,9 @@ Command add_explore(CLI::App& app) {
                   "write the first failure's trace (else the last execution's) as Chrome trace JSON to FILE; "
                   "its time axis counts scheduling steps");
   cmd->add_option("--json", g_json, "also write the report as JSON to FILE");
+  cmd->add_option("--jobs", g_jobs, "processes exploring parts of the search at once (0: one per core)")
+      ->check(CLI::Range(0, 256))
+      ->capture_default_str();
   cmd->add_option("--shard", g_shard,
                   "I/N: explore a deterministic 1/N of the search (N machines or jobs each run one I); "
                   "`mirrormmu merge` puts their --json reports back together");
