@@ -285,11 +285,10 @@ std::optional<ExploreReport> explore(const ExploreConfig& cfg, const Progress& p
     for (int bound = 0; bound <= cfg.preemptions && !done(); bound++) {
       DfsStrategy dfs(bound, cfg.shard, cfg.shards);
       bool more = true;
-      // The default schedule is shard 0's; the others run it only to learn
-      // the tree they split.
-      for (bool first = true; more && !done(); first = false) {
+      // Executions another shard owns are run here only to learn the tree.
+      while (more && !done()) {
         const ExecResult r = src->run(dfs, ec);
-        if (!first || cfg.shard == 0) record(r);
+        if (dfs.owns_current()) record(r);
         more = dfs.next();
       }
       if (!more && bound == cfg.preemptions) rep.exhausted = true;

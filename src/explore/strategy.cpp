@@ -98,25 +98,53 @@ int DfsStrategy::preemptions_before(size_t i) const {
   return n;
 }
 
-bool DfsStrategy::owns(size_t position, uint32_t choice) const {
-  // splitmix64 of the pair: neighbouring positions land on different shards.
-  uint64_t z = position * 0x9e3779b97f4a7c15ull + choice;
+namespace {
+
+uint64_t splitmix(uint64_t z) {
+  z += 0x9e3779b97f4a7c15ull;
   z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
   z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-  z ^= z >> 31;
-  return z % static_cast<uint64_t>(shards_) == static_cast<uint64_t>(shard_);
+  return z ^ (z >> 31);
+}
+
+uint64_t deviation_key(size_t position, uint32_t choice) { return splitmix(position * 1031 + choice); }
+
+}  // namespace
+
+bool DfsStrategy::owns(uint64_t key) const {
+  return key % static_cast<uint64_t>(shards_) == static_cast<uint64_t>(shard_);
+}
+
+int DfsStrategy::deviations(size_t end, size_t pos[2], uint32_t choice[2]) const {
+  int n = 0;
+  for (size_t j = 0; j < end && n < 2; j++)
+    if (path_[j].chosen != 0) {
+      pos[n] = j;
+      choice[n] = path_[j].chosen;
+      n++;
+    }
+  return n;
+}
+
+bool DfsStrategy::owns_current() const {
+  if (shards_ == 1) return true;
+  size_t pos[2];
+  uint32_t choice[2];
+  switch (deviations(path_.size(), pos, choice)) {
+    case 0: return shard_ == 0;
+    case 1: return owns(deviation_key(pos[0], choice[0]));
+    default: return true;  // next() never enters a second-level subtree it does not own
+  }
 }
 
 bool DfsStrategy::next() {
-  // Where the current execution first leaves the default schedule: a node at
-  // or before it starts a new first-deviation subtree when it changes.
-  size_t first_dev = path_.size();
-  if (shards_ > 1)
-    for (size_t j = 0; j < path_.size(); j++)
-      if (path_[j].chosen != 0) {
-        first_dev = j;
-        break;
-      }
+  // The current execution's first two deviations: a node before the second
+  // one that changes makes a new execution with fewer deviations, shared by
+  // every shard; one that becomes a second deviation opens a subtree only
+  // its owner walks.
+  size_t pos[2] = {0, 0};
+  uint32_t choice[2] = {0, 0};
+  const int ndev = shards_ > 1 ? deviations(path_.size(), pos, choice) : 0;
   // Backtrack to the deepest decision with an untried alternative that keeps
   // the preemption count within the bound (and, sharded, whose subtree is
   // this shard's).
@@ -126,8 +154,10 @@ bool DfsStrategy::next() {
     const bool preempting = n.thread && n.current_first;  // every non-zero choice preempts
     if (preempting && n.chosen == 0 && preemptions_before(i) + 1 > max_preempt_) continue;
     uint32_t c = n.chosen + 1;
-    if (shards_ > 1 && i <= first_dev)
-      while (c < n.alternatives && !owns(i, c)) c++;
+    // Exactly one deviation before i: i would be the second.
+    const bool second = shards_ > 1 && ndev >= 1 && pos[0] < i && (ndev == 1 || pos[1] >= i);
+    if (second)
+      while (c < n.alternatives && !owns(splitmix(deviation_key(pos[0], choice[0]) ^ deviation_key(i, c)))) c++;
     if (c >= n.alternatives) continue;
     n.chosen = c;
     path_.resize(i + 1);

@@ -88,16 +88,19 @@ class PctStrategy : public sync::DetStrategy {
 // preemptions (iterative context bounding raises the bound stepwise).
 class DfsStrategy : public sync::DetStrategy {
  public:
-  // `shards` > 1: this strategy owns only the subtrees whose first
-  // deviation from the default schedule (its position and choice) hashes
-  // to `shard`; the default execution itself belongs to shard 0. Every
-  // shard walks the same tree, so together they cover it exactly once.
+  // `shards` > 1: an execution belongs to the shard its first two
+  // deviations from the default schedule (positions and choices) hash to;
+  // one with a single deviation to the hash of that one, the default
+  // execution to shard 0. Every shard runs the executions with at most one
+  // deviation (few: they only reveal the tree) and, below them, only the
+  // subtrees it owns; owns_current() says whether to count the one just run.
   explicit DfsStrategy(int max_preempt, int shard = 0, int shards = 1)
       : max_preempt_(max_preempt), shard_(shard), shards_(shards) {}
   uint32_t pick_thread(uint64_t seq, uint64_t key, const std::vector<int>& options, bool current_first) override;
   uint32_t pick_fail(uint64_t seq, uint64_t key, sync::FailKind, uint32_t alternatives) override;
   // Call after each execution; false when the tree under the bound is done.
   bool next();
+  bool owns_current() const;
 
  private:
   struct Node {
@@ -109,7 +112,9 @@ class DfsStrategy : public sync::DetStrategy {
   uint32_t decide(uint64_t d, uint32_t alternatives, bool thread, bool current_first);
   int preemptions_before(size_t i) const;
 
-  bool owns(size_t position, uint32_t choice) const;
+  bool owns(uint64_t key) const;
+  // The first two deviations of path_ (position, choice); count up to 2.
+  int deviations(size_t end, size_t pos[2], uint32_t choice[2]) const;
 
   int max_preempt_;
   int shard_, shards_;
