@@ -37,13 +37,13 @@ struct Ctx {
 
   // A guest access on vCPU v: the TLB, else the CPU's walk, else an EPT
   // violation; after KVM handles it the guest runs the instruction again.
-  void access(int v, uint64_t gfn, bool write, int host_level) {
+  void access(int v, uint64_t gfn, bool write, int host_level, bool fetch = false) {
     for (int i = 0; i < 64; i++) {
-      if (mmu.guest_access(v, gfn, write) != HwAccess::EptViolation) {
+      if (mmu.guest_access(v, gfn, write, fetch) != HwAccess::EptViolation) {
         if (write) written[gfn / 64] |= 1ull << (gfn % 64);
         return;
       }
-      const int r = mmu.fault(v, gfn, write, host_level);
+      const int r = fetch ? mmu.exec_fault(v, gfn, host_level) : mmu.fault(v, gfn, write, host_level);
       // The memslot is gone: KVM exits to userspace as for MMIO.
       if (r == -EFAULT) return;
       if (r != kRetPfFixed && r != kRetPfSpurious && r != kRetPfRetry) {
@@ -56,20 +56,9 @@ struct Ctx {
     }
     if (error.empty()) error = fmt::format("fault_livelock: vCPU {} gfn {:#x}", v, gfn);
   }
-  // An instruction fetch: as access(), through exec_fault().
-  void exec(int v, uint64_t gfn, int host_level) {
-    for (int i = 0; i < 64; i++) {
-      if (mmu.guest_access(v, gfn, false, true) != HwAccess::EptViolation) return;
-      const int r = mmu.exec_fault(v, gfn, host_level);
-      if (r == -EFAULT) return;
-      if (r != kRetPfFixed && r != kRetPfSpurious && r != kRetPfRetry) {
-        if (error.empty()) error = fmt::format("exec_fault_failed: vCPU {} gfn {:#x}: {}", v, gfn, r);
-        return;
-      }
-      if (r == kRetPfRetry) sync::cond_resched_spin(&mmu);
-    }
-    if (error.empty()) error = fmt::format("fault_livelock: vCPU {} gfn {:#x} (fetch)", v, gfn);
-  }
+  // An instruction fetch: an access that needs execute permission, whose
+  // EPT violation KVM handles as a fetch.
+  void exec(int v, uint64_t gfn, int host_level) { access(v, gfn, false, host_level, true); }
   // The NX recovery worker's pass, after which no vCPU may still use what
   // it zapped.
   void recover_nx(unsigned ratio, uint64_t start, uint64_t end) {
