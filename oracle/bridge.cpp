@@ -104,6 +104,7 @@ void kshim_rcu_barrier(void) {
 bool kshim_need_resched(void) { return mirrormmu::sync::forced_yield(); }
 void kshim_cond_resched(void) { mirrormmu::sync::sched_point(mirrormmu::sync::PointKind::Yield); }
 void kshim_cond_resched_spin(const void* object) { mirrormmu::sync::cond_resched_spin(object); }
+void kshim_touch(const void* object) { mirrormmu::sync::sched_touch(object); }
 
 void* kshim_spte_deref(void* sptep) {
   mirrormmu::sync::sched_point(mirrormmu::sync::PointKind::SpteRead, sptep);

@@ -285,6 +285,15 @@ bad "a design on shared-life" run --workload shared-life --design upstream
 bad "too much memory for shared-life" run --workload shared-life --gib 65
 bad "negative iterations" run --workload shared-life --iterations -1
 
+# Partial-order reduction: on by default for DFS, reported, and it runs
+# fewer executions of a race whose steps are partly independent.
+red=(explore --scenario plain:model:fast-pf-vs-zap --scale 1 --preemptions 2 --budget 100000 --jobs 1)
+"$bin" "${red[@]}" --json "$tmp/red.json" >"$tmp/red" 2>&1
+check "reduction reports what it pruned" grep -Eq '^pruned by sleep sets: [1-9][0-9]* branches' "$tmp/red"
+"$bin" "${red[@]}" --no-reduction --json "$tmp/nored.json" >"$tmp/nored" 2>&1
+check "--no-reduction says so" grep -q '^reduction: off' "$tmp/nored"
+check "reduction runs fewer executions" python3 -c 'import json,sys; a=json.load(open(sys.argv[1])); b=json.load(open(sys.argv[2])); sys.exit(not (a["executions"] < b["executions"] and a["pruned"] > 0 and b["pruned"] == 0 and a["search"]["reduction"] and not b["search"]["reduction"] and a["exhausted"] and b["exhausted"]))' "$tmp/red.json" "$tmp/nored.json"
+
 # Shards: bad specs are refused; N parts of a search, run through GNU
 # parallel as a campaign would, merge into what one run reports.
 bad "shard out of range" explore --scenario fault-fault-2m --shard 2/2
@@ -301,6 +310,9 @@ check "the unsharded search is exhaustive" grep -q 'every schedule within the bo
   --shard 1/2 --json "$tmp/other.json" >/dev/null 2>&1
 bad "merge of shards of different searches" merge "$tmp/d0.json" "$tmp/other.json"
 bad "merge of an incomplete set" merge "$tmp/d0.json"
+"$bin" explore --scenario fault-fault-2m --scale 1 --preemptions 1 --budget 100000 --no-reduction \
+  --shard 1/2 --json "$tmp/unreduced.json" >/dev/null 2>&1
+bad "merge of a reduced and an unreduced shard" merge "$tmp/d0.json" "$tmp/unreduced.json"
 bad "merge of a shard twice" merge "$tmp/d0.json" "$tmp/d0.json"
 # --jobs: forked parts of the search, merged in the parent; with --shard,
 # the jobs of one shard are that shard.

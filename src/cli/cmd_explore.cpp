@@ -246,6 +246,9 @@ Command add_explore(CLI::App& app) {
   cmd->add_option("--scale", c.scale, "operations per thread")->check(CLI::Range(1, 64))->capture_default_str();
   cmd->add_option("--preemptions", c.preemptions, "DFS preemption bound")->check(CLI::Range(0, 16))
       ->capture_default_str();
+  cmd->add_flag("!--no-reduction", c.reduction,
+                "DFS: run every interleaving within the bound, even those that only reorder independent steps "
+                "(sleep sets prune them by default)");
   cmd->add_option("--depth", c.depth, "PCT depth")->check(CLI::Range(1, 16))->capture_default_str();
   cmd->add_option("--seed", c.seed, "seed for pct and random")->capture_default_str();
   cmd->add_option("--fail-busy", c.fail_budget[0], "SEAMCALLs that may be made to return BUSY")

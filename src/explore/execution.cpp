@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "check/checker.h"
+#include "check/end_state.h"
 #include "explore/tracer.h"
 #include "spte/spte.h"
 #include "sync/rcu.h"
@@ -201,6 +202,7 @@ ExecResult run_execution(const Scenario& s, sync::DetStrategy& strategy, const E
     vm.set_vcpus_threaded(false);
     h.checker().check("the threads");
   }
+  h.result().end_state = end_state_digest(vm);
   return h.finish();
 }
 

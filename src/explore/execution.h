@@ -50,6 +50,7 @@ struct ExecResult {
   uint32_t fails_fired = 0;
   std::array<uint32_t, sync::kFailKindCount> fired_by_kind{};  // the same, per kind
   Choices choices;             // the non-default decisions taken
+  uint64_t end_state = 0;      // end_state_digest() after the racing part
   std::bitset<TransitionCounts::kClasses> classes;
   std::array<uint64_t, kSiteCount> sites{};
   TransitionRows rows;  // per row of the transition table (complete executions only)

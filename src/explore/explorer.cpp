@@ -201,6 +201,7 @@ std::optional<ExploreReport> merge_reports(const std::vector<std::pair<int, Expl
   m.exhausted = true;
   for (const ExploreReport* r : by_index) {
     m.executions += r->executions;
+    m.pruned += r->pruned;
     m.seconds = std::max(m.seconds, r->seconds);
     m.exhausted = m.exhausted && r->exhausted;
     m.max_steps = std::max(m.max_steps, r->max_steps);
@@ -283,7 +284,7 @@ std::optional<ExploreReport> explore(const ExploreConfig& cfg, const Progress& p
   if (cfg.strategy == StrategyKind::Dfs) {
     // Iterative context bounding: every schedule with 0 preemptions, then 1, ...
     for (int bound = 0; bound <= cfg.preemptions && !done(); bound++) {
-      DfsStrategy dfs(bound, cfg.shard, cfg.shards);
+      DfsStrategy dfs(bound, cfg.shard, cfg.shards, cfg.reduction);
       bool more = true;
       // Executions another shard owns are run here only to learn the tree.
       while (more && !done()) {
@@ -291,6 +292,7 @@ std::optional<ExploreReport> explore(const ExploreConfig& cfg, const Progress& p
         if (dfs.owns_current()) record(r);
         more = dfs.next();
       }
+      rep.pruned += dfs.pruned();
       if (!more && bound == cfg.preemptions) rep.exhausted = true;
     }
   } else {

@@ -44,6 +44,7 @@ struct ExploreConfig {
   uint64_t budget = 1000;           // executions
   double seconds = 0;               // wall-clock limit (0: none)
   int preemptions = 2;              // DFS: iterative context bound up to this
+  bool reduction = true;            // DFS: sleep sets (see DfsStrategy)
   int depth = 3;                    // PCT depth
   uint64_t seed = 1;
   std::array<uint32_t, sync::kFailKindCount> fail_budget{};  // busy, topup, cmpxchg, yield
@@ -81,6 +82,7 @@ struct ExploreReport {
   uint64_t executions = 0;
   double seconds = 0;
   bool exhausted = false;  // DFS covered every schedule within the bound
+  uint64_t pruned = 0;     // DFS branches the reduction showed equivalent to explored ones
   uint64_t max_steps = 0, max_decisions = 0;
   // The execution with the most decisions, by the thread that was running:
   // where a scenario makes the tree wide.

@@ -80,16 +80,73 @@ uint32_t PctStrategy::pick_thread(uint64_t d, uint64_t, const std::vector<int>& 
 uint32_t DfsStrategy::decide(uint64_t d, uint32_t alternatives, bool thread, bool current_first) {
   if (d < forced_ && d < path_.size()) return std::min(path_[d].chosen, alternatives - 1);
   path_.resize(d);
-  path_.push_back({0, alternatives, thread, current_first});
+  path_.emplace_back(alternatives, thread, current_first);
+  path_.back().frozen = blocked_;
   return 0;
 }
 
+bool DfsStrategy::asleep(int thread) const {
+  for (const auto& s : sleep_)
+    if (s.thread == thread) return true;
+  return false;
+}
+
+uint32_t DfsStrategy::decide_new_thread(uint64_t d, const std::vector<int>& options, bool current_first) {
+  path_.resize(d);
+  Node n(static_cast<uint32_t>(options.size()), true, current_first);
+  n.continuing = current_first ? options[0] : -1;
+  for (size_t k = 0; k < options.size() && k < 64; k++)
+    if (asleep(options[k])) n.asleep |= uint64_t{1} << k;
+  if (blocked_) {
+    n.frozen = true;
+  } else if (n.asleep & 1) {
+    // Option 0 would only repeat, in another order, what was explored when
+    // it went to sleep: run another thread if the bound allows.
+    uint32_t k = 1;
+    while (k < n.alternatives && k < 64 && (n.asleep >> k & 1)) k++;
+    const bool affordable = !current_first || preemptions_before(d) + 1 <= max_preempt_;
+    if (k < n.alternatives && k < 64 && affordable) {
+      n.chosen = k;
+    } else {
+      blocked_ = true;
+      n.frozen = true;
+    }
+  }
+  if (n.chosen == 0 && current_first) awaiting_ = static_cast<int64_t>(d);
+  path_.push_back(n);
+  return n.chosen;
+}
+
 uint32_t DfsStrategy::pick_thread(uint64_t seq, uint64_t, const std::vector<int>& options, bool current_first) {
-  return decide(seq, static_cast<uint32_t>(options.size()), true, current_first);
+  const auto alternatives = static_cast<uint32_t>(options.size());
+  if (!reduce_) return decide(seq, alternatives, true, current_first);
+  if (seq >= forced_ || seq >= path_.size()) return decide_new_thread(seq, options, current_first);
+  const Node& n = path_[seq];
+  const uint32_t c = std::min(n.chosen, alternatives - 1);
+  if (c == 0 && current_first && !n.first_step_known) awaiting_ = static_cast<int64_t>(seq);
+  // The thread that could have gone on sleeps while a sibling runs, until a
+  // step dependent on the one it would have taken.
+  if (c != 0 && n.current_first && n.first_step_known && !blocked_ && !n.first_step_wide)
+    sleep_.push_back({n.continuing, pending0_});
+  return c;
 }
 
 uint32_t DfsStrategy::pick_fail(uint64_t seq, uint64_t, sync::FailKind, uint32_t alternatives) {
   return decide(seq, alternatives, false, false);
+}
+
+void DfsStrategy::on_step(int thread, const sync::StepFootprint& step) {
+  if (!reduce_) return;
+  // A sleeping thread runs only when it is all that can: everything from
+  // here on reorders an execution already explored.
+  if (!blocked_ && asleep(thread)) blocked_ = true;
+  if (awaiting_ >= 0) {
+    Node& n = path_[static_cast<size_t>(awaiting_)];
+    n.first_step_wide = step.global || step.ntouched > 0;
+    n.first_step_known = true;
+    awaiting_ = -1;
+  }
+  std::erase_if(sleep_, [&](const Sleeper& s) { return s.thread == thread || sync::dependent(s.step, step); });
 }
 
 int DfsStrategy::preemptions_before(size_t i) const {
@@ -137,7 +194,18 @@ bool DfsStrategy::owns_current() const {
   }
 }
 
+bool DfsStrategy::would_own(size_t i, uint32_t c, int ndev, const size_t pos[2], const uint32_t choice[2]) const {
+  if (shards_ == 1) return true;
+  const int before = (ndev >= 1 && pos[0] < i) + (ndev >= 2 && pos[1] < i);
+  if (before == 0) return owns(deviation_key(i, c));
+  if (before == 1) return owns(splitmix(deviation_key(pos[0], choice[0]) ^ deviation_key(i, c)));
+  return true;
+}
+
 bool DfsStrategy::next() {
+  sleep_.clear();
+  blocked_ = false;
+  awaiting_ = -1;
   // The current execution's first two deviations: a node before the second
   // one that changes makes a new execution with fewer deviations, shared by
   // every shard; one that becomes a second deviation opens a subtree only
@@ -147,17 +215,21 @@ bool DfsStrategy::next() {
   const int ndev = shards_ > 1 ? deviations(path_.size(), pos, choice) : 0;
   // Backtrack to the deepest decision with an untried alternative that keeps
   // the preemption count within the bound (and, sharded, whose subtree is
-  // this shard's).
+  // this shard's, and, reducing, whose thread is not asleep there).
   for (size_t i = path_.size(); i-- > 0;) {
     Node& n = path_[i];
     if (n.chosen + 1 >= n.alternatives) continue;
     const bool preempting = n.thread && n.current_first;  // every non-zero choice preempts
     if (preempting && n.chosen == 0 && preemptions_before(i) + 1 > max_preempt_) continue;
-    uint32_t c = n.chosen + 1;
     // Exactly one deviation before i: i would be the second.
     const bool second = shards_ > 1 && ndev >= 1 && pos[0] < i && (ndev == 1 || pos[1] >= i);
-    if (second)
-      while (c < n.alternatives && !owns(splitmix(deviation_key(pos[0], choice[0]) ^ deviation_key(i, c)))) c++;
+    uint32_t c = n.chosen + 1;
+    for (; c < n.alternatives; c++) {
+      if (second && !owns(splitmix(deviation_key(pos[0], choice[0]) ^ deviation_key(i, c)))) continue;
+      const bool slept = n.frozen || (n.thread && c < 64 && (n.asleep >> c & 1));
+      if (!slept) break;
+      pruned_ += would_own(i, c, ndev, pos, choice);
+    }
     if (c >= n.alternatives) continue;
     n.chosen = c;
     path_.resize(i + 1);

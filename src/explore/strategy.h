@@ -86,6 +86,14 @@ class PctStrategy : public sync::DetStrategy {
 // it, and remembers what each decision could have been. After an execution,
 // next() moves to the next unexplored branch, never exceeding `max_preempt`
 // preemptions (iterative context bounding raises the bound stepwise).
+//
+// With `reduce`, sleep sets (Godefroid) prune interleavings that only
+// reorder independent steps (sync::dependent). Under a preemption bound the
+// classic rule is unsound: the equivalent interleaving that was explored may
+// need one preemption more than the one skipped. So only the thread that was
+// running, and could go on, is put to sleep when its siblings are explored:
+// moving its step back to the front never costs a preemption, so every
+// skipped interleaving has an explored equivalent within the same bound.
 class DfsStrategy : public sync::DetStrategy {
  public:
   // `shards` > 1: an execution belongs to the shard its first two
@@ -94,32 +102,64 @@ class DfsStrategy : public sync::DetStrategy {
   // execution to shard 0. Every shard runs the executions with at most one
   // deviation (few: they only reveal the tree) and, below them, only the
   // subtrees it owns; owns_current() says whether to count the one just run.
-  explicit DfsStrategy(int max_preempt, int shard = 0, int shards = 1)
-      : max_preempt_(max_preempt), shard_(shard), shards_(shards) {}
+  explicit DfsStrategy(int max_preempt, int shard = 0, int shards = 1, bool reduce = false)
+      : max_preempt_(max_preempt), shard_(shard), shards_(shards), reduce_(reduce) {}
   uint32_t pick_thread(uint64_t seq, uint64_t key, const std::vector<int>& options, bool current_first) override;
   uint32_t pick_fail(uint64_t seq, uint64_t key, sync::FailKind, uint32_t alternatives) override;
+  void on_step(int thread, const sync::StepFootprint& step) override;
+  bool wants_pending() const override { return reduce_; }
+  void pending(const std::vector<sync::StepFootprint>& steps) override { pending0_ = steps.front(); }
   // Call after each execution; false when the tree under the bound is done.
   bool next();
   bool owns_current() const;
+  // Branches within the bound (and this shard's) that the reduction did not
+  // run: each would have been at least one execution.
+  uint64_t pruned() const { return pruned_; }
 
  private:
   struct Node {
+    Node() : Node(0, false, false) {}
+    Node(uint32_t alts, bool thr, bool cf) : chosen(0), alternatives(alts), thread(thr), current_first(cf) {}
     uint32_t chosen;
     uint32_t alternatives;
     bool thread;          // a thread decision (else a failure point)
     bool current_first;   // option 0 meant "continue": others are preemptions
+    bool frozen = false;  // below a point where a sleeping thread had to run
+    bool first_step_known = false;
+    uint64_t asleep = 0;  // options (by index) asleep here
+    int continuing = -1;  // thread id of option 0 when current_first
+    // What option 0's step did when it was chosen: whether it was global or
+    // touched more than its point's object. Its addresses belong to that
+    // execution; only these flags carry over.
+    bool first_step_wide = true;
+  };
+  struct Sleeper {
+    int thread;
+    sync::StepFootprint step;
   };
   uint32_t decide(uint64_t d, uint32_t alternatives, bool thread, bool current_first);
+  uint32_t decide_new_thread(uint64_t d, const std::vector<int>& options, bool current_first);
   int preemptions_before(size_t i) const;
+  bool asleep(int thread) const;
 
   bool owns(uint64_t key) const;
   // The first two deviations of path_ (position, choice); count up to 2.
   int deviations(size_t end, size_t pos[2], uint32_t choice[2]) const;
+  // Whether the execution that takes choice c at node i would be this shard's.
+  bool would_own(size_t i, uint32_t c, int ndev, const size_t pos[2], const uint32_t choice[2]) const;
 
   int max_preempt_;
   int shard_, shards_;
+  bool reduce_;
   std::vector<Node> path_;    // the current execution's decisions
   size_t forced_ = 0;         // path_[0, forced_) replays the chosen prefix
+  // Per execution: the sleep set, the node whose chosen step we wait to see
+  // (to remember option 0's step), and whether a sleeping thread ran.
+  std::vector<Sleeper> sleep_;
+  sync::StepFootprint pending0_;  // option 0's next step at the decision being taken
+  int64_t awaiting_ = -1;
+  bool blocked_ = false;
+  uint64_t pruned_ = 0;
 };
 
 }  // namespace mirrormmu::explore

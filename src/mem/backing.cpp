@@ -42,6 +42,8 @@ Pfn Backing::peek_pfn(uint64_t index) const { return index < npages_ ? load(inde
 
 Pfn Backing::get_pfn(uint64_t index, PgLevel* max_level) {
   if (index >= npages_) return kInvalidPfn;
+  // The fast path reads without mu_, and punch_hole() changes what it reads.
+  sync::sched_touch(this);
   Pfn p = load(index);
   if (!p.valid()) {
     std::lock_guard g(mu_);

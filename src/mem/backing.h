@@ -10,6 +10,8 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
+
+#include "sync/tracked_mutex.h"
 #include <vector>
 
 #include "base/types.h"
@@ -46,7 +48,7 @@ class Backing {
   // vCPU threads fault in pages concurrently: a populated page is found
   // without a lock (as the page cache lookup is), populating or punching
   // takes the mutex (the filemap's own locking).
-  mutable std::mutex mu_;
+  mutable sync::TrackedMutex mu_;
   PfnPool& pool_;
   PageOwner owner_;
   bool try_run(uint64_t index, PgLevel level);

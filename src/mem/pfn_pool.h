@@ -14,6 +14,8 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
+
+#include "sync/tracked_mutex.h"
 #include <string>
 #include <vector>
 
@@ -117,7 +119,7 @@ class PfnPool {
   std::atomic<int64_t> fail_after_{-1};
   std::atomic<uint64_t> failed_allocs_{0};
   std::atomic<uint64_t> nviolations_{0};
-  mutable std::mutex mu_;
+  mutable sync::TrackedMutex mu_;
   std::vector<std::string> violations_;
 };
 

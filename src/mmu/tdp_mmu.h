@@ -8,6 +8,8 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
+
+#include "sync/tracked_mutex.h"
 #include <vector>
 
 #include "base/bug.h"
@@ -323,7 +325,7 @@ class TdpMmu {
   MmuObserver* observer_ = nullptr;
   RemoteTlb* remote_tlb_ = nullptr;
   sync::MmuLock mmu_lock_;
-  std::mutex pages_lock_;  // tdp_mmu_pages_lock: guards roots_
+  sync::TrackedMutex pages_lock_;  // tdp_mmu_pages_lock: guards roots_
   std::vector<MmuPage*> roots_;
   std::vector<MmuPage*> zombies_;
   std::vector<MmuPage*> possible_nx_huge_pages_;  // oldest first; pages_lock_  // freed too early (free_sp_external_live)

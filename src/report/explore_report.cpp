@@ -10,7 +10,7 @@ namespace {
 constexpr const char* kStrategy[] = {"dfs", "pct", "random"};
 // What a report's "version" says: the tool and the report's own format.
 const std::string& report_version() {
-  static const std::string v = std::string("mirrormmu ") + MIRRORMMU_VERSION + ", explore report 2";
+  static const std::string v = std::string("mirrormmu ") + MIRRORMMU_VERSION + ", explore report 3";
   return v;
 }
 
@@ -36,6 +36,11 @@ std::string format_explore_report(const explore::ExploreConfig& cfg, const explo
                    r.executions, r.exhausted ? " (every schedule within the bound)" : "", r.seconds,
                    r.seconds > 0 ? double(r.executions) / r.seconds : 0.0, r.max_steps, r.max_decisions,
                    by.empty() ? "" : " (taken in " + by + ")"));
+  if (cfg.strategy == explore::StrategyKind::Dfs)
+    line(cfg.reduction ? fmt::format("pruned by sleep sets: {} branches, each at least one execution equivalent "
+                                     "to one explored",
+                                     r.pruned)
+                       : std::string("reduction: off (--no-reduction)"));
   std::string fired;
   // The kinds asked for, and any other that fired (none should).
   for (size_t k = 0; k < sync::kFailKindCount; k++)
@@ -87,6 +92,7 @@ nlohmann::json explore_report_json(const explore::ExploreConfig& cfg, const expl
   for (const auto& [name, n] : r.max_decisions_by_thread) by_thread.push_back({name, n});
   json search = {{"strategy", kStrategy[static_cast<int>(cfg.strategy)]},
                  {"preemptions", cfg.preemptions},
+                 {"reduction", cfg.reduction},
                  {"depth", cfg.depth},
                  {"seed", cfg.seed},
                  {"budget", cfg.budget},
@@ -97,6 +103,7 @@ nlohmann::json explore_report_json(const explore::ExploreConfig& cfg, const expl
           {"scenario", cfg.scenario}, {"scale", cfg.scale},       {"design", cfg.design},
           {"search", search},
           {"executions", r.executions}, {"seconds", r.seconds},   {"exhausted", r.exhausted},
+          {"pruned", r.pruned},
           {"max_steps", r.max_steps},   {"max_decisions", r.max_decisions},
           {"max_decisions_by_thread", by_thread},
           {"last", r.last.str()},
@@ -128,6 +135,7 @@ bool explore_report_from_json(const nlohmann::json& j, explore::ExploreConfig* c
     if (k == 3) throw std::runtime_error("unknown strategy '" + strategy + "'");
     cfg->strategy = static_cast<explore::StrategyKind>(k);
     cfg->preemptions = s.at("preemptions").get<int>();
+    cfg->reduction = s.at("reduction").get<bool>();
     cfg->depth = s.at("depth").get<int>();
     cfg->seed = s.at("seed").get<uint64_t>();
     cfg->budget = s.at("budget").get<uint64_t>();
@@ -141,6 +149,7 @@ bool explore_report_from_json(const nlohmann::json& j, explore::ExploreConfig* c
     r->executions = j.at("executions").get<uint64_t>();
     r->seconds = j.at("seconds").get<double>();
     r->exhausted = j.at("exhausted").get<bool>();
+    r->pruned = j.at("pruned").get<uint64_t>();
     r->max_steps = j.at("max_steps").get<uint64_t>();
     r->max_decisions = j.at("max_decisions").get<uint64_t>();
     for (const auto& p : j.at("max_decisions_by_thread"))
@@ -199,6 +208,7 @@ std::string explore_search_mismatch(const explore::ExploreConfig& a, const explo
   if (a.strategy != b.strategy)
     return fmt::format("strategy {} vs {}", kStrategy[static_cast<int>(a.strategy)], kStrategy[static_cast<int>(b.strategy)]);
   if (a.preemptions != b.preemptions) return fmt::format("preemptions {} vs {}", a.preemptions, b.preemptions);
+  if (a.reduction != b.reduction) return "one search reduced by sleep sets, the other not (--no-reduction)";
   if (a.depth != b.depth) return fmt::format("depth {} vs {}", a.depth, b.depth);
   if (a.seed != b.seed) return fmt::format("seed {} vs {}", a.seed, b.seed);
   if (a.budget != b.budget) return fmt::format("budget {} vs {}", a.budget, b.budget);

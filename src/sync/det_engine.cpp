@@ -69,6 +69,50 @@ void cond_resched_spin(const void* object) {
   }
 }
 
+namespace detail {
+void touch_slow(const void* object) {
+  if (DetEngine* e = DetEngine::active(); e && tl_vthread >= 0) e->touch(object);
+}
+}  // namespace detail
+
+bool dependent(const StepFootprint& a, const StepFootprint& b) {
+  if (a.global || b.global) return true;
+  if (a.object == b.object && !(a.reads_only && b.reads_only)) return true;
+  // What a step touched it may have written.
+  for (int i = 0; i < a.ntouched; i++) {
+    if (a.touched[i] == b.object) return true;
+    for (int j = 0; j < b.ntouched; j++)
+      if (a.touched[i] == b.touched[j]) return true;
+  }
+  for (int j = 0; j < b.ntouched; j++)
+    if (b.touched[j] == a.object) return true;
+  return false;
+}
+
+namespace {
+// The grace-period state (readers' entry times, queued callbacks) as one
+// object: entering or leaving a read section and queueing a callback are
+// ordered against each other, and independent of everything else. Running
+// a callback (freeing memory) is not: it is global.
+const char kRcuState = 0;
+
+// The step a thread takes when it resumes at a scheduling point. Only SPTE
+// accesses, mmu_lock operations (on the lock) and RCU sections can be
+// independent of other steps: a SEAMCALL (the module's state and TDX's), a
+// module lock, a yield or a guest access (a walk of a whole root and the
+// TLB) are treated as touching everything.
+StepFootprint resume_at(PointKind kind, const void* object) {
+  StepFootprint f;
+  f.kind = kind;
+  const bool rcu = kind == PointKind::RcuReadLock || kind == PointKind::RcuReadUnlock;
+  f.object = rcu ? &kRcuState : object;
+  f.global = !(kind == PointKind::SpteRead || kind == PointKind::SpteCmpxchg || kind == PointKind::SpteStore ||
+               kind == PointKind::LockAcquire || kind == PointKind::LockRelease || rcu);
+  f.reads_only = kind == PointKind::SpteRead;
+  return f;
+}
+}  // namespace
+
 bool forced_yield() {
   DetEngine* e = DetEngine::active();
   return e && e->fail_point(FailKind::ForcedYield);
@@ -123,9 +167,39 @@ struct DetEngine::VThread {
   int rcu_depth = 0;
   uint64_t rcu_since = 0;
   uint64_t last_ran = 0;  // handoff count when it last got the baton
+  StepFootprint resume;   // the step it takes when it next gets the baton
 };
 
 DetEngine::DetEngine(DetStrategy& strategy, DetLimits limits) : strategy_(strategy), limits_(limits) {}
+
+void DetEngine::touch(const void* object) {
+  if (step_.ntouched == StepFootprint::kMaxTouched) {
+    step_.global = true;
+    return;
+  }
+  for (int i = 0; i < step_.ntouched; i++)
+    if (step_.touched[i] == object) return;
+  step_.touched[step_.ntouched++] = object;
+}
+
+void DetEngine::note(EngineEvent e, const void* object) {
+  switch (e) {
+    // Taking or dropping a lock is an access to the lock, ordered against
+    // every other; what the holder then touches is the lock's to order.
+    case EngineEvent::LockRead: case EngineEvent::LockWrite:
+    case EngineEvent::UnlockRead: case EngineEvent::UnlockWrite:
+      touch(object);
+      break;
+    case EngineEvent::RcuReadLock: case EngineEvent::RcuReadUnlock: case EngineEvent::CallRcu:
+      touch(&kRcuState);
+      break;
+    default:
+      step_.global = true;
+  }
+  if (sink_) sink_->on_engine_event(current(), e, object);
+}
+
+void DetEngine::end_step() { strategy_.on_step(tl_vthread, step_); }
 
 void DetEngine::quarantine(void* page) { quarantine_.push_back(page); }
 
@@ -146,6 +220,10 @@ int DetEngine::spawn(std::string name, std::function<void()> fn) {
   auto t = std::make_unique<VThread>();
   t->name = std::move(name);
   t->fn = std::move(fn);
+  // A thread's first step runs its own code up to its first scheduling
+  // point: what it touches there is named by that point, or by sched_touch.
+  t->resume.global = false;
+  t->resume.reads_only = true;
   threads_.push_back(std::move(t));
   return static_cast<int>(threads_.size() - 1);
 }
@@ -154,9 +232,11 @@ void DetEngine::thread_main(int id) {
   tl_vthread = id;
   VThread& me = *threads_[id];
   me.go.acquire();
-  note(EngineEvent::ThreadStart, nullptr);
+  // Not note(): starting is no access of its own (see start_step()).
+  if (sink_) sink_->on_engine_event(id, EngineEvent::ThreadStart, nullptr);
   me.fn();
   note(EngineEvent::ThreadEnd, nullptr);
+  end_step();
   me.state = VThread::State::Done;
   // Leaving a read section for good would be a bug in the code under test;
   // the grace-period model must not wait for a finished thread.
@@ -219,6 +299,7 @@ bool DetEngine::run() {
 }
 
 void DetEngine::hand_baton(int next) {
+  step_ = threads_[next]->resume;
   threads_[next]->last_ran = ++handoffs_;
   threads_[next]->go.release();
 }
@@ -241,6 +322,11 @@ int DetEngine::choose_next(bool current_can_continue, bool fair) {
     return *std::min_element(options.begin(), options.end(),
                              [&](int a, int b) { return threads_[a]->last_ran < threads_[b]->last_ran; });
   if (options.size() == 1) return options[0];
+  if (strategy_.wants_pending()) {
+    pending_steps_.clear();
+    for (int t : options) pending_steps_.push_back(threads_[t]->resume);
+    strategy_.pending(pending_steps_);
+  }
   const uint64_t key = thread_key(thread_decisions_++);
   const uint32_t idx = std::min<uint32_t>(strategy_.pick_thread(decisions_.size(), key, options, current_can_continue),
                                           static_cast<uint32_t>(options.size() - 1));
@@ -252,9 +338,13 @@ int DetEngine::choose_next(bool current_can_continue, bool fair) {
 
 void DetEngine::switch_away(bool current_can_continue) {
   const int cur = tl_vthread;
+  end_step();
   const int next = choose_next(current_can_continue);
   if (next < 0) abort_execution("deadlock: every thread is blocked");
-  if (next == cur) return;
+  if (next == cur) {
+    step_ = threads_[cur]->resume;
+    return;
+  }
   hand_baton(next);
   threads_[cur]->go.acquire();
   if (aborting_) abort_execution(abort_reason_);
@@ -281,6 +371,7 @@ void DetEngine::point(PointKind kind, const void* object) {
                               " accessed an SPTE in a page table freed after its grace period");
   }
   if (++steps_ > limits_.max_steps) abort_execution("step limit reached: livelock?");
+  threads_[tl_vthread]->resume = resume_at(kind, object);
   switch_away(true);
 }
 
@@ -288,6 +379,8 @@ uint32_t DetEngine::fail_choice(FailKind kind, uint32_t alternatives) {
   if (tl_vthread < 0 || g_active.load() != this || !failures_enabled_ || alternatives < 2) return 0;
   const size_t k = static_cast<size_t>(kind);
   const uint64_t key = fail_key(kind, fail_points_[k]++);
+  // Whether it may fire depends on what fired before it, in any thread.
+  if (limits_.fail_budget[k] > 0) step_.global = true;
   if (fails_fired_[k] >= limits_.fail_budget[k]) return 0;
   const uint32_t c = std::min(strategy_.pick_fail(decisions_.size(), key, kind, alternatives), alternatives - 1);
   decisions_.push_back({Decision::Kind::Fail, key, c, alternatives, false, tl_vthread});
@@ -302,9 +395,12 @@ void DetEngine::yield_to_others(const void* object) {
   bool others = false;
   for (size_t i = first_of_run_; i < threads_.size() && !others; i++)
     others = static_cast<int>(i) != cur && threads_[i]->state == VThread::State::Runnable;
+  step_.global = true;
   if (!others) return;
   // Out of the runnable set just for this choice, as a waiter would be.
   VThread& me = *threads_[cur];
+  end_step();
+  me.resume = StepFootprint{};
   me.state = VThread::State::Blocked;
   me.blocked_on = object;
   const int next = choose_next(false, true);
@@ -320,10 +416,14 @@ void DetEngine::block_on(const void* object) {
   VThread& me = *threads_[tl_vthread];
   me.state = VThread::State::Blocked;
   me.blocked_on = object;
+  me.resume = StepFootprint{};
   switch_away(false);
 }
 
 void DetEngine::wake(const void* object) {
+  // Whom it wakes waits on `object`: a thread that blocks on it again, or
+  // takes the lock it names, is ordered by that object.
+  touch(object);
   for (size_t i = first_of_run_; i < threads_.size(); i++) {
     VThread& t = *threads_[i];
     if (t.state == VThread::State::Blocked && t.blocked_on == object) {

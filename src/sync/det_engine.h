@@ -80,9 +80,36 @@ class EngineSink {
   virtual void on_engine_event(int thread, EngineEvent e, const void* object) = 0;
 };
 
+// What one step of a virtual thread (from the scheduling point it resumed at
+// to the next one) did, as far as the engine can tell: the point's own kind
+// and object, the objects it said it touched (sched_touch), and whether it
+// did anything the engine cannot attribute to an object (a lock, RCU, a
+// SEAMCALL, a wake-up, an injected failure...), which makes it "global".
+// Partial-order reduction swaps two steps only if neither is global and they
+// share no object that one of them writes.
+struct StepFootprint {
+  static constexpr int kMaxTouched = 4;
+  PointKind kind = PointKind::Yield;
+  bool global = true;
+  bool reads_only = false;  // the point's object is only read (SpteRead)
+  uint8_t ntouched = 0;
+  const void* object = nullptr;
+  const void* touched[kMaxTouched] = {};
+};
+bool dependent(const StepFootprint& a, const StepFootprint& b);
+
 class DetStrategy {
  public:
   virtual ~DetStrategy() = default;
+  // The running thread finished a step (it reached a scheduling point,
+  // blocked, yielded or ended). Called before the decision that follows it.
+  virtual void on_step(int /*thread*/, const StepFootprint& /*step*/) {}
+  // Before a thread choice: the step each option would take next, as far as
+  // its scheduling point tells (kind and object; what it will touch beyond
+  // that is not known before it runs). Objects are this execution's
+  // addresses: they mean nothing in another execution.
+  virtual bool wants_pending() const { return false; }
+  virtual void pending(const std::vector<StepFootprint>& /*steps*/) {}
   // `seq` numbers the decisions of one execution in order; `key` names
   // the decision stably (see thread_key). Thread choice: `options` lists
   // runnable thread ids, the default first (the current thread when it can
@@ -121,6 +148,8 @@ class DetEngine {
   // preemption); it continues only when it is alone.
   void yield_to_others(const void* object);   // current thread waits for wake(object)
   void wake(const void* object);
+  // The running step changes shared state named by `object` (sched_touch).
+  void touch(const void* object);
   bool has_waiters(const void* object) const;
   void rcu_read_lock();
   void rcu_read_unlock();
@@ -131,9 +160,7 @@ class DetEngine {
   // Failure points fire only while enabled (the racing part of a scenario,
   // not its setup or teardown).
   void set_failures_enabled(bool on) { failures_enabled_ = on; }
-  void note(EngineEvent e, const void* object) {
-    if (sink_) sink_->on_engine_event(current(), e, object);
-  }
+  void note(EngineEvent e, const void* object);
   // Page-table memory freed while the engine runs is quarantined instead of
   // returned to the allocator; any later SPTE access into it is recorded as
   // a use after the grace period (ASan would report it too, but only in
@@ -164,6 +191,7 @@ class DetEngine {
     uint64_t queued_at;
   };
   void thread_main(int id);
+  void end_step();
   void switch_away(bool current_can_continue);
   void hand_baton(int next);
   int choose_next(bool current_can_continue, bool fair = false);
@@ -177,6 +205,8 @@ class DetEngine {
   bool failures_enabled_ = true;
   DetLimits limits_;
   std::vector<std::unique_ptr<VThread>> threads_;
+  StepFootprint step_;  // of the running thread's current step
+  std::vector<StepFootprint> pending_steps_;
   size_t first_of_run_ = 0;
   std::binary_semaphore main_sem_{0};
   uint64_t steps_ = 0;

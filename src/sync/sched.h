@@ -40,6 +40,17 @@ inline void sched_point(PointKind kind, const void* object = nullptr) {
   if (h != nullptr) [[unlikely]] h(kind, object);
 }
 
+// A step (the code between two scheduling points) that changes shared state
+// no scheduling point names (the page pool, the TDP MMU's page lists) says
+// so here, so that partial-order reduction never treats it as independent of
+// another step doing the same. Natively the same never-taken branch.
+namespace detail {
+void touch_slow(const void* object);
+}
+inline void sched_touch(const void* object) {
+  if (detail::g_handler.load(std::memory_order_relaxed) != nullptr) [[unlikely]] detail::touch_slow(object);
+}
+
 // An engine steers the threads (every interleaving is its choice, and it
 // reports a loop that never ends as a livelock).
 inline bool sched_steered() { return detail::g_handler.load(std::memory_order_relaxed) != nullptr; }

@@ -9,6 +9,8 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+
+#include "sync/tracked_mutex.h"
 #include <unordered_map>
 #include <vector>
 
@@ -232,7 +234,7 @@ class TdxOps final : public ExternalOps {
   // The TDX-side S-EPT page pool: one list per vCPU (faults) and one for the
   // VM (splits). A vCPU only touches its own list; splits may run on
   // several threads with mmu_lock dropped, hence the lock.
-  std::mutex pool_mu_;
+  sync::TrackedMutex pool_mu_;
   std::vector<std::vector<Pfn>> vcpu_pool_;
   std::vector<Pfn> vm_pool_;
   ExternalLayout layout_ = ExternalLayout::FourHooks;

@@ -10,6 +10,8 @@
 #include <map>
 #include <mutex>
 
+#include "sync/tracked_mutex.h"
+
 namespace mirrormmu {
 
 class HostMm {
@@ -46,7 +48,7 @@ class HostMm {
   }
 
  private:
-  mutable std::mutex mu_;
+  mutable sync::TrackedMutex mu_;
   uint64_t base_ = 0;
   int max_level_ = 3;
   std::map<uint64_t, uint64_t> moved_;

@@ -9,6 +9,8 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
+
+#include "sync/tracked_mutex.h"
 #include <optional>
 #include <string>
 #include <vector>
@@ -229,7 +231,7 @@ class Vm : public tdx::VcpuKicker, private RemoteTlb {
   void mmu_invalidate_begin(Gfn start, Gfn end);
   bool mmu_invalidate_retry_gfn(uint64_t seq, Gfn gfn) const;
   void mmu_invalidate_end();
-  std::mutex giveup_mu_;
+  sync::TrackedMutex giveup_mu_;
   std::string giveup_report_;
   void exit_guest(Vcpu& v);
   int set_dirty_logging_locked(Memslot& s, bool on);

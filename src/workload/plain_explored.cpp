@@ -9,6 +9,7 @@
 #include <memory>
 
 #include "check/direct_checker.h"
+#include "check/end_state.h"
 #include "check/transitions.h"
 #include "spte/spte.h"
 #include "sync/det_engine.h"
@@ -352,6 +353,7 @@ explore::ExecResult run_plain(const std::string& mmu_name, const PlainScenario& 
     r.classes[i] = mmu->stats().transitions.count(i) != 0;
     r.rows[i].attempts = mmu->stats().transitions.count(i);
   }
+  r.end_state = end_state_digest(*mmu);
   // Destruction under the engine too: its RCU callbacks run as the engine's,
   // not after a native grace period (which costs milliseconds a run).
   int64_t left = 0;

@@ -35,6 +35,8 @@ void kshim_cond_resched(void);
 /* cond_resched() in a loop that waits for another thread's progress (a
  * fault retried): the engine lets the others run first. */
 void kshim_cond_resched_spin(const void *object);
+/* The running step changes state no scheduling point names (see sched_touch). */
+void kshim_touch(const void *object);
 
 /* SPTE accesses: each is a scheduling point, the engine checks it against
  * page tables freed after a grace period. */

@@ -14,10 +14,13 @@
 #define rwlock_needbreak(l) kshim_rwlock_needbreak(l)
 
 /* tdp_mmu_pages_lock guards list updates that never reach a scheduling
- * point, so a plain spin lock is enough under either engine. */
+ * point, so a plain spin lock is enough under either engine; but two steps
+ * that take it change the same lists, which partial-order reduction must
+ * know (kshim_touch). */
 typedef struct { int v; } spinlock_t;
 static inline void spin_lock_init(spinlock_t *l) { l->v = 0; }
 static inline void spin_lock(spinlock_t *l) {
+  kshim_touch(l);
   while (__atomic_exchange_n(&l->v, 1, __ATOMIC_ACQUIRE)) __builtin_ia32_pause();
 }
 static inline void spin_unlock(spinlock_t *l) { __atomic_store_n(&l->v, 0, __ATOMIC_RELEASE); }
