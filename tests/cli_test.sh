@@ -117,6 +117,8 @@ bad "bad schedule choices" replay 'fault-fault-2m/baseline/s2/f0,0,0,0/x'
 bad "bad schedule scale" replay 'fault-fault-2m/baseline/s0/f0,0,0,0/0'
 bad "unknown schedule design" replay 'fault-fault-2m/nope/s2/f0,0,0,0/0'
 bad "tiny bench" bench --pages 1
+bad "bench search seconds not a number" bench --dfs-seconds nan
+bad "bench search seconds negative" bench --dfs-seconds -1
 bad "baseline refuses huge pages" run --design baseline --huge-pages --gib 0.01
 bad "huge-page scenario under baseline" explore --scenario accept-4k-vs-2m --design baseline
 bad "bad external-spt policy" run --external-spt kvm

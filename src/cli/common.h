@@ -3,7 +3,10 @@
 #pragma once
 
 #include <CLI/CLI.hpp>
+#include <optional>
 #include <string>
+
+#include "explore/explorer.h"
 
 #include "workload/shared_life.h"
 #include "workload/workload.h"
@@ -36,6 +39,10 @@ void validate_workload_options(const WorkloadConfig& cfg);
 // name checked and --gib range-checked: one line and exit 2 otherwise.
 SharedLifeConfig shared_life_options(CLI::App* cmd, const WorkloadConfig& cfg, int iterations,
                                      const std::vector<std::string>& mmus, const std::string& what);
+// --jobs J: the search (or this shard I/M of it) split J ways, one forked
+// process each, merged as `mirrormmu merge` would.
+std::optional<explore::ExploreReport> explore_jobs(const explore::ExploreConfig& cfg, int jobs, std::string* error);
+
 std::string designs_help();
 std::string what_ifs_help();
 
