@@ -4,6 +4,7 @@
 // ratios can be read off one run (`mirrormmu bench` prints them directly).
 #include <benchmark/benchmark.h>
 
+#include "explore/explorer.h"
 #include "workload/bench_kernels.h"
 
 namespace {
@@ -34,6 +35,32 @@ void BM_ZapMirror(benchmark::State& s) { run(s, "page", [&] { return zap_mirror_
 void BM_ExplorerFaultRace(benchmark::State& s) { run(s, "execution", [&] { return explorer_exec_ns(s.range(0)); }); }
 void BM_SchedPointOff(benchmark::State& s) { run(s, "call", [&] { return sched_point_off_ns(s.range(0)); }); }
 
+// The exhaustive DFS of fault-fault-2m --scale 1 at two preemptions, with
+// (arg 1) and without (arg 0) sleep sets: seconds, executions, pruned.
+void BM_DfsFaultFault2m(benchmark::State& s) {
+  mirrormmu::explore::ExploreConfig c;
+  c.scenario = "fault-fault-2m";
+  c.scale = 1;
+  c.preemptions = 2;
+  c.reduction = s.range(0) != 0;
+  c.budget = uint64_t(1) << 40;
+  c.shrink = false;
+  mirrormmu::explore::ExploreReport r;
+  for (auto _ : s) {
+    std::string error;
+    auto rep = mirrormmu::explore::explore(c, nullptr, &error);
+    if (!rep) {
+      s.SkipWithError(error.c_str());
+      return;
+    }
+    r = *rep;
+    s.SetIterationTime(r.seconds);
+  }
+  s.counters["executions"] = double(r.executions);
+  s.counters["pruned"] = double(r.pruned);
+  s.counters["exhaustive"] = r.exhausted;
+}
+
 constexpr int64_t kPages = 1 << 16;
 BENCHMARK(BM_FloorCmpxchg)->Arg(kPages)->UseManualTime()->Iterations(5);
 BENCHMARK(BM_PopulateDirect)->Args({kPages, 1})->Args({kPages, 2})->UseManualTime()->Iterations(3);
@@ -43,6 +70,7 @@ BENCHMARK(BM_Demote2M)->Arg(kPages)->UseManualTime()->Iterations(3);
 BENCHMARK(BM_ZapDirect)->Arg(kPages)->UseManualTime()->Iterations(3);
 BENCHMARK(BM_ZapMirror)->Arg(kPages)->UseManualTime()->Iterations(3);
 BENCHMARK(BM_ExplorerFaultRace)->Arg(200)->UseManualTime()->Iterations(3);
+BENCHMARK(BM_DfsFaultFault2m)->Arg(1)->Arg(0)->UseManualTime()->Iterations(1)->Unit(benchmark::kSecond);
 BENCHMARK(BM_SchedPointOff)->Arg(10'000'000)->UseManualTime()->Iterations(5);
 
 }  // namespace
