@@ -201,7 +201,10 @@ void DetEngine::note(EngineEvent e, const void* object) {
 
 void DetEngine::end_step() { strategy_.on_step(tl_vthread, step_); }
 
-void DetEngine::quarantine(void* page) { quarantine_.push_back(page); }
+void DetEngine::quarantine(void* page) {
+  quarantine_.push_back(page);
+  quarantined_.insert(reinterpret_cast<uintptr_t>(page));
+}
 
 DetEngine::~DetEngine() {
   for (void* p : quarantine_) std::free(p);
@@ -306,7 +309,9 @@ void DetEngine::hand_baton(int next) {
 
 int DetEngine::choose_next(bool current_can_continue, bool fair) {
   const int cur = tl_vthread;
-  std::vector<int> options;
+  // Reused: this runs at every scheduling point.
+  std::vector<int>& options = options_;
+  options.clear();
   if (current_can_continue) options.push_back(cur);
   for (size_t i = first_of_run_; i < threads_.size(); i++)
     if (threads_[i]->state == VThread::State::Runnable && static_cast<int>(i) != cur)
@@ -365,10 +370,9 @@ void DetEngine::point(PointKind kind, const void* object) {
   if (!quarantine_.empty() && (kind == PointKind::SpteRead || kind == PointKind::SpteStore ||
                                kind == PointKind::SpteCmpxchg)) {
     const auto page = reinterpret_cast<uintptr_t>(object) & ~uintptr_t(4095);
-    for (void* q : quarantine_)
-      if (reinterpret_cast<uintptr_t>(q) == page && violations_.size() < 16)
-        violations_.push_back("thread " + threads_[tl_vthread]->name +
-                              " accessed an SPTE in a page table freed after its grace period");
+    if (quarantined_.count(page) && violations_.size() < 16)
+      violations_.push_back("thread " + threads_[tl_vthread]->name +
+                            " accessed an SPTE in a page table freed after its grace period");
   }
   if (++steps_ > limits_.max_steps) abort_execution("step limit reached: livelock?");
   threads_[tl_vthread]->resume = resume_at(kind, object);

@@ -19,6 +19,7 @@
 #include <semaphore>
 #include <string>
 #include <thread>
+#include <unordered_set>
 #include <vector>
 
 #include "sync/rcu.h"
@@ -222,6 +223,8 @@ class DetEngine {
   bool in_callback_ = false;
   bool aborting_ = false;
   std::vector<void*> quarantine_;
+  std::unordered_set<uintptr_t> quarantined_;  // the same pages, to look up at every SPTE access
+  std::vector<int> options_;
   std::vector<std::string> violations_;
   std::string abort_reason_;
 };
