@@ -108,6 +108,7 @@ class DfsStrategy : public sync::DetStrategy {
   uint32_t pick_fail(uint64_t seq, uint64_t key, sync::FailKind, uint32_t alternatives) override;
   void on_step(int thread, const sync::StepFootprint& step) override;
   bool wants_pending() const override { return reduce_; }
+  bool wants_steps() const override { return reduce_ && (awaiting_ >= 0 || !sleep_.empty()); }
   void pending(const std::vector<sync::StepFootprint>& steps) override { pending0_ = steps.front(); }
   // Call after each execution; false when the tree under the bound is done.
   bool next();

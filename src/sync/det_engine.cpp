@@ -101,15 +101,16 @@ const char kRcuState = 0;
 // independent of other steps: a SEAMCALL (the module's state and TDX's), a
 // module lock, a yield or a guest access (a walk of a whole root and the
 // TLB) are treated as touching everything.
-StepFootprint resume_at(PointKind kind, const void* object) {
-  StepFootprint f;
+// Field by field: this runs at every scheduling point, and the touched
+// array is only read up to ntouched.
+void resume_at(StepFootprint& f, PointKind kind, const void* object) {
   f.kind = kind;
   const bool rcu = kind == PointKind::RcuReadLock || kind == PointKind::RcuReadUnlock;
   f.object = rcu ? &kRcuState : object;
   f.global = !(kind == PointKind::SpteRead || kind == PointKind::SpteCmpxchg || kind == PointKind::SpteStore ||
                kind == PointKind::LockAcquire || kind == PointKind::LockRelease || rcu);
   f.reads_only = kind == PointKind::SpteRead;
-  return f;
+  f.ntouched = 0;
 }
 }  // namespace
 
@@ -370,12 +371,23 @@ void DetEngine::point(PointKind kind, const void* object) {
   if (!quarantine_.empty() && (kind == PointKind::SpteRead || kind == PointKind::SpteStore ||
                                kind == PointKind::SpteCmpxchg)) {
     const auto page = reinterpret_cast<uintptr_t>(object) & ~uintptr_t(4095);
-    if (quarantined_.count(page) && violations_.size() < 16)
+    if (quarantined_.contains(page) && violations_.size() < 16)
       violations_.push_back("thread " + threads_[tl_vthread]->name +
                             " accessed an SPTE in a page table freed after its grace period");
   }
   if (++steps_ > limits_.max_steps) abort_execution("step limit reached: livelock?");
-  threads_[tl_vthread]->resume = resume_at(kind, object);
+  VThread& me = *threads_[tl_vthread];
+  resume_at(me.resume, kind, object);
+  // Alone (setup, teardown, a thread whose peers are blocked or done): no
+  // decision to take, and unless the strategy is following steps, nothing
+  // to tell it. Most of an execution's steps are such. step_ is left as it
+  // is: the strategy, which would read it, follows no step now (no thread
+  // sleeps, no decision waits for its step), and what it is told when it
+  // next does is the step after a decision.
+  bool alone = true;
+  for (size_t i = first_of_run_; i < threads_.size() && alone; i++)
+    alone = threads_[i].get() == &me || threads_[i]->state != VThread::State::Runnable;
+  if (alone && !strategy_.wants_steps()) return;
   switch_away(true);
 }
 

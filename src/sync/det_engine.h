@@ -19,9 +19,9 @@
 #include <semaphore>
 #include <string>
 #include <thread>
-#include <unordered_set>
 #include <vector>
 
+#include "sync/page_set.h"
 #include "sync/rcu.h"
 #include "sync/sched.h"
 
@@ -105,6 +105,9 @@ class DetStrategy {
   // The running thread finished a step (it reached a scheduling point,
   // blocked, yielded or ended). Called before the decision that follows it.
   virtual void on_step(int /*thread*/, const StepFootprint& /*step*/) {}
+  // Whether on_step() matters now; if not, a thread running alone passes
+  // its scheduling points without calling the strategy at all.
+  virtual bool wants_steps() const { return false; }
   // Before a thread choice: the step each option would take next, as far as
   // its scheduling point tells (kind and object; what it will touch beyond
   // that is not known before it runs). Objects are this execution's
@@ -223,7 +226,7 @@ class DetEngine {
   bool in_callback_ = false;
   bool aborting_ = false;
   std::vector<void*> quarantine_;
-  std::unordered_set<uintptr_t> quarantined_;  // the same pages, to look up at every SPTE access
+  PageSet quarantined_;  // the same pages, to look up at every SPTE access
   std::vector<int> options_;
   std::vector<std::string> violations_;
   std::string abort_reason_;
