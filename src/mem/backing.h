@@ -10,12 +10,11 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
-
-#include "sync/tracked_mutex.h"
 #include <vector>
 
 #include "base/types.h"
 #include "mem/pfn_pool.h"
+#include "sync/tracked_mutex.h"
 
 namespace mirrormmu {
 

@@ -14,12 +14,11 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
-
-#include "sync/tracked_mutex.h"
 #include <string>
 #include <vector>
 
 #include "base/types.h"
+#include "sync/tracked_mutex.h"
 
 namespace mirrormmu {
 

@@ -8,8 +8,6 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
-
-#include "sync/tracked_mutex.h"
 #include <vector>
 
 #include "base/bug.h"
@@ -17,13 +15,13 @@
 #include "mem/memory_cache.h"
 #include "mem/pfn_pool.h"
 #include "mmu/design.h"
-#include "spte/spte.h"
 #include "mmu/external_ops.h"
 #include "mmu/mmu_page.h"
 #include "mmu/observer.h"
 #include "mmu/tdp_iter.h"
 #include "spte/spte.h"
 #include "sync/mmu_lock.h"
+#include "sync/tracked_mutex.h"
 
 namespace mirrormmu {
 

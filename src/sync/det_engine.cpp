@@ -100,9 +100,8 @@ const char kRcuState = 0;
 // accesses, mmu_lock operations (on the lock) and RCU sections can be
 // independent of other steps: a SEAMCALL (the module's state and TDX's), a
 // module lock, a yield or a guest access (a walk of a whole root and the
-// TLB) are treated as touching everything.
-// Field by field: this runs at every scheduling point, and the touched
-// array is only read up to ntouched.
+// TLB) are treated as touching everything. Written field by field: this
+// runs at every scheduling point, and `touched` is only read up to ntouched.
 void resume_at(StepFootprint& f, PointKind kind, const void* object) {
   f.kind = kind;
   const bool rcu = kind == PointKind::RcuReadLock || kind == PointKind::RcuReadUnlock;
@@ -236,7 +235,7 @@ void DetEngine::thread_main(int id) {
   tl_vthread = id;
   VThread& me = *threads_[id];
   me.go.acquire();
-  // Not note(): starting is no access of its own (see start_step()).
+  // Not note(): starting is no access of its own (see spawn()).
   if (sink_) sink_->on_engine_event(id, EngineEvent::ThreadStart, nullptr);
   me.fn();
   note(EngineEvent::ThreadEnd, nullptr);

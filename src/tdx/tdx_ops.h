@@ -9,8 +9,6 @@
 #include <functional>
 #include <memory>
 #include <mutex>
-
-#include "sync/tracked_mutex.h"
 #include <unordered_map>
 #include <vector>
 
@@ -18,6 +16,7 @@
 #include "mem/pfn_pool.h"
 #include "mmu/external_ops.h"
 #include "sync/mmu_lock.h"
+#include "sync/tracked_mutex.h"
 #include "tdx/module.h"
 
 namespace mirrormmu::tdx {

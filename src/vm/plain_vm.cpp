@@ -127,6 +127,7 @@ RetPf PlainVm::fast_page_fault(MmuPage* root, uint64_t gfn, Slot& s) {
     if (sync::cmpxchg_spte(sptep, old_spte, old_spte | kWritable)) {
       if (!cfg_.fast_pf_no_mark_dirty) [[likely]] {
         const uint64_t i = gfn - s.base;
+        sync::sched_touch(&slots_);
         s.dirty[i / 64].fetch_or(1ull << (i % 64), std::memory_order_relaxed);
       }
       return RetPf::Fixed;
@@ -135,7 +136,10 @@ RetPf PlainVm::fast_page_fault(MmuPage* root, uint64_t gfn, Slot& s) {
   }
 }
 
+// The slot map and each slot's dirty bitmap change between scheduling
+// points: every use touches the map, for partial-order reduction.
 PlainVm::Slot* PlainVm::slot_of(uint64_t gfn) {
+  sync::sched_touch(&slots_);
   for (auto& [id, s] : slots_)
     if (gfn >= s.base && gfn < s.base + s.npages) return &s;
   return nullptr;
@@ -144,6 +148,7 @@ PlainVm::Slot* PlainVm::slot_of(uint64_t gfn) {
 int PlainVm::memslot_set(int id, uint64_t base, uint64_t npages) {
   if (id < 0 || !npages) return -EINVAL;
   sync::WriteGuard g(slots_lock_);
+  sync::sched_touch(&slots_);
   if (slots_.count(id)) return -EEXIST;
   for (const auto& [i, s] : slots_)
     if (base < s.base + s.npages && s.base < base + npages) return -EEXIST;
@@ -159,6 +164,7 @@ int PlainVm::memslot_delete(int id) {
     // kvm_invalidate_memslot(): the slot is published as KVM_MEMSLOT_INVALID
     // first, so a fault that still finds it backs off instead of mapping.
     sync::ReadGuard g(slots_lock_);
+    sync::sched_touch(&slots_);
     auto it = slots_.find(id);
     if (it == slots_.end()) return -ENOENT;
     it->second.invalid.store(true, std::memory_order_release);
@@ -166,6 +172,7 @@ int PlainVm::memslot_delete(int id) {
   // synchronize_srcu(): every reader that may have seen the slot valid is
   // done before the zap.
   sync::WriteGuard g(slots_lock_);
+  sync::sched_touch(&slots_);
   auto it = slots_.find(id);
   {
     // kvm_arch_flush_shadow_memslot() without the zap-all quirk.
@@ -179,6 +186,7 @@ int PlainVm::memslot_delete(int id) {
 
 int PlainVm::memslot_dirty_log(int id, bool on) {
   sync::WriteGuard g(slots_lock_);
+  sync::sched_touch(&slots_);
   auto it = slots_.find(id);
   if (it == slots_.end()) return -ENOENT;
   Slot& s = it->second;
@@ -485,6 +493,7 @@ int PlainVm::fault_locked(int vcpu, uint64_t gfn, bool write, int host_level, bo
   // builds while the slot logs.
   if (ret == RetPf::Fixed && logging && f.map_writable) {
     const uint64_t i = gfn - s->base;
+    sync::sched_touch(&slots_);
     s->dirty[i / 64].fetch_or(1ull << (i % 64), std::memory_order_relaxed);
   }
   return ret_pf_number(ret);
@@ -512,6 +521,7 @@ void PlainVm::zap_all_fast() {
 
 int PlainVm::get_dirty_log(int id, std::vector<uint64_t>& bits) {
   sync::ReadGuard g(slots_lock_);
+  sync::sched_touch(&slots_);
   auto it = slots_.find(id);
   if (it == slots_.end()) return -ENOENT;
   Slot& s = it->second;
@@ -520,6 +530,7 @@ int PlainVm::get_dirty_log(int id, std::vector<uint64_t>& bits) {
   {
     sync::WriteGuard l(mmu_->mmu_lock());
     for (size_t w = 0; w < bits.size(); w++) {
+      sync::sched_touch(&slots_);
       bits[w] = s.dirty[w].exchange(0, std::memory_order_relaxed);
       if (!bits[w]) continue;
       flush = true;
@@ -534,6 +545,7 @@ int PlainVm::get_dirty_log(int id, std::vector<uint64_t>& bits) {
 
 int PlainVm::split_huge_pages(int id, int target_level, bool shared) {
   sync::ReadGuard g(slots_lock_);
+  sync::sched_touch(&slots_);
   auto it = slots_.find(id);
   if (it == slots_.end() || target_level < 1 || target_level >= kMaxHugeLevel) return -EINVAL;
   // Eager splitting holds mmu_lock for read (enabling dirty logging), the
@@ -561,9 +573,11 @@ uint64_t PlainVm::lookup(int vcpu, uint64_t gfn, int* level) {
 
 int PlainVm::peek_dirty_log(int id, std::vector<uint64_t>& bits) {
   sync::ReadGuard g(slots_lock_);
+  sync::sched_touch(&slots_);
   auto it = slots_.find(id);
   if (it == slots_.end()) return -ENOENT;
   bits.resize((it->second.npages + 63) / 64);
+  sync::sched_touch(&slots_);
   for (size_t w = 0; w < bits.size(); w++) bits[w] = it->second.dirty[w].load(std::memory_order_relaxed);
   return 0;
 }

@@ -92,19 +92,24 @@ int Vm::create() {
   return 0;
 }
 
+// The slot list changes between scheduling points (KVM's SRCU-protected
+// memslots): every lookup and change touches it, for partial-order reduction.
 Memslot* Vm::slot_by_id(int id) {
+  sync::sched_touch(&slots_);
   for (auto& s : slots_)
     if (s->id == id) return s.get();
   return nullptr;
 }
 
 Memslot* Vm::slot_for(Gfn gfn) {
+  sync::sched_touch(&slots_);
   for (auto& s : slots_)
     if (s->contains(gfn)) return s.get();
   return nullptr;
 }
 
 const Memslot* Vm::find_slot(Gfn gfn) const {
+  sync::sched_touch(&slots_);
   for (const auto& s : slots_)
     if (s->contains(gfn)) return s.get();
   return nullptr;
@@ -140,6 +145,7 @@ int Vm::add_memslot(int id, uint64_t gpa, uint64_t size, uint32_t flags) {
   s->dirty_bitmap.assign((n + 63) / 64, 0);
   const bool log = flags & kMemLogDirtyPages;
   s->flags &= ~kMemLogDirtyPages;
+  sync::sched_touch(&slots_);
   slots_.push_back(std::move(s));
   stats_.memslot_adds++;
   return log ? set_dirty_logging_locked(*slots_.back(), true) : 0;
@@ -210,6 +216,7 @@ int Vm::delete_memslot(int id) {
   check_no_translations(s->base_gfn, s->base_gfn + s->npages, "the memslot's deletion");
   // kvm_delete_memslot(): the second swap, and its synchronize_srcu.
   sync::WriteGuard slots(slots_lock_);
+  sync::sched_touch(&slots_);
   slots_.erase(std::find_if(slots_.begin(), slots_.end(), [&](auto& p) { return p.get() == s; }));
   stats_.memslot_deletes++;
   return 0;

@@ -9,8 +9,6 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
-
-#include "sync/tracked_mutex.h"
 #include <optional>
 #include <string>
 #include <vector>
@@ -20,6 +18,8 @@
 #include "mem/backing.h"
 #include "mem/pfn_pool.h"
 #include "mmu/tdp_mmu.h"
+#include "sync/sched.h"
+#include "sync/tracked_mutex.h"
 #include "tdx/module.h"
 #include "tdx/tdx_ops.h"
 #include "vm/guest_hw.h"
@@ -82,7 +82,11 @@ struct Memslot {
   std::atomic<bool> invalid{false};
   bool is_invalid() const { return invalid.load(std::memory_order_acquire); }
   bool contains(Gfn g) const { return g >= base_gfn && g < base_gfn + npages; }
+  // A slot's attributes and dirty bitmap are read and written between
+  // scheduling points (a fault, a conversion, a log collection): the slot is
+  // the object partial-order reduction orders them by.
   bool is_private(Gfn g) const {
+    sync::sched_touch(this);
     return std::atomic_ref<uint8_t>(const_cast<uint8_t&>(private_attr[g - base_gfn])).load(std::memory_order_acquire);
   }
   // The aligned `level` range around g lies inside the slot and its
@@ -98,13 +102,18 @@ struct Memslot {
     return true;
   }
   void set_private(Gfn g, bool p) {
+    sync::sched_touch(this);
     std::atomic_ref<uint8_t>(private_attr[g - base_gfn]).store(p, std::memory_order_release);
   }
   void mark_dirty(Gfn g) {
+    sync::sched_touch(this);
     const uint64_t i = g - base_gfn;
     std::atomic_ref<uint64_t>(dirty_bitmap[i / 64]).fetch_or(1ull << (i % 64), std::memory_order_relaxed);
   }
-  uint64_t take_dirty_word(size_t w) { return std::atomic_ref<uint64_t>(dirty_bitmap[w]).exchange(0); }
+  uint64_t take_dirty_word(size_t w) {
+    sync::sched_touch(this);
+    return std::atomic_ref<uint64_t>(dirty_bitmap[w]).exchange(0);
+  }
 };
 
 // Why a vCPU access or fault did not complete.

@@ -101,7 +101,9 @@ TEST(Reduction, SharedWordsKeepEveryOutcome) {
       const Outcomes reduced = explore_program(programs[i], bound, true);
       EXPECT_EQ(reduced.states, full.states) << "program " << i << " bound " << bound;
       EXPECT_LE(reduced.executions, full.executions) << "program " << i << " bound " << bound;
-      if (bound == 2) EXPECT_GT(full.states.size(), 1u) << "program " << i << " must race";
+      if (bound == 2) {
+        EXPECT_GT(full.states.size(), 1u) << "program " << i << " must race";
+      }
     }
 }
 
