@@ -218,7 +218,7 @@ INSTANTIATE_TEST_SUITE_P(Builtin, ScenarioReduction, ::testing::ValuesIn(scenari
 
 // Two preemptions, where two-thread races first give the reduction room;
 // a three-thread plain race that finishes in seconds.
-TEST(Reduction, AgeVsZapAtTwoPreemptions) {
+TEST(ScenarioReductionLarge, AgeVsZapAtTwoPreemptions) {
   register_plain_source();
   const std::string name = plain_source_name("model", "age-vs-zap");
   const Seen full = explore_scenario(name, 2, false, 100000);
