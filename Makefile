@@ -3,7 +3,7 @@
 # Debian packages they need first (apt-get, with sudo when not root).
 DEB_PACKAGES := g++ cmake ninja-build pkg-config liburcu-dev libcli11-dev \
                 nlohmann-json3-dev libfmt-dev libgtest-dev libgmock-dev \
-                librapidcheck-dev libbenchmark-dev python3 xz-utils linux-source-6.12 parallel
+                librapidcheck-dev libbenchmark-dev libboost-context-dev python3 xz-utils linux-source-6.12 parallel
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 JOBS ?= $(shell nproc)
 RUN_ARGS ?=

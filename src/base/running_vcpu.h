@@ -2,9 +2,8 @@
 // kvm_get_running_vcpu(): the vCPU whose ioctl (KVM_RUN, a vCPU-scoped
 // KVM_TDX_* command) the current thread is in, or -1 on a VM ioctl or a
 // worker. The kernel keeps it per CPU between vcpu_load() and vcpu_put();
-// here a thread is a CPU that never migrates, so a thread-local does, and
-// it holds for virtual threads of the deterministic engine as well (each is
-// an OS thread of its own).
+// here a thread is a CPU that never migrates, so a thread-local does; the
+// deterministic engine swaps it per virtual thread (sync/vthread_locals.h).
 #pragma once
 
 namespace mirrormmu {

@@ -5,14 +5,19 @@
 
 #include "mmu/tdp_mmu.h"
 #include "spte/spte.h"
+#include "sync/vthread_locals.h"
 
 namespace mirrormmu {
 
 using namespace spte;
 
 namespace {
+// One per thread handling a change, and per virtual thread under the engine.
 thread_local const SpteChange* t_current_change = nullptr;
-}
+const SpteChange* const kNoChange = nullptr;
+[[maybe_unused]] const int g_change_local =
+    sync::register_vthread_local(+[]() -> void* { return &t_current_change; }, &kNoChange, sizeof t_current_change);
+}  // namespace
 
 const SpteChange* TdpMmu::current_change() { return t_current_change; }
 

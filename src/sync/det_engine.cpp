@@ -3,9 +3,14 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <thread>
+#include <utility>
 
 #include "base/inject.h"
+#include "base/running_vcpu.h"
+#include "sync/fiber.h"
 #include "sync/spte_atomic.h"
+#include "sync/vthread_locals.h"
 
 namespace mirrormmu::sync {
 
@@ -13,6 +18,10 @@ std::atomic<DetEngine*> DetEngine::g_active{nullptr};
 
 namespace {
 thread_local int tl_vthread = -1;
+
+const int kNoVcpu = -1;
+[[maybe_unused]] const int g_running_vcpu_local = register_vthread_local(
+    +[]() -> void* { return &mirrormmu::detail::t_running_vcpu; }, &kNoVcpu, sizeof mirrormmu::detail::t_running_vcpu);
 
 void engine_point(PointKind kind, const void* object) {
   if (DetEngine* e = DetEngine::active(); e && tl_vthread >= 0) e->point(kind, object);
@@ -159,9 +168,8 @@ char fail_kind_letter(FailKind k) {
 struct DetEngine::VThread {
   enum class State : uint8_t { Runnable, Blocked, Done };
   std::string name;
-  std::function<void()> fn;
-  std::thread th;
-  std::binary_semaphore go{0};
+  std::unique_ptr<Fiber> fiber;
+  VthreadLocals locals;
   State state = State::Runnable;
   const void* blocked_on = nullptr;
   int rcu_depth = 0;
@@ -206,13 +214,12 @@ void DetEngine::quarantine(void* page) {
   quarantined_.insert(reinterpret_cast<uintptr_t>(page));
 }
 
+// An aborted execution leaves its threads suspended inside MMU code for good,
+// holding locks and pointers into the VM: the caller keeps this object (and
+// the VM) instead of destroying it, and a fiber that started and did not end
+// is never unwound (see Fiber).
 DetEngine::~DetEngine() {
   for (void* p : quarantine_) std::free(p);
-  // An aborted execution leaves its threads parked on their batons for good
-  // (unwinding them would run MMU code concurrently); they are detached and
-  // this object must then be leaked by the caller, never destroyed.
-  for (auto& t : threads_)
-    if (t->th.joinable()) t->th.join();
 }
 
 const std::string& DetEngine::thread_name(int id) const { return threads_[id]->name; }
@@ -222,7 +229,8 @@ int DetEngine::current() const { return g_active.load() == this ? tl_vthread : -
 int DetEngine::spawn(std::string name, std::function<void()> fn) {
   auto t = std::make_unique<VThread>();
   t->name = std::move(name);
-  t->fn = std::move(fn);
+  const int id = static_cast<int>(threads_.size());
+  t->fiber = std::make_unique<Fiber>([this, id, fn = std::move(fn)] { thread_main(id, fn); });
   // A thread's first step runs its own code up to its first scheduling
   // point: what it touches there is named by that point, or by sched_touch.
   t->resume.global = false;
@@ -231,13 +239,11 @@ int DetEngine::spawn(std::string name, std::function<void()> fn) {
   return static_cast<int>(threads_.size() - 1);
 }
 
-void DetEngine::thread_main(int id) {
-  tl_vthread = id;
+void DetEngine::thread_main(int id, const std::function<void()>& fn) {
   VThread& me = *threads_[id];
-  me.go.acquire();
   // Not note(): starting is no access of its own (see spawn()).
   if (sink_) sink_->on_engine_event(id, EngineEvent::ThreadStart, nullptr);
-  me.fn();
+  fn();
   note(EngineEvent::ThreadEnd, nullptr);
   end_step();
   me.state = VThread::State::Done;
@@ -249,15 +255,11 @@ void DetEngine::thread_main(int id) {
     if (t->state == VThread::State::Blocked && t->blocked_on == &pending_) wake(&pending_);
   bool others = false;
   for (size_t i = first_of_run_; i < threads_.size(); i++) others |= threads_[i]->state != VThread::State::Done;
-  if (!others) {
-    main_sem_.release();
-    return;
-  }
+  if (!others) return;  // next_ is -1: the scheduler loop ends
   const int next = choose_next(false);
   if (next < 0) {
     abort_reason_ = "deadlock: every remaining thread is blocked";
     aborting_ = true;
-    main_sem_.release();
     return;
   }
   hand_baton(next);
@@ -270,12 +272,24 @@ bool DetEngine::run() {
   g_injection_oracle.store(&engine_injection);
   g_seamcall_error_oracle.store(&engine_seamcall_error);
   set_sched_handler(&engine_point);
-  for (size_t i = first_of_run_; i < threads_.size(); i++)
-    threads_[i]->th = std::thread(&DetEngine::thread_main, this, static_cast<int>(i));
   if (first_of_run_ < threads_.size()) {
-    const int first = choose_next(false);
-    hand_baton(first);
-    main_sem_.acquire();
+    // The caller's own per-thread values, kept while the virtual threads
+    // have theirs swapped in.
+    VthreadLocals caller;
+    caller.save();
+    hand_baton(choose_next(false));
+    // The scheduler loop: the running thread picks who runs next (next_)
+    // and comes back here; -1 means every thread ended.
+    while (next_ >= 0 && !aborting_) {
+      const int t = std::exchange(next_, -1);
+      VThread& th = *threads_[t];
+      th.locals.load();
+      tl_vthread = t;
+      th.fiber->resume();
+      tl_vthread = -1;
+      th.locals.save();
+    }
+    caller.load();
   }
   set_sched_handler(nullptr);
   g_injection_oracle.store(nullptr);
@@ -283,11 +297,7 @@ bool DetEngine::run() {
   detail::g_cmpxchg_may_lose.store(false);
   detail::g_det_rcu.store(false);
   g_active.store(nullptr);
-  if (aborting_) {
-    for (size_t i = first_of_run_; i < threads_.size(); i++) threads_[i]->th.detach();
-    return false;
-  }
-  for (size_t i = first_of_run_; i < threads_.size(); i++) threads_[i]->th.join();
+  if (aborting_) return false;
   first_of_run_ = threads_.size();
   // No thread is left inside a read section: every grace period has ended.
   for (auto& cb : pending_) {
@@ -304,7 +314,12 @@ bool DetEngine::run() {
 void DetEngine::hand_baton(int next) {
   step_ = threads_[next]->resume;
   threads_[next]->last_ran = ++handoffs_;
-  threads_[next]->go.release();
+  next_ = next;
+}
+
+void DetEngine::wait_for_baton() {
+  threads_[tl_vthread]->fiber->suspend();
+  if (aborting_) abort_execution(abort_reason_);
 }
 
 int DetEngine::choose_next(bool current_can_continue, bool fair) {
@@ -351,18 +366,17 @@ void DetEngine::switch_away(bool current_can_continue) {
     return;
   }
   hand_baton(next);
-  threads_[cur]->go.acquire();
-  if (aborting_) abort_execution(abort_reason_);
+  wait_for_baton();
 }
 
 [[noreturn]] void DetEngine::abort_execution(std::string why) {
   if (!aborting_) {
     aborting_ = true;
     abort_reason_ = std::move(why);
-    main_sem_.release();
   }
   // Park for good: see ~DetEngine.
-  for (;;) threads_[tl_vthread]->go.acquire();
+  next_ = -1;
+  for (;;) threads_[tl_vthread]->fiber->suspend();
 }
 
 void DetEngine::point(PointKind kind, const void* object) {
@@ -422,8 +436,7 @@ void DetEngine::yield_to_others(const void* object) {
   me.state = VThread::State::Runnable;
   me.blocked_on = nullptr;
   hand_baton(next);
-  me.go.acquire();
-  if (aborting_) abort_execution(abort_reason_);
+  wait_for_baton();
 }
 
 void DetEngine::block_on(const void* object) {

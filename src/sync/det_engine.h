@@ -3,9 +3,9 @@
 // only at scheduling points, so one interleaving of the same MMU, TDX glue
 // and module code can be chosen, recorded and replayed exactly.
 //
-// Each virtual thread is a real thread holding a baton; at every scheduling
-// point the running thread asks the strategy who runs next and hands the
-// baton over. Locks (mmu_lock) block by leaving the runnable set; RCU read
+// Each virtual thread is a fiber on the OS thread that called run(); at every
+// scheduling point the running thread asks the strategy who runs next and
+// hands the baton over (sync/fiber.h). Locks (mmu_lock) block by leaving the runnable set; RCU read
 // sections and grace periods are modelled, so call_rcu callbacks run at a
 // deterministic point, only after every reader that could see the object
 // has left its section. Failure points (BUSY from a SEAMCALL, a failed cache
@@ -16,9 +16,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
-#include <semaphore>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "sync/page_set.h"
@@ -194,7 +192,8 @@ class DetEngine {
     RcuCallback fn;
     uint64_t queued_at;
   };
-  void thread_main(int id);
+  void thread_main(int id, const std::function<void()>& fn);
+  void wait_for_baton();
   void end_step();
   void switch_away(bool current_can_continue);
   void hand_baton(int next);
@@ -212,7 +211,7 @@ class DetEngine {
   StepFootprint step_;  // of the running thread's current step
   std::vector<StepFootprint> pending_steps_;
   size_t first_of_run_ = 0;
-  std::binary_semaphore main_sem_{0};
+  int next_ = -1;  // the thread the scheduler loop resumes next
   uint64_t steps_ = 0;
   std::vector<Decision> decisions_;
   uint64_t preemptions_ = 0;

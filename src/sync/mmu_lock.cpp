@@ -4,6 +4,7 @@
 #include <array>
 
 #include "sync/det_engine.h"
+#include "sync/vthread_locals.h"
 
 namespace mirrormmu::sync {
 
@@ -15,6 +16,9 @@ struct Held {
   LockMode mode = LockMode::None;
 };
 thread_local std::array<Held, 4> tl_held;
+const std::array<Held, 4> kNoneHeld{};
+[[maybe_unused]] const int g_held_local =
+    register_vthread_local(+[]() -> void* { return &tl_held; }, &kNoneHeld, sizeof tl_held);
 
 void note_acquired(const MmuLock* l, LockMode m) {
   for (auto& h : tl_held) {
