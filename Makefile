@@ -11,7 +11,7 @@ RUN_ARGS ?=
 # linux-source-6.12 tarball unless you point it at your tree.
 ORACLE_TREE ?= /usr/src/linux-source-6.12.tar.xz
 
-TSAN_TESTS := test_concurrent test_explore test_tdx
+TSAN_TESTS := test_concurrent test_explore test_tdx test_sync
 
 .PHONY: deps run test oracle build-release build-asan build-tsan bench clean
 
@@ -46,7 +46,7 @@ build-tsan: deps
 test: build-asan build-tsan
 	ctest --preset asan -j $(JOBS)
 	TSAN_OPTIONS="halt_on_error=1 suppressions=$(CURDIR)/tests/tsan.supp" \
-	  ctest --test-dir build/tsan -j $(JOBS) --output-on-failure -R '^(concurrent|explore|tdx)\.' \
+	  ctest --test-dir build/tsan -j $(JOBS) --output-on-failure -R '^(concurrent|explore|tdx|sync)\.' \
 	  -E 'ScenarioReduction'
 
 

@@ -189,6 +189,9 @@ Command add_explore(CLI::App& app) {
   cmd->add_flag("!--no-reduction", c.reduction,
                 "DFS: run every interleaving within the bound, even those that only reorder independent steps "
                 "(sleep sets prune them by default)");
+  cmd->add_flag("!--no-fast-forward", c.fast_forward,
+                "take every scheduling point of a walk over never-filled entries one by one, even when no other "
+                "thread is left to run (results are the same; by default such runs are passed in one go)");
   cmd->add_option("--depth", c.depth, "PCT depth")->check(CLI::Range(1, 16))->capture_default_str();
   cmd->add_option("--seed", c.seed, "seed for pct and random")->capture_default_str();
   cmd->add_option("--fail-busy", c.fail_budget[0], "SEAMCALLs that may be made to return BUSY")

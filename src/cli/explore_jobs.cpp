@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: MIT
 #include <fmt/format.h>
+#include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -25,6 +26,10 @@ std::optional<explore::ExploreReport> explore_jobs(const explore::ExploreConfig&
   }
   std::fflush(nullptr);
   std::vector<pid_t> pids;
+  auto remove_dir = [&] {
+    for (int j = 0; j < jobs; j++) std::remove(fmt::format("{}/{}.json", dir, j).c_str());
+    rmdir(dir);
+  };
   for (int j = 0; j < jobs; j++) {
     explore::ExploreConfig c = cfg;
     c.shard = cfg.shard + cfg.shards * j;
@@ -33,7 +38,11 @@ std::optional<explore::ExploreReport> explore_jobs(const explore::ExploreConfig&
       c.budget = std::max<uint64_t>(1, cfg.budget / jobs + (uint64_t(j) < cfg.budget % jobs ? 1 : 0));
     const pid_t pid = fork();
     if (pid < 0) {
-      *error = "--jobs: fork failed";
+      // The jobs already running would search a part nobody merges.
+      for (pid_t p : pids) kill(p, SIGKILL);
+      for (pid_t p : pids) waitpid(p, nullptr, 0);
+      remove_dir();
+      *error = fmt::format("--jobs: fork of job {} of {} failed", j + 1, jobs);
       return std::nullopt;
     }
     if (pid == 0) {
@@ -63,8 +72,7 @@ std::optional<explore::ExploreReport> explore_jobs(const explore::ExploreConfig&
     if (js.is_discarded() || !explore_report_from_json(js, &c, &r, &e)) all_ok = false;
     else parts.emplace_back(j, std::move(r));
   }
-  for (int j = 0; j < jobs; j++) std::remove(fmt::format("{}/{}.json", dir, j).c_str());
-  rmdir(dir);
+  remove_dir();
   if (!all_ok) {
     *error = "--jobs: a job died before writing its report";
     return std::nullopt;

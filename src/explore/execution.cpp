@@ -58,6 +58,7 @@ Harness::~Harness() {
 
 void record_engine(const sync::DetEngine& e, ExecResult& r) {
   r.steps = e.steps();
+  r.steps_fast_forwarded = e.steps_fast_forwarded();
   r.decisions = e.decisions();
   r.preemptions = e.preemptions();
   r.fails_fired = 0;

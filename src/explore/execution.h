@@ -47,6 +47,7 @@ struct ExecResult {
   std::string detail;
   std::string where;           // the operation after which it was seen
   uint64_t steps = 0, decisions = 0, preemptions = 0;
+  uint64_t steps_fast_forwarded = 0;  // of `steps`, passed in one go (DetEngine::fast_forward)
   uint32_t fails_fired = 0;
   std::array<uint32_t, sync::kFailKindCount> fired_by_kind{};  // the same, per kind
   Choices choices;             // the non-default decisions taken

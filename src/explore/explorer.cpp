@@ -235,6 +235,7 @@ std::optional<ExploreReport> explore(const ExploreConfig& cfg, const Progress& p
   Schedule base{cfg.scenario, cfg.design, cfg.scale, cfg.fail_budget, {}};
   ExecConfig ec = exec_config(base, false);
   if (cfg.max_steps) ec.limits.max_steps = cfg.max_steps;
+  ec.limits.fast_forward = cfg.fast_forward;
   std::mt19937_64 seeds(cfg.seed);
 
   auto record = [&](const ExecResult& r) {

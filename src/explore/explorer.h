@@ -45,6 +45,7 @@ struct ExploreConfig {
   double seconds = 0;               // wall-clock limit (0: none)
   int preemptions = 2;              // DFS: iterative context bound up to this
   bool reduction = true;            // DFS: sleep sets (see DfsStrategy)
+  bool fast_forward = true;         // walks over empty tables with nothing else to run (DetEngine::fast_forward)
   int depth = 3;                    // PCT depth
   uint64_t seed = 1;
   std::array<uint32_t, sync::kFailKindCount> fail_budget{};  // busy, topup, cmpxchg, yield

@@ -29,6 +29,10 @@ struct TdpIter {
   bool yielded = false;
   MmuPage* root = nullptr;
   const PfnPool* pool = nullptr;
+  // Set by a walk whose body does nothing but go on for an entry that was
+  // never filled (zap loops): under the deterministic engine, runs of such
+  // entries below this gfn may be passed in one go (DetEngine::fast_forward).
+  Gfn skip_empty_below{};
 
   TdpIter(const PfnPool& p, MmuPage* r, PgLevel min, Gfn start, uint64_t bits) { begin(p, r, min, start, bits); }
 
@@ -44,6 +48,7 @@ struct TdpIter {
   bool try_step_down();
   bool try_step_side();
   bool try_step_up();
+  void skip_empty_run(unsigned idx);
 };
 
 // spte_to_child_pt(): the child table of a non-leaf, or null.

@@ -40,8 +40,9 @@ bool TdpMmu::tdp_mmu_zap_leafs(MmuPage* root, Gfn start, Gfn end, bool can_yield
   sync::assert_held_write(mmu_lock_, kvm_);
   if (end.v > cfg_.max_gfn_exclusive) end = Gfn{cfg_.max_gfn_exclusive};
   sync::RcuReadGuard rcu;
-  for (TdpIter iter(pool_, root, PgLevel::k4K, start, kvm_gfn_root_bits(root));
-       iter.valid && iter.gfn < end; iter.next()) {
+  TdpIter iter(pool_, root, PgLevel::k4K, start, kvm_gfn_root_bits(root));
+  if (resched_interval_ == 0) iter.skip_empty_below = end;  // see TdpIter::skip_empty_run
+  for (; iter.valid && iter.gfn < end; iter.next()) {
     if (can_yield && tdp_mmu_iter_cond_resched(iter, flush, false)) {
       flush = false;
       continue;
@@ -90,8 +91,11 @@ void TdpMmu::kvm_tdp_mmu_zap_all() {
 }
 
 void TdpMmu::tdp_mmu_zap_root_level(MmuPage* root, bool shared, PgLevel zap_level) {
-  for (TdpIter iter(pool_, root, zap_level, Gfn{0}, 0);
-       iter.valid && iter.gfn.v < cfg_.max_gfn_exclusive; iter.next()) {
+  TdpIter iter(pool_, root, zap_level, Gfn{0}, 0);
+  // A never-filled entry is passed over below; a forced resched interval
+  // counts every entry, so then none may be (TdpIter::skip_empty_run).
+  if (resched_interval_ == 0) iter.skip_empty_below = Gfn{cfg_.max_gfn_exclusive};
+  for (; iter.valid && iter.gfn.v < cfg_.max_gfn_exclusive; iter.next()) {
   retry:
     if (tdp_mmu_iter_cond_resched(iter, false, shared)) continue;
     if (!is_shadow_present(iter.old_spte)) continue;

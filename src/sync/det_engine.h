@@ -124,6 +124,7 @@ class DetStrategy {
 
 struct DetLimits {
   uint64_t max_steps = 2'000'000;                // scheduling points per execution
+  bool fast_forward = true;                      // see fast_forward()
   uint32_t fail_budget[kFailKindCount] = {};
 };
 
@@ -152,6 +153,15 @@ class DetEngine {
   void wake(const void* object);
   // The running step changes shared state named by `object` (sched_touch).
   void touch(const void* object);
+  // A walk may pass `n` SPTE reads in the page table at `table` without
+  // their scheduling points, if each of them would have been a point with
+  // nothing to decide and nothing to report: every other thread of this run
+  // has ended (none can be woken, so none can take a step in between), no
+  // forced yield can be injected, the strategy follows no steps, and the
+  // table is not quarantined (a read there is a use after free to report).
+  // The steps are counted as if taken, so step numbers, traces and the step
+  // limit stay those of the point-by-point walk. Returns whether it may.
+  bool fast_forward(const void* table, uint64_t n);
   bool has_waiters(const void* object) const;
   void rcu_read_lock();
   void rcu_read_unlock();
@@ -176,6 +186,7 @@ class DetEngine {
   const std::string& thread_name(int id) const;
   int thread_count() const { return static_cast<int>(threads_.size()); }
   uint64_t steps() const { return steps_; }
+  uint64_t steps_fast_forwarded() const { return fast_forwarded_; }
   uint64_t decisions() const { return decisions_.size(); }
   const std::vector<Decision>& decision_log() const { return decisions_; }
   uint64_t preemptions() const { return preemptions_; }
@@ -213,6 +224,7 @@ class DetEngine {
   size_t first_of_run_ = 0;
   int next_ = -1;  // the thread the scheduler loop resumes next
   uint64_t steps_ = 0;
+  uint64_t fast_forwarded_ = 0;
   std::vector<Decision> decisions_;
   uint64_t preemptions_ = 0;
   uint64_t handoffs_ = 0;
