@@ -163,17 +163,13 @@ class Checker::Pass {
   // A full scan of the pool, so only at the end of life.
   void check_pamt_owners() {
     c_.invariants_checked_++;
-    const tdx::TdxModule& m = *vm_.module();
-    for (uint64_t i = 0; i < pool_.size(); i++) {
-      const Pfn pfn{i};
-      const tdx::PamtType t = m.pamt_type(pfn);
-      if (t == tdx::PamtType::Nda) continue;
+    for (const auto& [pfn, t] : vm_.module()->assigned_frames(pool_.size())) {
       const PageOwner o = pool_.owner(pfn);
       if (o == expected_owner(t)) continue;
       // Freeing a page the TDX module still maps is the risk upstream accepts
       // once the VM is bugged; anything else is a bug.
       if (o == PageOwner::Free && vm_.bugs().bugged()) continue;
-      c_.fail("pamt_owner", fmt::format("pfn {:#x}: TDX module has it as {}, host as {}", i,
+      c_.fail("pamt_owner", fmt::format("pfn {:#x}: TDX module has it as {}, host as {}", pfn.v,
                                         tdx::pamt_type_name(t), page_owner_name(o)));
     }
   }

@@ -5,6 +5,7 @@
 // module_track.cpp (epochs, VP.ENTER, guest ACCEPT) and module_teardown.cpp
 // (HKID release and reclaim).
 #include <stdexcept>
+#include <algorithm>
 #include <utility>
 
 #include "tdx/module_impl.h"
@@ -248,6 +249,15 @@ std::vector<Pfn> TdxModule::cache_dirty_pages() const {
 PamtType TdxModule::pamt_type(Pfn pfn) const {
   std::lock_guard lock(impl_->mu);
   return impl_->pamt.type(pfn);
+}
+
+std::vector<std::pair<Pfn, PamtType>> TdxModule::assigned_frames(uint64_t nframes) const {
+  std::vector<std::pair<Pfn, PamtType>> out;
+  std::lock_guard lock(impl_->mu);
+  nframes = std::min(nframes, impl_->pamt.size());
+  for (uint64_t i = 0; i < nframes; i++)
+    if (const PamtType t = impl_->pamt.type(Pfn{i}); t != PamtType::Nda) out.emplace_back(Pfn{i}, t);
+  return out;
 }
 
 bool TdxModule::hkid_assigned() const {

@@ -218,6 +218,11 @@ class TdxModule {
   std::string tlb_violation() const;
 
   PamtType pamt_type(Pfn pfn) const;
+  // The frames of [0, nframes) the PAMT records as anything but NDA, with
+  // their types, under one acquisition of the module's lock: the end-of-life
+  // checks look at every frame of the pool, and pamt_type() per frame took
+  // the lock thousands of times per explored execution.
+  std::vector<std::pair<Pfn, PamtType>> assigned_frames(uint64_t nframes) const;
   // Frames that may still hold cache lines written under the TD's HKID (the
   // guest's pages since they were added), until a WBINVD of the page or the
   // CACHE.WB of the HKID release. Model-side: the module itself cannot tell.
