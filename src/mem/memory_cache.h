@@ -47,6 +47,7 @@ class PageCache {
 
  private:
   Pfn alloc_one();
+  Pfn prepared(Pfn pfn);
 
   PfnPool& pool_;
   Config cfg_;

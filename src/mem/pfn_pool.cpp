@@ -1,10 +1,12 @@
 // SPDX-License-Identifier: MIT
 #include "mem/pfn_pool.h"
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #include <fmt/format.h>
 
+#include "base/page_blocks.h"
 #include "sync/det_engine.h"
 
 namespace mirrormmu {
@@ -30,6 +32,7 @@ PfnPool::PfnPool(uint64_t npages)
       nchunks_(static_cast<uint32_t>(npages_ / kChunkPages)),
       owner_(npages_),
       chunk_free_(nchunks_, kChunkPages),
+      chunk_first_free_(nchunks_, 0),
       chunks_(new std::atomic<Slot*>[nchunks_]) {
   for (auto& o : owner_) o.store(PageOwner::Free, std::memory_order_relaxed);
   // Hand out low chunks first: pop from the back.
@@ -71,9 +74,10 @@ PfnPool::Slot& PfnPool::slot(Pfn pfn) {
 
 Pfn PfnPool::take_from_chunk(uint32_t chunk, PageOwner owner) {
   const uint64_t base = uint64_t(chunk) * kChunkPages;
-  for (uint32_t i = 0; i < kChunkPages; i++) {
+  for (uint32_t i = chunk_first_free_[chunk]; i < kChunkPages; i++) {
     if (owner_[base + i].load(std::memory_order_relaxed) == PageOwner::Free) {
       owner_[base + i].store(owner, std::memory_order_relaxed);
+      chunk_first_free_[chunk] = static_cast<uint16_t>(i + 1);
       if (--chunk_free_[chunk] > 0) partial_.push_back(chunk);
       return Pfn{base + i};
     }
@@ -86,7 +90,7 @@ Pfn PfnPool::alloc(PageOwner owner, bool with_memory) {
   if (with_memory) {
     // Allocated before taking the pool lock; page tables are filled by the
     // cache that owns them, so no zeroing here.
-    mem = static_cast<uint64_t*>(std::aligned_alloc(kPageSize, kPageSize));
+    mem = static_cast<uint64_t*>(page_block_alloc());
     if (!mem) return kInvalidPfn;
   }
   std::lock_guard g(mu_);
@@ -174,6 +178,7 @@ bool PfnPool::free(Pfn pfn, PageOwner expected) {
     }
     owner_[pfn.v].store(PageOwner::Free, std::memory_order_relaxed);
     const uint32_t c = static_cast<uint32_t>(pfn.v / kChunkPages);
+    chunk_first_free_[c] = std::min(chunk_first_free_[c], static_cast<uint16_t>(pfn.v & (kChunkPages - 1)));
     if (++chunk_free_[c] == kChunkPages)
       whole_.push_back(c);
     else if (chunk_free_[c] == 1)

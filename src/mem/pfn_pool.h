@@ -109,6 +109,9 @@ class PfnPool {
   uint32_t nchunks_;
   std::vector<std::atomic<PageOwner>> owner_;
   std::vector<uint16_t> chunk_free_;
+  // Per chunk, a frame index below which no frame is free: a chunk filled
+  // one frame at a time is not rescanned from its start at every take.
+  std::vector<uint16_t> chunk_first_free_;
   std::vector<uint32_t> whole_;    // chunks believed fully free (validated on pop)
   std::vector<uint32_t> partial_;  // chunks believed partially free
   std::unique_ptr<std::atomic<Slot*>[]> chunks_;

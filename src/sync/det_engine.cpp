@@ -7,6 +7,7 @@
 #include <utility>
 
 #include "base/inject.h"
+#include "base/page_blocks.h"
 #include "base/running_vcpu.h"
 #include "sync/fiber.h"
 #include "sync/spte_atomic.h"
@@ -232,7 +233,8 @@ void DetEngine::quarantine(void* page) {
 // the VM) instead of destroying it, and a fiber that started and did not end
 // is never unwound (see Fiber).
 DetEngine::~DetEngine() {
-  for (void* p : quarantine_) std::free(p);
+  // No execution can reach them any more: kept for the next one's tables.
+  for (void* p : quarantine_) page_block_recycle(p);
 }
 
 const std::string& DetEngine::thread_name(int id) const { return threads_[id]->name; }

@@ -1,0 +1,67 @@
+// SPDX-License-Identifier: MIT
+#include "base/page_blocks.h"
+
+#include <cstdlib>
+#include <vector>
+
+#include "base/types.h"
+
+#if defined(__SANITIZE_ADDRESS__)
+#define MIRRORMMU_BLOCKS_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define MIRRORMMU_BLOCKS_ASAN 1
+#endif
+#endif
+#ifdef MIRRORMMU_BLOCKS_ASAN
+#include <sanitizer/asan_interface.h>
+#endif
+
+namespace mirrormmu {
+
+namespace {
+// A few executions' worth: 16 MiB.
+constexpr size_t kKept = 4096;
+
+struct Blocks {
+  std::vector<void*> free;
+  ~Blocks() {
+    for (void* b : free) {
+#ifdef MIRRORMMU_BLOCKS_ASAN
+      __asan_unpoison_memory_region(b, kPageSize);
+#endif
+      std::free(b);
+    }
+  }
+};
+
+Blocks& mine() {
+  thread_local Blocks b;
+  return b;
+}
+}  // namespace
+
+void* page_block_alloc() {
+  auto& f = mine().free;
+  if (f.empty()) return std::aligned_alloc(kPageSize, kPageSize);
+  void* b = f.back();
+  f.pop_back();
+#ifdef MIRRORMMU_BLOCKS_ASAN
+  __asan_unpoison_memory_region(b, kPageSize);
+#endif
+  return b;
+}
+
+void page_block_recycle(void* block) {
+  auto& f = mine().free;
+  if (f.size() >= kKept) {
+    std::free(block);
+    return;
+  }
+#ifdef MIRRORMMU_BLOCKS_ASAN
+  __asan_poison_memory_region(block, kPageSize);
+#endif
+  f.push_back(block);
+}
+
+}  // namespace mirrormmu
