@@ -56,6 +56,8 @@ bool TdpIter::try_step_down() {
 // The entries passed are exactly those the point-by-point walk would have
 // read and gone on from; the entry after them is read as usual.
 void TdpIter::skip_empty_run(unsigned idx) {
+  sync::DetEngine* e = sync::DetEngine::active();
+  if (!e->may_fast_forward(sptep)) return;
   const uint64_t step = pages_per_hpage(level);
   unsigned n = 0;
   Gfn g = gfn;
@@ -68,7 +70,7 @@ void TdpIter::skip_empty_run(unsigned idx) {
   // Each of them is read once stepping onto it and, above the walk's lowest
   // level, again by try_step_down() looking for a child table.
   const uint64_t points = uint64_t(n) * (level == min_level ? 1 : 2);
-  if (n == 0 || !sync::DetEngine::active()->fast_forward(sptep, points)) return;
+  if (n == 0 || !e->fast_forward(sptep, points)) return;
   gfn += n * step;
   sptep += n;
 }

@@ -162,6 +162,9 @@ class DetEngine {
   // The steps are counted as if taken, so step numbers, traces and the step
   // limit stay those of the point-by-point walk. Returns whether it may.
   bool fast_forward(const void* table, uint64_t n);
+  // The same but for the step limit, asked before counting the run: a walk
+  // that may not skip must not scan ahead at every step either.
+  bool may_fast_forward(const void* table) const;
   bool has_waiters(const void* object) const;
   void rcu_read_lock();
   void rcu_read_unlock();
