@@ -4,16 +4,10 @@
 #include <cstdlib>
 #include <vector>
 
+#include "base/sanitizers.h"
 #include "base/types.h"
 
-#if defined(__SANITIZE_ADDRESS__)
-#define MIRRORMMU_BLOCKS_ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define MIRRORMMU_BLOCKS_ASAN 1
-#endif
-#endif
-#ifdef MIRRORMMU_BLOCKS_ASAN
+#ifdef MIRRORMMU_ASAN
 #include <sanitizer/asan_interface.h>
 #endif
 
@@ -27,7 +21,7 @@ struct Blocks {
   std::vector<void*> free;
   ~Blocks() {
     for (void* b : free) {
-#ifdef MIRRORMMU_BLOCKS_ASAN
+#ifdef MIRRORMMU_ASAN
       __asan_unpoison_memory_region(b, kPageSize);
 #endif
       std::free(b);
@@ -46,7 +40,7 @@ void* page_block_alloc() {
   if (f.empty()) return std::aligned_alloc(kPageSize, kPageSize);
   void* b = f.back();
   f.pop_back();
-#ifdef MIRRORMMU_BLOCKS_ASAN
+#ifdef MIRRORMMU_ASAN
   __asan_unpoison_memory_region(b, kPageSize);
 #endif
   return b;
@@ -58,7 +52,7 @@ void page_block_recycle(void* block) {
     std::free(block);
     return;
   }
-#ifdef MIRRORMMU_BLOCKS_ASAN
+#ifdef MIRRORMMU_ASAN
   __asan_poison_memory_region(block, kPageSize);
 #endif
   f.push_back(block);

@@ -11,26 +11,13 @@
 #include <utility>
 #include <vector>
 
-#if defined(__SANITIZE_ADDRESS__)
-#define MIRRORMMU_FIBER_ASAN 1
-#endif
-#if defined(__SANITIZE_THREAD__)
-#define MIRRORMMU_FIBER_TSAN 1
-#endif
-#if defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define MIRRORMMU_FIBER_ASAN 1
-#endif
-#if __has_feature(thread_sanitizer)
-#define MIRRORMMU_FIBER_TSAN 1
-#endif
-#endif
+#include "base/sanitizers.h"
 
-#ifdef MIRRORMMU_FIBER_ASAN
+#ifdef MIRRORMMU_ASAN
 #include <sanitizer/asan_interface.h>
 #include <sanitizer/common_interface_defs.h>
 #endif
-#ifdef MIRRORMMU_FIBER_TSAN
+#ifdef MIRRORMMU_TSAN
 #include <sanitizer/tsan_interface.h>
 #endif
 
@@ -43,21 +30,21 @@ namespace {
 // overflows of the fiber's; TSan keeps a shadow call stack and a clock per
 // fiber. `save` null: the stack being left is gone for good.
 void start_switch(void** save, const void* bottom, size_t size) {
-#ifdef MIRRORMMU_FIBER_ASAN
+#ifdef MIRRORMMU_ASAN
   __sanitizer_start_switch_fiber(save, bottom, size);
 #else
   (void)save, (void)bottom, (void)size;
 #endif
 }
 void finish_switch(void* save, const void** bottom_old, size_t* size_old) {
-#ifdef MIRRORMMU_FIBER_ASAN
+#ifdef MIRRORMMU_ASAN
   __sanitizer_finish_switch_fiber(save, bottom_old, size_old);
 #else
   (void)save, (void)bottom_old, (void)size_old;
 #endif
 }
 void tsan_switch(void* to) {
-#ifdef MIRRORMMU_FIBER_TSAN
+#ifdef MIRRORMMU_TSAN
   __tsan_switch_to_fiber(to, 0);
 #else
   (void)to;
@@ -120,7 +107,7 @@ boost::context::stack_context CachedStack::allocate() {
     s.sp = static_cast<char*>(base) + guard + Fiber::kStackSize;
   }
   const char* bottom = static_cast<char*>(s.sp) - s.size;
-#ifdef MIRRORMMU_FIBER_ASAN
+#ifdef MIRRORMMU_ASAN
   // Frames of the fiber that last used this stack may have left redzones.
   __asan_unpoison_memory_region(bottom, s.size);
 #endif
@@ -141,7 +128,7 @@ void CachedStack::deallocate(boost::context::stack_context& s) noexcept {
 Fiber::Fiber(std::function<void()> fn) : fn_(std::move(fn)) {
   self_ = boost::context::fiber(std::allocator_arg, CachedStack(&stack_bottom_, &stack_size_),
                                 [this](boost::context::fiber&& s) { return entry(std::move(s)); });
-#ifdef MIRRORMMU_FIBER_TSAN
+#ifdef MIRRORMMU_TSAN
   tsan_fiber_ = __tsan_create_fiber(0);
 #endif
 }
@@ -162,7 +149,7 @@ Fiber::~Fiber() {
     kept().push_back(std::move(self_));
     return;
   }
-#ifdef MIRRORMMU_FIBER_TSAN
+#ifdef MIRRORMMU_TSAN
   __tsan_destroy_fiber(tsan_fiber_);
 #endif
 }
@@ -170,7 +157,7 @@ Fiber::~Fiber() {
 void Fiber::resume() {
   started_ = true;
   void* fake = nullptr;
-#ifdef MIRRORMMU_FIBER_TSAN
+#ifdef MIRRORMMU_TSAN
   tsan_sched_ = __tsan_get_current_fiber();
 #endif
   start_switch(&fake, stack_bottom_, stack_size_);
