@@ -216,11 +216,18 @@ bool DfsStrategy::next() {
   // Backtrack to the deepest decision with an untried alternative that keeps
   // the preemption count within the bound (and, sharded, whose subtree is
   // this shard's, and, reducing, whose thread is not asleep there).
+  // Preemptions taken above each node, counted once: asked node by node,
+  // it made every backtrack quadratic in an execution's decisions, and an
+  // execution whose VMM walks a whole root has thousands.
+  before_.resize(path_.size() + 1);
+  before_[0] = 0;
+  for (size_t j = 0; j < path_.size(); j++)
+    before_[j + 1] = before_[j] + (path_[j].thread && path_[j].current_first && path_[j].chosen != 0);
   for (size_t i = path_.size(); i-- > 0;) {
     Node& n = path_[i];
     if (n.chosen + 1 >= n.alternatives) continue;
     const bool preempting = n.thread && n.current_first;  // every non-zero choice preempts
-    if (preempting && n.chosen == 0 && preemptions_before(i) + 1 > max_preempt_) continue;
+    if (preempting && n.chosen == 0 && before_[i] + 1 > max_preempt_) continue;
     // Exactly one deviation before i: i would be the second.
     const bool second = shards_ > 1 && ndev >= 1 && pos[0] < i && (ndev == 1 || pos[1] >= i);
     uint32_t c = n.chosen + 1;

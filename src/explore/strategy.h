@@ -161,6 +161,7 @@ class DfsStrategy : public sync::DetStrategy {
   int64_t awaiting_ = -1;
   bool blocked_ = false;
   uint64_t pruned_ = 0;
+  std::vector<int> before_;  // next(): preemptions above each node
 };
 
 }  // namespace mirrormmu::explore
