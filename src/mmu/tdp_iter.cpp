@@ -57,7 +57,8 @@ bool TdpIter::try_step_down() {
 // read and gone on from; the entry after them is read as usual.
 void TdpIter::skip_empty_run(unsigned idx) {
   sync::DetEngine* e = sync::DetEngine::active();
-  if (!e->may_fast_forward(sptep)) return;
+  const uint64_t limit = e->fast_forward_limit(sptep);
+  if (limit == 0) return;
   const uint64_t step = pages_per_hpage(level);
   unsigned n = 0;
   Gfn g = gfn;
@@ -70,7 +71,8 @@ void TdpIter::skip_empty_run(unsigned idx) {
   // Each of them is read once stepping onto it and, above the walk's lowest
   // level, again by try_step_down() looking for a child table.
   const uint64_t points = uint64_t(n) * (level == min_level ? 1 : 2);
-  if (n == 0 || !e->fast_forward(sptep, points)) return;
+  if (n == 0 || points > limit) return;
+  e->fast_forward_take(points);
   gfn += n * step;
   sptep += n;
 }

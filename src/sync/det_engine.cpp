@@ -191,19 +191,24 @@ void DetEngine::touch(const void* object) {
   step_.touched[step_.ntouched++] = object;
 }
 
-bool DetEngine::may_fast_forward(const void* table) const {
+uint64_t DetEngine::fast_forward_limit(const void* table) const {
   if (!limits_.fast_forward || aborting_ || tl_vthread < 0 || g_active.load(std::memory_order_relaxed) != this)
-    return false;
-  if (limits_.fail_budget[static_cast<size_t>(FailKind::ForcedYield)] > 0 || strategy_.wants_steps()) return false;
+    return 0;
+  if (limits_.fail_budget[static_cast<size_t>(FailKind::ForcedYield)] > 0 || strategy_.wants_steps()) return 0;
   for (size_t i = first_of_run_; i < threads_.size(); i++)
-    if (static_cast<int>(i) != tl_vthread && threads_[i]->state != VThread::State::Done) return false;
-  return quarantine_.empty() || !quarantined_.contains(reinterpret_cast<uintptr_t>(table) & ~uintptr_t(4095));
+    if (static_cast<int>(i) != tl_vthread && threads_[i]->state != VThread::State::Done) return 0;
+  if (!quarantine_.empty() && quarantined_.contains(reinterpret_cast<uintptr_t>(table) & ~uintptr_t(4095))) return 0;
+  return limits_.max_steps > steps_ ? limits_.max_steps - steps_ : 0;
+}
+
+void DetEngine::fast_forward_take(uint64_t n) {
+  steps_ += n;
+  fast_forwarded_ += n;
 }
 
 bool DetEngine::fast_forward(const void* table, uint64_t n) {
-  if (!may_fast_forward(table) || steps_ + n > limits_.max_steps) return false;
-  steps_ += n;
-  fast_forwarded_ += n;
+  if (fast_forward_limit(table) < n) return false;
+  fast_forward_take(n);
   return true;
 }
 

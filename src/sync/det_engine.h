@@ -162,9 +162,11 @@ class DetEngine {
   // The steps are counted as if taken, so step numbers, traces and the step
   // limit stay those of the point-by-point walk. Returns whether it may.
   bool fast_forward(const void* table, uint64_t n);
-  // The same but for the step limit, asked before counting the run: a walk
-  // that may not skip must not scan ahead at every step either.
-  bool may_fast_forward(const void* table) const;
+  // The same in two halves, for a walk that must not scan ahead at every
+  // step when it may not skip (that was quadratic per table): how many
+  // points it may pass at `table` (0: none), then passing `n` of them.
+  uint64_t fast_forward_limit(const void* table) const;
+  void fast_forward_take(uint64_t n);
   bool has_waiters(const void* object) const;
   void rcu_read_lock();
   void rcu_read_unlock();

@@ -60,6 +60,7 @@ void tsan_switch(void* to) {
 struct StackCache {
   static constexpr size_t kKept = 64;
   std::vector<boost::context::stack_context> free;
+  uint64_t mapped = 0;  // stacks this OS thread has mapped
   ~StackCache() {
     for (auto& s : free) release(s);
   }
@@ -100,6 +101,7 @@ boost::context::stack_context CachedStack::allocate() {
     void* base = mmap(nullptr, Fiber::kStackSize + guard, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
                       -1, 0);
     if (base == MAP_FAILED) die("mirrormmu: mmap of a virtual thread's stack");
+    StackCache::mine().mapped++;
     // An overflow faults on the guard page instead of writing over the
     // stack mapped below.
     if (mprotect(base, guard, PROT_NONE) != 0) die("mirrormmu: mprotect of a stack guard page");
@@ -124,6 +126,8 @@ void CachedStack::deallocate(boost::context::stack_context& s) noexcept {
     StackCache::release(s);
   }
 }
+
+uint64_t Fiber::stacks_mapped() { return StackCache::mine().mapped; }
 
 Fiber::Fiber(std::function<void()> fn) : fn_(std::move(fn)) {
   self_ = boost::context::fiber(std::allocator_arg, CachedStack(&stack_bottom_, &stack_size_),

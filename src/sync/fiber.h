@@ -14,6 +14,7 @@
 #include <boost/context/fiber.hpp>
 
 #include <cstddef>
+#include <cstdint>
 #include <functional>
 
 namespace mirrormmu::sync {
@@ -38,6 +39,8 @@ class Fiber {
   // next fiber of this OS thread: an exploration creates four or more fibers
   // per execution.
   static constexpr size_t kStackSize = size_t(1) << 20;
+  // How many stacks this OS thread has mapped so far.
+  static uint64_t stacks_mapped();
 
  private:
   boost::context::fiber entry(boost::context::fiber&& scheduler);

@@ -16,6 +16,7 @@
 #include "sync/det_engine.h"
 #include "sync/sched.h"
 #include "workload/plain_explored.h"
+#include "builtin_names.h"
 
 namespace mirrormmu::test {
 namespace {
@@ -52,13 +53,6 @@ Explored explore_rows(const std::string& name, bool fast_forward, int bound, uin
   return run;
 }
 
-std::vector<std::string> scenario_names() {
-  register_plain_source();
-  std::vector<std::string> names;
-  for (const auto& s : explore::builtin_scenarios()) names.push_back(s.name);
-  for (const auto& s : plain_scenarios()) names.push_back(plain_source_name("model", s.name));
-  return names;
-}
 
 class ScenarioFastForward : public ::testing::TestWithParam<std::string> {};
 
@@ -71,13 +65,8 @@ TEST_P(ScenarioFastForward, SameExecutionsPointForPoint) {
   for (size_t i = 0; i < slow.rows.size(); i++) EXPECT_EQ(fast.rows[i], slow.rows[i]) << "execution " << i;
 }
 
-INSTANTIATE_TEST_SUITE_P(Builtin, ScenarioFastForward, ::testing::ValuesIn(scenario_names()),
-                         [](const auto& info) {
-                           std::string n = info.param;
-                           for (char& c : n)
-                             if (!std::isalnum(static_cast<unsigned char>(c))) c = '_';
-                           return n;
-                         });
+INSTANTIATE_TEST_SUITE_P(Builtin, ScenarioFastForward, ::testing::ValuesIn(builtin_scenario_names()),
+                         ScenarioParamName());
 
 // Where the time went: a TD's teardown walks every table of every root.
 TEST(FastForward, PassesMostOfATdTeardown) {

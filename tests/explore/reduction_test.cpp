@@ -14,6 +14,7 @@
 #include "sync/sched.h"
 #include "sync/spte_atomic.h"
 #include "workload/plain_explored.h"
+#include "builtin_names.h"
 
 namespace mirrormmu::test {
 namespace {
@@ -196,25 +197,13 @@ void expect_sound(const std::string& name, uint64_t cap) {
             << " end states, " << full.failures.size() << " failures\n";
 }
 
-std::vector<std::string> scenario_names() {
-  register_plain_source();
-  std::vector<std::string> names;
-  for (const auto& s : explore::builtin_scenarios()) names.push_back(s.name);
-  for (const auto& s : plain_scenarios()) names.push_back(plain_source_name("model", s.name));
-  return names;
-}
 
 class ScenarioReduction : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(ScenarioReduction, SameEndStatesAndFailures) { expect_sound(GetParam(), 1200); }
 
-INSTANTIATE_TEST_SUITE_P(Builtin, ScenarioReduction, ::testing::ValuesIn(scenario_names()),
-                         [](const auto& info) {
-                           std::string n = info.param;
-                           for (char& c : n)
-                             if (!std::isalnum(static_cast<unsigned char>(c))) c = '_';
-                           return n;
-                         });
+INSTANTIATE_TEST_SUITE_P(Builtin, ScenarioReduction, ::testing::ValuesIn(builtin_scenario_names()),
+                         ScenarioParamName());
 
 // Two preemptions, where two-thread races first give the reduction room;
 // a three-thread plain race that finishes in seconds.

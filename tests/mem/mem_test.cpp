@@ -53,6 +53,26 @@ TEST(PfnPool, RunsAre2MAlignedAndExhaustionIsReported) {
   EXPECT_TRUE(pool.free(single, PageOwner::GuestShared));
 }
 
+// The pool finds a chunk's free frame from a hint (the lowest frame that may
+// be free) rather than rescanning the chunk. Its classic bug is a hint not
+// lowered when a frame below it is freed: the chunk then looks full while it
+// has room. Here the pool is one full chunk, so a lost frame is an
+// allocation failure.
+TEST(PfnPool, FramesFreedBelowTheHintAreFoundAgain) {
+  PfnPool pool(512);
+  for (int i = 0; i < 512; i++) ASSERT_TRUE(pool.alloc(PageOwner::GuestShared).valid());
+  EXPECT_FALSE(pool.alloc(PageOwner::GuestShared).valid());
+  EXPECT_TRUE(pool.free(Pfn{300}, PageOwner::GuestShared));
+  EXPECT_TRUE(pool.free(Pfn{7}, PageOwner::GuestShared));
+  EXPECT_EQ(pool.alloc(PageOwner::GuestShared), Pfn{7});
+  EXPECT_EQ(pool.alloc(PageOwner::GuestShared), Pfn{300});
+  EXPECT_FALSE(pool.alloc(PageOwner::GuestShared).valid());
+  EXPECT_TRUE(pool.free(Pfn{0}, PageOwner::GuestShared));
+  EXPECT_EQ(pool.alloc(PageOwner::PageTable, true), Pfn{0});
+  EXPECT_EQ(pool.count(PageOwner::Free), 0u);
+  EXPECT_EQ(pool.violations(), 0u);
+}
+
 TEST(PfnPool, FailAfterInjectsExhaustion) {
   PfnPool pool(4096);
   pool.fail_after(2);
