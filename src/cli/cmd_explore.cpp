@@ -94,7 +94,15 @@ int run_explore() {
   }
   const bool tty = isatty(STDERR_FILENO);
   std::string error;
-  const int jobs = g_jobs > 0 ? g_jobs : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  if (cfg.dpor) {
+    if (cfg.strategy != explore::StrategyKind::Dfs) usage_error("--dpor reduces a DFS search; drop --strategy");
+    if (!cfg.reduction) usage_error("--dpor works with sleep sets; drop --no-reduction");
+    // Its backtrack points come from races the whole search meets: a shard
+    // would miss those its siblings find.
+    if (cfg.shards > 1) usage_error("--dpor explores in one process; drop --shard");
+    if (g_jobs > 1) usage_error("--dpor explores in one process; drop --jobs");
+  }
+  const int jobs = cfg.dpor ? 1 : g_jobs > 0 ? g_jobs : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   std::optional<explore::ExploreReport> rep;
   if (jobs > 1) {
     // Refused before anything is forked: a bad scenario is one line, once.
@@ -189,6 +197,9 @@ Command add_explore(CLI::App& app) {
   cmd->add_flag("!--no-reduction", c.reduction,
                 "DFS: run every interleaving within the bound, even those that only reorder independent steps "
                 "(sleep sets prune them by default)");
+  cmd->add_flag("--dpor", c.dpor,
+                "DFS: also leave out sibling branches no race asks for (dynamic partial-order reduction with "
+                "bounded-preemption backtracking); one process: not with --shard or --jobs above 1");
   cmd->add_flag("!--no-fast-forward", c.fast_forward,
                 "take every scheduling point of a walk over never-filled entries one by one, even when no other "
                 "thread is left to run (results are the same; by default such runs are passed in one go)");

@@ -285,7 +285,7 @@ std::optional<ExploreReport> explore(const ExploreConfig& cfg, const Progress& p
   if (cfg.strategy == StrategyKind::Dfs) {
     // Iterative context bounding: every schedule with 0 preemptions, then 1, ...
     for (int bound = 0; bound <= cfg.preemptions && !done(); bound++) {
-      DfsStrategy dfs(bound, cfg.shard, cfg.shards, cfg.reduction);
+      DfsStrategy dfs(bound, cfg.shard, cfg.shards, cfg.reduction, cfg.dpor);
       bool more = true;
       // Executions another shard owns are run here only to learn the tree.
       while (more && !done()) {
@@ -294,6 +294,7 @@ std::optional<ExploreReport> explore(const ExploreConfig& cfg, const Progress& p
         more = dfs.next();
       }
       rep.pruned += dfs.pruned();
+      rep.pruned_by_races += dfs.pruned_by_races();
       if (!more && bound == cfg.preemptions) rep.exhausted = true;
     }
   } else {

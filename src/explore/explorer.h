@@ -45,6 +45,7 @@ struct ExploreConfig {
   double seconds = 0;               // wall-clock limit (0: none)
   int preemptions = 2;              // DFS: iterative context bound up to this
   bool reduction = true;            // DFS: sleep sets (see DfsStrategy)
+  bool dpor = false;                // DFS: race-driven backtracking too (one shard only)
   bool fast_forward = true;         // walks over empty tables with nothing else to run (DetEngine::fast_forward)
   int depth = 3;                    // PCT depth
   uint64_t seed = 1;
@@ -84,6 +85,7 @@ struct ExploreReport {
   double seconds = 0;
   bool exhausted = false;  // DFS covered every schedule within the bound
   uint64_t pruned = 0;     // DFS branches the reduction showed equivalent to explored ones
+  uint64_t pruned_by_races = 0;  // of those, left out by DPOR: no race asked for them
   uint64_t max_steps = 0, max_decisions = 0;
   // The execution with the most decisions, by the thread that was running:
   // where a scenario makes the tree wide.

@@ -120,8 +120,16 @@ uint32_t DfsStrategy::decide_new_thread(uint64_t d, const std::vector<int>& opti
 uint32_t DfsStrategy::pick_thread(uint64_t seq, uint64_t, const std::vector<int>& options, bool current_first) {
   const auto alternatives = static_cast<uint32_t>(options.size());
   if (!reduce_) return decide(seq, alternatives, true, current_first);
-  if (seq >= forced_ || seq >= path_.size()) return decide_new_thread(seq, options, current_first);
+  if (seq >= forced_ || seq >= path_.size()) {
+    const uint32_t c = decide_new_thread(seq, options, current_first);
+    if (dpor_) {
+      note_options(path_[seq], options);
+      dpor_chose(seq, options, c, current_first);
+    }
+    return c;
+  }
   const Node& n = path_[seq];
+  if (dpor_) dpor_chose(seq, options, std::min(n.chosen, alternatives - 1), current_first);
   const uint32_t c = std::min(n.chosen, alternatives - 1);
   if (c == 0 && current_first && !n.first_step_known) awaiting_ = static_cast<int64_t>(seq);
   // The thread that could have gone on sleeps while a sibling runs, until a
@@ -137,6 +145,7 @@ uint32_t DfsStrategy::pick_fail(uint64_t seq, uint64_t, sync::FailKind, uint32_t
 
 void DfsStrategy::on_step(int thread, const sync::StepFootprint& step) {
   if (!reduce_) return;
+  if (tracking_) dpor_step(thread, step);
   // A sleeping thread runs only when it is all that can: everything from
   // here on reorders an execution already explored.
   if (!blocked_ && asleep(thread)) blocked_ = true;
@@ -147,6 +156,96 @@ void DfsStrategy::on_step(int thread, const sync::StepFootprint& step) {
     awaiting_ = -1;
   }
   std::erase_if(sleep_, [&](const Sleeper& s) { return s.thread == thread || sync::dependent(s.step, step); });
+}
+
+void DfsStrategy::on_run(int threads) {
+  if (!dpor_) return;
+  races_.barrier();
+  tracking_ = threads > 1;
+}
+
+void DfsStrategy::note_options(Node& n, const std::vector<int>& options) const {
+  if (options.size() > n.opts.size()) {
+    n.nopts = 0;  // every option will be asked for
+    return;
+  }
+  n.nopts = static_cast<uint8_t>(options.size());
+  for (size_t k = 0; k < options.size(); k++) n.opts[k] = static_cast<int8_t>(options[k]);
+}
+
+void DfsStrategy::dpor_chose(uint64_t seq, const std::vector<int>& options, uint32_t chosen, bool current_first) {
+  Node& n = path_[seq];
+  n.done |= uint64_t{1} << chosen;
+  n.backtrack |= uint64_t{1} << chosen;
+  const int t = options[chosen];
+  if (t < 0 || t >= RaceTracker::kMaxThreads) return;  // the tracker overflows at its first step
+  // A thread switched in (not one going on) starts a run of steps here.
+  if (!(current_first && chosen == 0)) run_start_[static_cast<size_t>(t)] = static_cast<int32_t>(seq);
+  next_origin_[static_cast<size_t>(t)] = {static_cast<int32_t>(seq), run_start_[static_cast<size_t>(t)]};
+}
+
+void DfsStrategy::dpor_step(int thread, const sync::StepFootprint& step) {
+  RaceTracker::Origin origin;
+  if (thread >= 0 && thread < RaceTracker::kMaxThreads) {
+    auto& next = next_origin_[static_cast<size_t>(thread)];
+    // Switched to without a choice (every other thread blocked or done):
+    // a run with no decision to reorder at its start.
+    if (next.node < 0 && thread != last_stepper_) run_start_[static_cast<size_t>(thread)] = -1;
+    origin = next.node >= 0 ? next : RaceTracker::Origin{-1, run_start_[static_cast<size_t>(thread)]};
+    next = {};
+  }
+  last_stepper_ = thread;
+  races_.step(thread, step, origin, found_);
+  for (const auto& r : found_) {
+    ask(r.earlier.node, r.thread);
+    ask(r.earlier.switched_in, r.thread);
+  }
+  found_.clear();
+}
+
+// Race-driven: `thread` should be tried at `node`; if it could not run
+// there, every option is (its step may be reached through any of them).
+void DfsStrategy::ask(int64_t node, int thread) {
+  if (node < 0 || static_cast<size_t>(node) >= path_.size()) return;
+  Node& n = path_[static_cast<size_t>(node)];
+  const uint64_t all = n.alternatives >= 64 ? ~uint64_t{0} : (uint64_t{1} << n.alternatives) - 1;
+  for (uint8_t k = 0; k < n.nopts; k++)
+    if (n.opts[k] == thread) {
+      n.backtrack |= uint64_t{1} << k;
+      return;
+    }
+  n.backtrack |= all;
+}
+
+// The next option races asked for at thread decision i, within the bound and
+// not asleep; false when there is none, counting what DPOR left out.
+bool DfsStrategy::next_dpor(size_t i) {
+  Node& n = path_[i];
+  const uint32_t alts = std::min<uint32_t>(n.alternatives, 64);
+  const auto within_bound = [&](uint32_t c) { return !(n.current_first && c != 0) || before_[i] + 1 <= max_preempt_; };
+  for (uint32_t c = 0; c < alts; c++) {
+    const uint64_t bit = uint64_t{1} << c;
+    if (!(n.backtrack & bit) || (n.done & bit)) continue;
+    n.done |= bit;
+    if (!within_bound(c)) continue;
+    if (n.frozen || (n.asleep & bit)) {
+      pruned_++;
+      continue;
+    }
+    n.chosen = c;
+    path_.resize(i + 1);
+    forced_ = i + 1;
+    return true;
+  }
+  for (uint32_t c = 0; c < alts; c++) {
+    const uint64_t bit = uint64_t{1} << c;
+    if ((n.done & bit) || !within_bound(c)) continue;
+    n.done |= bit;
+    const bool slept = n.frozen || (n.asleep & bit);
+    pruned_++;
+    pruned_by_races_ += !slept;
+  }
+  return false;
 }
 
 int DfsStrategy::preemptions_before(size_t i) const {
@@ -206,6 +305,15 @@ bool DfsStrategy::next() {
   sleep_.clear();
   blocked_ = false;
   awaiting_ = -1;
+  if (dpor_) {
+    // A thread the tracker could not follow: ask for everything.
+    if (races_.overflowed())
+      for (Node& n : path_) n.backtrack = ~uint64_t{0};
+    races_.reset();
+    run_start_.fill(-1);
+    next_origin_.fill({});
+    last_stepper_ = -1;
+  }
   // The current execution's first two deviations: a node before the second
   // one that changes makes a new execution with fewer deviations, shared by
   // every shard; one that becomes a second deviation opens a subtree only
@@ -225,6 +333,10 @@ bool DfsStrategy::next() {
     before_[j + 1] = before_[j] + (path_[j].thread && path_[j].current_first && path_[j].chosen != 0);
   for (size_t i = path_.size(); i-- > 0;) {
     Node& n = path_[i];
+    if (dpor_ && n.thread) {
+      if (next_dpor(i)) return true;
+      continue;
+    }
     if (n.chosen + 1 >= n.alternatives) continue;
     const bool preempting = n.thread && n.current_first;  // every non-zero choice preempts
     if (preempting && n.chosen == 0 && before_[i] + 1 > max_preempt_) continue;

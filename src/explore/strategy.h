@@ -3,6 +3,7 @@
 // that names one execution.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <map>
 #include <optional>
@@ -10,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "explore/races.h"
 #include "sync/det_engine.h"
 
 namespace mirrormmu::explore {
@@ -102,13 +104,25 @@ class DfsStrategy : public sync::DetStrategy {
   // execution to shard 0. Every shard runs the executions with at most one
   // deviation (few: they only reveal the tree) and, below them, only the
   // subtrees it owns; owns_current() says whether to count the one just run.
-  explicit DfsStrategy(int max_preempt, int shard = 0, int shards = 1, bool reduce = false)
-      : max_preempt_(max_preempt), shard_(shard), shards_(shards), reduce_(reduce) {}
+  //
+  // With `dpor` (one shard only; sleep sets on too), dynamic partial-order
+  // reduction (Flanagan and Godefroid, POPL 2005): a decision's siblings
+  // are tried only for threads whose steps race (RaceTracker) with a step
+  // taken after it. Under a preemption bound that alone would be unsound
+  // (the reversal may cost a preemption the bound does not have), so each
+  // race also asks for the thread at the decision where the earlier step's
+  // run of steps began (Coons, Musuvathi and McKinley, "Bounded partial-
+  // order reduction", OOPSLA 2013).
+  explicit DfsStrategy(int max_preempt, int shard = 0, int shards = 1, bool reduce = false, bool dpor = false)
+      : max_preempt_(max_preempt), shard_(shard), shards_(shards), reduce_(reduce || dpor), dpor_(dpor && shards == 1) {
+    run_start_.fill(-1);
+  }
   uint32_t pick_thread(uint64_t seq, uint64_t key, const std::vector<int>& options, bool current_first) override;
   uint32_t pick_fail(uint64_t seq, uint64_t key, sync::FailKind, uint32_t alternatives) override;
   void on_step(int thread, const sync::StepFootprint& step) override;
   bool wants_pending() const override { return reduce_; }
-  bool wants_steps() const override { return reduce_ && (awaiting_ >= 0 || !sleep_.empty()); }
+  bool wants_steps() const override { return tracking_ || (reduce_ && (awaiting_ >= 0 || !sleep_.empty())); }
+  void on_run(int threads) override;
   void pending(const std::vector<sync::StepFootprint>& steps) override { pending0_ = steps.front(); }
   // Call after each execution; false when the tree under the bound is done.
   bool next();
@@ -116,6 +130,8 @@ class DfsStrategy : public sync::DetStrategy {
   // Branches within the bound (and this shard's) that the reduction did not
   // run: each would have been at least one execution.
   uint64_t pruned() const { return pruned_; }
+  // Of those, the ones DPOR left out (no race asked for them).
+  uint64_t pruned_by_races() const { return pruned_by_races_; }
 
  private:
   struct Node {
@@ -133,6 +149,11 @@ class DfsStrategy : public sync::DetStrategy {
     // touched more than its point's object. Its addresses belong to that
     // execution; only these flags carry over.
     bool first_step_wide = true;
+    // DPOR: the options races asked for, the options run, and the thread
+    // behind each option (nopts 0: more than fit, every option is asked).
+    uint64_t backtrack = 0, done = 0;
+    uint8_t nopts = 0;
+    std::array<int8_t, 8> opts{};
   };
   struct Sleeper {
     int thread;
@@ -141,6 +162,11 @@ class DfsStrategy : public sync::DetStrategy {
   uint32_t decide(uint64_t d, uint32_t alternatives, bool thread, bool current_first);
   uint32_t decide_new_thread(uint64_t d, const std::vector<int>& options, bool current_first);
   int preemptions_before(size_t i) const;
+  void note_options(Node& n, const std::vector<int>& options) const;
+  void ask(int64_t node, int thread);
+  void dpor_chose(uint64_t seq, const std::vector<int>& options, uint32_t chosen, bool current_first);
+  void dpor_step(int thread, const sync::StepFootprint& step);
+  bool next_dpor(size_t i);
   bool asleep(int thread) const;
 
   bool owns(uint64_t key) const;
@@ -162,6 +188,18 @@ class DfsStrategy : public sync::DetStrategy {
   bool blocked_ = false;
   uint64_t pruned_ = 0;
   std::vector<int> before_;  // next(): preemptions above each node
+  // DPOR, per execution: the races, where each thread's current run began,
+  // the origin of the step each thread takes next, who stepped last.
+  bool dpor_;
+  RaceTracker races_;
+  std::vector<RaceTracker::Race> found_;
+  std::array<int32_t, RaceTracker::kMaxThreads> run_start_{};
+  std::array<RaceTracker::Origin, RaceTracker::kMaxThreads> next_origin_{};
+  int last_stepper_ = -1;
+  uint64_t pruned_by_races_ = 0;
+  // Following this run's steps for races: it has more than one thread (a
+  // setup or teardown alone has nothing to race with).
+  bool tracking_ = false;
 };
 
 }  // namespace mirrormmu::explore

@@ -37,10 +37,13 @@ std::string format_explore_report(const explore::ExploreConfig& cfg, const explo
                    r.seconds > 0 ? double(r.executions) / r.seconds : 0.0, r.max_steps, r.max_decisions,
                    by.empty() ? "" : " (taken in " + by + ")"));
   if (cfg.strategy == explore::StrategyKind::Dfs)
-    line(cfg.reduction ? fmt::format("pruned by sleep sets: {} branches, each at least one execution equivalent "
-                                     "to one explored",
-                                     r.pruned)
-                       : std::string("reduction: off (--no-reduction)"));
+    line(cfg.dpor ? fmt::format("pruned by DPOR and sleep sets: {} branches ({} that no race asked for), each at "
+                                "least one execution equivalent to one explored",
+                                r.pruned, r.pruned_by_races)
+         : cfg.reduction ? fmt::format("pruned by sleep sets: {} branches, each at least one execution equivalent "
+                                       "to one explored",
+                                       r.pruned)
+                         : std::string("reduction: off (--no-reduction)"));
   std::string fired;
   // The kinds asked for, and any other that fired (none should).
   for (size_t k = 0; k < sync::kFailKindCount; k++)
@@ -93,6 +96,7 @@ nlohmann::json explore_report_json(const explore::ExploreConfig& cfg, const expl
   json search = {{"strategy", kStrategy[static_cast<int>(cfg.strategy)]},
                  {"preemptions", cfg.preemptions},
                  {"reduction", cfg.reduction},
+                 {"dpor", cfg.dpor},
                  {"depth", cfg.depth},
                  {"seed", cfg.seed},
                  {"budget", cfg.budget},
@@ -136,6 +140,7 @@ bool explore_report_from_json(const nlohmann::json& j, explore::ExploreConfig* c
     cfg->strategy = static_cast<explore::StrategyKind>(k);
     cfg->preemptions = s.at("preemptions").get<int>();
     cfg->reduction = s.at("reduction").get<bool>();
+    cfg->dpor = s.value("dpor", false);
     cfg->depth = s.at("depth").get<int>();
     cfg->seed = s.at("seed").get<uint64_t>();
     cfg->budget = s.at("budget").get<uint64_t>();
@@ -209,6 +214,7 @@ std::string explore_search_mismatch(const explore::ExploreConfig& a, const explo
     return fmt::format("strategy {} vs {}", kStrategy[static_cast<int>(a.strategy)], kStrategy[static_cast<int>(b.strategy)]);
   if (a.preemptions != b.preemptions) return fmt::format("preemptions {} vs {}", a.preemptions, b.preemptions);
   if (a.reduction != b.reduction) return "one search reduced by sleep sets, the other not (--no-reduction)";
+  if (a.dpor != b.dpor) return "one search reduced by DPOR, the other not (--dpor)";
   if (a.depth != b.depth) return fmt::format("depth {} vs {}", a.depth, b.depth);
   if (a.seed != b.seed) return fmt::format("seed {} vs {}", a.seed, b.seed);
   if (a.budget != b.budget) return fmt::format("budget {} vs {}", a.budget, b.budget);

@@ -117,7 +117,9 @@ void resume_at(StepFootprint& f, PointKind kind, const void* object) {
   const bool rcu = kind == PointKind::RcuReadLock || kind == PointKind::RcuReadUnlock;
   f.object = rcu ? &kRcuState : object;
   f.global = !(kind == PointKind::SpteRead || kind == PointKind::SpteCmpxchg || kind == PointKind::SpteStore ||
-               kind == PointKind::LockAcquire || kind == PointKind::LockRelease || rcu);
+               kind == PointKind::LockAcquire || kind == PointKind::LockRelease || rcu ||
+               kind == PointKind::Seamcall || kind == PointKind::ModuleTryLock ||
+               kind == PointKind::InstructionBoundary);
   f.reads_only = kind == PointKind::SpteRead;
   f.ntouched = 0;
 }
@@ -223,6 +225,10 @@ void DetEngine::note(EngineEvent e, const void* object) {
     case EngineEvent::RcuReadLock: case EngineEvent::RcuReadUnlock: case EngineEvent::CallRcu:
       touch(&kRcuState);
       break;
+    // Ending is no access of its own: what the thread's last code touched
+    // was named by its points, and thread_main() adds what ending sets off.
+    case EngineEvent::ThreadEnd:
+      break;
     default:
       step_.global = true;
   }
@@ -268,14 +274,17 @@ void DetEngine::thread_main(int id, const std::function<void()>& fn) {
   if (sink_) sink_->on_engine_event(id, EngineEvent::ThreadStart, nullptr);
   fn();
   note(EngineEvent::ThreadEnd, nullptr);
-  end_step();
   me.state = VThread::State::Done;
   // Leaving a read section for good would be a bug in the code under test;
   // the grace-period model must not wait for a finished thread.
+  if (me.rcu_depth > 0) touch(&kRcuState);
   me.rcu_depth = 0;
+  // What ending sets off belongs to the last step: callbacks whose grace
+  // period it ends (global) and waiters on them (their object).
   run_ready_callbacks();
   for (auto& t : threads_)
     if (t->state == VThread::State::Blocked && t->blocked_on == &pending_) wake(&pending_);
+  end_step();
   bool others = false;
   for (size_t i = first_of_run_; i < threads_.size(); i++) others |= threads_[i]->state != VThread::State::Done;
   if (!others) return;  // next_ is -1: the scheduler loop ends
@@ -295,6 +304,7 @@ bool DetEngine::run() {
   g_injection_oracle.store(&engine_injection);
   g_seamcall_error_oracle.store(&engine_seamcall_error);
   set_sched_handler(&engine_point);
+  strategy_.on_run(static_cast<int>(threads_.size() - first_of_run_));
   if (first_of_run_ < threads_.size()) {
     // The caller's own per-thread values, kept while the virtual threads
     // have theirs swapped in.

@@ -87,7 +87,7 @@ class EngineSink {
 // Partial-order reduction swaps two steps only if neither is global and they
 // share no object that one of them writes.
 struct StepFootprint {
-  static constexpr int kMaxTouched = 4;
+  static constexpr int kMaxTouched = 8;
   PointKind kind = PointKind::Yield;
   bool global = true;
   bool reads_only = false;  // the point's object is only read (SpteRead)
@@ -103,6 +103,9 @@ class DetStrategy {
   // The running thread finished a step (it reached a scheduling point,
   // blocked, yielded or ended). Called before the decision that follows it.
   virtual void on_step(int /*thread*/, const StepFootprint& /*step*/) {}
+  // A run begins (DetEngine::run()) with `threads` virtual threads spawned
+  // for it; every step of an earlier run happens before its steps.
+  virtual void on_run(int /*threads*/) {}
   // Whether on_step() matters now; if not, a thread running alone passes
   // its scheduling points without calling the strategy at all.
   virtual bool wants_steps() const { return false; }

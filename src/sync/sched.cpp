@@ -22,6 +22,7 @@ const char* point_kind_name(PointKind k) {
     case PointKind::RcuReadUnlock: return "rcu_read_unlock";
     case PointKind::Yield: return "yield";
     case PointKind::GuestAccess: return "access";
+    case PointKind::InstructionBoundary: return "boundary";
   }
   return "?";
 }

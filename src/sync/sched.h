@@ -26,6 +26,10 @@ enum class PointKind : uint8_t {
   RcuReadUnlock,
   Yield,
   GuestAccess,  // a vCPU's guest touches memory: the TLB, else a walk of its root
+  // A vCPU between two guest instructions: a kick lands here. The step
+  // reads and writes that vCPU's mode and kick flags, which a kicker names
+  // too (sched_touch on the vCPU).
+  InstructionBoundary,
 };
 const char* point_kind_name(PointKind k);
 

@@ -25,4 +25,18 @@ class TrackedMutex : public std::mutex {
   }
 };
 
+// The same for state a recursive mutex guards (the TDX module's: a SEAMCALL
+// and the vCPU-side entry points such as TD exit all take it).
+class TrackedRecursiveMutex : public std::recursive_mutex {
+ public:
+  void lock() {
+    sched_touch(this);
+    std::recursive_mutex::lock();
+  }
+  bool try_lock() {
+    sched_touch(this);
+    return std::recursive_mutex::try_lock();
+  }
+};
+
 }  // namespace mirrormmu::sync

@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "sync/sched.h"
+#include "sync/tracked_mutex.h"
 #include <type_traits>
 
 #include "tdx/module.h"
@@ -272,7 +273,8 @@ struct TdxModule::Impl {
 
   // ---- state -------------------------------------------------------------------
   TdxModule& m;
-  mutable std::recursive_mutex mu;
+  // Tracked: every step that enters the module names its state.
+  mutable sync::TrackedRecursiveMutex mu;
   SeptTree tree;
   Pamt pamt;
   SharexLock tdr_lock, sept_tree_lock, epoch_lock;

@@ -65,6 +65,7 @@ void Vm::vcpu_put_roots(Vcpu& v) {
 }
 
 void Vm::exit_guest(Vcpu& v) {
+  sync::sched_touch(&v);
   if (!v.in_guest.load()) return;
   if (tdx_) tdx_->tdx_vcpu_exit(v.id);
   v.in_guest.store(false);
@@ -106,6 +107,7 @@ void Vm::kick_all_vcpus_out() {
     }
     // An IPI, then wait for the acknowledgement: the vCPU leaves guest mode
     // at its next instruction boundary.
+    sync::sched_touch(v.get());
     if (!v->in_guest.load()) continue;
     v->kick.store(true);
     while (v->in_guest.load()) sync::wait_event(v.get());
@@ -330,7 +332,7 @@ ExitReason Vm::vcpu_access(int vcpu, uint64_t gpa, bool write, PgLevel accept_le
   for (uint64_t attempt = 0; attempt < kMaxFaultRetries; attempt++) {
     // An instruction boundary: another thread may run here, and a pending
     // kick takes the vCPU out of the guest.
-    sync::sched_point(sync::PointKind::Yield, &v);
+    sync::sched_point(sync::PointKind::InstructionBoundary, &v);
     if (v.kick.load()) exit_guest(v);
     if (bugs_.bugged()) {
       exit_guest(v);

@@ -61,9 +61,9 @@ std::vector<uint64_t> run_once(const Program& p, sync::DetStrategy& s) {
   return state;
 }
 
-Outcomes explore_program(const Program& p, int bound, bool reduce) {
+Outcomes explore_program(const Program& p, int bound, bool reduce, bool dpor = false) {
   Outcomes o;
-  DfsStrategy dfs(bound, 0, 1, reduce);
+  DfsStrategy dfs(bound, 0, 1, reduce, dpor);
   do {
     o.states.insert(run_once(p, dfs));
     o.executions++;
@@ -108,6 +108,34 @@ TEST(Reduction, SharedWordsKeepEveryOutcome) {
     }
 }
 
+// DPOR tries a sibling only for a thread whose step races with a later one:
+// disjoint threads need one execution per bound whatever the bound, and
+// racing ones keep every outcome.
+TEST(Dpor, DisjointThreadsRunOnceAndRacingOnesKeepEveryOutcome) {
+  const Program disjoint{{{0, 1}, {2, 3}, {4, 5}}};
+  for (int bound = 0; bound <= 2; bound++) {
+    const Outcomes full = explore_program(disjoint, bound, false);
+    const Outcomes dpor = explore_program(disjoint, bound, true, true);
+    EXPECT_EQ(dpor.states, full.states) << "bound " << bound;
+    EXPECT_EQ(dpor.executions, 1u) << "bound " << bound << ": no step races with another";
+  }
+  const std::vector<Program> racing = {
+      {{{0, 1}, {1, 2}, {2, 0}}},
+      {{{0, 0}, {0, 3}, {4}}},
+      {{{0, 1, 2}, {2, 1}, {5, 0}}},
+      {{{0, 1}, {2, 3}}, true, true},
+  };
+  for (size_t i = 0; i < racing.size(); i++)
+    for (int bound = 0; bound <= 3; bound++) {
+      const Outcomes full = explore_program(racing[i], bound, false);
+      const Outcomes dpor = explore_program(racing[i], bound, true, true);
+      EXPECT_EQ(dpor.states, full.states) << "program " << i << " bound " << bound;
+      EXPECT_LE(dpor.executions, full.executions) << "program " << i << " bound " << bound;
+      std::cout << "program " << i << " bound " << bound << ": " << full.executions << " executions, DPOR "
+                << dpor.executions << "\n";
+    }
+}
+
 TEST(Reduction, HiddenStateBreaksItUnlessTouched) {
   // The counter is shared but invisible to the engine: the reduction then
   // treats the threads as independent and loses orders of the counter. The
@@ -135,10 +163,11 @@ struct Seen {
   bool exhausted = false;
 };
 
-Seen explore_scenario(const std::string& name, int bound, bool reduce, uint64_t budget) {
+Seen explore_scenario(const std::string& name, int bound, bool reduce, uint64_t budget, bool dpor = false) {
   Seen s;
   explore::ExploreConfig cfg;
   cfg.scenario = name;
+  cfg.dpor = dpor;
   // A scenario with private huge pages needs the design that maps them.
   for (const auto& b : explore::builtin_scenarios())
     if (b.name == name && b.make(1).huge_pages) cfg.design = "hugepage-v5";
@@ -192,9 +221,18 @@ void expect_sound(const std::string& name, uint64_t cap) {
   EXPECT_EQ(reduced.sites, full.sites) << name;
   EXPECT_LE(reduced.executions, full.executions) << name;
   EXPECT_EQ(full.pruned, 0u) << name;
+  // DPOR on top, the same comparison.
+  const Seen dpor = explore_scenario(name, bound, true, cap, true);
+  EXPECT_TRUE(dpor.exhausted) << name;
+  EXPECT_EQ(dpor.end_states, full.end_states) << name << ": " << full.end_states.size() << " end states without "
+                                              << "reduction, " << dpor.end_states.size() << " with DPOR";
+  EXPECT_EQ(dpor.failures, full.failures) << name << " (DPOR)";
+  EXPECT_EQ(dpor.classes, full.classes) << name << " (DPOR)";
+  EXPECT_EQ(dpor.sites, full.sites) << name << " (DPOR)";
+  EXPECT_LE(dpor.executions, full.executions) << name;
   std::cout << name << " at " << bound << " preemption(s): " << full.executions << " executions, reduced "
-            << reduced.executions << " (" << reduced.pruned << " branches pruned), " << full.end_states.size()
-            << " end states, " << full.failures.size() << " failures\n";
+            << reduced.executions << " (" << reduced.pruned << " branches pruned), DPOR " << dpor.executions << ", "
+            << full.end_states.size() << " end states, " << full.failures.size() << " failures\n";
 }
 
 

@@ -209,6 +209,12 @@ TEST(WhatIf, AFastZapThatTakesTheMirrorRootIsFound) {
   ASSERT_TRUE(bad.has_value()) << err;
   ASSERT_FALSE(bad->failures.empty()) << "the mirror root's invalidation went unnoticed";
   EXPECT_EQ(bad->failures.front().result.invariant, "mirror_root_invalidated") << bad->failures.front().result.detail;
+  cfg.dpor = true;
+  const auto reduced = explore::explore(cfg, nullptr, &err);
+  ASSERT_TRUE(reduced.has_value()) << err;
+  ASSERT_FALSE(reduced->failures.empty()) << "DPOR missed the mirror root's invalidation";
+  EXPECT_EQ(reduced->failures.front().result.invariant, "mirror_root_invalidated");
+  cfg.dpor = false;
   const auto again = explore::replay(bad->failures.front().schedule, &err);
   ASSERT_TRUE(again.has_value()) << err;
   EXPECT_EQ(again->invariant, "mirror_root_invalidated");
@@ -240,6 +246,14 @@ TEST_P(TdHardwarePlant, IsFoundAndReplays) {
   const auto bad = explore::explore(cfg, nullptr, &err);
   ASSERT_TRUE(bad.has_value()) << err;
   ASSERT_FALSE(bad->failures.empty()) << p.what_if << " went unnoticed";
+  {
+    explore::ExploreConfig d = cfg;
+    d.dpor = true;
+    const auto reduced = explore::explore(d, nullptr, &err);
+    ASSERT_TRUE(reduced.has_value()) << err;
+    ASSERT_FALSE(reduced->failures.empty()) << p.what_if << " went unnoticed by DPOR";
+    EXPECT_EQ(reduced->failures.front().result.invariant, p.invariant);
+  }
   EXPECT_EQ(bad->failures.front().result.invariant, p.invariant) << bad->failures.front().result.detail;
   const auto again = explore::replay(bad->failures.front().schedule, &err);
   ASSERT_TRUE(again.has_value()) << err;
