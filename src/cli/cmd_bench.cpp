@@ -27,12 +27,14 @@ struct SearchRow {
   explore::ExploreReport r;
 };
 
-std::optional<SearchRow> search_row(std::string name, int preemptions, bool reduce, int jobs, double seconds) {
+std::optional<SearchRow> search_row(std::string name, int preemptions, bool reduce, int jobs, double seconds,
+                                    bool dpor = false) {
   explore::ExploreConfig c;
   c.scenario = "fault-fault-2m";
   c.scale = 1;
   c.preemptions = preemptions;
   c.reduction = reduce;
+  c.dpor = dpor;
   c.budget = uint64_t(1) << 40;
   c.seconds = seconds;
   c.shrink = false;
@@ -60,20 +62,23 @@ bool print_search_rows() {
   add(search_row("2 preemptions, sleep sets, 2 jobs", 2, true, 2, 0));
   add(search_row(fmt::format("3 preemptions, sleep sets, 1 job, {:.0f} s at most", g_dfs_seconds), 3, true, 1,
                  g_dfs_seconds));
+  add(search_row("2 preemptions, DPOR, 1 job", 2, true, 1, 0, true));
+  add(search_row(fmt::format("3 preemptions, DPOR, 1 job, {:.0f} s at most", g_dfs_seconds), 3, true, 1,
+                 g_dfs_seconds, true));
   std::printf("\nexplorer: fault-fault-2m --scale 1, DFS           executions   pruned   seconds    exec/s  done\n");
   for (const auto& r : rows)
     std::printf("%-50s %10llu %8llu %9.2f %9.0f  %s\n", r.name.c_str(),
                 static_cast<unsigned long long>(r.r.executions), static_cast<unsigned long long>(r.r.pruned),
                 r.r.seconds, r.r.seconds > 0 ? double(r.r.executions) / r.r.seconds : 0.0,
                 r.r.exhausted ? "exhaustive" : "stopped");
-  bool ok = rows.size() == 4;
+  bool ok = rows.size() == 6;
   for (const auto& r : rows)
     if (!r.r.ok()) {
       std::fprintf(stderr, "mirrormmu: bench: %s: the search found failures or bug sites (run `mirrormmu explore` on it)\n",
                    r.name.c_str());
       ok = false;
     }
-  if (rows.size() == 4) {
+  if (rows.size() == 6) {
     std::printf("DFS at 2 preemptions, exhaustive:  %.2f s   (target <= 1 s)\n", rows[0].r.seconds);
     std::printf("executions pruned by sleep sets:   %llu of %llu (%.1f%%)\n",
                 static_cast<unsigned long long>(rows[1].r.executions - rows[0].r.executions),
@@ -81,6 +86,10 @@ bool print_search_rows() {
                 100.0 * double(rows[1].r.executions - rows[0].r.executions) / double(std::max<uint64_t>(rows[1].r.executions, 1)));
     std::printf("--jobs 2 vs 1 job:                 %.2fx faster (target >= 1.8x)\n",
                 rows[0].r.seconds / std::max(rows[2].r.seconds, 1e-9));
+    std::printf("executions DPOR leaves out:        %llu of %llu at 2 preemptions (%.1f%%)\n",
+                static_cast<unsigned long long>(rows[1].r.executions - rows[4].r.executions),
+                static_cast<unsigned long long>(rows[1].r.executions),
+                100.0 * double(rows[1].r.executions - rows[4].r.executions) / double(std::max<uint64_t>(rows[1].r.executions, 1)));
   }
   return ok;
 }

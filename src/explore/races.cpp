@@ -13,6 +13,7 @@ void RaceTracker::reset() {
   last_global_ = {};
   start_ = {};
   started_ = {};
+  nthreads_ = 0;
   live_ = 0;
   overflowed_ = false;
   // Every entry of the table belongs to an older generation now.
@@ -61,6 +62,8 @@ void RaceTracker::step(int p, const sync::StepFootprint& f, Origin origin, std::
     overflowed_ = true;
     return;
   }
+  // Threads below `nthreads_` are all the loops below need to look at.
+  if (p >= nthreads_) nthreads_ = p + 1;
   if (!started_[static_cast<size_t>(p)]) {
     started_[static_cast<size_t>(p)] = true;
     clock_[static_cast<size_t>(p)] = start_;
@@ -74,10 +77,10 @@ void RaceTracker::step(int p, const sync::StepFootprint& f, Origin origin, std::
   if (f.global) {
     // Dependent with every earlier step: each thread's last one races
     // unless already ordered before this one.
-    for (int q = 0; q < kMaxThreads; q++) report(last_step_[static_cast<size_t>(q)], q, c);
-    for (int q = 0; q < kMaxThreads; q++) join(c, clock_[static_cast<size_t>(q)]);
+    for (int q = 0; q < nthreads_; q++) report(last_step_[static_cast<size_t>(q)], q, c);
+    for (int q = 0; q < nthreads_; q++) join(c, clock_[static_cast<size_t>(q)]);
   } else {
-    for (int q = 0; q < kMaxThreads; q++) report(last_global_[static_cast<size_t>(q)], q, c);
+    for (int q = 0; q < nthreads_; q++) report(last_global_[static_cast<size_t>(q)], q, c);
     // Ordered after every global step: a step that happens before one of
     // them is no race of this step's own.
     join(c, globals_);
@@ -104,7 +107,7 @@ void RaceTracker::step(int p, const sync::StepFootprint& f, Origin origin, std::
     if (o.writer >= 0) report(o.write, o.writer, known);
     join(c, o.write_clock);
     if (writes[i]) {
-      for (int q = 0; q < kMaxThreads; q++) report(o.reads[static_cast<size_t>(q)], q, known);
+      for (int q = 0; q < nthreads_; q++) report(o.reads[static_cast<size_t>(q)], q, known);
       join(c, o.read_clock);
     }
   }

@@ -78,6 +78,7 @@ class RaceTracker {
   Clock globals_{};  // join of the clocks of global steps
   Clock start_{};    // what a thread's first step knows (barrier())
   std::array<bool, kMaxThreads> started_{};
+  int nthreads_ = 0;  // one more than the highest thread id seen
   std::array<Access, kMaxThreads> last_step_{}, last_global_{};
   // Open addressing, reused from one execution to the next: an entry is
   // live only in the current generation.
