@@ -119,7 +119,7 @@ void resume_at(StepFootprint& f, PointKind kind, const void* object) {
   f.global = !(kind == PointKind::SpteRead || kind == PointKind::SpteCmpxchg || kind == PointKind::SpteStore ||
                kind == PointKind::LockAcquire || kind == PointKind::LockRelease || rcu ||
                kind == PointKind::Seamcall || kind == PointKind::ModuleTryLock ||
-               kind == PointKind::InstructionBoundary);
+               kind == PointKind::InstructionBoundary || kind == PointKind::GuestAccess);
   f.reads_only = kind == PointKind::SpteRead;
   f.ntouched = 0;
 }

@@ -7,11 +7,15 @@
 
 namespace mirrormmu {
 
+// Every operation on the caches names them (sched_touch): a guest access, a
+// flush and a vCPU's entry are ordered against each other for partial-order
+// reduction, whichever scheduling point the step that does them began at.
 GuestHw::GuestHw(int nr_vcpus) {
   for (int i = 0; i < std::max(nr_vcpus, 1); i++) vcpus_.push_back(std::make_unique<Vcpu>());
 }
 
 bool GuestHw::tlb_hit(int vcpu, uint64_t gfn, bool write, bool exec) {
+  sync::sched_touch(this);
   Vcpu& v = *vcpus_[vcpu];
   std::lock_guard g(v.mu);
   auto it = v.entries.find(gfn);
@@ -20,6 +24,7 @@ bool GuestHw::tlb_hit(int vcpu, uint64_t gfn, bool write, bool exec) {
 }
 
 void GuestHw::fill(int vcpu, uint64_t gfn, const HwWalk& w) {
+  sync::sched_touch(this);
   Vcpu& v = *vcpus_[vcpu];
   std::lock_guard g(v.mu);
   if (v.flush_gen != v.entered_gen) return;
@@ -34,6 +39,7 @@ void GuestHw::fill(int vcpu, uint64_t gfn, const HwWalk& w) {
 }
 
 void GuestHw::flush_all() {
+  sync::sched_touch(this);
   for (auto& v : vcpus_) {
     std::lock_guard g(v->mu);
     v->entries.clear();
@@ -46,6 +52,7 @@ void GuestHw::flush_all() {
 // the paging-structure entries their walks used. A walk cached for a gfn
 // outside it survives, even if it went through the same tables.
 void GuestHw::flush_range(uint64_t gfn, uint64_t npages) {
+  sync::sched_touch(this);
   for (auto& v : vcpus_) {
     std::lock_guard g(v->mu);
     std::erase_if(v->entries, [&](const auto& kv) { return kv.first >= gfn && kv.first - gfn < npages; });
@@ -55,6 +62,7 @@ void GuestHw::flush_range(uint64_t gfn, uint64_t npages) {
 }
 
 void GuestHw::flush_current(int vcpu) {
+  sync::sched_touch(this);
   Vcpu& v = *vcpus_[vcpu];
   std::lock_guard g(v.mu);
   v.entries.clear();
@@ -80,6 +88,7 @@ std::vector<GuestHw::Cached> GuestHw::translations(uint64_t start, uint64_t end)
 }
 
 void GuestHw::host_freed(uint64_t pfn_start, uint64_t pfn_end, const std::string& why) {
+  sync::sched_touch(this);
   std::string found;
   for_each_usable([&](int v, uint64_t gfn, const Entry& e) {
     if (!e.leaf || e.pfn < pfn_start || e.pfn >= pfn_end) return false;
@@ -91,6 +100,7 @@ void GuestHw::host_freed(uint64_t pfn_start, uint64_t pfn_end, const std::string
 }
 
 void GuestHw::table_freed(uint64_t table) {
+  sync::sched_touch(this);
   std::string found;
   for_each_usable([&](int v, uint64_t gfn, const Entry& e) {
     for (int t = 0; t < e.ntables; t++)
@@ -121,6 +131,7 @@ std::string GuestHw::violation() const {
 // requester publishes the request before it reads the mode. Sequentially
 // consistent on both sides, one of them sees the other.
 bool GuestHw::enter(int vcpu) {
+  sync::sched_touch(this);
   Vcpu& v = *vcpus_[vcpu];
   {
     std::lock_guard g(v.mu);
@@ -138,17 +149,20 @@ bool GuestHw::enter(int vcpu) {
 }
 
 void GuestHw::exit(int vcpu) {
+  sync::sched_touch(this);
   Vcpu& v = *vcpus_[vcpu];
   v.in_guest.store(false);
   sync::wake_event(&v.in_guest);
 }
 
 void GuestHw::request_reload_all_and_wait() {
+  sync::sched_touch(this);
   for (auto& v : vcpus_) v->reload.store(true);
   wait_for_guests();
 }
 
 void GuestHw::wait_for_guests() {
+  sync::sched_touch(this);
   for (auto& v : vcpus_) {
     const uint64_t entry = v->entries_count.load();
     while (v->in_guest.load() && v->entries_count.load() == entry) sync::wait_event(&v->in_guest);

@@ -272,6 +272,8 @@ HwWalk PlainVm::walk(int vcpu, uint64_t gfn, WalkFor why) {
     for (PgLevel level = root->role.level;; level = lower(level)) {
       w.tables[w.ntables++] = table.v;
       uint64_t* sptep = pool_.page_ptr(table) + spte_index(gfn, level);
+      // The CPU's read is no scheduling point; the step that makes it names it.
+      sync::sched_touch(sptep);
       uint64_t s = sync::spte_ref(sptep).load(std::memory_order_acquire);
       if (!(s & spte::kRwx)) return w;  // what the CPU calls not present
       if (level != PgLevel::k4K && !(s & spte::kLarge)) {

@@ -266,8 +266,10 @@ HwWalk Vm::hw_walk(Vcpu& v, Gfn gfn) {
   Pfn table = v.root->spt_pfn;
   for (PgLevel level = v.root->role.level;; level = lower(level)) {
     w.tables[w.ntables++] = table.v;
-    const uint64_t s =
-        sync::spte_ref(pool().page_ptr(table) + spte_index(index_gfn, level)).load(std::memory_order_acquire);
+    uint64_t* sptep = pool().page_ptr(table) + spte_index(index_gfn, level);
+    // The CPU's read is no scheduling point; the step that makes it names it.
+    sync::sched_touch(sptep);
+    const uint64_t s = sync::spte_ref(sptep).load(std::memory_order_acquire);
     if (!spte::is_shadow_present(s)) return w;
     if (!spte::is_last(s, level)) {
       table = spte::to_pfn(s);

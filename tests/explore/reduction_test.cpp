@@ -255,6 +255,28 @@ TEST(ScenarioReductionLarge, AgeVsZapAtTwoPreemptions) {
   EXPECT_EQ(reduced.failures, full.failures);
   EXPECT_GT(reduced.pruned, 0u);
   EXPECT_LT(reduced.executions, full.executions);
+  const Seen dpor = explore_scenario(name, 2, true, 100000, true);
+  EXPECT_EQ(dpor.end_states, full.end_states);
+  EXPECT_EQ(dpor.failures, full.failures);
+  EXPECT_EQ(dpor.classes, full.classes);
+  EXPECT_LE(dpor.executions, reduced.executions);
+}
+
+// The races DPOR was built for, at one preemption where the suite above
+// can only afford none: a deletion racing faults on both roots, where every
+// step of the VMM's zap would otherwise be a branch.
+TEST(ScenarioReductionLarge, DporOnFaultVsDeleteAtOnePreemption) {
+  const Seen full = explore_scenario("fault-vs-delete", 1, false, 5000);
+  ASSERT_TRUE(full.exhausted);
+  const Seen dpor = explore_scenario("fault-vs-delete", 1, true, 5000, true);
+  ASSERT_TRUE(dpor.exhausted);
+  EXPECT_EQ(dpor.end_states, full.end_states);
+  EXPECT_EQ(dpor.failures, full.failures);
+  EXPECT_EQ(dpor.classes, full.classes);
+  EXPECT_EQ(dpor.sites, full.sites);
+  EXPECT_LT(dpor.executions, full.executions);
+  std::cout << "fault-vs-delete at 1 preemption: " << full.executions << " executions, DPOR " << dpor.executions
+            << ", " << full.end_states.size() << " end states\n";
 }
 
 }  // namespace
