@@ -106,21 +106,23 @@ namespace {
 // a callback (freeing memory) is not: it is global.
 const char kRcuState = 0;
 
-// The step a thread takes when it resumes at a scheduling point. Only SPTE
-// accesses, mmu_lock operations (on the lock) and RCU sections can be
-// independent of other steps: a SEAMCALL (the module's state and TDX's), a
-// module lock, a yield or a guest access (a walk of a whole root and the
-// TLB) are treated as touching everything. Written field by field: this
-// runs at every scheduling point, and `touched` is only read up to ntouched.
+// The step a thread takes when it resumes at a scheduling point. Every kind
+// of point names what its step touches: an SPTE access its SPTE, an
+// mmu_lock operation the lock, an RCU section the grace-period state, a
+// SEAMCALL or module try-lock the module (whose tracked mutex the step also
+// names), an instruction boundary the vCPU, a guest access the guest caches
+// (and the walk the entries it reads). A step becomes global only through
+// what it does: an injected failure, a wait on an unnamed condition, an RCU
+// callback. Written field by field: this runs at every scheduling point, and
+// `touched` is only read up to ntouched.
 void resume_at(StepFootprint& f, PointKind kind, const void* object) {
   f.kind = kind;
   const bool rcu = kind == PointKind::RcuReadLock || kind == PointKind::RcuReadUnlock;
   f.object = rcu ? &kRcuState : object;
-  f.global = !(kind == PointKind::SpteRead || kind == PointKind::SpteCmpxchg || kind == PointKind::SpteStore ||
-               kind == PointKind::LockAcquire || kind == PointKind::LockRelease || rcu ||
-               kind == PointKind::Seamcall || kind == PointKind::ModuleTryLock ||
-               kind == PointKind::InstructionBoundary || kind == PointKind::GuestAccess);
-  f.reads_only = kind == PointKind::SpteRead;
+  f.global = false;
+  // A yield in a long walk or a spin is followed at once by the point it
+  // goes back to (the lock, the cmpxchg): its step does nothing.
+  f.reads_only = kind == PointKind::SpteRead || kind == PointKind::Yield;
   f.ntouched = 0;
 }
 }  // namespace
@@ -472,12 +474,18 @@ void DetEngine::yield_to_others(const void* object) {
   wait_for_baton();
 }
 
-void DetEngine::block_on(const void* object) {
-  note(EngineEvent::Blocked, object);
+void DetEngine::block_on(const void* object, bool lock_state) {
+  if (lock_state) {
+    if (sink_) sink_->on_engine_event(current(), EngineEvent::Blocked, object);
+    touch(object);
+  } else {
+    note(EngineEvent::Blocked, object);
+  }
   VThread& me = *threads_[tl_vthread];
   me.state = VThread::State::Blocked;
   me.blocked_on = object;
   me.resume = StepFootprint{};
+  if (lock_state) resume_at(me.resume, PointKind::LockAcquire, object);
   switch_away(false);
 }
 

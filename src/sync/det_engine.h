@@ -149,7 +149,11 @@ class DetEngine {
   void point(PointKind kind, const void* object);
   bool fail_point(FailKind kind) { return fail_choice(kind, 2) != 0; }
   uint32_t fail_choice(FailKind kind, uint32_t alternatives);
-  void block_on(const void* object);
+  // `lock_state`: the object is a lock whose state is all the thread reads
+  // before its next scheduling point, blocking and retrying included; the
+  // block and the retry are then ordered by that lock alone. Otherwise the
+  // waiter rechecks a condition no point names, and both count as global.
+  void block_on(const void* object, bool lock_state = false);
   // The current thread gives way to any other runnable one (not a
   // preemption); it continues only when it is alone.
   void yield_to_others(const void* object);   // current thread waits for wake(object)

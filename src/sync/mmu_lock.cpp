@@ -60,8 +60,11 @@ LockMode MmuLock::held_by_me() const {
 }
 
 bool MmuLock::contended() const {
-  if (DetEngine* e = DetEngine::active()) [[unlikely]]
+  if (DetEngine* e = DetEngine::active()) [[unlikely]] {
+    // Whether someone waits is the lock's state too (see block_on()).
+    e->touch(this);
     return e->has_waiters(this);
+  }
   return waiters_.load(std::memory_order_relaxed) != 0;
 }
 
@@ -69,7 +72,7 @@ void MmuLock::write_lock() {
   sched_point(PointKind::LockAcquire, this);
   if (DetEngine* e = DetEngine::active()) [[unlikely]] {
     det_writers_waiting_++;
-    while (det_writer_ || det_readers_) e->block_on(this);
+    while (det_writer_ || det_readers_) e->block_on(this, true);
     det_writers_waiting_--;
     det_writer_ = true;
     e->note(EngineEvent::LockWrite, this);
@@ -99,7 +102,7 @@ void MmuLock::write_unlock() {
 void MmuLock::read_lock() {
   sched_point(PointKind::LockAcquire, this);
   if (DetEngine* e = DetEngine::active()) [[unlikely]] {
-    while (det_writer_ || det_writers_waiting_) e->block_on(this);
+    while (det_writer_ || det_writers_waiting_) e->block_on(this, true);
     det_readers_++;
     e->note(EngineEvent::LockRead, this);
   } else {
