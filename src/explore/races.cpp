@@ -88,19 +88,27 @@ void RaceTracker::step(int p, const sync::StepFootprint& f, Origin origin, std::
   const Clock known = c;
   // The objects, and whether this step may have written each: what a step
   // touched beyond its point it may have written (sync::dependent).
-  const void* keys[1 + sync::StepFootprint::kMaxTouched];
-  bool writes[1 + sync::StepFootprint::kMaxTouched];
+  const void* keys[3 + sync::StepFootprint::kMaxTouched];
+  bool writes[3 + sync::StepFootprint::kMaxTouched];
   int n = 0;
   if (!f.global) {
     keys[n] = f.object;
     writes[n++] = !f.reads_only;
+    if (f.page) {
+      keys[n] = f.page;
+      writes[n++] = false;
+    }
+    if (f.also_read) {
+      keys[n] = f.also_read;
+      writes[n++] = false;
+    }
     for (int i = 0; i < f.ntouched; i++) {
       keys[n] = f.touched[i];
       writes[n++] = true;
     }
   }
   while ((live_ + static_cast<size_t>(n) + 1) * 2 > table_.size()) grow();
-  Object* objs[1 + sync::StepFootprint::kMaxTouched];
+  Object* objs[3 + sync::StepFootprint::kMaxTouched];
   for (int i = 0; i < n; i++) {
     Object& o = object(keys[i]);
     objs[i] = &o;

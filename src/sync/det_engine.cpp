@@ -85,8 +85,20 @@ void touch_slow(const void* object) {
 }
 }  // namespace detail
 
+namespace {
+// Whether `read`, only read by one step, is written by the other.
+bool written(const void* read, const StepFootprint& other) {
+  if (!read) return false;
+  if (read == other.object && !other.reads_only) return true;
+  for (int j = 0; j < other.ntouched; j++)
+    if (other.touched[j] == read) return true;
+  return false;
+}
+}  // namespace
+
 bool dependent(const StepFootprint& a, const StepFootprint& b) {
   if (a.global || b.global) return true;
+  if (written(a.also_read, b) || written(b.also_read, a)) return true;
   if (a.object == b.object && !(a.reads_only && b.reads_only)) return true;
   // What a step touched it may have written.
   for (int i = 0; i < a.ntouched; i++) {
@@ -95,7 +107,10 @@ bool dependent(const StepFootprint& a, const StepFootprint& b) {
       if (a.touched[i] == b.touched[j]) return true;
   }
   for (int j = 0; j < b.ntouched; j++)
-    if (b.touched[j] == a.object) return true;
+    if (b.touched[j] == a.object || (a.page && b.touched[j] == a.page)) return true;
+  if (b.page)
+    for (int i = 0; i < a.ntouched; i++)
+      if (a.touched[i] == b.page) return true;
   return false;
 }
 
@@ -115,6 +130,13 @@ const char kRcuState = 0;
 // what it does: an injected failure, a wait on an unnamed condition, an RCU
 // callback. Written field by field: this runs at every scheduling point, and
 // `touched` is only read up to ntouched.
+// The object that stands for a whole page table: its address with the low
+// bit set, so that it never equals an entry's (entry 0 of the table shares
+// the table's address, and a walk names the entries it reads).
+const void* page_key(const void* p) {
+  return reinterpret_cast<const void*>((reinterpret_cast<uintptr_t>(p) & ~uintptr_t(4095)) | 1);
+}
+
 void resume_at(StepFootprint& f, PointKind kind, const void* object) {
   f.kind = kind;
   const bool rcu = kind == PointKind::RcuReadLock || kind == PointKind::RcuReadUnlock;
@@ -123,6 +145,10 @@ void resume_at(StepFootprint& f, PointKind kind, const void* object) {
   // A yield in a long walk or a spin is followed at once by the point it
   // goes back to (the lock, the cmpxchg): its step does nothing.
   f.reads_only = kind == PointKind::SpteRead || kind == PointKind::Yield;
+  f.page = kind == PointKind::SpteRead || kind == PointKind::SpteCmpxchg || kind == PointKind::SpteStore
+               ? page_key(object)
+               : nullptr;
+  f.also_read = nullptr;
   f.ntouched = 0;
 }
 }  // namespace
@@ -185,6 +211,14 @@ struct DetEngine::VThread {
 
 DetEngine::DetEngine(DetStrategy& strategy, DetLimits limits) : strategy_(strategy), limits_(limits) {}
 
+void DetEngine::touch_read(const void* object) {
+  if (step_.also_read == nullptr || step_.also_read == object) {
+    step_.also_read = object;
+    return;
+  }
+  touch(object);  // a second one: as if written, which orders more, never less
+}
+
 void DetEngine::touch(const void* object) {
   if (step_.ntouched == StepFootprint::kMaxTouched) {
     step_.global = true;
@@ -227,6 +261,12 @@ void DetEngine::note(EngineEvent e, const void* object) {
     case EngineEvent::RcuReadLock: case EngineEvent::RcuReadUnlock: case EngineEvent::CallRcu:
       touch(&kRcuState);
       break;
+    // A callback whose grace period is over: what it frees names itself
+    // (the pool's mutex, the quarantined table, the module's mutex).
+    case EngineEvent::RcuCallback:
+      touch(&kRcuState);
+      touch(object);
+      break;
     // Ending is no access of its own: what the thread's last code touched
     // was named by its points, and thread_main() adds what ending sets off.
     case EngineEvent::ThreadEnd:
@@ -240,6 +280,8 @@ void DetEngine::note(EngineEvent e, const void* object) {
 void DetEngine::end_step() { strategy_.on_step(tl_vthread, step_); }
 
 void DetEngine::quarantine(void* page) {
+  // Ordered against every access into the table (StepFootprint::page).
+  touch(page_key(page));
   quarantine_.push_back(page);
   quarantined_.insert(reinterpret_cast<uintptr_t>(page));
 }
@@ -478,6 +520,7 @@ void DetEngine::block_on(const void* object, bool lock_state) {
   if (lock_state) {
     if (sink_) sink_->on_engine_event(current(), EngineEvent::Blocked, object);
     touch(object);
+    touch(waiters_of(object));
   } else {
     note(EngineEvent::Blocked, object);
   }
@@ -491,8 +534,10 @@ void DetEngine::block_on(const void* object, bool lock_state) {
 
 void DetEngine::wake(const void* object) {
   // Whom it wakes waits on `object`: a thread that blocks on it again, or
-  // takes the lock it names, is ordered by that object.
+  // takes the lock it names, is ordered by that object; and who waits for a
+  // lock changes (DetEngine::waiters_of).
   touch(object);
+  if (has_waiters(object)) touch(waiters_of(object));
   for (size_t i = first_of_run_; i < threads_.size(); i++) {
     VThread& t = *threads_[i];
     if (t.state == VThread::State::Blocked && t.blocked_on == object) {

@@ -93,6 +93,11 @@ struct StepFootprint {
   bool reads_only = false;  // the point's object is only read (SpteRead)
   uint8_t ntouched = 0;
   const void* object = nullptr;
+  // An SPTE access reads the page table it is in as well: freeing that
+  // table (DetEngine::quarantine) writes the whole page.
+  const void* page = nullptr;
+  // One more object the step only read (DetEngine::touch_read).
+  const void* also_read = nullptr;
   const void* touched[kMaxTouched] = {};
 };
 bool dependent(const StepFootprint& a, const StepFootprint& b);
@@ -160,6 +165,15 @@ class DetEngine {
   void wake(const void* object);
   // The running step changes shared state named by `object` (sched_touch).
   void touch(const void* object);
+  // The running step reads shared state named by `object`: ordered against
+  // steps that change it, not against other readers.
+  void touch_read(const void* object);
+  // The object that names who waits for `lock` (block_on with lock_state):
+  // asking whether the lock is contended reads it, blocking and waking
+  // write it.
+  static const void* waiters_of(const void* lock) {
+    return reinterpret_cast<const void*>(reinterpret_cast<uintptr_t>(lock) | 2);
+  }
   // A walk may pass `n` SPTE reads in the page table at `table` without
   // their scheduling points, if each of them would have been a point with
   // nothing to decide and nothing to report: every other thread of this run

@@ -61,8 +61,8 @@ LockMode MmuLock::held_by_me() const {
 
 bool MmuLock::contended() const {
   if (DetEngine* e = DetEngine::active()) [[unlikely]] {
-    // Whether someone waits is the lock's state too (see block_on()).
-    e->touch(this);
+    // Whether someone waits: read, ordered against blocking and waking.
+    e->touch_read(DetEngine::waiters_of(this));
     return e->has_waiters(this);
   }
   return waiters_.load(std::memory_order_relaxed) != 0;
