@@ -118,18 +118,9 @@ namespace {
 // The grace-period state (readers' entry times, queued callbacks) as one
 // object: entering or leaving a read section and queueing a callback are
 // ordered against each other, and independent of everything else. Running
-// a callback (freeing memory) is not: it is global.
+// a callback orders against it too, and names what the callback frees.
 const char kRcuState = 0;
 
-// The step a thread takes when it resumes at a scheduling point. Every kind
-// of point names what its step touches: an SPTE access its SPTE, an
-// mmu_lock operation the lock, an RCU section the grace-period state, a
-// SEAMCALL or module try-lock the module (whose tracked mutex the step also
-// names), an instruction boundary the vCPU, a guest access the guest caches
-// (and the walk the entries it reads). A step becomes global only through
-// what it does: an injected failure, a wait on an unnamed condition, an RCU
-// callback. Written field by field: this runs at every scheduling point, and
-// `touched` is only read up to ntouched.
 // The object that stands for a whole page table: its address with the low
 // bit set, so that it never equals an entry's (entry 0 of the table shares
 // the table's address, and a walk names the entries it reads).
@@ -137,6 +128,15 @@ const void* page_key(const void* p) {
   return reinterpret_cast<const void*>((reinterpret_cast<uintptr_t>(p) & ~uintptr_t(4095)) | 1);
 }
 
+// The step a thread takes when it resumes at a scheduling point. Every kind
+// of point names what its step touches: an SPTE access its SPTE (and reads
+// its table), an mmu_lock operation the lock, an RCU section the
+// grace-period state, a SEAMCALL or module try-lock the module (whose
+// tracked mutex the step also names), an instruction boundary the vCPU, a
+// guest access the guest caches (and the walk the entries it reads). A step
+// becomes global only through what it does: an injected failure, a wait on
+// a condition no point names. Written field by field: this runs at every
+// scheduling point, and `touched` is only read up to ntouched.
 void resume_at(StepFootprint& f, PointKind kind, const void* object) {
   f.kind = kind;
   const bool rcu = kind == PointKind::RcuReadLock || kind == PointKind::RcuReadUnlock;

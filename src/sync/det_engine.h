@@ -81,9 +81,11 @@ class EngineSink {
 
 // What one step of a virtual thread (from the scheduling point it resumed at
 // to the next one) did, as far as the engine can tell: the point's own kind
-// and object, the objects it said it touched (sched_touch), and whether it
-// did anything the engine cannot attribute to an object (a lock, RCU, a
-// SEAMCALL, a wake-up, an injected failure...), which makes it "global".
+// and object, the objects it said it touched (sched_touch) or only read
+// (touch_read, the SPTE's page table), and whether it did anything the
+// engine cannot attribute to an object (an injected failure, a wait on a
+// condition no point names, more objects than it can list), which makes it
+// "global".
 // Partial-order reduction swaps two steps only if neither is global and they
 // share no object that one of them writes.
 struct StepFootprint {
