@@ -146,6 +146,8 @@ TEST(Reduction, HiddenStateBreaksItUnlessTouched) {
   const Outcomes blind = explore_program(p, 2, true);
   std::cout << "hidden: " << full.states.size() << " vs " << blind.states.size() << "\n";
   EXPECT_LT(blind.states.size(), full.states.size()) << "hidden shared state must be lost by a blind reduction";
+  const Outcomes blind_dpor = explore_program(p, 2, true, true);
+  EXPECT_LT(blind_dpor.states.size(), full.states.size()) << "and by DPOR, whose races are only as good";
   p.touch = true;
   const Outcomes full_touched = explore_program(p, 2, false);
   const Outcomes touched = explore_program(p, 2, true);
