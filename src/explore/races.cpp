@@ -86,37 +86,38 @@ void RaceTracker::step(int p, const sync::StepFootprint& f, Origin origin, std::
     join(c, globals_);
   }
   const Clock known = c;
-  // The objects, and whether this step may have written each: what a step
-  // touched beyond its point it may have written (sync::dependent).
-  const void* keys[3 + sync::StepFootprint::kMaxTouched];
-  bool writes[3 + sync::StepFootprint::kMaxTouched];
+  // The objects, and how this step accessed each: what a step touched
+  // beyond its point it may have written (sync::dependent).
+  constexpr int kMaxKeys = 4 + sync::StepFootprint::kMaxTouched;
+  const void* keys[kMaxKeys];
+  Kind kinds[kMaxKeys];
   int n = 0;
+  const auto add_key = [&](const void* key, Kind k) {
+    if (key == nullptr) return;
+    keys[n] = key;
+    kinds[n++] = k;
+  };
   if (!f.global) {
-    keys[n] = f.object;
-    writes[n++] = !f.reads_only;
-    if (f.page) {
-      keys[n] = f.page;
-      writes[n++] = false;
-    }
-    if (f.also_read) {
-      keys[n] = f.also_read;
-      writes[n++] = false;
-    }
-    for (int i = 0; i < f.ntouched; i++) {
-      keys[n] = f.touched[i];
-      writes[n++] = true;
-    }
+    add_key(f.object, f.reads_only ? Kind::Read : Kind::Write);
+    add_key(f.page, Kind::Read);
+    add_key(f.also_read, Kind::Read);
+    add_key(f.added, Kind::Add);
+    for (int i = 0; i < f.ntouched; i++) add_key(f.touched[i], Kind::Write);
   }
   while ((live_ + static_cast<size_t>(n) + 1) * 2 > table_.size()) grow();
-  Object* objs[3 + sync::StepFootprint::kMaxTouched];
+  Object* objs[kMaxKeys];
   for (int i = 0; i < n; i++) {
     Object& o = object(keys[i]);
     objs[i] = &o;
     if (o.writer >= 0) report(o.write, o.writer, known);
     join(c, o.write_clock);
-    if (writes[i]) {
+    if (kinds[i] != Kind::Read) {
       for (int q = 0; q < nthreads_; q++) report(o.reads[static_cast<size_t>(q)], q, known);
       join(c, o.read_clock);
+    }
+    if (kinds[i] != Kind::Add) {
+      for (int q = 0; q < nthreads_; q++) report(o.adds[static_cast<size_t>(q)], q, known);
+      join(c, o.add_clock);
     }
   }
   c[static_cast<size_t>(p)]++;
@@ -129,15 +130,24 @@ void RaceTracker::step(int p, const sync::StepFootprint& f, Origin origin, std::
   }
   for (int i = 0; i < n; i++) {
     Object& o = *objs[i];
-    if (writes[i]) {
-      o.writer = static_cast<int8_t>(p);
-      o.write = me;
-      o.write_clock = c;
-      o.read_clock = {};
-      o.reads = {};
-    } else {
-      o.reads[static_cast<size_t>(p)] = me;
-      join(o.read_clock, c);
+    switch (kinds[i]) {
+      case Kind::Write:
+        o.writer = static_cast<int8_t>(p);
+        o.write = me;
+        o.write_clock = c;
+        o.read_clock = {};
+        o.reads = {};
+        o.add_clock = {};
+        o.adds = {};
+        break;
+      case Kind::Read:
+        o.reads[static_cast<size_t>(p)] = me;
+        join(o.read_clock, c);
+        break;
+      case Kind::Add:
+        o.adds[static_cast<size_t>(p)] = me;
+        join(o.add_clock, c);
+        break;
     }
   }
 }

@@ -57,8 +57,9 @@ class RaceTracker {
     Origin origin;
   };
   // Per object, what a race detector keeps: the last write (earlier ones
-  // happen before it) and the reads since, each with its thread's clock
-  // joined in.
+  // happen before it) and the reads and the commutative updates since
+  // (sync::StepFootprint::added), each with its thread's clock joined in. A
+  // read races with the updates, an update with the reads, a write with all.
   struct Object {
     const void* key = nullptr;
     uint32_t generation = 0;
@@ -66,8 +67,11 @@ class RaceTracker {
     Access write;
     Clock write_clock{};
     Clock read_clock{};  // join of the clocks of the reads since the write
+    Clock add_clock{};   // and of the updates
     std::array<Access, kMaxThreads> reads{};
+    std::array<Access, kMaxThreads> adds{};
   };
+  enum class Kind : uint8_t { Read, Add, Write };
   Object& object(const void* key);
   void grow();
   static void join(Clock& a, const Clock& b) {

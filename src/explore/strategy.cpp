@@ -120,6 +120,7 @@ uint32_t DfsStrategy::decide_new_thread(uint64_t d, const std::vector<int>& opti
 uint32_t DfsStrategy::pick_thread(uint64_t seq, uint64_t, const std::vector<int>& options, bool current_first) {
   const auto alternatives = static_cast<uint32_t>(options.size());
   if (!reduce_) return decide(seq, alternatives, true, current_first);
+  last_thread_node_ = static_cast<int64_t>(seq);
   if (seq >= forced_ || seq >= path_.size()) {
     const uint32_t c = decide_new_thread(seq, options, current_first);
     if (dpor_) {
@@ -151,11 +152,24 @@ void DfsStrategy::on_step(int thread, const sync::StepFootprint& step) {
   if (!blocked_ && asleep(thread)) blocked_ = true;
   if (awaiting_ >= 0) {
     Node& n = path_[static_cast<size_t>(awaiting_)];
-    n.first_step_wide = step.global || step.ntouched > 0;
+    // pending0_ is still what this step's point said it would be.
+    n.first_step_wide = step.global || step.ntouched > 0 || step.also_read != pending0_.also_read ||
+                        step.added != pending0_.added;
     n.first_step_known = true;
     awaiting_ = -1;
   }
   std::erase_if(sleep_, [&](const Sleeper& s) { return s.thread == thread || sync::dependent(s.step, step); });
+}
+
+// No decision put `to` there, so none can reorder its first steps against
+// another thread's: a race of them asks where a decision could, at the
+// latest decision before the hand-off and where the spinner's run began
+// (the bounded-preemption rule of dpor_step, one run further back).
+void DfsStrategy::on_handoff(int from, int to) {
+  if (!tracking_ || from < 0 || from >= RaceTracker::kMaxThreads || to < 0 || to >= RaceTracker::kMaxThreads) return;
+  run_start_[static_cast<size_t>(to)] = run_start_[static_cast<size_t>(from)];
+  next_origin_[static_cast<size_t>(to)] = {static_cast<int32_t>(last_thread_node_),
+                                           run_start_[static_cast<size_t>(from)]};
 }
 
 void DfsStrategy::on_run(int threads) {
@@ -313,6 +327,7 @@ bool DfsStrategy::next() {
     run_start_.fill(-1);
     next_origin_.fill({});
     last_stepper_ = -1;
+    last_thread_node_ = -1;
   }
   // The current execution's first two deviations: a node before the second
   // one that changes makes a new execution with fewer deviations, shared by

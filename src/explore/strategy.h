@@ -123,6 +123,7 @@ class DfsStrategy : public sync::DetStrategy {
   bool wants_pending() const override { return reduce_; }
   bool wants_steps() const override { return tracking_ || (reduce_ && (awaiting_ >= 0 || !sleep_.empty())); }
   void on_run(int threads) override;
+  void on_handoff(int from, int to) override;
   void pending(const std::vector<sync::StepFootprint>& steps) override { pending0_ = steps.front(); }
   // Call after each execution; false when the tree under the bound is done.
   bool next();
@@ -146,7 +147,7 @@ class DfsStrategy : public sync::DetStrategy {
     uint64_t asleep = 0;  // options (by index) asleep here
     int continuing = -1;  // thread id of option 0 when current_first
     // What option 0's step did when it was chosen: whether it was global or
-    // touched more than its point's object. Its addresses belong to that
+    // touched, read or added to more than its point said it would. Its addresses belong to that
     // execution; only these flags carry over.
     bool first_step_wide = true;
     // DPOR: the options races asked for, the options run, and the thread
@@ -196,6 +197,7 @@ class DfsStrategy : public sync::DetStrategy {
   std::array<int32_t, RaceTracker::kMaxThreads> run_start_{};
   std::array<RaceTracker::Origin, RaceTracker::kMaxThreads> next_origin_{};
   int last_stepper_ = -1;
+  int64_t last_thread_node_ = -1;  // the latest thread decision of this execution
   uint64_t pruned_by_races_ = 0;
   // Following this run's steps for races: it has more than one thread (a
   // setup or teardown alone has nothing to race with).

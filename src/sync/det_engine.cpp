@@ -94,11 +94,20 @@ bool written(const void* read, const StepFootprint& other) {
     if (other.touched[j] == read) return true;
   return false;
 }
+
+// Whether `f` reads or writes `x` in any way but adding to it.
+bool accesses(const void* x, const StepFootprint& f) {
+  if (f.object == x || f.page == x || f.also_read == x) return true;
+  for (int j = 0; j < f.ntouched; j++)
+    if (f.touched[j] == x) return true;
+  return false;
+}
 }  // namespace
 
 bool dependent(const StepFootprint& a, const StepFootprint& b) {
   if (a.global || b.global) return true;
   if (written(a.also_read, b) || written(b.also_read, a)) return true;
+  if ((a.added && accesses(a.added, b)) || (b.added && accesses(b.added, a))) return true;
   if (a.object == b.object && !(a.reads_only && b.reads_only)) return true;
   // What a step touched it may have written.
   for (int i = 0; i < a.ntouched; i++) {
@@ -115,11 +124,17 @@ bool dependent(const StepFootprint& a, const StepFootprint& b) {
 }
 
 namespace {
-// The grace-period state (readers' entry times, queued callbacks) as one
-// object: entering or leaving a read section and queueing a callback are
-// ordered against each other, and independent of everything else. Running
-// a callback orders against it too, and names what the callback frees.
-const char kRcuState = 0;
+// The grace-period state, as two objects. Which readers are inside: entering
+// and leaving a read section add to it, so two entries or exits commute.
+// The callback queue: call_rcu() writes it and entering reads it, since
+// whether a callback waits for a reader depends on which came first. Leaving
+// does not read it: a callback runs at the exit of its last reader, or at
+// call_rcu() if that reader left before, and either way both steps end in the
+// same state, so an exit and a call_rcu() commute. Running a callback names
+// only what it frees. Aligned: the keys that stand for a page table or a
+// lock's waiters and readers set low bits of an aligned address.
+alignas(8) const char kRcuReaders = 0;
+alignas(8) const char kRcuQueue = 0;
 
 // The object that stands for a whole page table: its address with the low
 // bit set, so that it never equals an entry's (entry 0 of the table shares
@@ -139,12 +154,21 @@ const void* page_key(const void* p) {
 // scheduling point, and `touched` is only read up to ntouched.
 void resume_at(StepFootprint& f, PointKind kind, const void* object) {
   f.kind = kind;
-  const bool rcu = kind == PointKind::RcuReadLock || kind == PointKind::RcuReadUnlock;
-  f.object = rcu ? &kRcuState : object;
+  // The steps that follow a release (the release itself ended the step
+  // before) name nothing of their own: no other point has a null object.
+  const bool after_release = kind == PointKind::RcuReadUnlock || kind == PointKind::LockRelease;
+  f.object = kind == PointKind::RcuReadLock ? &kRcuQueue : after_release ? nullptr : object;
   f.global = false;
   // A yield in a long walk or a spin is followed at once by the point it
-  // goes back to (the lock, the cmpxchg): its step does nothing.
-  f.reads_only = kind == PointKind::SpteRead || kind == PointKind::Yield;
+  // goes back to (the lock, the cmpxchg): its step does nothing. Taking a
+  // lock shared reads its writer's state and adds to its reader count;
+  // entering a read section reads the callback queue and adds to the
+  // readers.
+  f.reads_only = kind == PointKind::SpteRead || kind == PointKind::Yield || kind == PointKind::LockAcquireShared ||
+                 kind == PointKind::RcuReadLock || after_release;
+  f.added = kind == PointKind::RcuReadLock         ? static_cast<const void*>(&kRcuReaders)
+            : kind == PointKind::LockAcquireShared ? DetEngine::readers_of(object)
+                                                   : nullptr;
   f.page = kind == PointKind::SpteRead || kind == PointKind::SpteCmpxchg || kind == PointKind::SpteStore
                ? page_key(object)
                : nullptr;
@@ -219,6 +243,14 @@ void DetEngine::touch_read(const void* object) {
   touch(object);  // a second one: as if written, which orders more, never less
 }
 
+void DetEngine::touch_add(const void* object) {
+  if (step_.added == nullptr || step_.added == object) {
+    step_.added = object;
+    return;
+  }
+  touch(object);  // a second one: as if written
+}
+
 void DetEngine::touch(const void* object) {
   if (step_.ntouched == StepFootprint::kMaxTouched) {
     step_.global = true;
@@ -254,17 +286,29 @@ void DetEngine::note(EngineEvent e, const void* object) {
   switch (e) {
     // Taking or dropping a lock is an access to the lock, ordered against
     // every other; what the holder then touches is the lock's to order.
-    case EngineEvent::LockRead: case EngineEvent::LockWrite:
-    case EngineEvent::UnlockRead: case EngineEvent::UnlockWrite:
+    // Taking a lock exclusive writes its writer state and reads its reader
+    // count; taking it shared reads the first (its point did) and adds to
+    // the second, as dropping it does.
+    case EngineEvent::LockWrite:
+      touch(object);
+      touch(readers_of(object));
+      break;
+    case EngineEvent::UnlockWrite:
       touch(object);
       break;
-    case EngineEvent::RcuReadLock: case EngineEvent::RcuReadUnlock: case EngineEvent::CallRcu:
-      touch(&kRcuState);
+    case EngineEvent::LockRead: case EngineEvent::UnlockRead:
+      touch_add(readers_of(object));
+      break;
+    // Entering also reads the queue: its point named that.
+    case EngineEvent::RcuReadLock: case EngineEvent::RcuReadUnlock:
+      touch_add(&kRcuReaders);
+      break;
+    case EngineEvent::CallRcu:
+      touch(&kRcuQueue);
       break;
     // A callback whose grace period is over: what it frees names itself
     // (the pool's mutex, the quarantined table, the module's mutex).
     case EngineEvent::RcuCallback:
-      touch(&kRcuState);
       touch(object);
       break;
     // Ending is no access of its own: what the thread's last code touched
@@ -321,7 +365,7 @@ void DetEngine::thread_main(int id, const std::function<void()>& fn) {
   me.state = VThread::State::Done;
   // Leaving a read section for good would be a bug in the code under test;
   // the grace-period model must not wait for a finished thread.
-  if (me.rcu_depth > 0) touch(&kRcuState);
+  if (me.rcu_depth > 0) touch(&kRcuReaders);
   me.rcu_depth = 0;
   // What ending sets off belongs to the last step: callbacks whose grace
   // period it ends (global) and waiters on them (their object).
@@ -501,34 +545,40 @@ void DetEngine::yield_to_others(const void* object) {
   bool others = false;
   for (size_t i = first_of_run_; i < threads_.size() && !others; i++)
     others = static_cast<int>(i) != cur && threads_[i]->state == VThread::State::Runnable;
-  step_.global = true;
   if (!others) return;
-  // Out of the runnable set just for this choice, as a waiter would be.
+  // Out of the runnable set just for this choice, as a waiter would be. The
+  // spinner's next step starts over from its retry loop: what it rechecks is
+  // named by the points it reaches, as for any step.
   VThread& me = *threads_[cur];
   end_step();
-  me.resume = StepFootprint{};
+  resume_at(me.resume, PointKind::Yield, object);
   me.state = VThread::State::Blocked;
   me.blocked_on = object;
   const int next = choose_next(false, true);
+  strategy_.on_handoff(cur, next);
   me.state = VThread::State::Runnable;
   me.blocked_on = nullptr;
   hand_baton(next);
   wait_for_baton();
 }
 
-void DetEngine::block_on(const void* object, bool lock_state) {
-  if (lock_state) {
-    if (sink_) sink_->on_engine_event(current(), EngineEvent::Blocked, object);
-    touch(object);
-    touch(waiters_of(object));
-  } else {
-    note(EngineEvent::Blocked, object);
-  }
+void DetEngine::block_on(const void* object) {
+  note(EngineEvent::Blocked, object);
   VThread& me = *threads_[tl_vthread];
   me.state = VThread::State::Blocked;
   me.blocked_on = object;
   me.resume = StepFootprint{};
-  if (lock_state) resume_at(me.resume, PointKind::LockAcquire, object);
+  switch_away(false);
+}
+
+void DetEngine::block_on_lock(const void* lock, PointKind retry) {
+  if (sink_) sink_->on_engine_event(current(), EngineEvent::Blocked, lock);
+  touch(lock);
+  touch(waiters_of(lock));
+  VThread& me = *threads_[tl_vthread];
+  me.state = VThread::State::Blocked;
+  me.blocked_on = lock;
+  resume_at(me.resume, retry, lock);
   switch_away(false);
 }
 
@@ -566,7 +616,8 @@ void DetEngine::rcu_read_unlock() {
   if (--me.rcu_depth == 0) {
     note(EngineEvent::RcuReadUnlock, nullptr);
     run_ready_callbacks();
-    wake(&pending_);
+    // Only rcu_barrier() waits on the queue, and its wait is global.
+    if (has_waiters(&pending_)) wake(&pending_);
   }
 }
 
@@ -605,6 +656,9 @@ void DetEngine::run_ready_callbacks() {
 }
 
 void DetEngine::rcu_barrier() {
+  // Whether it must wait depends on the queue and on every reader.
+  touch_read(&kRcuQueue);
+  touch_read(&kRcuReaders);
   for (;;) {
     run_ready_callbacks();
     if (pending_.empty()) return;

@@ -87,9 +87,10 @@ class EngineSink {
 // condition no point names, more objects than it can list), which makes it
 // "global".
 // Partial-order reduction swaps two steps only if neither is global and they
-// share no object that one of them writes.
+// share no object that one of them writes, or that one of them adds to
+// while the other reads it.
 struct StepFootprint {
-  static constexpr int kMaxTouched = 8;
+  static constexpr int kMaxTouched = 16;
   PointKind kind = PointKind::Yield;
   bool global = true;
   bool reads_only = false;  // the point's object is only read (SpteRead)
@@ -100,6 +101,11 @@ struct StepFootprint {
   const void* page = nullptr;
   // One more object the step only read (DetEngine::touch_read).
   const void* also_read = nullptr;
+  // An object the step changed only by an update that commutes with every
+  // other such update of it (DetEngine::touch_add): a reader count going up
+  // or down. Two read_lock()s, or two rcu_read_lock()s, are independent;
+  // either is dependent with whatever reads or writes the count.
+  const void* added = nullptr;
   const void* touched[kMaxTouched] = {};
 };
 bool dependent(const StepFootprint& a, const StepFootprint& b);
@@ -113,6 +119,9 @@ class DetStrategy {
   // A run begins (DetEngine::run()) with `threads` virtual threads spawned
   // for it; every step of an earlier run happens before its steps.
   virtual void on_run(int /*threads*/) {}
+  // A spinning thread `from` gave way (yield_to_others) and the engine, not
+  // the strategy, chose `to` among several runnable threads.
+  virtual void on_handoff(int /*from*/, int /*to*/) {}
   // Whether on_step() matters now; if not, a thread running alone passes
   // its scheduling points without calling the strategy at all.
   virtual bool wants_steps() const { return false; }
@@ -156,11 +165,13 @@ class DetEngine {
   void point(PointKind kind, const void* object);
   bool fail_point(FailKind kind) { return fail_choice(kind, 2) != 0; }
   uint32_t fail_choice(FailKind kind, uint32_t alternatives);
-  // `lock_state`: the object is a lock whose state is all the thread reads
-  // before its next scheduling point, blocking and retrying included; the
-  // block and the retry are then ordered by that lock alone. Otherwise the
-  // waiter rechecks a condition no point names, and both count as global.
-  void block_on(const void* object, bool lock_state = false);
+  // The waiter rechecks a condition no point names: blocking and the
+  // recheck count as global.
+  void block_on(const void* object);
+  // `lock`'s state is all the thread reads before its next scheduling
+  // point, blocking and retrying included; the block and the retry (a step
+  // that resumes at a `retry` point) are ordered by that lock alone.
+  void block_on_lock(const void* lock, PointKind retry);
   // The current thread gives way to any other runnable one (not a
   // preemption); it continues only when it is alone.
   void yield_to_others(const void* object);   // current thread waits for wake(object)
@@ -170,11 +181,19 @@ class DetEngine {
   // The running step reads shared state named by `object`: ordered against
   // steps that change it, not against other readers.
   void touch_read(const void* object);
-  // The object that names who waits for `lock` (block_on with lock_state):
+  // The running step changes `object` only by an update that commutes with
+  // every other touch_add of it (StepFootprint::added).
+  void touch_add(const void* object);
+  // The object that names who waits for `lock` (block_on_lock):
   // asking whether the lock is contended reads it, blocking and waking
   // write it.
   static const void* waiters_of(const void* lock) {
     return reinterpret_cast<const void*>(reinterpret_cast<uintptr_t>(lock) | 2);
+  }
+  // The object that names how many readers hold `lock`: taking and dropping
+  // it shared add to it, a writer reads it.
+  static const void* readers_of(const void* lock) {
+    return reinterpret_cast<const void*>(reinterpret_cast<uintptr_t>(lock) | 3);
   }
   // A walk may pass `n` SPTE reads in the page table at `table` without
   // their scheduling points, if each of them would have been a point with

@@ -72,7 +72,7 @@ void MmuLock::write_lock() {
   sched_point(PointKind::LockAcquire, this);
   if (DetEngine* e = DetEngine::active()) [[unlikely]] {
     det_writers_waiting_++;
-    while (det_writer_ || det_readers_) e->block_on(this, true);
+    while (det_writer_ || det_readers_) e->block_on_lock(this, PointKind::LockAcquire);
     det_writers_waiting_--;
     det_writer_ = true;
     e->note(EngineEvent::LockWrite, this);
@@ -100,9 +100,9 @@ void MmuLock::write_unlock() {
 }
 
 void MmuLock::read_lock() {
-  sched_point(PointKind::LockAcquire, this);
+  sched_point(PointKind::LockAcquireShared, this);
   if (DetEngine* e = DetEngine::active()) [[unlikely]] {
-    while (det_writer_ || det_writers_waiting_) e->block_on(this, true);
+    while (det_writer_ || det_writers_waiting_) e->block_on_lock(this, PointKind::LockAcquireShared);
     det_readers_++;
     e->note(EngineEvent::LockRead, this);
   } else {
@@ -122,7 +122,10 @@ void MmuLock::read_unlock() {
   note_released(this);
   if (DetEngine* e = DetEngine::active()) [[unlikely]] {
     e->note(EngineEvent::UnlockRead, this);
-    if (--det_readers_ == 0) e->wake(this);
+    // The last reader out hands the lock to a waiting writer. With none
+    // waiting nothing is woken and the step only added to the reader count:
+    // a writer that comes later reads that count.
+    if (--det_readers_ == 0 && e->has_waiters(this)) e->wake(this);
   } else {
     mu_.unlock_shared();
   }

@@ -13,6 +13,7 @@ const char* point_kind_name(PointKind k) {
   switch (k) {
     case PointKind::LockAcquire: return "lock";
     case PointKind::LockRelease: return "unlock";
+    case PointKind::LockAcquireShared: return "read_lock";
     case PointKind::SpteRead: return "read";
     case PointKind::SpteCmpxchg: return "cmpxchg";
     case PointKind::SpteStore: return "store";

@@ -17,6 +17,9 @@ namespace mirrormmu::sync {
 enum class PointKind : uint8_t {
   LockAcquire,
   LockRelease,
+  // Taking a lock shared: the step reads the writer's state and adds to the
+  // reader count, so two of them commute.
+  LockAcquireShared,
   SpteRead,
   SpteCmpxchg,
   SpteStore,
