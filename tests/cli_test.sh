@@ -121,7 +121,7 @@ bad "bench search seconds not a number" bench --dfs-seconds nan
 bad "dpor with a shard" explore --dpor --shard 0/2
 bad "dpor with two jobs" explore --dpor --jobs 2
 bad "dpor with pct" explore --dpor --strategy pct
-bad "dpor without sleep sets" explore --dpor --no-reduction
+bad "dpor with no reduction" explore --dpor --no-reduction
 bad "bench search seconds negative" bench --dfs-seconds -1
 bad "baseline refuses huge pages" run --design baseline --huge-pages --gib 0.01
 bad "huge-page scenario under baseline" explore --scenario accept-4k-vs-2m --design baseline

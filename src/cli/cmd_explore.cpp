@@ -96,7 +96,7 @@ int run_explore() {
   std::string error;
   if (cfg.dpor) {
     if (cfg.strategy != explore::StrategyKind::Dfs) usage_error("--dpor reduces a DFS search; drop --strategy");
-    if (!cfg.reduction) usage_error("--dpor works with sleep sets; drop --no-reduction");
+    if (!cfg.reduction) usage_error("--dpor is a reduction; drop --no-reduction");
     // Its backtrack points come from races the whole search meets: a shard
     // would miss those its siblings find.
     if (cfg.shards > 1) usage_error("--dpor explores in one process; drop --shard");

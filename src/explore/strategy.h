@@ -120,10 +120,9 @@ class DfsStrategy : public sync::DetStrategy {
   uint32_t pick_thread(uint64_t seq, uint64_t key, const std::vector<int>& options, bool current_first) override;
   uint32_t pick_fail(uint64_t seq, uint64_t key, sync::FailKind, uint32_t alternatives) override;
   void on_step(int thread, const sync::StepFootprint& step) override;
-  bool wants_pending() const override { return reduce_; }
+  bool wants_pending() const override { return reduce_ && !dpor_; }  // for sleep sets
   bool wants_steps() const override { return tracking_ || (reduce_ && (awaiting_ >= 0 || !sleep_.empty())); }
   void on_run(int threads) override;
-  void on_handoff(int from, int to) override;
   void pending(const std::vector<sync::StepFootprint>& steps) override { pending0_ = steps.front(); }
   // Call after each execution; false when the tree under the bound is done.
   bool next();
@@ -197,7 +196,6 @@ class DfsStrategy : public sync::DetStrategy {
   std::array<int32_t, RaceTracker::kMaxThreads> run_start_{};
   std::array<RaceTracker::Origin, RaceTracker::kMaxThreads> next_origin_{};
   int last_stepper_ = -1;
-  int64_t last_thread_node_ = -1;  // the latest thread decision of this execution
   uint64_t pruned_by_races_ = 0;
   // Following this run's steps for races: it has more than one thread (a
   // setup or teardown alone has nothing to race with).

@@ -37,9 +37,9 @@ std::string format_explore_report(const explore::ExploreConfig& cfg, const explo
                    r.seconds > 0 ? double(r.executions) / r.seconds : 0.0, r.max_steps, r.max_decisions,
                    by.empty() ? "" : " (taken in " + by + ")"));
   if (cfg.strategy == explore::StrategyKind::Dfs)
-    line(cfg.dpor ? fmt::format("pruned by DPOR and sleep sets: {} branches ({} that no race asked for), each at "
-                                "least one execution equivalent to one explored",
-                                r.pruned, r.pruned_by_races)
+    line(cfg.dpor ? fmt::format("pruned by DPOR: {} branches no race asked for, each at least one execution "
+                                "equivalent to one explored",
+                                r.pruned_by_races)
          : cfg.reduction ? fmt::format("pruned by sleep sets: {} branches, each at least one execution equivalent "
                                        "to one explored",
                                        r.pruned)

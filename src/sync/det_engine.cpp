@@ -555,7 +555,6 @@ void DetEngine::yield_to_others(const void* object) {
   me.state = VThread::State::Blocked;
   me.blocked_on = object;
   const int next = choose_next(false, true);
-  strategy_.on_handoff(cur, next);
   me.state = VThread::State::Runnable;
   me.blocked_on = nullptr;
   hand_baton(next);

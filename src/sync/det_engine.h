@@ -119,9 +119,6 @@ class DetStrategy {
   // A run begins (DetEngine::run()) with `threads` virtual threads spawned
   // for it; every step of an earlier run happens before its steps.
   virtual void on_run(int /*threads*/) {}
-  // A spinning thread `from` gave way (yield_to_others) and the engine, not
-  // the strategy, chose `to` among several runnable threads.
-  virtual void on_handoff(int /*from*/, int /*to*/) {}
   // Whether on_step() matters now; if not, a thread running alone passes
   // its scheduling points without calling the strategy at all.
   virtual bool wants_steps() const { return false; }
