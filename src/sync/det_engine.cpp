@@ -145,8 +145,10 @@ const void* page_key(const void* p) {
 
 // The step a thread takes when it resumes at a scheduling point. Every kind
 // of point names what its step touches: an SPTE access its SPTE (and reads
-// its table), an mmu_lock operation the lock, an RCU section the
-// grace-period state, a SEAMCALL or module try-lock the module (whose
+// its table), an mmu_lock acquisition the lock (and, shared, its reader
+// count), entering an RCU read section the grace-period state (leaving one,
+// or a lock, happened at the end of the step before, which named it), a
+// SEAMCALL or module try-lock the module (whose
 // tracked mutex the step also names), an instruction boundary the vCPU, a
 // guest access the guest caches (and the walk the entries it reads). A step
 // becomes global only through what it does: an injected failure, a wait on
@@ -284,11 +286,10 @@ bool DetEngine::fast_forward(const void* table, uint64_t n) {
 
 void DetEngine::note(EngineEvent e, const void* object) {
   switch (e) {
-    // Taking or dropping a lock is an access to the lock, ordered against
-    // every other; what the holder then touches is the lock's to order.
-    // Taking a lock exclusive writes its writer state and reads its reader
-    // count; taking it shared reads the first (its point did) and adds to
-    // the second, as dropping it does.
+    // Taking a lock exclusive writes its state (the lock's own object) and
+    // reads its reader count; taking it shared reads the first (its point
+    // named it) and adds to the second, as dropping it does. What the holder
+    // then touches is the lock's to order.
     case EngineEvent::LockWrite:
       touch(object);
       touch(readers_of(object));
@@ -368,7 +369,7 @@ void DetEngine::thread_main(int id, const std::function<void()>& fn) {
   if (me.rcu_depth > 0) touch(&kRcuReaders);
   me.rcu_depth = 0;
   // What ending sets off belongs to the last step: callbacks whose grace
-  // period it ends (global) and waiters on them (their object).
+  // period it ends (what they free) and waiters on them (their object).
   run_ready_callbacks();
   for (auto& t : threads_)
     if (t->state == VThread::State::Blocked && t->blocked_on == &pending_) wake(&pending_);
