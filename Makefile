@@ -41,14 +41,15 @@ build-tsan: deps
 
 # Every test under ASan+UBSan, then the concurrent ones (real threads, the
 # deterministic engine, the module under contention) under TSan; not the
-# scenario comparisons of the reduction and of fast-forwarding, which run
-# one virtual thread at a time (fibers on one OS thread) for minutes and
-# have nothing for TSan to see that the engine tests lack.
+# comparisons of reduced and unreduced searches (scenarios, small and random
+# programs) and of fast-forwarding, which run one virtual thread at a time
+# (fibers on one OS thread) for minutes and have nothing for TSan to see
+# that the engine tests lack.
 test: build-asan build-tsan
 	ctest --preset asan -j $(JOBS)
 	TSAN_OPTIONS="halt_on_error=1 suppressions=$(CURDIR)/tests/tsan.supp" \
 	  ctest --test-dir build/tsan -j $(JOBS) --output-on-failure -R '^(concurrent|explore|tdx|sync)\.' \
-	  -E 'ScenarioReduction|ScenarioFastForward'
+	  -E 'ScenarioReduction|ScenarioFastForward|RandomPrograms|Commute'
 
 
 # The kernel's own TDP MMU from ORACLE_TREE, and the tests that compare it
