@@ -164,8 +164,7 @@ TEST(Commute, RcuReadersRunOnceAndAnUpdaterKeepsEveryOutcome) {
 // One thread spins until a flag is set, giving way to the others at each
 // turn; two others write the word it then reads, one of them setting the
 // flag (before or after its write). The engine, not the strategy, picks
-// whom the spinner gives way to, so no decision puts that thread's first
-// steps where they are: a race of them must ask earlier.
+// whom the spinner gives way to, and giving way is no access of its own.
 Program spinner(bool flag_first) {
   return [flag_first](sync::DetEngine& e) {
     uint64_t flag = 0, word = 0, seen = 0, spins = 0;
