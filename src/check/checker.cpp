@@ -42,7 +42,17 @@ struct Checker::Scratch {
   std::vector<Item> tables, leaves, mirror, sept;
 };
 
+const char* check_mode_name(CheckMode m) {
+  switch (m) {
+    case CheckMode::Full: return "full";
+    case CheckMode::Incremental: return "incremental";
+    case CheckMode::Final: return "final";
+  }
+  return "?";
+}
+
 Checker::Checker(Vm& vm, CheckerOptions opts) : vm_(vm), opts_(opts), scratch_(std::make_unique<Scratch>()) {
+  if (incremental()) vm_.pool().log_departures(PageOwner::GuestPrivate);
   vm_.mmu().set_observer(this);
   vm_.bugs().set_observer(this);
   if (auto* m = vm_.module()) m->set_observer(this);
@@ -50,6 +60,7 @@ Checker::Checker(Vm& vm, CheckerOptions opts) : vm_(vm), opts_(opts), scratch_(s
 }
 
 Checker::~Checker() {
+  if (incremental()) vm_.pool().log_departures(PageOwner::kCount);
   vm_.mmu().set_observer(nullptr);
   vm_.bugs().set_observer(nullptr);
   if (auto* m = vm_.module()) m->set_observer(nullptr);
@@ -66,6 +77,8 @@ void Checker::on_spte_changed(const SpteChange& c) {
   }
   transitions_.add({spte::kind_of(c.old_spte, c.level, mmio), spte::kind_of(c.new_spte, c.level, mmio),
                     c.shared, c.mirror});
+  if (incremental())
+    touched_.add(Gfn{c.gfn.v & ~vm_.mmu().config().gfn_direct_bits}, pages_per_hpage(c.level));
 }
 
 void Checker::on_external_hook(HookKind kind, Gfn gfn, PgLevel level, int ret) {
@@ -121,26 +134,23 @@ void Checker::fail(std::string invariant, std::string detail) {
   violations_.push_back({std::move(invariant), std::move(detail), op_index_, op_});
 }
 
-// One pass over the whole state; a class so each invariant is a small method.
+// One pass over some ranges of the guest (all of it for a full check); a
+// class so each invariant is a small method.
 class Checker::Pass {
  public:
   explicit Pass(Checker& c)
       : c_(c), vm_(c.vm_), pool_(vm_.pool()), sc_(*c.scratch_),
-        mirror_leaves_(sc_.mirror_leaves), mirror_tables_(sc_.mirror_tables) {
-    mirror_leaves_.clear();
-    mirror_tables_.clear();
-  }
+        direct_bits_(vm_.mmu().config().gfn_direct_bits), mmio_(vm_.mmu().config().mmio_value) {}
 
-  void run() {
-    walk_roots();
+  // `ranges`: un-aliased gfns, sorted and disjoint. The page stats are held
+  // against the counts of every region a pass has walked, the last time it
+  // walked it; a full pass walks them all.
+  void run(const std::vector<TouchedRange>& ranges) {
+    vm_.mmu().for_each_root([&](MmuPage* root) { roots_.push_back({root}); });
+    for (RootAcc& r : roots_) check_root(*r.root);
+    for (const TouchedRange& r : ranges) check_range(r);
+    for (const RootAcc& r : roots_) report_root(r);
     check_stats();
-    if (vm_.is_td() && vm_.module()) {
-      // Once the VM is bugged the two trees may legitimately disagree.
-      if (!vm_.bugs().bugged()) {
-        check_mirror_vs_sept();
-        check_cache_writeback();
-      }
-    }
   }
 
   // A guest page whose lines under the TD's key were never written back
@@ -175,45 +185,90 @@ class Checker::Pass {
   }
 
  private:
-  void walk_roots() {
-    const uint64_t direct_bits = vm_.mmu().config().gfn_direct_bits;
-    const uint64_t mmio = vm_.mmu().config().mmio_value;
-    vm_.mmu().for_each_root([&](MmuPage* root) {
-      const bool mirror = root->is_mirror();
-      c_.invariants_checked_ += 5;
-      // Only the TD's teardown may invalidate the mirror root: a fast zap
-      // that takes it leaves the S-EPT mapping what KVM no longer tracks.
-      if (mirror && root->role.invalid && !vm_.destroyed())
-        c_.fail("mirror_root_invalidated", fmt::format("the mirror root {:#x} was invalidated while the TD lives",
-                                                       root->spt_pfn.v));
-      if (pool_.owner(root->spt_pfn) != PageOwner::PageTable)
-        c_.fail("pfn_owner", fmt::format("root table {:#x} is {}", root->spt_pfn.v,
-                                         page_owner_name(pool_.owner(root->spt_pfn))));
-      RawTree& t = sc_.tree;
-      raw_walk(pool_, root->spt, root->role.level, mmio, t);
-      for (const auto& f : t.frozen)
-        c_.fail("frozen_reachable", fmt::format("FROZEN_SPTE at gfn {:#x} level {} in a {} root",
-                                                f.gfn.v & ~direct_bits, level_name(f.level),
-                                                mirror ? "mirror" : "direct"));
-      if (t.bad_entries)
-        c_.fail("bad_spte", fmt::format("{} entries of unknown form in a {} root", t.bad_entries,
-                                        mirror ? "mirror" : "direct"));
-      // A table allocated for a split without pre-filling is reachable with
-      // entries nobody wrote: any walker may read them.
-      if (t.unwritten)
-        c_.fail("spte_unwritten", fmt::format("{} never-written entries reachable in a {} root", t.unwritten,
-                                              mirror ? "mirror" : "direct"));
-      if (mirror && t.mmio) c_.fail("mirror_mmio", fmt::format("{} MMIO SPTEs in the mirror root", t.mmio));
-      for (const auto& tb : t.tables) check_table(tb, mirror, direct_bits);
-      for (const auto& lf : t.leaves) check_leaf(lf, mirror, direct_bits);
-      tables_ += t.tables.size();
-      if (mirror) {
-        mirror_tables_.insert(mirror_tables_.end(), t.tables.begin(), t.tables.end());
-        mirror_leaves_.insert(mirror_leaves_.end(), t.leaves.begin(), t.leaves.end());
-      }
-    });
+  struct RootAcc {
+    MmuPage* root;
+    uint64_t bad = 0, unwritten = 0, mmio = 0;
+  };
+
+  void check_root(const MmuPage& root) {
+    c_.invariants_checked_ += 5;
+    // Only the TD's teardown may invalidate the mirror root: a fast zap
+    // that takes it leaves the S-EPT mapping what KVM no longer tracks.
+    if (root.is_mirror() && root.role.invalid && !vm_.destroyed())
+      c_.fail("mirror_root_invalidated", fmt::format("the mirror root {:#x} was invalidated while the TD lives",
+                                                     root.spt_pfn.v));
+    if (pool_.owner(root.spt_pfn) != PageOwner::PageTable)
+      c_.fail("pfn_owner", fmt::format("root table {:#x} is {}", root.spt_pfn.v,
+                                       page_owner_name(pool_.owner(root.spt_pfn))));
   }
 
+  void report_root(const RootAcc& r) {
+    const char* kind = r.root->is_mirror() ? "mirror" : "direct";
+    if (r.bad) c_.fail("bad_spte", fmt::format("{} entries of unknown form in a {} root", r.bad, kind));
+    // A table allocated for a split without pre-filling is reachable with
+    // entries nobody wrote: any walker may read them.
+    if (r.unwritten) c_.fail("spte_unwritten", fmt::format("{} never-written entries reachable in a {} root",
+                                                           r.unwritten, kind));
+    if (r.root->is_mirror() && r.mmio) c_.fail("mirror_mmio", fmt::format("{} MMIO SPTEs in the mirror root", r.mmio));
+  }
+
+  Checker::RegionCount& count_for(Gfn gfn) {
+    return c_.region_counts_[(gfn.v & ~direct_bits_) / TouchedRanges::kRegionPages];
+  }
+
+  void check_range(const TouchedRange& r) {
+    const uint64_t lo = r.start.v / TouchedRanges::kRegionPages, hi = (r.end.v - 1) / TouchedRanges::kRegionPages + 1;
+    auto& counts = c_.region_counts_;
+    for (auto it = counts.lower_bound(lo); it != counts.end() && it->first < hi; it = counts.erase(it)) {
+      for (int l = 0; l < kMaxHugeLevel; l++) c_.counted_pages_[l] -= it->second.pages[l];
+      c_.counted_tables_ -= it->second.tables;
+    }
+    c_.regions_checked_ += hi - lo;
+    sc_.mirror_leaves.clear();
+    sc_.mirror_tables.clear();
+    for (RootAcc& acc : roots_) {
+      const bool mirror = acc.root->is_mirror();
+      walk_range(acc, r.start, r.end);
+      // A TD's direct root maps the shared alias; an entry below the shared
+      // bit there is looked at too (and is wrong, as a leaf in the wrong root).
+      if (!mirror && direct_bits_ && r.start.v < direct_bits_)
+        walk_range(acc, r.start + direct_bits_, Gfn{std::min(r.end.v, direct_bits_) + direct_bits_});
+    }
+    if (vm_.is_td() && vm_.module() && !vm_.bugs().bugged()) check_mirror_vs_sept(r);
+  }
+
+  void walk_range(RootAcc& acc, Gfn start, Gfn end) {
+    const bool mirror = acc.root->is_mirror();
+    RawTree& t = sc_.tree;
+    raw_walk(pool_, acc.root->spt, acc.root->role.level, mmio_, t, start, end);
+    for (const auto& f : t.frozen)
+      c_.fail("frozen_reachable", fmt::format("FROZEN_SPTE at gfn {:#x} level {} in a {} root",
+                                              f.gfn.v & ~direct_bits_, level_name(f.level),
+                                              mirror ? "mirror" : "direct"));
+    acc.bad += t.bad_entries;
+    acc.unwritten += t.unwritten;
+    acc.mmio += t.mmio;
+    for (const auto& tb : t.tables) {
+      check_table(tb, mirror, direct_bits_);
+      count_for(tb.gfn).tables++;
+      c_.counted_tables_++;
+    }
+    for (const auto& lf : t.leaves) {
+      check_leaf(lf, mirror, direct_bits_);
+      count_for(lf.gfn).pages[lvl(lf.level) - 1]++;
+      c_.counted_pages_[lvl(lf.level) - 1]++;
+    }
+    entries_ += t.tables.size() + t.leaves.size();
+    if (mirror) {
+      sc_.mirror_tables.insert(sc_.mirror_tables.end(), t.tables.begin(), t.tables.end());
+      sc_.mirror_leaves.insert(sc_.mirror_leaves.end(), t.leaves.begin(), t.leaves.end());
+    }
+  }
+
+ public:
+  uint64_t entries() const { return entries_; }
+
+ private:
   void check_table(const RawTable& tb, bool mirror, uint64_t direct_bits) {
     const Gfn gfn{tb.gfn.v & ~direct_bits};
     if (!tb.sp) {
@@ -238,7 +293,6 @@ class Checker::Pass {
 
   void check_leaf(const RawLeaf& lf, bool mirror, uint64_t direct_bits) {
     const Gfn gfn{lf.gfn.v & ~direct_bits};
-    recount_[lvl(lf.level) - 1]++;
     if (lvl(lf.level) > kMaxHugeLevel)
       c_.fail("leaf_level", fmt::format("leaf at level {} (gfn {:#x})", level_name(lf.level), gfn.v));
     // Mirror leaves are 4K unless the VM maps private huge pages, and never
@@ -279,12 +333,12 @@ class Checker::Pass {
     c_.invariants_checked_ += 2;
     const TdpMmuStats& st = vm_.mmu().stats();
     for (int l = 0; l < kMaxHugeLevel; l++)
-      if (st.pages[l].load() != recount_[l])
+      if (st.pages[l].load() != c_.counted_pages_[l])
         c_.fail("stats_pages", fmt::format("pages_{} is {}, tables hold {}",
-                                           level_name(to_level(l + 1)), st.pages[l].load(), recount_[l]));
-    if (st.tdp_mmu_pages.load() != static_cast<int64_t>(tables_))
+                                           level_name(to_level(l + 1)), st.pages[l].load(), c_.counted_pages_[l]));
+    if (st.tdp_mmu_pages.load() != c_.counted_tables_)
       c_.fail("stats_tdp_mmu_pages", fmt::format("tdp_mmu_pages is {}, {} tables are linked",
-                                                 st.tdp_mmu_pages.load(), tables_));
+                                                 st.tdp_mmu_pages.load(), c_.counted_tables_));
   }
 
   // Mirror and S-EPT agree: same leaves (gfn, level, pfn, an unblocked
@@ -296,7 +350,7 @@ class Checker::Pass {
     return a.gpa != b.gpa ? a.gpa < b.gpa : a.tdx_level > b.tdx_level;
   }
 
-  void check_mirror_vs_sept() {
+  void check_mirror_vs_sept(const TouchedRange& r) {
     c_.invariants_checked_ += 2;
     std::vector<Item>& tables = sc_.tables;
     std::vector<Item>& leaves = sc_.leaves;
@@ -305,14 +359,15 @@ class Checker::Pass {
     tables.clear();
     leaves.clear();
     sept.clear();
-    for (const auto& tb : mirror_tables_) tables.push_back({tb.gfn.gpa(), lvl(tb.level), tb.external_spt, tdx::SeptState::NlMapped});
-    for (const auto& lf : mirror_leaves_) leaves.push_back({lf.gfn.gpa(), lvl(lf.level) - 1, lf.pfn, tdx::SeptState::Mapped});
+    for (const auto& tb : sc_.mirror_tables) tables.push_back({tb.gfn.gpa(), lvl(tb.level), tb.external_spt, tdx::SeptState::NlMapped});
+    for (const auto& lf : sc_.mirror_leaves) leaves.push_back({lf.gfn.gpa(), lvl(lf.level) - 1, lf.pfn, tdx::SeptState::Mapped});
     // Each list is in pre-order, i.e. already sorted by key: merge, don't sort.
     mirror.resize(tables.size() + leaves.size());
     std::merge(tables.begin(), tables.end(), leaves.begin(), leaves.end(), mirror.begin(), item_less);
     if (!std::is_sorted(mirror.begin(), mirror.end(), item_less)) std::sort(mirror.begin(), mirror.end(), item_less);
     sept.reserve(mirror.size());
-    vm_.module()->for_each_entry([&](const tdx::TdxModule::EntryView& e) {
+    const uint64_t end_gpa = r.end.v >> (64 - kPageShift) ? ~0ull : r.end.gpa();
+    vm_.module()->for_each_entry_in(r.start.gpa(), end_gpa, 0, [&](const tdx::TdxModule::EntryView& e) {
       sept.push_back({e.gpa, e.tdx_level, e.pfn, e.state});
     });
     if (!std::is_sorted(sept.begin(), sept.end(), item_less)) std::sort(sept.begin(), sept.end(), item_less);
@@ -348,11 +403,11 @@ class Checker::Pass {
   Checker& c_;
   Vm& vm_;
   PfnPool& pool_;
-  int64_t recount_[kMaxHugeLevel] = {};
-  size_t tables_ = 0;
   Scratch& sc_;
-  std::vector<RawLeaf>& mirror_leaves_;
-  std::vector<RawTable>& mirror_tables_;
+  const uint64_t direct_bits_;
+  const uint64_t mmio_;
+  std::vector<RootAcc> roots_;
+  uint64_t entries_ = 0;
 };
 
 void Checker::report_pool_violations() {
@@ -362,17 +417,53 @@ void Checker::report_pool_violations() {
 }
 
 size_t Checker::check(std::string_view after_op) {
+  switch (opts_.mode) {
+    case CheckMode::Full: return run_check(after_op, true);
+    case CheckMode::Final: return run_check(after_op, false);
+    case CheckMode::Incremental: break;
+  }
+  // A full pass once the changes since the last one outnumber the entries
+  // it walked: its cost then stays a fraction of the work it follows.
+  changes_since_full_ += touched_.pending();
+  checks_since_full_++;
+  const bool due = !had_full_ || changes_since_full_ > std::max<uint64_t>(entries_at_full_, 4096) ||
+                   (opts_.full_every && checks_since_full_ >= opts_.full_every);
+  return run_check(after_op, due);
+}
+
+size_t Checker::check_full(std::string_view after_op) { return run_check(after_op, true); }
+
+size_t Checker::run_check(std::string_view after_op, bool full) {
   op_index_++;
   op_ = after_op;
   checks_run_++;
   const size_t before = violations_.size();
 
   sync::RcuThread rcu_thread;
-  {
+  if (full || opts_.mode == CheckMode::Incremental) {
     // A stable view: no fault can change the tables while we read them.
     sync::WriteGuard lock(vm_.mmu().mmu_lock());
     sync::RcuReadGuard rcu;
-    Pass(*this).run();
+    // Taken under the lock: a change recorded after this is checked next time.
+    std::vector<TouchedRange> ranges = touched_.take();
+    if (full) {
+      ranges = all_regions();
+      region_counts_.clear();
+      std::fill(std::begin(counted_pages_), std::end(counted_pages_), 0);
+      counted_tables_ = 0;
+    }
+    Pass pass(*this);
+    pass.run(ranges);
+    if (full) {
+      full_checks_++;
+      had_full_ = true;
+      entries_at_full_ = pass.entries();
+      changes_since_full_ = checks_since_full_ = 0;
+    }
+    if (vm_.is_td() && vm_.module() && !vm_.bugs().bugged()) {
+      if (full) pass.check_cache_writeback();
+      check_departed_frames();
+    }
   }
 
   invariants_checked_++;
@@ -380,6 +471,65 @@ size_t Checker::check(std::string_view after_op) {
   report_hw_violations();
   report_new_bug_sites();
   return violations_.size() - before;
+}
+
+// Every 1G region of the guest that holds anything, in any root or in the
+// S-EPT, un-aliased and in order.
+std::vector<TouchedRange> Checker::all_regions() const {
+  const uint64_t region = pages_per_hpage(PgLevel::k1G);
+  const uint64_t direct_bits = vm_.mmu().config().gfn_direct_bits;
+  std::vector<Gfn> bases;
+  vm_.mmu().for_each_root([&](MmuPage* root) { raw_regions(vm_.pool(), root->spt, root->role.level, PgLevel::k1G, bases); });
+  if (const tdx::TdxModule* m = vm_.module())
+    m->for_each_entry_in(0, ~0ull, 2, [&](const tdx::TdxModule::EntryView& e) { bases.push_back(Gfn::from_gpa(e.gpa)); });
+  std::vector<TouchedRange> out;
+  for (Gfn g : bases) {
+    const uint64_t b = (g.v & ~direct_bits) & ~(region - 1);
+    out.push_back({Gfn{b}, Gfn{b + region}});
+  }
+  std::sort(out.begin(), out.end(), [](const TouchedRange& a, const TouchedRange& b) { return a.start < b.start; });
+  out.erase(std::unique(out.begin(), out.end(), [](const TouchedRange& a, const TouchedRange& b) { return a.start == b.start; }),
+            out.end());
+  return out;
+}
+
+// The incremental form of check_cache_writeback(): only frames that left the
+// guest since the last check can have gone to the host dirty.
+void Checker::check_departed_frames() {
+  invariants_checked_++;
+  const tdx::TdxModule* m = vm_.module();
+  for (Pfn pfn : vm_.pool().take_departures()) {
+    const PageOwner o = vm_.pool().owner(pfn);
+    if (o == PageOwner::GuestPrivate || !m->cache_dirty(pfn) || !cache_reported_.insert(pfn.v).second) continue;
+    fail("cache_not_written_back",
+         fmt::format("pfn {:#x} went to the host as {} with cache lines of HKID {} never written back "
+                     "(no TDH.PHYMEM.PAGE.WBINVD after the REMOVE)",
+                     pfn.v, page_owner_name(o), m->hkid()));
+  }
+}
+
+void Checker::on_seamcall(tdx::Leaf leaf, uint64_t gpa, int tdx_level, tdx::Status) {
+  if (!incremental()) return;
+  switch (leaf) {
+    case tdx::Leaf::MEM_SEPT_ADD:
+    case tdx::Leaf::MEM_PAGE_ADD:
+    case tdx::Leaf::MEM_PAGE_AUG:
+    case tdx::Leaf::MEM_RANGE_BLOCK:
+    case tdx::Leaf::MEM_RANGE_UNBLOCK:
+    case tdx::Leaf::MEM_PAGE_REMOVE:
+    case tdx::Leaf::MEM_SEPT_REMOVE:
+    case tdx::Leaf::MEM_PAGE_DEMOTE:
+    case tdx::Leaf::MEM_PAGE_PROMOTE:
+    case tdx::Leaf::TDG_MEM_PAGE_ACCEPT:
+      if (tdx_level >= 0 && tdx_level <= 4)
+        touched_.add(Gfn::from_gpa(gpa), 1ull << (kLevelBits * tdx_level));
+      break;
+    default: break;
+  }
+}
+
+void Checker::on_gfn_range_changed(Gfn start, uint64_t npages) {
+  if (incremental()) touched_.add(Gfn{start.v & ~vm_.mmu().config().gfn_direct_bits}, npages);
 }
 
 void Checker::report_hw_violations() {

@@ -15,6 +15,7 @@
 #include <unordered_set>
 #include <vector>
 
+#include "check/touched.h"
 #include "check/transitions.h"
 #include "mmu/observer.h"
 #include "tdx/module.h"
@@ -29,7 +30,23 @@ struct Violation {
   std::string op;
 };
 
+// How much of the state a check after an operation looks at.
+//  Full:        every invariant over the whole guest, every time.
+//  Incremental: the ranges the operation changed (recorded as it ran: SPTE
+//               changes, SEAMCALLs, memslot and attribute changes) plus the
+//               global books (page stats, pool, TLBs, bug sites); a full
+//               pass when the changes since the last one outgrow what it
+//               walked, and at the end (check_full()).
+//  Final:       only the global books after each operation; the full pass
+//               at the end.
+enum class CheckMode : uint8_t { Full, Incremental, Final };
+const char* check_mode_name(CheckMode m);
+
 struct CheckerOptions {
+  CheckMode mode = CheckMode::Full;
+  // Incremental: a full pass every this many checks as well (0: only when
+  // the changes since the last one outnumber the entries it saw).
+  uint64_t full_every = 0;
   // A KVM_BUG_ON/TDX_BUG_ON/BUG/WARN/lockdep hit is a failure, unless the
   // run injects faults on purpose.
   bool bug_sites_are_failures = true;
@@ -47,6 +64,9 @@ class Checker final : public MmuObserver, public tdx::SeamcallObserver, public B
   // Runs every invariant after a VM-level operation; returns how many new
   // violations were found.
   size_t check(std::string_view after_op);
+  // A full pass whatever the mode (the end of a run, a test's "now").
+  size_t check_full(std::string_view after_op);
+  CheckMode mode() const { return opts_.mode; }
   // After Vm::destroy(): everything back in the pool, nothing owned twice.
   size_t check_end_of_life();
 
@@ -57,6 +77,9 @@ class Checker final : public MmuObserver, public tdx::SeamcallObserver, public B
   std::string describe() const;
   bool ok() const { return violations_.empty(); }
   uint64_t checks_run() const { return checks_run_; }
+  uint64_t full_checks() const { return full_checks_; }
+  // Guest memory the incremental checks walked, in 2M regions.
+  uint64_t regions_checked() const { return regions_checked_; }
   uint64_t invariants_checked() const { return invariants_checked_; }
   uint64_t ops() const { return op_index_; }
   const TransitionCounts& transitions() const { return transitions_; }
@@ -72,14 +95,27 @@ class Checker final : public MmuObserver, public tdx::SeamcallObserver, public B
   void on_spte_changed(const SpteChange& c) override;
   void on_external_hook(HookKind kind, Gfn gfn, PgLevel level, int ret) override;
   void on_tlb_flush(Gfn, uint64_t) override { flushes_.fetch_add(1, std::memory_order_relaxed); }
-  void on_seamcall(tdx::Leaf leaf, uint64_t gpa, int tdx_level, tdx::Status status) override {}
+  void on_seamcall(tdx::Leaf leaf, uint64_t gpa, int tdx_level, tdx::Status status) override;
+  void on_gfn_range_changed(Gfn start, uint64_t npages) override;
   void on_bug_site(Site s, bool vm_bugged_now) override;
   void on_spte_change_result(const SpteChange& c, int ret) override;
 
  private:
   class Pass;
   struct Scratch;
+  // Entries whose first gfn lies in one 2M region, as a pass last counted
+  // them: the page stats are checked against the sum without a full walk.
+  struct RegionCount {
+    int32_t pages[kMaxHugeLevel] = {};
+    int32_t tables = 0;
+  };
+  size_t run_check(std::string_view after_op, bool full);
+  std::vector<TouchedRange> all_regions() const;
   void fail(std::string invariant, std::string detail);
+  bool incremental() const { return opts_.mode == CheckMode::Incremental; }
+  // Frames that left the guest since the last check, with cache lines
+  // never written back.
+  void check_departed_frames();
   void report_pool_violations();
   void report_new_bug_sites();
   // What the CPUs saw: the direct root's TLBs (Vm::hw()) and the TDX
@@ -111,6 +147,16 @@ class Checker final : public MmuObserver, public tdx::SeamcallObserver, public B
   bool hw_reported_ = false, private_tlb_reported_ = false;
   std::unordered_set<uint64_t> cache_reported_;  // frames already reported, once each
   std::unique_ptr<Scratch> scratch_;
+  TouchedRanges touched_;
+  std::map<uint64_t, RegionCount> region_counts_;  // by 2M region index
+  int64_t counted_pages_[kMaxHugeLevel] = {};
+  int64_t counted_tables_ = 0;
+  uint64_t entries_at_full_ = 0;   // leaves and tables the last full pass saw
+  uint64_t changes_since_full_ = 0;
+  uint64_t checks_since_full_ = 0;
+  uint64_t full_checks_ = 0;
+  uint64_t regions_checked_ = 0;
+  bool had_full_ = false;
 };
 
 }  // namespace mirrormmu

@@ -44,8 +44,17 @@ struct RawTree {
 
 // Walks the tree under `root_spt` (a table at `root_level`) into `out`,
 // which is cleared first (its capacity is kept: checks run after every
-// operation and should not churn memory).
+// operation and should not churn memory). Only entries whose first gfn lies
+// in [start, end) are reported, so walks of disjoint ranges report every
+// entry once; tables are entered wherever they overlap the range.
 void raw_walk(const PfnPool& pool, const uint64_t* root_spt, PgLevel root_level, uint64_t mmio_value,
-              RawTree& out);
+              RawTree& out, Gfn start = Gfn{0}, Gfn end = Gfn{~0ull});
+
+// The first gfn of every `region`-sized piece of the tree that holds
+// anything: entries at `region` level that are not plain non-present, and
+// anything but a table above it. A full check walks these one at a time,
+// so its memory follows the largest region, not the whole guest.
+void raw_regions(const PfnPool& pool, const uint64_t* root_spt, PgLevel root_level, PgLevel region,
+                 std::vector<Gfn>& out);
 
 }  // namespace mirrormmu

@@ -15,6 +15,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "base/types.h"
@@ -89,6 +90,17 @@ class PfnPool {
   uint64_t violations() const { return nviolations_.load(std::memory_order_relaxed); }
   std::vector<std::string> violation_log() const;
 
+  // Frames that stop being `o` (freed, or handed to another owner) from now
+  // on are logged until take_departures(): the checker's incremental pass
+  // looks at those instead of scanning every frame. One owner at a time.
+  void log_departures(PageOwner o) {
+    std::lock_guard g(mu_);
+    departures_owner_ = o;
+  }
+  std::vector<Pfn> take_departures() {
+    std::lock_guard g(mu_);
+    return std::exchange(departures_, {});
+  }
   // Test hook: make every allocation fail after `n` more succeed (-1: never).
   void fail_after(int64_t n) { fail_after_.store(n, std::memory_order_relaxed); }
   uint64_t failed_allocs() const { return failed_allocs_.load(std::memory_order_relaxed); }
@@ -123,6 +135,8 @@ class PfnPool {
   std::atomic<uint64_t> nviolations_{0};
   mutable sync::TrackedMutex mu_;
   std::vector<std::string> violations_;
+  PageOwner departures_owner_ = PageOwner::kCount;  // kCount: nobody logs
+  std::vector<Pfn> departures_;
 };
 
 }  // namespace mirrormmu

@@ -37,6 +37,10 @@ class MmuObserver {
   // returned: a design that refuses a transition says so here, and sites hit
   // while the change is handled can be charged to it (TdpMmu::current_change()).
   virtual void on_spte_change_result(const SpteChange& c, int ret) {}
+  // The VM changed what the gfns [start, start + npages) may map: memslots,
+  // private/shared attributes, guest_memfd backing. Told by the VM, not the
+  // MMU (the MMU's own changes come through on_spte_changed).
+  virtual void on_gfn_range_changed(Gfn start, uint64_t npages) {}
 };
 
 // The CPUs behind the direct root, as the MMU reaches them: the remote

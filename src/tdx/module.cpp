@@ -216,6 +216,14 @@ void TdxModule::for_each_entry(const std::function<void(const EntryView&)>& fn) 
   });
 }
 
+void TdxModule::for_each_entry_in(uint64_t start, uint64_t end, int lowest_level,
+                                  const std::function<void(const EntryView&)>& fn) const {
+  std::lock_guard lock(impl_->mu);
+  impl_->tree.for_each_in(start, end, lowest_level, [&](uint64_t gpa, int level, uint64_t e) {
+    fn(EntryView{gpa, level, sept::state_of(e), sept::pfn_of(e)});
+  });
+}
+
 TdxModule::EntryView TdxModule::read_entry(uint64_t gpa, int tdx_level) const {
   std::lock_guard lock(impl_->mu);
   if (tdx_level < 0 || tdx_level > impl_->tree.root_level()) {
@@ -244,6 +252,11 @@ std::vector<Pfn> TdxModule::cache_dirty_pages() const {
   out.reserve(impl_->cache_dirty.size());
   for (uint64_t v : impl_->cache_dirty) out.push_back(Pfn{v});
   return out;
+}
+
+bool TdxModule::cache_dirty(Pfn pfn) const {
+  std::lock_guard lock(impl_->mu);
+  return impl_->cache_dirty.count(pfn.v) != 0;
 }
 
 PamtType TdxModule::pamt_type(Pfn pfn) const {

@@ -200,6 +200,9 @@ class TdxModule {
   };
   // Every non-FREE entry, parents before children, in GPA order.
   void for_each_entry(const std::function<void(const EntryView&)>& fn) const;
+  // Entries whose GPA lies in [start, end) at `lowest_level` or above.
+  void for_each_entry_in(uint64_t start, uint64_t end, int lowest_level,
+                         const std::function<void(const EntryView&)>& fn) const;
   // Reads one entry by walking; nullopt-like: state Free and pfn invalid if
   // the walk stops above tdx_level.
   EntryView read_entry(uint64_t gpa, int tdx_level) const;
@@ -227,6 +230,7 @@ class TdxModule {
   // guest's pages since they were added), until a WBINVD of the page or the
   // CACHE.WB of the HKID release. Model-side: the module itself cannot tell.
   std::vector<Pfn> cache_dirty_pages() const;
+  bool cache_dirty(Pfn pfn) const;
   // Dynamic PAMT: the 2M region holding `frame` has its page pair.
   bool pamt_pair_present(Pfn frame) const;
   uint64_t pamt_pairs() const;  // regions with a pair installed

@@ -79,20 +79,25 @@ SeptWalk SeptTree::walk(uint64_t gpa, int level) const {
   }
 }
 
-void SeptTree::for_each(const Visitor& fn) const {
-  if (const SeptTable* root = root_.valid() ? find(root_) : nullptr) visit(*root, 0, fn);
+void SeptTree::for_each(const Visitor& fn) const { for_each_in(0, ~0ull, 0, fn); }
+
+void SeptTree::for_each_in(uint64_t start, uint64_t end, int lowest, const Visitor& fn) const {
+  if (const SeptTable* root = root_.valid() ? find(root_) : nullptr) visit(*root, 0, start, end, lowest, fn);
 }
 
-void SeptTree::visit(const SeptTable& t, uint64_t base, const Visitor& fn) const {
-  for (size_t i = 0; i < t.e.size(); ++i) {
+void SeptTree::visit(const SeptTable& t, uint64_t base, uint64_t start, uint64_t end, int lowest,
+                     const Visitor& fn) const {
+  const uint64_t span = uint64_t{1} << sept::level_shift(t.level);
+  for (uint64_t i = start > base ? (start - base) / span : 0; i < t.e.size(); ++i) {
+    const uint64_t gpa = base + i * span;
+    if (gpa >= end) break;
     const uint64_t e = t.e[i];
     const SeptState s = sept::state_of(e);
     if (s == SeptState::Free) continue;
-    const uint64_t gpa = base + (uint64_t{i} << sept::level_shift(t.level));
-    fn(gpa, t.level, e);
+    if (gpa >= start) fn(gpa, t.level, e);
     // Blocked subtrees are still part of the tree; only walks stop there.
-    if (is_nonleaf_state(s)) {
-      if (const SeptTable* child = find(sept::pfn_of(e))) visit(*child, gpa, fn);
+    if (is_nonleaf_state(s) && t.level > lowest) {
+      if (const SeptTable* child = find(sept::pfn_of(e))) visit(*child, gpa, start, end, lowest, fn);
     }
   }
 }

@@ -98,9 +98,13 @@ class SeptTree {
   using Visitor = std::function<void(uint64_t gpa, int level, uint64_t entry)>;
   // Every non-FREE entry, parents before children, in GPA order.
   void for_each(const Visitor& fn) const;
+  // The same, for entries whose GPA lies in [start, end) and whose level is
+  // `lowest` or above; tables are entered only where they overlap.
+  void for_each_in(uint64_t start, uint64_t end, int lowest, const Visitor& fn) const;
 
  private:
-  void visit(const SeptTable& t, uint64_t base, const Visitor& fn) const;
+  void visit(const SeptTable& t, uint64_t base, uint64_t start, uint64_t end, int lowest,
+             const Visitor& fn) const;
 
   int levels_;
   Pfn root_ = kInvalidPfn;

@@ -148,6 +148,7 @@ int Vm::add_memslot(int id, uint64_t gpa, uint64_t size, uint32_t flags) {
   sync::sched_touch(&slots_);
   slots_.push_back(std::move(s));
   stats_.memslot_adds++;
+  range_changed(base, n);
   return log ? set_dirty_logging_locked(*slots_.back(), true) : 0;
 }
 
@@ -217,6 +218,7 @@ int Vm::delete_memslot(int id) {
   // kvm_delete_memslot(): the second swap, and its synchronize_srcu.
   sync::WriteGuard slots(slots_lock_);
   sync::sched_touch(&slots_);
+  range_changed(s->base_gfn, s->npages);
   slots_.erase(std::find_if(slots_.begin(), slots_.end(), [&](auto& p) { return p.get() == s; }));
   stats_.memslot_deletes++;
   return 0;
@@ -244,6 +246,7 @@ int Vm::set_memory_attributes(uint64_t gpa, uint64_t size, bool to_private) {
     kvm_mmu_unmap_gfn_range({start, end, to_private ? GfnFilter::Shared : GfnFilter::Private, true});
   }
   for (Gfn g = start; g < end; g += 1) slot_for(g)->set_private(g, to_private);
+  range_changed(start, end - start);
   {
     sync::WriteGuard lock(mmu_->mmu_lock());
     mmu_invalidate_end();
@@ -272,6 +275,7 @@ int Vm::punch_hole(uint64_t gpa, uint64_t size) {
     const Gfn lo = std::max(start, s->base_gfn), hi = std::min(end, s->base_gfn + s->npages);
     if (lo < hi) s->gmem->punch_hole(lo - s->base_gfn, hi - lo);
   }
+  range_changed(start, end - start);
   sync::WriteGuard lock(mmu_->mmu_lock());
   mmu_invalidate_end();
   return 0;

@@ -255,6 +255,10 @@ class Vm : public tdx::VcpuKicker, private RemoteTlb {
   // After an ioctl that took [start, end) away from the shared side
   // returned: a vCPU still translating a gfn of it is reported (tlb_stale).
   void check_no_translations(Gfn start, Gfn end, const char* after);
+  void range_changed(Gfn start, uint64_t npages) {
+    if (MmuObserver* o = mmu_->observer()) [[unlikely]]
+      o->on_gfn_range_changed(start, npages);
+  }
   void flush(Gfn start, uint64_t npages) override;
   void table_freed(Pfn table) override { hw_.table_freed(table.v); }
   void mark_page_dirty(Memslot& s, Gfn gfn);
