@@ -148,7 +148,17 @@ class Checker::Pass {
   void run(const std::vector<TouchedRange>& ranges) {
     vm_.mmu().for_each_root([&](MmuPage* root) { roots_.push_back({root}); });
     for (RootAcc& r : roots_) check_root(*r.root);
-    for (const TouchedRange& r : ranges) check_range(r);
+    // At most 1G at a time: the lists a range fills follow its size, and an
+    // operation over the whole guest (attributes, a memslot) must not hold
+    // every leaf of it at once.
+    const uint64_t chunk = pages_per_hpage(PgLevel::k1G);
+    for (const TouchedRange& r : ranges)
+      for (uint64_t g = r.start.v; g < r.end.v;) {
+        const uint64_t next = std::min(r.end.v, (g | (chunk - 1)) + 1);
+        check_range({Gfn{g}, Gfn{next}});
+        if (next <= g) break;
+        g = next;
+      }
     for (const RootAcc& r : roots_) report_root(r);
     check_stats();
   }
@@ -223,7 +233,6 @@ class Checker::Pass {
       for (int l = 0; l < kMaxHugeLevel; l++) c_.counted_pages_[l] -= it->second.pages[l];
       c_.counted_tables_ -= it->second.tables;
     }
-    c_.regions_checked_ += hi - lo;
     sc_.mirror_leaves.clear();
     sc_.mirror_tables.clear();
     for (RootAcc& acc : roots_) {
@@ -259,6 +268,7 @@ class Checker::Pass {
       c_.counted_pages_[lvl(lf.level) - 1]++;
     }
     entries_ += t.tables.size() + t.leaves.size();
+    c_.entries_checked_ += t.tables.size() + t.leaves.size();
     if (mirror) {
       sc_.mirror_tables.insert(sc_.mirror_tables.end(), t.tables.begin(), t.tables.end());
       sc_.mirror_leaves.insert(sc_.mirror_leaves.end(), t.leaves.begin(), t.leaves.end());
@@ -446,6 +456,28 @@ size_t Checker::run_check(std::string_view after_op, bool full) {
     sync::RcuReadGuard rcu;
     // Taken under the lock: a change recorded after this is checked next time.
     std::vector<TouchedRange> ranges = touched_.take();
+    // A change high in the tree (a 512G table linked) names its whole span;
+    // only the parts of it that hold anything are walked.
+    constexpr uint64_t kWideRange = 64 * pages_per_hpage(PgLevel::k1G);
+    if (!full && std::any_of(ranges.begin(), ranges.end(),
+                             [&](const TouchedRange& r) { return r.end.v - r.start.v > kWideRange; })) {
+      const std::vector<TouchedRange> present = all_regions();
+      std::vector<TouchedRange> narrowed;
+      for (const TouchedRange& r : ranges) {
+        if (r.end.v - r.start.v <= kWideRange) {
+          narrowed.push_back(r);
+          continue;
+        }
+        for (const TouchedRange& p : present)
+          if (p.start < r.end && r.start < p.end) narrowed.push_back({std::max(p.start, r.start), std::min(p.end, r.end)});
+      }
+      std::sort(narrowed.begin(), narrowed.end(), [](const TouchedRange& a, const TouchedRange& b) { return a.start < b.start; });
+      ranges.clear();
+      for (const TouchedRange& r : narrowed) {
+        if (!ranges.empty() && r.start <= ranges.back().end) ranges.back().end = std::max(ranges.back().end, r.end);
+        else ranges.push_back(r);
+      }
+    }
     if (full) {
       ranges = all_regions();
       region_counts_.clear();

@@ -78,8 +78,8 @@ class Checker final : public MmuObserver, public tdx::SeamcallObserver, public B
   bool ok() const { return violations_.empty(); }
   uint64_t checks_run() const { return checks_run_; }
   uint64_t full_checks() const { return full_checks_; }
-  // Guest memory the incremental checks walked, in 2M regions.
-  uint64_t regions_checked() const { return regions_checked_; }
+  // Entries (leaves and tables) the incremental passes looked at.
+  uint64_t entries_checked() const { return entries_checked_; }
   uint64_t invariants_checked() const { return invariants_checked_; }
   uint64_t ops() const { return op_index_; }
   const TransitionCounts& transitions() const { return transitions_; }
@@ -155,7 +155,7 @@ class Checker final : public MmuObserver, public tdx::SeamcallObserver, public B
   uint64_t changes_since_full_ = 0;
   uint64_t checks_since_full_ = 0;
   uint64_t full_checks_ = 0;
-  uint64_t regions_checked_ = 0;
+  uint64_t entries_checked_ = 0;
   bool had_full_ = false;
 };
 

@@ -174,7 +174,25 @@ void add_workload_options(CLI::App* cmd, WorkloadConfig& cfg) {
          "caches before a fault), split-table (the table for a huge-page split), pamt-pair (a Dynamic PAMT "
          "page-pair top-up); repeatable")
       ->option_text("SITE[#N]");
-  cmd->add_flag("!--no-check", cfg.check, "skip the invariant checks (for timing)");
+  cmd->add_option_function<std::string>(
+         "--check",
+         [&cfg](const std::string& m) {
+           cfg.check = m != "off";
+           if (m == "full") cfg.check_mode = CheckMode::Full;
+           else if (m == "incremental") cfg.check_mode = CheckMode::Incremental;
+           else if (m == "final") cfg.check_mode = CheckMode::Final;
+         },
+         "how much the checker looks at after each operation: incremental (default: what the operation "
+         "changed, recorded as it ran, plus the page stats, pool, TLBs and bug sites; the whole guest when the "
+         "changes outgrow the last full pass, and at the end), full (the whole guest every time), final (only "
+         "the books after each operation, the whole guest at the end), off (nothing but the bug sites)")
+      ->check(CLI::IsMember({"incremental", "full", "final", "off"}))
+      ->option_text("incremental|full|final|off");
+  cmd->add_option("--full-check-every", cfg.full_check_every,
+                  "with --check incremental, also check the whole guest every N operations (0: when the changes "
+                  "since the last full pass outnumber the entries it saw)")
+      ->check(CLI::Range(uint64_t{0}, uint64_t{1} << 40));
+  cmd->add_flag_callback("--no-check", [&cfg] { cfg.check = false; }, "the same as --check off");
   cmd->add_flag("!--inline", cfg.threads,
                 "run every operation on this thread, one after another (exactly replayable); by default "
                 "vCPUs run on their own threads (native engine)");

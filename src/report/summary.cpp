@@ -30,6 +30,10 @@ std::string replay_command(const WorkloadConfig& c) {
     s += i.spec.find('|') == std::string::npos ? " --inject " + i.spec : " --inject '" + i.spec + "'";
   for (const auto& i : c.alloc_injections) s += " --inject-alloc " + i.spec;
   if (!c.threads) s += " --inline";
+  if (!c.check) s += " --check off";
+  else if (c.check_mode != CheckMode::Incremental) s += fmt::format(" --check {}", check_mode_name(c.check_mode));
+  if (c.check && c.check_mode == CheckMode::Incremental && c.full_check_every)
+    s += fmt::format(" --full-check-every {}", c.full_check_every);
   return s;
 }
 
@@ -140,11 +144,28 @@ std::string format_summary(const RunOutcome& r) {
   if (vm.bugs().bugged()) line(fmt::format("VM bugged by {}", site_info(vm.bugs().first_bug()).id));
 
   if (ck) {
-    line(fmt::format("invariant checks: {} evaluated, {} violations (all invariants after each of {} operations{})",
-                     ck->invariants_checked(), ck->violations().size(), r.result.ops,
-                     r.result.concurrent_checks
-                         ? fmt::format(", and {} times while vCPU threads ran", r.result.concurrent_checks)
-                         : std::string()));
+    const std::string while_running =
+        r.result.concurrent_checks ? fmt::format(", and {} times while vCPU threads ran", r.result.concurrent_checks)
+                                   : std::string();
+    std::string how;
+    switch (ck->mode()) {
+      case CheckMode::Full:
+        how = fmt::format("all invariants over the whole guest after each of {} operations{}", r.result.ops,
+                          while_running);
+        break;
+      case CheckMode::Incremental:
+        how = fmt::format("--check incremental: what each of {} operations changed{} ({} entries looked at); the "
+                          "whole guest {} times, the last at the end",
+                          r.result.ops, while_running, ck->entries_checked(), ck->full_checks());
+        break;
+      case CheckMode::Final:
+        how = fmt::format("--check final: page flow, TLBs and bug sites after each of {} operations, the whole "
+                          "guest once at the end",
+                          r.result.ops);
+        break;
+    }
+    line(fmt::format("invariant checks: {} evaluated, {} violations ({})", ck->invariants_checked(),
+                     ck->violations().size(), how));
     line(fmt::format("pages leaked: {} (kept by the TDX module after failed reclaims: {})", ck->pages_leaked(),
                      ck->pages_leaked_on_purpose()));
     line(fmt::format("mmu_lock: {} shared, {} exclusive acquisitions; remote TLB flushes: {}; yields: {}",
@@ -212,6 +233,8 @@ nlohmann::json summary_json(const RunOutcome& r) {
     }
     j["hooks"] = h;
     j["invariant_checks"] = ck->invariants_checked();
+    j["check_mode"] = check_mode_name(ck->mode());
+    j["full_checks"] = ck->full_checks();
     j["pages_leaked"] = ck->pages_leaked();
     j["pages_kept_by_tdx"] = ck->pages_leaked_on_purpose();
     json v = json::array();

@@ -41,6 +41,8 @@ RunOutcome run_workload(const WorkloadConfig& cfg) {
   if (cfg.check) {
     CheckerOptions opts;
     opts.bug_sites_are_failures = cfg.bug_sites_are_failures;
+    opts.mode = cfg.check_mode;
+    opts.full_every = cfg.full_check_every;
     out.checker = std::make_unique<Checker>(*out.vm, opts);
   }
   // An injected failure makes operations fail; what it breaks is judged by
@@ -49,6 +51,9 @@ RunOutcome run_workload(const WorkloadConfig& cfg) {
   d.set_threads(cfg.threads);
   std::mt19937_64 rng(cfg.seed);
   w->run(d, cfg, rng);
+  // Incremental and final checking end with the whole guest looked at once,
+  // while it is still there: what no range recorded is found here.
+  if (out.checker && cfg.check_mode != CheckMode::Full) out.checker->check_full("the end of the run (full check)");
   // Teardown runs even after a failure: it must still give every page back.
   out.vm->destroy();
   if (out.checker) out.checker->check_end_of_life();

@@ -37,7 +37,9 @@ struct WorkloadConfig {
   // the shared mmu_lock while this thread runs exclusive operations and
   // checks. Off: every operation in turn on one thread (exactly replayable).
   bool threads = true;
-  bool check = true;              // run the invariants after every operation
+  bool check = true;              // run the invariants after every operation (false: --check off)
+  CheckMode check_mode = CheckMode::Incremental;
+  uint64_t full_check_every = 0;  // incremental: also a full pass every N checks (0: by volume)
   FaultInjector* inject = nullptr;
   // --inject LEAF#N=STATUS: SEAMCALLs failing at a given call, applied
   // through an injector of the run's own when `inject` is null. `spec` is
