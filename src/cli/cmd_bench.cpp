@@ -3,7 +3,14 @@
 // to the floor measured in the same run.
 #include <fmt/format.h>
 
+#include <fcntl.h>
+#include <spawn.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <chrono>
 #include <cstdio>
 #include <string>
 #include <vector>
@@ -20,6 +27,54 @@ uint64_t g_pages = 1u << 16;
 int g_threads = 2;
 int g_repeat = 3;
 double g_dfs_seconds = 20;
+double g_td_life_gib = 64;
+
+// One `mirrormmu run` of td-life on one thread, in a child process so its
+// peak resident memory is its own.
+struct WorkloadRow {
+  double seconds = 0;
+  double peak_mib = 0;
+  bool ok = false;
+};
+
+WorkloadRow td_life_row(double gib, const char* check) {
+  WorkloadRow row;
+  const std::string g = fmt::format("{}", gib);
+  const char* argv[] = {"mirrormmu", "run", "--workload", "td-life", "--gib", g.c_str(), "--inline",
+                        "--check", check, nullptr};
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_addopen(&fa, STDOUT_FILENO, "/dev/null", O_WRONLY, 0);
+  pid_t pid = 0;
+  const auto t0 = std::chrono::steady_clock::now();
+  const int err = posix_spawn(&pid, "/proc/self/exe", &fa, nullptr, const_cast<char* const*>(argv), environ);
+  posix_spawn_file_actions_destroy(&fa);
+  if (err) return row;
+  int status = 0;
+  rusage ru{};
+  if (wait4(pid, &status, 0, &ru) != pid) return row;
+  row.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  row.peak_mib = double(ru.ru_maxrss) / 1024.0;
+  row.ok = WIFEXITED(status) && WEXITSTATUS(status) == 0;
+  return row;
+}
+
+void print_td_life_rows() {
+  const WorkloadRow off = td_life_row(g_td_life_gib, "off");
+  const WorkloadRow inc = td_life_row(g_td_life_gib, "incremental");
+  std::printf("\n%-50s %10s %10s  %s\n", fmt::format("td-life {} GiB, one thread", g_td_life_gib).c_str(), "seconds",
+              "peak MiB", "result");
+  for (const auto& [name, r] : {std::pair{"--check off", off}, std::pair{"--check incremental", inc}})
+    std::printf("%-50s %10.2f %10.0f  %s\n", name, r.seconds, r.peak_mib, r.ok ? "OK" : "FAILED");
+  const auto met = [](bool b) { return b ? "met" : "NOT MET"; };
+  const double ratio = inc.seconds / std::max(off.seconds, 1e-9);
+  std::printf("checked / unchecked time:          %.2fx   (target <= 1.5x)   %s\n", ratio, met(ratio <= 1.5));
+  if (g_td_life_gib >= 64) {
+    std::printf("td-life 64 GiB checked:            %.1f s   (target <= 10 s)   %s\n", inc.seconds, met(inc.seconds <= 10));
+    std::printf("td-life 64 GiB checked, peak RSS:  %.0f MiB (target <= 400 MiB)   %s\n", inc.peak_mib,
+                met(inc.peak_mib <= 400));
+  }
+}
 
 // The search the targets name: fault-fault-2m --scale 1 under DFS.
 struct SearchRow {
@@ -106,6 +161,7 @@ int run() {
   using namespace mirrormmu::bench;
   // CLI11's range check lets NaN through (every comparison with it is false).
   if (!(g_dfs_seconds >= 0)) usage_error("--dfs-seconds must be a number of seconds, 0 to 3600");
+  if (!(g_td_life_gib >= 0)) usage_error("--td-life-gib must be a size in GiB, 0 to 1024");
   const uint64_t pages = g_pages;
   const double floor = best([&] { return floor_cmpxchg_ns(pages); });
   struct Row {
@@ -147,6 +203,7 @@ int run() {
   std::printf("engine off: %.1f scheduling points per direct fault x %.2f ns = %.1f ns, %.2f%% of a fault "
               "(target <= 3%%)\n",
               per_fault, sp, per_fault * sp, 100.0 * per_fault * sp / direct1);
+  if (g_td_life_gib > 0) print_td_life_rows();
   if (g_dfs_seconds > 0 && !print_search_rows()) return 1;
   return 0;
 }
@@ -161,6 +218,10 @@ Command add_bench(CLI::App& app) {
   cmd->add_option("--dfs-seconds", g_dfs_seconds,
                   "the explorer's search rows: seconds for DFS at three preemptions (0: skip the search rows)")
       ->check(CLI::Range(0.0, 3600.0))
+      ->capture_default_str();
+  cmd->add_option("--td-life-gib", g_td_life_gib,
+                  "size of the td-life runs timed with and without incremental checks (0: skip them)")
+      ->check(CLI::Range(0.0, 1024.0))
       ->capture_default_str();
   cmd->add_option("--repeat", g_repeat, "runs per figure (best is kept)")->check(CLI::Range(1, 100))->capture_default_str();
   return {cmd, &run};
