@@ -323,6 +323,15 @@ bad "merge of a shard twice" merge "$tmp/d0.json" "$tmp/d0.json"
 # --jobs: forked parts of the search, merged in the parent; with --shard,
 # the jobs of one shard are that shard.
 bad "negative jobs" explore --scenario fault-fault-2m --jobs -1
+bad "negative seed (would wrap to 2^64-1)" run --seed -1
+bad "guest smaller than a 2 MiB chunk" run --gib 1e-9
+bad "guest larger than this machine can model" run --gib 1024
+bad "explore time not a number" explore --scenario fault-fault-2m --time nan
+bad "check mode unknown" run --check bogus
+bad "json into a directory that does not exist" run --gib 0.01 --json "$tmp/no/such/dir/x.json"
+mkfifo "$tmp/fifo"
+bad "json into a FIFO" run --gib 0.01 --json "$tmp/fifo"
+bad "replay perfetto into a FIFO" replay x --perfetto "$tmp/fifo"
 bad "jobs on a bad scenario" explore --scenario nosuch --jobs 2
 "$bin" "${search[@]}" --jobs 2 --json "$tmp/j2.json" >"$tmp/j2" 2>&1
 check "--jobs 2 is exhaustive" grep -q 'every schedule within the bound' "$tmp/j2"

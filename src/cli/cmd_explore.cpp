@@ -12,6 +12,8 @@
 #include "explore/explorer.h"
 #include "mmu/design.h"
 #include "report/explore_report.h"
+#include <cmath>
+
 #include "report/perfetto.h"
 #include "workload/explored.h"
 #include "workload/plain_explored.h"
@@ -74,7 +76,9 @@ int run_explore() {
       usage_error(error);
     cfg.design = design_spec(design, w);
   }
-  if (cfg.seconds < 0) usage_error("--time must not be negative");
+  if (!(cfg.seconds >= 0) || !std::isfinite(cfg.seconds)) usage_error(fmt::format("--time must be a number of seconds >= 0, got {}", cfg.seconds));
+  check_output_path("--json", g_json);
+  check_output_path("--perfetto", g_perfetto);
   if (!g_mmu.empty()) {
     if (!g_workload.name.empty()) usage_error("--mmu explores a plain VM's race (--scenario), not a TD workload");
     bool known = false;
@@ -139,6 +143,7 @@ int run_explore() {
 }
 
 int run_replay() {
+  check_output_path("--perfetto", g_replay_perfetto);
   std::string error;
   auto s = explore::Schedule::parse(g_schedule, &error);
   if (!s) usage_error(error);

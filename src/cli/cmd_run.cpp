@@ -23,11 +23,7 @@ std::string g_mmu = "model";
 int g_iterations = 3;
 CLI::App* g_cmd = nullptr;
 
-void check_json_path() {
-  if (g_json.empty()) return;
-  std::ofstream f(g_json, std::ios::app);
-  if (!f) usage_error("--json: cannot write '" + g_json + "'");
-}
+void check_json_path() { check_output_path("--json", g_json); }
 
 // A plain VM's shared memory on the model or on the kernel's own MMU.
 int run_shared() {
@@ -54,6 +50,7 @@ int run() {
                 "mirror roots for a TD's private memory");
   if (!find_design(cfg.design)) usage_error("unknown design '" + cfg.design + "' (valid: " + design_names() + ")");
   validate_workload_options(cfg);
+  check_json_path();
   // Print the seed first: whatever happens next, the run can be replayed.
   std::printf("seed %llu\n", static_cast<unsigned long long>(cfg.seed));
   std::fflush(stdout);

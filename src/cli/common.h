@@ -15,6 +15,10 @@ namespace mirrormmu::cli {
 
 // One line on stderr, exit status 2.
 [[noreturn]] void usage_error(const std::string& msg);
+// An output file (--json FILE, --perfetto FILE) the run could not write at
+// its end is refused before it starts: a regular file that is writable, or
+// a new one in a writable directory.
+void check_output_path(const std::string& flag, const std::string& path);
 
 // Each subcommand registers its options, and runs when it was parsed.
 struct Command {

@@ -1,7 +1,12 @@
 // SPDX-License-Identifier: MIT
 // mirrormmu: the command line.
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <cstdio>
 #include <cstdlib>
+
+#include <fmt/format.h>
 
 #include "cli/common.h"
 #include "workload/explored.h"
@@ -15,6 +20,22 @@ namespace mirrormmu::cli {
 void usage_error(const std::string& msg) {
   std::fprintf(stderr, "mirrormmu: error: %s\n", msg.c_str());
   std::exit(2);
+}
+
+void check_output_path(const std::string& flag, const std::string& path) {
+  if (path.empty()) return;
+  struct stat st {};
+  if (::stat(path.c_str(), &st) == 0) {
+    // A FIFO would block the run at its end, a device would take anything.
+    if (!S_ISREG(st.st_mode)) usage_error(fmt::format("{}: '{}' exists and is not a regular file", flag, path));
+    if (::access(path.c_str(), W_OK) != 0) usage_error(fmt::format("{}: '{}' is not writable", flag, path));
+    return;
+  }
+  const size_t slash = path.find_last_of('/');
+  const std::string dir = slash == std::string::npos ? "." : slash == 0 ? "/" : path.substr(0, slash);
+  if (::stat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode))
+    usage_error(fmt::format("{}: directory '{}' of '{}' does not exist", flag, dir, path));
+  if (::access(dir.c_str(), W_OK) != 0) usage_error(fmt::format("{}: directory '{}' is not writable", flag, dir));
 }
 
 }  // namespace mirrormmu::cli

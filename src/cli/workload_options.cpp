@@ -119,7 +119,14 @@ WorkloadConfig::AllocInjection parse_alloc_injection(const std::string& spec) {
 
 void add_workload_options(CLI::App* cmd, WorkloadConfig& cfg) {
   cmd->add_option("--workload", cfg.name, workloads_help())->capture_default_str();
-  cmd->add_option("--seed", cfg.seed, "random seed (printed first; replays the run)")->capture_default_str();
+  cmd->add_option("--seed", cfg.seed, "random seed (printed first; replays the run)")
+      ->check(CLI::Validator(
+          [](std::string& v) {
+            // CLI11 reads "-1" into an unsigned as 2^64-1.
+            return v.find('-') == std::string::npos ? std::string() : "a seed is a number from 0 to 2^64-1";
+          },
+          "UINT64"))
+      ->capture_default_str();
   cmd->add_option("--gib", cfg.gib, "guest RAM of the TD in GiB (fractions allowed)")->capture_default_str();
   cmd->add_option("--vcpus", cfg.vcpus, "number of vCPUs")->check(CLI::Range(1, 64))->capture_default_str();
   cmd->add_option("--ept-levels", cfg.ept_levels, "EPT/S-EPT levels (4 or 5)")
@@ -221,10 +228,34 @@ SharedLifeConfig shared_life_options(CLI::App* cmd, const WorkloadConfig& c, int
   return sc;
 }
 
+namespace {
+// MemAvailable from /proc/meminfo, in MiB (0 if unknown).
+double available_mib() {
+  std::FILE* f = std::fopen("/proc/meminfo", "r");
+  if (!f) return 0;
+  char line[256];
+  double kib = 0;
+  while (std::fgets(line, sizeof line, f))
+    if (std::sscanf(line, "MemAvailable: %lf kB", &kib) == 1) break;
+  std::fclose(f);
+  return kib / 1024;
+}
+}  // namespace
+
 void validate_workload_options(const WorkloadConfig& cfg) {
   if (!find_workload(cfg.name)) usage_error("unknown workload '" + cfg.name + "' (see --help)");
   if (!(cfg.gib > 0) || cfg.gib > 1024 || !std::isfinite(cfg.gib))
     usage_error(fmt::format("--gib must be in (0, 1024], got {}", cfg.gib));
+  // td-life populates in 2 MiB chunks; td-tiny has its own size.
+  if (cfg.name != "td-tiny" && cfg.gib * 1024 < 2)
+    usage_error(fmt::format("--gib {} is less than 2 MiB, the smallest guest {} can populate", cfg.gib, cfg.name));
+  // The model keeps about 32 MiB per GiB of guest (page tables, S-EPT,
+  // backing and PAMT books); refuse what this machine cannot hold before
+  // anything is allocated.
+  const double need_mib = 40 * cfg.gib + 128;
+  if (const double avail = available_mib(); avail > 0 && need_mib > avail)
+    usage_error(fmt::format("--gib {} needs about {:.0f} MiB of host memory for the model; {:.0f} MiB are available",
+                            cfg.gib, need_mib, avail));
 }
 
 }  // namespace mirrormmu::cli
