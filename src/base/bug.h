@@ -116,6 +116,7 @@ class BugTracker {
   uint64_t total_hits() const;
   Site first_bug() const { return first_bug_.load(std::memory_order_acquire); }
   void set_observer(BugObserver* o) { observer_ = o; }
+  BugObserver* observer() const { return observer_; }
 
   // Records a hit; marks the VM bugged when the site's kind says so.
   void hit(Site s);

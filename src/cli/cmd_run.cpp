@@ -23,7 +23,10 @@ std::string g_mmu = "model";
 int g_iterations = 3;
 CLI::App* g_cmd = nullptr;
 
-void check_json_path() { check_output_path("--json", g_json); }
+void check_json_path() {
+  check_output_path("--json", g_json);
+  check_output_path("--trace", g_cfg.trace_path);
+}
 
 // A plain VM's shared memory on the model or on the kernel's own MMU.
 int run_shared() {
@@ -75,6 +78,11 @@ Command add_run(CLI::App& app) {
   add_workload_options(run_cmd, cfg);
   run_cmd->add_option("--design", cfg.design, designs_help())->capture_default_str();
   run_cmd->add_option("--json", g_json, "also write the summary as JSON to FILE");
+  run_cmd->add_option("--trace", cfg.trace_path,
+                      "write every SPTE change, fault request and mapping, SEAMCALL (leaf, GPA, level, status), "
+                      "external hook, TLB flush and bug site to FILE, one line each in trace-cmd's report layout "
+                      "(kvm_tdp_mmu_spte_changed, kvm_mmu_spte_requested, kvm_mmu_set_spte, tdx_seamcall, "
+                      "kvm_bug_site, ...)");
   run_cmd->add_option("--mmu", g_mmu,
                       "whose TDP MMU runs shared-life: 'model' (ours) or 'kernel' (the kernel tree's own "
                       "tdp_mmu.c, in a binary built by `make oracle`; the direct root of a plain VM: the tree's "

@@ -41,6 +41,11 @@ class MmuObserver {
   // private/shared attributes, guest_memfd backing. Told by the VM, not the
   // MMU (the MMU's own changes come through on_spte_changed).
   virtual void on_gfn_range_changed(Gfn start, uint64_t npages) {}
+  // The fault path's two tracepoints: what a fault asked for, after the
+  // huge-page adjustment (trace_kvm_mmu_spte_requested), and the leaf it
+  // installed (trace_kvm_mmu_set_spte).
+  virtual void on_spte_requested(Gfn gfn, Pfn pfn, PgLevel goal_level) {}
+  virtual void on_set_spte(Gfn gfn, PgLevel level, const uint64_t* sptep, uint64_t spte) {}
 };
 
 // The CPUs behind the direct root, as the MMU reaches them: the remote

@@ -66,6 +66,8 @@ RetPf TdpMmu::tdp_mmu_map_handle_target_level(KvmPageFault& f, TdpIter& iter) {
   // device model, not back into the guest to fault again.
   if (new_spte == iter.old_spte) return f.has_slot ? RetPf::Spurious : RetPf::Emulate;
   if (tdp_mmu_set_spte_atomic(iter, new_spte)) return RetPf::Retry;
+  if (observer_ && f.has_slot) [[unlikely]]
+    observer_->on_set_spte(iter.gfn, iter.level, iter.sptep, new_spte);
   // A huge leaf replacing a table leaves the old translations of the small
   // pages; a leaf over a leaf can only ever add access here, and one that
   // takes MMU-writable away would need a flush the caller never does.
@@ -95,6 +97,8 @@ RetPf TdpMmu::kvm_tdp_mmu_map(VcpuMmuCaches& c, MmuPage* direct_root, MmuPage* m
   // tdp_mmu_get_root_for_fault(): a GPA without the shared bit is private.
   MmuPage* root = (cfg_.has_mirrored_tdp && f.is_private) ? mirror_root : direct_root;
   RetPf ret = RetPf::Retry;
+  if (observer_) [[unlikely]]
+    observer_->on_spte_requested(f.gfn, f.pfn, f.goal_level);
   sync::RcuReadGuard rcu;
   TdpIter iter(pool_, root, PgLevel::k4K, f.gfn, kvm_gfn_root_bits(root));
   for (; iter.valid && iter.gfn < f.gfn + 1; iter.next()) {

@@ -99,6 +99,7 @@ std::string format_summary(const RunOutcome& r) {
   line(fmt::format("engine: {}", c.threads ? fmt::format("native, {} vCPU threads beside the VMM thread", c.vcpus)
                                              : std::string("inline, one thread (exactly replayable)")));
   line(fmt::format("operations: {}, wall time {:.2f} s", r.result.ops, r.result.seconds));
+  if (!c.trace_path.empty()) line(fmt::format("trace: {} events in {}", r.result.trace_events, c.trace_path));
   for (size_t i = 0; i < c.seamcall_injections.size() && r.injector; i++)
     line(fmt::format("injected: {} ({})", c.seamcall_injections[i].spec,
                      r.injector->seamcall_rule_fired(i) ? "returned in place of the call" : "never reached"));

@@ -93,7 +93,10 @@ struct StepFootprint {
   static constexpr int kMaxTouched = 16;
   PointKind kind = PointKind::Yield;
   bool global = true;
-  bool reads_only = false;  // the point's object is only read (SpteRead)
+  // The point only reads its object: an SPTE read, a yield, a shared
+  // acquisition of mmu_lock, entering an RCU section, the step after a
+  // release, a new thread's first step.
+  bool reads_only = false;
   uint8_t ntouched = 0;
   const void* object = nullptr;
   // An SPTE access reads the page table it is in as well: freeing that

@@ -252,6 +252,7 @@ class TdxModule {
   };
   const std::array<LeafStats, kLeafCount>& stats() const { return stats_; }
   void set_observer(SeamcallObserver* o) { observer_ = o; }
+  SeamcallObserver* observer() const { return observer_; }
 
  private:
   struct Impl;

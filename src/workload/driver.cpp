@@ -24,6 +24,8 @@ bool Driver::run_virtual(const std::string& name,
 bool Driver::op(const std::string& name, const std::function<int()>& fn) {
   if (failed_) return false;
   ops_++;
+  if (trace_) [[unlikely]]
+    trace_->op(name);
   int r = 0;
   if (harness_) {
     if (!run_virtual(name, {{"vmm", [&] { r = fn(); }}})) return false;
@@ -50,6 +52,8 @@ bool Driver::parallel(const std::string& name, int vcpus, const std::function<in
   if (harness_) {
     if (failed_) return false;
     ops_++;
+    if (trace_) [[unlikely]]
+      trace_->op(name);
     std::vector<int> rcs(static_cast<size_t>(vcpus), 0);
     int vmm_rc = 0;
     std::vector<std::pair<std::string, std::function<void()>>> threads;

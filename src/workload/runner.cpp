@@ -47,8 +47,21 @@ RunOutcome run_workload(const WorkloadConfig& cfg) {
   }
   // An injected failure makes operations fail; what it breaks is judged by
   // the invariants and the sites it reaches.
+  std::unique_ptr<EventTrace> trace;
+  if (!cfg.trace_path.empty()) {
+    trace = std::make_unique<EventTrace>(*out.vm, cfg.trace_path);
+    if (!trace->error().empty()) {
+      out.result.error = "--trace: " + trace->error();
+      out.result.exit_code = 2;
+      trace.reset();
+      out.checker.reset();
+      out.vm.reset();
+      return out;
+    }
+  }
   Driver d(*out.vm, out.checker.get(), inject != nullptr || cfg.pool_fail_after >= 0);
   d.set_threads(cfg.threads);
+  d.set_trace(trace.get());
   std::mt19937_64 rng(cfg.seed);
   w->run(d, cfg, rng);
   // Incremental and final checking end with the whole guest looked at once,
@@ -57,6 +70,10 @@ RunOutcome run_workload(const WorkloadConfig& cfg) {
   // Teardown runs even after a failure: it must still give every page back.
   out.vm->destroy();
   if (out.checker) out.checker->check_end_of_life();
+  if (trace) {
+    out.result.trace_events = trace->events();
+    trace.reset();  // the file is complete before the summary is printed
+  }
   out.result.ops = d.ops() + 1;
   out.result.concurrent_checks = d.concurrent_checks();
   out.result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "check/checker.h"
+#include "check/event_trace.h"
 #include "explore/execution.h"
 #include "vm/vm.h"
 
@@ -57,6 +58,7 @@ struct WorkloadConfig {
   std::vector<AllocInjection> alloc_injections;
   int64_t pool_fail_after = -1;   // host allocations fail after this many (-1: never)
   bool bug_sites_are_failures = true;
+  std::string trace_path;  // --trace FILE: every MMU/TDX event, trace-cmd layout
 };
 
 struct WorkloadResult {
@@ -66,6 +68,7 @@ struct WorkloadResult {
   bool ok = true;
   int exit_code = 0;  // 0 clean, 1 invariant broken
   std::string error;  // set when the workload itself could not run (bad config)
+  uint64_t trace_events = 0;  // lines written to --trace FILE
 };
 
 // Runs ops on a VM and checks after each; stops at the first failure.
@@ -89,6 +92,8 @@ class Driver {
   // harness's deterministic engine (one for op(), one per vCPU plus the VMM
   // for parallel()), so its interleavings are chosen and replayable.
   void set_harness(explore::Harness* h) { harness_ = h; }
+  // --trace: each operation's name goes into the trace before it runs.
+  void set_trace(EventTrace* t) { trace_ = t; }
   bool explored() const { return harness_ != nullptr; }
   // The engine deadlocked or livelocked: the harness holds the result.
   bool abandoned() const { return abandoned_; }
@@ -104,6 +109,7 @@ class Driver {
   bool tolerate_errors_;
   bool threads_ = false;
   explore::Harness* harness_ = nullptr;
+  EventTrace* trace_ = nullptr;
   bool abandoned_ = false;
   bool finish_op(const std::string& name, int r);
   bool run_virtual(const std::string& name, std::vector<std::pair<std::string, std::function<void()>>> threads);
