@@ -324,6 +324,18 @@ bad "merge of a shard twice" merge "$tmp/d0.json" "$tmp/d0.json"
 # the jobs of one shard are that shard.
 bad "negative jobs" explore --scenario fault-fault-2m --jobs -1
 bad "negative seed (would wrap to 2^64-1)" run --seed -1
+bad "demand-paging size with a bad suffix" run demand-paging -b 1x
+bad "demand-paging size not a page multiple" run demand-paging -b 12
+bad "demand-paging size that overflows" run demand-paging -b 99999999999999999999
+bad "demand-paging size scaled past 2^64" run demand-paging -b 99999999999t
+bad "demand-paging with --gib" run demand-paging --gib 1
+bad "demand-paging backing TDX cannot map" run demand-paging -s anonymous_hugetlb_1gb
+bad "demand-paging 2M backing without huge pages" run demand-paging -b 4M -s anonymous_hugetlb
+bad "dirty-log-perf one iteration" run dirty-log-perf -i 1 -b 8M
+bad "dirty-log-perf slots that do not divide" run dirty-log-perf -b 8M -x 3
+bad "dirty-log-perf write percent over 100" run dirty-log-perf -w 101
+bad "private-mem-conversions slots that do not divide" run private-mem-conversions -m 3
+bad "two workloads named" run demand-paging --workload td-life
 bad "guest smaller than a 2 MiB chunk" run --gib 1e-9
 bad "guest larger than this machine can model" run --gib 1024
 bad "explore time not a number" explore --scenario fault-fault-2m --time nan
@@ -356,6 +368,20 @@ if command -v parallel >/dev/null; then
 else
   check "GNU parallel is installed (make deps)" false
 fi
+
+# The workloads modelled on the selftests print the selftest's figures.
+"$bin" run demand-paging -v 2 -b 8M --json "$tmp/dp.json" >"$tmp/dp" 2>"$tmp/dpe"
+check "demand-paging exits 0" test $? -eq 0
+check "demand-paging prints the overall rate" grep -q '^Overall demand paging rate:' "$tmp/dp"
+check "demand-paging replay command names the test and its flags" grep -q '"replay": "mirrormmu run demand-paging -v 2 -b 8388608 --seed' "$tmp/dp.json"
+"$bin" run dirty-log-perf -b 8M -i 3 -g --inline >"$tmp/dl" 2>"$tmp/dle"
+check "dirty-log-perf exits 0" test $? -eq 0
+check "dirty-log-perf prints each iteration" test "$(grep -c '^Iteration [0-9]* get dirty log time: ' "$tmp/dl")" -eq 3
+"$bin" run dirty-log-perf -b 8M --what-if no-wrprot-on-clear >"$tmp/dlw" 2>&1
+check "dirty-log-perf catches a clear that does not write-protect" test $? -eq 1
+"$bin" run private-mem-conversions -n 2 -m 2 --trace "$tmp/pmc.trace" >"$tmp/pmc" 2>&1
+check "private-mem-conversions exits 0" test $? -eq 0
+check "private-mem-conversions trace has SEAMCALLs" grep -q ': tdx_seamcall: TDH.MEM.PAGE.AUG ' "$tmp/pmc.trace"
 
 echo "$pass passed, $fail failed"
 test $fail -eq 0

@@ -46,7 +46,9 @@ int run_shared() {
 }
 
 int run() {
-  const WorkloadConfig& cfg = g_cfg;
+  WorkloadConfig& cfg = g_cfg;
+  apply_selftest_command(g_cmd, cfg);
+  cfg.print_figures = true;
   if (g_cfg.name == "shared-life") return run_shared();
   if (g_mmu != "model")
     usage_error("--mmu " + g_mmu + " runs the shared-memory workload only (--workload shared-life): the tree has no "
@@ -76,6 +78,7 @@ Command add_run(CLI::App& app) {
   auto* run_cmd = app.add_subcommand("run", "run a workload with every invariant checked after every operation");
   g_cmd = run_cmd;
   add_workload_options(run_cmd, cfg);
+  add_selftest_commands(run_cmd, cfg);
   run_cmd->add_option("--design", cfg.design, designs_help())->capture_default_str();
   run_cmd->add_option("--json", g_json, "also write the summary as JSON to FILE");
   run_cmd->add_option("--trace", cfg.trace_path,

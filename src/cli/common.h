@@ -36,6 +36,15 @@ Command add_merge(CLI::App& app);
 
 // The options of a workload run (all but --design), shared by run and compare.
 void add_workload_options(CLI::App* cmd, WorkloadConfig& cfg);
+// `run demand-paging|dirty-log-perf|private-mem-conversions [selftest flags]`:
+// each workload modelled on a selftest takes that test's own flags.
+void add_selftest_commands(CLI::App* run_cmd, WorkloadConfig& cfg);
+// After parsing: the selftest subcommand given (if any) names the workload,
+// and its defaults apply where the flags left them.
+void apply_selftest_command(CLI::App* run_cmd, WorkloadConfig& cfg);
+// test_util's parse_size(): [0-9]+ (or 0x...) with an optional k/m/g/t/b
+// suffix; one line and exit 2 on anything else or on overflow.
+uint64_t parse_size_arg(const std::string& flag, const std::string& text);
 // Exits 2 with one line if the options cannot describe a run.
 void validate_workload_options(const WorkloadConfig& cfg);
 // shared-life from the workload options a plain VM understands, with every

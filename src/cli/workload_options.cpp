@@ -243,11 +243,14 @@ double available_mib() {
 }  // namespace
 
 void validate_workload_options(const WorkloadConfig& cfg) {
-  if (!find_workload(cfg.name)) usage_error("unknown workload '" + cfg.name + "' (see --help)");
+  const WorkloadInfo* w = find_workload(cfg.name);
+  if (!w) usage_error("unknown workload '" + cfg.name + "' (see --help)");
+  if (w->refusal)
+    if (std::string why = w->refusal(cfg); !why.empty()) usage_error(why);
   if (!(cfg.gib > 0) || cfg.gib > 1024 || !std::isfinite(cfg.gib))
     usage_error(fmt::format("--gib must be in (0, 1024], got {}", cfg.gib));
   // td-life populates in 2 MiB chunks; td-tiny has its own size.
-  if (cfg.name != "td-tiny" && cfg.gib * 1024 < 2)
+  if (cfg.name != "td-tiny" && !w->guest_gib && cfg.gib * 1024 < 2)
     usage_error(fmt::format("--gib {} is less than 2 MiB, the smallest guest {} can populate", cfg.gib, cfg.name));
   // The model keeps about 32 MiB per GiB of guest (page tables, S-EPT,
   // backing and PAMT books); refuse what this machine cannot hold before

@@ -102,6 +102,9 @@ const std::vector<WhatIfInfo>& what_ifs() {
       {"no-flush-after-unmap", &WhatIf::no_flush_after_unmap,
        "the VM's unmap of a gfn range (conversion, memslot deletion, guest_memfd hole) drops the TLB flush "
        "the TDP MMU asks for"},
+      {"no-wrprot-on-clear", &WhatIf::no_wrprot_on_clear,
+       "KVM_CLEAR_DIRTY_LOG (manual protect) clears the dirty bits but does not write-protect the pages again, so "
+       "the next write to them is never logged"},
   };
   return all;
 }

@@ -102,6 +102,9 @@ struct WhatIf {
   bool lax_tlb_tracking = false;
   // kvm_mmu_unmap_gfn_range() callers that drop the flush it asks for.
   bool no_flush_after_unmap = false;
+  // KVM_CLEAR_DIRTY_LOG clears the bits without write-protecting the pages
+  // again: the next write to one of them is never logged.
+  bool no_wrprot_on_clear = false;
 };
 
 struct WhatIfInfo {

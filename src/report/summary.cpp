@@ -9,9 +9,39 @@
 
 namespace mirrormmu {
 
+namespace {
+// A workload modelled on a selftest is named by its subcommand and sized by
+// that test's own flags.
+std::string selftest_flags(const WorkloadConfig& c) {
+  const SelftestParams& st = c.st;
+  const SelftestParams def;
+  std::string s;
+  if (c.name == "private-mem-conversions") {
+    s = fmt::format(" -n {}", c.vcpus);
+    if (st.slots != def.slots) s += fmt::format(" -m {}", st.slots);
+  } else {
+    s = fmt::format(" -v {} -b {}", c.vcpus, st.bytes_per_vcpu);
+    if (st.overlap) s += " -o";
+  }
+  if (st.backing != def.backing) s += " -s " + st.backing;
+  if (c.name == "dirty-log-perf") {
+    s += fmt::format(" -i {}", st.iterations);
+    if (st.slots != def.slots) s += fmt::format(" -x {}", st.slots);
+    if (st.write_percent != def.write_percent) s += fmt::format(" -w {}", st.write_percent);
+    if (st.random_access) s += " -a";
+    if (!st.manual_protect) s += " -g";
+    if (st.keep_running) s += " -e";
+  }
+  return s;
+}
+}  // namespace
+
 std::string replay_command(const WorkloadConfig& c) {
-  std::string s = fmt::format("mirrormmu run --workload {} --seed {} --design {} --gib {} --vcpus {}", c.name,
-                              c.seed, c.design, c.gib, c.vcpus);
+  const WorkloadInfo* w = find_workload(c.name);
+  std::string s = w && w->guest_gib
+                      ? fmt::format("mirrormmu run {}{} --seed {} --design {}", c.name, selftest_flags(c), c.seed, c.design)
+                      : fmt::format("mirrormmu run --workload {} --seed {} --design {} --gib {} --vcpus {}", c.name,
+                                    c.seed, c.design, c.gib, c.vcpus);
   if (c.ept_levels != 4) s += fmt::format(" --ept-levels {}", c.ept_levels);
   if (c.huge_pages) s += " --huge-pages";
   if (!c.eager_page_split) s += " --no-eager-split";
@@ -222,6 +252,7 @@ nlohmann::json summary_json(const RunOutcome& r) {
   j["replay_exact"] = !c.threads;
   j["engine"] = c.threads ? "native" : "inline";
   j["concurrent_checks"] = r.result.concurrent_checks;
+  j["figures"] = r.result.figures;
   if (const Checker* ck = r.checker.get()) {
     json t = json::object();
     for (size_t i = 0; i < TransitionCounts::kClasses; i++)

@@ -110,6 +110,12 @@ struct Memslot {
     const uint64_t i = g - base_gfn;
     std::atomic_ref<uint64_t>(dirty_bitmap[i / 64]).fetch_or(1ull << (i % 64), std::memory_order_relaxed);
   }
+  uint64_t peek_dirty_word(size_t w) const {
+    return std::atomic_ref<const uint64_t>(dirty_bitmap[w]).load(std::memory_order_relaxed);
+  }
+  uint64_t clear_dirty_bits(size_t w, uint64_t mask) {
+    return std::atomic_ref<uint64_t>(dirty_bitmap[w]).fetch_and(~mask) & mask;
+  }
   uint64_t take_dirty_word(size_t w) {
     sync::sched_touch(this);
     return std::atomic_ref<uint64_t>(dirty_bitmap[w]).exchange(0);
@@ -178,6 +184,11 @@ class Vm : public tdx::VcpuKicker, private RemoteTlb {
   // KVM_GET_DIRTY_LOG without manual protect: returns and clears the bitmap,
   // write-protecting the pages again.
   std::optional<std::vector<uint64_t>> get_dirty_log(int slot_id);
+  // KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2: KVM_GET_DIRTY_LOG only copies the
+  // bitmap; KVM_CLEAR_DIRTY_LOG clears the bits of `mask` that are set and
+  // write-protects those pages again. -EINVAL without dirty logging.
+  std::optional<std::vector<uint64_t>> get_dirty_log_manual(int slot_id);
+  int clear_dirty_log(int slot_id, const std::vector<uint64_t>& mask);
 
   // An EPT violation on `gpa` handled like kvm_mmu_page_fault() (with TDX's
   // local retry for private GPAs).
@@ -200,6 +211,7 @@ class Vm : public tdx::VcpuKicker, private RemoteTlb {
   // vCPUs run on their own threads (native or virtual): a kick must then be
   // a request the vCPU acknowledges, not something done on its behalf.
   void set_vcpus_threaded(bool on) { vcpus_threaded_ = on; }
+  bool vcpus_threaded() const { return vcpus_threaded_; }
   // Teardown in the kernel's order. Idempotent.
   void destroy();
 

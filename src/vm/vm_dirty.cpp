@@ -68,4 +68,38 @@ std::optional<std::vector<uint64_t>> Vm::get_dirty_log(int slot_id) {
   return out;
 }
 
+std::optional<std::vector<uint64_t>> Vm::get_dirty_log_manual(int slot_id) {
+  sync::ReadGuard slots(slots_lock_);
+  Memslot* s = slot_by_id(slot_id);
+  if (!s || !(s->flags & kMemLogDirtyPages) || unusable()) return std::nullopt;
+  std::vector<uint64_t> out(s->dirty_bitmap.size());
+  for (size_t w = 0; w < out.size(); w++) out[w] = s->peek_dirty_word(w);
+  stats_.dirty_log_gets++;
+  return out;
+}
+
+int Vm::clear_dirty_log(int slot_id, const std::vector<uint64_t>& mask) {
+  sync::RcuThread rcu_thread;
+  sync::ReadGuard slots(slots_lock_);
+  Memslot* s = slot_by_id(slot_id);
+  if (!s || !(s->flags & kMemLogDirtyPages) || unusable() || mask.size() > s->dirty_bitmap.size()) return -EINVAL;
+  bool flush = false;
+  {
+    // kvm_clear_dirty_log_protect(): a bit is cleared and its page
+    // write-protected under mmu_lock, so a write after the clear faults and
+    // sets the bit again.
+    sync::WriteGuard lock(mmu_->mmu_lock());
+    for (size_t w = 0; w < mask.size(); w++) {
+      if (!mask[w]) continue;
+      if (const uint64_t cleared = s->clear_dirty_bits(w, mask[w])) {
+        if (cfg_.what_if.no_wrprot_on_clear) continue;
+        mmu_->kvm_tdp_mmu_clear_dirty_pt_masked(s->base_gfn + w * 64, cleared);
+        flush = true;
+      }
+    }
+  }
+  if (flush) mmu_->kvm_flush_remote_tlbs();
+  return 0;
+}
+
 }  // namespace mirrormmu

@@ -5,10 +5,12 @@
 #include <atomic>
 #include <cerrno>
 #include <chrono>
+#include <cstdio>
 #include <thread>
 
 #include <fmt/format.h>
 
+#include "sync/det_engine.h"
 #include "sync/rcu.h"
 
 namespace mirrormmu {
@@ -33,6 +35,15 @@ bool Driver::op(const std::string& name, const std::function<int()>& fn) {
     r = fn();
   }
   return finish_op(name, r);
+}
+
+void Driver::print(std::string line) {
+  if (echo_) {
+    std::fputs(line.c_str(), stdout);
+    std::fputc('\n', stdout);
+    std::fflush(stdout);
+  }
+  figures_.push_back(std::move(line));
 }
 
 bool Driver::finish_op(const std::string& name, int r) {
@@ -110,11 +121,23 @@ int touch_pages(Vm& vm, int vcpu, uint64_t gpa, uint64_t npages, bool write, std
   for (uint64_t i = 0; i < npages; i++) order[i] = gpa + (i << kPageShift);
   if (rng) std::shuffle(order.begin(), order.end(), *rng);
   for (uint64_t p : order) {
-    switch (vm.vcpu_access(vcpu, p, write, accept_level)) {
+    // A fault the model gave up retrying is, with other threads converting
+    // and zapping (each invalidation that ends while the fault waits for
+    // mmu_lock makes it stale), the guest's instruction executed again:
+    // KVM_RUN would simply go on. For 10 s at most, so a livelock is still
+    // an error; alone on its thread nothing else could make progress.
+    ExitReason e = vm.vcpu_access(vcpu, p, write, accept_level);
+    if (e == ExitReason::Retry && vm.vcpus_threaded() && !sync::DetEngine::active()) {
+      const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+      while (e == ExitReason::Retry && std::chrono::steady_clock::now() < give_up)
+        e = vm.vcpu_access(vcpu, p, write, accept_level);
+    }
+    switch (e) {
       case ExitReason::None:
       case ExitReason::Mmio: break;
       case ExitReason::VmDead: return -EIO;
       case ExitReason::NoMemory: return -ENOMEM;
+      case ExitReason::Retry: return -EAGAIN;
       default: return -EFAULT;
     }
   }

@@ -18,6 +18,13 @@ RunOutcome run_workload(const WorkloadConfig& cfg) {
     out.result.exit_code = 2;
     return out;
   }
+  if (w->refusal) {
+    if (std::string why = w->refusal(cfg); !why.empty()) {
+      out.result.error = why;
+      out.result.exit_code = 2;
+      return out;
+    }
+  }
   const VmConfig vc = w->vm_config(cfg);
   // A design that cannot do what the run asks says so instead of running a
   // different experiment.
@@ -62,6 +69,7 @@ RunOutcome run_workload(const WorkloadConfig& cfg) {
   Driver d(*out.vm, out.checker.get(), inject != nullptr || cfg.pool_fail_after >= 0);
   d.set_threads(cfg.threads);
   d.set_trace(trace.get());
+  d.set_echo(cfg.print_figures);
   std::mt19937_64 rng(cfg.seed);
   w->run(d, cfg, rng);
   // Incremental and final checking end with the whole guest looked at once,
@@ -75,6 +83,7 @@ RunOutcome run_workload(const WorkloadConfig& cfg) {
     trace.reset();  // the file is complete before the summary is printed
   }
   out.result.ops = d.ops() + 1;
+  out.result.figures = d.figures();
   out.result.concurrent_checks = d.concurrent_checks();
   out.result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   // Without a checker (--no-check) a site that fired still fails the run.

@@ -191,6 +191,9 @@ const std::vector<WorkloadInfo>& workloads() {
        "dirty-log a shared slot, delete it, tear down",
        &td_life_vm, &td_life_run},
       td_tiny_workload(),
+      demand_paging_workload(),
+      dirty_log_perf_workload(),
+      private_mem_conversions_workload(),
   };
   return all;
 }

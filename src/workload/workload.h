@@ -19,8 +19,24 @@
 
 namespace mirrormmu {
 
+// The selftests' own flags (memstress and the tests built on it), for the
+// workloads modelled on them; td-life ignores them.
+struct SelftestParams {
+  uint64_t bytes_per_vcpu = 1ull << 30;  // -b: memory each vCPU touches
+  std::string backing = "anonymous";     // -s: decides the page size the guest maps
+  bool overlap = false;                  // -o: every vCPU touches all of it
+  int iterations = 2;                    // -i (dirty-log-perf)
+  int slots = 1;                         // -x (dirty-log-perf), -m (private-mem-conversions)
+  int write_percent = 100;               // -w, or 100/N from -f N (dirty-log-perf)
+  bool random_access = false;            // -a (dirty-log-perf)
+  bool manual_protect = true;            // cleared by -g (dirty-log-perf)
+  bool keep_running = false;             // -e: vCPUs run while logging is disabled
+};
+
 struct WorkloadConfig {
   std::string name = "td-life";
+  SelftestParams st;
+  bool print_figures = false;  // print each figure line as it is measured (the CLI)
   uint64_t seed = 1;
   double gib = 0.5;           // guest RAM of the TD
   int vcpus = 2;
@@ -69,6 +85,7 @@ struct WorkloadResult {
   int exit_code = 0;  // 0 clean, 1 invariant broken
   std::string error;  // set when the workload itself could not run (bad config)
   uint64_t trace_events = 0;  // lines written to --trace FILE
+  std::vector<std::string> figures;  // the workload's own printed lines
 };
 
 // Runs ops on a VM and checks after each; stops at the first failure.
@@ -98,6 +115,11 @@ class Driver {
   // The engine deadlocked or livelocked: the harness holds the result.
   bool abandoned() const { return abandoned_; }
   uint64_t concurrent_checks() const { return concurrent_checks_; }
+  // A line of the workload's figures, as the selftest prints it: kept for
+  // the report, and printed at once when `echo` is on.
+  void print(std::string line);
+  void set_echo(bool on) { echo_ = on; }
+  const std::vector<std::string>& figures() const { return figures_; }
   bool failed() const { return failed_; }
   uint64_t ops() const { return ops_; }
   Vm& vm() { return vm_; }
@@ -110,6 +132,8 @@ class Driver {
   bool threads_ = false;
   explore::Harness* harness_ = nullptr;
   EventTrace* trace_ = nullptr;
+  bool echo_ = false;
+  std::vector<std::string> figures_;
   bool abandoned_ = false;
   bool finish_op(const std::string& name, int r);
   bool run_virtual(const std::string& name, std::vector<std::pair<std::string, std::function<void()>>> threads);
@@ -132,10 +156,19 @@ struct WorkloadInfo {
   VmConfig (*vm_config)(const WorkloadConfig&);
   // Drives the VM; returns false if it had to stop early.
   bool (*run)(Driver&, const WorkloadConfig&, std::mt19937_64&);
+  // Why the config cannot describe a run of this workload (a size that is
+  // not a multiple of the page, too many slots...), or "" (null: never).
+  std::string (*refusal)(const WorkloadConfig&) = nullptr;
+  // The guest RAM the run will have, in GiB, for the summary and for the
+  // host-memory check before anything is allocated (null: --gib).
+  double (*guest_gib)(const WorkloadConfig&) = nullptr;
 };
 
 const std::vector<WorkloadInfo>& workloads();
 const WorkloadInfo& td_tiny_workload();
+const WorkloadInfo& demand_paging_workload();
+const WorkloadInfo& dirty_log_perf_workload();
+const WorkloadInfo& private_mem_conversions_workload();
 const WorkloadInfo* find_workload(const std::string& name);
 
 }  // namespace mirrormmu
