@@ -369,6 +369,29 @@ else
   check "GNU parallel is installed (make deps)" false
 fi
 
+# Scenario files: every key known, every number whole and in range, the
+# memslot layout sane, special files refused; one line, exit 2.
+scen() {  # scen NAME JSON
+  printf '%s' "$2" >"$tmp/scen-$1.json"
+  bad "scenario: $1" explore --scenario "$tmp/scen-$1.json"
+}
+S0='{"id":0,"gpa":"0x100000000","size":"0x200000","guest_memfd":true}'
+T0='{"name":"v","ops":[{"op":"access","gpa":"0x100000000"}]}'
+scen "unknown top-level key" "{\"slots\":[$S0],\"threads\":[$T0],\"vcpu\":2}"
+scen "unknown op key" "{\"slots\":[$S0],\"threads\":[{\"name\":\"v\",\"ops\":[{\"op\":\"access\",\"pgs\":2}]}]}"
+scen "fractional vcpus" "{\"vcpus\":1.5,\"slots\":[$S0],\"threads\":[$T0]}"
+scen "negative pages" "{\"slots\":[$S0],\"threads\":[{\"name\":\"v\",\"ops\":[{\"op\":\"access\",\"pages\":-1}]}]}"
+scen "hex with trailing garbage" "{\"slots\":[{\"id\":0,\"gpa\":\"0x1000zz\",\"size\":\"0x200000\"}],\"threads\":[$T0]}"
+scen "slot of 64 TiB" "{\"slots\":[{\"id\":0,\"gpa\":\"0x100000000\",\"size\":\"0x400000000000\"}],\"threads\":[$T0]}"
+scen "slot that wraps" "{\"slots\":[{\"id\":0,\"gpa\":\"0xfffffffffffff000\",\"size\":\"0x2000\"}],\"threads\":[$T0]}"
+scen "slot of zero size" "{\"slots\":[{\"id\":0,\"gpa\":\"0x100000000\",\"size\":0}],\"threads\":[$T0]}"
+scen "misaligned slot" "{\"slots\":[{\"id\":0,\"gpa\":\"0x100000800\",\"size\":\"0x2000\"}],\"threads\":[$T0]}"
+scen "overlapping slots" "{\"slots\":[$S0,{\"id\":1,\"gpa\":\"0x100100000\",\"size\":\"0x200000\"}],\"threads\":[$T0]}"
+scen "duplicate slot id" "{\"slots\":[$S0,{\"id\":0,\"gpa\":\"0x200000000\",\"size\":\"0x200000\"}],\"threads\":[$T0]}"
+scen "op over 400k pages" "{\"pool_pages\":1048576,\"slots\":[$S0],\"threads\":[{\"name\":\"v\",\"ops\":[{\"op\":\"access\",\"pages\":400000}]}]}"
+scen "not JSON" "{\"slots\": ["
+bad "scenario: a FIFO" explore --scenario "$tmp/fifo"
+
 # The workloads modelled on the selftests print the selftest's figures.
 "$bin" run demand-paging -v 2 -b 8M --json "$tmp/dp.json" >"$tmp/dp" 2>"$tmp/dpe"
 check "demand-paging exits 0" test $? -eq 0

@@ -376,75 +376,10 @@ const std::vector<ScenarioInfo>& builtin_scenarios() {
   return all;
 }
 
-namespace {
-
-uint64_t json_u64(const nlohmann::json& j, const char* key, uint64_t def) {
-  if (!j.contains(key)) return def;
-  const auto& v = j.at(key);
-  if (v.is_string()) return std::stoull(v.get<std::string>(), nullptr, 0);
-  return v.get<uint64_t>();
-}
-
-Op parse_op(const nlohmann::json& j) {
-  const auto kind = op_kind_from_name(j.at("op").get<std::string>());
-  if (!kind) throw std::runtime_error("unknown op '" + j.at("op").get<std::string>() + "'");
-  Op o;
-  o.kind = *kind;
-  o.vcpu = static_cast<int>(json_u64(j, "vcpu", 0));
-  o.gpa = json_u64(j, "gpa", 0);
-  o.npages = json_u64(j, "pages", 1);
-  o.slot = static_cast<int>(json_u64(j, "slot", 0));
-  o.shared = j.value("shared", false);
-  o.accept_2m = j.value("accept_2m", false);
-  o.flag = j.value("write", false) || j.value("to_private", false) || j.value("on", false);
-  if (o.npages == 0 || o.npages > (1u << 20)) throw std::runtime_error("'pages' must be in 1..1048576");
-  if (o.gpa & (kPageSize - 1)) throw std::runtime_error("'gpa' must be 4K-aligned");
-  return o;
-}
-
-}  // namespace
-
 std::optional<Scenario> load_scenario(const std::string& name_or_file, int scale, std::string* error) {
   for (const auto& b : builtin_scenarios())
     if (b.name == name_or_file) return b.make(scale);
-  std::ifstream f(name_or_file);
-  if (!f) {
-    *error = "no built-in scenario or readable file named '" + name_or_file + "'";
-    return std::nullopt;
-  }
-  try {
-    const nlohmann::json j = nlohmann::json::parse(f);
-    Scenario s;
-    s.name = j.value("name", name_or_file);
-    s.description = j.value("description", "");
-    s.vcpus = static_cast<int>(json_u64(j, "vcpus", 2));
-    s.pool_pages = json_u64(j, "pool_pages", 4096);
-    s.private_pages = json_u64(j, "private_pages", 0);
-    s.huge_pages = j.value("huge_pages", false);
-    s.finalize_in_setup = j.value("finalize_in_setup", true);
-    if (s.vcpus < 1 || s.vcpus > 16) throw std::runtime_error("'vcpus' must be in 1..16");
-    if (s.pool_pages < 1024 || s.pool_pages > (1ull << 24)) throw std::runtime_error("'pool_pages' must be in 1024..16M");
-    for (const auto& js : j.at("slots")) {
-      SlotSpec sl{static_cast<int>(json_u64(js, "id", 0)), json_u64(js, "gpa", 0), json_u64(js, "size", 0),
-                  js.value("guest_memfd", false) ? kMemGuestMemfd : 0u};
-      s.slots.push_back(sl);
-    }
-    if (s.slots.empty()) throw std::runtime_error("a scenario needs at least one slot");
-    for (const auto& jo : j.value("setup", nlohmann::json::array())) s.setup.push_back(parse_op(jo));
-    for (const auto& jt : j.at("threads")) {
-      ThreadSpec t{jt.at("name").get<std::string>(), {}};
-      for (const auto& jo : jt.at("ops")) t.ops.push_back(parse_op(jo));
-      s.threads.push_back(std::move(t));
-    }
-    if (s.threads.empty() || s.threads.size() > 8) throw std::runtime_error("'threads' must have 1..8 entries");
-    for (const auto& t : s.threads)
-      for (const auto& o : t.ops)
-        if (o.vcpu >= s.vcpus) throw std::runtime_error("op on vcpu " + std::to_string(o.vcpu) + " of " + std::to_string(s.vcpus));
-    return s;
-  } catch (const std::exception& e) {
-    *error = "scenario file '" + name_or_file + "': " + e.what();
-    return std::nullopt;
-  }
+  return load_scenario_file(name_or_file, error);
 }
 
 }  // namespace mirrormmu::explore

@@ -83,5 +83,12 @@ struct ScenarioInfo {
 const std::vector<ScenarioInfo>& builtin_scenarios();
 // A built-in name, or a path to a JSON scenario file. Errors as a message.
 std::optional<Scenario> load_scenario(const std::string& name_or_file, int scale, std::string* error);
+// A JSON scenario file: a regular file of at most 1 MiB, every key known,
+// every number in range, the memslot layout sane. Errors name the key and
+// the value.
+std::optional<Scenario> load_scenario_file(const std::string& path, std::string* error);
+// The same for the file's text (`origin` names it in errors): what the
+// fuzzer drives.
+std::optional<Scenario> parse_scenario_text(const std::string& text, const std::string& origin, std::string* error);
 
 }  // namespace mirrormmu::explore
