@@ -3,7 +3,8 @@
 # Debian packages they need first (apt-get, with sudo when not root).
 DEB_PACKAGES := g++ cmake ninja-build pkg-config liburcu-dev libcli11-dev \
                 nlohmann-json3-dev libfmt-dev libgtest-dev libgmock-dev \
-                librapidcheck-dev libbenchmark-dev libboost-context-dev python3 xz-utils linux-source-6.12 parallel
+                librapidcheck-dev libbenchmark-dev libboost-context-dev python3 xz-utils linux-source-6.12 parallel \
+                clang-14 gnuplot-nox
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 JOBS ?= $(shell nproc)
 RUN_ARGS ?=
@@ -13,7 +14,7 @@ ORACLE_TREE ?= /usr/src/linux-source-6.12.tar.xz
 
 TSAN_TESTS := test_concurrent test_explore test_tdx test_sync
 
-.PHONY: deps run test oracle build-release build-asan build-tsan bench clean
+.PHONY: deps run test oracle build-release build-asan build-tsan bench fuzz clean
 
 deps:
 	@missing=""; for p in $(DEB_PACKAGES); do \
@@ -58,6 +59,22 @@ oracle: deps
 	cmake --preset release -DMIRRORMMU_KERNEL_TREE=$(ORACLE_TREE) >/dev/null
 	cmake --build --preset release -j $(JOBS) --target test_oracle mirrormmu
 	ctest --test-dir build/release -j $(JOBS) --output-on-failure -R '^oracle\.'
+
+# libFuzzer (clang-14, ASan+UBSan) on scenario files, replay strings and the
+# command line's parser, FUZZ_SECONDS each, from the corpus in fuzz/corpus
+# (new inputs go to build/fuzz/corpus, crashes to build/fuzz/crash-*).
+FUZZ_SECONDS ?= 60
+fuzz: deps
+	cmake --preset fuzz >/dev/null
+	cmake --build --preset fuzz -j $(JOBS)
+	@for t in scenario schedule cli; do \
+	  mkdir -p build/fuzz/corpus/$$t; \
+	  echo "fuzz_$$t: $(FUZZ_SECONDS) s"; \
+	  ./build/fuzz/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) -timeout=10 -rss_limit_mb=2048 -max_len=4096 \
+	    -artifact_prefix=build/fuzz/ -print_final_stats=1 build/fuzz/corpus/$$t fuzz/corpus/$$t \
+	    >build/fuzz/$$t.log 2>&1 || { tail -n 40 build/fuzz/$$t.log; exit 1; }; \
+	  grep -E '^stat::number_of_executed_units|^Done' build/fuzz/$$t.log; \
+	done
 
 bench: deps
 	cmake --preset release -DMIRRORMMU_BENCH=ON >/dev/null

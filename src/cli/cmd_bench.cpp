@@ -17,7 +17,9 @@
 
 #include "cli/common.h"
 #include "explore/explorer.h"
+#include "report/plot.h"
 #include "workload/bench_kernels.h"
+#include "workload/runner.h"
 
 namespace mirrormmu::cli {
 
@@ -28,6 +30,44 @@ int g_threads = 2;
 int g_repeat = 3;
 double g_dfs_seconds = 20;
 double g_td_life_gib = 64;
+std::string g_plot_dir;
+// What --plot draws, filled as the rows are measured.
+std::vector<Chart> g_charts;
+
+Chart& bench_chart(const std::string& name, const std::string& title, const std::string& xlabel,
+                   const std::string& ylabel, bool bars) {
+  for (Chart& c : g_charts)
+    if (c.name == name) return c;
+  g_charts.push_back({name, title, xlabel, ylabel, bars, {}, {}});
+  return g_charts.back();
+}
+
+// demand-paging on vCPU threads, unchecked, at growing sizes and vCPU
+// counts: how the fault path scales with both.
+void print_scaling_rows() {
+  std::printf("\n%-50s %12s\n", "demand-paging, vCPU threads, --check off", "pages/s");
+  Chart& chart = bench_chart("bench-scaling", "demand-paging: first-touch faults per second, unchecked",
+                             "guest memory (MiB)", "pages per second", false);
+  for (int vcpus : {1, 2})
+    for (uint64_t mib : {64, 128, 256}) {
+      WorkloadConfig wc;
+      wc.name = "demand-paging";
+      wc.vcpus = vcpus;
+      wc.st.bytes_per_vcpu = (mib << 20) / uint64_t(vcpus);
+      wc.check = false;
+      const auto t0 = std::chrono::steady_clock::now();
+      RunOutcome out = run_workload(wc);
+      const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      // The rate the selftest prints is over the vCPUs' pass only.
+      double rate = 0;
+      for (const std::string& f : out.result.figures)
+        if (f.rfind("Overall demand paging rate:", 0) == 0) rate = std::strtod(f.c_str() + f.find('\t') + 1, nullptr);
+      std::printf("%-50s %12.0f%s\n", fmt::format("{} MiB, {} vCPU{} ({:.2f} s with set-up and teardown)", mib, vcpus,
+                                                 vcpus > 1 ? "s" : "", s).c_str(),
+                  rate, out.result.exit_code ? "  FAILED" : "");
+      chart.add(fmt::format("{} vCPU{}", vcpus, vcpus > 1 ? "s" : ""), double(mib), rate);
+    }
+}
 
 // One `mirrormmu run` of td-life on one thread, in a child process so its
 // peak resident memory is its own.
@@ -64,8 +104,14 @@ void print_td_life_rows() {
   const WorkloadRow inc = td_life_row(g_td_life_gib, "incremental");
   std::printf("\n%-50s %10s %10s  %s\n", fmt::format("td-life {} GiB, one thread", g_td_life_gib).c_str(), "seconds",
               "peak MiB", "result");
-  for (const auto& [name, r] : {std::pair{"--check off", off}, std::pair{"--check incremental", inc}})
+  Chart& chart = bench_chart("bench-td-life", fmt::format("td-life {} GiB on one thread: checking's cost", g_td_life_gib),
+                             "", "seconds", true);
+  chart.xtics = {{0, "--check off"}, {1, "--check incremental"}};
+  int x = 0;
+  for (const auto& [name, r] : {std::pair{"--check off", off}, std::pair{"--check incremental", inc}}) {
     std::printf("%-50s %10.2f %10.0f  %s\n", name, r.seconds, r.peak_mib, r.ok ? "OK" : "FAILED");
+    chart.add("seconds", x++, r.seconds);
+  }
   const auto met = [](bool b) { return b ? "met" : "NOT MET"; };
   const double ratio = inc.seconds / std::max(off.seconds, 1e-9);
   std::printf("checked / unchecked time:          %.2fx   (target <= 1.5x)   %s\n", ratio, met(ratio <= 1.5));
@@ -126,6 +172,12 @@ bool print_search_rows() {
                 static_cast<unsigned long long>(r.r.executions), static_cast<unsigned long long>(r.r.pruned),
                 r.r.seconds, r.r.seconds > 0 ? double(r.r.executions) / r.r.seconds : 0.0,
                 r.r.exhausted ? "exhaustive" : "stopped");
+  Chart& chart = bench_chart("bench-explorer", "the explorer on fault-fault-2m --scale 1: executions per second", "",
+                             "executions per second", true);
+  for (size_t i = 0; i < rows.size(); i++) {
+    chart.xtics.emplace_back(double(i), rows[i].name);
+    chart.add("executions/s", double(i), rows[i].r.seconds > 0 ? double(rows[i].r.executions) / rows[i].r.seconds : 0);
+  }
   bool ok = rows.size() == 6;
   for (const auto& r : rows)
     if (!r.r.ok()) {
@@ -162,6 +214,7 @@ int run() {
   // CLI11's range check lets NaN through (every comparison with it is false).
   if (!(g_dfs_seconds >= 0)) usage_error("--dfs-seconds must be a number of seconds, 0 to 3600");
   if (!(g_td_life_gib >= 0)) usage_error("--td-life-gib must be a size in GiB, 0 to 1024");
+  check_output_dir("--plot", g_plot_dir);
   const uint64_t pages = g_pages;
   const double floor = best([&] { return floor_cmpxchg_ns(pages); });
   struct Row {
@@ -191,6 +244,14 @@ int run() {
 
   std::printf("%-50s %12s  %-9s %10s\n", "benchmark", "ns", "per", "x floor");
   for (const auto& r : rows) std::printf("%-50s %12.1f  %-9s %10.1f\n", r.name.c_str(), r.ns, r.unit.c_str(), r.ns / floor);
+  {
+    Chart& chart = bench_chart("bench-kernels", "populate, split and zap: nanoseconds per page, against the cmpxchg floor",
+                               "", "x floor (log scale is not used: read the table for ns)", true);
+    for (size_t i = 1; i + 2 < rows.size(); i++) {
+      chart.xtics.emplace_back(double(i), rows[i].name);
+      chart.add("x floor", double(i), rows[i].ns / floor);
+    }
+  }
   std::printf("\n");
   std::printf("pages per run: %llu; best of %d runs; %d threads\n", static_cast<unsigned long long>(pages), g_repeat,
               g_threads);
@@ -204,8 +265,15 @@ int run() {
               "(target <= 3%%)\n",
               per_fault, sp, per_fault * sp, 100.0 * per_fault * sp / direct1);
   if (g_td_life_gib > 0) print_td_life_rows();
-  if (g_dfs_seconds > 0 && !print_search_rows()) return 1;
-  return 0;
+  print_scaling_rows();
+  const bool searched = g_dfs_seconds <= 0 || print_search_rows();
+  if (!g_plot_dir.empty()) {
+    std::string error;
+    const auto files = draw_charts(g_plot_dir, g_charts, &error);
+    if (!error.empty()) usage_error("--plot: " + error);
+    std::printf("\nplots: %zu files in %s\n", files.size(), g_plot_dir.c_str());
+  }
+  return searched ? 0 : 1;
 }
 
 }  // namespace
@@ -223,6 +291,9 @@ Command add_bench(CLI::App& app) {
                   "size of the td-life runs timed with and without incremental checks (0: skip them)")
       ->check(CLI::Range(0.0, 1024.0))
       ->capture_default_str();
+  cmd->add_option("--plot", g_plot_dir,
+                  "draw the figures (the kernels against the floor, checking's cost, scaling with vCPUs and size, "
+                  "the explorer's searches) into the directory DIR as PNG and SVG, with gnuplot");
   cmd->add_option("--repeat", g_repeat, "runs per figure (best is kept)")->check(CLI::Range(1, 100))->capture_default_str();
   return {cmd, &run};
 }

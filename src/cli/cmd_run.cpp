@@ -8,6 +8,7 @@
 #include "cli/common.h"
 #include "mmu/design.h"
 #include "report/shared_summary.h"
+#include "report/plot.h"
 #include "report/summary.h"
 #include "vm/direct_mmu.h"
 #include "workload/runner.h"
@@ -23,9 +24,12 @@ std::string g_mmu = "model";
 int g_iterations = 3;
 CLI::App* g_cmd = nullptr;
 
+std::string g_plot_dir;
+
 void check_json_path() {
   check_output_path("--json", g_json);
   check_output_path("--trace", g_cfg.trace_path);
+  check_output_dir("--plot", g_plot_dir);
 }
 
 // A plain VM's shared memory on the model or on the kernel's own MMU.
@@ -68,6 +72,12 @@ int run() {
     if (!f) usage_error("cannot write '" + g_json + "'");
     f << summary_json(r).dump(2) << "\n";
   }
+  if (!g_plot_dir.empty()) {
+    std::string error;
+    const auto files = draw_charts(g_plot_dir, r.result.charts, &error);
+    if (!error.empty()) usage_error("--plot: " + error);
+    std::printf("plots: %zu files in %s\n", files.size(), g_plot_dir.c_str());
+  }
   return r.result.exit_code;
 }
 
@@ -81,6 +91,9 @@ Command add_run(CLI::App& app) {
   add_selftest_commands(run_cmd, cfg);
   run_cmd->add_option("--design", cfg.design, designs_help())->capture_default_str();
   run_cmd->add_option("--json", g_json, "also write the summary as JSON to FILE");
+  run_cmd->add_option("--plot", g_plot_dir,
+                      "draw the run's charts (per-operation times; the selftests' per-iteration and per-vCPU "
+                      "figures) into the directory DIR as PNG and SVG, with gnuplot");
   run_cmd->add_option("--trace", cfg.trace_path,
                       "write every SPTE change, fault request and mapping, SEAMCALL (leaf, GPA, level, status), "
                       "external hook, TLB flush and bug site to FILE, one line each in trace-cmd's report layout "

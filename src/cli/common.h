@@ -19,6 +19,8 @@ namespace mirrormmu::cli {
 // its end is refused before it starts: a regular file that is writable, or
 // a new one in a writable directory.
 void check_output_path(const std::string& flag, const std::string& path);
+// An output directory (--plot DIR): it exists, is a directory and writable.
+void check_output_dir(const std::string& flag, const std::string& dir);
 
 // Each subcommand registers its options, and runs when it was parsed.
 struct Command {

@@ -38,6 +38,14 @@ void check_output_path(const std::string& flag, const std::string& path) {
   if (::access(dir.c_str(), W_OK) != 0) usage_error(fmt::format("{}: directory '{}' is not writable", flag, dir));
 }
 
+void check_output_dir(const std::string& flag, const std::string& dir) {
+  if (dir.empty()) return;
+  struct stat st {};
+  if (::stat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode))
+    usage_error(fmt::format("{}: '{}' is not a directory", flag, dir));
+  if (::access(dir.c_str(), W_OK) != 0) usage_error(fmt::format("{}: directory '{}' is not writable", flag, dir));
+}
+
 }  // namespace mirrormmu::cli
 
 int main(int argc, char** argv) {

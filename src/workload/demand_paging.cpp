@@ -34,8 +34,12 @@ bool demand_paging_run(Driver& d, const WorkloadConfig& c, std::mt19937_64&) {
   d.print("Finished creating vCPUs and starting uffd threads");
   d.print("Started all vCPUs");
   const auto t0 = std::chrono::steady_clock::now();
+  std::vector<double> vcpu_seconds(static_cast<size_t>(c.vcpus), 0);
   d.parallel("vCPUs demand-page the test memory", c.vcpus, [&](int v) {
-    return touch_pages(vm, v, m.vcpu_gpa(v), m.vcpu_bytes() / kPageSize, true, nullptr, accept);
+    const auto start = std::chrono::steady_clock::now();
+    const int r = touch_pages(vm, v, m.vcpu_gpa(v), m.vcpu_bytes() / kPageSize, true, nullptr, accept);
+    vcpu_seconds[size_t(v)] = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    return r;
   });
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   if (d.failed()) return false;
@@ -45,6 +49,9 @@ bool demand_paging_run(Driver& d, const WorkloadConfig& c, std::mt19937_64&) {
   d.print(fmt::format("Total guest execution time:\t{}", selftest_time(seconds)));
   d.print(fmt::format("Per-vcpu demand paging rate:\t{:f} pgs/sec/vcpu", per_vcpu));
   d.print(fmt::format("Overall demand paging rate:\t{:f} pgs/sec", per_vcpu * c.vcpus));
+  Chart& chart = d.chart("demand-paging", "demand_paging_test: each vCPU's rate", "vCPU", "pages per second", true);
+  for (int v = 0; v < c.vcpus; v++)
+    chart.add("demand paging rate", v, double(m.vcpu_bytes() / kPageSize) / std::max(vcpu_seconds[size_t(v)], 1e-9));
   return true;
 }
 

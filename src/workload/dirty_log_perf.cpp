@@ -108,7 +108,10 @@ bool dirty_log_run(Driver& d, const WorkloadConfig& c, std::mt19937_64&) {
     t0 = Clock::now();
     d.parallel(fmt::format("vCPUs dirty memory (iteration {})", it), c.vcpus,
                [&](int v) { return pass(v, c.st.write_percent, c.st.random_access); });
-    d.print(fmt::format("Iteration {} dirty memory time: {}", it, selftest_time(since(t0))));
+    const double dirty_s = since(t0);
+    d.print(fmt::format("Iteration {} dirty memory time: {}", it, selftest_time(dirty_s)));
+    Chart& chart = d.chart("dirty-log-perf", "dirty_log_perf_test: each iteration", "iteration", "seconds");
+    chart.add("dirty memory", it, dirty_s);
     std::vector<std::vector<uint64_t>> logs(static_cast<size_t>(nslots));
     t0 = Clock::now();
     for (int s = 0; s < nslots; s++)
@@ -121,6 +124,7 @@ bool dirty_log_run(Driver& d, const WorkloadConfig& c, std::mt19937_64&) {
     const double get_s = since(t0);
     get_total += get_s;
     d.print(fmt::format("Iteration {} get dirty log time: {}", it, selftest_time(get_s)));
+    chart.add("get dirty log", it, get_s);
     // Exactly the pages written since the last collection: one missing is
     // a lost dirty bit (the guest's write would never be migrated).
     if (d.checker() && !d.failed()) {
@@ -147,6 +151,7 @@ bool dirty_log_run(Driver& d, const WorkloadConfig& c, std::mt19937_64&) {
       const double clear_s = since(t0);
       clear_total += clear_s;
       d.print(fmt::format("Iteration {} clear dirty log time: {}", it, selftest_time(clear_s)));
+      chart.add("clear dirty log", it, clear_s);
     }
   }
   if (d.failed()) return false;

@@ -6,6 +6,7 @@
 #include <cerrno>
 #include <chrono>
 #include <cstdio>
+#include <unistd.h>
 #include <thread>
 
 #include <fmt/format.h>
@@ -28,16 +29,61 @@ bool Driver::op(const std::string& name, const std::function<int()>& fn) {
   ops_++;
   if (trace_) [[unlikely]]
     trace_->op(name);
+  progress(name);
   int r = 0;
   if (harness_) {
     if (!run_virtual(name, {{"vmm", [&] { r = fn(); }}})) return false;
   } else {
+    const auto t0 = std::chrono::steady_clock::now();
     r = fn();
+    chart("operations", "time per operation (checks excluded)", "operation", "milliseconds")
+        .add("operation", double(ops_), std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
   }
   return finish_op(name, r);
 }
 
+void Chart::add(const std::string& label, double x, double y) {
+  for (Series& s : series)
+    if (s.label == label) {
+      s.points.emplace_back(x, y);
+      return;
+    }
+  series.push_back({label, {{x, y}}});
+}
+
+Chart& Driver::chart(const std::string& name, const std::string& title, const std::string& xlabel,
+                     const std::string& ylabel, bool bars) {
+  for (Chart& c : charts_)
+    if (c.name == name) return c;
+  charts_.push_back({name, title, xlabel, ylabel, bars, {}});
+  return charts_.back();
+}
+
+// On a terminal, a run that takes more than two seconds shows which
+// operation it is at, at most five times a second, on one line of stderr;
+// anywhere else it stays silent.
+void Driver::progress(const std::string& op) {
+  if (!echo_ || harness_) return;
+  static const bool tty = ::isatty(STDERR_FILENO);
+  if (!tty) return;
+  const auto now = std::chrono::steady_clock::now();
+  if (now - started_ < std::chrono::seconds(2) || now - shown_ < std::chrono::milliseconds(200)) return;
+  shown_ = now;
+  progress_shown_ = true;
+  std::fprintf(stderr, "\r\033[K[%.1f s] operation %llu: %.100s", std::chrono::duration<double>(now - started_).count(),
+               static_cast<unsigned long long>(ops_), op.c_str());
+  std::fflush(stderr);
+}
+
+void Driver::end_progress() {
+  if (!progress_shown_) return;
+  std::fputs("\r\033[K", stderr);
+  std::fflush(stderr);
+  progress_shown_ = false;
+}
+
 void Driver::print(std::string line) {
+  end_progress();
   if (echo_) {
     std::fputs(line.c_str(), stdout);
     std::fputc('\n', stdout);

@@ -164,10 +164,16 @@ bool pmc_run(Driver& d, const WorkloadConfig& c, std::mt19937_64&) {
                           {"explicit conversions with fallocate", &Guest::explicit_conversions, true},
                           {"holes punched in private memory", &Guest::punch_holes, false},
                           {"holes punched in private memory, precisely", &Guest::punch_holes, true}};
-  for (const Phase& p : phases) {
+  Chart& chart = d.chart("private-mem-conversions", "private_mem_conversions_test: each phase", "phase (1-2 "
+                         "explicit, without and with fallocate; 3-4 holes punched, loosely and precisely)",
+                         "seconds", true);
+  for (size_t i = 0; i < std::size(phases); i++) {
+    const Phase& p = phases[i];
+    const auto start = std::chrono::steady_clock::now();
     d.parallel(fmt::format("vCPUs: {}", p.name), c.vcpus,
                [&](int v) { return (guests[size_t(v)].*p.fn)(p.arg); });
     if (d.failed()) return false;
+    chart.add("all vCPUs", double(i + 1), std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
   }
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   uint64_t conversions = 0, holes = 0;

@@ -84,6 +84,8 @@ RunOutcome run_workload(const WorkloadConfig& cfg) {
   }
   out.result.ops = d.ops() + 1;
   out.result.figures = d.figures();
+  out.result.charts = d.charts();
+  d.end_progress();
   out.result.concurrent_checks = d.concurrent_checks();
   out.result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   // Without a checker (--no-check) a site that fired still fails the run.

@@ -77,6 +77,22 @@ struct WorkloadConfig {
   std::string trace_path;  // --trace FILE: every MMU/TDX event, trace-cmd layout
 };
 
+// A chart of what a workload measured (--plot DIR draws it): named series of
+// (x, y) points.
+struct Chart {
+  std::string name;  // file name, without extension
+  std::string title, xlabel, ylabel;
+  bool bars = false;  // one bar per x instead of lines
+  std::vector<std::pair<double, std::string>> xtics;  // names for x values (bars of named rows)
+  struct Series {
+    std::string label;
+    std::vector<std::pair<double, double>> points;
+  };
+  std::vector<Series> series;
+  // The point (x, y) of series `label`, the series made on first use.
+  void add(const std::string& label, double x, double y);
+};
+
 struct WorkloadResult {
   uint64_t ops = 0;
   uint64_t concurrent_checks = 0;  // checks taken while vCPU threads ran
@@ -86,6 +102,7 @@ struct WorkloadResult {
   std::string error;  // set when the workload itself could not run (bad config)
   uint64_t trace_events = 0;  // lines written to --trace FILE
   std::vector<std::string> figures;  // the workload's own printed lines
+  std::vector<Chart> charts;         // what --plot draws
 };
 
 // Runs ops on a VM and checks after each; stops at the first failure.
@@ -120,6 +137,10 @@ class Driver {
   void print(std::string line);
   void set_echo(bool on) { echo_ = on; }
   const std::vector<std::string>& figures() const { return figures_; }
+  // The chart `name`, made with these labels on first use.
+  Chart& chart(const std::string& name, const std::string& title, const std::string& xlabel, const std::string& ylabel,
+               bool bars = false);
+  std::vector<Chart>& charts() { return charts_; }
   bool failed() const { return failed_; }
   uint64_t ops() const { return ops_; }
   Vm& vm() { return vm_; }
@@ -134,6 +155,17 @@ class Driver {
   EventTrace* trace_ = nullptr;
   bool echo_ = false;
   std::vector<std::string> figures_;
+  std::vector<Chart> charts_;
+  // The progress line on a terminal (stderr), for runs longer than a moment.
+  void progress(const std::string& op);
+  std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now(), shown_{};
+  bool progress_shown_ = false;
+
+ public:
+  // Clears the progress line (the run is over).
+  void end_progress();
+
+ private:
   bool abandoned_ = false;
   bool finish_op(const std::string& name, int r);
   bool run_virtual(const std::string& name, std::vector<std::pair<std::string, std::function<void()>>> threads);
