@@ -8,6 +8,7 @@
 
 #include <fmt/format.h>
 
+#include "base/printable.h"
 #include "cli/common.h"
 #include "workload/explored.h"
 #include "workload/plain_explored.h"
@@ -18,7 +19,8 @@
 namespace mirrormmu::cli {
 
 void usage_error(const std::string& msg) {
-  std::fprintf(stderr, "mirrormmu: error: %s\n", msg.c_str());
+  // One line whatever the message quotes back (a flag's value with a newline).
+  std::fprintf(stderr, "mirrormmu: error: %s\n", printable(msg, 4096).c_str());
   std::exit(2);
 }
 

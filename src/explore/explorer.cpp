@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: MIT
 #include "explore/explorer.h"
 
+#include "base/printable.h"
+
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -84,7 +86,7 @@ std::optional<Schedule> Schedule::parse(const std::string& str, std::string* err
   while (std::getline(ss, p, '/')) parts.push_back(p);
   // A scenario file path may itself contain '/': the last four parts are fixed.
   if (parts.size() < 5) {
-    *error = "a schedule looks like SCENARIO/DESIGN/sSCALE/fB,T,C,Y[,E,R,S,P,I]/CHOICES, got '" + str + "'";
+    *error = "a schedule looks like SCENARIO/DESIGN/sSCALE/fB,T,C,Y[,E,R,S,P,I]/CHOICES, got '" + printable(str) + "'";
     return std::nullopt;
   }
   Schedule s;
@@ -109,12 +111,12 @@ std::optional<Schedule> Schedule::parse(const std::string& str, std::string* err
     }
     if (k < 4) throw std::runtime_error("budgets");
   } catch (...) {
-    *error = "bad scale or failure budgets in schedule '" + str + "'";
+    *error = "bad scale or failure budgets in schedule '" + printable(str) + "'";
     return std::nullopt;
   }
   auto c = decode_choices(parts[n - 1]);
   if (!c || s.scale < 1 || s.scale > 64) {
-    *error = "bad choices or scale in schedule '" + str + "'";
+    *error = "bad choices or scale in schedule '" + printable(str) + "'";
     return std::nullopt;
   }
   s.choices = *c;
