@@ -66,7 +66,7 @@ oracle: deps
 FUZZ_SECONDS ?= 60
 fuzz: deps
 	cmake --preset fuzz >/dev/null
-	cmake --build --preset fuzz -j $(JOBS)
+	cmake --build --preset fuzz -j $(JOBS) --target fuzz_scenario fuzz_schedule fuzz_cli
 	@for t in scenario schedule cli; do \
 	  mkdir -p build/fuzz/corpus/$$t; \
 	  echo "fuzz_$$t: $(FUZZ_SECONDS) s"; \

@@ -55,7 +55,7 @@ Chart& Driver::chart(const std::string& name, const std::string& title, const st
                      const std::string& ylabel, bool bars) {
   for (Chart& c : charts_)
     if (c.name == name) return c;
-  charts_.push_back({name, title, xlabel, ylabel, bars, {}});
+  charts_.push_back({name, title, xlabel, ylabel, bars, {}, {}});
   return charts_.back();
 }
 
