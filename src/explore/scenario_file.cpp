@@ -16,6 +16,7 @@
 #include <sstream>
 #include <stdexcept>
 
+#include "base/printable.h"
 #include "explore/scenario.h"
 
 namespace mirrormmu::explore {
@@ -50,7 +51,7 @@ void only_keys(const json& obj, const std::string& where, std::initializer_list<
     if (!known) {
       std::string list;
       for (const char* allowed : keys) list += (list.empty() ? "" : ", ") + std::string(allowed);
-      throw Bad(fmt::format("{}: unknown key '{}' (known: {})", where, k, list));
+      throw Bad(fmt::format("{}: unknown key '{}' (known: {})", where, printable(k, 40), list));
     }
   }
 }
