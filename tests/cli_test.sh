@@ -336,6 +336,14 @@ bad "dirty-log-perf slots that do not divide" run dirty-log-perf -b 8M -x 3
 bad "dirty-log-perf write percent over 100" run dirty-log-perf -w 101
 bad "private-mem-conversions slots that do not divide" run private-mem-conversions -m 3
 bad "two workloads named" run demand-paging --workload td-life
+bad "mmu-stress zero GiB" run mmu-stress -m 0
+bad "mmu-stress GiB out of range" run mmu-stress -s 99999999
+bad "mmu-stress slot not whole 2M pages" run mmu-stress -m 64M -s 3M -H
+bad "mmu-stress size with a bad letter" run mmu-stress -m 64q
+bad "mmu-stress vCPUs out of range" run mmu-stress -c 0
+bad "mmu-stress with --gib" run mmu-stress --gib 1
+bad "pre-fault-memory 2M backing without huge pages" run pre-fault-memory -s anonymous_hugetlb
+bad "pre-fault-memory unknown backing" run pre-fault-memory -s tmpfs
 bad "guest smaller than a 2 MiB chunk" run --gib 1e-9
 bad "guest larger than this machine can model" run --gib 1024
 bad "explore time not a number" explore --scenario fault-fault-2m --time nan
@@ -405,6 +413,18 @@ check "dirty-log-perf catches a clear that does not write-protect" test $? -eq 1
 "$bin" run private-mem-conversions -n 2 -m 2 --trace "$tmp/pmc.trace" >"$tmp/pmc" 2>&1
 check "private-mem-conversions exits 0" test $? -eq 0
 check "private-mem-conversions trace has SEAMCALLs" grep -q ': tdx_seamcall: TDH.MEM.PAGE.AUG ' "$tmp/pmc.trace"
+"$bin" run mmu-stress -c 2 -m 64M -s 16M --json "$tmp/ms.json" >"$tmp/ms" 2>&1
+check "mmu-stress exits 0" test $? -eq 0
+check "mmu-stress prints the stage times" grep -q '^run1 = [0-9.]*s, reset = [0-9.]*s, run2 = [0-9.]*s, ro = [0-9.]*s, rw = [0-9.]*s$' "$tmp/ms"
+check "mmu-stress replay command names the test and its flags" grep -q '"replay": "mirrormmu run mmu-stress -c 2 -m 64M -s 16M --seed' "$tmp/ms.json"
+"$bin" run mmu-stress -c 2 -m 64M -s 16M --inline --what-if notifier-first-slot-only >"$tmp/msw" 2>&1
+check "mmu-stress catches a notifier that misses aliases" test $? -eq 1
+check "mmu-stress names the invariant" grep -q '^FAILED: invariant host_prot' "$tmp/msw"
+"$bin" run pre-fault-memory >"$tmp/pf" 2>&1
+check "pre-fault-memory exits 0" test $? -eq 0
+check "pre-fault-memory prints the backing" grep -q '^Testing memory backing src type: anonymous$' "$tmp/pf"
+"$bin" run pre-fault-memory --what-if prefault-progress-max-level >"$tmp/pfw" 2>&1
+check "pre-fault-memory catches progress past what was mapped" test $? -eq 1
 
 echo "$pass passed, $fail failed"
 test $fail -eq 0

@@ -330,6 +330,20 @@ class Checker::Pass {
                                             b ? b->peek_pfn(g - s->base_gfn).v : ~0ull));
         return;
       }
+      // The host's VMA decides what KVM may map (the MMU notifier enforces
+      // it on mprotect/munmap): no writable leaf over read-only memory, no
+      // leaf at all over memory unmapped from the VMM.
+      if (!mirror) {
+        const HostProt hp = b->prot(g - s->base_gfn);
+        // MMU-writable counts: fast_page_fault() would make it writable.
+        const bool w = spte::is_writable(lf.spte) || spte::is_mmu_writable(lf.spte);
+        if (hp == HostProt::None || (hp == HostProt::ReadOnly && w)) {
+          c_.fail("host_prot", fmt::format("gfn {:#x} (memslot {}) is mapped {} but the host memory is {}", g.v, s->id,
+                                           w ? "writable" : "read-only",
+                                           hp == HostProt::None ? "unmapped" : "read-only"));
+          return;
+        }
+      }
       const PageOwner want = mirror ? PageOwner::GuestPrivate : PageOwner::GuestShared;
       if (pool_.owner(pfn) != want) {
         c_.fail("pfn_owner", fmt::format("gfn {:#x} maps pfn {:#x}, which is {}", g.v, pfn.v,

@@ -72,6 +72,12 @@ class Checker final : public MmuObserver, public tdx::SeamcallObserver, public B
 
   // A failure found by a workload's own check (e.g. a wrong dirty bitmap).
   void report(std::string invariant, std::string detail) { fail(std::move(invariant), std::move(detail)); }
+  // A violation a workload sees in the middle of its operation `during`
+  // (the next one to be checked), reported as found there.
+  void report_during(std::string_view during, std::string invariant, std::string detail) {
+    if (violations_.size() < opts_.max_violations)
+      violations_.push_back({std::move(invariant), std::move(detail), op_index_ + 1, std::string(during)});
+  }
   const std::vector<Violation>& violations() const { return violations_; }
   // The violations, one per line (for test failure messages).
   std::string describe() const;

@@ -5,8 +5,10 @@
 // private-mem-conversions), so each test is its own subcommand.
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdlib>
+#include <thread>
 
 #include "cli/common.h"
 
@@ -41,7 +43,8 @@ struct Selftest {
   const char* name;
   CLI::App* app = nullptr;
 };
-Selftest g_tests[] = {{"demand-paging"}, {"dirty-log-perf"}, {"private-mem-conversions"}};
+Selftest g_tests[] = {{"demand-paging"}, {"dirty-log-perf"}, {"private-mem-conversions"}, {"mmu-stress"},
+                      {"pre-fault-memory"}};
 
 CLI::App* add_test(CLI::App* run_cmd, Selftest& t, const std::string& what) {
   t.app = run_cmd->add_subcommand(t.name, what)->fallthrough();
@@ -52,6 +55,21 @@ void add_size(CLI::App* app, const char* flag, uint64_t& out, const std::string&
   app->add_option_function<std::string>(flag, [flag, &out](const std::string& v) { out = parse_size_arg(flag, v); },
                                         what)
       ->option_text("SIZE");
+}
+
+// mmu_stress_test's -m and -s are whole GiB; a size with a letter (64M) is
+// ours, for runs smaller than a GiB.
+void add_gib_size(CLI::App* app, const char* flag, uint64_t& out, const std::string& what) {
+  app->add_option_function<std::string>(
+         flag,
+         [flag, &out](const std::string& v) {
+           const bool bare = !v.empty() && v.find_first_not_of("0123456789") == std::string::npos;
+           if (bare && (v.size() > 6 || std::stoull(v) == 0))
+             usage_error(fmt::format("{}: {} GiB is out of range [1, 999999]", flag, v));
+           out = bare ? std::stoull(v) << 30 : parse_size_arg(flag, v);
+         },
+         what)
+      ->option_text("GIB");
 }
 
 void add_backing(CLI::App* app, std::string& out) {
@@ -96,6 +114,19 @@ void add_selftest_commands(CLI::App* run_cmd, WorkloadConfig& cfg) {
   pmc->add_option("-n", cfg.vcpus, "vCPUs (default 1)")->check(CLI::Range(1, 64));
   pmc->add_option("-m", st.slots, "memslots the guest_memfd is split into (default 1)")->check(CLI::Range(1, 512));
   add_backing(pmc, st.backing);
+
+  auto* ms = add_test(run_cmd, g_tests[3],
+                      "mmu_stress_test on a TD's shared memory: memslots aliasing one memfd, written, reset, read, "
+                      "made read-only and writable again under the vCPUs");
+  ms->add_option("-c", cfg.vcpus, "vCPUs (default: 3/4 of the host's CPUs)")->check(CLI::Range(1, 64));
+  add_gib_size(ms, "-m", st.max_mem, "guest memory in GiB (default 128; a size such as 64M also works)");
+  add_gib_size(ms, "-s", st.slot_size, "memslot size in GiB (default 2; a size such as 16M also works)");
+  ms->add_flag("-H", st.hugetlb, "the memfd is MFD_HUGETLB (2M pages)");
+
+  auto* pf = add_test(run_cmd, g_tests[4],
+                      "pre_fault_memory_test on a TD: KVM_PRE_FAULT_MEMORY over a 2M+4K slot, shared then private, "
+                      "alone and against the slot's deletion");
+  add_backing(pf, st.backing);
 }
 
 void apply_selftest_command(CLI::App* run_cmd, WorkloadConfig& cfg) {
@@ -113,7 +144,8 @@ void apply_selftest_command(CLI::App* run_cmd, WorkloadConfig& cfg) {
       if (auto* o = t.app->get_option_no_throw(flag); o && o->count()) return true;
     return false;
   };
-  if (!given("-v") && !given("-n") && run_cmd->get_option("--vcpus")->count() == 0) cfg.vcpus = 1;
+  if (!given("-v") && !given("-n") && !given("-c") && run_cmd->get_option("--vcpus")->count() == 0)
+    cfg.vcpus = cfg.name == "mmu-stress" ? std::clamp(int(std::thread::hardware_concurrency() * 3 / 4), 1, 64) : 1;
   if (run_cmd->get_option("--gib")->count())
     usage_error(fmt::format("--gib has no meaning for {}: its size comes from its own flags (-b, -v)", cfg.name));
   cfg.gib = w->guest_gib(cfg);

@@ -21,6 +21,22 @@ Backing::Backing(PfnPool& pool, PageOwner owner, uint64_t npages, PgLevel huge)
   for (uint64_t b = 0; b < nblocks_; b++) run_[b].store(PgLevel::k4K, std::memory_order_relaxed);
 }
 
+Backing::~Backing() {
+  release_all();
+  delete[] prot_.load();
+}
+
+void Backing::protect(uint64_t first, uint64_t n, HostProt p) {
+  std::lock_guard g(mu_);
+  std::atomic<uint8_t>* pr = prot_.load(std::memory_order_relaxed);
+  if (!pr) {
+    pr = new std::atomic<uint8_t>[npages_];
+    for (uint64_t i = 0; i < npages_; i++) pr[i].store(uint8_t(HostProt::ReadWrite), std::memory_order_relaxed);
+    prot_.store(pr, std::memory_order_release);
+  }
+  for (uint64_t i = first; i < std::min(npages_, first + n); i++) pr[i].store(uint8_t(p), std::memory_order_release);
+}
+
 // Backs the whole aligned `level` block around `index` with one run, if the
 // block lies inside the backing, nothing in it is populated yet, and the
 // pool has such a run. Called with mu_ held.

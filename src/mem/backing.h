@@ -18,12 +18,17 @@
 
 namespace mirrormmu {
 
+// What the host's page tables let a user of the memory do (mprotect,
+// munmap). KVM learns of a change only through the MMU notifier; the
+// backing keeps what the host VMA says so a fault can look it up.
+enum class HostProt : uint8_t { ReadWrite, ReadOnly, None };
+
 class Backing {
  public:
   // `huge`: the largest page the backing tries to use (4K: none; 2M: THP or
   // guest_memfd folios; 1G: hugetlbfs 1G pages).
   Backing(PfnPool& pool, PageOwner owner, uint64_t npages, PgLevel huge);
-  ~Backing() { release_all(); }
+  ~Backing();
   Backing(const Backing&) = delete;
   Backing& operator=(const Backing&) = delete;
 
@@ -35,6 +40,15 @@ class Backing {
   // fallocate(PUNCH_HOLE): frees the frames of [first, first + n).
   void punch_hole(uint64_t first, uint64_t n);
   void release_all();
+  // mprotect()/munmap() of [first, first + n): only the VMA changes, the
+  // frames stay (a MAP_SHARED memfd keeps them). Callers bracket it with
+  // the MMU notifier.
+  void protect(uint64_t first, uint64_t n, HostProt p);
+  HostProt prot(uint64_t index) const {
+    const std::atomic<uint8_t>* pr = prot_.load(std::memory_order_acquire);
+    return pr && index < npages_ ? static_cast<HostProt>(pr[index].load(std::memory_order_acquire))
+                                 : HostProt::ReadWrite;
+  }
 
   uint64_t npages() const { return npages_; }
   uint64_t populated() const {
@@ -61,6 +75,9 @@ class Backing {
   std::unique_ptr<std::atomic<PgLevel>[]> run_;  // per 2M block: the level of the aligned run backing it
   uint64_t nblocks_;
   uint64_t populated_ = 0;
+  // A byte per page, made on the first protect(): memory nobody protects
+  // (all a TD's guest_memfd) pays nothing for it.
+  std::atomic<std::atomic<uint8_t>*> prot_{nullptr};
 };
 
 }  // namespace mirrormmu

@@ -105,6 +105,11 @@ const std::vector<WhatIfInfo>& what_ifs() {
       {"no-wrprot-on-clear", &WhatIf::no_wrprot_on_clear,
        "KVM_CLEAR_DIRTY_LOG (manual protect) clears the dirty bits but does not write-protect the pages again, so "
        "the next write to them is never logged"},
+      {"notifier-first-slot-only", &WhatIf::notifier_first_slot_only,
+       "the MMU notifier unmaps changed host memory from the first memslot that maps it only; its aliases keep "
+       "mapping it (writable after an mprotect to read-only)"},
+      {"prefault-progress-max-level", &WhatIf::prefault_progress_max_level,
+       "KVM_PRE_FAULT_MEMORY reports the whole 2M around a GPA done after mapping one 4K page of it"},
   };
   return all;
 }

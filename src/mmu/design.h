@@ -105,6 +105,14 @@ struct WhatIf {
   // KVM_CLEAR_DIRTY_LOG clears the bits without write-protecting the pages
   // again: the next write to one of them is never logged.
   bool no_wrprot_on_clear = false;
+  // The MMU notifier unmaps the host range from the first memslot that maps
+  // it and stops: aliases of the same memory (mmu_stress_test's slots) keep
+  // writable mappings of pages the host made read-only.
+  bool notifier_first_slot_only = false;
+  // KVM_PRE_FAULT_MEMORY advances past the largest page the slot could map
+  // at the GPA instead of the level the fault mapped: the pages after a 4K
+  // mapping in the same 2M are reported done and never mapped.
+  bool prefault_progress_max_level = false;
 };
 
 struct WhatIfInfo {

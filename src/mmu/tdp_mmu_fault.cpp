@@ -54,7 +54,9 @@ RetPf TdpMmu::tdp_mmu_map_handle_target_level(KvmPageFault& f, TdpIter& iter) {
     // works by write-protection here, not by the Dirty bit), except over an
     // SPTE that was already writable, where make_spte jumps past it.
     const bool was_writable = is_last(iter.old_spte, iter.level) && is_writable(iter.old_spte);
-    new_spte = make_leaf(pfn, iter.level, {.writable = f.map_writable, .dirty = f.map_writable && !was_writable});
+    new_spte = make_leaf(pfn, iter.level,
+                         {.writable = f.map_writable, .dirty = f.map_writable && !was_writable,
+                          .host_writable = f.map_writable});
     // A prefetched page was not accessed yet: Accessed stays clear, for
     // aging to see (mirror leaves keep it; the S-EPT has no A/D to age).
     if (f.prefetch && !iter.is_mirror()) new_spte &= ~kAccessed;

@@ -16,6 +16,13 @@ std::string selftest_flags(const WorkloadConfig& c) {
   const SelftestParams& st = c.st;
   const SelftestParams def;
   std::string s;
+  // A size in whole GiB as the test's own flag takes it, else with a letter.
+  auto gib = [](uint64_t b) { return b % (1ull << 30) ? fmt::format("{}M", b >> 20) : fmt::format("{}", b >> 30); };
+  if (c.name == "mmu-stress") {
+    s = fmt::format(" -c {} -m {} -s {}", c.vcpus, gib(st.max_mem), gib(st.slot_size));
+    return st.hugetlb ? s + " -H" : s;
+  }
+  if (c.name == "pre-fault-memory") return st.backing != def.backing ? " -s " + st.backing : "";
   if (c.name == "private-mem-conversions") {
     s = fmt::format(" -n {}", c.vcpus);
     if (st.slots != def.slots) s += fmt::format(" -m {}", st.slots);
@@ -119,7 +126,7 @@ std::string format_summary(const RunOutcome& r) {
   std::string out;
   auto line = [&](const std::string& s) { out += s + "\n"; };
 
-  line(fmt::format("workload {}: {} GiB of guest RAM, {} vCPUs, {}-level EPT, design {}, host pool {} MiB",
+  line(fmt::format("workload {}: {:.6g} GiB of guest RAM, {} vCPUs, {}-level EPT, design {}, host pool {} MiB",
                    c.name, c.gib, c.vcpus, c.ept_levels, design_spec(c.design, c.what_if),
                    (vm.config().pool_pages << kPageShift) >> 20));
   line(fmt::format("private huge pages: {}; external_spt from {}; split tables {}; Dynamic PAMT {}; TDX module {}",

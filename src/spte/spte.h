@@ -86,15 +86,20 @@ constexpr uint64_t make_nonleaf(Pfn child) {
 struct LeafAttrs {
   bool writable = true;  // false: write-protected (dirty logging)
   bool dirty = false;
+  // The host mapping allows writes (make_spte's host_writable). Without it
+  // the leaf is not MMU-writable either: nothing may make it writable
+  // without a fault that asks the host again.
+  bool host_writable = true;
 };
 
 // make_spte() for a leaf. Mirror leaves are always RWX; TDX treats every
 // private fault as a write.
 constexpr uint64_t make_leaf(Pfn pfn, PgLevel level, LeafAttrs a = {}) {
-  uint64_t s = kMmuPresent | (pfn.hpa() & kBaseAddrMask) | kReadable | kExecutable | kMemTypeWb |
-               kAccessed | kHostWritable | kMmuWritable | kSuppressVe;
+  uint64_t s = kMmuPresent | (pfn.hpa() & kBaseAddrMask) | kReadable | kExecutable | kMemTypeWb | kAccessed |
+               kSuppressVe;
+  if (a.host_writable) s |= kHostWritable | kMmuWritable;
   if (level != PgLevel::k4K) s |= kLarge;
-  if (a.writable) s |= kWritable;
+  if (a.writable && a.host_writable) s |= kWritable;
   if (a.dirty) s |= kDirty;
   return s;
 }

@@ -156,6 +156,8 @@ class TdxOps final : public ExternalOps {
   void wait_for_zap_done();
 
   TdState td_state() const { return state_.load(std::memory_order_acquire); }
+  // kvm->arch.pre_fault_allowed: set by KVM_TDX_FINALIZE_VM.
+  bool pre_fault_allowed() const { return pre_fault_allowed_.load(std::memory_order_acquire); }
   bool hkid_assigned() const { return module_.hkid_assigned(); }
   bool wait_for_sept_zap() const { return wait_for_sept_zap_.load(std::memory_order_acquire); }
   const TdxOpsStats& stats() const { return stats_; }

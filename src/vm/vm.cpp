@@ -19,6 +19,7 @@ const char* exit_reason_name(ExitReason r) {
     case ExitReason::VmDead: return "vm_dead";
     case ExitReason::Retry: return "retry";
     case ExitReason::InternalError: return "internal_error";
+    case ExitReason::HostFault: return "efault";
   }
   return "?";
 }
@@ -121,11 +122,16 @@ bool Vm::gfn_is_private(Gfn gfn) const {
 }
 
 int Vm::add_memslot(int id, uint64_t gpa, uint64_t size, uint32_t flags) {
+  return add_memslot(id, gpa, size, flags, nullptr);
+}
+
+int Vm::add_memslot(int id, uint64_t gpa, uint64_t size, uint32_t flags, std::shared_ptr<Backing> userspace) {
   if (unusable()) return -EINVAL;
   if (bugs_.bugged()) return -EIO;
   if (size == 0 || (gpa | size) & (kPageSize - 1)) return -EINVAL;
   if (shared_bit_ && (gpa + size > shared_bit_)) return -EINVAL;
   if ((flags & kMemGuestMemfd) && !is_td()) return -EINVAL;
+  if (userspace && userspace->npages() < (size >> kPageShift)) return -EFAULT;
   sync::WriteGuard slots(slots_lock_);
   if (slot_by_id(id)) return -EEXIST;
   const Gfn base = Gfn::from_gpa(gpa);
@@ -137,7 +143,8 @@ int Vm::add_memslot(int id, uint64_t gpa, uint64_t size, uint32_t flags) {
   s->base_gfn = base;
   s->npages = n;
   s->flags = flags;
-  s->shared = std::make_unique<Backing>(*pool_, PageOwner::GuestShared, n, cfg_.shared_backing);
+  s->shared = userspace ? std::move(userspace)
+                        : std::make_shared<Backing>(*pool_, PageOwner::GuestShared, n, cfg_.shared_backing);
   if (flags & kMemGuestMemfd)
     s->gmem = std::make_unique<Backing>(*pool_, PageOwner::GuestPrivate, n, PgLevel::k2M);
   s->private_attr.assign(n, 0);

@@ -61,7 +61,9 @@ struct Memslot {
   Gfn base_gfn{};
   uint64_t npages = 0;
   uint32_t flags = 0;
-  std::unique_ptr<Backing> shared;   // userspace_addr side
+  // userspace_addr side: the slot's own, or host memory several slots map
+  // (mmu_stress_test's aliases of one memfd).
+  std::shared_ptr<Backing> shared;
   std::unique_ptr<Backing> gmem;     // guest_memfd side (TD private memory)
   // KVM_MEMORY_ATTRIBUTE_PRIVATE per gfn and the dirty bitmap: read and
   // written by vCPU and VM threads without a common lock (the attribute is
@@ -130,6 +132,7 @@ enum class ExitReason : uint8_t {
   NoMemory,      // cache top-up failed (-ENOMEM)
   VmDead,        // the VM is bugged
   Retry,         // gave up retrying (BUSY storms, entry refused)
+  HostFault,     // KVM_RUN -EFAULT: the host mapping refuses the access (a write to a read-only VMA)
   InternalError, // KVM_EXIT_INTERNAL_ERROR: VP.ENTER failed (TD_FATAL)
 };
 const char* exit_reason_name(ExitReason r);
@@ -168,7 +171,30 @@ class Vm : public tdx::VcpuKicker, private RemoteTlb {
   int create();
   // KVM_SET_USER_MEMORY_REGION2. For a TD, kMemGuestMemfd adds private backing.
   int add_memslot(int id, uint64_t gpa, uint64_t size, uint32_t flags);
+  // The same over host memory made by create_host_memory(): slots given
+  // the same memory alias it (the first `size` bytes of it).
+  int add_memslot(int id, uint64_t gpa, uint64_t size, uint32_t flags, std::shared_ptr<Backing> userspace);
   int delete_memslot(int id);
+  // memfd_create() + mmap(MAP_SHARED): host memory for add_memslot(),
+  // backed by pages of up to `huge` (4K; 2M for MFD_HUGETLB).
+  std::shared_ptr<Backing> create_host_memory(uint64_t size, PgLevel huge);
+  // mprotect() (ReadOnly, ReadWrite) or munmap() (None) of [offset,
+  // offset + size) of that memory: the MMU notifier's invalidate_range_start
+  // over every memslot mapping it, the change, then invalidate_range_end.
+  int host_protect(const std::shared_ptr<Backing>& mem, uint64_t offset, uint64_t size, HostProt prot);
+  // kvm_mmu_reset_context() (KVM_SET_SREGS changing CR0.WP): the vCPU's
+  // roots are unloaded and loaded again on its next entry.
+  int reset_mmu_context(int vcpu);
+  // KVM_PRE_FAULT_MEMORY on `vcpu`: maps [*gpa, *gpa + *size) as a fault
+  // would (private where the attributes say so; a TD's caller names the GPA
+  // without the shared bit), advancing *gpa and shrinking *size past what
+  // is mapped. 0 if anything was, else the error that stopped the first
+  // page: -ENOENT no memslot, -EAGAIN a memslot being deleted,
+  // -EOPNOTSUPP a TD not yet finalized, -EINVAL bad arguments.
+  int pre_fault_memory(int vcpu, uint64_t* gpa, uint64_t* size);
+  // The level of the leaf mapping gpa in the vCPU's root (the mirror root
+  // for a TD's private GPA), 0 if none. Called from the vCPU's own thread.
+  int mapped_level(int vcpu, uint64_t gpa);
   // KVM_TDX_INIT_MEM_REGION: PAGE.ADD of an initial image, before finalize.
   int init_mem_region(uint64_t gpa, uint64_t npages);
   int finalize();  // KVM_TDX_FINALIZE_VM
@@ -245,6 +271,9 @@ class Vm : public tdx::VcpuKicker, private RemoteTlb {
   Memslot* slot_by_id(int id);
   Memslot* slot_for(Gfn gfn);
   int vcpu_load_roots(Vcpu& v);
+  ExitReason tdp_fault_once(Vcpu& v, KvmPageFault& f, Memslot* slot, PgLevel accept_level, RetPf* ret);
+  // One page of KVM_PRE_FAULT_MEMORY: kvm_tdp_map_page(); the level mapped.
+  int pre_fault_page(Vcpu& v, uint64_t gpa, PgLevel* level);
   void vcpu_put_roots(Vcpu& v);
   void kvm_mmu_unmap_gfn_range(const GfnRange& r);
   // mmu_invalidate_begin/end(): a fault that looked up its pfn before or
@@ -260,6 +289,7 @@ class Vm : public tdx::VcpuKicker, private RemoteTlb {
   // pointer walk, no lock). A TD's shared EPTP has no A/D-enable bit, so
   // the walk sets neither.
   HwWalk hw_walk(Vcpu& v, Gfn gfn);
+  HwWalk walk_root(MmuPage* root, Gfn gfn);
   // A guest access through the direct root: TLB first, else the walk,
   // which fills it. False: an EPT violation for KVM, or a reload request
   // (*reload set) that must be handled outside the guest.

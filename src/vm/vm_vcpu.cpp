@@ -118,6 +118,69 @@ void Vm::mark_page_dirty(Memslot& s, Gfn gfn) {
   if (s.flags & kMemLogDirtyPages) s.mark_dirty(gfn);
 }
 
+// One try of kvm_mmu_do_page_fault() for `f` (addr, gfn, write, is_private
+// and prefetch filled in): the pfn looked up, the roots loaded, the map
+// under mmu_lock. None with the RET_PF_* in *ret, or why KVM leaves the
+// fault without mapping.
+ExitReason Vm::tdp_fault_once(Vcpu& v, KvmPageFault& f, Memslot* slot, PgLevel accept_level, RetPf* ret) {
+  // mmu_invalidate_retry(): sample the sequence before looking up the pfn.
+  const uint64_t seq = invalidate_seq_.load();
+  // kvm_mmu_faultin_pfn(), outside mmu_lock.
+  PgLevel backing_level = PgLevel::k4K;
+  f.has_slot = true;
+  if (f.is_private) {
+    // A private access to memory userspace has not made private (or that
+    // has no guest_memfd) exits to userspace to convert it.
+    if (!slot || !slot->gmem || !slot->is_private(f.gfn)) return ExitReason::MemoryFault;
+    f.pfn = slot->gmem->get_pfn(f.gfn - slot->base_gfn, &backing_level);
+  } else if (!slot) {
+    f.has_slot = false;
+  } else {
+    if (is_td() && slot->is_private(f.gfn)) return ExitReason::MemoryFault;
+    // hva_to_pfn(): a write the host VMA refuses is KVM_PFN_ERR_FAULT
+    // (-EFAULT out of KVM_RUN); a read of read-only memory maps it
+    // read-only. Read after the sequence sample, so an mprotect racing
+    // with this fault makes it retry.
+    const HostProt prot = slot->shared->prot(f.gfn - slot->base_gfn);
+    if (prot == HostProt::None || (f.write && prot == HostProt::ReadOnly)) return ExitReason::HostFault;
+    f.map_writable = prot == HostProt::ReadWrite;
+    f.pfn = slot->shared->get_pfn(f.gfn - slot->base_gfn, &backing_level);
+  }
+  if (f.has_slot && !f.pfn.valid()) return ExitReason::NoMemory;
+
+  if (vcpu_load_roots(v)) return ExitReason::NoMemory;
+  if (slot && slot->is_invalid()) {
+    // kvm_mmu_faultin_pfn(): the slot is being deleted or moved; retry
+    // until its mappings are gone and the new memslots are in place.
+    *ret = RetPf::Retry;
+  } else {
+    sync::ReadGuard lock(mmu_->mmu_lock());
+    // is_page_fault_stale(): an invalidation of this gfn in progress, one
+    // completed since the pfn lookup, or a root gone invalid.
+    if (mmu_invalidate_retry_gfn(seq, f.gfn) || v.root->role.invalid) {
+      *ret = RetPf::Retry;
+    } else {
+      // kvm_mmu_hugepage_adjust(), first thing in kvm_tdp_mmu_map(): under
+      // mmu_lock, so the attributes, the dirty-log flag and the guest's
+      // huge-page inhibit it reads cannot change under the mapping (each
+      // writer takes the lock for write).
+      if (!f.has_slot)
+        f.max_level = PgLevel::k4K;
+      else if (f.is_private)
+        f.max_level = private_max_level(*slot, f.gfn, backing_level, accept_level);
+      else
+        f.max_level = host_mapping_level_fits(*slot, f.gfn, backing_level);
+      f.req_level = f.goal_level = f.max_level;
+      *ret = mmu_->kvm_tdp_mmu_map(v.caches, v.root, v.mirror_root, f);
+    }
+    // make_spte() marks the page dirty whenever it installs a writable
+    // SPTE in a dirty-logged slot, read fault or not (the next write would
+    // not fault), still under mmu_lock so a harvest cannot slip in between.
+    if (*ret == RetPf::Fixed && slot && f.map_writable) mark_page_dirty(*slot, f.gfn);
+  }
+  return ExitReason::None;
+}
+
 ExitReason Vm::vcpu_fault(int vcpu, uint64_t gpa, bool write, PgLevel accept_level) {
   if (vcpu < 0 || vcpu >= nr_vcpus() || unusable()) return ExitReason::VmDead;
   Vcpu& v = *vcpus_[vcpu];
@@ -140,55 +203,8 @@ ExitReason Vm::vcpu_fault(int vcpu, uint64_t gpa, bool write, PgLevel accept_lev
       !local_retry ? kMaxFaultRetries : sync::sched_steered() ? UINT64_MAX : kMaxLocalRetries;
 
   for (uint64_t attempt = 0; attempt < max_attempts; attempt++) {
-    // mmu_invalidate_retry(): sample the sequence before looking up the pfn.
-    const uint64_t seq = invalidate_seq_.load();
-    // kvm_mmu_faultin_pfn(), outside mmu_lock.
-    PgLevel backing_level = PgLevel::k4K;
-    f.has_slot = true;
-    if (f.is_private) {
-      // A private access to memory userspace has not made private (or that
-      // has no guest_memfd) exits to userspace to convert it.
-      if (!slot || !slot->gmem || !slot->is_private(f.gfn)) return ExitReason::MemoryFault;
-      f.pfn = slot->gmem->get_pfn(f.gfn - slot->base_gfn, &backing_level);
-    } else if (!slot) {
-      f.has_slot = false;
-    } else {
-      if (is_td() && slot->is_private(f.gfn)) return ExitReason::MemoryFault;
-      f.pfn = slot->shared->get_pfn(f.gfn - slot->base_gfn, &backing_level);
-    }
-    if (f.has_slot && !f.pfn.valid()) return ExitReason::NoMemory;
-
-    if (vcpu_load_roots(v)) return ExitReason::NoMemory;
     RetPf ret;
-    if (slot && slot->is_invalid()) {
-      // kvm_mmu_faultin_pfn(): the slot is being deleted or moved; retry
-      // until its mappings are gone and the new memslots are in place.
-      ret = RetPf::Retry;
-    } else {
-      sync::ReadGuard lock(mmu_->mmu_lock());
-      // is_page_fault_stale(): an invalidation of this gfn in progress, one
-      // completed since the pfn lookup, or a root gone invalid.
-      if (mmu_invalidate_retry_gfn(seq, f.gfn) || v.root->role.invalid) {
-        ret = RetPf::Retry;
-      } else {
-        // kvm_mmu_hugepage_adjust(), first thing in kvm_tdp_mmu_map(): under
-        // mmu_lock, so the attributes, the dirty-log flag and the guest's
-        // huge-page inhibit it reads cannot change under the mapping (each
-        // writer takes the lock for write).
-        if (!f.has_slot)
-          f.max_level = PgLevel::k4K;
-        else if (f.is_private)
-          f.max_level = private_max_level(*slot, f.gfn, backing_level, accept_level);
-        else
-          f.max_level = host_mapping_level_fits(*slot, f.gfn, backing_level);
-        f.req_level = f.goal_level = f.max_level;
-        ret = mmu_->kvm_tdp_mmu_map(v.caches, v.root, v.mirror_root, f);
-      }
-      // make_spte() marks the page dirty whenever it installs a writable
-      // SPTE in a dirty-logged slot, read fault or not (the next write would
-      // not fault), still under mmu_lock so a harvest cannot slip in between.
-      if (ret == RetPf::Fixed && slot && f.map_writable) mark_page_dirty(*slot, f.gfn);
-    }
+    if (const ExitReason e = tdp_fault_once(v, f, slot, accept_level, &ret); e != ExitReason::None) return e;
     if (ret == RetPf::Fixed || ret == RetPf::WriteProtected) {
       v.faults_fixed.fetch_add(1, std::memory_order_relaxed);
       return ExitReason::None;
@@ -257,14 +273,24 @@ Vm::GuestAccess Vm::guest_private_access(Vcpu& v, uint64_t gpa, PgLevel accept_l
   }
 }
 
-HwWalk Vm::hw_walk(Vcpu& v, Gfn gfn) {
+HwWalk Vm::hw_walk(Vcpu& v, Gfn gfn) { return walk_root(v.root, gfn); }
+
+int Vm::mapped_level(int vcpu, uint64_t gpa) {
+  if (vcpu < 0 || vcpu >= nr_vcpus()) return 0;
+  Vcpu& v = *vcpus_[vcpu];
+  const bool priv = is_td() && !(gpa & shared_bit_);
+  const HwWalk w = walk_root(priv ? v.mirror_root : v.root, Gfn{(gpa >> kPageShift) & ~gfn_direct_bits_});
+  return w.leaf ? w.level : 0;
+}
+
+HwWalk Vm::walk_root(MmuPage* root, Gfn gfn) {
   HwWalk w;
-  if (!v.root) return w;
+  if (!root) return w;
   sync::RcuReadGuard rcu;
   // The direct root of a TD maps gfns with the shared bit set.
-  const uint64_t index_gfn = gfn.v | mmu_->kvm_gfn_root_bits(v.root);
-  Pfn table = v.root->spt_pfn;
-  for (PgLevel level = v.root->role.level;; level = lower(level)) {
+  const uint64_t index_gfn = gfn.v | mmu_->kvm_gfn_root_bits(root);
+  Pfn table = root->spt_pfn;
+  for (PgLevel level = root->role.level;; level = lower(level)) {
     w.tables[w.ntables++] = table.v;
     uint64_t* sptep = pool().page_ptr(table) + spte_index(index_gfn, level);
     // The CPU's read is no scheduling point; the step that makes it names it.

@@ -51,7 +51,7 @@ double populate(bool td, uint64_t pages, int threads) {
   // Host memory is populated beforehand, as the selftests prefault it: the
   // figure is the fault path (and the TDX module), not the page allocator.
   for (const auto& slot : vm->memslots())
-    for (uint64_t i = 0; i < slot->npages; i++) (td ? slot->gmem : slot->shared)->get_pfn(i);
+    for (uint64_t i = 0; i < slot->npages; i++) (td ? slot->gmem.get() : slot->shared.get())->get_pfn(i);
   vm->set_vcpus_threaded(threads > 1);
   const uint64_t per = pages / threads;
   std::atomic<int> go{0};

@@ -161,23 +161,28 @@ bool Driver::parallel(const std::string& name, int vcpus, const std::function<in
   });
 }
 
+ExitReason vcpu_access_retrying(Vm& vm, int vcpu, uint64_t gpa, bool write, PgLevel accept_level) {
+  // A fault the model gave up retrying is, with other threads converting
+  // and zapping (each invalidation that ends while the fault waits for
+  // mmu_lock makes it stale), the guest's instruction executed again:
+  // KVM_RUN would simply go on. For 10 s at most, so a livelock is still
+  // an error; alone on its thread nothing else could make progress.
+  ExitReason e = vm.vcpu_access(vcpu, gpa, write, accept_level);
+  if (e == ExitReason::Retry && vm.vcpus_threaded() && !sync::DetEngine::active()) {
+    const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (e == ExitReason::Retry && std::chrono::steady_clock::now() < give_up)
+      e = vm.vcpu_access(vcpu, gpa, write, accept_level);
+  }
+  return e;
+}
+
 int touch_pages(Vm& vm, int vcpu, uint64_t gpa, uint64_t npages, bool write, std::mt19937_64* rng,
                 PgLevel accept_level) {
   std::vector<uint64_t> order(npages);
   for (uint64_t i = 0; i < npages; i++) order[i] = gpa + (i << kPageShift);
   if (rng) std::shuffle(order.begin(), order.end(), *rng);
   for (uint64_t p : order) {
-    // A fault the model gave up retrying is, with other threads converting
-    // and zapping (each invalidation that ends while the fault waits for
-    // mmu_lock makes it stale), the guest's instruction executed again:
-    // KVM_RUN would simply go on. For 10 s at most, so a livelock is still
-    // an error; alone on its thread nothing else could make progress.
-    ExitReason e = vm.vcpu_access(vcpu, p, write, accept_level);
-    if (e == ExitReason::Retry && vm.vcpus_threaded() && !sync::DetEngine::active()) {
-      const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-      while (e == ExitReason::Retry && std::chrono::steady_clock::now() < give_up)
-        e = vm.vcpu_access(vcpu, p, write, accept_level);
-    }
+    const ExitReason e = vcpu_access_retrying(vm, vcpu, p, write, accept_level);
     switch (e) {
       case ExitReason::None:
       case ExitReason::Mmio: break;

@@ -194,6 +194,8 @@ const std::vector<WorkloadInfo>& workloads() {
       demand_paging_workload(),
       dirty_log_perf_workload(),
       private_mem_conversions_workload(),
+      mmu_stress_workload(),
+      pre_fault_memory_workload(),
   };
   return all;
 }

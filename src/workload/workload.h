@@ -31,6 +31,9 @@ struct SelftestParams {
   bool random_access = false;            // -a (dirty-log-perf)
   bool manual_protect = true;            // cleared by -g (dirty-log-perf)
   bool keep_running = false;             // -e: vCPUs run while logging is disabled
+  uint64_t max_mem = 128ull << 30;       // -m (mmu-stress): guest test memory
+  uint64_t slot_size = 2ull << 30;       // -s (mmu-stress): each memslot, all aliasing one memfd
+  bool hugetlb = false;                  // -H (mmu-stress): the memfd is MFD_HUGETLB (2M)
 };
 
 struct WorkloadConfig {
@@ -174,6 +177,9 @@ class Driver {
   bool failed_ = false;
 };
 
+// vm.vcpu_access(), run again while it gives up (ExitReason::Retry) for up
+// to 10 s on vCPU threads outside the explorer, as KVM_RUN would re-enter.
+ExitReason vcpu_access_retrying(Vm& vm, int vcpu, uint64_t gpa, bool write, PgLevel accept_level = PgLevel::k4K);
 // The guest touches npages pages from gpa, in a random order when `rng` is
 // given. Returns 0, or -EIO (VM dead), -ENOMEM, -EFAULT (any other exit but MMIO).
 int touch_pages(Vm& vm, int vcpu, uint64_t gpa, uint64_t npages, bool write, std::mt19937_64* rng = nullptr,
@@ -201,6 +207,8 @@ const WorkloadInfo& td_tiny_workload();
 const WorkloadInfo& demand_paging_workload();
 const WorkloadInfo& dirty_log_perf_workload();
 const WorkloadInfo& private_mem_conversions_workload();
+const WorkloadInfo& mmu_stress_workload();
+const WorkloadInfo& pre_fault_memory_workload();
 const WorkloadInfo* find_workload(const std::string& name);
 
 }  // namespace mirrormmu

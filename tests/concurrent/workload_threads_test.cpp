@@ -38,5 +38,26 @@ TEST(WorkloadThreads, DirtyLogPerfKeepsWritingWhileLoggingIsDisabled) {
   ASSERT_EQ(out.result.exit_code, 0) << out.result.error << (out.checker ? out.checker->describe() : "");
 }
 
+// The mprotects' invalidations of every alias race the vCPUs' faults and
+// the checks taken while they run.
+TEST(WorkloadThreads, MmuStressMprotectsUnderTwoVcpuThreads) {
+  WorkloadConfig wc;
+  wc.name = "mmu-stress";
+  wc.vcpus = 2;
+  wc.st.max_mem = 16ull << 20;
+  wc.st.slot_size = 4ull << 20;
+  RunOutcome out = run_workload(wc);
+  ASSERT_EQ(out.result.exit_code, 0) << out.result.error << (out.checker ? out.checker->describe() : "");
+}
+
+// The memslot's deletion races the prefault (and its -EAGAIN).
+TEST(WorkloadThreads, PreFaultMemoryAgainstTheMemslotsDeletion) {
+  WorkloadConfig wc;
+  wc.name = "pre-fault-memory";
+  wc.vcpus = 1;
+  RunOutcome out = run_workload(wc);
+  ASSERT_EQ(out.result.exit_code, 0) << out.result.error << (out.checker ? out.checker->describe() : "");
+}
+
 }  // namespace
 }  // namespace mirrormmu::test

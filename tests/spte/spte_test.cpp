@@ -42,6 +42,11 @@ TEST(Spte, LeafAndNonLeafEncoding) {
   const uint64_t ro = make_leaf(Pfn{1}, PgLevel::k4K, {.writable = false});
   EXPECT_FALSE(is_writable(ro));
   EXPECT_TRUE(is_mmu_writable(ro));
+  // Read-only in the host: nothing may make it writable without a fault.
+  const uint64_t host_ro = make_leaf(Pfn{1}, PgLevel::k4K, {.host_writable = false});
+  EXPECT_FALSE(is_writable(host_ro));
+  EXPECT_FALSE(is_mmu_writable(host_ro));
+  EXPECT_FALSE(host_ro & kHostWritable);
 }
 
 TEST(Spte, SplitOffsetsPfnsAndDropsTheLargeBitAt4K) {
