@@ -155,12 +155,14 @@ const char* op_kind_name(OpKind k) {
     case OpKind::InitMemRegion: return "init_mem_region";
     case OpKind::Finalize: return "finalize";
     case OpKind::FastZap: return "fast_zap";
+    case OpKind::Mprotect: return "mprotect";
+    case OpKind::PreFault: return "pre_fault";
   }
   return "?";
 }
 
 std::optional<OpKind> op_kind_from_name(const std::string& s) {
-  for (int i = 0; i <= static_cast<int>(OpKind::FastZap); i++)
+  for (int i = 0; i <= static_cast<int>(kLastOpKind); i++)
     if (s == op_kind_name(static_cast<OpKind>(i))) return static_cast<OpKind>(i);
   return std::nullopt;
 }
@@ -181,6 +183,8 @@ std::string Op::describe() const {
     case OpKind::InitMemRegion: return fmt::format("KVM_TDX_INIT_MEM_REGION {:#x}+{}p", gpa, npages);
     case OpKind::Finalize: return "KVM_TDX_FINALIZE_VM";
     case OpKind::FastZap: return "kvm_mmu_zap_all_fast()";
+    case OpKind::Mprotect: return fmt::format("mprotect memslot {}'s memory {}", slot, flag ? "read-only" : "read-write");
+    case OpKind::PreFault: return fmt::format("KVM_PRE_FAULT_MEMORY on vcpu{} {:#x}+{}p", vcpu, gpa, npages);
   }
   return "?";
 }
@@ -210,6 +214,20 @@ int run_op(Vm& vm, const Op& op) {
     case OpKind::FastZap:
       vm.zap_all_fast();
       return 0;
+    case OpKind::Mprotect:
+      for (const auto& m : vm.memslots())
+        if (m->id == op.slot)
+          return vm.host_protect(m->shared, 0, m->npages << kPageShift, op.flag ? HostProt::ReadOnly : HostProt::ReadWrite);
+      return -EINVAL;
+    case OpKind::PreFault: {
+      // A racing deletion or conversion may stop it (-EAGAIN, -ENOENT...):
+      // an outcome of the race, not an error of the scenario.
+      uint64_t gpa = op.gpa, size = op.npages * kPageSize;
+      int r;
+      do r = vm.pre_fault_memory(op.vcpu, &gpa, &size);
+      while (r == 0 && size);
+      return r == -EIO ? r : 0;
+    }
     case OpKind::ZeroStep:
       if (!vm.module()) return -EINVAL;
       // One instruction the guest is stuck at, outside the numbering of the
@@ -349,6 +367,34 @@ Scenario fault_vs_fast_zap(int k) {
   return s;
 }
 
+// mmu_stress_test's race in small: a vCPU writes shared pages (looking up a
+// writable pfn, then mapping it under mmu_lock) while the host mprotects the
+// memory read-only. The MMU notifier's invalidation must make any fault that
+// looked up the page before it retry.
+Scenario write_vs_mprotect(int k) {
+  Scenario s = with_shared_slot(base("write-vs-mprotect",
+                                     "a vCPU writes shared pages while the host mprotects their memory read-only "
+                                     "(the MMU notifier unmaps them; a fault that raced it must retry)",
+                                     0));
+  Op ro = simple(OpKind::Mprotect, 0, 1);
+  ro.flag = true;
+  s.threads = {{"vcpu0", {access(0, kBuf, uint64_t(k), true, true)}}, {"vmm", {ro}}};
+  return s;
+}
+
+// pre_fault_memory_test's race: KVM_PRE_FAULT_MEMORY of private pages while
+// the VMM deletes their memslot; the prefault must give up (-EAGAIN) rather
+// than hold SRCU against the deletion, and leave nothing mapped behind it.
+Scenario prefault_vs_delete(int k) {
+  Scenario s = base("prefault-vs-delete",
+                    "KVM_PRE_FAULT_MEMORY of private pages while the VMM deletes their memslot", 64);
+  Op pf = simple(OpKind::PreFault, 0, 0);
+  pf.gpa = kRam;
+  pf.npages = uint64_t(k) + 1;
+  s.threads = {{"vcpu0", {pf}}, {"vmm", {simple(OpKind::DeleteMemslot, 0, 0)}}};
+  return s;
+}
+
 const std::vector<ScenarioInfo>& builtin_scenarios() {
   static const std::vector<ScenarioInfo> all = {
       {"fault-fault-2m", "two vCPUs fault the same pages of one 2M range of the mirror", &fault_fault_2m},
@@ -372,6 +418,10 @@ const std::vector<ScenarioInfo>& builtin_scenarios() {
       {"dpamt-fault-vs-convert", "Dynamic PAMT: faults and conversions in one 2M region", &dpamt_fault_vs_convert},
       {"add-vs-finalize", "KVM_TDX_INIT_MEM_REGION adds the initial image while the VMM finalizes", &add_vs_finalize},
       {"fault-vs-fast-zap", "private and shared faults against kvm_mmu_zap_all_fast() on a TD", &fault_vs_fast_zap},
+      {"write-vs-mprotect", "shared write faults against the host's mprotect to read-only (the MMU notifier)",
+       &write_vs_mprotect},
+      {"prefault-vs-delete", "KVM_PRE_FAULT_MEMORY of private pages against the memslot's deletion",
+       &prefault_vs_delete},
   };
   return all;
 }

@@ -25,7 +25,10 @@ enum class OpKind : uint8_t {
   InitMemRegion,   // KVM_TDX_INIT_MEM_REGION: npages from gpa added with TDH.MEM.PAGE.ADD and measured
   Finalize,        // KVM_TDX_FINALIZE_VM
   FastZap,         // kvm_mmu_zap_all_fast(): direct roots invalidated, vCPUs reload
+  Mprotect,        // the host mprotect()s slot's userspace memory read-only (flag) or read-write
+  PreFault,        // KVM_PRE_FAULT_MEMORY on vcpu for npages from gpa (until done or an error)
 };
+inline constexpr OpKind kLastOpKind = OpKind::PreFault;
 const char* op_kind_name(OpKind k);
 std::optional<OpKind> op_kind_from_name(const std::string& s);
 
@@ -34,7 +37,7 @@ struct Op {
   int vcpu = 0;
   uint64_t gpa = 0;
   uint64_t npages = 1;
-  bool flag = false;   // Access: write; Convert: to private; DirtyLog: on
+  bool flag = false;   // Access: write; Convert: to private; DirtyLog: on; Mprotect: read-only
   bool shared = false; // Access: through the shared alias
   bool accept_2m = false;  // Access: the guest accepts 2M at a time
   int slot = 0;

@@ -115,13 +115,14 @@ const json& list(const json& obj, const char* key, size_t max) {
 }
 
 Op op_of(const json& j, const std::string& where, const Scenario& s) {
-  only_keys(j, where, {"op", "vcpu", "gpa", "pages", "slot", "shared", "accept_2m", "write", "to_private", "on"});
+  only_keys(j, where,
+            {"op", "vcpu", "gpa", "pages", "slot", "shared", "accept_2m", "write", "to_private", "on", "read_only"});
   if (!j.contains("op")) throw Bad(fmt::format("{}: no 'op'", where));
   const std::string name = text(j, where, "op", "", 32);
   const auto kind = op_kind_from_name(name);
   if (!kind) {
     std::string known;
-    for (int i = 0; i <= static_cast<int>(OpKind::FastZap); i++)
+    for (int i = 0; i <= static_cast<int>(kLastOpKind); i++)
       known += (known.empty() ? "" : ", ") + std::string(op_kind_name(static_cast<OpKind>(i)));
     throw Bad(fmt::format("'{}.op': unknown op '{}' (known: {})", where, name, known));
   }
@@ -135,7 +136,8 @@ Op op_of(const json& j, const std::string& where, const Scenario& s) {
   o.slot = static_cast<int>(number(j, where, "slot", 0, 0, 32767));
   o.shared = flag(j, where, "shared", false);
   o.accept_2m = flag(j, where, "accept_2m", false);
-  o.flag = flag(j, where, "write", false) || flag(j, where, "to_private", false) || flag(j, where, "on", false);
+  o.flag = flag(j, where, "write", false) || flag(j, where, "to_private", false) || flag(j, where, "on", false) ||
+           flag(j, where, "read_only", false);
   if (o.gpa & (kPageSize - 1)) throw Bad(fmt::format("'{}.gpa': {:#x} is not 4K-aligned", where, o.gpa));
   if (o.gpa + (o.npages << kPageShift) > (1ull << 52))
     throw Bad(fmt::format("'{}': {:#x} + {} pages runs past the guest physical address space", where, o.gpa, o.npages));

@@ -110,6 +110,12 @@ const std::vector<WhatIfInfo>& what_ifs() {
        "mapping it (writable after an mprotect to read-only)"},
       {"prefault-progress-max-level", &WhatIf::prefault_progress_max_level,
        "KVM_PRE_FAULT_MEMORY reports the whole 2M around a GPA done after mapping one 4K page of it"},
+      {"no-invalidate-retry", &WhatIf::no_invalidate_retry,
+       "a fault never asks mmu_invalidate_retry_gfn(), so a pfn looked up before an MMU notifier invalidation "
+       "is mapped after it"},
+      {"prefault-retries-invalid-slot", &WhatIf::prefault_retries_invalid_slot,
+       "KVM_PRE_FAULT_MEMORY retries on a memslot being deleted (6.12) instead of returning -EAGAIN, holding the "
+       "SRCU read lock the deletion waits for"},
   };
   return all;
 }

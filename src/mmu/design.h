@@ -113,6 +113,14 @@ struct WhatIf {
   // at the GPA instead of the level the fault mapped: the pages after a 4K
   // mapping in the same 2M are reported done and never mapped.
   bool prefault_progress_max_level = false;
+  // A fault never asks mmu_invalidate_retry_gfn(): a pfn it looked up
+  // before an MMU-notifier invalidation (an mprotect, a conversion) is
+  // mapped after the invalidation has unmapped the range.
+  bool no_invalidate_retry = false;
+  // 6.12's KVM_PRE_FAULT_MEMORY: a prefault meeting a memslot being deleted
+  // retries instead of returning -EAGAIN, holding the SRCU read lock the
+  // deletion waits for.
+  bool prefault_retries_invalid_slot = false;
 };
 
 struct WhatIfInfo {

@@ -63,7 +63,8 @@ std::string format_explore_report(const explore::ExploreConfig& cfg, const explo
   line(sites.empty() ? "bug/warn sites hit: none" : "bug/warn sites hit:\n" + sites.substr(0, sites.size() - 1));
   line(fmt::format("invariant failures: {}", r.failures.size()));
   for (const auto& f : r.failures) {
-    line(fmt::format("  {}: {} (after {})", f.result.invariant, f.result.detail, f.result.where));
+    line(f.result.where.empty() ? fmt::format("  {}: {}", f.result.invariant, f.result.detail)
+                                : fmt::format("  {}: {} (after {})", f.result.invariant, f.result.detail, f.result.where));
     line(fmt::format("    shrunk from {} to {} deviations in {} runs ({} steps, {} preemptions)",
                      f.original.choices.size(), f.schedule.choices.size(), f.shrink_runs, f.result.steps,
                      f.result.preemptions));

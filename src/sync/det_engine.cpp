@@ -510,7 +510,7 @@ void DetEngine::point(PointKind kind, const void* object) {
       violations_.push_back("thread " + threads_[tl_vthread]->name +
                             " accessed an SPTE in a page table freed after its grace period");
   }
-  if (++steps_ > limits_.max_steps) abort_execution("step limit reached: livelock?");
+  if (++steps_ > limits_.max_steps) abort_execution(step_limit_reason());
   VThread& me = *threads_[tl_vthread];
   resume_at(me.resume, kind, object);
   // Alone (setup, teardown, a thread whose peers are blocked or done): no
@@ -539,9 +539,26 @@ uint32_t DetEngine::fail_choice(FailKind kind, uint32_t alternatives) {
   return c;
 }
 
+// Which threads were still at it when the step limit cut the execution
+// off: a thread spinning while the others block is a livelock; all of them
+// runnable may just be an execution longer than the limit.
+std::string DetEngine::step_limit_reason() const {
+  std::string running, blocked;
+  for (size_t i = first_of_run_; i < threads_.size(); i++) {
+    const VThread& t = *threads_[i];
+    if (t.state == VThread::State::Done) continue;
+    std::string& to = t.state == VThread::State::Blocked ? blocked : running;
+    to += (to.empty() ? "" : ", ") + t.name;
+  }
+  std::string why = "step limit of " + std::to_string(limits_.max_steps) + " scheduling points reached with " +
+                    (running.empty() ? std::string("no thread") : running) + " running";
+  if (!blocked.empty()) return why + " and " + blocked + " blocked: livelock";
+  return why + ": livelock, or an execution longer than the limit";
+}
+
 void DetEngine::yield_to_others(const void* object) {
   if (aborting_) abort_execution(abort_reason_);
-  if (++steps_ > limits_.max_steps) abort_execution("step limit reached: livelock?");
+  if (++steps_ > limits_.max_steps) abort_execution(step_limit_reason());
   const int cur = tl_vthread;
   bool others = false;
   for (size_t i = first_of_run_; i < threads_.size() && !others; i++)

@@ -258,6 +258,7 @@ class DetEngine {
   int choose_next(bool current_can_continue, bool fair = false);
   void run_ready_callbacks();
   [[noreturn]] void abort_execution(std::string why);
+  std::string step_limit_reason() const;
 
   static std::atomic<DetEngine*> g_active;
 

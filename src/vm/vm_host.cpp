@@ -83,8 +83,11 @@ int Vm::pre_fault_page(Vcpu& v, uint64_t gpa, PgLevel* level) {
   // a shared GPA of a TD gets the direct bits (the shared bit).
   f.is_private = is_td() && slot && slot->gmem && slot->is_private(f.gfn);
   f.addr = f.is_private ? gpa : gpa | shared_bit_;
+  // Under the explorer a prefault that spins is a livelock for it to
+  // report; natively the VMM's signal ends it.
+  const uint64_t limit = sync::sched_steered() ? UINT64_MAX : kPrefaultRetryLimit;
   for (uint64_t tries = 0;; tries++) {
-    if (tries > kPrefaultRetryLimit) return -EINTR;
+    if (tries > limit) return -EINTR;
     if (bugs_.bugged()) return -EIO;  // KVM_REQ_VM_DEAD
     RetPf ret;
     switch (tdp_fault_once(v, f, slot, PgLevel::k1G, &ret)) {
@@ -104,7 +107,7 @@ int Vm::pre_fault_page(Vcpu& v, uint64_t gpa, PgLevel* level) {
         // "Punt the error to userspace if this is a prefault, as KVM's
         // prefaulting ABI doesn't provide the same forward progress
         // guarantees as KVM_RUN": the slot is being deleted or moved.
-        if (slot && slot->is_invalid()) return -EAGAIN;
+        if (slot && slot->is_invalid() && !cfg_.what_if.prefault_retries_invalid_slot) return -EAGAIN;
         sync::cond_resched_spin(&v);
         continue;
       default: return -EIO;  // "could not fix page fault during prefault"
