@@ -55,17 +55,13 @@ bool demand_paging_run(Driver& d, const WorkloadConfig& c, std::mt19937_64&) {
   return true;
 }
 
-double demand_paging_gib(const WorkloadConfig& c) {
-  return double(uint64_t(c.vcpus) * c.st.bytes_per_vcpu) / double(1ull << 30);
-}
-
 }  // namespace
 
 const WorkloadInfo& demand_paging_workload() {
   static const WorkloadInfo w{"demand-paging",
                               "demand_paging_test: each vCPU faults in its part of the private test memory in one "
                               "pass; -v vCPUs, -b bytes per vCPU, -s backing, -o overlap",
-                              &demand_paging_vm, &demand_paging_run, &memstress_refusal, &demand_paging_gib};
+                              &demand_paging_vm, &demand_paging_run, &memstress_refusal, &memstress_gib};
   return w;
 }
 

@@ -50,10 +50,6 @@ std::string dirty_log_refusal(const WorkloadConfig& c) {
   return "";
 }
 
-double dirty_log_gib(const WorkloadConfig& c) {
-  return double(uint64_t(c.vcpus) * c.st.bytes_per_vcpu) / double(1ull << 30);
-}
-
 bool dirty_log_run(Driver& d, const WorkloadConfig& c, std::mt19937_64&) {
   Vm& vm = d.vm();
   const Memstress m = memstress_layout(c);
@@ -194,7 +190,7 @@ const WorkloadInfo& dirty_log_perf_workload() {
                               "dirty_log_perf_test on a TD's shared memory: populate, enable logging, per iteration "
                               "a dirtying pass and KVM_GET/CLEAR_DIRTY_LOG checked page by page; -i -b -v -s -x -w/-f "
                               "-a -g -e",
-                              &dirty_log_vm, &dirty_log_run, &dirty_log_refusal, &dirty_log_gib};
+                              &dirty_log_vm, &dirty_log_run, &dirty_log_refusal, &memstress_gib};
   return w;
 }
 

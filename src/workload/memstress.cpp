@@ -45,6 +45,10 @@ std::string memstress_refusal(const WorkloadConfig& c) {
   return "";
 }
 
+double memstress_gib(const WorkloadConfig& c) {
+  return double(uint64_t(c.vcpus) * c.st.bytes_per_vcpu) / double(1ull << 30);
+}
+
 VmConfig memstress_vm_config(const WorkloadConfig& c, uint64_t extra_pages) {
   const uint64_t pages = uint64_t(c.vcpus) * c.st.bytes_per_vcpu / kPageSize;
   // Guest pages, their page tables and S-EPT pages (1/256 is plenty for

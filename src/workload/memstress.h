@@ -35,6 +35,9 @@ std::optional<uint64_t> backing_page_size(const std::string& name);
 // "" or why -s/-b/-v cannot describe a memstress run.
 std::string memstress_refusal(const WorkloadConfig& c);
 
+// The guest memory of a memstress run (-v x -b), in GiB.
+double memstress_gib(const WorkloadConfig& c);
+
 // A TD config for the memstress memory plus `extra_pages` (tables, images).
 VmConfig memstress_vm_config(const WorkloadConfig& c, uint64_t extra_pages);
 

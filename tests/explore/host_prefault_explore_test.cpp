@@ -16,7 +16,7 @@ explore::ExploreConfig dfs(std::string scenario, std::string design) {
   cfg.scenario = std::move(scenario);
   cfg.design = std::move(design);
   cfg.strategy = explore::StrategyKind::Dfs;
-  cfg.budget = 2000;
+  cfg.budget = 400;
   cfg.seed = 1;
   cfg.shrink = false;
   cfg.max_steps = 200'000;  // a livelock need not run to the default 2M
@@ -33,7 +33,8 @@ void expect_clean(const explore::ExploreConfig& cfg) {
                   << "\n  replay: " << f.schedule.str();
 }
 
-explore::Failure first_failure(const explore::ExploreConfig& cfg) {
+explore::Failure first_failure(explore::ExploreConfig cfg) {
+  cfg.max_failures = 1;
   std::string err;
   const auto r = explore::explore(cfg, nullptr, &err);
   EXPECT_TRUE(r.has_value()) << err;
