@@ -20,7 +20,7 @@ RcuThread::~RcuThread() {
   if (--tl_registered == 0) urcu_memb_unregister_thread();
 }
 
-#if defined(__SANITIZE_THREAD__)
+#ifdef MIRRORMMU_TSAN
 extern "C" void __tsan_acquire(void* addr);
 extern "C" void __tsan_release(void* addr);
 #endif
@@ -28,12 +28,12 @@ extern "C" void __tsan_release(void* addr);
 namespace detail {
 char g_rcu_token;
 void tsan_release(const void* addr) {
-#if defined(__SANITIZE_THREAD__)
+#ifdef MIRRORMMU_TSAN
   __tsan_release(const_cast<void*>(addr));
 #endif
 }
 void tsan_acquire(const void* addr) {
-#if defined(__SANITIZE_THREAD__)
+#ifdef MIRRORMMU_TSAN
   __tsan_acquire(const_cast<void*>(addr));
 #endif
 }

@@ -8,6 +8,7 @@
 
 #include <atomic>
 
+#include "base/sanitizers.h"
 #include "sync/sched.h"
 
 namespace mirrormmu::sync {
@@ -29,7 +30,7 @@ namespace detail {
 // ThreadSanitizer cannot see liburcu's grace periods (the library is not
 // instrumented), so the wrappers tell it: every read-side unlock releases a
 // token that an RCU callback acquires before it frees anything.
-#if defined(__SANITIZE_THREAD__)
+#ifdef MIRRORMMU_TSAN
 inline constexpr bool kTsan = true;
 #else
 inline constexpr bool kTsan = false;
