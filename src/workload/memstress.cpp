@@ -27,21 +27,27 @@ std::optional<uint64_t> backing_page_size(const std::string& name) {
   return std::nullopt;
 }
 
-std::string memstress_refusal(const WorkloadConfig& c) {
+std::string backing_refusal(const WorkloadConfig& c) {
   const auto page = backing_page_size(c.st.backing);
   if (!page)
     return fmt::format("-s {}: not a backing source TDX can map privately (anonymous, shmem: 4K; anonymous_thp, "
                        "anonymous_hugetlb, anonymous_hugetlb_2mb, shared_hugetlb: 2M)",
                        c.st.backing);
+  if (*page > kPageSize && !c.huge_pages)
+    return fmt::format("-s {}: a 2M backing needs --huge-pages (and a design that maps private memory huge)",
+                       c.st.backing);
+  return "";
+}
+
+std::string memstress_refusal(const WorkloadConfig& c) {
+  if (std::string why = backing_refusal(c); !why.empty()) return why;
+  const auto page = backing_page_size(c.st.backing);
   if (c.st.bytes_per_vcpu == 0 || c.st.bytes_per_vcpu % *page)
     return fmt::format("-b {}: guest memory size is not a multiple of the {} KiB backing page", c.st.bytes_per_vcpu,
                        *page >> 10);
   const uint64_t total = uint64_t(c.vcpus) * c.st.bytes_per_vcpu;
   if (total / uint64_t(c.vcpus) != c.st.bytes_per_vcpu || total > (1ull << 40))
     return fmt::format("-b {} x -v {}: more guest memory than the model takes (1 TiB)", c.st.bytes_per_vcpu, c.vcpus);
-  if (*page > kPageSize && !c.huge_pages)
-    return fmt::format("-s {}: a 2M backing needs --huge-pages (and a design that maps private memory huge)",
-                       c.st.backing);
   return "";
 }
 

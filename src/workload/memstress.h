@@ -32,6 +32,9 @@ Memstress memstress_layout(const WorkloadConfig& c);
 // -s: the backing page size of a selftest backing source name (4K or 2M;
 // nothing TDX cannot map privately), or nullopt.
 std::optional<uint64_t> backing_page_size(const std::string& name);
+// "" or why -s names no backing TDX maps privately, or a 2M one without
+// --huge-pages.
+std::string backing_refusal(const WorkloadConfig& c);
 // "" or why -s/-b/-v cannot describe a memstress run.
 std::string memstress_refusal(const WorkloadConfig& c);
 

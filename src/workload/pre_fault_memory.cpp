@@ -39,17 +39,6 @@ Layout layout(const WorkloadConfig& c) {
   return l;
 }
 
-std::string refusal(const WorkloadConfig& c) {
-  if (!backing_page_size(c.st.backing))
-    return fmt::format("-s {}: not a backing source TDX can map privately (anonymous, shmem: 4K; anonymous_thp, "
-                       "anonymous_hugetlb, anonymous_hugetlb_2mb, shared_hugetlb: 2M)",
-                       c.st.backing);
-  if (*backing_page_size(c.st.backing) > kPageSize && !c.huge_pages)
-    return fmt::format("-s {}: a 2M backing needs --huge-pages (and a design that maps private memory huge)",
-                       c.st.backing);
-  return "";
-}
-
 VmConfig vm_config(const WorkloadConfig& c) {
   // Two passes of a 4M slot at most, recreated with fresh memory, and tables.
   VmConfig v = td_vm_config(c, 4 * (4ull << 20 >> kPageShift) + (kImageSlotSize >> kPageShift) + (16ull << 20 >> kPageShift));
@@ -146,7 +135,7 @@ const WorkloadInfo& pre_fault_memory_workload() {
   static const WorkloadInfo w{"pre-fault-memory",
                               "pre_fault_memory_test on a TD: KVM_PRE_FAULT_MEMORY over a 2M+4K slot, shared then "
                               "private, alone and against the slot's deletion; -s",
-                              &vm_config, &run, &refusal, &guest_gib};
+                              &vm_config, &run, &backing_refusal, &guest_gib};
   return w;
 }
 

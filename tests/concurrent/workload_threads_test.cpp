@@ -9,6 +9,12 @@
 namespace mirrormmu::test {
 namespace {
 
+void expect_clean(const WorkloadConfig& wc) {
+  RunOutcome out = run_workload(wc);
+  ASSERT_EQ(out.result.exit_code, 0) << wc.name << ": " << out.result.error
+                                     << (out.checker ? out.checker->describe() : "");
+}
+
 TEST(WorkloadThreads, TdLifeWithIncrementalChecksWhileVcpusRun) {
   WorkloadConfig wc;
   wc.gib = 0.05;
@@ -24,8 +30,7 @@ TEST(WorkloadThreads, PrivateMemConversionsFromThreeVcpuThreads) {
   wc.name = "private-mem-conversions";
   wc.vcpus = 3;
   wc.st.slots = 3;
-  RunOutcome out = run_workload(wc);
-  ASSERT_EQ(out.result.exit_code, 0) << out.result.error << (out.checker ? out.checker->describe() : "");
+  expect_clean(wc);
 }
 
 TEST(WorkloadThreads, DirtyLogPerfKeepsWritingWhileLoggingIsDisabled) {
@@ -34,8 +39,7 @@ TEST(WorkloadThreads, DirtyLogPerfKeepsWritingWhileLoggingIsDisabled) {
   wc.vcpus = 2;
   wc.st.bytes_per_vcpu = 2ull << 20;
   wc.st.keep_running = true;
-  RunOutcome out = run_workload(wc);
-  ASSERT_EQ(out.result.exit_code, 0) << out.result.error << (out.checker ? out.checker->describe() : "");
+  expect_clean(wc);
 }
 
 // The mprotects' invalidations of every alias race the vCPUs' faults and
@@ -46,8 +50,7 @@ TEST(WorkloadThreads, MmuStressMprotectsUnderTwoVcpuThreads) {
   wc.vcpus = 2;
   wc.st.max_mem = 16ull << 20;
   wc.st.slot_size = 4ull << 20;
-  RunOutcome out = run_workload(wc);
-  ASSERT_EQ(out.result.exit_code, 0) << out.result.error << (out.checker ? out.checker->describe() : "");
+  expect_clean(wc);
 }
 
 // The memslot's deletion races the prefault (and its -EAGAIN).
@@ -55,8 +58,7 @@ TEST(WorkloadThreads, PreFaultMemoryAgainstTheMemslotsDeletion) {
   WorkloadConfig wc;
   wc.name = "pre-fault-memory";
   wc.vcpus = 1;
-  RunOutcome out = run_workload(wc);
-  ASSERT_EQ(out.result.exit_code, 0) << out.result.error << (out.checker ? out.checker->describe() : "");
+  expect_clean(wc);
 }
 
 }  // namespace
