@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "base/bug.h"
+#include "base/percpu_counter.h"
 #include "base/inject.h"
 #include "mem/memory_cache.h"
 #include "mem/pfn_pool.h"
@@ -133,8 +134,11 @@ struct TdpMmuConfig {
 };
 
 struct TdpMmuStats {
-  std::atomic<int64_t> pages[kMaxHugeLevel] = {};  // pages_4k, pages_2m, pages_1g
-  std::atomic<int64_t> tdp_mmu_pages{0};
+  // Bumped by every fault and zap. kvm->stat.pages is one atomic64 per
+  // level upstream; per-CPU shards here keep vCPU threads of the model off
+  // each other's cache lines (the sums are read under the exclusive lock).
+  PercpuCounter<int64_t> pages[kMaxHugeLevel];  // pages_4k, pages_2m, pages_1g
+  PercpuCounter<int64_t> tdp_mmu_pages;
   std::atomic<uint64_t> remote_tlb_flushes{0};
   std::atomic<uint64_t> root_allocs{0};
   std::atomic<uint64_t> yields{0};

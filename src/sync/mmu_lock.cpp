@@ -2,6 +2,8 @@
 #include "sync/mmu_lock.h"
 
 #include <array>
+#include <chrono>
+#include <thread>
 
 #include "sync/det_engine.h"
 #include "sync/vthread_locals.h"
@@ -68,6 +70,51 @@ bool MmuLock::contended() const {
   return waiters_.load(std::memory_order_relaxed) != 0;
 }
 
+void MmuLock::read_lock_native() {
+  Shard& s = reads_[shard()];
+  // Dekker with the writer: both store, then load the other's flag, all
+  // sequentially consistent, so at least one of them sees the other.
+  s.active.fetch_add(1, std::memory_order_seq_cst);
+  if (!writer_.load(std::memory_order_seq_cst)) [[likely]]
+    return;
+  // A reader already inside (a nested read on this thread) keeps going: the
+  // writer waits for it anyway, and backing off would deadlock.
+  if (held_by_me() == LockMode::Read) return;
+  s.active.fetch_sub(1, std::memory_order_release);
+  // Count as a waiter only when the lock is not free at once: a shared
+  // counter touched on every acquisition would itself be the bottleneck.
+  waiters_.fetch_add(1, std::memory_order_relaxed);
+  // Holding mu_ shared, no writer is in or between raising writer_ and
+  // scanning the shards: entering now is safe, and the next writer sees us.
+  mu_.lock_shared();
+  s.active.fetch_add(1, std::memory_order_seq_cst);
+  mu_.unlock_shared();
+  waiters_.fetch_sub(1, std::memory_order_relaxed);
+}
+
+void MmuLock::write_lock_native() {
+  bool waited = false;
+  if (!mu_.try_lock()) {
+    waiters_.fetch_add(1, std::memory_order_relaxed);
+    waited = true;
+    mu_.lock();
+  }
+  writer_.store(true, std::memory_order_seq_cst);
+  for (const Shard& s : reads_) {
+    for (int spins = 0; s.active.load(std::memory_order_seq_cst) != 0; spins++) {
+      if (!waited) {
+        waiters_.fetch_add(1, std::memory_order_relaxed);
+        waited = true;
+      }
+      // Readers hold it for a fault or a walk: yield first, then sleep a
+      // little so a reader descheduled on a busy machine can finish.
+      if (spins < 64) std::this_thread::yield();
+      else std::this_thread::sleep_for(std::chrono::microseconds(20));
+    }
+  }
+  if (waited) waiters_.fetch_sub(1, std::memory_order_relaxed);
+}
+
 void MmuLock::write_lock() {
   sched_point(PointKind::LockAcquire, this);
   if (DetEngine* e = DetEngine::active()) [[unlikely]] {
@@ -77,11 +124,7 @@ void MmuLock::write_lock() {
     det_writer_ = true;
     e->note(EngineEvent::LockWrite, this);
   } else {
-    if (!mu_.try_lock()) {
-      waiters_.fetch_add(1, std::memory_order_relaxed);
-      mu_.lock();
-      waiters_.fetch_sub(1, std::memory_order_relaxed);
-    }
+    write_lock_native();
   }
   writes_.fetch_add(1, std::memory_order_relaxed);
   note_acquired(this, LockMode::Write);
@@ -94,6 +137,7 @@ void MmuLock::write_unlock() {
     e->note(EngineEvent::UnlockWrite, this);
     e->wake(this);
   } else {
+    writer_.store(false, std::memory_order_seq_cst);
     mu_.unlock();
   }
   sched_point(PointKind::LockRelease, this);
@@ -106,13 +150,7 @@ void MmuLock::read_lock() {
     det_readers_++;
     e->note(EngineEvent::LockRead, this);
   } else {
-    // Count as a waiter only when the lock is not free at once: a shared
-    // counter touched on every acquisition would itself be the bottleneck.
-    if (!mu_.try_lock_shared()) {
-      waiters_.fetch_add(1, std::memory_order_relaxed);
-      mu_.lock_shared();
-      waiters_.fetch_sub(1, std::memory_order_relaxed);
-    }
+    read_lock_native();
   }
   reads_[shard()].n.fetch_add(1, std::memory_order_relaxed);
   note_acquired(this, LockMode::Read);
@@ -127,7 +165,7 @@ void MmuLock::read_unlock() {
     // a writer that comes later reads that count.
     if (--det_readers_ == 0 && e->has_waiters(this)) e->wake(this);
   } else {
-    mu_.unlock_shared();
+    reads_[shard()].active.fetch_sub(1, std::memory_order_release);
   }
   sched_point(PointKind::LockRelease, this);
 }

@@ -34,7 +34,16 @@ class MmuLock {
   uint64_t read_acquisitions() const;
 
  private:
+  // Natively a big-reader lock: a reader marks itself in its own shard and
+  // checks for a writer, so readers on different CPUs share no cache line
+  // (the per-CPU counters of SRCU, which the memslot lock models; for
+  // mmu_lock it keeps the model's lock from being what the fault path
+  // measures). A writer takes mu_, raises writer_, and waits for the shards
+  // to drain; a reader that meets writer_ backs off and waits on mu_.
+  void read_lock_native();
+  void write_lock_native();
   std::shared_mutex mu_;
+  std::atomic<bool> writer_{false};
   std::atomic<int> waiters_{0};
   // Under the deterministic engine the lock is this state, and waiting
   // means leaving the runnable set (only one virtual thread runs at a time,
@@ -43,9 +52,9 @@ class MmuLock {
   bool det_writer_ = false;
   int det_writers_waiting_ = 0;
   std::atomic<uint64_t> writes_{0};
-  // Read acquisitions are counted in per-CPU-like shards: one shared counter
-  // would bounce between vCPU threads on every fault.
+  // Per-CPU-like shards: the readers inside, and read acquisitions counted.
   struct alignas(64) Shard {
+    std::atomic<int64_t> active{0};
     std::atomic<uint64_t> n{0};
   };
   static constexpr int kShards = 16;

@@ -1,0 +1,47 @@
+// SPDX-License-Identifier: MIT
+// A counter every thread adds to on its own cache line, summed when read:
+// the percpu_counter of the kernel. For statistics bumped on every fault
+// (two vCPU threads sharing one atomic would serialise on it); read where
+// the adders are excluded (the checker holds mmu_lock for write) or where
+// an approximate sum will do.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+
+namespace mirrormmu {
+
+namespace detail {
+// A small per-thread index spreading counters over shards.
+inline unsigned percpu_shard() {
+  static std::atomic<unsigned> next{0};
+  thread_local const unsigned mine = next.fetch_add(1, std::memory_order_relaxed);
+  return mine;
+}
+}  // namespace detail
+
+template <typename T>
+class PercpuCounter {
+ public:
+  static constexpr unsigned kShards = 16;
+  // std::atomic's spelling, so a plain atomic counter can become one.
+  T fetch_add(T delta, std::memory_order o = std::memory_order_seq_cst) {
+    return shards_[detail::percpu_shard() % kShards].v.fetch_add(delta, o);
+  }
+  T fetch_sub(T delta, std::memory_order o = std::memory_order_seq_cst) {
+    return shards_[detail::percpu_shard() % kShards].v.fetch_sub(delta, o);
+  }
+  T load(std::memory_order o = std::memory_order_seq_cst) const {
+    T sum = 0;
+    for (const Shard& s : shards_) sum += s.v.load(o);
+    return sum;
+  }
+
+ private:
+  struct alignas(64) Shard {
+    std::atomic<T> v{0};
+  };
+  Shard shards_[kShards];
+};
+
+}  // namespace mirrormmu
