@@ -425,6 +425,16 @@ check "pre-fault-memory exits 0" test $? -eq 0
 check "pre-fault-memory prints the backing" grep -q '^Testing memory backing src type: anonymous$' "$tmp/pf"
 "$bin" run pre-fault-memory --what-if prefault-progress-max-level >"$tmp/pfw" 2>&1
 check "pre-fault-memory catches progress past what was mapped" test $? -eq 1
+# The workloads' own checks need no checker: with --check off they still fail the run.
+"$bin" run mmu-stress -c 2 -m 64M -s 16M --inline --what-if notifier-first-slot-only --check off >"$tmp/msw0" 2>&1
+check "mmu-stress --check off still fails on a write to read-only memory" test $? -eq 1
+check "mmu-stress --check off names what it saw and when" grep -q '^FAILED: host_prot during operation #[0-9]* (vCPUs write the read-only memory' "$tmp/msw0"
+check "mmu-stress --check off does not say OK" grep -q '^result: FAILED$' "$tmp/msw0"
+"$bin" run pre-fault-memory --what-if prefault-progress-max-level --check off --json "$tmp/pfw0.json" >"$tmp/pfw0" 2>&1
+check "pre-fault-memory --check off still fails" test $? -eq 1
+check "pre-fault-memory --check off lists the failure in the json" python3 -c 'import json,sys; j=json.load(open(sys.argv[1])); assert not j["ok"] and j["violations"][0]["invariant"] == "prefault_unmapped"' "$tmp/pfw0.json"
+"$bin" run dirty-log-perf -b 8M --what-if no-wrprot-on-clear --check off >"$tmp/dlw0" 2>&1
+check "dirty-log-perf --check off still compares the bitmaps" test $? -eq 1
 
 echo "$pass passed, $fail failed"
 test $fail -eq 0

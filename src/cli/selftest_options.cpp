@@ -93,7 +93,7 @@ void add_selftest_commands(CLI::App* run_cmd, WorkloadConfig& cfg) {
 
   auto* dl = add_test(run_cmd, g_tests[1],
                       "dirty_log_perf_test on a TD's shared memory: populate, log, dirty, collect and clear; each bitmap "
-                      "is compared page by page with what the vCPUs wrote (not with --check off)");
+                      "is compared page by page with what the vCPUs wrote");
   dl->add_option("-i", st.iterations, "dirtying iterations (default 2, at least 2)")->check(CLI::Range(1, 100000));
   add_size(dl, "-b", st.bytes_per_vcpu, "bytes of memory per vCPU (default 1G)");
   dl->add_option("-v", cfg.vcpus, "vCPUs (default 1)")->check(CLI::Range(1, 64));

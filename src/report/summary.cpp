@@ -181,6 +181,14 @@ std::string format_summary(const RunOutcome& r) {
   line(sites.empty() ? "bug/warn sites hit: none" : "bug/warn sites hit:\n" + sites.substr(0, sites.size() - 1));
   if (vm.bugs().bugged()) line(fmt::format("VM bugged by {}", site_info(vm.bugs().first_bug()).id));
 
+  const auto replay_lines = [&] {
+    if (!c.threads) return line("replay: " + replay_command(c));
+    line("replay: not replayable: native interleaving (vCPU threads interleave differently on each run)");
+    WorkloadConfig inline_cfg = c;
+    inline_cfg.threads = false;
+    line("  the same seed on one thread: " + replay_command(inline_cfg));
+    line("  interleavings searched and replayable: mirrormmu explore --scenario ... (see --help)");
+  };
   if (ck) {
     const std::string while_running =
         r.result.concurrent_checks ? fmt::format(", and {} times while vCPU threads ran", r.result.concurrent_checks)
@@ -223,16 +231,20 @@ std::string format_summary(const RunOutcome& r) {
         const Violation& w = ck->violations()[i];
         line(fmt::format("  also: {} after #{} ({}): {}", w.invariant, w.op_index, w.op, w.detail));
       }
-      if (c.threads) {
-        line("replay: not replayable: native interleaving (vCPU threads interleave differently on each run)");
-        WorkloadConfig inline_cfg = c;
-        inline_cfg.threads = false;
-        line("  the same seed on one thread: " + replay_command(inline_cfg));
-        line("  interleavings searched and replayable: mirrormmu explore --scenario ... (see --help)");
-      } else {
-        line("replay: " + replay_command(c));
-      }
+      replay_lines();
     }
+  }
+  // With no checker (--check off) the workload's own checks still count.
+  if (!r.result.failures.empty()) {
+    line("");
+    const size_t n = r.result.failures.size();
+    for (size_t i = 0; i < std::min<size_t>(n, 10); i++) {
+      const Violation& v = r.result.failures[i];
+      line(fmt::format("{}{} during operation #{} ({}): {}", i ? "  also: " : "FAILED: ", v.invariant, v.op_index,
+                       v.op, v.detail));
+    }
+    if (n > 10) line(fmt::format("  and {} more", n - 10));
+    replay_lines();
   }
   if (!r.result.ok && (!ck || ck->ok()) && vm.bugs().total_hits())
     line(fmt::format("FAILED: {} bug/warn site hit(s), listed above; replay: {}", vm.bugs().total_hits(),
@@ -278,6 +290,11 @@ nlohmann::json summary_json(const RunOutcome& r) {
     j["pages_kept_by_tdx"] = ck->pages_leaked_on_purpose();
     json v = json::array();
     for (const auto& x : ck->violations())
+      v.push_back({{"invariant", x.invariant}, {"detail", x.detail}, {"op_index", x.op_index}, {"op", x.op}});
+    j["violations"] = v;
+  } else {
+    json v = json::array();
+    for (const auto& x : r.result.failures)
       v.push_back({{"invariant", x.invariant}, {"detail", x.detail}, {"op_index", x.op_index}, {"op", x.op}});
     j["violations"] = v;
   }

@@ -123,7 +123,7 @@ bool dirty_log_run(Driver& d, const WorkloadConfig& c, std::mt19937_64&) {
     chart.add("get dirty log", it, get_s);
     // Exactly the pages written since the last collection: one missing is
     // a lost dirty bit (the guest's write would never be migrated).
-    if (d.checker() && !d.failed()) {
+    if (!d.failed()) {
       uint64_t missing = 0, extra = 0, first_missing = ~0ull;
       for (uint64_t p = 0; p < pages; p++) {
         bool w = false;
@@ -134,7 +134,7 @@ bool dirty_log_run(Driver& d, const WorkloadConfig& c, std::mt19937_64&) {
         extra += got && !w;
       }
       if (missing || extra)
-        d.checker()->report("dirty_log", fmt::format("iteration {}: {} written pages not reported (the first gpa {:#x}), "
+        d.report("dirty_log", fmt::format("iteration {}: {} written pages not reported (the first gpa {:#x}), "
                                                      "{} reported but not written",
                                                      it, missing, first_missing == ~0ull ? 0 : m.gpa + first_missing * kPageSize,
                                                      extra));

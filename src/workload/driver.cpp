@@ -21,15 +21,50 @@ bool Driver::run_virtual(const std::string& name,
   for (auto& [thread, fn] : threads) harness_->engine().spawn(thread, std::move(fn));
   if (harness_->run(name)) return true;
   abandoned_ = failed_ = true;
+  std::lock_guard g(reports_mu_);
+  in_op_ = false;
   return false;
 }
 
-bool Driver::op(const std::string& name, const std::function<int()>& fn) {
-  if (failed_) return false;
+void Driver::begin_op(const std::string& name) {
   ops_++;
   if (trace_) [[unlikely]]
     trace_->op(name);
   progress(name);
+  std::lock_guard g(reports_mu_);
+  in_op_ = true;
+  last_op_ = name;
+}
+
+void Driver::report(std::string invariant, std::string detail) {
+  std::lock_guard g(reports_mu_);
+  if (in_op_) {
+    pending_.emplace_back(std::move(invariant), std::move(detail));
+    return;
+  }
+  // Between operations, on the driver's own thread: the last one is to blame.
+  if (checker_)
+    checker_->report(std::move(invariant), std::move(detail));
+  else
+    failures_.push_back({std::move(invariant), std::move(detail), ops_, last_op_});
+  failed_ = true;
+}
+
+void Driver::take_reports(const std::string& name) {
+  std::lock_guard g(reports_mu_);
+  in_op_ = false;
+  for (auto& [invariant, detail] : pending_) {
+    if (checker_)
+      checker_->report_during(name, std::move(invariant), std::move(detail));
+    else
+      failures_.push_back({std::move(invariant), std::move(detail), ops_, name});
+  }
+  pending_.clear();
+}
+
+bool Driver::op(const std::string& name, const std::function<int()>& fn) {
+  if (failed_) return false;
+  begin_op(name);
   int r = 0;
   if (harness_) {
     if (!run_virtual(name, {{"vmm", [&] { r = fn(); }}})) return false;
@@ -93,13 +128,22 @@ void Driver::print(std::string line) {
 }
 
 bool Driver::finish_op(const std::string& name, int r) {
+  take_reports(name);
+  // An operation that failed when nothing was injected fails the run, with
+  // or without a checker.
+  if (r < 0 && !tolerate_errors_ && !vm_.bugs().bugged()) {
+    std::string why = vm_.take_giveup_report();
+    std::string detail = name + " returned " + std::to_string(r) + (why.empty() ? "" : ": " + why);
+    if (checker_)
+      checker_->report("op_failed", std::move(detail));
+    else
+      failures_.push_back({"op_failed", std::move(detail), ops_, name});
+  }
   if (checker_) {
-    if (r < 0 && !tolerate_errors_ && !vm_.bugs().bugged()) {
-      std::string why = vm_.take_giveup_report();
-      checker_->report("op_failed", name + " returned " + std::to_string(r) + (why.empty() ? "" : ": " + why));
-    }
     checker_->check(name);
     if (!checker_->ok()) failed_ = true;
+  } else if (!failures_.empty()) {
+    failed_ = true;
   }
   return !failed_;
 }
@@ -108,9 +152,7 @@ bool Driver::parallel(const std::string& name, int vcpus, const std::function<in
                       const std::function<int()>& vmm_fn) {
   if (harness_) {
     if (failed_) return false;
-    ops_++;
-    if (trace_) [[unlikely]]
-      trace_->op(name);
+    begin_op(name);
     std::vector<int> rcs(static_cast<size_t>(vcpus), 0);
     int vmm_rc = 0;
     std::vector<std::pair<std::string, std::function<void()>>> threads;

@@ -152,8 +152,8 @@ bool run(Driver& d, const WorkloadConfig& c, std::mt19937_64&) {
   d.parallel(ro_stage, n, [&](int v) {
     std::vector<uint64_t> refused;
     if (int r = stage(v, true, &refused)) return r;
-    if (refused.size() != pages && d.checker())
-      d.checker()->report_during(ro_stage, "host_prot", fmt::format("vCPU {} wrote {} pages of read-only host memory (the first at gpa "
+    if (refused.size() != pages)
+      d.report("host_prot", fmt::format("vCPU {} wrote {} pages of read-only host memory (the first at gpa "
                                                    "{:#x}): a writable mapping survived the mprotect",
                                                    v, pages - refused.size(), gpa_of(v, 0) & ~shared));
     return 0;

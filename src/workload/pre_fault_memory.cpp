@@ -82,8 +82,8 @@ bool run(Driver& d, const WorkloadConfig& c, std::mt19937_64&) {
         if (size != k.left) return -EINVAL;
         if ((k.left == 0) != (r == 0) || (k.left && r != -ENOENT)) return r ? r : -EINVAL;
         for (uint64_t a = l.gpa + k.offset; a < gpa; a += kPageSize)
-          if (!vm.mapped_level(0, priv ? a : a | vm.shared_gpa_bit()) && d.checker())
-            d.checker()->report_during(alone, "prefault_unmapped",
+          if (!vm.mapped_level(0, priv ? a : a | vm.shared_gpa_bit()))
+            d.report("prefault_unmapped",
                                        fmt::format("gpa {:#x} was reported prefaulted but is not mapped", a));
         return 0;
       });

@@ -84,12 +84,13 @@ RunOutcome run_workload(const WorkloadConfig& cfg) {
   }
   out.result.ops = d.ops() + 1;
   out.result.figures = d.figures();
+  out.result.failures = d.failures();
   out.result.charts = d.charts();
   d.end_progress();
   out.result.concurrent_checks = d.concurrent_checks();
   out.result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   // Without a checker (--no-check) a site that fired still fails the run.
-  out.result.ok = (!out.checker || out.checker->ok()) &&
+  out.result.ok = (!out.checker || out.checker->ok()) && out.result.failures.empty() &&
                   (!cfg.bug_sites_are_failures || out.vm->bugs().total_hits() == 0);
   out.result.exit_code = out.result.ok ? 0 : 1;
   // An injection that never fired asked a question the run never put: that

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <random>
 #include <string>
 #include <vector>
@@ -106,6 +107,9 @@ struct WorkloadResult {
   uint64_t trace_events = 0;  // lines written to --trace FILE
   std::vector<std::string> figures;  // the workload's own printed lines
   std::vector<Chart> charts;         // what --plot draws
+  // What the workload's own checks saw with no checker to report to
+  // (--check off): each one fails the run.
+  std::vector<Violation> failures;
 };
 
 // Runs ops on a VM and checks after each; stops at the first failure.
@@ -144,6 +148,13 @@ class Driver {
   Chart& chart(const std::string& name, const std::string& title, const std::string& xlabel, const std::string& ylabel,
                bool bars = false);
   std::vector<Chart>& charts() { return charts_; }
+  // A failure the workload saw itself (a dirty bitmap that lost a page, a
+  // write that read-only memory let through): it fails the run whether or
+  // not a checker runs. Charged to the operation running, or else to the
+  // last one. Safe from vCPU threads.
+  void report(std::string invariant, std::string detail);
+  // Those reported with no checker to hand them to.
+  const std::vector<Violation>& failures() const { return failures_; }
   bool failed() const { return failed_; }
   uint64_t ops() const { return ops_; }
   Vm& vm() { return vm_; }
@@ -171,6 +182,15 @@ class Driver {
  private:
   bool abandoned_ = false;
   bool finish_op(const std::string& name, int r);
+  // Hands the reports made during operation `name` on: to the checker, or
+  // to failures_.
+  void take_reports(const std::string& name);
+  void begin_op(const std::string& name);
+  std::mutex reports_mu_;
+  std::vector<std::pair<std::string, std::string>> pending_;  // (invariant, detail)
+  std::vector<Violation> failures_;
+  std::string last_op_;
+  bool in_op_ = false;
   bool run_virtual(const std::string& name, std::vector<std::pair<std::string, std::function<void()>>> threads);
   uint64_t concurrent_checks_ = 0;
   uint64_t ops_ = 0;
