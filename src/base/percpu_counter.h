@@ -24,12 +24,13 @@ template <typename T>
 class PercpuCounter {
  public:
   static constexpr unsigned kShards = 16;
-  // std::atomic's spelling, so a plain atomic counter can become one.
-  T fetch_add(T delta, std::memory_order o = std::memory_order_seq_cst) {
-    return shards_[detail::percpu_shard() % kShards].v.fetch_add(delta, o);
+  // std::atomic's spelling, so a plain atomic counter can become one; no
+  // value comes back, as one shard's old value means nothing.
+  void fetch_add(T delta, std::memory_order o = std::memory_order_seq_cst) {
+    shards_[detail::percpu_shard() % kShards].v.fetch_add(delta, o);
   }
-  T fetch_sub(T delta, std::memory_order o = std::memory_order_seq_cst) {
-    return shards_[detail::percpu_shard() % kShards].v.fetch_sub(delta, o);
+  void fetch_sub(T delta, std::memory_order o = std::memory_order_seq_cst) {
+    shards_[detail::percpu_shard() % kShards].v.fetch_sub(delta, o);
   }
   T load(std::memory_order o = std::memory_order_seq_cst) const {
     T sum = 0;

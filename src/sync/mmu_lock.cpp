@@ -5,6 +5,7 @@
 #include <chrono>
 #include <thread>
 
+#include "base/percpu_counter.h"
 #include "sync/det_engine.h"
 #include "sync/vthread_locals.h"
 
@@ -40,14 +41,6 @@ void note_released(const MmuLock* l) {
 }
 }  // namespace
 
-namespace {
-// A small per-thread index spreading counters over shards.
-int shard() {
-  static std::atomic<int> next{0};
-  thread_local const int mine = next.fetch_add(1, std::memory_order_relaxed);
-  return mine & 15;
-}
-}  // namespace
 
 uint64_t MmuLock::read_acquisitions() const {
   uint64_t n = 0;
@@ -71,11 +64,13 @@ bool MmuLock::contended() const {
 }
 
 void MmuLock::read_lock_native() {
-  Shard& s = reads_[shard()];
+  Shard& s = reads_[mirrormmu::detail::percpu_shard() % kShards];
   // Dekker with the writer: both store, then load the other's flag, all
   // sequentially consistent, so at least one of them sees the other.
   s.active.fetch_add(1, std::memory_order_seq_cst);
   if (!writer_.load(std::memory_order_seq_cst)) [[likely]]
+    return;
+  if (flaw_ == Flaw::ReaderIgnoresWriter) [[unlikely]]
     return;
   // A reader already inside (a nested read on this thread) keeps going: the
   // writer waits for it anyway, and backing off would deadlock.
@@ -100,6 +95,8 @@ void MmuLock::write_lock_native() {
     mu_.lock();
   }
   writer_.store(true, std::memory_order_seq_cst);
+  if (flaw_ == Flaw::WriterIgnoresReaders) [[unlikely]]
+    return;
   for (const Shard& s : reads_) {
     for (int spins = 0; s.active.load(std::memory_order_seq_cst) != 0; spins++) {
       if (!waited) {
@@ -152,7 +149,7 @@ void MmuLock::read_lock() {
   } else {
     read_lock_native();
   }
-  reads_[shard()].n.fetch_add(1, std::memory_order_relaxed);
+  reads_[mirrormmu::detail::percpu_shard() % kShards].n.fetch_add(1, std::memory_order_relaxed);
   note_acquired(this, LockMode::Read);
 }
 
@@ -165,7 +162,7 @@ void MmuLock::read_unlock() {
     // a writer that comes later reads that count.
     if (--det_readers_ == 0 && e->has_waiters(this)) e->wake(this);
   } else {
-    reads_[shard()].active.fetch_sub(1, std::memory_order_release);
+    reads_[mirrormmu::detail::percpu_shard() % kShards].active.fetch_sub(1, std::memory_order_release);
   }
   sched_point(PointKind::LockRelease, this);
 }

@@ -33,6 +33,14 @@ class MmuLock {
   uint64_t write_acquisitions() const { return writes_.load(std::memory_order_relaxed); }
   uint64_t read_acquisitions() const;
 
+  // The two classic bugs of a big-reader lock, planted only by the test
+  // that shows it catches them (tests/sync/mmu_lock_test.cpp): a reader
+  // that enters without looking at the writer's flag, and a writer that
+  // raises the flag but does not wait for the readers inside. Both are
+  // tested off the readers' fast path, so the hook costs nothing there.
+  enum class Flaw : uint8_t { None, ReaderIgnoresWriter, WriterIgnoresReaders };
+  void plant_flaw(Flaw f) { flaw_ = f; }
+
  private:
   // Natively a big-reader lock: a reader marks itself in its own shard and
   // checks for a writer, so readers on different CPUs share no cache line
@@ -44,6 +52,7 @@ class MmuLock {
   void write_lock_native();
   std::shared_mutex mu_;
   std::atomic<bool> writer_{false};
+  Flaw flaw_ = Flaw::None;
   std::atomic<int> waiters_{0};
   // Under the deterministic engine the lock is this state, and waiting
   // means leaving the runnable set (only one virtual thread runs at a time,
@@ -57,7 +66,7 @@ class MmuLock {
     std::atomic<int64_t> active{0};
     std::atomic<uint64_t> n{0};
   };
-  static constexpr int kShards = 16;
+  static constexpr unsigned kShards = 16;
   Shard reads_[kShards];
 };
 
