@@ -116,6 +116,10 @@ const std::vector<WhatIfInfo>& what_ifs() {
       {"prefault-retries-invalid-slot", &WhatIf::prefault_retries_invalid_slot,
        "KVM_PRE_FAULT_MEMORY retries on a memslot being deleted (6.12) instead of returning -EAGAIN, holding the "
        "SRCU read lock the deletion waits for"},
+      {"alloc-root-recheck-unlocked", &WhatIf::alloc_root_recheck_unlocked,
+       "kvm_tdp_mmu_alloc_root() drops tdp_mmu_pages_lock between looking for a usable root and adding a new one, so "
+       "two vCPUs loading their first root at once make two (a TD's second mirror root re-links the S-EPT's upper "
+       "levels)"},
   };
   return all;
 }

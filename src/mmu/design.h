@@ -121,6 +121,11 @@ struct WhatIf {
   // retries instead of returning -EAGAIN, holding the SRCU read lock the
   // deletion waits for.
   bool prefault_retries_invalid_slot = false;
+  // kvm_tdp_mmu_alloc_root() looks for a usable root and inserts a new one
+  // under two holds of tdp_mmu_pages_lock: two vCPUs loading their first
+  // root at once both allocate one, and a TD's second mirror root links its
+  // own upper levels into the one S-EPT (SEPT.ADD on an entry not FREE).
+  bool alloc_root_recheck_unlocked = false;
 };
 
 struct WhatIfInfo {

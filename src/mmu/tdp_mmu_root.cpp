@@ -117,14 +117,29 @@ std::vector<MmuPage*> TdpMmu::roots_snapshot(unsigned types) {
 MmuPage* TdpMmu::kvm_tdp_mmu_alloc_root(VcpuMmuCaches& c, bool mirror) {
   const MmuRole role{cfg_.root_level, mirror, false};
   sync::ReadGuard lock(mmu_lock_);
-  {
-    std::lock_guard g(pages_lock_);
+  // The look for a usable root and the insertion of a new one are one hold
+  // of the pages lock: two vCPUs loading their first root at once must end
+  // up sharing it. With the look in a hold of its own, both allocate, and
+  // a TD gets two mirror roots, each linking its own copy of the upper
+  // levels into the one S-EPT (SEPT.ADD on an entry no longer FREE).
+  std::unique_lock g(pages_lock_);
+  const auto usable = [&]() -> MmuPage* {
     for (MmuPage* r : roots_) {
       if (r->role.invalid || !r->role.same_kind(role)) continue;
+      // kvm_tdp_mmu_get_root(): refcount_inc_not_zero.
       int n = r->tdp_mmu_root_count.load();
       while (n > 0 && !r->tdp_mmu_root_count.compare_exchange_weak(n, n + 1)) {}
       if (n > 0) return r;
     }
+    return nullptr;
+  };
+  if (MmuPage* r = usable()) return r;
+  if (cfg_.what_if.alloc_root_recheck_unlocked) [[unlikely]] {
+    // Planted: the lock dropped between the look and the insertion, as
+    // before the recheck under tdp_mmu_pages_lock went in.
+    g.unlock();
+    sync::sched_point(sync::PointKind::Yield, &roots_);
+    g.lock();
   }
   MmuPage* root = tdp_mmu_alloc_sp(c);
   if (!root) return nullptr;
@@ -134,7 +149,6 @@ MmuPage* TdpMmu::kvm_tdp_mmu_alloc_root(VcpuMmuCaches& c, bool mirror) {
   // One reference for the vCPU, one the TDP MMU keeps until invalidation.
   root->tdp_mmu_root_count.store(2);
   stats_.root_allocs.fetch_add(1, std::memory_order_relaxed);
-  std::lock_guard g(pages_lock_);
   roots_.push_back(root);
   return root;
 }

@@ -4,6 +4,8 @@
 // each: a fault that never asks mmu_invalidate_retry_gfn(), and 6.12's
 // prefault that retries on a memslot being deleted while holding SRCU.
 // The code as merged stays clean on every schedule of the same search.
+// Also the first root's allocation by two vCPUs at once (found by the
+// bench's two-thread populate, on OS threads, before it was fixed).
 #include <gtest/gtest.h>
 
 #include "explore/explorer.h"
@@ -67,6 +69,24 @@ TEST(HostPrefaultExplore, PrefaultRacingTheMemslotsDeletion) {
   const explore::Failure f = first_failure(dfs("prefault-vs-delete", "upstream+prefault-retries-invalid-slot"));
   EXPECT_EQ(f.result.invariant, "livelock") << f.result.detail;
   EXPECT_NE(f.result.detail.find("vcpu0 running and vmm blocked"), std::string::npos) << f.result.detail;
+}
+
+// Two vCPUs load their first roots at once. kvm_tdp_mmu_alloc_root() looks
+// for a usable root and adds its own under one hold of the pages lock, so
+// they share one; planted with the hold split in two, both allocate a
+// mirror root and the second one's SEPT.ADD of the upper levels meets
+// entries the first already linked.
+TEST(RootAllocExplore, TwoVcpusLoadingTheirFirstRootShareIt) {
+  expect_clean(dfs("fault-fault-2m", "upstream"));
+  const explore::Failure f = first_failure(dfs("fault-fault-2m", "upstream+alloc-root-recheck-unlocked"));
+  EXPECT_EQ(f.result.invariant, "bug_site") << f.result.detail;
+  EXPECT_NE(f.result.detail.find("tdh_mem_sept_add"), std::string::npos) << f.result.detail;
+  std::string err;
+  explore::Schedule fixed = f.schedule;
+  fixed.design = "upstream";
+  const auto ok = explore::replay(fixed, &err);
+  ASSERT_TRUE(ok.has_value()) << err;
+  EXPECT_TRUE(ok->ok) << ok->invariant << ": " << ok->detail;
 }
 
 }  // namespace
