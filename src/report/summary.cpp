@@ -88,14 +88,14 @@ std::vector<SeamcallRow> seamcall_rows(const RunOutcome& r) {
   if (!m) return rows;
   std::vector<tdx::Leaf> leaves;
   for (size_t i = 0; i < tdx::kLeafCount; i++)
-    if (m->stats()[i].calls) leaves.push_back(static_cast<tdx::Leaf>(i));
+    if (m->stats(static_cast<tdx::Leaf>(i)).calls) leaves.push_back(static_cast<tdx::Leaf>(i));
   // Host SEAMCALLs by architectural leaf number, the guest's TDCALL last.
   std::stable_sort(leaves.begin(), leaves.end(), [](tdx::Leaf a, tdx::Leaf b) {
     const bool ga = a == tdx::Leaf::TDG_MEM_PAGE_ACCEPT, gb = b == tdx::Leaf::TDG_MEM_PAGE_ACCEPT;
     return ga != gb ? gb : tdx::leaf_number(a) < tdx::leaf_number(b);
   });
   for (tdx::Leaf l : leaves) {
-    const auto& st = m->stats()[static_cast<size_t>(l)];
+    const tdx::TdxModule::LeafStats st = m->stats(l);
     SeamcallRow row{fmt::format("{:>2} {}", tdx::leaf_number(l), tdx::leaf_name(l)), st.calls, {}};
     for (const auto& [status, n] : st.by_status) row.statuses.emplace_back(tdx::status_str(status), n);
     std::sort(row.statuses.begin(), row.statuses.end());

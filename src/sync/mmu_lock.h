@@ -7,9 +7,10 @@
 #pragma once
 
 #include <atomic>
-#include <shared_mutex>
 
 #include "base/bug.h"
+#include "base/percpu_counter.h"
+#include "sync/br_lock.h"
 #include "sync/sched.h"
 
 namespace mirrormmu::sync {
@@ -33,27 +34,16 @@ class MmuLock {
   uint64_t write_acquisitions() const { return writes_.load(std::memory_order_relaxed); }
   uint64_t read_acquisitions() const;
 
-  // The two classic bugs of a big-reader lock, planted only by the test
-  // that shows it catches them (tests/sync/mmu_lock_test.cpp): a reader
-  // that enters without looking at the writer's flag, and a writer that
-  // raises the flag but does not wait for the readers inside. Both are
-  // tested off the readers' fast path, so the hook costs nothing there.
-  enum class Flaw : uint8_t { None, ReaderIgnoresWriter, WriterIgnoresReaders };
-  void plant_flaw(Flaw f) { flaw_ = f; }
+  // Plants one of the native lock's classic bugs (see BrLock).
+  using Flaw = BrLock::Flaw;
+  void plant_flaw(Flaw f) { native_.plant_flaw(f); }
 
  private:
-  // Natively a big-reader lock: a reader marks itself in its own shard and
-  // checks for a writer, so readers on different CPUs share no cache line
-  // (the per-CPU counters of SRCU, which the memslot lock models; for
-  // mmu_lock it keeps the model's lock from being what the fault path
-  // measures). A writer takes mu_, raises writer_, and waits for the shards
-  // to drain; a reader that meets writer_ backs off and waits on mu_.
-  void read_lock_native();
-  void write_lock_native();
-  std::shared_mutex mu_;
-  std::atomic<bool> writer_{false};
-  Flaw flaw_ = Flaw::None;
-  std::atomic<int> waiters_{0};
+  // Natively a big-reader lock (BrLock): readers on different CPUs share no
+  // cache line, as with the per-CPU counters of SRCU, which the memslot lock
+  // models; for mmu_lock it keeps the model's lock from being what the
+  // fault path measures.
+  BrLock native_;
   // Under the deterministic engine the lock is this state, and waiting
   // means leaving the runnable set (only one virtual thread runs at a time,
   // so a real mutex would deadlock). Writers are preferred, as in qrwlock.
@@ -61,13 +51,7 @@ class MmuLock {
   bool det_writer_ = false;
   int det_writers_waiting_ = 0;
   std::atomic<uint64_t> writes_{0};
-  // Per-CPU-like shards: the readers inside, and read acquisitions counted.
-  struct alignas(64) Shard {
-    std::atomic<int64_t> active{0};
-    std::atomic<uint64_t> n{0};
-  };
-  static constexpr unsigned kShards = 16;
-  Shard reads_[kShards];
+  PercpuCounter<uint64_t> reads_;
 };
 
 // lockdep_assert_held_write / _read / lockdep_assert_held.

@@ -25,6 +25,10 @@ class Tracked : public Base {
     sched_touch(this);
     return Base::try_lock();
   }
+  void lock_shared() {
+    sched_touch(this);
+    Base::lock_shared();
+  }
 };
 
 using TrackedMutex = Tracked<std::mutex>;

@@ -24,11 +24,32 @@ TdxModule::~TdxModule() = default;
 
 // ---- accounting ----------------------------------------------------------------
 
+void TdxModule::count_call(Leaf leaf, Status s) {
+  const auto l = static_cast<size_t>(leaf);
+  if (s == TDX_SUCCESS) [[likely]] {
+    successes_[detail::percpu_shard() % kStatShards].calls[l].fetch_add(1, std::memory_order_relaxed);
+    return;
+  }
+  std::lock_guard g(failures_mu_);
+  ++failures_[l][s];
+}
+
+TdxModule::LeafStats TdxModule::stats(Leaf leaf) const {
+  const auto l = static_cast<size_t>(leaf);
+  LeafStats st;
+  uint64_t ok = 0;
+  for (const SuccessShard& sh : successes_) ok += sh.calls[l].load(std::memory_order_relaxed);
+  std::lock_guard g(failures_mu_);
+  st.by_status = failures_[l];
+  for (const auto& [status, n] : st.by_status) st.calls += n;
+  if (ok) st.by_status[TDX_SUCCESS] = ok;
+  st.calls += ok;
+  return st;
+}
+
 void TdxModule::Impl::record(Leaf leaf, uint64_t gpa, int tdx_level, Status s) {
-  auto& st = m.stats_[static_cast<size_t>(leaf)];
-  ++st.calls;
-  ++st.by_status[s];
-  const bool injected_now = std::exchange(last_injected, false);
+  m.count_call(leaf, s);
+  const bool injected_now = std::exchange(t_last_injected, false);
   if (m.observer_ == nullptr) return;
   if (injected_now)
     m.observer_->on_injected_seamcall(leaf, gpa, tdx_level, s);
@@ -42,7 +63,7 @@ Status TdxModule::Impl::injected(Operand busy_operand, bool contended) {
   // offered only as its own kind, which the user must budget for.
   const bool retry = m.host_exclusive();
   const Injection i = m.inject_->check(InjectPoint::Seamcall, contended, retry);
-  if (i != Injection::None) last_injected = true;
+  if (i != Injection::None) t_last_injected = true;
   switch (i) {
     case Injection::None: return TDX_SUCCESS;
     case Injection::Busy: return with_operand(TDX_OPERAND_BUSY, busy_operand);
@@ -73,14 +94,17 @@ Status TdxModule::Impl::try_lock_epoch(LockMode mode) {
 
 // The per-entry lock is the TDEL bit inside the entry itself, as in the module.
 Status TdxModule::Impl::try_lock_entry(uint64_t& entry) {
-  if ((entry & sept::kLockBit) != 0) return with_operand(TDX_OPERAND_BUSY, Operand::RCX);
-  entry |= sept::kLockBit;
+  std::atomic_ref<uint64_t> a(entry);
+  uint64_t v = a.load(std::memory_order_relaxed);
+  do {
+    if ((v & sept::kLockBit) != 0) return with_operand(TDX_OPERAND_BUSY, Operand::RCX);
+  } while (!a.compare_exchange_weak(v, v | sept::kLockBit, std::memory_order_acquire, std::memory_order_relaxed));
   return TDX_SUCCESS;
 }
 
 TdxModule::Impl::LockSet::~LockSet() {
   for (size_t i = 0; i < nregions_; ++i) impl_.pamt_region_locks[regions_[i].region].unlock(regions_[i].mode);
-  if (entry_ != nullptr) *entry_ &= ~sept::kLockBit;
+  if (entry_ != nullptr) std::atomic_ref<uint64_t>(*entry_).fetch_and(~sept::kLockBit, std::memory_order_release);
   if (epoch_) impl_.epoch_lock.unlock(*epoch_);
   if (tree_) impl_.sept_tree_lock.unlock(*tree_);
   if (tdr_) impl_.tdr_lock.unlock(*tdr_);
@@ -210,7 +234,7 @@ Ret TdxModule::Impl::ext(Status s, const SeptWalk& w) {
 // ---- introspection -----------------------------------------------------------------
 
 void TdxModule::for_each_entry(const std::function<void(const EntryView&)>& fn) const {
-  std::lock_guard lock(impl_->mu);
+  std::shared_lock lock(impl_->mu);
   impl_->tree.for_each([&](uint64_t gpa, int level, uint64_t e) {
     fn(EntryView{gpa, level, sept::state_of(e), sept::pfn_of(e)});
   });
@@ -218,14 +242,14 @@ void TdxModule::for_each_entry(const std::function<void(const EntryView&)>& fn) 
 
 void TdxModule::for_each_entry_in(uint64_t start, uint64_t end, int lowest_level,
                                   const std::function<void(const EntryView&)>& fn) const {
-  std::lock_guard lock(impl_->mu);
+  std::shared_lock lock(impl_->mu);
   impl_->tree.for_each_in(start, end, lowest_level, [&](uint64_t gpa, int level, uint64_t e) {
     fn(EntryView{gpa, level, sept::state_of(e), sept::pfn_of(e)});
   });
 }
 
 TdxModule::EntryView TdxModule::read_entry(uint64_t gpa, int tdx_level) const {
-  std::lock_guard lock(impl_->mu);
+  std::shared_lock lock(impl_->mu);
   if (tdx_level < 0 || tdx_level > impl_->tree.root_level()) {
     return EntryView{gpa, tdx_level, SeptState::Free, kInvalidPfn};
   }
@@ -237,7 +261,7 @@ TdxModule::EntryView TdxModule::read_entry(uint64_t gpa, int tdx_level) const {
 }
 
 TdxModule::EntryView TdxModule::read_leaf(uint64_t gpa) const {
-  std::lock_guard lock(impl_->mu);
+  std::shared_lock lock(impl_->mu);
   // The walk toward 4K stops early at a larger leaf: that leaf maps gpa.
   const SeptWalk w = impl_->tree.walk(gpa, 0);
   const int level = w.reached ? 0 : w.level;
@@ -247,26 +271,26 @@ TdxModule::EntryView TdxModule::read_leaf(uint64_t gpa) const {
 }
 
 std::vector<Pfn> TdxModule::cache_dirty_pages() const {
-  std::lock_guard lock(impl_->mu);
+  std::shared_lock lock(impl_->mu);
   std::vector<Pfn> out;
-  out.reserve(impl_->cache_dirty.size());
-  for (uint64_t v : impl_->cache_dirty) out.push_back(Pfn{v});
+  out.reserve(impl_->cache_dirty.count());
+  impl_->cache_dirty.for_each([&](uint64_t v) { out.push_back(Pfn{v}); });
   return out;
 }
 
 bool TdxModule::cache_dirty(Pfn pfn) const {
-  std::lock_guard lock(impl_->mu);
-  return impl_->cache_dirty.count(pfn.v) != 0;
+  std::shared_lock lock(impl_->mu);
+  return impl_->cache_dirty.test(pfn.v);
 }
 
 PamtType TdxModule::pamt_type(Pfn pfn) const {
-  std::lock_guard lock(impl_->mu);
+  std::shared_lock lock(impl_->mu);
   return impl_->pamt.type(pfn);
 }
 
 std::vector<std::pair<Pfn, PamtType>> TdxModule::assigned_frames(uint64_t nframes) const {
   std::vector<std::pair<Pfn, PamtType>> out;
-  std::lock_guard lock(impl_->mu);
+  std::shared_lock lock(impl_->mu);
   nframes = std::min(nframes, impl_->pamt.size());
   for (uint64_t i = 0; i < nframes; i++)
     if (const PamtType t = impl_->pamt.type(Pfn{i}); t != PamtType::Nda) out.emplace_back(Pfn{i}, t);
@@ -274,13 +298,13 @@ std::vector<std::pair<Pfn, PamtType>> TdxModule::assigned_frames(uint64_t nframe
 }
 
 bool TdxModule::hkid_assigned() const {
-  std::lock_guard lock(impl_->mu);
+  std::shared_lock lock(impl_->mu);
   return lifecycle_ == Lifecycle::HkidAssigned || lifecycle_ == Lifecycle::KeysConfigured ||
          lifecycle_ == Lifecycle::Blocked;
 }
 
 bool TdxModule::vcpu_in_guest(int vcpu) const {
-  std::lock_guard lock(impl_->mu);
+  std::shared_lock lock(impl_->mu);
   const Impl::Vcpu* v = impl_->find_vcpu(vcpu);
   return v != nullptr && v->in_guest;
 }

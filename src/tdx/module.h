@@ -18,10 +18,12 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <unordered_map>
 #include <vector>
 
 #include "base/inject.h"
+#include "base/percpu_counter.h"
 #include "base/types.h"
 #include "mem/pfn_pool.h"
 #include "tdx/status.h"
@@ -245,12 +247,13 @@ class TdxModule {
   // Calls that returned a --inject status instead of running.
   uint64_t injected_calls() const { return injected_calls_.load(std::memory_order_relaxed); }
 
-  // Calls per leaf and per status (status base | operand id).
+  // Calls of a leaf and per status (status base | operand id), as counted
+  // when this is called.
   struct LeafStats {
     uint64_t calls = 0;
     std::unordered_map<Status, uint64_t> by_status;
   };
-  const std::array<LeafStats, kLeafCount>& stats() const { return stats_; }
+  LeafStats stats(Leaf leaf) const;
   void set_observer(SeamcallObserver* o) { observer_ = o; }
   SeamcallObserver* observer() const { return observer_; }
 
@@ -262,7 +265,17 @@ class TdxModule {
   ModuleConfig cfg_;
   FaultInjector* inject_;
   SeamcallObserver* observer_ = nullptr;
-  std::array<LeafStats, kLeafCount> stats_{};
+  // Successful calls per leaf, counted per CPU (PAGE.AUGs run on several
+  // at once, and one shared counter would be the line they all fight for);
+  // the failures, rare, by status under a lock of their own.
+  struct alignas(64) SuccessShard {
+    std::array<std::atomic<uint64_t>, kLeafCount> calls{};
+  };
+  static constexpr size_t kStatShards = 16;
+  std::array<SuccessShard, kStatShards> successes_{};
+  mutable std::mutex failures_mu_;
+  std::array<std::unordered_map<Status, uint64_t>, kLeafCount> failures_{};
+  void count_call(Leaf leaf, Status s);
   Pfn tdr_ = kInvalidPfn;
   uint16_t hkid_ = 0;
   // Written under the module's lock; atomics so KVM-side threads may read

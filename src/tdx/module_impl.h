@@ -2,26 +2,29 @@
 // TdxModule's private state and the checks every SEAMCALL shares. Only the
 // module_*.cpp files include this.
 //
-// Concurrency: one recursive mutex serializes every call, so the module is
-// thread-safe today. The module's own locks (TDR, S-EPT tree, TD epoch,
-// per-entry) are still modelled as try-locks taken in the module's order,
-// so turning them into real contention later is a change inside SharexLock
-// and LockSet, not in the calls. They cannot conflict while the mutex is held
-// because every call releases what it took before returning. The mutex is
+// Concurrency: the model's own lock (mu) is a big-reader lock. PAGE.AUG
+// takes it shared and runs beside other AUGs; every other call takes it
+// exclusively. The module's own locks (TDR, S-EPT tree, TD epoch, per-entry,
+// PAMT) are try-locks taken in the module's order: atomic, so AUGs side by
+// side contend on them as on hardware, and held across a window in which
+// mu is released so that another call can meet them and get BUSY. mu is
 // recursive so an observer may use the introspection accessors from
 // on_seamcall().
 #pragma once
 
 #include <array>
+#include <atomic>
 #include <cstdint>
 #include <initializer_list>
 #include <map>
 #include <mutex>
+#include <shared_mutex>
 #include <optional>
 #include <unordered_map>
 #include <unordered_set>
 #include <vector>
 
+#include "sync/br_lock.h"
 #include "sync/sched.h"
 #include "sync/tracked_mutex.h"
 #include <type_traits>
@@ -34,30 +37,68 @@ namespace mirrormmu::tdx {
 
 enum class LockMode : uint8_t { Shared, Exclusive };
 
+// The status this thread is about to record was injected, not the leaf's:
+// per thread, since PAGE.AUGs run on several at once. Nothing switches
+// between the injection and its record.
+inline thread_local bool t_last_injected = false;
+
 // The module's sharex lock: never waits, a conflict is reported to the caller.
+// One word: the exclusive bit and the count of shared holders, changed by
+// compare-and-swap, since PAGE.AUGs take it shared on several CPUs at once.
 class SharexLock {
  public:
   bool try_lock(LockMode mode) {
-    if (exclusive_) return false;
-    if (mode == LockMode::Exclusive) {
-      if (shared_ != 0) return false;
-      exclusive_ = true;
-    } else {
-      ++shared_;
-    }
+    uint32_t v = word_.load(std::memory_order_relaxed);
+    do {
+      if ((v & kExclusive) || (mode == LockMode::Exclusive && v != 0)) return false;
+    } while (!word_.compare_exchange_weak(v, mode == LockMode::Exclusive ? kExclusive : v + 1,
+                                          std::memory_order_acquire, std::memory_order_relaxed));
     return true;
   }
   void unlock(LockMode mode) {
-    if (mode == LockMode::Exclusive) {
-      exclusive_ = false;
-    } else {
-      --shared_;
-    }
+    if (mode == LockMode::Exclusive)
+      word_.store(0, std::memory_order_release);
+    else
+      word_.fetch_sub(1, std::memory_order_release);
   }
 
  private:
-  bool exclusive_ = false;
-  uint32_t shared_ = 0;
+  static constexpr uint32_t kExclusive = 1u << 31;
+  std::atomic<uint32_t> word_{0};
+};
+
+// One bit per host frame, set and cleared atomically: PAGE.AUGs on several
+// CPUs mark their own frames at once. 64 GiB of frames is 2 MiB of bits.
+class FrameBits {
+ public:
+  explicit FrameBits(uint64_t nframes) : words_((nframes + 63) / 64) {}
+  void set(uint64_t f) {
+    if (f / 64 < words_.size()) words_[f / 64].fetch_or(bit(f), std::memory_order_relaxed);
+  }
+  void clear(uint64_t f) {
+    if (f / 64 < words_.size()) words_[f / 64].fetch_and(~bit(f), std::memory_order_relaxed);
+  }
+  bool test(uint64_t f) const {
+    return f / 64 < words_.size() && (words_[f / 64].load(std::memory_order_relaxed) & bit(f)) != 0;
+  }
+  void clear_all() {
+    for (auto& w : words_) w.store(0, std::memory_order_relaxed);
+  }
+  uint64_t count() const {
+    uint64_t n = 0;
+    for (const auto& w : words_) n += static_cast<uint64_t>(__builtin_popcountll(w.load(std::memory_order_relaxed)));
+    return n;
+  }
+  template <class Fn>
+  void for_each(Fn&& fn) const {
+    for (uint64_t i = 0; i < words_.size(); i++)
+      for (uint64_t w = words_[i].load(std::memory_order_relaxed); w != 0; w &= w - 1)
+        fn(i * 64 + static_cast<uint64_t>(__builtin_ctzll(w)));
+  }
+
+ private:
+  static uint64_t bit(uint64_t f) { return 1ull << (f % 64); }
+  std::vector<std::atomic<uint64_t>> words_;
 };
 
 // A set of TD op-states a call is permitted in.
@@ -112,10 +153,36 @@ struct TdxModule::Impl {
   // another thread run, so a second SEAMCALL (or VP.ENTER, or the guest)
   // can meet the lock held and get BUSY, as on real hardware.
   void window(const void* lock) {
-    mu.unlock();
+    // On OS threads a window is worth opening only when another thread
+    // waits for mu: otherwise nobody could come in and meet the lock.
+    if (!sync::sched_steered() && !mu.contended()) [[likely]]
+      return;
+    const bool exclusive = mu.held_exclusive_by_me();
+    exclusive ? mu.unlock() : mu.unlock_shared();
     sync::sched_point(sync::PointKind::ModuleTryLock, lock);
-    mu.lock();
+    exclusive ? mu.lock() : mu.lock_shared();
   }
+
+  // PAGE.AUG, the call a TD's faults make, runs under the model's lock
+  // shared, beside other AUGs as on several real CPUs: what it changes is
+  // its own S-EPT entry (under the entry's lock bit), its own frames' PAMT
+  // bytes and cache bits, and atomics. Every other call takes the lock
+  // exclusively: a SEPT.ADD adds to the table map the AUGs read, and the
+  // rest are rare next to the faults.
+  static constexpr bool runs_shared(Leaf leaf) { return leaf == Leaf::MEM_PAGE_AUG; }
+  class CallLock {
+   public:
+    CallLock(sync::Tracked<sync::BrLock>& l, bool shared) : l_(l), shared_(shared) {
+      shared_ ? l_.lock_shared() : l_.lock();
+    }
+    ~CallLock() { shared_ ? l_.unlock_shared() : l_.unlock(); }
+    CallLock(const CallLock&) = delete;
+    CallLock& operator=(const CallLock&) = delete;
+
+   private:
+    sync::Tracked<sync::BrLock>& l_;
+    bool shared_;
+  };
 
   // Locks one call holds; all are released when the call returns.
   class LockSet {
@@ -151,7 +218,8 @@ struct TdxModule::Impl {
     size_t nregions_ = 0;
   };
 
-  Impl(TdxModule& self, uint64_t npages, int sept_levels) : m(self), tree(sept_levels), pamt(npages) {}
+  Impl(TdxModule& self, uint64_t npages, int sept_levels)
+      : m(self), tree(sept_levels), pamt(npages), pamt_region_locks((npages >> kLevelBits) + 1), cache_dirty(npages) {}
 
   // Runs one SEAMCALL: scheduling point, module lock, body, accounting.
   template <class Fn>
@@ -159,7 +227,7 @@ struct TdxModule::Impl {
     // Outside the mutex: a deterministic scheduler may switch threads here,
     // and the thread it switches to may be about to enter the module.
     sync::sched_point(sync::PointKind::Seamcall, &m);
-    std::lock_guard lock(mu);
+    CallLock lock(mu, runs_shared(leaf));
     using R = decltype(body());
     if constexpr (!std::is_same_v<R, AcceptResult>) {
       if (m.inject_ != nullptr) [[unlikely]] {
@@ -171,7 +239,7 @@ struct TdxModule::Impl {
         }
         if (s) {
           m.injected_calls_.fetch_add(1, std::memory_order_relaxed);
-          last_injected = true;
+          t_last_injected = true;
           record(leaf, gpa, tdx_level, s);
           return R{s};
         }
@@ -274,13 +342,12 @@ struct TdxModule::Impl {
   // ---- state -------------------------------------------------------------------
   TdxModule& m;
   // Tracked: every step that enters the module names its state.
-  mutable sync::TrackedRecursiveMutex mu;
+  mutable sync::Tracked<sync::BrLock> mu;
   SeptTree tree;
   Pamt pamt;
   SharexLock tdr_lock, sept_tree_lock, epoch_lock;
-  // DPAMT: one lock per 2M region's PAMT entry, made on first use. A node
-  // map, so a held lock's address survives later insertions.
-  std::unordered_map<uint64_t, SharexLock> pamt_region_locks;
+  // DPAMT: one lock per 2M region's PAMT entry.
+  std::vector<SharexLock> pamt_region_locks;
   std::vector<Pfn> tdcs;                   // tdcs[0] holds the S-EPT root
   std::map<int, Vcpu> vcpus;
   std::array<uint64_t, 2> epoch_refcount{};  // vCPUs in guest, by entry-epoch parity
@@ -288,8 +355,7 @@ struct TdxModule::Impl {
   // lines no TDH.PHYMEM.PAGE.WBINVD or CACHE.WB has written back since. The
   // module keeps no such record and cannot refuse a page that still has
   // them; handing one to the host is the host's bug (MK-TME aliasing).
-  std::unordered_set<uint64_t> cache_dirty;
-  bool last_injected = false;              // the status being recorded was injected
+  FrameBits cache_dirty;
   bool fatal = false;                      // TDR.FATAL: TDH.MEM.* and VP.ENTER refuse
   bool wbcache_done = false;               // CACHE.WB ran since the TD became BLOCKED
   uint64_t mrtd_pages = 0;                 // PAGE.ADDs folded into MRTD

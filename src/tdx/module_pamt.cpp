@@ -140,12 +140,12 @@ Ret TdxModule::tdh_phymem_pamt_remove(Pfn region_base_2m, Pfn* page0_out, Pfn* p
 }
 
 bool TdxModule::pamt_pair_present(Pfn frame) const {
-  std::lock_guard lock(impl_->mu);
+  std::shared_lock lock(impl_->mu);
   return impl_->pamt.has_pair(frame);
 }
 
 uint64_t TdxModule::pamt_pairs() const {
-  std::lock_guard lock(impl_->mu);
+  std::shared_lock lock(impl_->mu);
   return impl_->pamt.pairs();
 }
 

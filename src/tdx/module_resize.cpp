@@ -68,7 +68,7 @@ Ret TdxModule::Impl::page_demote(uint64_t gpa, int level, Pfn new_sept_page, Pfn
   for (int i = 0; i < kSptePerPage; i++) pamt.set(base + uint64_t(i) * Pamt::frames(level - 1), level - 1, PamtType::Reg);
   pamt.set(new_sept_page, 0, PamtType::Ept);
   ++m.chldcnt_;
-  w.raw() = sept::make_entry(SeptState::NlMapped, new_sept_page) | (w.raw() & sept::kLockBit);
+  w.set(sept::make_entry(SeptState::NlMapped, new_sept_page));
   return {};
 }
 
@@ -105,7 +105,7 @@ Ret TdxModule::Impl::page_promote(uint64_t gpa, int level) {
   pamt.clear_bepoch(table_pfn);
   pamt.set(base, level, PamtType::Reg);
   --m.chldcnt_;
-  w.raw() = sept::make_entry(first, base) | (w.raw() & sept::kLockBit);
+  w.set(sept::make_entry(first, base));
   return {};
 }
 

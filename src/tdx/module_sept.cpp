@@ -62,7 +62,7 @@ Ret TdxModule::Impl::sept_add(uint64_t gpa, int level, Pfn page) {
   tree.add_table(page, level - 1);
   pamt.set(page, 0, PamtType::Ept);
   ++m.chldcnt_;
-  w.raw() = sept::make_entry(SeptState::NlMapped, page);
+  w.set(sept::make_entry(SeptState::NlMapped, page));
   return {};
 }
 
@@ -81,10 +81,10 @@ Ret TdxModule::Impl::page_add(uint64_t gpa, int level, Pfn hpa, Pfn source) {
   if (Status s = require_pamt_pair(hpa, Operand::R8)) return {s};
 
   pamt.set(hpa, 0, PamtType::Reg);
-  cache_dirty.insert(hpa.v);  // MOVDIR64B of the image under the TD's key
+  cache_dirty.set(hpa.v);  // MOVDIR64B of the image under the TD's key
   m.chldcnt_ += 1;
   ++mrtd_pages;
-  w.raw() = sept::make_entry(SeptState::Mapped, hpa);
+  w.set(sept::make_entry(SeptState::Mapped, hpa));
   return {};
 }
 
@@ -106,9 +106,9 @@ Ret TdxModule::Impl::page_aug(uint64_t gpa, int level, Pfn hpa) {
 
   pamt.set(hpa, level, PamtType::Reg);
   // The guest's ACCEPT clears it under the TD's key; count it from here.
-  for (uint64_t i = 0; i < Pamt::frames(level); i++) cache_dirty.insert(hpa.v + i);
+  for (uint64_t i = 0; i < Pamt::frames(level); i++) cache_dirty.set(hpa.v + i);
   m.chldcnt_ += Pamt::frames(level);
-  w.raw() = sept::make_entry(SeptState::Pending, hpa);
+  w.set(sept::make_entry(SeptState::Pending, hpa));
   return {};
 }
 
@@ -123,7 +123,7 @@ Ret TdxModule::Impl::range_block(uint64_t gpa, int level) {
     return ext(kStateIncorrect, w);
   }
 
-  w.raw() = sept::with_state(w.raw(), blocked_form(s));
+  w.set(sept::with_state(w.value(), blocked_form(s)));
   // BEPOCH goes on the blocked object: the mapped page for a leaf, the child
   // S-EPT page for a non-leaf; both are the entry's frame.
   pamt.set_bepoch(w.pfn(), m.td_epoch_);
@@ -142,7 +142,7 @@ Ret TdxModule::Impl::range_unblock(uint64_t gpa, int level) {
   }
 
   pamt.clear_bepoch(w.pfn());
-  w.raw() = sept::with_state(w.raw(), unblocked_form(s));
+  w.set(sept::with_state(w.value(), unblocked_form(s)));
   return {};
 }
 
@@ -159,7 +159,7 @@ Ret TdxModule::Impl::page_remove(uint64_t gpa, int level) {
   tlb_check_gone(w.pfn(), Pamt::frames(w.level), "TDH.MEM.PAGE.REMOVE");
   pamt.clear(w.pfn(), w.level);
   m.chldcnt_ -= Pamt::frames(w.level);
-  w.raw() = 0;
+  w.set(0);
   return {};
 }
 
@@ -183,7 +183,7 @@ Ret TdxModule::Impl::sept_remove(uint64_t gpa, int level) {
   tree.remove_table(child);
   pamt.clear(child, 0);
   --m.chldcnt_;
-  w.raw() = 0;
+  w.set(0);
   return {};
 }
 

@@ -119,7 +119,7 @@ AcceptResult TdxModule::Impl::page_accept(int vcpu, uint64_t gpa, int level) {
   if (Status s = locks.entry(w.raw())) return to_guest(s);
   switch (w.state()) {
     case SeptState::Pending:
-      w.raw() = sept::with_state(w.raw(), SeptState::Mapped);
+      w.set(sept::with_state(w.value(), SeptState::Mapped));
       return AcceptResult{Outcome::Accepted, TDX_SUCCESS, level, SeptState::Mapped};
     case SeptState::Mapped:
       return to_guest(TDX_PAGE_ALREADY_ACCEPTED | static_cast<uint64_t>(level));
@@ -194,7 +194,7 @@ void TdxModule::vcpu_progress(int vcpu) {
 }
 
 bool TdxModule::zero_step_active(int vcpu) const {
-  std::lock_guard lock(impl_->mu);
+  std::shared_lock lock(impl_->mu);
   const Impl::Vcpu* v = impl_->find_vcpu(vcpu);
   return v && !v->last_epf_gpas.empty();
 }
@@ -221,7 +221,7 @@ TdxModule::EntryView TdxModule::cpu_access(int vcpu, uint64_t gpa) {
 }
 
 std::string TdxModule::tlb_violation() const {
-  std::lock_guard lock(impl_->mu);
+  std::shared_lock lock(impl_->mu);
   return impl_->tlb_violation;
 }
 

@@ -91,7 +91,7 @@ void SeptTree::visit(const SeptTable& t, uint64_t base, uint64_t start, uint64_t
   for (uint64_t i = start > base ? (start - base) / span : 0; i < t.e.size(); ++i) {
     const uint64_t gpa = base + i * span;
     if (gpa >= end) break;
-    const uint64_t e = t.e[i];
+    const uint64_t e = std::atomic_ref<uint64_t>(const_cast<uint64_t&>(t.e[i])).load(std::memory_order_relaxed);
     const SeptState s = sept::state_of(e);
     if (s == SeptState::Free) continue;
     if (gpa >= start) fn(gpa, t.level, e);

@@ -11,6 +11,7 @@
 #pragma once
 
 #include <array>
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -67,8 +68,18 @@ struct SeptWalk {
   int level = 0;
   bool reached = false;  // ended at the requested level
 
+  // Entries are read and written atomically: PAGE.AUGs on other CPUs lock
+  // and fill entries of the same table while this walk reads it.
   uint64_t& raw() const { return table->e[static_cast<size_t>(index)]; }
-  uint64_t value() const { return table ? table->e[static_cast<size_t>(index)] : 0; }
+  uint64_t value() const {
+    return table ? std::atomic_ref<uint64_t>(raw()).load(std::memory_order_relaxed) : 0;
+  }
+  // The entry becomes `e`, keeping the lock bit of the call that holds it
+  // (the call's LockSet drops it on return).
+  void set(uint64_t e) const {
+    std::atomic_ref<uint64_t> a(raw());
+    a.store((e & ~sept::kLockBit) | (a.load(std::memory_order_relaxed) & sept::kLockBit), std::memory_order_release);
+  }
   SeptState state() const { return sept::state_of(value()); }
   Pfn pfn() const { return sept::pfn_of(value()); }
 };

@@ -13,7 +13,8 @@ namespace mirrormmu::bench {
 double floor_cmpxchg_ns(uint64_t sptes);
 // Faulting in `pages` 4K pages (direct root of a normal VM, or private
 // memory of a TD through PAGE.AUG), on `threads` vCPU threads with disjoint
-// ranges. ns per page (wall time / pages).
+// ranges. ns per page (wall time / pages); std::runtime_error if a fault
+// did not map its page or a site fired (the figure would be a lie).
 double populate_direct_ns(uint64_t pages, int threads);
 double populate_mirror_ns(uint64_t pages, int threads);
 // Private memory of a TD mapped with 2M pages (one fault and one 2M AUG per

@@ -122,5 +122,44 @@ TEST(Stress, FaultsRaceConversionsOnTheSamePages) {
   EXPECT_TRUE(ck.ok());
 }
 
+// Two vCPUs fault a TD's private memory in at once, as the bench's
+// populate row does: their PAGE.AUGs run in the module side by side and
+// share the upper S-EPT levels, whose SEPT.ADDs they race to make. Every
+// fault must map its page, with no site fired (TSan runs this one too).
+TEST(Stress, TwoVcpusAugTheirHalvesOfATdAtOnce) {
+  constexpr uint64_t kRam = 1ull << 32, kPages = 2048;
+  for (int round = 0; round < 20; round++) {
+    VmConfig vc;
+    vc.nr_vcpus = 2;
+    vc.pool_pages = kPages * 2 + (16u << 10);
+    Vm vm(vc);
+    Checker ck(vm);
+    ASSERT_EQ(vm.create(), 0);
+    ASSERT_EQ(vm.add_memslot(0, kRam, kPages << kPageShift, kMemGuestMemfd), 0);
+    ASSERT_EQ(vm.finalize(), 0);
+    ASSERT_EQ(vm.set_memory_attributes(kRam, kPages << kPageShift, true), 0);
+    vm.set_vcpus_threaded(true);
+    std::atomic<uint64_t> unmapped{0};
+    std::vector<std::thread> vcpus;
+    for (int v = 0; v < 2; v++)
+      vcpus.emplace_back([&, v] {
+        sync::RcuThread rcu;
+        for (uint64_t i = v * kPages / 2; i < (v + 1) * kPages / 2; i++)
+          if (vm.vcpu_fault(v, kRam + (i << kPageShift), true) != ExitReason::None) unmapped++;
+        vm.vcpu_exit(v);
+      });
+    for (auto& t : vcpus) t.join();
+    vm.set_vcpus_threaded(false);
+    EXPECT_EQ(unmapped.load(), 0u) << "round " << round;
+    EXPECT_EQ(vm.bugs().total_hits(), 0u) << "round " << round;
+    EXPECT_EQ(vm.module()->stats(tdx::Leaf::MEM_PAGE_AUG).calls, kPages) << "round " << round;
+    ck.check_full("after the faults");
+    for (const auto& v : ck.violations()) ADD_FAILURE() << "round " << round << ": " << v.invariant << ": " << v.detail;
+    vm.destroy();
+    ck.check_end_of_life();
+    if (HasFailure()) break;
+  }
+}
+
 }  // namespace
 }  // namespace mirrormmu::test

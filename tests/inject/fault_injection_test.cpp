@@ -34,7 +34,7 @@ uint64_t count_points(InjectPoint p) {
 std::vector<tdx::Leaf> leaves_with(const RunOutcome& r, tdx::Status base) {
   std::vector<tdx::Leaf> out;
   for (size_t i = 0; i < tdx::kLeafCount; i++)
-    for (const auto& [st, n] : r.vm->module()->stats()[i].by_status)
+    for (const auto& [st, n] : r.vm->module()->stats(static_cast<tdx::Leaf>(i)).by_status)
       if (tdx::status_base(st) == base) out.push_back(static_cast<tdx::Leaf>(i));
   return out;
 }

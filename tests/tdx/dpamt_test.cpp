@@ -250,7 +250,7 @@ TEST_F(DpamtTest, PamtAddChecksRegionAndPages) {
   EXPECT_EQ(add(run, q0, q1), rcx(TDX_HPA_RANGE_NOT_FREE));
   const Pfn other = unpaired_run();
   EXPECT_EQ(add(other, p1, q1), with_operand(TDX_PAGE_NOT_FREE, Operand::RDX));
-  EXPECT_EQ(td.stats()[static_cast<size_t>(Leaf::PHYMEM_PAMT_ADD)].by_status.at(rcx(TDX_HPA_RANGE_NOT_FREE)), 1u);
+  EXPECT_EQ(td.stats(Leaf::PHYMEM_PAMT_ADD).by_status.at(rcx(TDX_HPA_RANGE_NOT_FREE)), 1u);
   EXPECT_STREQ(pamt_type_name(PamtType::Pamt), "PT_PAMT");
 }
 

@@ -161,15 +161,15 @@ struct Recorder : SeamcallObserver {
 TEST_F(LifecycleTest, StatsCountEveryCallByStatus) {
   runnable_td();
   link(0x5000);
-  const auto& aug_stats = td.stats()[static_cast<size_t>(Leaf::MEM_PAGE_AUG)];
   ASSERT_EQ(td.tdh_mem_page_aug(0x5000, 0, page(PageOwner::GuestPrivate)).status, TDX_SUCCESS);
   const Pfn again = page(PageOwner::GuestPrivate);
   ASSERT_EQ(td.tdh_mem_page_aug(0x5000, 0, again).status, rcx(TDX_EPT_ENTRY_STATE_INCORRECT));
+  const auto aug_stats = td.stats(Leaf::MEM_PAGE_AUG);
   EXPECT_EQ(aug_stats.calls, 2u);
   EXPECT_EQ(aug_stats.by_status.at(TDX_SUCCESS), 1u);
   EXPECT_EQ(aug_stats.by_status.at(rcx(TDX_EPT_ENTRY_STATE_INCORRECT)), 1u);
-  EXPECT_EQ(td.stats()[static_cast<size_t>(Leaf::MR_FINALIZE)].calls, 1u);
-  EXPECT_EQ(td.stats()[static_cast<size_t>(Leaf::MEM_SEPT_ADD)].calls, 3u);
+  EXPECT_EQ(td.stats(Leaf::MR_FINALIZE).calls, 1u);
+  EXPECT_EQ(td.stats(Leaf::MEM_SEPT_ADD).calls, 3u);
 }
 
 TEST_F(LifecycleTest, ObserverSeesEveryCallAfterItsEffect) {
@@ -210,7 +210,7 @@ TEST_F(InjectTest, BusyOnMapCallsIsSeptTree) {
   EXPECT_EQ(unchanged([&] { return td.tdh_mem_page_aug(0x5000, 0, hpa); }),
             with_operand(TDX_OPERAND_BUSY, Operand::SEPT_TREE));
   EXPECT_EQ(inject.fired(), 1u);
-  EXPECT_EQ(td.stats()[static_cast<size_t>(Leaf::MEM_PAGE_AUG)].by_status.at(
+  EXPECT_EQ(td.stats(Leaf::MEM_PAGE_AUG).by_status.at(
                 with_operand(TDX_OPERAND_BUSY, Operand::SEPT_TREE)),
             1u);
   // The retry goes through.
@@ -365,7 +365,7 @@ TEST_F(LifecycleTest, ConcurrentCallsContendOnlyWithBusy) {
   EXPECT_EQ(other_failures.load(), 0);
   EXPECT_EQ(td.chldcnt(), before + kThreads * kPagesPerThread);
   EXPECT_EQ(td.td_epoch(), epoch_before + uint64_t(tracks.load()));
-  EXPECT_EQ(td.stats()[static_cast<size_t>(Leaf::MEM_PAGE_AUG)].calls,
+  EXPECT_EQ(td.stats(Leaf::MEM_PAGE_AUG).calls,
             uint64_t(kThreads * kPagesPerThread + aug_busy.load()));
 }
 

@@ -61,7 +61,7 @@ struct DpamtTd {
     EXPECT_EQ(vm.pool().count(PageOwner::Pamt), 0u);
     EXPECT_EQ(vm.pool().in_use(), 0u);
   }
-  const tdx::TdxModule::LeafStats& leaf(tdx::Leaf l) { return vm.module()->stats()[size_t(l)]; }
+  tdx::TdxModule::LeafStats leaf(tdx::Leaf l) { return vm.module()->stats(l); }
   uint64_t calls(tdx::Leaf l) { return leaf(l).calls; }
   uint64_t successes(tdx::Leaf l) {
     const auto it = leaf(l).by_status.find(tdx::TDX_SUCCESS);

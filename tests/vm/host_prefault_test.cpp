@@ -114,7 +114,7 @@ TEST(PreFaultMemory, FollowsTheIoctlsContract) {
   ASSERT_EQ(fx.vm.pre_fault_memory(0, &gpa, &size), 0);
   EXPECT_EQ(size, 0u);
   EXPECT_EQ(gpa, (1ull << 33) + 8 * kPageSize);
-  EXPECT_EQ(fx.vm.module()->stats()[size_t(tdx::Leaf::MEM_PAGE_AUG)].calls, 8u);
+  EXPECT_EQ(fx.vm.module()->stats(tdx::Leaf::MEM_PAGE_AUG).calls, 8u);
   for (uint64_t i = 0; i < 8; i++) EXPECT_EQ(fx.vm.mapped_level(0, (1ull << 33) + i * kPageSize), 1);
   // Shared, named without the shared bit: mapped in the direct root.
   gpa = kAlias, size = 2 * kPageSize;

@@ -151,7 +151,7 @@ TEST(HugePages, KvmKeepsPrivateMemoryAtFourKOnAModuleWithInterruptibleDemote) {
   ASSERT_EQ(vm.vcpu_access(0, kRam + 7 * k4K, true, PgLevel::k2M), ExitReason::None);
   EXPECT_EQ(vm.mmu().stats().pages[1].load(), 0);
   EXPECT_EQ(vm.mmu().stats().pages[0].load(), 1);
-  EXPECT_EQ(vm.module()->stats()[size_t(tdx::Leaf::MEM_PAGE_DEMOTE)].calls, 0u);
+  EXPECT_EQ(vm.module()->stats(tdx::Leaf::MEM_PAGE_DEMOTE).calls, 0u);
   ck.check("4K accept");
   EXPECT_TRUE(ck.ok()) << ck.describe();
 }

@@ -46,7 +46,7 @@ struct TdFixture {
 TEST(Vm, InitMemRegionUsesPageAddAndIsRefusedAfterFinalize) {
   TdFixture fx;
   ASSERT_EQ(fx.vm.init_mem_region(kRam, 4), 0);
-  EXPECT_EQ(fx.vm.module()->stats()[size_t(tdx::Leaf::MEM_PAGE_ADD)].calls, 4u);
+  EXPECT_EQ(fx.vm.module()->stats(tdx::Leaf::MEM_PAGE_ADD).calls, 4u);
   EXPECT_EQ(fx.sept(kRam + 3 * kPageSize), tdx::SeptState::Mapped);  // measured, no accept needed
   fx.expect_clean("init");
   ASSERT_EQ(fx.vm.finalize(), 0);
@@ -60,8 +60,8 @@ TEST(Vm, PrivateAccessAugsThenTheGuestAccepts) {
   fx.boot();
   EXPECT_EQ(fx.vm.vcpu_access(0, kRam + 0x5000, true), ExitReason::None);
   EXPECT_EQ(fx.sept(kRam + 0x5000), tdx::SeptState::Mapped);
-  EXPECT_EQ(fx.vm.module()->stats()[size_t(tdx::Leaf::MEM_PAGE_AUG)].calls, 1u);
-  EXPECT_EQ(fx.vm.module()->stats()[size_t(tdx::Leaf::TDG_MEM_PAGE_ACCEPT)].calls, 1u);
+  EXPECT_EQ(fx.vm.module()->stats(tdx::Leaf::MEM_PAGE_AUG).calls, 1u);
+  EXPECT_EQ(fx.vm.module()->stats(tdx::Leaf::TDG_MEM_PAGE_ACCEPT).calls, 1u);
   fx.expect_clean("access");
 }
 
@@ -86,7 +86,7 @@ TEST(Vm, ConversionZapsTheSideBeingLeft) {
   EXPECT_EQ(fx.sept(kRam + kPageSize), tdx::SeptState::Free);
   EXPECT_EQ(fx.sept(kRam + 2 * kPageSize), tdx::SeptState::Free);
   EXPECT_EQ(fx.sept(kRam + 3 * kPageSize), tdx::SeptState::Mapped);
-  EXPECT_EQ(fx.vm.module()->stats()[size_t(tdx::Leaf::MEM_PAGE_REMOVE)].calls, 2u);
+  EXPECT_EQ(fx.vm.module()->stats(tdx::Leaf::MEM_PAGE_REMOVE).calls, 2u);
   fx.expect_clean("to shared");
   EXPECT_EQ(fx.vm.vcpu_access(1, fx.shared(kRam + kPageSize), true), ExitReason::None);
   // Back to private: the shared mapping goes.
@@ -221,11 +221,11 @@ TEST(Vm, ZeroStepExitWithoutEntryIsHandledAsAnEptViolationAtItsGpa) {
   for (int i = 0; i < 7; i++) fx.vm.module()->vcpu_ept_violation(0, stuck, ~0ull);
   ASSERT_TRUE(fx.vm.module()->zero_step_active(0));
   fx.vm.kick_all_vcpus_out();
-  const auto enters = fx.vm.module()->stats()[size_t(tdx::Leaf::VP_ENTER)].by_status;
+  const auto enters = fx.vm.module()->stats(tdx::Leaf::VP_ENTER).by_status;
   // The next entry is refused with an EPT-violation exit at the logged GPA;
   // KVM maps it and enters again, and the access at another GPA completes.
   ASSERT_EQ(fx.vm.vcpu_access(0, kRam + 0x1000, true), ExitReason::None);
-  const auto& after = fx.vm.module()->stats()[size_t(tdx::Leaf::VP_ENTER)].by_status;
+  const auto after = fx.vm.module()->stats(tdx::Leaf::VP_ENTER).by_status;
   const auto count = [](const auto& m, tdx::Status s) { return m.count(s) ? m.at(s) : 0; };
   EXPECT_EQ(count(after, tdx::TDX_EXIT_EPT_VIOLATION), count(enters, tdx::TDX_EXIT_EPT_VIOLATION) + 1);
   EXPECT_NE(fx.sept(stuck), tdx::SeptState::Free);
@@ -248,7 +248,7 @@ TEST(Vm, AFatalTdEndsKvmRunWithAnInternalErrorAndItsTeardownBugsTheVm) {
   fx.vm.destroy();
   EXPECT_TRUE(fx.vm.bugs().bugged());
   EXPECT_EQ(fx.vm.bugs().hits(Site::tdh_mem_range_block), 1u);
-  const auto& block = fx.vm.module()->stats()[size_t(tdx::Leaf::MEM_RANGE_BLOCK)].by_status;
+  const auto block = fx.vm.module()->stats(tdx::Leaf::MEM_RANGE_BLOCK).by_status;
   EXPECT_EQ(block.count(tdx::TDX_TD_FATAL), 1u);
   EXPECT_EQ(fx.vm.pool().in_use(), 1u);  // the TDR
 }
@@ -340,13 +340,13 @@ TEST(Vm, FastZapOfATdLeavesTheMirrorAlone) {
   fx.boot();
   ASSERT_EQ(fx.vm.vcpu_access(0, kRam + 0x5000, true), ExitReason::None);
   ASSERT_EQ(fx.vm.vcpu_access(1, fx.shared(kBuf + 0x3000), true), ExitReason::None);
-  const uint64_t augs = fx.vm.module()->stats()[size_t(tdx::Leaf::MEM_PAGE_AUG)].calls;
+  const uint64_t augs = fx.vm.module()->stats(tdx::Leaf::MEM_PAGE_AUG).calls;
   fx.vm.zap_all_fast();
   fx.expect_clean("zap_all_fast");
   EXPECT_EQ(fx.sept(kRam + 0x5000), tdx::SeptState::Mapped);
   ASSERT_EQ(fx.vm.vcpu_access(0, kRam + 0x5000, false), ExitReason::None);
   ASSERT_EQ(fx.vm.vcpu_access(1, fx.shared(kBuf + 0x3000), false), ExitReason::None);
-  EXPECT_EQ(fx.vm.module()->stats()[size_t(tdx::Leaf::MEM_PAGE_AUG)].calls, augs) << "nothing private was re-added";
+  EXPECT_EQ(fx.vm.module()->stats(tdx::Leaf::MEM_PAGE_AUG).calls, augs) << "nothing private was re-added";
   fx.expect_clean("accesses after the fast zap");
 }
 

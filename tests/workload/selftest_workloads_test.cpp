@@ -49,7 +49,7 @@ TEST(SelftestWorkloads, DemandPagingPrintsTheSelftestsFigures) {
                            "Per-vcpu demand paging rate:\t", "Overall demand paging rate:\t"})
     EXPECT_EQ(count_prefix(f, line), 1u) << line;
   // Every page of the test memory was faulted in and is mapped private.
-  EXPECT_EQ(out.vm->module()->stats()[static_cast<size_t>(tdx::Leaf::MEM_PAGE_AUG)].calls, 2 * (4ull << 20) / kPageSize);
+  EXPECT_EQ(out.vm->module()->stats(tdx::Leaf::MEM_PAGE_AUG).calls, 2 * (4ull << 20) / kPageSize);
 }
 
 TEST(SelftestWorkloads, DirtyLogPerfPrintsAFigurePerIterationAndStep) {
@@ -90,9 +90,9 @@ TEST(SelftestWorkloads, PrivateMemConversionsConvertsEverySubRangeBothWays) {
   ASSERT_EQ(out.result.exit_code, 0) << out.result.error;
   // Both sides of each vCPU's area were mapped: private leaves were
   // installed (AUG) and removed again, and shared leaves too.
-  const auto& stats = out.vm->module()->stats();
-  EXPECT_GT(stats[static_cast<size_t>(tdx::Leaf::MEM_PAGE_AUG)].calls, 2u * 5);
-  EXPECT_GT(stats[static_cast<size_t>(tdx::Leaf::MEM_PAGE_REMOVE)].calls, 2u * 5);
+  const tdx::TdxModule& m = *out.vm->module();
+  EXPECT_GT(m.stats(tdx::Leaf::MEM_PAGE_AUG).calls, 2u * 5);
+  EXPECT_GT(m.stats(tdx::Leaf::MEM_PAGE_REMOVE).calls, 2u * 5);
   EXPECT_GT(out.vm->op_stats().conversions, 2u * 20);
 }
 

@@ -84,10 +84,10 @@ TEST(StressPrefault, PreFaultMemoryRunsEveryCaseOnBothSides) {
   EXPECT_TRUE(has_line(out.result.figures, "Testing memory backing src type: anonymous"));
   // The private pass AUGed the 513 pages, and again after recreations of
   // the slot; every page AUGed or ADDed (the image) was removed in the end.
-  const auto& st = out.vm->module()->stats();
-  EXPECT_GE(st[size_t(tdx::Leaf::MEM_PAGE_AUG)].calls, 513u * 2);
-  EXPECT_EQ(st[size_t(tdx::Leaf::MEM_PAGE_AUG)].calls + st[size_t(tdx::Leaf::MEM_PAGE_ADD)].calls,
-            st[size_t(tdx::Leaf::MEM_PAGE_REMOVE)].calls);
+  const tdx::TdxModule& m = *out.vm->module();
+  EXPECT_GE(m.stats(tdx::Leaf::MEM_PAGE_AUG).calls, 513u * 2);
+  EXPECT_EQ(m.stats(tdx::Leaf::MEM_PAGE_AUG).calls + m.stats(tdx::Leaf::MEM_PAGE_ADD).calls,
+            m.stats(tdx::Leaf::MEM_PAGE_REMOVE).calls);
 }
 
 TEST(StressPrefault, PreFaultMemoryFindsProgressPastWhatWasMapped) {

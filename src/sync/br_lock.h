@@ -1,0 +1,65 @@
+// SPDX-License-Identifier: MIT
+// A big-reader lock for OS threads: readers on different CPUs share no cache
+// line, a writer pays for that by looking at every reader shard. It is what
+// mmu_lock and the memslot lock are natively (the readers are vCPUs faulting,
+// the writers rare zaps and memslot updates), and the TDX module model's own
+// lock, under which independent PAGE.AUGs run side by side.
+//
+// A reader marks itself in its shard, then checks the writer's flag; a
+// writer raises the flag, then waits for the shards to drain. Both sides
+// store before they load, sequentially consistent (Dekker), so at least one
+// sees the other. A reader that meets a writer backs off and waits on the
+// writer's mutex.
+//
+// Recursive per thread: a thread that holds it (either way) may take it
+// shared again, and a writer may take it again exclusively. Taking it
+// exclusively while holding it only shared would deadlock and is refused.
+//
+// Not a scheduling point: the deterministic engine models mmu_lock itself,
+// and the module's lock is never held across a switch.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <shared_mutex>
+
+namespace mirrormmu::sync {
+
+class BrLock {
+ public:
+  void lock();
+  void unlock();
+  void lock_shared();
+  void unlock_shared();
+
+  bool held_exclusive_by_me() const;
+  bool held_by_me() const;
+  // Someone waits (a writer for the readers, or a reader for a writer).
+  bool contended() const { return waiters_.load(std::memory_order_relaxed) != 0; }
+
+  // The two classic bugs of a big-reader lock, planted only by the test that
+  // shows it catches them (tests/sync/mmu_lock_test.cpp): a reader that
+  // enters without looking at the writer's flag, and a writer that raises
+  // the flag but does not wait for the readers inside. Both are tested off
+  // the readers' fast path, so the hook costs nothing there.
+  enum class Flaw : uint8_t { None, ReaderIgnoresWriter, WriterIgnoresReaders };
+  void plant_flaw(Flaw f) { flaw_ = f; }
+
+ private:
+  void read_enter();
+  void read_exit();
+  void write_enter();
+  void write_exit();
+
+  std::shared_mutex mu_;
+  std::atomic<bool> writer_{false};
+  std::atomic<int> waiters_{0};
+  Flaw flaw_ = Flaw::None;
+  struct alignas(64) Shard {
+    std::atomic<int64_t> active{0};
+  };
+  static constexpr unsigned kShards = 16;
+  Shard readers_[kShards];
+};
+
+}  // namespace mirrormmu::sync
