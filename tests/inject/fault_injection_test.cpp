@@ -33,9 +33,11 @@ uint64_t count_points(InjectPoint p) {
 // Which leaf answered with the injected status (the model counts statuses).
 std::vector<tdx::Leaf> leaves_with(const RunOutcome& r, tdx::Status base) {
   std::vector<tdx::Leaf> out;
-  for (size_t i = 0; i < tdx::kLeafCount; i++)
-    for (const auto& [st, n] : r.vm->module()->stats(static_cast<tdx::Leaf>(i)).by_status)
+  for (size_t i = 0; i < tdx::kLeafCount; i++) {
+    const tdx::TdxModule::LeafStats calls = r.vm->module()->stats(static_cast<tdx::Leaf>(i));
+    for (const auto& [st, n] : calls.by_status)
       if (tdx::status_base(st) == base) out.push_back(static_cast<tdx::Leaf>(i));
+  }
   return out;
 }
 

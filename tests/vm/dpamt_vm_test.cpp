@@ -64,8 +64,9 @@ struct DpamtTd {
   tdx::TdxModule::LeafStats leaf(tdx::Leaf l) { return vm.module()->stats(l); }
   uint64_t calls(tdx::Leaf l) { return leaf(l).calls; }
   uint64_t successes(tdx::Leaf l) {
-    const auto it = leaf(l).by_status.find(tdx::TDX_SUCCESS);
-    return it == leaf(l).by_status.end() ? 0 : it->second;
+    const tdx::TdxModule::LeafStats st = leaf(l);
+    const auto it = st.by_status.find(tdx::TDX_SUCCESS);
+    return it == st.by_status.end() ? 0 : it->second;
   }
   uint64_t shared(uint64_t gpa) const { return gpa | vm.shared_gpa_bit(); }
   tdx::TdxModule::EntryView sept(uint64_t gpa, int level) { return vm.module()->read_entry(gpa, level); }
