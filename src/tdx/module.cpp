@@ -306,7 +306,7 @@ bool TdxModule::hkid_assigned() const {
 bool TdxModule::vcpu_in_guest(int vcpu) const {
   std::shared_lock lock(impl_->mu);
   const Impl::Vcpu* v = impl_->find_vcpu(vcpu);
-  return v != nullptr && v->in_guest;
+  return v != nullptr && std::atomic_ref<bool>(const_cast<bool&>(v->in_guest)).load(std::memory_order_acquire);
 }
 
 }  // namespace mirrormmu::tdx

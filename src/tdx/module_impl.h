@@ -163,13 +163,17 @@ struct TdxModule::Impl {
     exclusive ? mu.lock() : mu.lock_shared();
   }
 
-  // PAGE.AUG, the call a TD's faults make, runs under the model's lock
-  // shared, beside other AUGs as on several real CPUs: what it changes is
-  // its own S-EPT entry (under the entry's lock bit), its own frames' PAMT
-  // bytes and cache bits, and atomics. Every other call takes the lock
-  // exclusively: a SEPT.ADD adds to the table map the AUGs read, and the
-  // rest are rare next to the faults.
-  static constexpr bool runs_shared(Leaf leaf) { return leaf == Leaf::MEM_PAGE_AUG; }
+  // The calls a TD makes per page, PAGE.AUG on a fault, the guest's
+  // PAGE.ACCEPT and VP.ENTER, run under the model's lock shared, side by
+  // side as on several real CPUs: what they change is their own S-EPT entry
+  // (under the entry's lock bit), their own frames' PAMT bytes and cache
+  // bits, their own vCPU's state, and atomics (the epoch's vCPU counts, a
+  // vCPU's in_guest, which others read). Every other call takes the lock
+  // exclusively: a SEPT.ADD adds to the table map the others read, TRACK
+  // moves the epoch, and the rest are rare next to the faults.
+  static constexpr bool runs_shared(Leaf leaf) {
+    return leaf == Leaf::MEM_PAGE_AUG || leaf == Leaf::TDG_MEM_PAGE_ACCEPT || leaf == Leaf::VP_ENTER;
+  }
   class CallLock {
    public:
     CallLock(sync::Tracked<sync::BrLock>& l, bool shared) : l_(l), shared_(shared) {

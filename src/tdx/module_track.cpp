@@ -43,9 +43,11 @@ Status TdxModule::Impl::vp_enter(int vcpu, uint64_t* exit_gpa) {
   if (!v->initialized) return with_operand(TDX_OP_STATE_INCORRECT, Operand::TDVPR);
   if (Status s = locks.epoch(LockMode::Shared)) return s;
   const uint64_t epoch = m.td_epoch_;
-  ++epoch_refcount[epoch & 1];
+  std::atomic_ref<uint64_t>(epoch_refcount[epoch & 1]).fetch_add(1, std::memory_order_relaxed);
   locks.release_epoch();
-  const auto revert_tlb_tracking_state = [&] { --epoch_refcount[epoch & 1]; };
+  const auto revert_tlb_tracking_state = [&] {
+    std::atomic_ref<uint64_t>(epoch_refcount[epoch & 1]).fetch_sub(1, std::memory_order_relaxed);
+  };
 
   // The stepping filter: with the tree locked exclusively (AUG, SEPT.ADD,
   // BLOCK meanwhile get BUSY, and if the lock is taken the entry fails with
@@ -75,7 +77,7 @@ Status TdxModule::Impl::vp_enter(int vcpu, uint64_t* exit_gpa) {
     v->tlb_epoch = epoch;
   }
   v->epoch = epoch;
-  v->in_guest = true;
+  std::atomic_ref<bool>(v->in_guest).store(true, std::memory_order_release);
   v->associated = true;
   // Held past the call, released by td_exit; we hold it shared already, so
   // no exclusive holder can be in the way.
@@ -86,8 +88,8 @@ Status TdxModule::Impl::vp_enter(int vcpu, uint64_t* exit_gpa) {
 void TdxModule::Impl::td_exit(int vcpu) {
   Vcpu* v = find_vcpu(vcpu);
   if (v == nullptr || !v->in_guest) return;
-  --epoch_refcount[v->epoch & 1];
-  v->in_guest = false;
+  std::atomic_ref<uint64_t>(epoch_refcount[v->epoch & 1]).fetch_sub(1, std::memory_order_relaxed);
+  std::atomic_ref<bool>(v->in_guest).store(false, std::memory_order_release);
   tdr_lock.unlock(LockMode::Shared);
 }
 
@@ -161,12 +163,12 @@ Status TdxModule::tdh_vp_enter(int vcpu, uint64_t* exit_gpa) {
 }
 
 void TdxModule::td_exit(int vcpu) {
-  std::lock_guard lock(impl_->mu);
+  std::shared_lock lock(impl_->mu);
   impl_->td_exit(vcpu);
 }
 
 void TdxModule::vcpu_ept_violation(int vcpu, uint64_t gpa, uint64_t rip) {
-  std::lock_guard lock(impl_->mu);
+  std::shared_lock lock(impl_->mu);
   Impl::Vcpu* v = impl_->find_vcpu(vcpu);
   if (v == nullptr) return;
   // A fault at another instruction: the guest moved on since the last one.
@@ -186,7 +188,7 @@ void TdxModule::vcpu_ept_violation(int vcpu, uint64_t gpa, uint64_t rip) {
 }
 
 void TdxModule::vcpu_progress(int vcpu) {
-  std::lock_guard lock(impl_->mu);
+  std::shared_lock lock(impl_->mu);
   if (Impl::Vcpu* v = impl_->find_vcpu(vcpu)) {
     v->possibly_epf_stepping = 0;
     v->last_epf_gpas.clear();
@@ -205,7 +207,9 @@ void TdxModule::set_td_fatal() {
 }
 
 TdxModule::EntryView TdxModule::cpu_access(int vcpu, uint64_t gpa) {
-  std::lock_guard lock(impl_->mu);
+  // Shared: a vCPU's accesses change only its own TLB, and run beside the
+  // other vCPUs' accesses, AUGs and ACCEPTs.
+  std::shared_lock lock(impl_->mu);
   const uint64_t gpa4k = gpa & ~(kPageSize - 1);
   Impl::Vcpu* v = impl_->find_vcpu(vcpu);
   if (v == nullptr || !v->in_guest) return EntryView{gpa4k, 0, SeptState::Free, kInvalidPfn};
