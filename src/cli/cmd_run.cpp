@@ -60,6 +60,8 @@ int run() {
   if (!find_design(cfg.design)) usage_error("unknown design '" + cfg.design + "' (valid: " + design_names() + ")");
   validate_workload_options(cfg);
   check_json_path();
+  // A run its workload refuses is bad input: said before anything else.
+  if (std::string why = workload_refusal(cfg); !why.empty()) usage_error(why);
   // Print the seed first: whatever happens next, the run can be replayed.
   std::printf("seed %llu\n", static_cast<unsigned long long>(cfg.seed));
   std::fflush(stdout);

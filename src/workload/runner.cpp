@@ -9,30 +9,26 @@
 
 namespace mirrormmu {
 
+std::string workload_refusal(const WorkloadConfig& cfg) {
+  const WorkloadInfo* w = find_workload(cfg.name);
+  if (!w) return "unknown workload '" + cfg.name + "'";
+  if (w->refusal)
+    if (std::string why = w->refusal(cfg); !why.empty()) return why;
+  // A design that cannot do what the run asks says so instead of running a
+  // different experiment.
+  return vm_config_refusal(w->vm_config(cfg));
+}
+
 RunOutcome run_workload(const WorkloadConfig& cfg) {
   RunOutcome out;
   out.config = cfg;
-  const WorkloadInfo* w = find_workload(cfg.name);
-  if (!w) {
-    out.result.error = "unknown workload '" + cfg.name + "'";
-    out.result.exit_code = 2;
-    return out;
-  }
-  if (w->refusal) {
-    if (std::string why = w->refusal(cfg); !why.empty()) {
-      out.result.error = why;
-      out.result.exit_code = 2;
-      return out;
-    }
-  }
-  const VmConfig vc = w->vm_config(cfg);
-  // A design that cannot do what the run asks says so instead of running a
-  // different experiment.
-  if (std::string why = vm_config_refusal(vc); !why.empty()) {
+  if (std::string why = workload_refusal(cfg); !why.empty()) {
     out.result.error = why;
     out.result.exit_code = 2;
     return out;
   }
+  const WorkloadInfo* w = find_workload(cfg.name);
+  const VmConfig vc = w->vm_config(cfg);
   sync::RcuThread rcu_thread;
   const auto t0 = std::chrono::steady_clock::now();
   FaultInjector* inject = cfg.inject;

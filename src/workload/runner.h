@@ -4,6 +4,7 @@
 #pragma once
 
 #include <memory>
+#include <string>
 
 #include "check/checker.h"
 #include "vm/vm.h"
@@ -19,6 +20,9 @@ struct RunOutcome {
   std::unique_ptr<FaultInjector> injector;  // the run's own, for --inject
 };
 
+// Why `cfg` cannot be run (an unknown workload, a size its selftest would
+// refuse, a design that cannot do what it asks), or "": nothing allocated.
+std::string workload_refusal(const WorkloadConfig& cfg);
 RunOutcome run_workload(const WorkloadConfig& cfg);
 
 }  // namespace mirrormmu
