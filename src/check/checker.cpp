@@ -148,10 +148,11 @@ class Checker::Pass {
   void run(const std::vector<TouchedRange>& ranges) {
     vm_.mmu().for_each_root([&](MmuPage* root) { roots_.push_back({root}); });
     for (RootAcc& r : roots_) check_root(*r.root);
-    // At most 1G at a time: the lists a range fills follow its size, and an
-    // operation over the whole guest (attributes, a memslot) must not hold
-    // every leaf of it at once.
-    const uint64_t chunk = pages_per_hpage(PgLevel::k1G);
+    // At most 64M at a time: the lists a range fills follow its size, and
+    // an operation over the whole guest (attributes, a memslot, the full
+    // pass) must not hold every leaf of it at once. 64M keeps each list
+    // under a few MiB whatever the guest's size.
+    const uint64_t chunk = 32 * pages_per_hpage(PgLevel::k2M);
     for (const TouchedRange& r : ranges)
       for (uint64_t g = r.start.v; g < r.end.v;) {
         const uint64_t next = std::min(r.end.v, (g | (chunk - 1)) + 1);
@@ -168,15 +169,15 @@ class Checker::Pass {
   // would overwrite (or, with integrity, poison) what the host stored there.
   void check_cache_writeback() {
     c_.invariants_checked_++;
-    for (Pfn pfn : vm_.module()->cache_dirty_pages()) {
+    vm_.module()->for_each_cache_dirty([&](Pfn pfn) {
       const PageOwner o = pool_.owner(pfn);
-      if (o == PageOwner::GuestPrivate) continue;
-      if (!c_.cache_reported_.insert(pfn.v).second) continue;
+      if (o == PageOwner::GuestPrivate) return;
+      if (!c_.cache_reported_.insert(pfn.v).second) return;
       c_.fail("cache_not_written_back",
               fmt::format("pfn {:#x} went to the host as {} with cache lines of HKID {} never written back "
                           "(no TDH.PHYMEM.PAGE.WBINVD after the REMOVE)",
                           pfn.v, page_owner_name(o), vm_.module()->hkid()));
-    }
+    });
   }
 
   // Every frame the TDX module holds is held by the matching host owner.

@@ -270,12 +270,9 @@ TdxModule::EntryView TdxModule::read_leaf(uint64_t gpa) const {
   return EntryView{base, level, w.state(), w.pfn()};
 }
 
-std::vector<Pfn> TdxModule::cache_dirty_pages() const {
+void TdxModule::for_each_cache_dirty(const std::function<void(Pfn)>& fn) const {
   std::shared_lock lock(impl_->mu);
-  std::vector<Pfn> out;
-  out.reserve(impl_->cache_dirty.count());
-  impl_->cache_dirty.for_each([&](uint64_t v) { out.push_back(Pfn{v}); });
-  return out;
+  impl_->cache_dirty.for_each([&](uint64_t v) { fn(Pfn{v}); });
 }
 
 bool TdxModule::cache_dirty(Pfn pfn) const {

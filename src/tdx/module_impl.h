@@ -147,6 +147,8 @@ struct TdxModule::Impl {
     std::vector<uint64_t> last_epf_gpas;
   };
   static constexpr int kSteppingEpfThreshold = 6;  // STEPPING_EPF_THRESHOLD
+  // Translations one vCPU's TLB keeps: a large second-level TLB's worth.
+  static constexpr size_t kTlbEntries = 4096;
   static constexpr size_t kEpfGpaListSize = 32;    // EPF_GPA_LIST_SIZE
 
   // A module lock was just taken: release the model's own mutex and let

@@ -220,6 +220,11 @@ TdxModule::EntryView TdxModule::cpu_access(int vcpu, uint64_t gpa) {
   if (w.state() != SeptState::Mapped) return EntryView{gpa4k, level, w.state(), w.pfn()};
   const uint64_t base = gpa4k & ~(sept::level_bytes(level) - 1);
   const Pfn frame{w.pfn().v + ((gpa4k - base) >> kPageShift)};
+  // A TLB holds what it has room for: past that the CPU drops entries, which
+  // it may do at any time. Dropping them all keeps the model's books small
+  // (one entry per page a 64 GiB guest touched would be hundreds of MiB)
+  // and only makes a later stale use less likely, never a false report.
+  if (v->tlb.size() >= Impl::kTlbEntries) v->tlb.clear();
   v->tlb[gpa4k] = frame.v;
   return EntryView{gpa4k, 0, SeptState::Mapped, frame};
 }
