@@ -510,8 +510,9 @@ size_t Checker::run_check(std::string_view after_op, bool full) {
       changes_since_full_ = checks_since_full_ = 0;
     }
     if (vm_.is_td() && vm_.module() && !vm_.bugs().bugged()) {
-      if (full) pass.check_cache_writeback();
-      check_departed_frames();
+      // More frames left the guest than the pool lists: every cache-dirty
+      // frame is looked at instead.
+      if (!check_departed_frames() || full) pass.check_cache_writeback();
     }
   }
 
@@ -544,10 +545,12 @@ std::vector<TouchedRange> Checker::all_regions() const {
 
 // The incremental form of check_cache_writeback(): only frames that left the
 // guest since the last check can have gone to the host dirty.
-void Checker::check_departed_frames() {
+bool Checker::check_departed_frames() {
   invariants_checked_++;
   const tdx::TdxModule* m = vm_.module();
-  for (Pfn pfn : vm_.pool().take_departures()) {
+  const PfnPool::Departures departed = vm_.pool().take_departures();
+  if (departed.overflowed) return false;
+  for (Pfn pfn : departed.frames) {
     const PageOwner o = vm_.pool().owner(pfn);
     if (o == PageOwner::GuestPrivate || !m->cache_dirty(pfn) || !cache_reported_.insert(pfn.v).second) continue;
     fail("cache_not_written_back",
@@ -555,6 +558,7 @@ void Checker::check_departed_frames() {
                      "(no TDH.PHYMEM.PAGE.WBINVD after the REMOVE)",
                      pfn.v, page_owner_name(o), m->hkid()));
   }
+  return true;
 }
 
 void Checker::on_seamcall(tdx::Leaf leaf, uint64_t gpa, int tdx_level, tdx::Status) {

@@ -120,8 +120,8 @@ class Checker final : public MmuObserver, public tdx::SeamcallObserver, public B
   void fail(std::string invariant, std::string detail);
   bool incremental() const { return opts_.mode == CheckMode::Incremental; }
   // Frames that left the guest since the last check, with cache lines
-  // never written back.
-  void check_departed_frames();
+  // never written back. False: more left than were listed, nothing looked at.
+  bool check_departed_frames();
   void report_pool_violations();
   void report_new_bug_sites();
   // What the CPUs saw: the direct root's TLBs (Vm::hw()) and the TDX

@@ -5,8 +5,15 @@
 
 namespace mirrormmu {
 
-namespace {
-constexpr uint64_t kBlock = kSptePerPage;
+void Backing::store(uint64_t i, Pfn p) {
+  std::atomic<uint64_t>* b = blocks_[i / kBlockPages].load(std::memory_order_relaxed);
+  if (!b) {
+    if (!p.valid()) return;
+    b = new std::atomic<uint64_t>[kBlockPages];
+    for (uint64_t k = 0; k < kBlockPages; k++) b[k].store(Pfn::kInvalid, std::memory_order_relaxed);
+    blocks_[i / kBlockPages].store(b, std::memory_order_release);
+  }
+  b[i % kBlockPages].store(p.v, std::memory_order_release);
 }
 
 Backing::Backing(PfnPool& pool, PageOwner owner, uint64_t npages, PgLevel huge)
@@ -14,15 +21,18 @@ Backing::Backing(PfnPool& pool, PageOwner owner, uint64_t npages, PgLevel huge)
       owner_(owner),
       huge_(huge),
       npages_(npages),
-      pfns_(new std::atomic<uint64_t>[npages]),
-      run_(new std::atomic<PgLevel>[(npages + kBlock - 1) / kBlock]),
-      nblocks_((npages + kBlock - 1) / kBlock) {
-  for (uint64_t i = 0; i < npages_; i++) pfns_[i].store(Pfn::kInvalid, std::memory_order_relaxed);
-  for (uint64_t b = 0; b < nblocks_; b++) run_[b].store(PgLevel::k4K, std::memory_order_relaxed);
+      blocks_(new std::atomic<std::atomic<uint64_t>*>[(npages + kBlockPages - 1) / kBlockPages]),
+      run_(new std::atomic<PgLevel>[(npages + kBlockPages - 1) / kBlockPages]),
+      nblocks_((npages + kBlockPages - 1) / kBlockPages) {
+  for (uint64_t b = 0; b < nblocks_; b++) {
+    blocks_[b].store(nullptr, std::memory_order_relaxed);
+    run_[b].store(PgLevel::k4K, std::memory_order_relaxed);
+  }
 }
 
 Backing::~Backing() {
   release_all();
+  for (uint64_t b = 0; b < nblocks_; b++) delete[] blocks_[b].load(std::memory_order_relaxed);
   delete[] prot_.load();
 }
 
@@ -48,7 +58,7 @@ bool Backing::try_run(uint64_t index, PgLevel level) {
     if (load(i).valid()) return false;
   const Pfn run = level == PgLevel::k1G ? pool_.alloc_run_1g(owner_) : pool_.alloc_run_2m(owner_);
   if (!run.valid()) return false;
-  for (uint64_t b = first / kBlock; b < (first + n) / kBlock; b++) run_[b].store(level, std::memory_order_relaxed);
+  for (uint64_t b = first / kBlockPages; b < (first + n) / kBlockPages; b++) run_[b].store(level, std::memory_order_relaxed);
   for (uint64_t i = 0; i < n; i++) store(first + i, run + i);
   populated_ += n;
   return true;
@@ -76,21 +86,25 @@ Pfn Backing::get_pfn(uint64_t index, PgLevel* max_level) {
       p = load(index);
     }
   }
-  if (max_level) *max_level = run_[index / kBlock].load(std::memory_order_relaxed);
+  if (max_level) *max_level = run_[index / kBlockPages].load(std::memory_order_relaxed);
   return p;
 }
 
 void Backing::punch_hole(uint64_t first, uint64_t n) {
   std::lock_guard g(mu_);
   for (uint64_t i = first; i < first + n && i < npages_; i++) {
+    if (!blocks_[i / kBlockPages].load(std::memory_order_relaxed)) {
+      i |= kBlockPages - 1;  // nothing in this block: on to the next
+      continue;
+    }
     const Pfn p = load(i);
     if (!p.valid()) continue;
     // A freed page breaks the run it was part of: every block of it drops
     // to 4K (a 1G run broken in one place still has whole 2M runs, but
     // tracking that is not worth it).
-    const PgLevel l = run_[i / kBlock].load(std::memory_order_relaxed);
-    const uint64_t span = std::max<uint64_t>(pages_per_hpage(l) / kBlock, 1);
-    const uint64_t b0 = (i / kBlock) & ~(span - 1);
+    const PgLevel l = run_[i / kBlockPages].load(std::memory_order_relaxed);
+    const uint64_t span = std::max<uint64_t>(pages_per_hpage(l) / kBlockPages, 1);
+    const uint64_t b0 = (i / kBlockPages) & ~(span - 1);
     for (uint64_t b = b0; b < b0 + span && b < nblocks_; b++)
       if (run_[b].load(std::memory_order_relaxed) == l) run_[b].store(PgLevel::k4K, std::memory_order_relaxed);
     store(i, kInvalidPfn);

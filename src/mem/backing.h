@@ -66,12 +66,20 @@ class Backing {
   PageOwner owner_;
   bool try_run(uint64_t index, PgLevel level);
 
-  Pfn load(uint64_t i) const { return Pfn{pfns_[i].load(std::memory_order_acquire)}; }
-  void store(uint64_t i, Pfn p) { pfns_[i].store(p.v, std::memory_order_release); }
+  // The frames of one 2M block of the backing, made when the block gets its
+  // first frame: memory that is never populated (a memslot's shared side
+  // the guest never converts) costs a pointer per 2M. A block's array stays
+  // until the backing goes, as lock-free readers may hold it.
+  static constexpr uint64_t kBlockPages = kSptePerPage;
+  Pfn load(uint64_t i) const {
+    const std::atomic<uint64_t>* b = blocks_[i / kBlockPages].load(std::memory_order_acquire);
+    return b ? Pfn{b[i % kBlockPages].load(std::memory_order_acquire)} : kInvalidPfn;
+  }
+  void store(uint64_t i, Pfn p);  // under mu_
 
   PgLevel huge_;
   uint64_t npages_;
-  std::unique_ptr<std::atomic<uint64_t>[]> pfns_;
+  std::unique_ptr<std::atomic<std::atomic<uint64_t>*>[]> blocks_;
   std::unique_ptr<std::atomic<PgLevel>[]> run_;  // per 2M block: the level of the aligned run backing it
   uint64_t nblocks_;
   uint64_t populated_ = 0;

@@ -181,7 +181,7 @@ bool PfnPool::free(Pfn pfn, PageOwner expected) {
     }
     owner_[pfn.v].store(PageOwner::Free, std::memory_order_relaxed);
     if (cur == departures_owner_) [[unlikely]]
-      departures_.push_back(pfn);
+      note_departure(pfn);
     const uint32_t c = static_cast<uint32_t>(pfn.v / kChunkPages);
     chunk_first_free_[c] = std::min(chunk_first_free_[c], static_cast<uint16_t>(pfn.v & (kChunkPages - 1)));
     if (++chunk_free_[c] == kChunkPages)
@@ -220,7 +220,7 @@ bool PfnPool::transfer(Pfn pfn, PageOwner from, PageOwner to) {
   }
   flow_[static_cast<size_t>(from)].transferred_out++;
   if (from == departures_owner_) [[unlikely]]
-    departures_.push_back(pfn);
+    note_departure(pfn);
   flow_[static_cast<size_t>(to)].transferred_in++;
   counts_[static_cast<size_t>(from)].fetch_sub(1, std::memory_order_relaxed);
   counts_[static_cast<size_t>(to)].fetch_add(1, std::memory_order_relaxed);

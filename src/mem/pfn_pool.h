@@ -97,9 +97,17 @@ class PfnPool {
     std::lock_guard g(mu_);
     departures_owner_ = o;
   }
-  std::vector<Pfn> take_departures() {
+  // At most max_departures() are listed between two takes (a teardown would
+  // list the whole guest); past that, only that there were more.
+  size_t max_departures() const { return max_departures_; }
+  void set_max_departures(size_t n) { max_departures_ = n; }  // test hook
+  struct Departures {
+    std::vector<Pfn> frames;
+    bool overflowed = false;
+  };
+  Departures take_departures() {
     std::lock_guard g(mu_);
-    return std::exchange(departures_, {});
+    return {std::exchange(departures_, {}), std::exchange(departures_overflowed_, false)};
   }
   // Test hook: make every allocation fail after `n` more succeed (-1: never).
   void fail_after(int64_t n) { fail_after_.store(n, std::memory_order_relaxed); }
@@ -137,6 +145,14 @@ class PfnPool {
   std::vector<std::string> violations_;
   PageOwner departures_owner_ = PageOwner::kCount;  // kCount: nobody logs
   std::vector<Pfn> departures_;
+  bool departures_overflowed_ = false;
+  size_t max_departures_ = size_t{1} << 18;
+  void note_departure(Pfn pfn) {
+    if (departures_.size() < max_departures_)
+      departures_.push_back(pfn);
+    else
+      departures_overflowed_ = true;
+  }
 };
 
 }  // namespace mirrormmu

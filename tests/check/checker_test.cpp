@@ -455,5 +455,37 @@ INSTANTIATE_TEST_SUITE_P(Modes, CheckerTest, ::testing::Values(CheckMode::Full, 
                            return std::string(i.param == CheckMode::Full ? "Full" : "Incremental");
                          });
 
+// The pool lists the frames that leave the guest for the incremental
+// checks, up to a bound (a teardown would list the whole guest). Past it,
+// every cache-dirty frame is looked at instead: a page punched out without
+// its WBINVD is found either way.
+TEST(CheckerDepartures, MoreFramesLeavingThanListedAreStillLookedAt) {
+  for (const size_t max_listed : {size_t{1} << 18, size_t{1}}) {
+    VmConfig cfg;
+    cfg.type = VmType::Td;
+    cfg.pool_pages = 1ull << 15;
+    cfg.what_if.no_wbinvd = true;
+    Vm vm(cfg);
+    ASSERT_EQ(vm.create(), 0);
+    CheckerOptions opts;
+    opts.mode = CheckMode::Incremental;
+    opts.full_every = 1000;  // no full pass in between
+    Checker ck(vm, opts);
+    vm.pool().set_max_departures(max_listed);
+    ASSERT_EQ(vm.add_memslot(0, kRamGpa, kRamSize, kMemGuestMemfd), 0);
+    ASSERT_EQ(vm.finalize(), 0);
+    ASSERT_EQ(vm.set_memory_attributes(kRamGpa, 8 * kPageSize, true), 0);
+    for (uint64_t i = 0; i < 8; i++) ASSERT_EQ(vm.vcpu_access(0, kRamGpa + i * kPageSize, true), ExitReason::None);
+    ck.check("the guest wrote 8 private pages");
+    ASSERT_TRUE(ck.ok()) << ck.describe();
+    ASSERT_EQ(vm.punch_hole(kRamGpa, 8 * kPageSize), 0);
+    ck.check("punch the 8 pages out");
+    std::set<std::string> seen;
+    for (const Violation& v : ck.violations()) seen.insert(v.invariant);
+    EXPECT_TRUE(seen.count("cache_not_written_back")) << "listing at most " << max_listed << ": " << ck.describe();
+    vm.destroy();
+  }
+}
+
 }  // namespace
 }  // namespace mirrormmu::test
