@@ -97,9 +97,8 @@ class PfnPool {
     std::lock_guard g(mu_);
     departures_owner_ = o;
   }
-  // At most max_departures() are listed between two takes (a teardown would
-  // list the whole guest); past that, only that there were more.
-  size_t max_departures() const { return max_departures_; }
+  // At most 256K are listed between two takes (a teardown would list the
+  // whole guest); past that, only that there were more.
   void set_max_departures(size_t n) { max_departures_ = n; }  // test hook
   struct Departures {
     std::vector<Pfn> frames;

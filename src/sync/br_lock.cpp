@@ -52,8 +52,6 @@ bool BrLock::held_exclusive_by_me() const {
   return h != nullptr && h->exclusive != 0;
 }
 
-bool BrLock::held_by_me() const { return find_hold(this) != nullptr; }
-
 void BrLock::read_enter() {
   Shard& s = readers_[my_shard(kShards)];
   s.active.fetch_add(1, std::memory_order_seq_cst);

@@ -33,7 +33,6 @@ class BrLock {
   void unlock_shared();
 
   bool held_exclusive_by_me() const;
-  bool held_by_me() const;
   // Someone waits (a writer for the readers, or a reader for a writer).
   bool contended() const { return waiters_.load(std::memory_order_relaxed) != 0; }
 

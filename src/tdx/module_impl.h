@@ -2,14 +2,14 @@
 // TdxModule's private state and the checks every SEAMCALL shares. Only the
 // module_*.cpp files include this.
 //
-// Concurrency: the model's own lock (mu) is a big-reader lock. PAGE.AUG
-// takes it shared and runs beside other AUGs; every other call takes it
-// exclusively. The module's own locks (TDR, S-EPT tree, TD epoch, per-entry,
-// PAMT) are try-locks taken in the module's order: atomic, so AUGs side by
-// side contend on them as on hardware, and held across a window in which
-// mu is released so that another call can meet them and get BUSY. mu is
-// recursive so an observer may use the introspection accessors from
-// on_seamcall().
+// Concurrency: the model's own lock (mu) is a big-reader lock. The per-page
+// calls (runs_shared(): AUG, the guest's ACCEPT, VP.ENTER) take it shared
+// and run side by side; every other call takes it exclusively. The module's
+// own locks (TDR, S-EPT tree, TD epoch, per-entry, PAMT) are try-locks taken
+// in the module's order: atomic, so calls side by side contend on them as on
+// hardware, and held across a window in which mu is released so that
+// another call can meet them and get BUSY. mu is recursive so an observer
+// may use the introspection accessors from on_seamcall().
 #pragma once
 
 #include <array>
@@ -21,7 +21,6 @@
 #include <shared_mutex>
 #include <optional>
 #include <unordered_map>
-#include <unordered_set>
 #include <vector>
 
 #include "sync/br_lock.h"
@@ -38,7 +37,7 @@ namespace mirrormmu::tdx {
 enum class LockMode : uint8_t { Shared, Exclusive };
 
 // The status this thread is about to record was injected, not the leaf's:
-// per thread, since PAGE.AUGs run on several at once. Nothing switches
+// per thread, since the per-page calls run on several at once. Nothing switches
 // between the injection and its record.
 inline thread_local bool t_last_injected = false;
 
