@@ -129,6 +129,14 @@ int TdxOps::topup_external_fault_cache(int vcpu, int min) {
 Pfn TdxOps::alloc_external_fault_cache(int vcpu) {
   std::lock_guard g(pool_mu_);
   std::vector<Pfn>& p = pool_for(vcpu);
+  // The VM's pool serves splits, which run with mmu_lock dropped and may
+  // allocate: two at once can both see the one page a top-up left, and the
+  // second takes a fresh one (or fails the split) rather than find it gone.
+  if (vcpu < 0 && p.empty()) {
+    const Pfn fresh = pool_.alloc(PageOwner::TdxPool);
+    if (!fresh.valid()) return kInvalidPfn;
+    p.push_back(fresh);
+  }
   // An empty pool is a top-up bug: the fault path cannot allocate here.
   if (warn_on_once(p.empty(), kvm_, Site::tdx_pool_empty)) return kInvalidPfn;
   const Pfn pfn = p.back();
