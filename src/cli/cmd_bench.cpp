@@ -45,10 +45,12 @@ Chart& bench_chart(const std::string& name, const std::string& title, const std:
 
 // demand-paging on vCPU threads, unchecked, at growing sizes and vCPU
 // counts: how the fault path scales with both.
-void print_scaling_rows() {
+// False if a run failed (a site fired, an invariant broke): its rate is not a figure.
+bool print_scaling_rows() {
   std::printf("\n%-50s %12s\n", "demand-paging, vCPU threads, --check off", "pages/s");
   Chart& chart = bench_chart("bench-scaling", "demand-paging: first-touch faults per second, unchecked",
                              "guest memory (MiB)", "pages per second", false);
+  bool ok = true;
   for (int vcpus : {1, 2})
     for (uint64_t mib : {64, 128, 256}) {
       WorkloadConfig wc;
@@ -66,8 +68,10 @@ void print_scaling_rows() {
       std::printf("%-50s %12.0f%s\n", fmt::format("{} MiB, {} vCPU{} ({:.2f} s with set-up and teardown)", mib, vcpus,
                                                  vcpus > 1 ? "s" : "", s).c_str(),
                   rate, out.result.exit_code ? "  FAILED" : "");
+      ok &= out.result.exit_code == 0;
       chart.add(fmt::format("{} vCPU{}", vcpus, vcpus > 1 ? "s" : ""), double(mib), rate);
     }
+  return ok;
 }
 
 // One `mirrormmu run` of td-life on one thread, in a child process so its
@@ -103,7 +107,8 @@ WorkloadRow td_life_row(double gib, const char* check, bool huge) {
   return row;
 }
 
-void print_td_life_rows() {
+// False if a run failed: a time of a run that fired a site is not a figure.
+bool print_td_life_rows() {
   // 4K private mappings (the default), and private huge pages.
   const WorkloadRow rows[] = {td_life_row(g_td_life_gib, "off", false), td_life_row(g_td_life_gib, "incremental", false),
                               td_life_row(g_td_life_gib, "off", true), td_life_row(g_td_life_gib, "incremental", true)};
@@ -134,6 +139,7 @@ void print_td_life_rows() {
                   inc.peak_mib, met(inc.ok && inc.peak_mib <= 400));
     }
   }
+  return rows[0].ok && rows[1].ok && rows[2].ok && rows[3].ok;
 }
 
 // The search the targets name: fault-fault-2m --scale 1 under DFS.
@@ -278,8 +284,8 @@ int run_rows() {
   std::printf("engine off: %.1f scheduling points per direct fault x %.2f ns = %.1f ns, %.2f%% of a fault "
               "(target <= 3%%)\n",
               per_fault, sp, per_fault * sp, 100.0 * per_fault * sp / direct1);
-  if (g_td_life_gib > 0) print_td_life_rows();
-  print_scaling_rows();
+  bool runs_ok = g_td_life_gib <= 0 || print_td_life_rows();
+  runs_ok &= print_scaling_rows();
   const bool searched = g_dfs_seconds <= 0 || print_search_rows();
   if (!g_plot_dir.empty()) {
     std::string error;
@@ -287,7 +293,7 @@ int run_rows() {
     if (!error.empty()) usage_error("--plot: " + error);
     std::printf("\nplots: %zu files in %s\n", files.size(), g_plot_dir.c_str());
   }
-  return searched ? 0 : 1;
+  return searched && runs_ok ? 0 : 1;
 }
 
 // A kernel whose run went wrong (a fault that mapped nothing, a site that
