@@ -1,7 +1,9 @@
 // SPDX-License-Identifier: MIT
 #include "sync/br_lock.h"
 
+#include <algorithm>
 #include <array>
+#include <bit>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -44,7 +46,6 @@ void drop_if_unused(Hold& h) {
   if (h.shared == 0 && h.exclusive == 0) h = {};
 }
 
-unsigned my_shard(unsigned n) { return mirrormmu::detail::percpu_shard() % n; }
 }  // namespace
 
 bool BrLock::held_exclusive_by_me() const {
@@ -52,41 +53,44 @@ bool BrLock::held_exclusive_by_me() const {
   return h != nullptr && h->exclusive != 0;
 }
 
-void BrLock::read_enter() {
-  Shard& s = readers_[my_shard(kShards)];
-  s.active.fetch_add(1, std::memory_order_seq_cst);
-  if (!writer_.load(std::memory_order_seq_cst)) [[likely]]
-    return;
-  if (flaw_ == Flaw::ReaderIgnoresWriter) [[unlikely]]
-    return;
-  s.active.fetch_sub(1, std::memory_order_release);
-  // Counted as a waiter only when the lock is not free at once: a shared
-  // counter touched on every acquisition would itself be the bottleneck.
-  waiters_.fetch_add(1, std::memory_order_relaxed);
-  // Holding mu_ shared, no writer is in or between raising writer_ and
-  // scanning the shards: entering now is safe, and the next writer sees us.
-  mu_.lock_shared();
-  s.active.fetch_add(1, std::memory_order_seq_cst);
-  mu_.unlock_shared();
+BrLock::BrLock()
+    : nshards_(std::min(kShards, std::bit_ceil(std::max(1u, std::thread::hardware_concurrency())))) {}
+
+void BrLock::wait_for_writer() {
+  // Counted before the flag is looked at again (both sequentially
+  // consistent): a writer that leaves after this either sees the count and
+  // wakes us, or dropped the flag before our look, and we do not sleep.
+  waiters_.fetch_add(1, std::memory_order_seq_cst);
+  writer_.wait(true, std::memory_order_seq_cst);
   waiters_.fetch_sub(1, std::memory_order_relaxed);
 }
 
-void BrLock::read_exit() { readers_[my_shard(kShards)].active.fetch_sub(1, std::memory_order_release); }
+void BrLock::read_enter() {
+  Shard& s = readers_[mirrormmu::detail::percpu_shard() % nshards_];
+  for (;;) {
+    s.active.fetch_add(1, std::memory_order_seq_cst);
+    if (!writer_.load(std::memory_order_seq_cst)) [[likely]]
+      return;
+    if (flaw_ == Flaw::ReaderIgnoresWriter) [[unlikely]]
+      return;
+    s.active.fetch_sub(1, std::memory_order_release);
+    wait_for_writer();
+  }
+}
+
+void BrLock::read_exit() {
+  readers_[mirrormmu::detail::percpu_shard() % nshards_].active.fetch_sub(1, std::memory_order_release);
+}
 
 void BrLock::write_enter() {
-  bool waited = false;
-  if (!mu_.try_lock()) {
-    waiters_.fetch_add(1, std::memory_order_relaxed);
-    waited = true;
-    mu_.lock();
-  }
-  writer_.store(true, std::memory_order_seq_cst);
-  if (flaw_ == Flaw::WriterIgnoresReaders) [[unlikely]] {
-    if (waited) waiters_.fetch_sub(1, std::memory_order_relaxed);
+  for (bool expected = false; !writer_.compare_exchange_weak(expected, true, std::memory_order_seq_cst);
+       expected = false)
+    if (expected) wait_for_writer();
+  if (flaw_ == Flaw::WriterIgnoresReaders) [[unlikely]]
     return;
-  }
-  for (const Shard& s : readers_) {
-    for (int spins = 0; s.active.load(std::memory_order_seq_cst) != 0; spins++) {
+  bool waited = false;
+  for (unsigned i = 0; i < nshards_; i++) {
+    for (int spins = 0; readers_[i].active.load(std::memory_order_seq_cst) != 0; spins++) {
       if (!waited) {
         waiters_.fetch_add(1, std::memory_order_relaxed);
         waited = true;
@@ -102,7 +106,7 @@ void BrLock::write_enter() {
 
 void BrLock::write_exit() {
   writer_.store(false, std::memory_order_seq_cst);
-  mu_.unlock();
+  if (waiters_.load(std::memory_order_seq_cst) != 0) writer_.notify_all();
 }
 
 void BrLock::lock() {

@@ -8,8 +8,11 @@
 // A reader marks itself in its shard, then checks the writer's flag; a
 // writer raises the flag, then waits for the shards to drain. Both sides
 // store before they load, sequentially consistent (Dekker), so at least one
-// sees the other. A reader that meets a writer backs off and waits on the
-// writer's mutex.
+// sees the other. A reader that meets a writer backs off and sleeps on the
+// flag (a futex, through std::atomic::wait), as does a writer that meets
+// another; the writer leaving wakes them only if someone counted itself a
+// waiter. No pthread lock on any path: an uncontended exclusive hold is one
+// compare-and-swap and a look at the shards.
 //
 // Recursive per thread: a thread that holds it (either way) may take it
 // shared again, and a writer may take it again exclusively. Taking it
@@ -21,7 +24,6 @@
 
 #include <atomic>
 #include <cstdint>
-#include <shared_mutex>
 
 namespace mirrormmu::sync {
 
@@ -50,7 +52,9 @@ class BrLock {
   void write_enter();
   void write_exit();
 
-  std::shared_mutex mu_;
+  // Sleeps until the writer's flag drops; counted as a waiter meanwhile.
+  void wait_for_writer();
+
   std::atomic<bool> writer_{false};
   std::atomic<int> waiters_{0};
   Flaw flaw_ = Flaw::None;
@@ -58,7 +62,13 @@ class BrLock {
     std::atomic<int64_t> active{0};
   };
   static constexpr unsigned kShards = 16;
+  // Shards in use: one per CPU of the machine (up to kShards), so that a
+  // writer looks at no more cache lines than there are CPUs to fill them.
+  const unsigned nshards_;
   Shard readers_[kShards];
+
+ public:
+  BrLock();
 };
 
 }  // namespace mirrormmu::sync

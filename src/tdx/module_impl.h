@@ -12,11 +12,13 @@
 // may use the introspection accessors from on_seamcall().
 #pragma once
 
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <cstdint>
 #include <initializer_list>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <shared_mutex>
 #include <optional>
@@ -125,6 +127,53 @@ struct MemCall {
   LockMode tdr_lock = LockMode::Shared;
 };
 
+// A vCPU's private translations, direct-mapped by GPA like one way of a
+// second-level TLB: a new translation evicts the one in its set, as a CPU
+// may drop any entry at any time (dropping only makes a later stale use
+// less likely, never a false report). A flush bumps the generation instead
+// of clearing the array: TRACK moves the epoch once per page at teardown.
+class PrivateTlb {
+ public:
+  static constexpr size_t kEntries = 4096;  // a large second-level TLB's worth
+
+  const uint64_t* find(uint64_t gpa4k) const {
+    const Entry& e = set_of(gpa4k);
+    return e.gen == gen_ && e.gpa == gpa4k ? &e.frame : nullptr;
+  }
+  void insert(uint64_t gpa4k, uint64_t frame) {
+    Entry& e = set_of(gpa4k);
+    e = Entry{gpa4k, frame, gen_};
+  }
+  void flush() { gen_++; }
+  // The cached translation of a page in [gpa, gpa + n pages) to a frame in
+  // [pfn, pfn + n), if any: a frame is mapped at one GPA of a TD at a time,
+  // so a stale translation to it sits at the GPA it was mapped at.
+  const uint64_t* find_frame_in(uint64_t gpa, uint64_t pfn, uint64_t n, uint64_t* at_gpa) const {
+    const auto hit = [&](const Entry& e) {
+      return e.gen == gen_ && e.gpa - gpa < (n << kPageShift) && e.frame - pfn < n;
+    };
+    // A range wider than the array may sit in any set: look at them all.
+    for (uint64_t i = 0; i < std::min<uint64_t>(n, kEntries); i++) {
+      const Entry& e = n < kEntries ? set_of(gpa + (i << kPageShift)) : (*sets_)[i];
+      if (hit(e)) {
+        *at_gpa = e.gpa;
+        return &e.frame;
+      }
+    }
+    return nullptr;
+  }
+
+ private:
+  struct Entry {
+    uint64_t gpa = 0, frame = 0, gen = 0;
+  };
+  Entry& set_of(uint64_t gpa4k) { return (*sets_)[(gpa4k >> kPageShift) % kEntries]; }
+  const Entry& set_of(uint64_t gpa4k) const { return (*sets_)[(gpa4k >> kPageShift) % kEntries]; }
+  // Generation 0 is never current, so a fresh array holds nothing.
+  std::unique_ptr<std::array<Entry, kEntries>> sets_ = std::make_unique<std::array<Entry, kEntries>>();
+  uint64_t gen_ = 1;
+};
+
 struct TdxModule::Impl {
   struct Vcpu {
     Pfn tdvpr = kInvalidPfn;
@@ -135,7 +184,7 @@ struct TdxModule::Impl {
     uint64_t epoch = 0;        // TD_EPOCH sampled at the last VP.ENTER
     // Private translations the CPU caches (4K gpa -> 4K frame), and the
     // TD_EPOCH they were cached in: VP.ENTER in a later one flushes them.
-    std::unordered_map<uint64_t, uint64_t> tlb;
+    PrivateTlb tlb;
     uint64_t tlb_epoch = 0;
     // Zero-step mitigation (td_exit_epf_stepping_log): hardware EPT
     // violations on private GPAs at one guest RIP. The first six only count;
@@ -146,8 +195,6 @@ struct TdxModule::Impl {
     std::vector<uint64_t> last_epf_gpas;
   };
   static constexpr int kSteppingEpfThreshold = 6;  // STEPPING_EPF_THRESHOLD
-  // Translations one vCPU's TLB keeps: a large second-level TLB's worth.
-  static constexpr size_t kTlbEntries = 4096;
   static constexpr size_t kEpfGpaListSize = 32;    // EPF_GPA_LIST_SIZE
 
   // A module lock was just taken: release the model's own mutex and let
@@ -327,9 +374,10 @@ struct TdxModule::Impl {
   Ret page_promote(uint64_t gpa, int level);
 
   Status mem_track();
-  // Frames [pfn, pfn + n) leave the TD (`leaf` names the SEAMCALL): a vCPU
-  // that may still use a cached translation to one is a violation.
-  void tlb_check_gone(Pfn pfn, uint64_t n, const char* leaf);
+  // Frames [pfn, pfn + n), mapped at `gpa`, leave the TD (`leaf` names the
+  // SEAMCALL): a vCPU that may still use a cached translation to one is a
+  // violation.
+  void tlb_check_gone(uint64_t gpa, Pfn pfn, uint64_t n, const char* leaf);
   std::string tlb_violation;
   Status vp_enter(int vcpu, uint64_t* exit_gpa);
   void td_exit(int vcpu);

@@ -156,7 +156,7 @@ Ret TdxModule::Impl::page_remove(uint64_t gpa, int level) {
   if (Ret r = require_blocked_and_tracked(w); !r.ok()) return r;
 
   // The page is not flushed: the host must TDH.PHYMEM.PAGE.WBINVD it.
-  tlb_check_gone(w.pfn(), Pamt::frames(w.level), "TDH.MEM.PAGE.REMOVE");
+  tlb_check_gone(gpa, w.pfn(), Pamt::frames(w.level), "TDH.MEM.PAGE.REMOVE");
   pamt.clear(w.pfn(), w.level);
   m.chldcnt_ -= Pamt::frames(w.level);
   w.set(0);

@@ -73,7 +73,7 @@ Status TdxModule::Impl::vp_enter(int vcpu, uint64_t* exit_gpa) {
   // The TLB flush of TD entry: whatever the vCPU cached in an older epoch
   // may predate a block that epoch's TRACK covered.
   if (v->tlb_epoch != epoch) {
-    v->tlb.clear();
+    v->tlb.flush();
     v->tlb_epoch = epoch;
   }
   v->epoch = epoch;
@@ -136,17 +136,17 @@ AcceptResult TdxModule::Impl::page_accept(int vcpu, uint64_t gpa, int level) {
   return exit_to_host(w);
 }
 
-void TdxModule::Impl::tlb_check_gone(Pfn pfn, uint64_t n, const char* leaf) {
+void TdxModule::Impl::tlb_check_gone(uint64_t gpa, Pfn pfn, uint64_t n, const char* leaf) {
   if (!tlb_violation.empty()) return;
   for (const auto& [id, v] : vcpus) {
     // Out of the guest with an older epoch, the next entry flushes first.
     if (!v.in_guest && v.tlb_epoch != m.td_epoch_) continue;
-    for (const auto& [gpa, frame] : v.tlb) {
-      if (frame < pfn.v || frame - pfn.v >= n) continue;
+    uint64_t at = 0;
+    if (const uint64_t* frame = v.tlb.find_frame_in(gpa, pfn.v, n, &at)) {
       tlb_violation = fmt::format(
           "tlb_use_after_free: vCPU {} ({}, TLB of epoch {}, TD epoch {}) still translates private gpa {:#x} to pfn "
           "{:#x} after {} gave the page back to the host",
-          id, v.in_guest ? "in the guest" : "outside", v.tlb_epoch, m.td_epoch_.load(), gpa, frame, leaf);
+          id, v.in_guest ? "in the guest" : "outside", v.tlb_epoch, m.td_epoch_.load(), at, *frame, leaf);
       return;
     }
   }
@@ -213,19 +213,14 @@ TdxModule::EntryView TdxModule::cpu_access(int vcpu, uint64_t gpa) {
   const uint64_t gpa4k = gpa & ~(kPageSize - 1);
   Impl::Vcpu* v = impl_->find_vcpu(vcpu);
   if (v == nullptr || !v->in_guest) return EntryView{gpa4k, 0, SeptState::Free, kInvalidPfn};
-  if (auto it = v->tlb.find(gpa4k); it != v->tlb.end()) return EntryView{gpa4k, 0, SeptState::Mapped, Pfn{it->second}};
+  if (const uint64_t* f = v->tlb.find(gpa4k)) return EntryView{gpa4k, 0, SeptState::Mapped, Pfn{*f}};
   const SeptWalk w = impl_->tree.walk(gpa4k, 0);
   const int level = w.reached ? 0 : w.level;
   if (!is_leaf_state(w.state())) return EntryView{gpa4k, level, SeptState::Free, kInvalidPfn};
   if (w.state() != SeptState::Mapped) return EntryView{gpa4k, level, w.state(), w.pfn()};
   const uint64_t base = gpa4k & ~(sept::level_bytes(level) - 1);
   const Pfn frame{w.pfn().v + ((gpa4k - base) >> kPageShift)};
-  // A TLB holds what it has room for: past that the CPU drops entries, which
-  // it may do at any time. Dropping them all keeps the model's books small
-  // (one entry per page a 64 GiB guest touched would be hundreds of MiB)
-  // and only makes a later stale use less likely, never a false report.
-  if (v->tlb.size() >= Impl::kTlbEntries) v->tlb.clear();
-  v->tlb[gpa4k] = frame.v;
+  v->tlb.insert(gpa4k, frame.v);
   return EntryView{gpa4k, 0, SeptState::Mapped, frame};
 }
 

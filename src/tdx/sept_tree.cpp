@@ -44,7 +44,12 @@ void SeptTree::create_root(Pfn pfn) {
 SeptTable& SeptTree::add_table(Pfn pfn, int level) {
   auto t = std::make_unique<SeptTable>();
   t->level = level;
+  t->pfn = pfn;
+  if (level > 0) t->child = std::make_unique<std::atomic<SeptTable*>[]>(kSptePerPage);
   SeptTable& ref = *t;
+  auto& slot = tables_[pfn.v];
+  // Replacing a table (a frame added twice) drops the old one properly.
+  if (slot) remove_table(pfn);
   tables_[pfn.v] = std::move(t);
   return ref;
 }
@@ -54,7 +59,38 @@ SeptTable* SeptTree::find(Pfn pfn) const {
   return it == tables_.end() ? nullptr : it->second.get();
 }
 
-void SeptTree::remove_table(Pfn pfn) { tables_.erase(pfn.v); }
+void SeptTree::remove_table(Pfn pfn) {
+  auto it = tables_.find(pfn.v);
+  if (it == tables_.end()) return;
+  SeptTable& t = *it->second;
+  // No walk runs now (the caller holds the model's lock exclusively): the
+  // pointers to and from this table can go with plain order.
+  if (auto* slot = t.cached_in.load(std::memory_order_relaxed)) slot->store(nullptr, std::memory_order_relaxed);
+  if (t.child)
+    for (size_t i = 0; i < kSptePerPage; i++)
+      if (SeptTable* c = t.child[i].load(std::memory_order_relaxed)) c->cached_in.store(nullptr, std::memory_order_relaxed);
+  tables_.erase(it);
+}
+
+SeptTable* SeptTree::child_of(const SeptTable& t, int index, uint64_t e) const {
+  const Pfn want = sept::pfn_of(e);
+  std::atomic<SeptTable*>& slot = t.child[static_cast<size_t>(index)];
+  SeptTable* c = slot.load(std::memory_order_acquire);
+  if (c != nullptr && c->pfn == want) [[likely]]
+    return c;
+  c = find(want);
+  if (c != nullptr) {
+    // Walks side by side may both get here; they store the same pointers. A
+    // table cached in one slot is moved to the new one (an entry re-pointed
+    // at it after a promote or a demote of its neighbourhood).
+    if (auto* old = c->cached_in.exchange(&slot, std::memory_order_acq_rel); old != nullptr && old != &slot) {
+      SeptTable* expected = c;
+      old->compare_exchange_strong(expected, nullptr, std::memory_order_acq_rel);
+    }
+    slot.store(c, std::memory_order_release);
+  }
+  return c;
+}
 
 SeptWalk SeptTree::walk(uint64_t gpa, int level) const {
   SeptWalk w;
@@ -73,7 +109,7 @@ SeptWalk SeptTree::walk(uint64_t gpa, int level) const {
     }
     const uint64_t e = w.value();
     if (sept::state_of(e) != SeptState::NlMapped) return w;
-    SeptTable* child = find(sept::pfn_of(e));
+    SeptTable* child = child_of(*t, w.index, e);
     if (child == nullptr) return w;
     t = child;
   }
@@ -97,7 +133,8 @@ void SeptTree::visit(const SeptTable& t, uint64_t base, uint64_t start, uint64_t
     if (gpa >= start) fn(gpa, t.level, e);
     // Blocked subtrees are still part of the tree; only walks stop there.
     if (is_nonleaf_state(s) && t.level > lowest) {
-      if (const SeptTable* child = find(sept::pfn_of(e))) visit(*child, gpa, start, end, lowest, fn);
+      if (const SeptTable* child = t.child ? child_of(t, static_cast<int>(i), e) : find(sept::pfn_of(e)))
+        visit(*child, gpa, start, end, lowest, fn);
     }
   }
 }

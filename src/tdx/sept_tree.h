@@ -7,7 +7,10 @@
 // per-entry lock (TDEL), bits 63:12 the frame (child table for a non-leaf,
 // mapped page for a leaf). A FREE entry is 0, so a new table is all FREE.
 // Tables are found by the frame that holds them; a 64 GiB TD at 4K has about
-// 32K tables, so the map costs little next to the tables themselves.
+// 32K tables, so the map costs little next to the tables themselves. Every
+// per-page call walks from the root, though, and a hash lookup per level
+// was a tenth of a populate: a non-leaf table remembers the child tables its
+// walks found, checked against the entry's frame on each use.
 #pragma once
 
 #include <array>
@@ -59,6 +62,14 @@ uint64_t level_state(uint64_t e, int level);
 struct SeptTable {
   std::array<uint64_t, kSptePerPage> e{};
   int level = 0;  // level of the entries this table holds
+  Pfn pfn = kInvalidPfn;  // the frame holding it
+  // Non-leaf tables only: the child table each entry led a walk to. Filled
+  // by walks that may run side by side (under the model's lock shared), so
+  // atomic; cleared when the child table goes (only under it exclusive).
+  std::unique_ptr<std::atomic<SeptTable*>[]> child;
+  // The slot of the parent that caches this table, so that dropping this
+  // table clears it before the pointer dangles.
+  std::atomic<std::atomic<SeptTable*>*> cached_in{nullptr};
 };
 
 // Where a walk ended. `table` is null only when there is no root table.
@@ -114,6 +125,8 @@ class SeptTree {
   void for_each_in(uint64_t start, uint64_t end, int lowest, const Visitor& fn) const;
 
  private:
+  // The child table entry `e` of `t` at `index` points at, or null.
+  SeptTable* child_of(const SeptTable& t, int index, uint64_t e) const;
   void visit(const SeptTable& t, uint64_t base, uint64_t start, uint64_t end, int lowest,
              const Visitor& fn) const;
 
