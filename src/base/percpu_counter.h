@@ -6,8 +6,11 @@
 // an approximate sum will do.
 #pragma once
 
+#include <algorithm>
 #include <atomic>
+#include <bit>
 #include <cstdint>
+#include <thread>
 
 namespace mirrormmu {
 
@@ -17,6 +20,15 @@ inline unsigned percpu_shard() {
   static std::atomic<unsigned> next{0};
   thread_local const unsigned mine = next.fetch_add(1, std::memory_order_relaxed);
   return mine;
+}
+// Shards worth having for per-CPU state: one per CPU of the machine (a
+// power of two, at most kMaxCpuShards), so that whoever sums them looks at
+// no more cache lines than there are CPUs to fill them.
+inline constexpr unsigned kMaxCpuShards = 16;
+inline unsigned cpu_shards() {
+  static const unsigned n =
+      std::min(kMaxCpuShards, std::bit_ceil(std::max(1u, std::thread::hardware_concurrency())));
+  return n;
 }
 }  // namespace detail
 

@@ -3,7 +3,6 @@
 
 #include <algorithm>
 #include <array>
-#include <bit>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -53,8 +52,7 @@ bool BrLock::held_exclusive_by_me() const {
   return h != nullptr && h->exclusive != 0;
 }
 
-BrLock::BrLock()
-    : nshards_(std::min(kShards, std::bit_ceil(std::max(1u, std::thread::hardware_concurrency())))) {}
+BrLock::BrLock() : mask_(mirrormmu::detail::cpu_shards() - 1) {}
 
 void BrLock::wait_for_writer() {
   // Counted before the flag is looked at again (both sequentially
@@ -66,7 +64,7 @@ void BrLock::wait_for_writer() {
 }
 
 void BrLock::read_enter() {
-  Shard& s = readers_[mirrormmu::detail::percpu_shard() % nshards_];
+  Shard& s = readers_[mirrormmu::detail::percpu_shard() & mask_];
   for (;;) {
     s.active.fetch_add(1, std::memory_order_seq_cst);
     if (!writer_.load(std::memory_order_seq_cst)) [[likely]]
@@ -79,7 +77,7 @@ void BrLock::read_enter() {
 }
 
 void BrLock::read_exit() {
-  readers_[mirrormmu::detail::percpu_shard() % nshards_].active.fetch_sub(1, std::memory_order_release);
+  readers_[mirrormmu::detail::percpu_shard() & mask_].active.fetch_sub(1, std::memory_order_release);
 }
 
 void BrLock::write_enter() {
@@ -89,7 +87,7 @@ void BrLock::write_enter() {
   if (flaw_ == Flaw::WriterIgnoresReaders) [[unlikely]]
     return;
   bool waited = false;
-  for (unsigned i = 0; i < nshards_; i++) {
+  for (unsigned i = 0; i <= mask_; i++) {
     for (int spins = 0; readers_[i].active.load(std::memory_order_seq_cst) != 0; spins++) {
       if (!waited) {
         waiters_.fetch_add(1, std::memory_order_relaxed);

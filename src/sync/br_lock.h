@@ -25,6 +25,8 @@
 #include <atomic>
 #include <cstdint>
 
+#include "base/percpu_counter.h"
+
 namespace mirrormmu::sync {
 
 class BrLock {
@@ -61,11 +63,9 @@ class BrLock {
   struct alignas(64) Shard {
     std::atomic<int64_t> active{0};
   };
-  static constexpr unsigned kShards = 16;
-  // Shards in use: one per CPU of the machine (up to kShards), so that a
-  // writer looks at no more cache lines than there are CPUs to fill them.
-  const unsigned nshards_;
-  Shard readers_[kShards];
+  // Shards in use: detail::cpu_shards(), less one (a mask).
+  const unsigned mask_;
+  Shard readers_[mirrormmu::detail::kMaxCpuShards];
 
  public:
   BrLock();

@@ -213,17 +213,15 @@ bool TdxModule::Impl::tracked(Pfn blocked_object) const {
   const uint64_t epoch = m.td_epoch_;
   if (m.cfg_.lax_tlb_tracking) return *b < epoch;
   if (*b + 1 < epoch) return true;
-  return *b + 1 == epoch && epoch_refcount[*b & 1] == 0;
+  return *b + 1 == epoch && epoch_refcount[*b & 1].load() == 0;
 }
 
 TdxModule::Impl::Vcpu* TdxModule::Impl::find_vcpu(int vcpu) {
-  auto it = vcpus.find(vcpu);
-  return it == vcpus.end() ? nullptr : &it->second;
+  return vcpu >= 0 && static_cast<size_t>(vcpu) < vcpu_index.size() ? vcpu_index[static_cast<size_t>(vcpu)] : nullptr;
 }
 
 const TdxModule::Impl::Vcpu* TdxModule::Impl::find_vcpu(int vcpu) const {
-  auto it = vcpus.find(vcpu);
-  return it == vcpus.end() ? nullptr : &it->second;
+  return const_cast<Impl*>(this)->find_vcpu(vcpu);
 }
 
 Ret TdxModule::Impl::ext(Status s, const SeptWalk& w) {

@@ -80,8 +80,10 @@ Status TdxModule::Impl::vp_create(int vcpu, Pfn tdvpr) {
   if (Status s = require_pamt_pair(tdvpr, Operand::RCX)) return s;
   pamt.set(tdvpr, 0, PamtType::Tdvpr);
   ++m.chldcnt_;
-  Vcpu v;
-  v.tdvpr = tdvpr;
+  auto v = std::make_unique<Vcpu>();
+  v->tdvpr = tdvpr;
+  if (vcpu_index.size() <= static_cast<size_t>(vcpu)) vcpu_index.resize(static_cast<size_t>(vcpu) + 1, nullptr);
+  vcpu_index[static_cast<size_t>(vcpu)] = v.get();
   vcpus.emplace(vcpu, std::move(v));
   return TDX_SUCCESS;
 }
@@ -139,7 +141,7 @@ Status TdxModule::Impl::mr_finalize() {
   LockSet locks(*this);
   if (Status s = td_prologue(locks, Operand::RCX, LockMode::Exclusive, kInitialized)) return s;
   bool any_ready = false;
-  for (const auto& [id, v] : vcpus) any_ready = any_ready || v.initialized;
+  for (const auto& [id, v] : vcpus) any_ready = any_ready || v->initialized;
   if (!any_ready) return TDX_NO_VCPUS;
   m.op_state_ = OpState::Runnable;
   return TDX_SUCCESS;

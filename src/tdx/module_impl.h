@@ -25,6 +25,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "base/percpu_counter.h"
 #include "sync/br_lock.h"
 #include "sync/sched.h"
 #include "sync/tracked_mutex.h"
@@ -33,40 +34,14 @@
 #include "tdx/module.h"
 #include "tdx/pamt.h"
 #include "tdx/sept_tree.h"
+#include "tdx/sharex_lock.h"
 
 namespace mirrormmu::tdx {
-
-enum class LockMode : uint8_t { Shared, Exclusive };
 
 // The status this thread is about to record was injected, not the leaf's:
 // per thread, since the per-page calls run on several at once. Nothing switches
 // between the injection and its record.
 inline thread_local bool t_last_injected = false;
-
-// The module's sharex lock: never waits, a conflict is reported to the caller.
-// One word: the exclusive bit and the count of shared holders, changed by
-// compare-and-swap, since PAGE.AUGs take it shared on several CPUs at once.
-class SharexLock {
- public:
-  bool try_lock(LockMode mode) {
-    uint32_t v = word_.load(std::memory_order_relaxed);
-    do {
-      if ((v & kExclusive) || (mode == LockMode::Exclusive && v != 0)) return false;
-    } while (!word_.compare_exchange_weak(v, mode == LockMode::Exclusive ? kExclusive : v + 1,
-                                          std::memory_order_acquire, std::memory_order_relaxed));
-    return true;
-  }
-  void unlock(LockMode mode) {
-    if (mode == LockMode::Exclusive)
-      word_.store(0, std::memory_order_release);
-    else
-      word_.fetch_sub(1, std::memory_order_release);
-  }
-
- private:
-  static constexpr uint32_t kExclusive = 1u << 31;
-  std::atomic<uint32_t> word_{0};
-};
 
 // One bit per host frame, set and cleared atomically: PAGE.AUGs on several
 // CPUs mark their own frames at once. 64 GiB of frames is 2 MiB of bits.
@@ -175,7 +150,9 @@ class PrivateTlb {
 };
 
 struct TdxModule::Impl {
-  struct Vcpu {
+  // Its own cache lines: a vCPU's thread writes in_guest and its TLB on
+  // every entry, and another vCPU's lookups must not pull them across.
+  struct alignas(64) Vcpu {
     Pfn tdvpr = kInvalidPfn;
     std::vector<Pfn> tdcx;
     bool initialized = false;  // VP.INIT done
@@ -398,12 +375,17 @@ struct TdxModule::Impl {
   mutable sync::Tracked<sync::BrLock> mu;
   SeptTree tree;
   Pamt pamt;
-  SharexLock tdr_lock, sept_tree_lock, epoch_lock;
+  // Taken shared by every per-page call: sharded, so that vCPUs side by
+  // side do not pass their words between caches.
+  ShardedSharexLock tdr_lock, sept_tree_lock, epoch_lock;
   // DPAMT: one lock per 2M region's PAMT entry.
   std::vector<SharexLock> pamt_region_locks;
   std::vector<Pfn> tdcs;                   // tdcs[0] holds the S-EPT root
-  std::map<int, Vcpu> vcpus;
-  std::array<uint64_t, 2> epoch_refcount{};  // vCPUs in guest, by entry-epoch parity
+  std::map<int, std::unique_ptr<Vcpu>> vcpus;
+  std::vector<Vcpu*> vcpu_index;  // by id, for find_vcpu() without a tree walk
+  // vCPUs in guest, by entry-epoch parity: per CPU, since every VP.ENTER
+  // and TD exit changes them and only TRACK and the BEPOCH check read them.
+  std::array<PercpuCounter<int64_t>, 2> epoch_refcount;
   // Not module state: the caches. Frames written under the TD's HKID whose
   // lines no TDH.PHYMEM.PAGE.WBINVD or CACHE.WB has written back since. The
   // module keeps no such record and cannot refuse a page that still has

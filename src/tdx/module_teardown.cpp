@@ -38,7 +38,7 @@ Status TdxModule::Impl::mng_vpflushdone() {
     return TDX_LIFECYCLE_STATE_INCORRECT;
   }
   for (const auto& [id, v] : vcpus) {
-    if (v.associated) return TDX_FLUSHVP_NOT_DONE;
+    if (v->associated) return TDX_FLUSHVP_NOT_DONE;
   }
   m.lifecycle_ = Lifecycle::Blocked;
   wbcache_done = false;

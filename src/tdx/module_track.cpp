@@ -22,7 +22,7 @@ Status TdxModule::Impl::mem_track() {
   LockSet locks(*this);
   if (Status s = td_prologue(locks, Operand::RCX, LockMode::Shared, kBuildOrRun)) return s;
   if (Status s = locks.epoch(LockMode::Exclusive)) return s;
-  if (!m.cfg_.lax_tlb_tracking && epoch_refcount[(m.td_epoch_ - 1) & 1] != 0) return TDX_PREVIOUS_TLB_EPOCH_BUSY;
+  if (!m.cfg_.lax_tlb_tracking && epoch_refcount[(m.td_epoch_ - 1) & 1].load() != 0) return TDX_PREVIOUS_TLB_EPOCH_BUSY;
   ++m.td_epoch_;
   return TDX_SUCCESS;
 }
@@ -43,10 +43,10 @@ Status TdxModule::Impl::vp_enter(int vcpu, uint64_t* exit_gpa) {
   if (!v->initialized) return with_operand(TDX_OP_STATE_INCORRECT, Operand::TDVPR);
   if (Status s = locks.epoch(LockMode::Shared)) return s;
   const uint64_t epoch = m.td_epoch_;
-  std::atomic_ref<uint64_t>(epoch_refcount[epoch & 1]).fetch_add(1, std::memory_order_relaxed);
+  epoch_refcount[epoch & 1].fetch_add(1, std::memory_order_relaxed);
   locks.release_epoch();
   const auto revert_tlb_tracking_state = [&] {
-    std::atomic_ref<uint64_t>(epoch_refcount[epoch & 1]).fetch_sub(1, std::memory_order_relaxed);
+    epoch_refcount[epoch & 1].fetch_sub(1, std::memory_order_relaxed);
   };
 
   // The stepping filter: with the tree locked exclusively (AUG, SEPT.ADD,
@@ -88,7 +88,7 @@ Status TdxModule::Impl::vp_enter(int vcpu, uint64_t* exit_gpa) {
 void TdxModule::Impl::td_exit(int vcpu) {
   Vcpu* v = find_vcpu(vcpu);
   if (v == nullptr || !v->in_guest) return;
-  std::atomic_ref<uint64_t>(epoch_refcount[v->epoch & 1]).fetch_sub(1, std::memory_order_relaxed);
+  epoch_refcount[v->epoch & 1].fetch_sub(1, std::memory_order_relaxed);
   std::atomic_ref<bool>(v->in_guest).store(false, std::memory_order_release);
   tdr_lock.unlock(LockMode::Shared);
 }
@@ -138,7 +138,8 @@ AcceptResult TdxModule::Impl::page_accept(int vcpu, uint64_t gpa, int level) {
 
 void TdxModule::Impl::tlb_check_gone(uint64_t gpa, Pfn pfn, uint64_t n, const char* leaf) {
   if (!tlb_violation.empty()) return;
-  for (const auto& [id, v] : vcpus) {
+  for (const auto& [id, vp] : vcpus) {
+    const Vcpu& v = *vp;
     // Out of the guest with an older epoch, the next entry flushes first.
     if (!v.in_guest && v.tlb_epoch != m.td_epoch_) continue;
     uint64_t at = 0;
