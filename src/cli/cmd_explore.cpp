@@ -30,6 +30,7 @@ std::string g_what_if;
 std::string g_schedule;
 std::string g_replay_perfetto;
 WorkloadConfig g_workload;  // name empty: explore a scenario
+bool g_tdx_pool = false;    // --tdx-pool, with --workload
 CLI::Option* g_scenario_opt = nullptr;
 std::string g_mmu;  // empty: a TD scenario on the model
 std::string g_shard;  // "I/N"
@@ -90,10 +91,13 @@ int run_explore() {
     }
     cfg.scenario = plain_source_name(g_mmu, cfg.scenario);
   }
+  if (g_workload.name.empty() && (g_workload.huge_pages || g_workload.dynamic_pamt || g_tdx_pool))
+    usage_error("--huge-pages, --dpamt and --tdx-pool shape a --workload's TD; a scenario fixes its own");
   if (!g_workload.name.empty()) {
     if (g_scenario_opt->count()) usage_error("--scenario and --workload name two different things to explore; give one");
     if (!find_workload(g_workload.name)) usage_error("--workload: no workload named '" + g_workload.name + "'");
     if (!(g_workload.gib > 0) || g_workload.gib > 64) usage_error("--gib must be in (0, 64]");
+    if (g_tdx_pool) g_workload.external_spt_policy = ExternalSptPolicy::TdxPool;
     cfg.scenario = workload_source_name(g_workload);
   }
   const bool tty = isatty(STDERR_FILENO);
@@ -175,8 +179,10 @@ Command add_explore(CLI::App& app) {
   explore::ExploreConfig& c = g_cfg;
   auto* cmd = app.add_subcommand("explore", "explore interleavings of a scenario under the deterministic scheduler");
   g_scenario_opt = cmd->add_option("--scenario", c.scenario, scenarios_help())->capture_default_str();
+  g_workload = WorkloadConfig{};
   g_workload.name.clear();
   g_workload.gib = 0.01;
+  g_tdx_pool = false;
   cmd->add_option("--workload", g_workload.name,
                   "explore a whole workload instead of a scenario (td-life, td-tiny): every operation of a native "
                   "run as virtual threads, setup and teardown included; its schedule strings replay like any other");
@@ -189,6 +195,8 @@ Command add_explore(CLI::App& app) {
       ->capture_default_str();
   cmd->add_flag("--huge-pages", g_workload.huge_pages, "with --workload: 2M private mappings");
   cmd->add_flag("--dpamt", g_workload.dynamic_pamt, "with --workload: Dynamic PAMT");
+  cmd->add_flag("--tdx-pool", g_tdx_pool,
+                "with --workload: S-EPT pages from TDX's own pool (run's --external-spt tdx-pool)");
   cmd->add_option("--strategy", g_strategy, "dfs (bounded preemptions, exhaustive), pct or random")
       ->capture_default_str();
   cmd->add_option("--budget", c.budget, "executions at most")->check(CLI::Range(uint64_t(1), uint64_t(1) << 40))

@@ -159,6 +159,7 @@ ExecResult run_execution(const Scenario& s, sync::DetStrategy& strategy, const E
   vc.huge_pages = s.huge_pages;
   vc.eager_page_split = s.eager_page_split;
   vc.dynamic_pamt = s.dynamic_pamt;
+  if (s.tdx_pool) vc.external_spt_policy = ExternalSptPolicy::TdxPool;
   // Setup, the racing part and teardown all run under the engine, traced,
   // with failure points live: a failure injected while the TD is built or
   // destroyed is as much a part of the story as one in the race.

@@ -67,6 +67,7 @@ struct Scenario {
   bool huge_pages = false;     // 2M private mappings (needs a design that can split them)
   bool eager_page_split = true;  // split the direct root's huge pages when dirty logging starts
   bool dynamic_pamt = false;
+  bool tdx_pool = false;       // sp->external_spt from TDX's own pool (--external-spt tdx-pool)
   // KVM_TDX_FINALIZE_VM in the setup (before private_pages are made
   // private); off when a thread builds and finalizes the TD itself.
   bool finalize_in_setup = true;

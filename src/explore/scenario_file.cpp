@@ -185,8 +185,8 @@ std::optional<Scenario> parse_scenario_text(const std::string& body, const std::
       throw Bad("not JSON" + (at == std::string::npos ? std::string() : " (" + what.substr(at, what.find(':', at) - at) + ")"));
     }
     only_keys(j, "the scenario", {"name", "description", "vcpus", "ept_levels", "pool_pages", "slots", "private_pages",
-                                  "huge_pages", "eager_page_split", "dynamic_pamt", "finalize_in_setup", "setup",
-                                  "threads"});
+                                  "huge_pages", "eager_page_split", "dynamic_pamt", "tdx_pool", "finalize_in_setup",
+                                  "setup", "threads"});
     Scenario s;
     s.name = text(j, "", "name", origin, 64);
     s.description = text(j, "", "description", "", 400);
@@ -196,6 +196,7 @@ std::optional<Scenario> parse_scenario_text(const std::string& body, const std::
     s.huge_pages = flag(j, "", "huge_pages", false);
     s.eager_page_split = flag(j, "", "eager_page_split", true);
     s.dynamic_pamt = flag(j, "", "dynamic_pamt", false);
+    s.tdx_pool = flag(j, "", "tdx_pool", false);
     s.finalize_in_setup = flag(j, "", "finalize_in_setup", true);
     if (!j.contains("slots")) throw Bad("no 'slots': a scenario needs at least one memslot");
     const json& slots = list(j, "slots", kMaxSlots);

@@ -120,6 +120,9 @@ const std::vector<WhatIfInfo>& what_ifs() {
        "kvm_tdp_mmu_alloc_root() drops tdp_mmu_pages_lock between looking for a usable root and adding a new one, so "
        "two vCPUs loading their first root at once make two (a TD's second mirror root re-links the S-EPT's upper "
        "levels)"},
+      {"split-pool-topup-apart", &WhatIf::split_pool_topup_apart,
+       "with the TDX-side S-EPT pool (--external-spt tdx-pool), a split tops the VM's pool up under one hold of its "
+       "lock and takes its page under another, so two splits at once can find the one page gone"},
   };
   return all;
 }

@@ -126,6 +126,11 @@ struct WhatIf {
   // root at once both allocate one, and a TD's second mirror root links its
   // own upper levels into the one S-EPT (SEPT.ADD on an entry not FREE).
   bool alloc_root_recheck_unlocked = false;
+  // The TDX-side S-EPT pool (single-hook's external fault cache) serving a
+  // split with mmu_lock dropped: topped up to one page under one hold of its
+  // lock and taken under another. Two splits at once both top up to the one
+  // page, the first takes it, the second finds the pool empty.
+  bool split_pool_topup_apart = false;
 };
 
 struct WhatIfInfo {

@@ -8,6 +8,7 @@
 
 #include "base/running_vcpu.h"
 #include "mmu/tdp_mmu.h"
+#include "sync/sched.h"
 #include "spte/spte.h"
 
 namespace mirrormmu {
@@ -63,9 +64,13 @@ MmuPage* TdpMmu::tdp_mmu_alloc_sp_for_split(bool mirror) {
     // The demotion's PAMT pairs come from the running vCPU's cache (a 4K
     // accept inside a 2M mapping), else from the VM's.
     if (external_ && external_->topup_external_cache(kvm_get_running_vcpu(), kRootMaxLevel) != 0) return nullptr;
-    if (cfg_.external_spt_policy == ExternalSptPolicy::TdxPool && external_ &&
-        external_->topup_external_fault_cache(-1, 1) != 0)
-      return nullptr;
+    // The VM's TDX-side pool tops itself up as it hands the page out; the
+    // what-if tops it up here, apart from the take. The top-up's allocation
+    // may sleep, so another split can run between it and the take.
+    if (cfg_.what_if.split_pool_topup_apart && cfg_.external_spt_policy == ExternalSptPolicy::TdxPool && external_) {
+      if (external_->topup_external_fault_cache(-1, 1) != 0) return nullptr;
+      sync::sched_point(sync::PointKind::Yield);
+    }
     external = alloc_external_spt(nullptr);
     if (!external.valid()) return nullptr;
   }

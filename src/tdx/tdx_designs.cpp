@@ -130,9 +130,11 @@ Pfn TdxOps::alloc_external_fault_cache(int vcpu) {
   std::lock_guard g(pool_mu_);
   std::vector<Pfn>& p = pool_for(vcpu);
   // The VM's pool serves splits, which run with mmu_lock dropped and may
-  // allocate: two at once can both see the one page a top-up left, and the
-  // second takes a fresh one (or fails the split) rather than find it gone.
-  if (vcpu < 0 && p.empty()) {
+  // allocate: the take tops the pool up itself, under the same hold. Topped
+  // up under one hold and taken under another (the what-if), two splits at
+  // once both see the one page the first top-up left, and the second finds
+  // it gone.
+  if (vcpu < 0 && p.empty() && !split_pool_topup_apart_) {
     const Pfn fresh = pool_.alloc(PageOwner::TdxPool);
     if (!fresh.valid()) return kInvalidPfn;
     p.push_back(fresh);

@@ -148,6 +148,10 @@ class TdxOps final : public ExternalOps {
   // The no-wbinvd what-if: REMOVE without the WBINVD that must follow it.
   void set_skip_wbinvd(bool on) { skip_wbinvd_ = on; }
   void set_skip_kick_after_track(bool on) { skip_kick_after_track_ = on; }
+  // The split-pool-topup-apart what-if: the VM's S-EPT pool is topped up
+  // under one hold of its lock and taken from under another.
+  void set_split_pool_topup_apart(bool on) { split_pool_topup_apart_ = on; }
+  bool split_pool_topup_apart() const { return split_pool_topup_apart_; }
   // Allocation failures the run injects (PAMT pair top-ups).
   void set_injector(FaultInjector* inject) { inject_ = inject; }
   VcpuEntry tdx_vcpu_enter(int vcpu);
@@ -221,6 +225,7 @@ class TdxOps final : public ExternalOps {
   std::atomic<bool> pre_fault_allowed_{false};
   std::atomic<bool> wait_for_sept_zap_{false};
   bool skip_wbinvd_ = false;
+  bool split_pool_topup_apart_ = false;
   bool skip_kick_after_track_ = false;
   FaultInjector* inject_ = nullptr;
   Pfn page_add_src_ = kInvalidPfn;

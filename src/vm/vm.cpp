@@ -67,6 +67,7 @@ Vm::Vm(const VmConfig& cfg, FaultInjector* inject)
     tdx_ = std::make_unique<tdx::TdxOps>(*module_, *pool_, bugs_, mmu_->mmu_lock());
     tdx_->set_kicker(this);
     tdx_->set_skip_wbinvd(cfg_.what_if.no_wbinvd);
+    tdx_->set_split_pool_topup_apart(cfg_.what_if.split_pool_topup_apart);
     tdx_->set_skip_kick_after_track(cfg_.what_if.no_kick_after_track);
     tdx_->set_injector(inject_);
     const DesignInfo* d = find_design(cfg_.design);

@@ -15,8 +15,9 @@ constexpr const char* kPrefix = "workload:";
 }
 
 std::string workload_source_name(const WorkloadConfig& c) {
-  return fmt::format("{}{}:gib={}:vcpus={}{}{}", kPrefix, c.name, c.gib, c.vcpus, c.huge_pages ? ":huge" : "",
-                     c.dynamic_pamt ? ":dpamt" : "");
+  return fmt::format("{}{}:gib={}:vcpus={}{}{}{}", kPrefix, c.name, c.gib, c.vcpus, c.huge_pages ? ":huge" : "",
+                     c.dynamic_pamt ? ":dpamt" : "",
+                     c.external_spt_policy == ExternalSptPolicy::TdxPool ? ":tdx-pool" : "");
 }
 
 std::optional<WorkloadConfig> parse_workload_source(const std::string& name, std::string* error) {
@@ -47,6 +48,8 @@ std::optional<WorkloadConfig> parse_workload_source(const std::string& name, std
         c.huge_pages = true;
       } else if (p == "dpamt") {
         c.dynamic_pamt = true;
+      } else if (p == "tdx-pool") {
+        c.external_spt_policy = ExternalSptPolicy::TdxPool;
       } else {
         return bad("unknown part '" + p + "'");
       }

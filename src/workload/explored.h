@@ -14,7 +14,7 @@
 
 namespace mirrormmu {
 
-// "workload:td-life:gib=0.01:vcpus=2[:huge][:dpamt]" (the seed is 1: the
+// "workload:td-life:gib=0.01:vcpus=2[:huge][:dpamt][:tdx-pool]" (the seed is 1: the
 // schedule string is the one thing that varies).
 std::string workload_source_name(const WorkloadConfig& c);
 std::optional<WorkloadConfig> parse_workload_source(const std::string& name, std::string* error);

@@ -9,6 +9,7 @@
 #include <gtest/gtest.h>
 
 #include "explore/explorer.h"
+#include "spte/transition_class.h"
 
 namespace mirrormmu::test {
 namespace {
@@ -84,6 +85,40 @@ TEST(RootAllocExplore, TwoVcpusLoadingTheirFirstRootShareIt) {
   std::string err;
   explore::Schedule fixed = f.schedule;
   fixed.design = "upstream";
+  const auto ok = explore::replay(fixed, &err);
+  ASSERT_TRUE(ok.has_value()) << err;
+  EXPECT_TRUE(ok->ok) << ok->invariant << ": " << ok->detail;
+}
+
+// single-hook's S-EPT pool for the VM serves splits, which run with mmu_lock
+// dropped: two vCPUs demoting their own PENDING 2M mappings at once (4K
+// accepts) both take a page from it. Fixed, each take tops the pool up under
+// the same hold of its lock; planted with the top-up under a hold of its own
+// (the shape the TSan run caught), the second split finds the one page the
+// first top-up left gone (WARN tdx_pool_empty).
+TEST(SplitPoolExplore, TwoSplitsAtOnceEachGetTheirPage) {
+  const std::string scenario = MIRRORMMU_SCENARIOS_DIR "/split-split-tdx-pool.json";
+  auto cfg = dfs(scenario, "single-hook");
+  cfg.budget = 3000;  // the whole tree at two preemptions (about 1,400)
+  std::string err;
+  const auto clean = explore::explore(cfg, nullptr, &err);
+  ASSERT_TRUE(clean.has_value()) << err;
+  EXPECT_TRUE(clean->exhausted);
+  EXPECT_TRUE(clean->failures.empty()) << clean->failures.front().result.detail;
+  EXPECT_GT(clean->executions, 100u);
+  // The splits happened (a mirror leaf became a table under the exclusive
+  // lock): the race was there to lose.
+  bool split_seen = false;
+  for (size_t i = 0; i < TransitionCounts::kClasses; i++)
+    split_seen |= clean->classes[i] && TransitionCounts::at(i).name() == "leaf->nonleaf exclusive mirror";
+  EXPECT_TRUE(split_seen);
+
+  cfg.design = "single-hook+split-pool-topup-apart";
+  const explore::Failure f = first_failure(cfg);
+  EXPECT_EQ(f.result.invariant, "bug_site") << f.result.detail;
+  EXPECT_NE(f.result.detail.find("tdx_pool_empty"), std::string::npos) << f.result.detail;
+  explore::Schedule fixed = f.schedule;
+  fixed.design = "single-hook";
   const auto ok = explore::replay(fixed, &err);
   ASSERT_TRUE(ok.has_value()) << err;
   EXPECT_TRUE(ok->ok) << ok->invariant << ": " << ok->detail;
