@@ -158,6 +158,14 @@ struct Vcpu {
   // Hot counters live with the vCPU (its own cache lines); Vm sums them.
   std::atomic<uint64_t> faults{0}, faults_fixed{0}, faults_spurious{0}, fault_retries{0};
   std::atomic<uint64_t> accesses{0}, accepts{0}, vp_enters{0}, accept_mismatches{0};
+  // The guest's tdx_accept_memory() loop, as far as the next access needs
+  // it: the range (and its accept level) whose large accept just failed with
+  // a size mismatch. Linux tries the large size once per aligned range and
+  // goes on through the range at the next size down; pages of that range
+  // the vCPU touches next skip the attempt that is bound to fail again.
+  // Only the vCPU's own thread touches it.
+  uint64_t accept_fallback_base = ~0ull;
+  PgLevel accept_fallback_level = PgLevel::k4K;
 };
 
 class Vm : public tdx::VcpuKicker, private RemoteTlb {

@@ -239,7 +239,11 @@ Vm::GuestAccess Vm::guest_private_access(Vcpu& v, uint64_t gpa, PgLevel accept_l
   if (e.state == tdx::SeptState::Mapped) return GuestAccess::Ok;
   if (e.state != tdx::SeptState::Pending) return GuestAccess::Fault;
   // The guest takes a #VE and accepts; a 2M accept of memory the host
-  // mapped at 4K fails with a size mismatch and the guest retries at 4K.
+  // mapped at 4K fails with a size mismatch and the guest retries at 4K, as
+  // it does for the rest of that 2M.
+  if (accept_level > PgLevel::k4K && accept_level == v.accept_fallback_level &&
+      (gpa & ~(pages_per_hpage(accept_level) * kPageSize - 1)) == v.accept_fallback_base)
+    accept_level = PgLevel::k4K;
   for (PgLevel level = accept_level;; level = PgLevel::k4K) {
     const uint64_t span = pages_per_hpage(level) * kPageSize;
     const auto a = module_->tdg_mem_page_accept(v.id, gpa & ~(span - 1), tdx::tdx_level(level));
@@ -253,7 +257,11 @@ Vm::GuestAccess Vm::guest_private_access(Vcpu& v, uint64_t gpa, PgLevel accept_l
     if (a.outcome == Outcome::Status) {
       const tdx::Status st = tdx::status_base(a.status);
       if (st == tdx::TDX_PAGE_ALREADY_ACCEPTED) return retried();
-      if (st == tdx::TDX_PAGE_SIZE_MISMATCH && level > PgLevel::k4K) continue;
+      if (st == tdx::TDX_PAGE_SIZE_MISMATCH && level > PgLevel::k4K) {
+        v.accept_fallback_base = gpa & ~(span - 1);
+        v.accept_fallback_level = level;
+        continue;
+      }
       return GuestAccess::Fault;
     }
     // The exit of an accept below the size of a PENDING mapping: KVM splits
