@@ -80,6 +80,24 @@ void look_around(SharexProbe& p, bool exclusive) {
   }
 }
 
+// One try at the lock in `mode`: inside, it counts itself and looks around;
+// then it leaves a break before the next try, or an exclusive try would
+// never find three sharers all out at once (as a TRACK would not find the
+// vCPUs out without KVM's kick), nor they the lock free of the exclusive one.
+void try_once(ShardedSharexLock& l, LockMode mode, SharexProbe& p) {
+  const bool ex = mode == LockMode::Exclusive;
+  if (!l.try_lock(mode)) {
+    std::this_thread::yield();
+    return;
+  }
+  (ex ? p.exclusive : p.shared).fetch_add(1);
+  (ex ? p.exclusive_holds : p.shared_holds).fetch_add(1);
+  look_around(p, ex);
+  (ex ? p.exclusive : p.shared).fetch_sub(1);
+  l.unlock(mode);
+  std::this_thread::sleep_for(std::chrono::microseconds(20));
+}
+
 // Three threads take the lock shared and one exclusively, each only when
 // its try succeeds, until the exclusive side got in `holds` times (or at the
 // first broken exclusion with `stop_at_first`).
@@ -87,34 +105,10 @@ uint64_t hammer(ShardedSharexLock& l, uint64_t holds, bool stop_at_first, Sharex
   std::vector<std::thread> sharers;
   for (int t = 0; t < 3; t++)
     sharers.emplace_back([&] {
-      while (!p.stop.load()) {
-        if (!l.try_lock(LockMode::Shared)) {
-          std::this_thread::yield();
-          continue;
-        }
-        p.shared.fetch_add(1);
-        p.shared_holds.fetch_add(1);
-        look_around(p, false);
-        p.shared.fetch_sub(1);
-        l.unlock(LockMode::Shared);
-        // A break between holds, or a try-lock taken exclusively would never
-        // find three sharers all out at once (as a TRACK would not find the
-        // vCPUs out without KVM's kick).
-        std::this_thread::sleep_for(std::chrono::microseconds(20));
-      }
+      while (!p.stop.load()) try_once(l, LockMode::Shared, p);
     });
-  while (p.exclusive_holds.load() < holds && !(stop_at_first && p.broken.load())) {
-    if (!l.try_lock(LockMode::Exclusive)) {
-      std::this_thread::yield();
-      continue;
-    }
-    p.exclusive.fetch_add(1);
-    p.exclusive_holds.fetch_add(1);
-    look_around(p, true);
-    p.exclusive.fetch_sub(1);
-    l.unlock(LockMode::Exclusive);
-    std::this_thread::sleep_for(std::chrono::microseconds(20));  // the sharers' turn
-  }
+  while (p.exclusive_holds.load() < holds && !(stop_at_first && p.broken.load()))
+    try_once(l, LockMode::Exclusive, p);
   p.stop.store(true);
   for (auto& t : sharers) t.join();
   return p.broken.load();
