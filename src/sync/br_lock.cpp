@@ -1,7 +1,6 @@
 // SPDX-License-Identifier: MIT
 #include "sync/br_lock.h"
 
-#include <algorithm>
 #include <array>
 #include <chrono>
 #include <cstdio>

@@ -22,7 +22,6 @@
 #include <mutex>
 #include <shared_mutex>
 #include <optional>
-#include <unordered_map>
 #include <vector>
 
 #include "base/percpu_counter.h"
