@@ -27,7 +27,7 @@ TdxModule::~TdxModule() = default;
 void TdxModule::count_call(Leaf leaf, Status s) {
   const auto l = static_cast<size_t>(leaf);
   if (s == TDX_SUCCESS) [[likely]] {
-    successes_[detail::percpu_shard() % kStatShards].calls[l].fetch_add(1, std::memory_order_relaxed);
+    successes_.add(l);
     return;
   }
   std::lock_guard g(failures_mu_);
@@ -37,8 +37,7 @@ void TdxModule::count_call(Leaf leaf, Status s) {
 TdxModule::LeafStats TdxModule::stats(Leaf leaf) const {
   const auto l = static_cast<size_t>(leaf);
   LeafStats st;
-  uint64_t ok = 0;
-  for (const SuccessShard& sh : successes_) ok += sh.calls[l].load(std::memory_order_relaxed);
+  const uint64_t ok = successes_.sum(l);
   std::lock_guard g(failures_mu_);
   st.by_status = failures_[l];
   for (const auto& [status, n] : st.by_status) st.calls += n;
