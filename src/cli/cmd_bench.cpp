@@ -131,7 +131,7 @@ bool print_td_life_rows() {
     const double ratio = inc.seconds / std::max(off.seconds, 1e-9);
     const auto label = [&](const char* l) { return fmt::format("{}{}:", l, what); };
     std::printf("%-48s %.2fx   (target <= 1.5x)   %s\n", label("checked / unchecked time").c_str(), ratio,
-                met(ratio <= 1.5));
+                met(off.ok && inc.ok && ratio <= 1.5));
     if (g_td_life_gib >= 64) {
       std::printf("%-48s %.1f s   (target <= 10 s)   %s\n", label("td-life 64 GiB checked").c_str(), inc.seconds,
                   met(inc.ok && inc.seconds <= 10));
