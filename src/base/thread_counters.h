@@ -35,6 +35,11 @@ class ThreadCounters {
     std::atomic<uint64_t>& c = mine()[i];
     c.store(c.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
   }
+  // Test hook: every thread is handed the first block, the bug the design
+  // exists to avoid (plain stores from two threads lose counts).
+  enum class Flaw : uint8_t { None, OneBlock };
+  void plant_flaw(Flaw f) { flaw_ = f; }
+
   uint64_t sum(size_t i) const {
     std::lock_guard g(mu_);
     uint64_t s = 0;
@@ -70,13 +75,14 @@ class ThreadCounters {
     const std::thread::id me = std::this_thread::get_id();
     std::lock_guard g(mu_);
     for (auto& b : blocks_)
-      if (b->owner == me) return *b;
+      if (b->owner == me || flaw_ == Flaw::OneBlock) return *b;
     blocks_.push_back(std::make_unique<Block>());
     blocks_.back()->owner = me;
     return *blocks_.back();
   }
 
   const uint64_t serial_;
+  Flaw flaw_ = Flaw::None;
   mutable std::mutex mu_;
   std::vector<std::unique_ptr<Block>> blocks_;
 };

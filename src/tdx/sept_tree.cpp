@@ -63,6 +63,11 @@ void SeptTree::remove_table(Pfn pfn) {
   auto it = tables_.find(pfn.v);
   if (it == tables_.end()) return;
   SeptTable& t = *it->second;
+  if (flaw_ == CacheFlaw::KeepOnRemove) [[unlikely]] {
+    parked_.push_back(std::move(it->second));
+    tables_.erase(it);
+    return;
+  }
   // No walk runs now (the caller holds the model's lock exclusively): the
   // pointers to and from this table can go with plain order.
   if (auto* slot = t.cached_in.load(std::memory_order_relaxed)) slot->store(nullptr, std::memory_order_relaxed);
@@ -76,7 +81,7 @@ SeptTable* SeptTree::child_of(const SeptTable& t, int index, uint64_t e) const {
   const Pfn want = sept::pfn_of(e);
   std::atomic<SeptTable*>& slot = t.child[static_cast<size_t>(index)];
   SeptTable* c = slot.load(std::memory_order_acquire);
-  if (c != nullptr && c->pfn == want) [[likely]]
+  if (c != nullptr && (c->pfn == want || flaw_ == CacheFlaw::TrustCache)) [[likely]]
     return c;
   c = find(want);
   if (c != nullptr) {

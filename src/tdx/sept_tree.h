@@ -19,6 +19,7 @@
 #include <functional>
 #include <memory>
 #include <unordered_map>
+#include <vector>
 
 #include "base/types.h"
 #include "tdx/module.h"
@@ -117,6 +118,15 @@ class SeptTree {
   // NL_MAPPED (FREE, NL_BLOCKED, a leaf) or whose child table is gone.
   SeptWalk walk(uint64_t gpa, int level) const;
 
+  // The two classic bugs of a child cache, planted so a test can show walks
+  // going wrong with either: a removed table left in its parent's slot, or
+  // a cached child trusted without checking it against the entry's frame.
+  // A table removed under KeepOnRemove is parked, not freed, so the bug
+  // shows as a walk into a table the tree no longer has, not as undefined
+  // behaviour.
+  enum class CacheFlaw : uint8_t { None, KeepOnRemove, TrustCache };
+  void plant_flaw(CacheFlaw f) { flaw_ = f; }
+
   using Visitor = std::function<void(uint64_t gpa, int level, uint64_t entry)>;
   // Every non-FREE entry, parents before children, in GPA order.
   void for_each(const Visitor& fn) const;
@@ -133,6 +143,8 @@ class SeptTree {
   int levels_;
   Pfn root_ = kInvalidPfn;
   std::unordered_map<uint64_t, std::unique_ptr<SeptTable>> tables_;
+  CacheFlaw flaw_ = CacheFlaw::None;
+  std::vector<std::unique_ptr<SeptTable>> parked_;  // KeepOnRemove only
 };
 
 }  // namespace mirrormmu::tdx

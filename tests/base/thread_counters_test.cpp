@@ -4,6 +4,7 @@
 // from the same threads, and threads that are gone by the time of the sum.
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <memory>
 #include <thread>
 #include <vector>
@@ -26,6 +27,33 @@ TEST(ThreadCounters, SumsEveryThreadsAddsExactly) {
   EXPECT_EQ(c.sum(0), 7u * 10000);
   EXPECT_EQ(c.sum(1), 7u * 10000);
   EXPECT_EQ(c.sum(2), 6u * 10000 + 20 * 5);
+}
+
+// The same adds with every thread handed one block: counts go missing,
+// which is what the exact sums above would see. Threads race only while
+// they overlap (on one CPU: when one is preempted between its load and its
+// store), so they start together, run for several time slices, and a round
+// that happens to lose nothing is tried again.
+TEST(ThreadCounters, PlantedSharedBlockLosesCounts) {
+  constexpr uint64_t kAdds = 2000000, kThreads = 8;
+  bool lost = false;
+  for (int round = 0; round < 20 && !lost; round++) {
+    ThreadCounters<1> c;
+    c.plant_flaw(ThreadCounters<1>::Flaw::OneBlock);
+    std::atomic<uint64_t> started{0};
+    std::vector<std::thread> ts;
+    for (uint64_t t = 0; t < kThreads; t++)
+      ts.emplace_back([&] {
+        c.add(0, 0);  // the block is found before the race starts
+        started.fetch_add(1);
+        while (started.load() < kThreads) std::this_thread::yield();
+        for (uint64_t i = 0; i < kAdds; i++) c.add(0);
+      });
+    for (auto& t : ts) t.join();
+    EXPECT_LE(c.sum(0), kAdds * kThreads);
+    lost = c.sum(0) < kAdds * kThreads;
+  }
+  EXPECT_TRUE(lost) << "eight threads adding into one block never lost a count";
 }
 
 // A thread that bumps two owners in turn keeps their counts apart, and an

@@ -1,0 +1,110 @@
+// SPDX-License-Identifier: MIT
+// The S-EPT tree's walks follow child pointers cached in the parent table.
+// Two sequences break a cache like that: SEPT.REMOVE then SEPT.ADD at the
+// same frame (the slot must not keep the old table), and an entry pointed
+// at another live table (the cached one must be checked against the
+// entry). Each is run clean and with its classic bug planted, to show the
+// checks here would see the bug.
+#include <gtest/gtest.h>
+
+#include "tdx/sept_tree.h"
+
+namespace mirrormmu::tdx {
+namespace {
+
+constexpr Pfn kRoot{100}, kL2{200}, kL1{300}, kLeafA{400}, kLeafB{500};
+constexpr uint64_t kGpa = 0x5000;
+constexpr Pfn kGuestPage{7000};
+
+void link(SeptTree& t, Pfn parent, int level, Pfn child) {
+  t.find(parent)->e[static_cast<size_t>(sept::entry_index(kGpa, level))] = sept::make_entry(SeptState::NlMapped, child);
+}
+
+// root (level 3) -> 200 (2) -> 300 (1) -> leaf table at `leaf` (0).
+void build(SeptTree& t, Pfn leaf) {
+  t.create_root(kRoot);
+  t.add_table(kL2, 2);
+  link(t, kRoot, 3, kL2);
+  t.add_table(kL1, 1);
+  link(t, kL2, 2, kL1);
+  t.add_table(leaf, 0);
+  link(t, kL1, 1, leaf);
+}
+
+// Where a walk to the 4K entry of kGpa lands is the table the tree holds
+// at `leaf`, and the entry the walk reads is the one written there.
+::testing::AssertionResult walk_lands_in(const SeptTree& t, Pfn leaf) {
+  const SeptWalk w = t.walk(kGpa, 0);
+  if (!w.reached) return ::testing::AssertionFailure() << "walk stopped at level " << w.level;
+  if (w.table != t.find(leaf))
+    return ::testing::AssertionFailure() << "walk reached a table the tree does not hold at frame " << leaf.v;
+  if (w.pfn() != kGuestPage) return ::testing::AssertionFailure() << "walk read an entry nobody wrote";
+  return ::testing::AssertionSuccess();
+}
+
+void map_guest_page(SeptTree& t, Pfn leaf) {
+  t.find(leaf)->e[static_cast<size_t>(sept::entry_index(kGpa, 0))] = sept::make_entry(SeptState::Mapped, kGuestPage);
+}
+
+// SEPT.REMOVE of the leaf table, then SEPT.ADD of a table at the same
+// frame (the host reuses the page it got back).
+::testing::AssertionResult readd_at_freed_frame(SeptTree::CacheFlaw flaw) {
+  SeptTree t(4);
+  t.plant_flaw(flaw);
+  build(t, kLeafA);
+  map_guest_page(t, kLeafA);
+  if (auto r = walk_lands_in(t, kLeafA); !r) return r << " (before the remove)";
+  t.find(kL1)->e[static_cast<size_t>(sept::entry_index(kGpa, 1))] = 0;
+  t.remove_table(kLeafA);
+  t.add_table(kLeafA, 0);
+  link(t, kL1, 1, kLeafA);
+  map_guest_page(t, kLeafA);
+  return walk_lands_in(t, kLeafA);
+}
+
+// The entry moves from one live table to another, as a parent re-pointed
+// by a promote or a demote of its neighbourhood.
+::testing::AssertionResult entry_repointed(SeptTree::CacheFlaw flaw) {
+  SeptTree t(4);
+  t.plant_flaw(flaw);
+  build(t, kLeafA);
+  t.add_table(kLeafB, 0);
+  if (t.walk(kGpa, 0).table != t.find(kLeafA)) return ::testing::AssertionFailure() << "first walk missed";
+  link(t, kL1, 1, kLeafB);
+  map_guest_page(t, kLeafB);
+  return walk_lands_in(t, kLeafB);
+}
+
+TEST(SeptTreeCache, WalksFollowTheEntryAfterRemoveAndReadd) {
+  EXPECT_TRUE(readd_at_freed_frame(SeptTree::CacheFlaw::None));
+  EXPECT_TRUE(entry_repointed(SeptTree::CacheFlaw::None));
+}
+
+// Also what for_each (the checker's view) reports: the new table's entry.
+TEST(SeptTreeCache, ForEachSeesTheReaddedTable) {
+  SeptTree t(4);
+  build(t, kLeafA);
+  (void)t.walk(kGpa, 0);
+  t.remove_table(kLeafA);
+  t.add_table(kLeafA, 0);
+  map_guest_page(t, kLeafA);
+  int leaves = 0;
+  t.for_each([&](uint64_t gpa, int level, uint64_t e) {
+    if (level != 0) return;
+    leaves++;
+    EXPECT_EQ(gpa, kGpa);
+    EXPECT_EQ(sept::pfn_of(e), kGuestPage);
+  });
+  EXPECT_EQ(leaves, 1);
+}
+
+TEST(SeptTreeCache, PlantedKeepOnRemoveIsCaught) {
+  EXPECT_FALSE(readd_at_freed_frame(SeptTree::CacheFlaw::KeepOnRemove));
+}
+
+TEST(SeptTreeCache, PlantedTrustCacheIsCaught) {
+  EXPECT_FALSE(entry_repointed(SeptTree::CacheFlaw::TrustCache));
+}
+
+}  // namespace
+}  // namespace mirrormmu::tdx
