@@ -320,8 +320,7 @@ class Checker::Pass {
         return;
       }
       // Atomically: a conversion writes it outside mmu_lock, which the checker holds.
-      const bool priv =
-          std::atomic_ref<uint8_t>(const_cast<uint8_t&>(s->private_attr[g - s->base_gfn])).load(std::memory_order_acquire);
+      const bool priv = s->peek_private(g);
       const Backing* b = mirror ? s->gmem.get() : s->shared.get();
       if (vm_.is_td() && priv != mirror) {
         c_.fail("leaf_attr", fmt::format("gfn {:#x} is {} but mapped in the {} root", g.v,

@@ -2,18 +2,19 @@
 #include "mem/backing.h"
 
 #include <algorithm>
+#include <stdexcept>
 
 namespace mirrormmu {
 
 void Backing::store(uint64_t i, Pfn p) {
-  std::atomic<uint64_t>* b = blocks_[i / kBlockPages].load(std::memory_order_relaxed);
+  std::atomic<uint32_t>* b = blocks_[i / kBlockPages].load(std::memory_order_relaxed);
   if (!b) {
     if (!p.valid()) return;
-    b = new std::atomic<uint64_t>[kBlockPages];
-    for (uint64_t k = 0; k < kBlockPages; k++) b[k].store(Pfn::kInvalid, std::memory_order_relaxed);
+    b = new std::atomic<uint32_t>[kBlockPages];
+    for (uint64_t k = 0; k < kBlockPages; k++) b[k].store(kNoFrame, std::memory_order_relaxed);
     blocks_[i / kBlockPages].store(b, std::memory_order_release);
   }
-  b[i % kBlockPages].store(p.v, std::memory_order_release);
+  b[i % kBlockPages].store(p.valid() ? static_cast<uint32_t>(p.v) : kNoFrame, std::memory_order_release);
 }
 
 Backing::Backing(PfnPool& pool, PageOwner owner, uint64_t npages, PgLevel huge)
@@ -21,9 +22,10 @@ Backing::Backing(PfnPool& pool, PageOwner owner, uint64_t npages, PgLevel huge)
       owner_(owner),
       huge_(huge),
       npages_(npages),
-      blocks_(new std::atomic<std::atomic<uint64_t>*>[(npages + kBlockPages - 1) / kBlockPages]),
+      blocks_(new std::atomic<std::atomic<uint32_t>*>[(npages + kBlockPages - 1) / kBlockPages]),
       run_(new std::atomic<PgLevel>[(npages + kBlockPages - 1) / kBlockPages]),
       nblocks_((npages + kBlockPages - 1) / kBlockPages) {
+  if (pool.size() >= kNoFrame) throw std::length_error("Backing: a pool of 2^32 frames or more needs 64-bit frame arrays");
   for (uint64_t b = 0; b < nblocks_; b++) {
     blocks_[b].store(nullptr, std::memory_order_relaxed);
     run_[b].store(PgLevel::k4K, std::memory_order_relaxed);

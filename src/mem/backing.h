@@ -69,17 +69,21 @@ class Backing {
   // The frames of one 2M block of the backing, made when the block gets its
   // first frame: memory that is never populated (a memslot's shared side
   // the guest never converts) costs a pointer per 2M. A block's array stays
-  // until the backing goes, as lock-free readers may hold it.
+  // until the backing goes, as lock-free readers may hold it. Frames are
+  // 32-bit (pools are far below 2^32 frames; the constructor checks): at
+  // 64 GiB of guest the arrays are 64 MiB, not 128.
   static constexpr uint64_t kBlockPages = kSptePerPage;
+  static constexpr uint32_t kNoFrame = ~uint32_t{0};
   Pfn load(uint64_t i) const {
-    const std::atomic<uint64_t>* b = blocks_[i / kBlockPages].load(std::memory_order_acquire);
-    return b ? Pfn{b[i % kBlockPages].load(std::memory_order_acquire)} : kInvalidPfn;
+    const std::atomic<uint32_t>* b = blocks_[i / kBlockPages].load(std::memory_order_acquire);
+    const uint32_t f = b ? b[i % kBlockPages].load(std::memory_order_acquire) : kNoFrame;
+    return f == kNoFrame ? kInvalidPfn : Pfn{f};
   }
   void store(uint64_t i, Pfn p);  // under mu_
 
   PgLevel huge_;
   uint64_t npages_;
-  std::unique_ptr<std::atomic<std::atomic<uint64_t>*>[]> blocks_;
+  std::unique_ptr<std::atomic<std::atomic<uint32_t>*>[]> blocks_;
   std::unique_ptr<std::atomic<PgLevel>[]> run_;  // per 2M block: the level of the aligned run backing it
   uint64_t nblocks_;
   uint64_t populated_ = 0;

@@ -148,7 +148,7 @@ int Vm::add_memslot(int id, uint64_t gpa, uint64_t size, uint32_t flags, std::sh
                         : std::make_shared<Backing>(*pool_, PageOwner::GuestShared, n, cfg_.shared_backing);
   if (flags & kMemGuestMemfd)
     s->gmem = std::make_unique<Backing>(*pool_, PageOwner::GuestPrivate, n, PgLevel::k2M);
-  s->private_attr.assign(n, 0);
+  s->private_bits.assign((n + 63) / 64, 0);
   s->guest_inhibit_2m.assign((n + 511) / 512, 0);
   s->dirty_bitmap.assign((n + 63) / 64, 0);
   const bool log = flags & kMemLogDirtyPages;

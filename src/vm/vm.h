@@ -68,7 +68,9 @@ struct Memslot {
   // KVM_MEMORY_ATTRIBUTE_PRIVATE per gfn and the dirty bitmap: read and
   // written by vCPU and VM threads without a common lock (the attribute is
   // re-validated by the mmu_invalidate sequence), so accessed atomically.
-  std::vector<uint8_t> private_attr;
+  // The attribute is a bit per gfn: KVM keeps it in an xarray of ranges, and
+  // a byte per gfn was 16 MiB of a 64 GiB TD.
+  std::vector<uint64_t> private_bits;
   std::vector<uint64_t> dirty_bitmap;
   // KVM_LPAGE_GUEST_INHIBIT_FLAG per 2M block: the guest accepted at 4K in
   // it, so it is never mapped huge again.
@@ -89,7 +91,12 @@ struct Memslot {
   // the object partial-order reduction orders them by.
   bool is_private(Gfn g) const {
     sync::sched_touch(this);
-    return std::atomic_ref<uint8_t>(const_cast<uint8_t&>(private_attr[g - base_gfn])).load(std::memory_order_acquire);
+    return peek_private(g);
+  }
+  // The same without telling the scheduler (the checker's reads).
+  bool peek_private(Gfn g) const {
+    const uint64_t i = g - base_gfn;
+    return (private_word(i / 64) >> (i % 64)) & 1;
   }
   // The aligned `level` range around g lies inside the slot and its
   // attributes are uniform: KVM_LPAGE_MIXED_FLAG clear, so a huge mapping
@@ -98,14 +105,28 @@ struct Memslot {
   bool hugepage_uniform(Gfn g, PgLevel level) const {
     const Gfn base = gfn_round_for_level(g, level);
     if (base < base_gfn || base + pages_per_hpage(level) > base_gfn + npages) return false;
-    const bool a = is_private(base);
-    for (uint64_t i = 1; i < pages_per_hpage(level); i++)
-      if (is_private(base + i) != a) return false;
+    sync::sched_touch(this);
+    const uint64_t first = base - base_gfn, n = pages_per_hpage(level);
+    if (first % 64 == 0 && n % 64 == 0) {  // a slot at an odd gfn has its blocks across words
+      const uint64_t w0 = private_word(first / 64);
+      if (w0 != 0 && w0 != ~uint64_t{0}) return false;
+      for (uint64_t w = first / 64 + 1; w < (first + n) / 64; w++)
+        if (private_word(w) != w0) return false;
+      return true;
+    }
+    const bool a = peek_private(base);
+    for (uint64_t i = 1; i < n; i++)
+      if (peek_private(base + i) != a) return false;
     return true;
   }
   void set_private(Gfn g, bool p) {
     sync::sched_touch(this);
-    std::atomic_ref<uint8_t>(private_attr[g - base_gfn]).store(p, std::memory_order_release);
+    const uint64_t i = g - base_gfn;
+    std::atomic_ref<uint64_t> w(private_bits[i / 64]);
+    if (p)
+      w.fetch_or(1ull << (i % 64), std::memory_order_release);
+    else
+      w.fetch_and(~(1ull << (i % 64)), std::memory_order_release);
   }
   void mark_dirty(Gfn g) {
     sync::sched_touch(this);
@@ -117,6 +138,9 @@ struct Memslot {
   }
   uint64_t clear_dirty_bits(size_t w, uint64_t mask) {
     return std::atomic_ref<uint64_t>(dirty_bitmap[w]).fetch_and(~mask) & mask;
+  }
+  uint64_t private_word(size_t w) const {
+    return std::atomic_ref<uint64_t>(const_cast<uint64_t&>(private_bits[w])).load(std::memory_order_acquire);
   }
   uint64_t take_dirty_word(size_t w) {
     sync::sched_touch(this);

@@ -270,12 +270,11 @@ TEST_P(CheckerTest, PrivateAttributeDroppedUnderAMirrorLeafIsReported) {
   // Userspace-visible state changed without the zap a conversion does.
   Memslot& slot = *vm_->memslots().front();
   ASSERT_TRUE(slot.contains(private_gfn(0)));
-  uint8_t& attr = slot.private_attr[private_gfn(0) - slot.base_gfn];
-  ASSERT_EQ(attr, 1);
-  attr = 0;
+  ASSERT_TRUE(slot.peek_private(private_gfn(0)));
+  slot.set_private(private_gfn(0), false);
   const auto got = check("plant attribute");
   EXPECT_TRUE(got.count("leaf_attr")) << dump();
-  attr = 1;
+  slot.set_private(private_gfn(0), true);
   expect_clean_again_and_at_end_of_life();
 }
 
@@ -406,14 +405,13 @@ TEST_P(CheckerTest, PrivateFaultIsClassifiedAsASharedLockMirrorLeafInstall) {
 TEST_P(CheckerTest, RangeTheVmNamesIsCheckedByTheNextCheck) {
   if (GetParam() != CheckMode::Incremental) GTEST_SKIP() << "incremental checking only";
   Memslot& slot = *vm_->memslots().front();
-  uint8_t& attr = slot.private_attr[private_gfn(0) - slot.base_gfn];
-  attr = 0;
+  slot.set_private(private_gfn(0), false);
   vm_->mmu().observer()->on_gfn_range_changed(private_gfn(0), 1);
   const uint64_t full_before = ck_->full_checks();
   EXPECT_GT(ck_->check("named range"), 0u);
   EXPECT_EQ(ck_->full_checks(), full_before);
   EXPECT_TRUE(ck_->violations().size() && ck_->violations().back().invariant == "leaf_attr") << dump();
-  attr = 1;
+  slot.set_private(private_gfn(0), true);
   expect_clean_again_and_at_end_of_life();
 }
 
