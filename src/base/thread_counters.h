@@ -8,9 +8,10 @@
 // statistics bumped on every SEAMCALL that was a tenth of a teardown. Here a
 // block belongs to one thread for good: exact sums with plain stores.
 //
-// A thread finds its block through a one-entry thread-local cache keyed by
-// the owner's serial number (never reused, unlike an address); another
-// owner, or the first use, takes the registry's mutex once. Blocks live as
+// A thread finds its block through a small thread-local cache keyed by the
+// owner's serial number (never reused, unlike an address): a fault bumps
+// two owners of one type in turn (mmu_lock's and the memslot lock's read
+// counts), so it holds four. An owner not in it takes the registry's mutex. Blocks live as
 // long as the owner, so a thread that exits leaves its counts behind.
 #pragma once
 
@@ -52,9 +53,13 @@ class ThreadCounters {
     std::thread::id owner;
     std::array<std::atomic<uint64_t>, N> counts{};
   };
-  struct Cache {
+  struct CacheEntry {
     uint64_t serial = 0;
     Block* block = nullptr;
+  };
+  struct Cache {
+    std::array<CacheEntry, 4> e{};
+    unsigned next = 0;  // the entry the next miss replaces
   };
   static std::atomic<uint64_t>& next_serial() {
     static std::atomic<uint64_t> n{0};
@@ -67,9 +72,12 @@ class ThreadCounters {
 
   std::array<std::atomic<uint64_t>, N>& mine() {
     Cache& c = cache();
-    if (c.serial != serial_) [[unlikely]]
-      c = Cache{serial_, &block_of_this_thread()};
-    return c.block->counts;
+    for (CacheEntry& e : c.e)
+      if (e.serial == serial_) [[likely]]
+        return e.block->counts;
+    CacheEntry& e = c.e[c.next++ % c.e.size()];
+    e = CacheEntry{serial_, &block_of_this_thread()};
+    return e.block->counts;
   }
   Block& block_of_this_thread() {
     const std::thread::id me = std::this_thread::get_id();

@@ -1,13 +1,19 @@
 // SPDX-License-Identifier: MIT
 #include "sync/br_lock.h"
 
+#include <linux/membarrier.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
 #include <array>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <mutex>
 #include <thread>
 
 #include "base/percpu_counter.h"
+#include "base/sanitizers.h"
 
 namespace mirrormmu::sync {
 
@@ -44,6 +50,74 @@ void drop_if_unused(Hold& h) {
   if (h.shared == 0 && h.exclusive == 0) h = {};
 }
 
+size_t hold_index(const Hold& h) { return static_cast<size_t>(&h - tl_holds.data()); }
+
+// ---- asymmetric readers ------------------------------------------------------
+
+// Registered once for the process, before the first asymmetric lock exists:
+// a lock that finds it unavailable stays symmetric for its whole life.
+bool membarrier_ready() {
+#if defined(MIRRORMMU_TSAN)
+  return false;
+#else
+  static const bool ok = syscall(__NR_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0, 0) == 0;
+  return ok;
+#endif
+}
+
+void membarrier_all_cpus() {
+  if (syscall(__NR_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0) != 0) {
+    // Registered, so this cannot fail; going on without it would let a
+    // writer in beside a reader.
+    std::perror("BrLock: membarrier");
+    std::abort();
+  }
+}
+
+// A thread's reader slots, one per hold index, on a cache line of their own.
+// Records are never freed, only handed to the next thread, so a writer can
+// look at any of them at any time.
+struct alignas(64) ReaderRecord {
+  std::array<std::atomic<const BrLock*>, kMaxHolds> reading{};
+  bool in_use = false;  // under g_records_mu
+};
+constexpr size_t kMaxReaderThreads = 1024;
+ReaderRecord g_records[kMaxReaderThreads];
+std::atomic<size_t> g_records_used{0};  // records [0, used) may be in use
+std::mutex g_records_mu;
+
+struct RecordOwner {
+  ReaderRecord* rec = nullptr;
+  ~RecordOwner() {
+    if (rec == nullptr) return;
+    std::lock_guard g(g_records_mu);
+    rec->in_use = false;
+  }
+};
+thread_local RecordOwner tl_record;
+
+ReaderRecord& my_record() {
+  if (tl_record.rec != nullptr) [[likely]]
+    return *tl_record.rec;
+  std::lock_guard g(g_records_mu);
+  for (size_t i = 0; i < kMaxReaderThreads; i++) {
+    if (g_records[i].in_use) continue;
+    g_records[i].in_use = true;
+    if (i >= g_records_used.load(std::memory_order_relaxed)) g_records_used.store(i + 1, std::memory_order_release);
+    tl_record.rec = &g_records[i];
+    return g_records[i];
+  }
+  std::fputs("BrLock: more threads read asymmetric locks at once than there are reader records\n", stderr);
+  std::abort();
+}
+
+// Readers hold it for a fault, a walk or a SEAMCALL: yield first, then sleep
+// a little so a reader descheduled on a busy machine can finish.
+void back_off(int spins) {
+  if (spins < 64) std::this_thread::yield();
+  else std::this_thread::sleep_for(std::chrono::microseconds(20));
+}
+
 }  // namespace
 
 bool BrLock::held_exclusive_by_me() const {
@@ -51,7 +125,8 @@ bool BrLock::held_exclusive_by_me() const {
   return h != nullptr && h->exclusive != 0;
 }
 
-BrLock::BrLock() : mask_(mirrormmu::detail::cpu_shards() - 1) {}
+BrLock::BrLock(Readers r)
+    : asym_(r == Readers::Asymmetric && membarrier_ready()), mask_(mirrormmu::detail::cpu_shards() - 1) {}
 
 void BrLock::wait_for_writer() {
   // Counted before the flag is looked at again (both sequentially
@@ -75,6 +150,42 @@ void BrLock::read_enter() {
   }
 }
 
+void BrLock::read_enter_asym(size_t slot) {
+  std::atomic<const BrLock*>& mine = my_record().reading[slot];
+  for (;;) {
+    mine.store(this, std::memory_order_relaxed);
+    // No fence between the store and the load: the writer's membarrier is
+    // the other half of it. Only the compiler must keep the order.
+    std::atomic_signal_fence(std::memory_order_seq_cst);
+    if (!writer_.load(std::memory_order_acquire)) [[likely]]
+      return;
+    if (flaw_ == Flaw::ReaderIgnoresWriter) [[unlikely]]
+      return;
+    mine.store(nullptr, std::memory_order_release);
+    wait_for_writer();
+  }
+}
+
+void BrLock::read_exit_asym(size_t slot) { tl_record.rec->reading[slot].store(nullptr, std::memory_order_release); }
+
+void BrLock::wait_for_asym_readers() {
+  // After this every reader either has its mark visible to the loads below,
+  // or had not yet loaded the flag and will see it raised.
+  membarrier_all_cpus();
+  bool waited = false;
+  const size_t used = g_records_used.load(std::memory_order_acquire);
+  for (size_t i = 0; i < used; i++)
+    for (auto& r : g_records[i].reading)
+      for (int spins = 0; r.load(std::memory_order_acquire) == this; spins++) {
+        if (!waited) {
+          waiters_.fetch_add(1, std::memory_order_relaxed);
+          waited = true;
+        }
+        back_off(spins);
+      }
+  if (waited) waiters_.fetch_sub(1, std::memory_order_relaxed);
+}
+
 void BrLock::read_exit() {
   readers_[mirrormmu::detail::percpu_shard() & mask_].active.fetch_sub(1, std::memory_order_release);
 }
@@ -85,6 +196,10 @@ void BrLock::write_enter() {
     if (expected) wait_for_writer();
   if (flaw_ == Flaw::WriterIgnoresReaders) [[unlikely]]
     return;
+  if (asym_) {
+    wait_for_asym_readers();
+    return;
+  }
   bool waited = false;
   for (unsigned i = 0; i <= mask_; i++) {
     for (int spins = 0; readers_[i].active.load(std::memory_order_seq_cst) != 0; spins++) {
@@ -92,10 +207,7 @@ void BrLock::write_enter() {
         waiters_.fetch_add(1, std::memory_order_relaxed);
         waited = true;
       }
-      // Readers hold it for a fault, a walk or a SEAMCALL: yield first, then
-      // sleep a little so a reader descheduled on a busy machine can finish.
-      if (spins < 64) std::this_thread::yield();
-      else std::this_thread::sleep_for(std::chrono::microseconds(20));
+      back_off(spins);
     }
   }
   if (waited) waiters_.fetch_sub(1, std::memory_order_relaxed);
@@ -133,17 +245,23 @@ void BrLock::lock_shared() {
     h->shared++;
     return;
   }
-  read_enter();
   Hold& h = new_hold(this);
   h.shared = 1;
   h.in_shard = true;
+  if (asym_)
+    read_enter_asym(hold_index(h));
+  else
+    read_enter();
 }
 
 void BrLock::unlock_shared() {
   Hold* h = find_hold(this);
   if (--h->shared == 0 && h->in_shard) {
     h->in_shard = false;
-    read_exit();
+    if (asym_)
+      read_exit_asym(hold_index(*h));
+    else
+      read_exit();
   }
   drop_if_unused(*h);
 }

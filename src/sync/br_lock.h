@@ -14,6 +14,18 @@
 // waiter. No pthread lock on any path: an uncontended exclusive hold is one
 // compare-and-swap and a look at the shards.
 //
+// Readers come in two kinds, chosen per lock. Symmetric readers pay a
+// locked add on the way in and out, and a writer only looks at the shards.
+// Asymmetric readers (liburcu's "memb" scheme) mark themselves with a plain
+// store in a slot of their own thread and check the flag with no fence; the
+// writer makes up for the missing fence with membarrier(2), which runs a
+// full barrier on every CPU running a thread of the process, and then looks
+// at every thread's slots. That is right for mmu_lock and the memslot lock,
+// taken for read on every fault and for write a few thousand times a run;
+// not for the module's lock, taken exclusively for every BLOCK and REMOVE.
+// Without membarrier (an old kernel, a seccomp filter) and under TSan, which
+// cannot see a membarrier's ordering, every lock is symmetric.
+//
 // Recursive per thread: a thread that holds it (either way) may take it
 // shared again, and a writer may take it again exclusively. Taking it
 // exclusively while holding it only shared would deadlock and is refused.
@@ -31,6 +43,9 @@ namespace mirrormmu::sync {
 
 class BrLock {
  public:
+  enum class Readers : uint8_t { Symmetric, Asymmetric };
+  explicit BrLock(Readers r = Readers::Symmetric);
+
   void lock();
   void unlock();
   void lock_shared();
@@ -39,6 +54,8 @@ class BrLock {
   bool held_exclusive_by_me() const;
   // Someone waits (a writer for the readers, or a reader for a writer).
   bool contended() const { return waiters_.load(std::memory_order_relaxed) != 0; }
+  // Asymmetric was asked for and membarrier(2) is there to make it so.
+  bool asymmetric() const { return asym_; }
 
   // The two classic bugs of a big-reader lock, planted only by the test that
   // shows it catches them (tests/sync/mmu_lock_test.cpp): a reader that
@@ -51,6 +68,10 @@ class BrLock {
  private:
   void read_enter();
   void read_exit();
+  // `slot`: the thread's hold index, which is also its reader slot.
+  void read_enter_asym(size_t slot);
+  void read_exit_asym(size_t slot);
+  void wait_for_asym_readers();
   void write_enter();
   void write_exit();
 
@@ -60,15 +81,13 @@ class BrLock {
   std::atomic<bool> writer_{false};
   std::atomic<int> waiters_{0};
   Flaw flaw_ = Flaw::None;
+  const bool asym_;
   struct alignas(64) Shard {
     std::atomic<int64_t> active{0};
   };
   // Shards in use: detail::cpu_shards(), less one (a mask).
   const unsigned mask_;
   Shard readers_[mirrormmu::detail::kMaxCpuShards];
-
- public:
-  BrLock();
 };
 
 }  // namespace mirrormmu::sync

@@ -39,7 +39,7 @@ void note_released(const MmuLock* l) {
 }  // namespace
 
 
-uint64_t MmuLock::read_acquisitions() const { return reads_.load(std::memory_order_relaxed); }
+uint64_t MmuLock::read_acquisitions() const { return reads_.sum(0); }
 
 LockMode MmuLock::held_by_me() const {
   for (const auto& h : tl_held)
@@ -92,7 +92,7 @@ void MmuLock::read_lock() {
   } else {
     native_.lock_shared();
   }
-  reads_.fetch_add(1, std::memory_order_relaxed);
+  reads_.add(0);
   note_acquired(this, LockMode::Read);
 }
 

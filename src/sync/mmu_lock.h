@@ -9,7 +9,7 @@
 #include <atomic>
 
 #include "base/bug.h"
-#include "base/percpu_counter.h"
+#include "base/thread_counters.h"
 #include "sync/br_lock.h"
 #include "sync/sched.h"
 
@@ -19,6 +19,10 @@ enum class LockMode : uint8_t { None, Read, Write };
 
 class MmuLock {
  public:
+  // Asymmetric readers (see BrLock): read on every fault, written rarely.
+  // Tests build the symmetric kind too, to hammer both.
+  explicit MmuLock(BrLock::Readers r = BrLock::Readers::Asymmetric) : native_(r) {}
+
   void write_lock();
   void write_unlock();
   void read_lock();
@@ -37,6 +41,7 @@ class MmuLock {
   // Plants one of the native lock's classic bugs (see BrLock).
   using Flaw = BrLock::Flaw;
   void plant_flaw(Flaw f) { native_.plant_flaw(f); }
+  bool asymmetric_readers() const { return native_.asymmetric(); }
 
  private:
   // Natively a big-reader lock (BrLock): readers on different CPUs share no
@@ -51,7 +56,8 @@ class MmuLock {
   bool det_writer_ = false;
   int det_writers_waiting_ = 0;
   std::atomic<uint64_t> writes_{0};
-  PercpuCounter<uint64_t> reads_;
+  // Bumped on every fault: a per-thread block, no locked add.
+  ThreadCounters<1> reads_;
 };
 
 // lockdep_assert_held_write / _read / lockdep_assert_held.

@@ -77,6 +77,21 @@ TEST(ThreadCounters, OwnersUsedInTurnStayApart) {
   EXPECT_EQ(c->sum(0), 1u);
 }
 
+// More owners bumped in turn than a thread's cache holds: each miss finds
+// the thread's block again, never another owner's.
+TEST(ThreadCounters, MoreOwnersThanTheCacheHolds) {
+  std::vector<std::unique_ptr<ThreadCounters<1>>> owners;
+  for (int i = 0; i < 7; i++) owners.push_back(std::make_unique<ThreadCounters<1>>());
+  std::vector<std::thread> ts;
+  for (int t = 0; t < 3; t++)
+    ts.emplace_back([&] {
+      for (int round = 0; round < 1000; round++)
+        for (size_t i = 0; i < owners.size(); i++) owners[i]->add(0, i + 1);
+    });
+  for (auto& t : ts) t.join();
+  for (size_t i = 0; i < owners.size(); i++) EXPECT_EQ(owners[i]->sum(0), 3u * 1000 * (i + 1)) << "owner " << i;
+}
+
 // Summed while the adders run: never more than was added, and exact once
 // they stop.
 TEST(ThreadCounters, SumWhileAdding) {
