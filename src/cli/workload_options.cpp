@@ -7,6 +7,7 @@
 #include "cli/common.h"
 #include "vm/direct_mmu.h"
 #include "mmu/design.h"
+#include "tdx/sept_tree.h"
 #include "tdx/status.h"
 #include "workload/workload.h"
 
@@ -259,6 +260,11 @@ void validate_workload_options(const WorkloadConfig& cfg) {
   if (const double avail = available_mib(); avail > 0 && need_mib > avail)
     usage_error(fmt::format("--gib {} needs about {:.0f} MiB of host memory for the model; {:.0f} MiB are available",
                             cfg.gib, need_mib, avail));
+  // An S-EPT entry holds a 28-bit frame number (tdx/sept_tree.h): no TD's
+  // host pool is larger, whatever this machine has.
+  if (const VmConfig v = w->vm_config(cfg); v.type == VmType::Td && v.pool_pages > tdx::sept::kMaxFrames)
+    usage_error(fmt::format("--gib {} needs {} host frames; the TDX model's S-EPT entries reach {} (1 TiB)", cfg.gib,
+                            v.pool_pages, tdx::sept::kMaxFrames));
 }
 
 }  // namespace mirrormmu::cli

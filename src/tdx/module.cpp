@@ -17,6 +17,8 @@ TdxModule::TdxModule(PfnPool& pool, ModuleConfig cfg, FaultInjector* inject)
   if (cfg.sept_levels != 4 && cfg.sept_levels != 5) throw std::invalid_argument("sept_levels must be 4 or 5");
   if (cfg.tdcs_pages < 1) throw std::invalid_argument("tdcs_pages must be >= 1 (the root is a TDCS page)");
   if (cfg.tdvpx_pages < 0) throw std::invalid_argument("tdvpx_pages must be >= 0");
+  if (pool.size() > sept::kMaxFrames)
+    throw std::invalid_argument("the host pool is larger than an S-EPT entry's 28-bit frame number reaches (1 TiB)");
   impl_ = std::make_unique<Impl>(*this, pool.size(), cfg.sept_levels);
 }
 
@@ -92,9 +94,9 @@ Status TdxModule::Impl::try_lock_epoch(LockMode mode) {
 }
 
 // The per-entry lock is the TDEL bit inside the entry itself, as in the module.
-Status TdxModule::Impl::try_lock_entry(uint64_t& entry) {
-  std::atomic_ref<uint64_t> a(entry);
-  uint64_t v = a.load(std::memory_order_relaxed);
+Status TdxModule::Impl::try_lock_entry(sept::Word& entry) {
+  std::atomic_ref<sept::Word> a(entry);
+  sept::Word v = a.load(std::memory_order_relaxed);
   do {
     if ((v & sept::kLockBit) != 0) return with_operand(TDX_OPERAND_BUSY, Operand::RCX);
   } while (!a.compare_exchange_weak(v, v | sept::kLockBit, std::memory_order_acquire, std::memory_order_relaxed));
@@ -103,7 +105,7 @@ Status TdxModule::Impl::try_lock_entry(uint64_t& entry) {
 
 TdxModule::Impl::LockSet::~LockSet() {
   for (size_t i = 0; i < nregions_; ++i) impl_.pamt_region_locks[regions_[i].region].unlock(regions_[i].mode);
-  if (entry_ != nullptr) std::atomic_ref<uint64_t>(*entry_).fetch_and(~sept::kLockBit, std::memory_order_release);
+  if (entry_ != nullptr) std::atomic_ref<sept::Word>(*entry_).fetch_and(~sept::kLockBit, std::memory_order_release);
   if (epoch_) impl_.epoch_lock.unlock(*epoch_);
   if (tree_) impl_.sept_tree_lock.unlock(*tree_);
   if (tdr_) impl_.tdr_lock.unlock(*tdr_);
@@ -136,7 +138,7 @@ void TdxModule::Impl::LockSet::release_epoch() {
   epoch_.reset();
 }
 
-Status TdxModule::Impl::LockSet::entry(uint64_t& e) {
+Status TdxModule::Impl::LockSet::entry(sept::Word& e) {
   const Status s = impl_.try_lock_entry(e);
   if (s == TDX_SUCCESS) {
     entry_ = &e;
@@ -224,7 +226,7 @@ const TdxModule::Impl::Vcpu* TdxModule::Impl::find_vcpu(int vcpu) const {
 }
 
 Ret TdxModule::Impl::ext(Status s, const SeptWalk& w) {
-  const uint64_t e = w.value();
+  const sept::Word e = w.value();
   return Ret{s, sept::arch_entry(e, w.level), sept::level_state(e, w.level)};
 }
 
@@ -232,7 +234,7 @@ Ret TdxModule::Impl::ext(Status s, const SeptWalk& w) {
 
 void TdxModule::for_each_entry(const std::function<void(const EntryView&)>& fn) const {
   std::shared_lock lock(impl_->mu);
-  impl_->tree.for_each([&](uint64_t gpa, int level, uint64_t e) {
+  impl_->tree.for_each([&](uint64_t gpa, int level, sept::Word e) {
     fn(EntryView{gpa, level, sept::state_of(e), sept::pfn_of(e)});
   });
 }
@@ -240,7 +242,7 @@ void TdxModule::for_each_entry(const std::function<void(const EntryView&)>& fn) 
 void TdxModule::for_each_entry_in(uint64_t start, uint64_t end, int lowest_level,
                                   const std::function<void(const EntryView&)>& fn) const {
   std::shared_lock lock(impl_->mu);
-  impl_->tree.for_each_in(start, end, lowest_level, [&](uint64_t gpa, int level, uint64_t e) {
+  impl_->tree.for_each_in(start, end, lowest_level, [&](uint64_t gpa, int level, sept::Word e) {
     fn(EntryView{gpa, level, sept::state_of(e), sept::pfn_of(e)});
   });
 }

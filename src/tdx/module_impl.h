@@ -225,7 +225,7 @@ struct TdxModule::Impl {
     Status epoch(LockMode mode);
     // VP.ENTER drops the epoch lock as soon as the vCPU is counted in.
     void release_epoch();
-    Status entry(uint64_t& entry);
+    Status entry(sept::Word& entry);
     // Dynamic PAMT: the PAMT entry of the 2M region holding `frame`. Without
     // DPAMT, or for a frame outside the PAMT (the caller's own checks refuse
     // it), takes nothing. A region this call already holds is not retaken.
@@ -241,7 +241,7 @@ struct TdxModule::Impl {
     };
     Impl& impl_;
     std::optional<LockMode> tdr_, tree_, epoch_;
-    uint64_t* entry_ = nullptr;
+    sept::Word* entry_ = nullptr;
     std::array<RegionHold, 2> regions_{};  // DEMOTE holds two: new S-EPT page, split range
     size_t nregions_ = 0;
   };
@@ -293,7 +293,7 @@ struct TdxModule::Impl {
   Status try_lock_tdr(LockMode mode, Operand busy_operand);
   Status try_lock_sept_tree(LockMode mode);
   Status try_lock_epoch(LockMode mode);
-  Status try_lock_entry(uint64_t& entry);
+  Status try_lock_entry(sept::Word& entry);
 
   // ---- shared checks ---------------------------------------------------------
   Status check_tdr(Operand op) const;

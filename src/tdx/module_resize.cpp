@@ -92,7 +92,7 @@ Ret TdxModule::Impl::page_promote(uint64_t gpa, int level) {
       (base.v & (Pamt::frames(level) - 1)) != 0)
     return ext(bad, w);
   for (int i = 0; i < kSptePerPage; i++) {
-    const uint64_t e = t->e[static_cast<size_t>(i)];
+    const sept::Word e = t->e[static_cast<size_t>(i)];
     if ((e & sept::kLockBit) != 0) return ext(with_operand(TDX_OPERAND_BUSY, Operand::RCX), w);
     if (sept::state_of(e) != first || sept::pfn_of(e) != base + uint64_t(i) * Pamt::frames(level - 1))
       return ext(bad, w);

@@ -173,7 +173,7 @@ Ret TdxModule::Impl::sept_remove(uint64_t gpa, int level) {
   if (Ret r = require_blocked_and_tracked(w); !r.ok()) return r;
   const Pfn child = w.pfn();
   if (const SeptTable* t = tree.find(child)) {
-    for (uint64_t e : t->e) {
+    for (const sept::Word e : t->e) {
       if (sept::state_of(e) != SeptState::Free) {
         return ext(with_operand(TDX_EPT_PAGE_NOT_FREE, Operand::RCX), w);
       }

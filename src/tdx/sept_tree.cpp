@@ -12,9 +12,9 @@ constexpr uint64_t kPageSizeBit = 1ull << 7;
 constexpr uint64_t kSuppressVe = 1ull << 63;
 }  // namespace
 
-uint64_t arch_entry(uint64_t e, int level) {
+uint64_t arch_entry(Word e, int level) {
   const SeptState s = state_of(e);
-  const uint64_t hpa = e & ~(kPageSize - 1);
+  const uint64_t hpa = s == SeptState::Free ? 0 : pfn_of(e).hpa();
   const uint64_t ps = level > 0 ? kPageSizeBit : 0;
   switch (s) {
     case SeptState::Free: return kSuppressVe;
@@ -28,7 +28,7 @@ uint64_t arch_entry(uint64_t e, int level) {
   return 0;
 }
 
-uint64_t level_state(uint64_t e, int level) {
+uint64_t level_state(Word e, int level) {
   return (static_cast<uint64_t>(level) & 0x7) | (uint64_t{sept_state_public_code(state_of(e))} << 8);
 }
 
@@ -77,7 +77,7 @@ void SeptTree::remove_table(Pfn pfn) {
   tables_.erase(it);
 }
 
-SeptTable* SeptTree::child_of(const SeptTable& t, int index, uint64_t e) const {
+SeptTable* SeptTree::child_of(const SeptTable& t, int index, sept::Word e) const {
   const Pfn want = sept::pfn_of(e);
   std::atomic<SeptTable*>& slot = t.child[static_cast<size_t>(index)];
   SeptTable* c = slot.load(std::memory_order_acquire);
@@ -112,7 +112,7 @@ SeptWalk SeptTree::walk(uint64_t gpa, int level) const {
       w.reached = true;
       return w;
     }
-    const uint64_t e = w.value();
+    const sept::Word e = w.value();
     if (sept::state_of(e) != SeptState::NlMapped) return w;
     SeptTable* child = child_of(*t, w.index, e);
     if (child == nullptr) return w;
@@ -132,7 +132,7 @@ void SeptTree::visit(const SeptTable& t, uint64_t base, uint64_t start, uint64_t
   for (uint64_t i = start > base ? (start - base) / span : 0; i < t.e.size(); ++i) {
     const uint64_t gpa = base + i * span;
     if (gpa >= end) break;
-    const uint64_t e = std::atomic_ref<uint64_t>(const_cast<uint64_t&>(t.e[i])).load(std::memory_order_relaxed);
+    const sept::Word e = std::atomic_ref<sept::Word>(const_cast<sept::Word&>(t.e[i])).load(std::memory_order_relaxed);
     const SeptState s = sept::state_of(e);
     if (s == SeptState::Free) continue;
     if (gpa >= start) fn(gpa, t.level, e);

@@ -3,9 +3,12 @@
 // tables, each table living in a host frame the host donated (SEPT.ADD) or,
 // for the root, in the first TDCS page.
 //
-// An entry is one packed word: bits 2:0 the SeptState, bit 3 the module's
-// per-entry lock (TDEL), bits 63:12 the frame (child table for a non-leaf,
-// mapped page for a leaf). A FREE entry is 0, so a new table is all FREE.
+// An entry is one packed 32-bit word: bits 2:0 the SeptState, bit 3 the
+// module's per-entry lock (TDEL), bits 31:4 the frame (child table for a
+// non-leaf, mapped page for a leaf). A FREE entry is 0, so a new table is
+// all FREE. 28 bits of frame number reach 1 TiB of host frames, which the
+// module checks its pool against (sept::kMaxFrames); half a 64-bit word is
+// 64 MiB less for a 64 GiB TD mapped at 4K.
 // Tables are found by the frame that holds them; a 64 GiB TD at 4K has about
 // 32K tables, so the map costs little next to the tables themselves. Every
 // per-page call walks from the root, though, and a hash lookup per level
@@ -28,20 +31,22 @@ namespace mirrormmu::tdx {
 
 namespace sept {
 
-inline constexpr uint64_t kStateMask = 0x7;
-inline constexpr uint64_t kLockBit = 1ull << 3;
+using Word = uint32_t;
+inline constexpr Word kStateMask = 0x7;
+inline constexpr Word kLockBit = 1u << 3;
+inline constexpr unsigned kPfnShift = 4;
+inline constexpr uint64_t kMaxFrames = uint64_t{1} << (32 - kPfnShift);
 
-constexpr uint64_t make_entry(SeptState s, Pfn pfn) {
-  return (pfn.v << kPageShift) | static_cast<uint64_t>(s);
+// `pfn` is below kMaxFrames: a frame of the module's pool.
+constexpr Word make_entry(SeptState s, Pfn pfn) {
+  return static_cast<Word>(pfn.v << kPfnShift) | static_cast<Word>(s);
 }
-constexpr SeptState state_of(uint64_t e) { return static_cast<SeptState>(e & kStateMask); }
-constexpr Pfn pfn_of(uint64_t e) {
-  return state_of(e) == SeptState::Free ? kInvalidPfn : Pfn{e >> kPageShift};
+constexpr SeptState state_of(Word e) { return static_cast<SeptState>(e & kStateMask); }
+constexpr Pfn pfn_of(Word e) {
+  return state_of(e) == SeptState::Free ? kInvalidPfn : Pfn{uint64_t{e} >> kPfnShift};
 }
 // Same entry with a new state, keeping frame and lock bit.
-constexpr uint64_t with_state(uint64_t e, SeptState s) {
-  return (e & ~kStateMask) | static_cast<uint64_t>(s);
-}
+constexpr Word with_state(Word e, SeptState s) { return (e & ~kStateMask) | static_cast<Word>(s); }
 
 // Bytes mapped by one entry at TDX level `level`.
 constexpr int level_shift(int level) { return kPageShift + kLevelBits * level; }
@@ -54,14 +59,14 @@ constexpr int entry_index(uint64_t gpa, int level) {
 // Architectural view returned in RCX on errors and by SEPT.RD: the HPA only
 // for leaves (the module hides S-EPT page addresses), RWX only where the
 // guest may access, suppress-#VE on FREE.
-uint64_t arch_entry(uint64_t e, int level);
+uint64_t arch_entry(Word e, int level);
 // RDX: bits 2:0 level, bits 15:8 public state.
-uint64_t level_state(uint64_t e, int level);
+uint64_t level_state(Word e, int level);
 
 }  // namespace sept
 
 struct SeptTable {
-  std::array<uint64_t, kSptePerPage> e{};
+  std::array<sept::Word, kSptePerPage> e{};
   int level = 0;  // level of the entries this table holds
   Pfn pfn = kInvalidPfn;  // the frame holding it
   // Non-leaf tables only: the child table each entry led a walk to. Filled
@@ -82,14 +87,14 @@ struct SeptWalk {
 
   // Entries are read and written atomically: PAGE.AUGs on other CPUs lock
   // and fill entries of the same table while this walk reads it.
-  uint64_t& raw() const { return table->e[static_cast<size_t>(index)]; }
-  uint64_t value() const {
-    return table ? std::atomic_ref<uint64_t>(raw()).load(std::memory_order_relaxed) : 0;
+  sept::Word& raw() const { return table->e[static_cast<size_t>(index)]; }
+  sept::Word value() const {
+    return table ? std::atomic_ref<sept::Word>(raw()).load(std::memory_order_relaxed) : 0;
   }
   // The entry becomes `e`, keeping the lock bit of the call that holds it
   // (the call's LockSet drops it on return).
-  void set(uint64_t e) const {
-    std::atomic_ref<uint64_t> a(raw());
+  void set(sept::Word e) const {
+    std::atomic_ref<sept::Word> a(raw());
     a.store((e & ~sept::kLockBit) | (a.load(std::memory_order_relaxed) & sept::kLockBit), std::memory_order_release);
   }
   SeptState state() const { return sept::state_of(value()); }
@@ -127,7 +132,7 @@ class SeptTree {
   enum class CacheFlaw : uint8_t { None, KeepOnRemove, TrustCache };
   void plant_flaw(CacheFlaw f) { flaw_ = f; }
 
-  using Visitor = std::function<void(uint64_t gpa, int level, uint64_t entry)>;
+  using Visitor = std::function<void(uint64_t gpa, int level, sept::Word entry)>;
   // Every non-FREE entry, parents before children, in GPA order.
   void for_each(const Visitor& fn) const;
   // The same, for entries whose GPA lies in [start, end) and whose level is
@@ -136,7 +141,7 @@ class SeptTree {
 
  private:
   // The child table entry `e` of `t` at `index` points at, or null.
-  SeptTable* child_of(const SeptTable& t, int index, uint64_t e) const;
+  SeptTable* child_of(const SeptTable& t, int index, sept::Word e) const;
   void visit(const SeptTable& t, uint64_t base, uint64_t start, uint64_t end, int lowest,
              const Visitor& fn) const;
 

@@ -98,6 +98,22 @@ TEST(SeptTreeCache, ForEachSeesTheReaddedTable) {
   EXPECT_EQ(leaves, 1);
 }
 
+// Entries are 32-bit words: every frame a pool the module accepts can have
+// round-trips through one, with its state and without the lock bit.
+TEST(SeptEntry, LargestFrameRoundTrips) {
+  const Pfn last{sept::kMaxFrames - 1};
+  for (const SeptState s : {SeptState::Mapped, SeptState::PendingBlocked, SeptState::NlMapped}) {
+    const sept::Word e = sept::make_entry(s, last);
+    EXPECT_EQ(sept::pfn_of(e), last);
+    EXPECT_EQ(sept::state_of(e), s);
+    EXPECT_EQ(e & sept::kLockBit, 0u);
+    EXPECT_EQ(sept::pfn_of(sept::with_state(e | sept::kLockBit, SeptState::Blocked)), last);
+    if (s != SeptState::NlMapped)  // the module shows a leaf's HPA, never a table's
+      EXPECT_EQ(sept::arch_entry(e, 0) & ~uint64_t{0xfff} & ((uint64_t{1} << 52) - 1), last.hpa());
+  }
+  EXPECT_EQ(sept::pfn_of(0), kInvalidPfn);
+}
+
 TEST(SeptTreeCache, PlantedKeepOnRemoveIsCaught) {
   EXPECT_FALSE(readd_at_freed_frame(SeptTree::CacheFlaw::KeepOnRemove));
 }
