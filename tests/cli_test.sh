@@ -179,6 +179,14 @@ check "compare has a column per design" grep -Eq '^ +baseline +centralized-rfc-f
 check "compare shows the refusal" grep -q '^baseline refused: ' "$tmp/cmp"
 check "compare shows DEMOTE" grep -q 'TDH.MEM.PAGE.DEMOTE' "$tmp/cmp"
 check "compare json has both runs" grep -q '"refused"' "$tmp/cmp.json"
+# A selftest with its own flags under two designs.
+"$bin" compare demand-paging -v 2 -b 16M --designs upstream,single-hook >"$tmp/cmpst" 2>&1
+check "compare demand-paging exits 0" test $? -eq 0
+check "compare demand-paging runs its flags' guest" grep -q '^0.03125 GiB, 2 vCPUs, workload demand-paging' "$tmp/cmpst"
+check "compare demand-paging has a column per design" grep -Eq '^ +upstream +single-hook$' "$tmp/cmpst"
+bad "compare selftest flag out of range" compare demand-paging -v 0 --designs upstream,baseline
+bad "compare selftest with --gib" compare dirty-log-perf -b 16M --gib 2 --designs upstream,baseline
+bad "compare --mmu with a selftest" compare demand-paging --mmu model,kernel
 
 "$bin" run --help >"$tmp/help" 2>&1
 check "help exits 0" test $? -eq 0

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: MIT
-// mirrormmu compare --designs A,B[,C] [workload options]
+// mirrormmu compare [selftest [its flags]] --designs A,B[,C] [workload options]
 #include <fmt/format.h>
 
 #include <cstdio>
@@ -52,6 +52,7 @@ int run_mmus() {
 }
 
 int run() {
+  apply_selftest_command(g_cmd, g_cfg);
   if (!g_mmus.empty()) return run_mmus();
   validate_workload_options(g_cfg);
   if (g_designs.empty()) usage_error("give --designs A,B (hook designs on a TD workload) or --mmu A,B (MMUs on shared-life)");
@@ -112,6 +113,7 @@ Command add_compare(CLI::App& app) {
       ->check(CLI::Range(0, 1000))
       ->capture_default_str();
   add_workload_options(cmd, g_cfg);
+  add_selftest_commands(cmd, g_cfg);
   // Columns are only comparable when every design sees the same
   // interleaving: one thread by default, vCPU threads on request.
   g_cfg.threads = false;

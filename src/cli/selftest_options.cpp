@@ -1,13 +1,15 @@
 // SPDX-License-Identifier: MIT
-// The selftests' flags, on `mirrormmu run <test>`: the letters mean what
+// The selftests' flags, on `mirrormmu run <test>` and `compare <test>`: the letters mean what
 // they mean in the test of that name (-s is a backing source in
 // demand-paging and a slot size nowhere here; -m is memslots in
 // private-mem-conversions), so each test is its own subcommand.
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <array>
 #include <cerrno>
 #include <cstdlib>
+#include <map>
 #include <thread>
 
 #include "cli/common.h"
@@ -43,8 +45,11 @@ struct Selftest {
   const char* name;
   CLI::App* app = nullptr;
 };
-Selftest g_tests[] = {{"demand-paging"}, {"dirty-log-perf"}, {"private-mem-conversions"}, {"mmu-stress"},
-                      {"pre-fault-memory"}};
+using Selftests = std::array<Selftest, 5>;
+constexpr Selftests kTests = {{{"demand-paging"}, {"dirty-log-perf"}, {"private-mem-conversions"}, {"mmu-stress"},
+                               {"pre-fault-memory"}}};
+// Each command that takes the selftests (run, compare) has its own.
+std::map<const CLI::App*, Selftests> g_tests_of;
 
 CLI::App* add_test(CLI::App* run_cmd, Selftest& t, const std::string& what) {
   t.app = run_cmd->add_subcommand(t.name, what)->fallthrough();
@@ -84,6 +89,7 @@ void add_backing(CLI::App* app, std::string& out) {
 
 void add_selftest_commands(CLI::App* run_cmd, WorkloadConfig& cfg) {
   SelftestParams& st = cfg.st;
+  Selftests& g_tests = g_tests_of[run_cmd] = kTests;
   auto* dp = add_test(run_cmd, g_tests[0],
                       "demand_paging_test on a TD: each vCPU faults its part of the private test memory in, once");
   dp->add_option("-v", cfg.vcpus, "vCPUs (default 1)")->check(CLI::Range(1, 64));
@@ -131,6 +137,7 @@ void add_selftest_commands(CLI::App* run_cmd, WorkloadConfig& cfg) {
 }
 
 void apply_selftest_command(CLI::App* run_cmd, WorkloadConfig& cfg) {
+  const Selftests& g_tests = g_tests_of.at(run_cmd);
   for (const Selftest& t : g_tests) {
     if (!t.app->parsed()) continue;
     if (auto* w = run_cmd->get_option_no_throw("--workload"); w && w->count() && cfg.name != t.name)
