@@ -2,6 +2,8 @@
 // Counters each thread bumps in a block of its own, without a locked
 // instruction: a relaxed load and store by the one thread that owns the
 // block, summed by readers over every block the owner ever handed out.
+// Adds wrap modulo 2^64, so a signed counter adds its negative deltas as
+// unsigned ones and reads its sum back as signed.
 //
 // PercpuCounter shards by thread too, but threads may share a shard, so
 // every add is a locked read-modify-write (10 ns or more here). For the

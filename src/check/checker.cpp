@@ -359,9 +359,9 @@ class Checker::Pass {
     c_.invariants_checked_ += 2;
     const TdpMmuStats& st = vm_.mmu().stats();
     for (int l = 0; l < kMaxHugeLevel; l++)
-      if (st.pages[l].load() != c_.counted_pages_[l])
+      if (st.pages(l) != c_.counted_pages_[l])
         c_.fail("stats_pages", fmt::format("pages_{} is {}, tables hold {}",
-                                           level_name(to_level(l + 1)), st.pages[l].load(), c_.counted_pages_[l]));
+                                           level_name(to_level(l + 1)), st.pages(l), c_.counted_pages_[l]));
     if (st.tdp_mmu_pages.load() != c_.counted_tables_)
       c_.fail("stats_tdp_mmu_pages", fmt::format("tdp_mmu_pages is {}, {} tables are linked",
                                                  st.tdp_mmu_pages.load(), c_.counted_tables_));

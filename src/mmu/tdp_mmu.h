@@ -12,6 +12,7 @@
 
 #include "base/bug.h"
 #include "base/percpu_counter.h"
+#include "base/thread_counters.h"
 #include "base/inject.h"
 #include "mem/memory_cache.h"
 #include "mem/pfn_pool.h"
@@ -135,9 +136,12 @@ struct TdpMmuConfig {
 
 struct TdpMmuStats {
   // Bumped by every fault and zap. kvm->stat.pages is one atomic64 per
-  // level upstream; per-CPU shards here keep vCPU threads of the model off
-  // each other's cache lines (the sums are read under the exclusive lock).
-  PercpuCounter<int64_t> pages[kMaxHugeLevel];  // pages_4k, pages_2m, pages_1g
+  // level upstream; per-thread blocks here keep vCPU threads of the model
+  // off each other's cache lines and the fault path free of a locked add.
+  // A zap adds a negative delta (two's complement: the sum wraps back).
+  // Read under the exclusive lock, or where a sum in flux will do.
+  ThreadCounters<kMaxHugeLevel> page_counts;  // pages_4k, pages_2m, pages_1g
+  int64_t pages(int level_index) const { return static_cast<int64_t>(page_counts.sum(level_index)); }
   PercpuCounter<int64_t> tdp_mmu_pages;
   std::atomic<uint64_t> remote_tlb_flushes{0};
   std::atomic<uint64_t> root_allocs{0};

@@ -22,7 +22,7 @@ const SpteChange* const kNoChange = nullptr;
 const SpteChange* TdpMmu::current_change() { return t_current_change; }
 
 void TdpMmu::kvm_update_page_stats(PgLevel level, int64_t delta) {
-  stats_.pages[lvl(level) - 1].fetch_add(delta, std::memory_order_relaxed);
+  stats_.page_counts.add(static_cast<size_t>(lvl(level) - 1), static_cast<uint64_t>(delta));
 }
 
 // tdp_mmu_set_spte_atomic(): a cmpxchg against the caller's snapshot, then

@@ -599,7 +599,7 @@ std::vector<DirectLeaf> PlainVm::leaves() {
 
 int64_t PlainVm::pages(int level) {
   if (level < 1 || level > kMaxHugeLevel) return -1;
-  return mmu_->stats().pages[level - 1].load();
+  return mmu_->stats().pages(level - 1);
 }
 
 std::vector<std::string> PlainVm::warnings() {

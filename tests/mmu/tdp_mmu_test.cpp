@@ -28,7 +28,7 @@ TEST(TdpMmu, PrivateFaultLinksParentsFirstThenSetsLeaf) {
   EXPECT_TRUE(is_leaf(leaf, PgLevel::k4K));
   EXPECT_EQ(to_pfn(leaf), Pfn{0x777});
   EXPECT_EQ((leaf & kRwx), kRwx);
-  EXPECT_EQ(fx.mmu.stats().pages[0].load(), 1);
+  EXPECT_EQ(fx.mmu.stats().pages(0), 1);
   EXPECT_EQ(fx.mmu.stats().tdp_mmu_pages.load(), 3);
   // The direct root is untouched by a private fault.
   EXPECT_EQ(fx.spte_at(fx.direct, gfn, PgLevel::k4K), kNonPresent);
@@ -57,7 +57,7 @@ TEST(TdpMmu, FailedSetHookRestoresMirrorEntryAndStats) {
   // The tables were linked, but the leaf is exactly as before: non-present,
   // not frozen, not counted.
   EXPECT_EQ(fx.spte_at(fx.mirror, Gfn{9}, PgLevel::k4K), kNonPresent);
-  EXPECT_EQ(fx.mmu.stats().pages[0].load(), 0);
+  EXPECT_EQ(fx.mmu.stats().pages(0), 0);
   // The retry succeeds and links nothing new.
   fx.ext.events.clear();
   EXPECT_EQ(fx.fault(Gfn{9}, Pfn{0x900}, true), RetPf::Fixed);
@@ -112,7 +112,7 @@ TEST(TdpMmu, LeafZapRemovesExternalLeavesUnderWriteLock) {
   }
   EXPECT_EQ(fx.ext.events[0].gfn, Gfn{1});
   EXPECT_EQ(fx.ext.events[1].gfn, Gfn{2});
-  EXPECT_EQ(fx.mmu.stats().pages[0].load(), 2);
+  EXPECT_EQ(fx.mmu.stats().pages(0), 2);
   // Tables stay: leaf zaps never free page tables.
   EXPECT_EQ(fx.mmu.stats().tdp_mmu_pages.load(), 3);
 }
@@ -173,11 +173,11 @@ TEST(TdpMmu, FailedReclaimLeaksTheExternalPageOnPurpose) {
 TEST(TdpMmu, DirectHugePageSplitsOnSmallerFault) {
   MmuFixture fx;
   ASSERT_EQ(fx.fault(Gfn{0x200}, Pfn{0x400}, false, PgLevel::k2M), RetPf::Fixed);
-  EXPECT_EQ(fx.mmu.stats().pages[1].load(), 1);
+  EXPECT_EQ(fx.mmu.stats().pages(1), 1);
   // A write-protected 4K fault in it (dirty logging) splits the 2M leaf.
   ASSERT_EQ(fx.fault(Gfn{0x201}, Pfn{0x401}, false, PgLevel::k4K), RetPf::Spurious);
-  EXPECT_EQ(fx.mmu.stats().pages[1].load(), 0);
-  EXPECT_EQ(fx.mmu.stats().pages[0].load(), 512);
+  EXPECT_EQ(fx.mmu.stats().pages(1), 0);
+  EXPECT_EQ(fx.mmu.stats().pages(0), 512);
   for (uint64_t i = 0; i < 512; i += 97)
     EXPECT_EQ(to_pfn(fx.spte_at(fx.direct, Gfn{0x200 + i}, PgLevel::k4K)), Pfn{0x400 + i});
 }
@@ -287,7 +287,7 @@ TEST(TdpMmu, DirtyLogBitsAsKvmClearsThem) {
 TEST(TdpMmu, YieldingZapRestartsAndStillZapsEverything) {
   MmuFixture fx;
   for (uint64_t g = 0; g < 2048; g += 3) ASSERT_EQ(fx.fault(Gfn{g}, Pfn{0x1000 + g}, true), RetPf::Fixed);
-  const int64_t mapped = fx.mmu.stats().pages[0].load();
+  const int64_t mapped = fx.mmu.stats().pages(0);
   fx.mmu.set_resched_interval(7);
   fx.ext.events.clear();
   {
@@ -296,7 +296,7 @@ TEST(TdpMmu, YieldingZapRestartsAndStillZapsEverything) {
   }
   EXPECT_GT(fx.mmu.stats().yields.load(), 10u);
   EXPECT_EQ(fx.ext.count(HookKind::RemoveExternalSpte), static_cast<size_t>(mapped));
-  EXPECT_EQ(fx.mmu.stats().pages[0].load(), 0);
+  EXPECT_EQ(fx.mmu.stats().pages(0), 0);
 }
 
 }  // namespace

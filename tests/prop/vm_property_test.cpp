@@ -601,7 +601,7 @@ void run_case(const Variant& v, const TdBuild& build, const std::vector<Op>& ops
 
   // How often the huge-page paths ran (printed by RapidCheck per property).
   if (v.huge_pages) {
-    RC_CLASSIFY(vm.mmu().stats().pages[1].load() > 0, "2M private mapping left");
+    RC_CLASSIFY(vm.mmu().stats().pages(1) > 0, "2M private mapping left");
     RC_CLASSIFY(vm.tdx()->stats().demotes > 0, "demoted");
   }
   vm.destroy();

@@ -49,7 +49,7 @@ struct HugeTd {
     EXPECT_TRUE(ck.ok()) << ck.describe();
     EXPECT_EQ(vm.pool().in_use(), 0u);
   }
-  int64_t pages(PgLevel l) { return vm.mmu().stats().pages[lvl(l) - 1].load(); }
+  int64_t pages(PgLevel l) { return vm.mmu().stats().pages(lvl(l) - 1); }
   tdx::TdxModule::EntryView sept(uint64_t gpa, int level) { return vm.module()->read_entry(gpa, level); }
   uint64_t demotes() { return vm.tdx()->stats().demotes; }
 
@@ -149,8 +149,8 @@ TEST(HugePages, KvmKeepsPrivateMemoryAtFourKOnAModuleWithInterruptibleDemote) {
   ASSERT_EQ(vm.finalize(), 0);
   ASSERT_EQ(vm.set_memory_attributes(kRam, 4 * k2M, true), 0);
   ASSERT_EQ(vm.vcpu_access(0, kRam + 7 * k4K, true, PgLevel::k2M), ExitReason::None);
-  EXPECT_EQ(vm.mmu().stats().pages[1].load(), 0);
-  EXPECT_EQ(vm.mmu().stats().pages[0].load(), 1);
+  EXPECT_EQ(vm.mmu().stats().pages(1), 0);
+  EXPECT_EQ(vm.mmu().stats().pages(0), 1);
   EXPECT_EQ(vm.module()->stats(tdx::Leaf::MEM_PAGE_DEMOTE).calls, 0u);
   ck.check("4K accept");
   EXPECT_TRUE(ck.ok()) << ck.describe();

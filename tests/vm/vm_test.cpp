@@ -100,14 +100,14 @@ TEST(Vm, SharedMemoryIsMappedHugeWhereTheSlotAllows) {
   TdFixture fx;
   fx.boot();
   ASSERT_EQ(fx.vm.vcpu_access(0, fx.shared(kBuf + 0x3000), true), ExitReason::None);
-  EXPECT_EQ(fx.vm.mmu().stats().pages[1].load(), 1);
-  EXPECT_EQ(fx.vm.mmu().stats().pages[0].load(), 0);
+  EXPECT_EQ(fx.vm.mmu().stats().pages(1), 1);
+  EXPECT_EQ(fx.vm.mmu().stats().pages(0), 0);
   // Converting one page of it to private zaps the whole 2M leaf, and the
   // block is mapped at 4K from then on (mixed attributes).
   ASSERT_EQ(fx.vm.set_memory_attributes(kBuf + 0x1000, kPageSize, true), 0);
-  EXPECT_EQ(fx.vm.mmu().stats().pages[1].load(), 0);
+  EXPECT_EQ(fx.vm.mmu().stats().pages(1), 0);
   ASSERT_EQ(fx.vm.vcpu_access(0, fx.shared(kBuf + 0x3000), true), ExitReason::None);
-  EXPECT_EQ(fx.vm.mmu().stats().pages[0].load(), 1);
+  EXPECT_EQ(fx.vm.mmu().stats().pages(0), 1);
   fx.expect_clean("mixed");
 }
 
@@ -116,7 +116,7 @@ TEST(Vm, DirtyLogReportsExactlyTheWrittenPagesAndSplitsHugePages) {
   fx.boot();
   for (uint64_t off = 0; off < (4 << 20); off += 2 << 20)
     ASSERT_EQ(fx.vm.vcpu_access(0, fx.shared(kBuf + off), true), ExitReason::None);
-  ASSERT_EQ(fx.vm.mmu().stats().pages[1].load(), 2);
+  ASSERT_EQ(fx.vm.mmu().stats().pages(1), 2);
   ASSERT_EQ(fx.vm.set_dirty_logging(1, true), 0);
   const uint64_t written[] = {0, 7, 64, 513, 1023};
   for (uint64_t p : written) ASSERT_EQ(fx.vm.vcpu_access(1, fx.shared(kBuf + p * kPageSize), true), ExitReason::None);
@@ -127,7 +127,7 @@ TEST(Vm, DirtyLogReportsExactlyTheWrittenPagesAndSplitsHugePages) {
   std::vector<uint64_t> want(bm->size(), 0);
   for (uint64_t p : written) want[p / 64] |= 1ull << (p % 64);
   EXPECT_EQ(*bm, want);
-  EXPECT_EQ(fx.vm.mmu().stats().pages[1].load(), 0);  // both 2M leaves were split by writes
+  EXPECT_EQ(fx.vm.mmu().stats().pages(1), 0);  // both 2M leaves were split by writes
   // The next round sees only new writes, including a page written before.
   ASSERT_EQ(fx.vm.vcpu_access(0, fx.shared(kBuf + 7 * kPageSize), true), ExitReason::None);
   bm = fx.vm.get_dirty_log(1);
@@ -146,7 +146,7 @@ TEST(Vm, DeletingAMemslotZapsBothSides) {
   ASSERT_EQ(fx.vm.vcpu_access(0, fx.shared(kRam + kPageSize), true), ExitReason::None);
   ASSERT_EQ(fx.vm.delete_memslot(0), 0);
   EXPECT_EQ(fx.sept(kRam), tdx::SeptState::Free);
-  EXPECT_EQ(fx.vm.mmu().stats().pages[0].load(), 0);
+  EXPECT_EQ(fx.vm.mmu().stats().pages(0), 0);
   fx.expect_clean("delete");
   EXPECT_EQ(fx.vm.vcpu_access(0, kRam, true), ExitReason::MemoryFault);
 }
@@ -281,7 +281,7 @@ TEST(Vm, NormalVmHasOnlyDirectRoots) {
   EXPECT_EQ(vm.add_memslot(1, kBuf, 4 << 20, kMemGuestMemfd), -EINVAL);
   EXPECT_EQ(vm.vcpu_access(0, kRam + 0x1000, true), ExitReason::None);
   EXPECT_EQ(vm.vcpu_access(0, 3ull << 30, true), ExitReason::Mmio);
-  EXPECT_EQ(vm.mmu().stats().pages[1].load(), 1);
+  EXPECT_EQ(vm.mmu().stats().pages(1), 1);
   EXPECT_EQ(vm.module(), nullptr);
   ck.check("normal");
   EXPECT_TRUE(ck.ok());
@@ -304,12 +304,12 @@ void one_gig_dirty_logging(bool eager, int64_t want_2m, int64_t want_4k) {
   ASSERT_EQ(vm.create(), 0);
   ASSERT_EQ(vm.add_memslot(0, 1ull << 30, 1ull << 30, 0), 0);
   ASSERT_EQ(vm.vcpu_access(0, (1ull << 30) + 0x123000, true), ExitReason::None);
-  EXPECT_EQ(vm.mmu().stats().pages[2].load(), 1);
+  EXPECT_EQ(vm.mmu().stats().pages(2), 1);
   ASSERT_EQ(vm.set_dirty_logging(0, true), 0);
   ASSERT_EQ(vm.vcpu_access(0, (1ull << 30) + 0x123000, true), ExitReason::None);
-  EXPECT_EQ(vm.mmu().stats().pages[2].load(), 0);
-  EXPECT_EQ(vm.mmu().stats().pages[1].load(), want_2m);
-  EXPECT_EQ(vm.mmu().stats().pages[0].load(), want_4k);
+  EXPECT_EQ(vm.mmu().stats().pages(2), 0);
+  EXPECT_EQ(vm.mmu().stats().pages(1), want_2m);
+  EXPECT_EQ(vm.mmu().stats().pages(0), want_4k);
   ck.check("1G");
   EXPECT_TRUE(ck.ok()) << ck.describe();
   vm.destroy();
