@@ -51,7 +51,9 @@ class ThreadCounters {
   }
 
  private:
-  struct Block {
+  // A cache line (or more) each: two threads' blocks side by side would
+  // pass one line back and forth on every add.
+  struct alignas(64) Block {
     std::thread::id owner;
     std::array<std::atomic<uint64_t>, N> counts{};
   };

@@ -26,6 +26,7 @@ struct Hold {
   uint32_t shared = 0;
   uint32_t exclusive = 0;
   bool in_shard = false;  // the outermost hold is a reader's, counted in a shard
+  uint8_t shard = 0;      // which one (the thread may run on another CPU by the exit)
 };
 constexpr size_t kMaxHolds = 8;
 thread_local std::array<Hold, kMaxHolds> tl_holds;
@@ -137,14 +138,15 @@ void BrLock::wait_for_writer() {
   waiters_.fetch_sub(1, std::memory_order_relaxed);
 }
 
-void BrLock::read_enter() {
-  Shard& s = readers_[mirrormmu::detail::percpu_shard() & mask_];
+unsigned BrLock::read_enter() {
+  const unsigned shard = mirrormmu::detail::current_cpu() & mask_;
+  Shard& s = readers_[shard];
   for (;;) {
     s.active.fetch_add(1, std::memory_order_seq_cst);
     if (!writer_.load(std::memory_order_seq_cst)) [[likely]]
-      return;
+      return shard;
     if (flaw_ == Flaw::ReaderIgnoresWriter) [[unlikely]]
-      return;
+      return shard;
     s.active.fetch_sub(1, std::memory_order_release);
     wait_for_writer();
   }
@@ -186,8 +188,8 @@ void BrLock::wait_for_asym_readers() {
   if (waited) waiters_.fetch_sub(1, std::memory_order_relaxed);
 }
 
-void BrLock::read_exit() {
-  readers_[mirrormmu::detail::percpu_shard() & mask_].active.fetch_sub(1, std::memory_order_release);
+void BrLock::read_exit(unsigned shard) {
+  readers_[shard].active.fetch_sub(1, std::memory_order_release);
 }
 
 void BrLock::write_enter() {
@@ -251,7 +253,7 @@ void BrLock::lock_shared() {
   if (asym_)
     read_enter_asym(hold_index(h));
   else
-    read_enter();
+    h.shard = static_cast<uint8_t>(read_enter());
 }
 
 void BrLock::unlock_shared() {
@@ -261,7 +263,7 @@ void BrLock::unlock_shared() {
     if (asym_)
       read_exit_asym(hold_index(*h));
     else
-      read_exit();
+      read_exit(h->shard);
   }
   drop_if_unused(*h);
 }

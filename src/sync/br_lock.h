@@ -66,8 +66,9 @@ class BrLock {
   void plant_flaw(Flaw f) { flaw_ = f; }
 
  private:
-  void read_enter();
-  void read_exit();
+  // Returns the shard the reader counted itself in, for read_exit().
+  unsigned read_enter();
+  void read_exit(unsigned shard);
   // `slot`: the thread's hold index, which is also its reader slot.
   void read_enter_asym(size_t slot);
   void read_exit_asym(size_t slot);

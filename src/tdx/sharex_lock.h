@@ -67,7 +67,7 @@ class ShardedSharexLock {
 
   bool try_lock(LockMode mode) {
     if (mode == LockMode::Exclusive) return try_lock_exclusive();
-    std::atomic<int64_t>& n = shards_[detail::percpu_shard() & mask_].n;
+    std::atomic<int64_t>& n = shards_[detail::current_cpu() & mask_].n;
     for (;;) {
       n.fetch_add(1, std::memory_order_seq_cst);
       const State s = state_.load(std::memory_order_seq_cst);
@@ -83,7 +83,7 @@ class ShardedSharexLock {
     if (mode == LockMode::Exclusive)
       state_.store(State::Free, std::memory_order_release);
     else
-      shards_[detail::percpu_shard() & mask_].n.fetch_sub(1, std::memory_order_release);
+      shards_[detail::current_cpu() & mask_].n.fetch_sub(1, std::memory_order_release);
   }
 
  private:
