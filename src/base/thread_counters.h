@@ -13,8 +13,9 @@
 // A thread finds its block through a small thread-local cache keyed by the
 // owner's serial number (never reused, unlike an address): a fault bumps
 // two owners of one type in turn (mmu_lock's and the memslot lock's read
-// counts), so it holds four. An owner not in it takes the registry's mutex. Blocks live as
-// long as the owner, so a thread that exits leaves its counts behind.
+// counts), so it holds four. An owner not in it takes the registry's mutex.
+// Blocks live as long as the owner, so a thread that exits leaves its
+// counts behind.
 #pragma once
 
 #include <array>

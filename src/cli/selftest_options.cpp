@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT
-// The selftests' flags, on `mirrormmu run <test>` and `compare <test>`: the letters mean what
-// they mean in the test of that name (-s is a backing source in
-// demand-paging and a slot size nowhere here; -m is memslots in
+// The selftests' flags, on `mirrormmu run <test>` and `compare <test>`: the
+// letters mean what they mean in the test of that name (-s is a backing
+// source in demand-paging and a slot size nowhere here; -m is memslots in
 // private-mem-conversions), so each test is its own subcommand.
 #include <fmt/format.h>
 

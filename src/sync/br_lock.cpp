@@ -93,6 +93,7 @@ struct RecordOwner {
     if (rec == nullptr) return;
     std::lock_guard g(g_records_mu);
     rec->in_use = false;
+    rec = nullptr;  // handed on: this thread must not write it again
   }
 };
 thread_local RecordOwner tl_record;
