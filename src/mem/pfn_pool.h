@@ -75,6 +75,17 @@ class PfnPool {
     return c ? c[pfn.v & (kSptePerPage - 1)].priv : nullptr;
   }
   void set_page_private(Pfn pfn, void* p);
+  // Both at once, for a walker stepping into a child table: one chunk lookup.
+  uint64_t* page_ptr_private(Pfn pfn, void** priv) const {
+    const Slot* c = chunks_[pfn.v >> kLevelBits].load(std::memory_order_acquire);
+    if (!c) {
+      *priv = nullptr;
+      return nullptr;
+    }
+    const Slot& s = c[pfn.v & (kSptePerPage - 1)];
+    *priv = s.priv;
+    return s.data;
+  }
 
   // Page flow per owner: how pages went out (allocated as, or handed over
   // to, this owner) and how they came back (freed as it, or handed on).

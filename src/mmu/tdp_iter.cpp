@@ -40,11 +40,13 @@ bool TdpIter::try_step_down() {
   // Re-read: the entry may have been zapped since the snapshot, and a table
   // that was just unlinked must never be entered.
   old_spte = sync::read_spte(sptep);
-  uint64_t* child = spte_to_child_pt(*pool, old_spte, level);
+  if (!spte::is_nonleaf(old_spte, level)) return false;
+  void* child_sp;
+  uint64_t* child = pool->page_ptr_private(spte::to_pfn(old_spte), &child_sp);
   if (!child) return false;
   level = lower(level);
   pt_path[lvl(level) - 1] = child;
-  sp_path[lvl(level) - 1] = spte_to_child_sp(*pool, old_spte);
+  sp_path[lvl(level) - 1] = static_cast<MmuPage*>(child_sp);
   gfn = gfn_round_for_level(next_last_level_gfn, level);
   refresh_sptep();
   return true;

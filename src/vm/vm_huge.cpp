@@ -31,7 +31,7 @@ PgLevel Vm::private_max_level(const Memslot& s, Gfn gfn, PgLevel backing, PgLeve
 int Vm::handle_mismatched_accept(Vcpu& v, Gfn gfn, PgLevel level) {
   Memslot* s = slot_for(gfn);
   if (!s) return -EFAULT;
-  v.accept_mismatches.fetch_add(1, std::memory_order_relaxed);
+  v.accept_mismatches.inc();
   sync::WriteGuard lock(mmu_->mmu_lock());
   // Inhibit first: a fault racing with the split must not map the block
   // huge again once the lock is dropped (the flag is never cleared).

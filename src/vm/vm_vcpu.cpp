@@ -185,7 +185,7 @@ ExitReason Vm::vcpu_fault(int vcpu, uint64_t gpa, bool write, PgLevel accept_lev
   if (vcpu < 0 || vcpu >= nr_vcpus() || unusable()) return ExitReason::VmDead;
   Vcpu& v = *vcpus_[vcpu];
   if (bugs_.bugged()) return ExitReason::VmDead;
-  v.faults.fetch_add(1, std::memory_order_relaxed);
+  v.faults.inc();
   VcpuLoadGuard loaded(vcpu);
   sync::RcuThread rcu_thread;
   sync::ReadGuard slots(slots_lock_);
@@ -206,17 +206,17 @@ ExitReason Vm::vcpu_fault(int vcpu, uint64_t gpa, bool write, PgLevel accept_lev
     RetPf ret;
     if (const ExitReason e = tdp_fault_once(v, f, slot, accept_level, &ret); e != ExitReason::None) return e;
     if (ret == RetPf::Fixed || ret == RetPf::WriteProtected) {
-      v.faults_fixed.fetch_add(1, std::memory_order_relaxed);
+      v.faults_fixed.inc();
       return ExitReason::None;
     }
     if (ret == RetPf::Spurious) {
-      v.faults_spurious.fetch_add(1, std::memory_order_relaxed);
+      v.faults_spurious.inc();
       return ExitReason::None;
     }
     if (ret == RetPf::Emulate) return ExitReason::Mmio;
     // RET_PF_RETRY: TDX retries private faults locally (zero-step
     // mitigation); a shared fault would re-enter the guest and fault again.
-    v.fault_retries.fetch_add(1, std::memory_order_relaxed);
+    v.fault_retries.inc();
     if (bugs_.bugged()) return ExitReason::VmDead;
     // "Bail if the memslot is invalid, i.e. is being deleted, as faulting in
     // will never succeed and this task needs to drop SRCU in order to let
@@ -247,7 +247,7 @@ Vm::GuestAccess Vm::guest_private_access(Vcpu& v, uint64_t gpa, PgLevel accept_l
   for (PgLevel level = accept_level;; level = PgLevel::k4K) {
     const uint64_t span = pages_per_hpage(level) * kPageSize;
     const auto a = module_->tdg_mem_page_accept(v.id, gpa & ~(span - 1), tdx::tdx_level(level));
-    v.accepts.fetch_add(1, std::memory_order_relaxed);
+    v.accepts.inc();
     using Outcome = tdx::AcceptResult::Outcome;
     // The instruction that took the #VE runs again, through the TLB.
     const auto retried = [&] {
@@ -358,7 +358,7 @@ ExitReason Vm::vcpu_access(int vcpu, uint64_t gpa, bool write, PgLevel accept_le
   VcpuLoadGuard loaded(vcpu);
   sync::RcuThread rcu_thread;
   // Each access is one guest instruction; its number stands for the RIP.
-  const uint64_t rip = v.accesses.fetch_add(1, std::memory_order_relaxed) + 1;
+  const uint64_t rip = v.accesses.inc();
   const bool is_private = is_td() && !(gpa & shared_bit_);
   // What the attempts ran into, for the report if the vCPU gives up.
   struct {
@@ -409,7 +409,7 @@ ExitReason Vm::vcpu_access(int vcpu, uint64_t gpa, bool write, PgLevel accept_le
           sync::cond_resched_spin(&v);
           continue;
         }
-        v.vp_enters.fetch_add(1, std::memory_order_relaxed);
+        v.vp_enters.inc();
       }
     }
     bool ok;

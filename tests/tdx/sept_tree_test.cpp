@@ -108,8 +108,9 @@ TEST(SeptEntry, LargestFrameRoundTrips) {
     EXPECT_EQ(sept::state_of(e), s);
     EXPECT_EQ(e & sept::kLockBit, 0u);
     EXPECT_EQ(sept::pfn_of(sept::with_state(e | sept::kLockBit, SeptState::Blocked)), last);
-    if (s != SeptState::NlMapped)  // the module shows a leaf's HPA, never a table's
+    if (s != SeptState::NlMapped) {  // the module shows a leaf's HPA, never a table's
       EXPECT_EQ(sept::arch_entry(e, 0) & ~uint64_t{0xfff} & ((uint64_t{1} << 52) - 1), last.hpa());
+    }
   }
   EXPECT_EQ(sept::pfn_of(0), kInvalidPfn);
 }
