@@ -16,7 +16,7 @@ ORACLE_TREE ?= /usr/src/linux-source-6.12.tar.xz
 # virtual threads are fibers on one OS thread that hand over with
 # synchronising switches (__tsan_switch_to_fiber with flags 0), so TSan
 # could never report a race there; the explorer itself looks for them.
-TSAN_TESTS := test_concurrent test_tdx test_sync
+TSAN_TESTS := test_concurrent test_tdx test_sync test_litmus
 
 .PHONY: deps run test oracle build-release build-asan build-tsan bench fuzz clean
 
@@ -53,7 +53,7 @@ build-tsan: deps
 test: build-asan build-tsan
 	ctest --preset asan -j $(JOBS)
 	TSAN_OPTIONS="halt_on_error=1 suppressions=$(CURDIR)/tests/tsan.supp" \
-	  ctest --test-dir build/tsan -j $(JOBS) --output-on-failure -R '^(concurrent|tdx|sync)\.'
+	  ctest --test-dir build/tsan -j $(JOBS) --output-on-failure -R '^(concurrent|tdx|sync|litmus)\.'
 
 
 # The kernel's own TDP MMU from ORACLE_TREE, and the tests that compare it

@@ -170,7 +170,8 @@ void BrLock::read_exit_asym(size_t slot) { tl_record.rec->reading[slot].store(nu
 void BrLock::wait_for_asym_readers() {
   // After this every reader either has its mark visible to the loads below,
   // or had not yet loaded the flag and will see it raised.
-  membarrier_all_cpus();
+  if (flaw_ != Flaw::WriterSkipsMembarrier) [[likely]]
+    membarrier_all_cpus();
   bool waited = false;
   const size_t used = g_records_used.load(std::memory_order_acquire);
   for (size_t i = 0; i < used; i++)

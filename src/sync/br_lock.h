@@ -61,8 +61,12 @@ class BrLock {
   // shows it catches them (tests/sync/mmu_lock_test.cpp): a reader that
   // enters without looking at the writer's flag, and a writer that raises
   // the flag but does not wait for the readers inside. Both are tested off
-  // the readers' fast path, so the hook costs nothing there.
-  enum class Flaw : uint8_t { None, ReaderIgnoresWriter, WriterIgnoresReaders };
+  // the readers' fast path, so the hook costs nothing there. The third is
+  // the asymmetric scheme's own: a writer that looks at the readers' slots
+  // without the membarrier, so a reader's mark still in its CPU's store
+  // buffer is missed while that reader's load of the flag has already
+  // passed it (tests/litmus/br_lock_litmus_test.cpp).
+  enum class Flaw : uint8_t { None, ReaderIgnoresWriter, WriterIgnoresReaders, WriterSkipsMembarrier };
   void plant_flaw(Flaw f) { flaw_ = f; }
 
  private:
