@@ -56,13 +56,25 @@ std::string draw_chart(const std::string& dir, const Chart& c) {
   gp << "set title " << quoted(c.title) << "\n"
      << "set xlabel " << quoted(c.xlabel) << "\n"
      << "set ylabel " << quoted(c.ylabel) << "\n"
-     << "set grid\nset key outside right top\nset yrange [0:*]\n";
+     << "set grid\nset key outside right top\n";
+  // Bars of a log axis stand on its bottom, which must then be above 0.
+  gp << (c.log_y ? "set logscale y\nset yrange [0.5:*]\n" : "set yrange [0:*]\n");
   if (c.bars) gp << "set style fill solid 0.6 border -1\nset boxwidth 0.8 relative\n";
+  // Row names are long ("populate 4K, mirror + TDX (AUG), 2 threads"):
+  // upright, hanging from their tick, with a bottom margin (in character
+  // heights) and a canvas that grow with the longest, so that none is cut
+  // and the plot keeps its height. Slanted ones ran off the canvas's edge.
+  int height = 600;
   if (!c.xtics.empty()) {
-    gp << "set xtics rotate by -25 (";
-    for (size_t i = 0; i < c.xtics.size(); i++)
+    size_t longest = 0;
+    gp << "set xtics rotate by 90 right (";
+    for (size_t i = 0; i < c.xtics.size(); i++) {
       gp << (i ? ", " : "") << quoted(c.xtics[i].second) << " " << c.xtics[i].first;
-    gp << ")\nset bmargin 10\n";
+      longest = std::max(longest, c.xtics[i].second.size());
+    }
+    const int margin = static_cast<int>(longest / 2) + 2;
+    gp << ")\nset bmargin " << margin << "\n";
+    height += margin * 18;
   }
   std::string plot = "plot ";
   for (size_t i = 0; i < c.series.size(); i++) {
@@ -83,9 +95,9 @@ std::string draw_chart(const std::string& dir, const Chart& c) {
   if (whole && hi >= lo && hi - lo <= 40) gp << "set xtics 1\n";
   if (c.bars && hi >= lo) gp << fmt::format("set xrange [{}:{}]\n", lo - 0.6, hi + 0.6);
   // noenhanced: names like dirty_log_perf_test are not subscripts.
-  for (const auto& [term, ext] : {std::pair{"pngcairo noenhanced size 1000,600", "png"},
-                                  std::pair{"svg noenhanced size 1000,600", "svg"}})
-    gp << "set terminal " << term << "\nset output " << quoted(c.name + "." + ext) << "\n" << plot << "\n";
+  for (const auto& [term, ext] : {std::pair{"pngcairo", "png"}, std::pair{"svg", "svg"}})
+    gp << "set terminal " << term << " noenhanced size 1000," << height << "\nset output "
+       << quoted(c.name + "." + ext) << "\n" << plot << "\n";
   gp.close();
   // gnuplot resolves the data file against its working directory: run it
   // from DIR.

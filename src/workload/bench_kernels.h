@@ -32,5 +32,9 @@ double explorer_exec_ns(uint64_t executions);
 // deterministic engine being possible), and how many a 4K direct fault hits.
 double sched_point_off_ns(uint64_t calls);
 double sched_points_per_direct_fault();
+// How much faster `threads` threads run independent arithmetic, split
+// between them, than one thread runs all of it (best of `repeat`): the most
+// any scaling figure can show on this machine. Ideally `threads`.
+double parallel_ceiling(int threads, int repeat);
 
 }  // namespace mirrormmu::bench

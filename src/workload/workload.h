@@ -93,6 +93,7 @@ struct Chart {
     std::vector<std::pair<double, double>> points;
   };
   std::vector<Series> series;
+  bool log_y = false;  // for figures spanning decades (the kernels against the floor)
   // The point (x, y) of series `label`, the series made on first use.
   void add(const std::string& label, double x, double y);
 };

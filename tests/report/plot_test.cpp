@@ -56,6 +56,31 @@ TEST(Plot, DirtyLogPerfIterationsBecomeAPngAndAnSvg) {
   std::filesystem::remove_all(dir);
 }
 
+// Bars named by long rows, on a log axis (the bench's kernels against the
+// floor): names hang upright below their bars with room made for the
+// longest, and the bars stand on the axis's bottom, not on 0.
+TEST(Plot, NamedBarsOnALogAxis) {
+  Chart c{"bars", "t", "", "x floor", true, {}, {}};
+  c.log_y = true;
+  const std::string longest = "demote 2M -> 4K (BLOCK/TRACK/DEMOTE, exclusive)";
+  c.xtics = {{1, "floor"}, {2, longest}};
+  c.add("x floor", 1, 1);
+  c.add("x floor", 2, 1200);
+  const auto dir = std::filesystem::temp_directory_path() / ("mirrormmu-bars-" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  std::string error;
+  const auto files = draw_charts(dir.string(), {c}, &error);
+  ASSERT_EQ(error, "");
+  ASSERT_EQ(files.size(), 2u);
+  const std::string gp = slurp(dir / "bars.gp");
+  EXPECT_NE(gp.find("set logscale y"), std::string::npos);
+  EXPECT_NE(gp.find("set yrange [0.5:*]"), std::string::npos);
+  EXPECT_NE(gp.find("rotate by 90 right"), std::string::npos);
+  EXPECT_NE(gp.find("set bmargin " + std::to_string(longest.size() / 2 + 2)), std::string::npos);
+  EXPECT_NE(slurp(dir / "bars.svg").find("BLOCK/TRACK/DEMOTE"), std::string::npos);
+  std::filesystem::remove_all(dir);
+}
+
 TEST(Plot, ADirectoryThatIsNotThereIsAnErrorNotACrash) {
   Chart c{"x", "t", "x", "y", false, {}, {{"s", {{1, 2}}}}};
   std::string error;
