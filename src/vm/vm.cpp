@@ -255,6 +255,7 @@ int Vm::set_memory_attributes(uint64_t gpa, uint64_t size, bool to_private) {
     kvm_mmu_unmap_gfn_range({start, end, to_private ? GfnFilter::Shared : GfnFilter::Private, true});
   }
   for (Gfn g = start; g < end; g += 1) slot_for(g)->set_private(g, to_private);
+  forget_accept_fallbacks(gpa, gpa + size);
   range_changed(start, end - start);
   {
     sync::WriteGuard lock(mmu_->mmu_lock());
@@ -263,6 +264,18 @@ int Vm::set_memory_attributes(uint64_t gpa, uint64_t size, bool to_private) {
   if (to_private) check_no_translations(start, end, "KVM_SET_MEMORY_ATTRIBUTES(PRIVATE)");
   stats_.conversions++;
   return 0;
+}
+
+void Vm::forget_accept_fallbacks(uint64_t start, uint64_t end) {
+  for (const auto& v : vcpus_) {
+    uint64_t base = v->accept_fallback_base.load(std::memory_order_relaxed);
+    if (base == Vcpu::kNoAcceptFallback) continue;
+    const uint64_t span = pages_per_hpage(v->accept_fallback_level.load(std::memory_order_relaxed)) * kPageSize;
+    // A vCPU that just moved on to another block keeps its new one: the
+    // exchange fails on the value it stored.
+    if (base < end && base + span > start)
+      v->accept_fallback_base.compare_exchange_strong(base, Vcpu::kNoAcceptFallback, std::memory_order_relaxed);
+  }
 }
 
 int Vm::punch_hole(uint64_t gpa, uint64_t size) {

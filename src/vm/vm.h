@@ -206,9 +206,12 @@ struct Vcpu {
   // a size mismatch. Linux tries the large size once per aligned range and
   // goes on through the range at the next size down; pages of that range
   // the vCPU touches next skip the attempt that is bound to fail again.
-  // Only the vCPU's own thread touches it.
-  uint64_t accept_fallback_base = ~0ull;
-  PgLevel accept_fallback_level = PgLevel::k4K;
+  // The vCPU's thread sets it; a conversion of the range on another thread
+  // clears it, for the guest's next accept of that memory is a new
+  // accept_memory() call, which tries the large size again.
+  std::atomic<uint64_t> accept_fallback_base{kNoAcceptFallback};
+  std::atomic<PgLevel> accept_fallback_level{PgLevel::k4K};
+  static constexpr uint64_t kNoAcceptFallback = ~0ull;
 };
 
 class Vm : public tdx::VcpuKicker, private RemoteTlb {
@@ -348,6 +351,9 @@ class Vm : public tdx::VcpuKicker, private RemoteTlb {
   // After an ioctl that took [start, end) away from the shared side
   // returned: a vCPU still translating a gfn of it is reported (tlb_stale).
   void check_no_translations(Gfn start, Gfn end, const char* after);
+  // A conversion of [start, end) (GPAs) ends the guest's accept loops over
+  // it: no vCPU goes on skipping a large accept there.
+  void forget_accept_fallbacks(uint64_t start, uint64_t end);
   void range_changed(Gfn start, uint64_t npages) {
     if (MmuObserver* o = mmu_->observer()) [[unlikely]]
       o->on_gfn_range_changed(start, npages);

@@ -241,8 +241,8 @@ Vm::GuestAccess Vm::guest_private_access(Vcpu& v, uint64_t gpa, PgLevel accept_l
   // The guest takes a #VE and accepts; a 2M accept of memory the host
   // mapped at 4K fails with a size mismatch and the guest retries at 4K, as
   // it does for the rest of that 2M.
-  if (accept_level > PgLevel::k4K && accept_level == v.accept_fallback_level &&
-      (gpa & ~(pages_per_hpage(accept_level) * kPageSize - 1)) == v.accept_fallback_base)
+  if (accept_level > PgLevel::k4K && accept_level == v.accept_fallback_level.load(std::memory_order_relaxed) &&
+      (gpa & ~(pages_per_hpage(accept_level) * kPageSize - 1)) == v.accept_fallback_base.load(std::memory_order_relaxed))
     accept_level = PgLevel::k4K;
   for (PgLevel level = accept_level;; level = PgLevel::k4K) {
     const uint64_t span = pages_per_hpage(level) * kPageSize;
@@ -258,8 +258,8 @@ Vm::GuestAccess Vm::guest_private_access(Vcpu& v, uint64_t gpa, PgLevel accept_l
       const tdx::Status st = tdx::status_base(a.status);
       if (st == tdx::TDX_PAGE_ALREADY_ACCEPTED) return retried();
       if (st == tdx::TDX_PAGE_SIZE_MISMATCH && level > PgLevel::k4K) {
-        v.accept_fallback_base = gpa & ~(span - 1);
-        v.accept_fallback_level = level;
+        v.accept_fallback_level.store(level, std::memory_order_relaxed);
+        v.accept_fallback_base.store(gpa & ~(span - 1), std::memory_order_relaxed);
         continue;
       }
       return GuestAccess::Fault;

@@ -138,6 +138,38 @@ INSTANTIATE_TEST_SUITE_P(Designs, HugeDesign, ::testing::Values("hugepage-v5", "
                            return n;
                          });
 
+// The guest goes to 4K for the rest of a block whose 2M accept failed, but
+// only within that accept_memory() call: once the block has been converted
+// away and back, the guest's next accept there is a new call and tries 2M
+// first again. (It fails again: KVM kept the emptied 4K table under the
+// block and does not promote over it, so the block is mapped 4K again.)
+TEST(HugePages, AConversionStartsTheGuestsAcceptOver) {
+  HugeTd td("hugepage-v5");
+  td.boot();
+  // Half of the second block shared: KVM can only map its private half 4K.
+  ASSERT_EQ(td.vm.set_memory_attributes(kRam + k2M + k2M / 2, k2M / 2, false), 0);
+  ASSERT_EQ(td.vm.vcpu_access(0, kRam + k2M, true, PgLevel::k2M), ExitReason::None);
+  EXPECT_EQ(td.pages(PgLevel::k4K), 1);
+  EXPECT_EQ(td.vm.op_stats().accepts, 2u);  // 2M (a size mismatch), then 4K
+  // Another page of the block in the same loop: straight to 4K.
+  ASSERT_EQ(td.vm.vcpu_access(0, kRam + k2M + k4K, true, PgLevel::k2M), ExitReason::None);
+  EXPECT_EQ(td.vm.op_stats().accepts, 3u);
+  // Away and back: private again, nothing mapped in it.
+  ASSERT_EQ(td.vm.set_memory_attributes(kRam + k2M, k2M, false), 0);
+  ASSERT_EQ(td.vm.set_memory_attributes(kRam + k2M, k2M, true), 0);
+  ASSERT_EQ(td.pages(PgLevel::k4K), 0);
+  ASSERT_EQ(td.vm.vcpu_access(0, kRam + k2M + 2 * k4K, true, PgLevel::k2M), ExitReason::None);
+  EXPECT_EQ(td.vm.op_stats().accepts, 5u);  // 2M tried again, then 4K
+  EXPECT_EQ(td.pages(PgLevel::k4K), 1);
+  EXPECT_EQ(td.pages(PgLevel::k2M), 0);
+  // A conversion elsewhere leaves the fallback alone.
+  ASSERT_EQ(td.vm.set_memory_attributes(kRam + 3 * k2M, k2M, false), 0);
+  ASSERT_EQ(td.vm.vcpu_access(0, kRam + k2M + 3 * k4K, true, PgLevel::k2M), ExitReason::None);
+  EXPECT_EQ(td.vm.op_stats().accepts, 6u);
+  td.expect_clean("reconverted accept");
+  td.end_of_life();
+}
+
 TEST(HugePages, KvmKeepsPrivateMemoryAtFourKOnAModuleWithInterruptibleDemote) {
   VmConfig c = HugeTd::cfg("upstream", ExternalSptPolicy::KvmCache, SplitAlloc::Prefilled);
   c.design = "hugepage-v5";
