@@ -31,8 +31,12 @@ using Clock = std::chrono::steady_clock;
 // A short wait that is not PAUSE: in a VM a PAUSE loop may exit to the
 // hypervisor (pause-loop exiting), which deschedules the vCPU for far longer
 // than the window this test is about.
+// Each step is a load and a store of memory, a few cycles.
 inline void spin(uint64_t n) {
-  for (volatile uint64_t i = 0; i < n; i = i + 1) {
+  volatile uint64_t i = 0;
+  while (i < n) {
+    const uint64_t next = i + 1;
+    i = next;
   }
 }
 
