@@ -66,25 +66,20 @@ class PfnPool {
 
   // __va(pfn) for page-table frames: nullptr for frames without memory.
   uint64_t* page_ptr(Pfn pfn) const {
-    const Slot* c = chunks_[pfn.v >> kLevelBits].load(std::memory_order_acquire);
-    return c ? c[pfn.v & (kSptePerPage - 1)].data : nullptr;
+    const Slot* s = find_slot(pfn);
+    return s ? s->data : nullptr;
   }
   // page_private(): the MMU stores the owning kvm_mmu_page here.
   void* page_private(Pfn pfn) const {
-    const Slot* c = chunks_[pfn.v >> kLevelBits].load(std::memory_order_acquire);
-    return c ? c[pfn.v & (kSptePerPage - 1)].priv : nullptr;
+    const Slot* s = find_slot(pfn);
+    return s ? s->priv : nullptr;
   }
   void set_page_private(Pfn pfn, void* p);
   // Both at once, for a walker stepping into a child table: one chunk lookup.
   uint64_t* page_ptr_private(Pfn pfn, void** priv) const {
-    const Slot* c = chunks_[pfn.v >> kLevelBits].load(std::memory_order_acquire);
-    if (!c) {
-      *priv = nullptr;
-      return nullptr;
-    }
-    const Slot& s = c[pfn.v & (kSptePerPage - 1)];
-    *priv = s.priv;
-    return s.data;
+    const Slot* s = find_slot(pfn);
+    *priv = s ? s->priv : nullptr;
+    return s ? s->data : nullptr;
   }
 
   // Page flow per owner: how pages went out (allocated as, or handed over
@@ -134,6 +129,11 @@ class PfnPool {
   Pfn take_from_chunk(uint32_t chunk, PageOwner owner);
   void record_violation(std::string what);
   Slot& slot(Pfn pfn);
+  // The frame's slot, or null for a frame whose chunk has no memory.
+  const Slot* find_slot(Pfn pfn) const {
+    const Slot* c = chunks_[pfn.v >> kLevelBits].load(std::memory_order_acquire);
+    return c ? &c[pfn.v & (kSptePerPage - 1)] : nullptr;
+  }
 
   uint64_t npages_;
   uint32_t nchunks_;
