@@ -79,19 +79,9 @@ bool TdxModule::Impl::host_interrupt_pending() {
   return m.inject_ != nullptr && m.inject_->check(InjectPoint::HostInterrupt) != Injection::None;
 }
 
+void TdxModule::plant_window_hides_holds() { impl_->flaw_window_hides_holds = true; }
+
 // ---- module try-locks ------------------------------------------------------------
-
-Status TdxModule::Impl::try_lock_tdr(LockMode mode, Operand busy_operand) {
-  return tdr_lock.try_lock(mode) ? TDX_SUCCESS : with_operand(TDX_OPERAND_BUSY, busy_operand);
-}
-
-Status TdxModule::Impl::try_lock_sept_tree(LockMode mode) {
-  return sept_tree_lock.try_lock(mode) ? TDX_SUCCESS : with_operand(TDX_OPERAND_BUSY, Operand::SEPT_TREE);
-}
-
-Status TdxModule::Impl::try_lock_epoch(LockMode mode) {
-  return epoch_lock.try_lock(mode) ? TDX_SUCCESS : with_operand(TDX_OPERAND_BUSY, Operand::TD_EPOCH);
-}
 
 // The per-entry lock is the TDEL bit inside the entry itself, as in the module.
 Status TdxModule::Impl::try_lock_entry(sept::Word& entry) {
@@ -106,13 +96,45 @@ Status TdxModule::Impl::try_lock_entry(sept::Word& entry) {
 TdxModule::Impl::LockSet::~LockSet() {
   for (size_t i = 0; i < nregions_; ++i) impl_.pamt_region_locks[regions_[i].region].unlock(regions_[i].mode);
   if (entry_ != nullptr) std::atomic_ref<sept::Word>(*entry_).fetch_and(~sept::kLockBit, std::memory_order_release);
-  if (epoch_) impl_.epoch_lock.unlock(*epoch_);
-  if (tree_) impl_.sept_tree_lock.unlock(*tree_);
-  if (tdr_) impl_.tdr_lock.unlock(*tdr_);
+  release(impl_.epoch_lock, epoch_, kEpoch);
+  release(impl_.sept_tree_lock, tree_, kTree);
+  release(impl_.tdr_lock, tdr_, kTdr);
+}
+
+Status TdxModule::Impl::LockSet::take(ShardedSharexLock& l, LockMode mode, TdLock which, Status busy) {
+  if (mode == LockMode::Shared) {
+    if (l.held_exclusive()) return busy;
+    implicit_ |= which;
+    return TDX_SUCCESS;
+  }
+  // The other half of keeping shared holds inside LockSets: a thread inside
+  // mu beside this one could hold this lock shared without a trace.
+  if (!impl_.mu.held_exclusive_by_me()) [[unlikely]]
+    throw std::logic_error("a TD-wide module lock tried exclusively without the model's lock held exclusively");
+  return l.try_lock(LockMode::Exclusive) ? TDX_SUCCESS : busy;
+}
+
+void TdxModule::Impl::LockSet::release(ShardedSharexLock& l, std::optional<LockMode>& slot, TdLock which) {
+  if (!slot) return;
+  if ((implicit_ & which) == 0) l.unlock(*slot);
+  implicit_ &= static_cast<uint8_t>(~which);
+  slot.reset();
+}
+
+void TdxModule::Impl::LockSet::window(const void* lock) {
+  if (!impl_.window_wanted()) [[likely]]
+    return;
+  if (!impl_.flaw_window_hides_holds) {
+    if (implicit_ & kTdr) impl_.tdr_lock.publish_shared();
+    if (implicit_ & kTree) impl_.sept_tree_lock.publish_shared();
+    if (implicit_ & kEpoch) impl_.epoch_lock.publish_shared();
+    implicit_ = 0;
+  }
+  impl_.open_window(lock);
 }
 
 Status TdxModule::Impl::LockSet::tdr(LockMode mode, Operand busy_operand) {
-  const Status s = impl_.try_lock_tdr(mode, busy_operand);
+  const Status s = take(impl_.tdr_lock, mode, kTdr, with_operand(TDX_OPERAND_BUSY, busy_operand));
   if (s == TDX_SUCCESS) tdr_ = mode;
   return s;
 }
@@ -120,29 +142,28 @@ Status TdxModule::Impl::LockSet::tdr(LockMode mode, Operand busy_operand) {
 Status TdxModule::Impl::LockSet::hold(Status s, std::optional<LockMode>& slot, LockMode mode, const void* lock) {
   if (s == TDX_SUCCESS) {
     slot = mode;
-    impl_.window(lock);
+    window(lock);
   }
   return s;
 }
 
 Status TdxModule::Impl::LockSet::sept_tree(LockMode mode) {
-  return hold(impl_.try_lock_sept_tree(mode), tree_, mode, &impl_.sept_tree_lock);
+  return hold(take(impl_.sept_tree_lock, mode, kTree, with_operand(TDX_OPERAND_BUSY, Operand::SEPT_TREE)), tree_,
+              mode, &impl_.sept_tree_lock);
 }
 
 Status TdxModule::Impl::LockSet::epoch(LockMode mode) {
-  return hold(impl_.try_lock_epoch(mode), epoch_, mode, &impl_.epoch_lock);
+  return hold(take(impl_.epoch_lock, mode, kEpoch, with_operand(TDX_OPERAND_BUSY, Operand::TD_EPOCH)), epoch_, mode,
+              &impl_.epoch_lock);
 }
 
-void TdxModule::Impl::LockSet::release_epoch() {
-  if (epoch_) impl_.epoch_lock.unlock(*epoch_);
-  epoch_.reset();
-}
+void TdxModule::Impl::LockSet::release_epoch() { release(impl_.epoch_lock, epoch_, kEpoch); }
 
 Status TdxModule::Impl::LockSet::entry(sept::Word& e) {
   const Status s = impl_.try_lock_entry(e);
   if (s == TDX_SUCCESS) {
     entry_ = &e;
-    impl_.window(&e);
+    window(&e);
   }
   return s;
 }
@@ -294,7 +315,8 @@ std::vector<std::pair<Pfn, PamtType>> TdxModule::assigned_frames(uint64_t nframe
 }
 
 bool TdxModule::hkid_assigned() const {
-  std::shared_lock lock(impl_->mu);
+  // One atomic: the module's lock would add nothing but two locked
+  // instructions to every TD exit that asks.
   return lifecycle_ == Lifecycle::HkidAssigned || lifecycle_ == Lifecycle::KeysConfigured ||
          lifecycle_ == Lifecycle::Blocked;
 }

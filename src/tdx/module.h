@@ -256,6 +256,11 @@ class TdxModule {
     std::unordered_map<Status, uint64_t> by_status;
   };
   LeafStats stats(Leaf leaf) const;
+  // The classic bug of keeping a call's shared holds of the TD-wide locks
+  // to itself (module_impl.h, "Shared holds"): a contention window that
+  // lets other calls in without counting them into the locks. Planted only
+  // by tests/tdx/shared_holds_test.cpp.
+  void plant_window_hides_holds();
   void set_observer(SeamcallObserver* o) { observer_ = o; }
   SeamcallObserver* observer() const { return observer_; }
 

@@ -47,7 +47,7 @@ Status TdxModule::Impl::LockSet::pamt_region(Pfn frame, LockMode mode, Operand b
   SharexLock& lock = impl_.pamt_region_locks[region];
   if (!lock.try_lock(mode)) return with_operand(TDX_OPERAND_BUSY, busy_operand);
   regions_.at(nregions_++) = RegionHold{region, mode};
-  impl_.window(&lock);
+  window(&lock);
   return TDX_SUCCESS;
 }
 

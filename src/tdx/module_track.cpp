@@ -39,6 +39,9 @@ Status TdxModule::Impl::vp_enter(int vcpu, uint64_t* exit_gpa) {
   if (v == nullptr) return with_operand(TDX_PAGE_METADATA_INCORRECT, Operand::RCX);
   // A vCPU inside the guest holds its TDVPR: a second entry cannot take it.
   if (v->in_guest) return with_operand(TDX_OPERAND_BUSY, Operand::RCX);
+  // The zero-step filter below locks the S-EPT tree exclusively, which a
+  // call may try only holding the model's lock exclusively.
+  if (!v->last_epf_gpas.empty() && !mu.held_exclusive_by_me()) return kRerunExclusive;
   if (Status s = td_prologue(locks, Operand::TDR, LockMode::Shared, kRunnable)) return s;
   if (!v->initialized) return with_operand(TDX_OP_STATE_INCORRECT, Operand::TDVPR);
   if (Status s = locks.epoch(LockMode::Shared)) return s;

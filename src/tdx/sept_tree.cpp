@@ -51,6 +51,7 @@ SeptTable& SeptTree::add_table(Pfn pfn, int level) {
   // Replacing a table (a frame added twice) drops the old one properly.
   if (slot) remove_table(pfn);
   tables_[pfn.v] = std::move(t);
+  if (pfn == root_) root_table_ = &ref;
   return ref;
 }
 
@@ -63,6 +64,7 @@ void SeptTree::remove_table(Pfn pfn) {
   auto it = tables_.find(pfn.v);
   if (it == tables_.end()) return;
   SeptTable& t = *it->second;
+  if (&t == root_table_) root_table_ = nullptr;
   if (flaw_ == CacheFlaw::KeepOnRemove) [[unlikely]] {
     parked_.push_back(std::move(it->second));
     tables_.erase(it);
@@ -99,7 +101,7 @@ SeptTable* SeptTree::child_of(const SeptTable& t, int index, sept::Word e) const
 
 SeptWalk SeptTree::walk(uint64_t gpa, int level) const {
   SeptWalk w;
-  SeptTable* t = root_.valid() ? find(root_) : nullptr;
+  SeptTable* t = root_table_;
   if (t == nullptr) {
     w.level = root_level();
     return w;
@@ -123,7 +125,7 @@ SeptWalk SeptTree::walk(uint64_t gpa, int level) const {
 void SeptTree::for_each(const Visitor& fn) const { for_each_in(0, ~0ull, 0, fn); }
 
 void SeptTree::for_each_in(uint64_t start, uint64_t end, int lowest, const Visitor& fn) const {
-  if (const SeptTable* root = root_.valid() ? find(root_) : nullptr) visit(*root, 0, start, end, lowest, fn);
+  if (const SeptTable* root = root_table_) visit(*root, 0, start, end, lowest, fn);
 }
 
 void SeptTree::visit(const SeptTable& t, uint64_t base, uint64_t start, uint64_t end, int lowest,

@@ -147,6 +147,9 @@ class SeptTree {
 
   int levels_;
   Pfn root_ = kInvalidPfn;
+  // Every walk starts here: a hash lookup of the root per call was more
+  // than any other single cost of a per-page SEAMCALL's walk.
+  SeptTable* root_table_ = nullptr;
   std::unordered_map<uint64_t, std::unique_ptr<SeptTable>> tables_;
   CacheFlaw flaw_ = CacheFlaw::None;
   std::vector<std::unique_ptr<SeptTable>> parked_;  // KeepOnRemove only

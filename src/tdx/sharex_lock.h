@@ -86,6 +86,13 @@ class ShardedSharexLock {
       shards_[detail::current_cpu() & mask_].n.fetch_sub(1, std::memory_order_release);
   }
 
+  // For a caller that keeps a shared hold to itself while something else
+  // keeps exclusive attempts away (the TDX model's own lock: see "Shared
+  // holds" in module_impl.h). Whether a shared attempt would fail now, and
+  // making such a hold count as a taken one, which unlock(Shared) drops.
+  bool held_exclusive() const { return state_.load(std::memory_order_relaxed) != State::Free; }
+  void publish_shared() { shards_[detail::current_cpu() & mask_].n.fetch_add(1, std::memory_order_seq_cst); }
+
  private:
   enum class State : uint8_t { Free, Trying, Held };
 
