@@ -239,7 +239,25 @@ bool TdxModule::Impl::tracked(Pfn blocked_object) const {
 }
 
 TdxModule::Impl::Vcpu* TdxModule::Impl::find_vcpu(int vcpu) {
-  return vcpu >= 0 && static_cast<size_t>(vcpu) < vcpu_index.size() ? vcpu_index[static_cast<size_t>(vcpu)] : nullptr;
+  const VcpuIndex* ix = vcpu_index.load(std::memory_order_acquire);
+  if (ix == nullptr || vcpu < 0 || static_cast<size_t>(vcpu) >= ix->size) return nullptr;
+  return ix->slot[static_cast<size_t>(vcpu)].load(std::memory_order_acquire);
+}
+
+void TdxModule::Impl::index_vcpu(int vcpu, Vcpu* v) {
+  const auto id = static_cast<size_t>(vcpu);
+  const VcpuIndex* cur = vcpu_index.load(std::memory_order_relaxed);
+  if (cur == nullptr || id >= cur->size) {
+    auto grown = std::make_unique<VcpuIndex>();
+    grown->size = std::max<size_t>(8, 2 * (id + 1));
+    grown->slot = std::make_unique<std::atomic<Vcpu*>[]>(grown->size);
+    for (size_t i = 0; cur != nullptr && i < cur->size; i++)
+      grown->slot[i].store(cur->slot[i].load(std::memory_order_relaxed), std::memory_order_relaxed);
+    cur = grown.get();
+    vcpu_indexes.push_back(std::move(grown));
+    vcpu_index.store(cur, std::memory_order_release);
+  }
+  cur->slot[id].store(v, std::memory_order_release);
 }
 
 const TdxModule::Impl::Vcpu* TdxModule::Impl::find_vcpu(int vcpu) const {
@@ -322,7 +340,6 @@ bool TdxModule::hkid_assigned() const {
 }
 
 bool TdxModule::vcpu_in_guest(int vcpu) const {
-  std::shared_lock lock(impl_->mu);
   const Impl::Vcpu* v = impl_->find_vcpu(vcpu);
   return v != nullptr && std::atomic_ref<bool>(const_cast<bool&>(v->in_guest)).load(std::memory_order_acquire);
 }

@@ -82,8 +82,7 @@ Status TdxModule::Impl::vp_create(int vcpu, Pfn tdvpr) {
   ++m.chldcnt_;
   auto v = std::make_unique<Vcpu>();
   v->tdvpr = tdvpr;
-  if (vcpu_index.size() <= static_cast<size_t>(vcpu)) vcpu_index.resize(static_cast<size_t>(vcpu) + 1, nullptr);
-  vcpu_index[static_cast<size_t>(vcpu)] = v.get();
+  index_vcpu(vcpu, v.get());
   vcpus.emplace(vcpu, std::move(v));
   return TDX_SUCCESS;
 }

@@ -420,7 +420,18 @@ struct TdxModule::Impl {
   std::vector<SharexLock> pamt_region_locks;
   std::vector<Pfn> tdcs;                   // tdcs[0] holds the S-EPT root
   std::map<int, std::unique_ptr<Vcpu>> vcpus;
-  std::vector<Vcpu*> vcpu_index;  // by id, for find_vcpu() without a tree walk
+  // vCPUs by id, for find_vcpu() without a tree walk and without mu: a
+  // vCPU's own thread asks about it on every guest access. VP.CREATE (mu
+  // exclusive) grows it by publishing a larger copy; the copies it replaced
+  // stay until the module goes, so a reader still holding one reads memory
+  // that lives.
+  struct VcpuIndex {
+    size_t size = 0;
+    std::unique_ptr<std::atomic<Vcpu*>[]> slot;
+  };
+  std::atomic<const VcpuIndex*> vcpu_index{nullptr};
+  std::vector<std::unique_ptr<VcpuIndex>> vcpu_indexes;
+  void index_vcpu(int vcpu, Vcpu* v);
   // vCPUs in guest, by entry-epoch parity: per CPU, since every VP.ENTER
   // and TD exit changes them and only TRACK and the BEPOCH check read them.
   std::array<PercpuCounter<int64_t>, 2> epoch_refcount;

@@ -171,8 +171,11 @@ void TdxModule::td_exit(int vcpu) {
   impl_->td_exit(vcpu);
 }
 
+// The zero-step state is the vCPU's own: only its thread changes it (here
+// and in vcpu_progress) or reads it to decide (VP.ENTER), as KVM's vCPU
+// mutex has it. The model's lock would order nothing more, and these two run
+// on every guest access.
 void TdxModule::vcpu_ept_violation(int vcpu, uint64_t gpa, uint64_t rip) {
-  std::shared_lock lock(impl_->mu);
   Impl::Vcpu* v = impl_->find_vcpu(vcpu);
   if (v == nullptr) return;
   // A fault at another instruction: the guest moved on since the last one.
@@ -192,7 +195,6 @@ void TdxModule::vcpu_ept_violation(int vcpu, uint64_t gpa, uint64_t rip) {
 }
 
 void TdxModule::vcpu_progress(int vcpu) {
-  std::shared_lock lock(impl_->mu);
   if (Impl::Vcpu* v = impl_->find_vcpu(vcpu)) {
     v->possibly_epf_stepping = 0;
     v->last_epf_gpas.clear();
@@ -211,13 +213,16 @@ void TdxModule::set_td_fatal() {
 }
 
 TdxModule::EntryView TdxModule::cpu_access(int vcpu, uint64_t gpa) {
-  // Shared: a vCPU's accesses change only its own TLB, and run beside the
-  // other vCPUs' accesses, AUGs and ACCEPTs.
-  std::shared_lock lock(impl_->mu);
+  // A TLB hit needs no lock: only this vCPU's thread fills or flushes its
+  // TLB and moves it in and out of the guest, and a REMOVE that looks at the
+  // TLB meanwhile only reads it. The walk takes the model's lock shared (S-EPT
+  // tables come and go under it exclusively), beside the other vCPUs'
+  // accesses, AUGs and ACCEPTs.
   const uint64_t gpa4k = gpa & ~(kPageSize - 1);
   Impl::Vcpu* v = impl_->find_vcpu(vcpu);
   if (v == nullptr || !v->in_guest) return EntryView{gpa4k, 0, SeptState::Free, kInvalidPfn};
   if (const uint64_t* f = v->tlb.find(gpa4k)) return EntryView{gpa4k, 0, SeptState::Mapped, Pfn{*f}};
+  std::shared_lock lock(impl_->mu);
   const SeptWalk w = impl_->tree.walk(gpa4k, 0);
   const int level = w.reached ? 0 : w.level;
   if (!is_leaf_state(w.state())) return EntryView{gpa4k, level, SeptState::Free, kInvalidPfn};
