@@ -340,8 +340,9 @@ bool TdxModule::hkid_assigned() const {
 }
 
 bool TdxModule::vcpu_in_guest(int vcpu) const {
+  sync::sched_touch(&impl_->mu);
   const Impl::Vcpu* v = impl_->find_vcpu(vcpu);
-  return v != nullptr && std::atomic_ref<bool>(const_cast<bool&>(v->in_guest)).load(std::memory_order_acquire);
+  return v != nullptr && v->guest();
 }
 
 }  // namespace mirrormmu::tdx

@@ -167,7 +167,10 @@ struct TdxModule::Impl {
     std::vector<Pfn> tdcx;
     bool initialized = false;  // VP.INIT done
     bool associated = true;    // until VP.FLUSH; VP.ADDCX/INIT/ENTER re-associate
+    // Written by the vCPU's own thread (VP.ENTER, TD exit) and read by it
+    // plainly; another thread reads it through guest().
     bool in_guest = false;
+    bool guest() const { return std::atomic_ref<bool>(const_cast<bool&>(in_guest)).load(std::memory_order_acquire); }
     uint64_t epoch = 0;        // TD_EPOCH sampled at the last VP.ENTER
     // Private translations the CPU caches (4K gpa -> 4K frame), and the
     // TD_EPOCH they were cached in: VP.ENTER in a later one flushes them.

@@ -22,7 +22,7 @@ Status TdxModule::Impl::vp_flush(int vcpu) {
   if (Status s = check_tdr(Operand::TDR)) return s;
   if (Status s = locks.tdr(LockMode::Shared, Operand::TDR)) return s;
   if (m.lifecycle_ != Lifecycle::KeysConfigured) return TDX_TD_KEYS_NOT_CONFIGURED;
-  if (v->in_guest) return with_operand(TDX_OPERAND_BUSY, Operand::RCX);
+  if (v->guest()) return with_operand(TDX_OPERAND_BUSY, Operand::RCX);
   // The kernel's tdx_flush_vp() tolerates exactly this status.
   if (!v->associated) return TDX_VCPU_NOT_ASSOCIATED;
   v->associated = false;

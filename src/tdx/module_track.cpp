@@ -90,7 +90,7 @@ Status TdxModule::Impl::vp_enter(int vcpu, uint64_t* exit_gpa) {
 
 void TdxModule::Impl::td_exit(int vcpu) {
   Vcpu* v = find_vcpu(vcpu);
-  if (v == nullptr || !v->in_guest) return;
+  if (v == nullptr || !v->guest()) return;
   epoch_refcount[v->epoch & 1].fetch_sub(1, std::memory_order_relaxed);
   std::atomic_ref<bool>(v->in_guest).store(false, std::memory_order_release);
   tdr_lock.unlock(LockMode::Shared);
@@ -144,13 +144,14 @@ void TdxModule::Impl::tlb_check_gone(uint64_t gpa, Pfn pfn, uint64_t n, const ch
   for (const auto& [id, vp] : vcpus) {
     const Vcpu& v = *vp;
     // Out of the guest with an older epoch, the next entry flushes first.
-    if (!v.in_guest && v.tlb_epoch != m.td_epoch_) continue;
+    const bool in_guest = v.guest();
+    if (!in_guest && v.tlb_epoch != m.td_epoch_) continue;
     uint64_t at = 0;
     if (const uint64_t* frame = v.tlb.find_frame_in(gpa, pfn.v, n, &at)) {
       tlb_violation = fmt::format(
           "tlb_use_after_free: vCPU {} ({}, TLB of epoch {}, TD epoch {}) still translates private gpa {:#x} to pfn "
           "{:#x} after {} gave the page back to the host",
-          id, v.in_guest ? "in the guest" : "outside", v.tlb_epoch, m.td_epoch_.load(), at, *frame, leaf);
+          id, in_guest ? "in the guest" : "outside", v.tlb_epoch, m.td_epoch_.load(), at, *frame, leaf);
       return;
     }
   }
@@ -166,8 +167,12 @@ Status TdxModule::tdh_vp_enter(int vcpu, uint64_t* exit_gpa) {
   return impl_->call(Leaf::VP_ENTER, 0, 0, [&] { return impl_->vp_enter(vcpu, exit_gpa); });
 }
 
+// No module lock: what a TD exit changes is atomic (the epoch count, the
+// vCPU's in_guest, its TDR hold), and the readers of it, TRACK, the BEPOCH
+// check and VP.FLUSH, read it atomically. It still names the lock, so that
+// partial-order reduction keeps ordering it against those calls.
 void TdxModule::td_exit(int vcpu) {
-  std::shared_lock lock(impl_->mu);
+  sync::sched_touch(&impl_->mu);
   impl_->td_exit(vcpu);
 }
 
@@ -175,7 +180,9 @@ void TdxModule::td_exit(int vcpu) {
 // and in vcpu_progress) or reads it to decide (VP.ENTER), as KVM's vCPU
 // mutex has it. The model's lock would order nothing more, and these two run
 // on every guest access.
+// Each still names the lock for partial-order reduction, as when it took it.
 void TdxModule::vcpu_ept_violation(int vcpu, uint64_t gpa, uint64_t rip) {
+  sync::sched_touch(&impl_->mu);
   Impl::Vcpu* v = impl_->find_vcpu(vcpu);
   if (v == nullptr) return;
   // A fault at another instruction: the guest moved on since the last one.
@@ -195,6 +202,7 @@ void TdxModule::vcpu_ept_violation(int vcpu, uint64_t gpa, uint64_t rip) {
 }
 
 void TdxModule::vcpu_progress(int vcpu) {
+  sync::sched_touch(&impl_->mu);
   if (Impl::Vcpu* v = impl_->find_vcpu(vcpu)) {
     v->possibly_epf_stepping = 0;
     v->last_epf_gpas.clear();
@@ -218,6 +226,7 @@ TdxModule::EntryView TdxModule::cpu_access(int vcpu, uint64_t gpa) {
   // TLB meanwhile only reads it. The walk takes the model's lock shared (S-EPT
   // tables come and go under it exclusively), beside the other vCPUs'
   // accesses, AUGs and ACCEPTs.
+  sync::sched_touch(&impl_->mu);
   const uint64_t gpa4k = gpa & ~(kPageSize - 1);
   Impl::Vcpu* v = impl_->find_vcpu(vcpu);
   if (v == nullptr || !v->in_guest) return EntryView{gpa4k, 0, SeptState::Free, kInvalidPfn};
