@@ -26,25 +26,22 @@ void TdxOps::kick() {
   if (kicker_) kicker_->kick_all_vcpus_out();
 }
 
-Ret TdxOps::tdh_do_no_vcpus(const std::function<Ret()>& fn) {
-  sync::assert_held_write(mmu_lock_, kvm_);
-  Ret r = fn();
-  if (is_busy(r.status)) {
-    // The contention comes from TDH.VP.ENTER (zero-step mitigation) or from
-    // the guest's TDCALLs: keep vCPUs from entering, force them out, and the
-    // second try is expected to succeed; only a KVM or module bug breaks that.
-    wait_for_sept_zap_ = true;
-    kick();
-    stats_.no_vcpus_retries++;
-    // Nothing can contend now; the model is told so, and BUSY here would be
-    // a KVM or module bug, never an answer to inject.
-    module_.set_host_exclusive(true);
-    r = fn();
-    module_.set_host_exclusive(false);
-    wait_for_sept_zap_ = false;
-    sync::wake_event(&wait_for_sept_zap_);
-  }
-  return r;
+void TdxOps::begin_no_vcpus() {
+  // The contention comes from TDH.VP.ENTER (zero-step mitigation) or from
+  // the guest's TDCALLs: keep vCPUs from entering, force them out, and the
+  // second try is expected to succeed; only a KVM or module bug breaks that.
+  wait_for_sept_zap_ = true;
+  kick();
+  stats_.no_vcpus_retries++;
+  // Nothing can contend now; the model is told so, and BUSY here would be
+  // a KVM or module bug, never an answer to inject.
+  module_.set_host_exclusive(true);
+}
+
+void TdxOps::end_no_vcpus() {
+  module_.set_host_exclusive(false);
+  wait_for_sept_zap_ = false;
+  sync::wake_event(&wait_for_sept_zap_);
 }
 
 int TdxOps::link_external_spt(Gfn gfn, PgLevel level, Pfn external_spt) {

@@ -168,8 +168,22 @@ class TdxOps final : public ExternalOps {
   TdxModule& module() { return module_; }
 
  private:
-  // tdh_do_no_vcpus(): try once; on BUSY keep vCPUs out, kick them, retry once.
-  Ret tdh_do_no_vcpus(const std::function<Ret()>& fn);
+  // tdh_do_no_vcpus(): try once; on BUSY keep vCPUs out, kick them, retry
+  // once. A template, not a std::function: the captures of a teardown's
+  // BLOCK and REMOVE outgrew its inline buffer, a heap allocation per call.
+  template <class Fn>
+  Ret tdh_do_no_vcpus(Fn&& fn) {
+    sync::assert_held_write(mmu_lock_, kvm_);
+    Ret r = fn();
+    if (is_busy(r.status)) [[unlikely]] {
+      begin_no_vcpus();
+      r = fn();
+      end_no_vcpus();
+    }
+    return r;
+  }
+  void begin_no_vcpus();
+  void end_no_vcpus();
   // TRACK (with one kick-and-retry on BUSY), then kick every vCPU out so
   // none still runs in the old epoch; the kick happens even when TRACK
   // failed (TDX_BUG_ON), and the REMOVE that follows then fails.
