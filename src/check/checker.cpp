@@ -223,13 +223,27 @@ class Checker::Pass {
     if (r.root->is_mirror() && r.mmio) c_.fail("mirror_mmio", fmt::format("{} MMIO SPTEs in the mirror root", r.mmio));
   }
 
+  // Walks come in GPA order, 512 leaves to a region: the last region's
+  // count is the next leaf's too, without a look into the map. check_range()
+  // erases from the map, so it forgets the last one.
   Checker::RegionCount& count_for(Gfn gfn) {
-    return c_.region_counts_[(gfn.v & ~direct_bits_) / TouchedRanges::kRegionPages];
+    const uint64_t region = (gfn.v & ~direct_bits_) / TouchedRanges::kRegionPages;
+    if (last_count_ == nullptr || last_region_ != region) {
+      last_count_ = &c_.region_counts_[region];
+      last_region_ = region;
+    }
+    return *last_count_;
+  }
+  // The memslot of the last leaf looked at: the next is most often in it.
+  const Memslot* slot_for(Gfn gfn) {
+    if (last_slot_ == nullptr || !last_slot_->contains(gfn)) last_slot_ = vm_.find_slot(gfn);
+    return last_slot_;
   }
 
   void check_range(const TouchedRange& r) {
     const uint64_t lo = r.start.v / TouchedRanges::kRegionPages, hi = (r.end.v - 1) / TouchedRanges::kRegionPages + 1;
     auto& counts = c_.region_counts_;
+    last_count_ = nullptr;
     for (auto it = counts.lower_bound(lo); it != counts.end() && it->first < hi; it = counts.erase(it)) {
       for (int l = 0; l < kMaxHugeLevel; l++) c_.counted_pages_[l] -= it->second.pages[l];
       c_.counted_tables_ -= it->second.tables;
@@ -314,7 +328,7 @@ class Checker::Pass {
     for (uint64_t i = 0; i < span; i++) {
       const Gfn g = gfn + i;
       const Pfn pfn = lf.pfn + i;
-      const Memslot* s = vm_.find_slot(g);
+      const Memslot* s = slot_for(g);
       if (!s) {
         c_.fail("leaf_backing", fmt::format("gfn {:#x} mapped outside every memslot", g.v));
         return;
@@ -434,6 +448,9 @@ class Checker::Pass {
   const uint64_t mmio_;
   std::vector<RootAcc> roots_;
   uint64_t entries_ = 0;
+  Checker::RegionCount* last_count_ = nullptr;
+  uint64_t last_region_ = 0;
+  const Memslot* last_slot_ = nullptr;
 };
 
 void Checker::report_pool_violations() {
