@@ -118,8 +118,7 @@ Pfn PfnPool::alloc(PageOwner owner, bool with_memory) {
   }
   if (mem) slot(pfn).data = mem;
   flow_[static_cast<size_t>(owner)].allocated++;
-  counts_[static_cast<size_t>(PageOwner::Free)].fetch_sub(1, std::memory_order_relaxed);
-  counts_[static_cast<size_t>(owner)].fetch_add(1, std::memory_order_relaxed);
+  move_count(PageOwner::Free, owner, 1);
   return pfn;
 }
 
@@ -134,8 +133,7 @@ Pfn PfnPool::alloc_run_2m(PageOwner owner) {
     for (uint32_t i = 0; i < kChunkPages; i++) owner_[base + i].store(owner, std::memory_order_relaxed);
     chunk_free_[c] = 0;
     flow_[static_cast<size_t>(owner)].allocated += kChunkPages;
-    counts_[static_cast<size_t>(PageOwner::Free)].fetch_sub(kChunkPages, std::memory_order_relaxed);
-    counts_[static_cast<size_t>(owner)].fetch_add(kChunkPages, std::memory_order_relaxed);
+    move_count(PageOwner::Free, owner, kChunkPages);
     return Pfn{base};
   }
   return kInvalidPfn;
@@ -156,8 +154,7 @@ Pfn PfnPool::alloc_run_1g(PageOwner owner) {
     }
     const uint64_t n = uint64_t(kChunkPages) * kChunkPages;
     flow_[static_cast<size_t>(owner)].allocated += n;
-    counts_[static_cast<size_t>(PageOwner::Free)].fetch_sub(n, std::memory_order_relaxed);
-    counts_[static_cast<size_t>(owner)].fetch_add(n, std::memory_order_relaxed);
+    move_count(PageOwner::Free, owner, n);
     return Pfn{uint64_t(first) * kChunkPages};
   }
   return kInvalidPfn;
@@ -194,8 +191,7 @@ bool PfnPool::free(Pfn pfn, PageOwner expected) {
       sl = {};
     }
     flow_[static_cast<size_t>(cur)].freed++;
-    counts_[static_cast<size_t>(cur)].fetch_sub(1, std::memory_order_relaxed);
-    counts_[static_cast<size_t>(PageOwner::Free)].fetch_add(1, std::memory_order_relaxed);
+    move_count(cur, PageOwner::Free, 1);
   }
   // Really freed, so a walker that still dereferences it is a use-after-free
   // that ASan reports; under the deterministic engine it is quarantined
@@ -222,8 +218,7 @@ bool PfnPool::transfer(Pfn pfn, PageOwner from, PageOwner to) {
   if (from == departures_owner_) [[unlikely]]
     note_departure(pfn);
   flow_[static_cast<size_t>(to)].transferred_in++;
-  counts_[static_cast<size_t>(from)].fetch_sub(1, std::memory_order_relaxed);
-  counts_[static_cast<size_t>(to)].fetch_add(1, std::memory_order_relaxed);
+  move_count(from, to, 1);
   return true;
 }
 

@@ -145,7 +145,15 @@ class PfnPool {
   std::vector<uint32_t> whole_;    // chunks believed fully free (validated on pop)
   std::vector<uint32_t> partial_;  // chunks believed partially free
   std::unique_ptr<std::atomic<Slot*>[]> chunks_;
+  // Written only under mu_, read without it: atomics, but moved with a load
+  // and a store each, not two more locked instructions per page.
   std::array<std::atomic<uint64_t>, kPageOwnerCount> counts_{};
+  void move_count(PageOwner from, PageOwner to, uint64_t n) {
+    auto& f = counts_[static_cast<size_t>(from)];
+    auto& t = counts_[static_cast<size_t>(to)];
+    f.store(f.load(std::memory_order_relaxed) - n, std::memory_order_relaxed);
+    t.store(t.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
+  }
   // Under mu_, like every owner change.
   std::array<OwnerFlow, kPageOwnerCount> flow_{};
   std::atomic<int64_t> fail_after_{-1};

@@ -16,6 +16,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory_resource>
 #include <optional>
 #include <unordered_map>
 #include <vector>
@@ -80,7 +81,10 @@ class Pamt {
   static constexpr uint8_t kSizeMask = 0x3;
 
   std::vector<uint8_t> entries_;
-  std::unordered_map<uint64_t, uint64_t> bepoch_;
+  // Every page a teardown removes is blocked first: one insert and one erase
+  // per page. The nodes come from a pool of their own instead of malloc.
+  std::pmr::unsynchronized_pool_resource bepoch_nodes_;
+  std::pmr::unordered_map<uint64_t, uint64_t> bepoch_{&bepoch_nodes_};
   std::unordered_map<uint64_t, PagePair> pairs_;  // by region_of()
 };
 
