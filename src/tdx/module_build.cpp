@@ -55,7 +55,7 @@ Status TdxModule::Impl::mng_addcx(Pfn tdcx) {
   if (Status s = check_new_page(tdcx, 0, Operand::RCX)) return s;
   if (Status s = require_pamt_pair(tdcx, Operand::RCX)) return s;
   pamt.set(tdcx, 0, PamtType::Tdcx);
-  ++m.chldcnt_;
+  m.chldcnt_.fetch_add(1, std::memory_order_relaxed);
   // The first TDCS page holds the S-EPT root, initialised all FREE.
   if (tdcs.empty()) tree.create_root(tdcx);
   tdcs.push_back(tdcx);
@@ -79,7 +79,7 @@ Status TdxModule::Impl::vp_create(int vcpu, Pfn tdvpr) {
   if (Status s = check_new_page(tdvpr, 0, Operand::RCX)) return s;
   if (Status s = require_pamt_pair(tdvpr, Operand::RCX)) return s;
   pamt.set(tdvpr, 0, PamtType::Tdvpr);
-  ++m.chldcnt_;
+  m.chldcnt_.fetch_add(1, std::memory_order_relaxed);
   auto v = std::make_unique<Vcpu>();
   v->tdvpr = tdvpr;
   index_vcpu(vcpu, v.get());
@@ -102,7 +102,7 @@ Status TdxModule::Impl::vp_addcx(int vcpu, Pfn tdcx) {
   if (Status s = check_new_page(tdcx, 0, Operand::RCX)) return s;
   if (Status s = require_pamt_pair(tdcx, Operand::RCX)) return s;
   pamt.set(tdcx, 0, PamtType::Tdcx);
-  ++m.chldcnt_;
+  m.chldcnt_.fetch_add(1, std::memory_order_relaxed);
   v->tdcx.push_back(tdcx);
   v->associated = true;
   return TDX_SUCCESS;

@@ -67,7 +67,7 @@ Ret TdxModule::Impl::page_demote(uint64_t gpa, int level, Pfn new_sept_page, Pfn
   pamt.clear_bepoch(base);
   for (int i = 0; i < kSptePerPage; i++) pamt.set(base + uint64_t(i) * Pamt::frames(level - 1), level - 1, PamtType::Reg);
   pamt.set(new_sept_page, 0, PamtType::Ept);
-  ++m.chldcnt_;
+  m.chldcnt_.fetch_add(1, std::memory_order_relaxed);
   w.set(sept::make_entry(SeptState::NlMapped, new_sept_page));
   return {};
 }
@@ -104,7 +104,7 @@ Ret TdxModule::Impl::page_promote(uint64_t gpa, int level) {
   pamt.clear(table_pfn, 0);
   pamt.clear_bepoch(table_pfn);
   pamt.set(base, level, PamtType::Reg);
-  --m.chldcnt_;
+  m.chldcnt_.fetch_sub(1, std::memory_order_relaxed);
   w.set(sept::make_entry(first, base));
   return {};
 }

@@ -61,7 +61,7 @@ Ret TdxModule::Impl::sept_add(uint64_t gpa, int level, Pfn page) {
 
   tree.add_table(page, level - 1);
   pamt.set(page, 0, PamtType::Ept);
-  ++m.chldcnt_;
+  m.chldcnt_.fetch_add(1, std::memory_order_relaxed);
   w.set(sept::make_entry(SeptState::NlMapped, page));
   return {};
 }
@@ -82,7 +82,7 @@ Ret TdxModule::Impl::page_add(uint64_t gpa, int level, Pfn hpa, Pfn source) {
 
   pamt.set(hpa, 0, PamtType::Reg);
   cache_dirty.set(hpa.v);  // MOVDIR64B of the image under the TD's key
-  m.chldcnt_ += 1;
+  m.chldcnt_.fetch_add(1, std::memory_order_relaxed);
   ++mrtd_pages;
   w.set(sept::make_entry(SeptState::Mapped, hpa));
   return {};
@@ -107,7 +107,7 @@ Ret TdxModule::Impl::page_aug(uint64_t gpa, int level, Pfn hpa) {
   pamt.set(hpa, level, PamtType::Reg);
   // The guest's ACCEPT clears it under the TD's key; count it from here.
   for (uint64_t i = 0; i < Pamt::frames(level); i++) cache_dirty.set(hpa.v + i);
-  m.chldcnt_ += Pamt::frames(level);
+  m.chldcnt_.fetch_add(static_cast<int64_t>(Pamt::frames(level)), std::memory_order_relaxed);
   w.set(sept::make_entry(SeptState::Pending, hpa));
   return {};
 }
@@ -158,7 +158,7 @@ Ret TdxModule::Impl::page_remove(uint64_t gpa, int level) {
   // The page is not flushed: the host must TDH.PHYMEM.PAGE.WBINVD it.
   tlb_check_gone(gpa, w.pfn(), Pamt::frames(w.level), "TDH.MEM.PAGE.REMOVE");
   pamt.clear(w.pfn(), w.level);
-  m.chldcnt_ -= Pamt::frames(w.level);
+  m.chldcnt_.fetch_sub(static_cast<int64_t>(Pamt::frames(w.level)), std::memory_order_relaxed);
   w.set(0);
   return {};
 }
@@ -182,7 +182,7 @@ Ret TdxModule::Impl::sept_remove(uint64_t gpa, int level) {
 
   tree.remove_table(child);
   pamt.clear(child, 0);
-  --m.chldcnt_;
+  m.chldcnt_.fetch_sub(1, std::memory_order_relaxed);
   w.set(0);
   return {};
 }

@@ -79,13 +79,18 @@ Status TdxModule::Impl::page_reclaim(Pfn page) {
   // a page the PAMT knows at 4K.
   const int size = pamt.size_level(page);
   if ((page.v & (Pamt::frames(size) - 1)) != 0) return with_operand(TDX_PAGE_METADATA_INCORRECT, Operand::RCX);
-  if (type == PamtType::Tdr && m.chldcnt_ != 0) return TDX_TD_ASSOCIATED_PAGES_EXIST;
+  if (type == PamtType::Tdr && m.chldcnt() != 0) return TDX_TD_ASSOCIATED_PAGES_EXIST;
 
   switch (type) {
-    case PamtType::Reg: m.chldcnt_ -= Pamt::frames(size); break;
+    case PamtType::Reg:
+      m.chldcnt_.fetch_sub(static_cast<int64_t>(Pamt::frames(size)), std::memory_order_relaxed);
+      break;
     case PamtType::Ept:
-    case PamtType::Tdcx: tree.remove_table(page); --m.chldcnt_; break;
-    case PamtType::Tdvpr: --m.chldcnt_; break;
+    case PamtType::Tdcx:
+      tree.remove_table(page);
+      m.chldcnt_.fetch_sub(1, std::memory_order_relaxed);
+      break;
+    case PamtType::Tdvpr: m.chldcnt_.fetch_sub(1, std::memory_order_relaxed); break;
     case PamtType::Tdr:
     case PamtType::Nda:
     case PamtType::Pamt: break;

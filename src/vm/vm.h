@@ -187,7 +187,9 @@ class VcpuStat {
   std::atomic<uint64_t> v_{0};
 };
 
-struct Vcpu {
+// Cache-line aligned: vCPUs are allocated one after another, and one's hot
+// counters must not share a line with the next one's fields.
+struct alignas(64) Vcpu {
   explicit Vcpu(int i, PfnPool& pool) : id(i), caches(pool, i) {}
   int id;
   VcpuMmuCaches caches;
