@@ -4,11 +4,25 @@
 // section; a table unlinked from the tree is freed only through call_rcu.
 #pragma once
 
+#include "base/sanitizers.h"
+
+// liburcu's read-side lock and unlock inlined (its README allows it for
+// LGPL-compatible code, which MIT is): called, they reached the reader's
+// thread-local state through __tls_get_addr on every fault. Not under TSan,
+// which would see the inlined reader counter's plain accesses as races with
+// the grace-period thread it cannot see synchronise.
+#if !defined(MIRRORMMU_TSAN) && !defined(_LGPL_SOURCE)
+#define _LGPL_SOURCE
+#define MIRRORMMU_DEFINED_LGPL_SOURCE
+#endif
 #include <urcu/urcu-memb.h>
+#ifdef MIRRORMMU_DEFINED_LGPL_SOURCE
+#undef _LGPL_SOURCE
+#undef MIRRORMMU_DEFINED_LGPL_SOURCE
+#endif
 
 #include <atomic>
 
-#include "base/sanitizers.h"
 #include "sync/sched.h"
 
 namespace mirrormmu::sync {
