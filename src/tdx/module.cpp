@@ -333,10 +333,10 @@ std::vector<std::pair<Pfn, PamtType>> TdxModule::assigned_frames(uint64_t nframe
 }
 
 bool TdxModule::hkid_assigned() const {
-  // One atomic: the module's lock would add nothing but two locked
-  // instructions to every TD exit that asks.
-  return lifecycle_ == Lifecycle::HkidAssigned || lifecycle_ == Lifecycle::KeysConfigured ||
-         lifecycle_ == Lifecycle::Blocked;
+  // One atomic, read once: the module's lock would add nothing but two
+  // locked instructions to every TD exit that asks.
+  const Lifecycle l = lifecycle_.load(std::memory_order_acquire);
+  return l == Lifecycle::HkidAssigned || l == Lifecycle::KeysConfigured || l == Lifecycle::Blocked;
 }
 
 bool TdxModule::vcpu_in_guest(int vcpu) const {

@@ -91,8 +91,12 @@ Status TdxModule::Impl::vp_enter(int vcpu, uint64_t* exit_gpa) {
 void TdxModule::Impl::td_exit(int vcpu) {
   Vcpu* v = find_vcpu(vcpu);
   if (v == nullptr || !v->guest()) return;
-  epoch_refcount[v->epoch & 1].fetch_sub(1, std::memory_order_relaxed);
+  // Out of the guest before out of the epoch count: a REMOVE on another
+  // thread (no longer kept out by the model's lock) that finds the count
+  // drained must also find the vCPU outside, or it would take a TLB that the
+  // next entry flushes for one still in use.
   std::atomic_ref<bool>(v->in_guest).store(false, std::memory_order_release);
+  epoch_refcount[v->epoch & 1].fetch_sub(1, std::memory_order_release);
   tdr_lock.unlock(LockMode::Shared);
 }
 
