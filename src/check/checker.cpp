@@ -602,7 +602,7 @@ void Checker::on_gfn_range_changed(Gfn start, uint64_t npages) {
 }
 
 void Checker::report_hw_violations() {
-  invariants_checked_ += 2;
+  invariants_checked_ += 3;
   // Each is "invariant: detail", the first the hardware saw.
   const auto report = [&](const std::string& v, bool& done) {
     if (done || v.empty()) return;
@@ -611,6 +611,7 @@ void Checker::report_hw_violations() {
     fail(v.substr(0, colon), colon == std::string::npos ? v : v.substr(colon + 2));
   };
   report(vm_.hw().violation(), hw_reported_);
+  report(vm_.vcpu_mutex_violation(), vcpu_mutex_reported_);
   if (const tdx::TdxModule* m = vm_.module()) report(m->tlb_violation(), private_tlb_reported_);
 }
 

@@ -150,7 +150,7 @@ class Checker final : public MmuObserver, public tdx::SeamcallObserver, public B
   uint64_t pages_leaked_ = 0;
   uint64_t pages_leaked_on_purpose_ = 0;
   size_t pool_violations_seen_ = 0;
-  bool hw_reported_ = false, private_tlb_reported_ = false;
+  bool hw_reported_ = false, private_tlb_reported_ = false, vcpu_mutex_reported_ = false;
   std::unordered_set<uint64_t> cache_reported_;  // frames already reported, once each
   std::unique_ptr<Scratch> scratch_;
   TouchedRanges touched_;

@@ -214,6 +214,30 @@ struct alignas(64) Vcpu {
   std::atomic<uint64_t> accept_fallback_base{kNoAcceptFallback};
   std::atomic<PgLevel> accept_fallback_level{PgLevel::k4K};
   static constexpr uint64_t kNoAcceptFallback = ~0ull;
+  // KVM's vcpu->mutex: one thread at a time runs a vCPU (every vCPU ioctl
+  // holds it), which is what lets the stats above be bumped without a
+  // locked instruction. The model takes no lock for it: the thread inside
+  // writes its number here (VcpuRunGuard), and a second thread that comes
+  // in meanwhile is reported as a vcpu_mutex violation.
+  std::atomic<uint32_t> runner{0};
+};
+
+// Marks a vCPU as run by this OS thread for the guard's life; a thread that
+// finds another one's mark reports it. Entries nested in this thread's own
+// run pass. Fibers of one OS thread (the explorer's) share its number, so
+// there it checks nothing: those never run a vCPU from two virtual threads.
+class VcpuRunGuard {
+ public:
+  VcpuRunGuard(class Vm& vm, Vcpu& v);
+  ~VcpuRunGuard() {
+    if (outer_) v_.runner.store(0, std::memory_order_relaxed);
+  }
+  VcpuRunGuard(const VcpuRunGuard&) = delete;
+  VcpuRunGuard& operator=(const VcpuRunGuard&) = delete;
+
+ private:
+  Vcpu& v_;
+  bool outer_ = false;
 };
 
 class Vm : public tdx::VcpuKicker, private RemoteTlb {
@@ -284,6 +308,9 @@ class Vm : public tdx::VcpuKicker, private RemoteTlb {
   // Why the last vcpu_access that gave up (ExitReason::Retry) did: what each
   // of its attempts ran into. Empty when none has. Taking it clears it.
   std::string take_giveup_report();
+  // "vcpu_mutex: ..." for the first vCPU two threads ran at once, or "".
+  std::string vcpu_mutex_violation() const;
+  void note_vcpu_mutex_violation(int vcpu, uint32_t inside, uint32_t coming);
   // Leaves guest mode (KVM_RUN returning to userspace). A thread running a
   // vCPU calls it when it stops issuing accesses, so kicks never wait on it.
   void vcpu_exit(int vcpu);
@@ -339,6 +366,7 @@ class Vm : public tdx::VcpuKicker, private RemoteTlb {
   void mmu_invalidate_end();
   sync::TrackedMutex giveup_mu_;
   std::string giveup_report_;
+  std::string vcpu_mutex_report_;  // under giveup_mu_
   void exit_guest(Vcpu& v);
   int set_dirty_logging_locked(Memslot& s, bool on);
   // The CPU's walk of the vCPU's direct root for gfn (the TDP MMU's own

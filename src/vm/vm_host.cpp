@@ -61,6 +61,7 @@ int Vm::host_protect(const std::shared_ptr<Backing>& mem, uint64_t offset, uint6
 int Vm::reset_mmu_context(int vcpu) {
   if (vcpu < 0 || vcpu >= nr_vcpus() || unusable()) return -EINVAL;
   Vcpu& v = *vcpus_[vcpu];
+  VcpuRunGuard run(*this, v);
   VcpuLoadGuard loaded(vcpu);
   sync::RcuThread rcu_thread;
   exit_guest(v);
@@ -121,6 +122,7 @@ int Vm::pre_fault_memory(int vcpu, uint64_t* gpa, uint64_t* size) {
   if ((*gpa | *size) & (kPageSize - 1) || *gpa + *size <= *gpa) return -EINVAL;
   if (is_td() && !tdx_->pre_fault_allowed()) return -EOPNOTSUPP;
   Vcpu& v = *vcpus_[vcpu];
+  VcpuRunGuard run(*this, v);
   VcpuLoadGuard loaded(vcpu);
   sync::RcuThread rcu_thread;
   sync::ReadGuard slots(slots_lock_);  // srcu_read_lock(&kvm->srcu) across the loop

