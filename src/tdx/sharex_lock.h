@@ -88,8 +88,9 @@ class ShardedSharexLock {
 
   // For a caller that keeps a shared hold to itself while something else
   // keeps exclusive attempts away (the TDX model's own lock: see "Shared
-  // holds" in module_impl.h). Whether a shared attempt would fail now, and
-  // making such a hold count as a taken one, which unlock(Shared) drops.
+  // holds" in module_impl.h). held_exclusive(): a shared attempt would fail
+  // now. publish_shared(): such a hold becomes a counted one, which
+  // unlock(Shared) then drops.
   bool held_exclusive() const { return state_.load(std::memory_order_relaxed) != State::Free; }
   void publish_shared() { shards_[detail::current_cpu() & mask_].n.fetch_add(1, std::memory_order_seq_cst); }
 

@@ -364,7 +364,7 @@ class Vm : public tdx::VcpuKicker, private RemoteTlb {
   void mmu_invalidate_begin(Gfn start, Gfn end);
   bool mmu_invalidate_retry_gfn(uint64_t seq, Gfn gfn) const;
   void mmu_invalidate_end();
-  sync::TrackedMutex giveup_mu_;
+  mutable sync::TrackedMutex giveup_mu_;
   std::string giveup_report_;
   std::string vcpu_mutex_report_;  // under giveup_mu_
   void exit_guest(Vcpu& v);

@@ -488,7 +488,7 @@ void Vm::note_vcpu_mutex_violation(int vcpu, uint32_t inside, uint32_t coming) {
 }
 
 std::string Vm::vcpu_mutex_violation() const {
-  std::lock_guard g(const_cast<sync::TrackedMutex&>(giveup_mu_));
+  std::lock_guard g(giveup_mu_);
   return vcpu_mutex_report_;
 }
 
