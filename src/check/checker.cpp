@@ -465,11 +465,13 @@ size_t Checker::check(std::string_view after_op) {
     case CheckMode::Final: return run_check(after_op, false);
     case CheckMode::Incremental: break;
   }
-  // A full pass once the changes since the last one outnumber the entries
-  // it walked: its cost then stays a fraction of the work it follows.
-  changes_since_full_ += touched_.pending();
+  // A full pass once the incremental passes since the last one have looked
+  // at more entries than it did: full passes then never cost more than the
+  // incremental checks between them. Counted in SPTE changes instead, a TD
+  // (three per page: mirror, S-EPT, accept) paid for a full pass each time
+  // its guest grew by a third, nearly five full-pass visits per page.
   checks_since_full_++;
-  const bool due = !had_full_ || changes_since_full_ > std::max<uint64_t>(entries_at_full_, 4096) ||
+  const bool due = !had_full_ || incremental_since_full_ > std::max<uint64_t>(entries_at_full_, 4096) ||
                    (opts_.full_every && checks_since_full_ >= opts_.full_every);
   return run_check(after_op, due);
 }
@@ -523,7 +525,9 @@ size_t Checker::run_check(std::string_view after_op, bool full) {
       full_checks_++;
       had_full_ = true;
       entries_at_full_ = pass.entries();
-      changes_since_full_ = checks_since_full_ = 0;
+      incremental_since_full_ = checks_since_full_ = 0;
+    } else {
+      incremental_since_full_ += pass.entries();
     }
     if (vm_.is_td() && vm_.module() && !vm_.bugs().bugged()) {
       // More frames left the guest than the pool lists: every cache-dirty

@@ -45,7 +45,7 @@ const char* check_mode_name(CheckMode m);
 struct CheckerOptions {
   CheckMode mode = CheckMode::Full;
   // Incremental: a full pass every this many checks as well (0: only when
-  // the changes since the last one outnumber the entries it saw).
+  // the incremental passes since the last one saw more entries than it did).
   uint64_t full_every = 0;
   // A KVM_BUG_ON/TDX_BUG_ON/BUG/WARN/lockdep hit is a failure, unless the
   // run injects faults on purpose.
@@ -158,7 +158,7 @@ class Checker final : public MmuObserver, public tdx::SeamcallObserver, public B
   int64_t counted_pages_[kMaxHugeLevel] = {};
   int64_t counted_tables_ = 0;
   uint64_t entries_at_full_ = 0;   // leaves and tables the last full pass saw
-  uint64_t changes_since_full_ = 0;
+  uint64_t incremental_since_full_ = 0;  // entries the incremental passes since saw
   uint64_t checks_since_full_ = 0;
   uint64_t full_checks_ = 0;
   uint64_t entries_checked_ = 0;

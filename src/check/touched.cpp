@@ -21,10 +21,6 @@ std::atomic<uint64_t> g_epochs{1};
 uint64_t TouchedRanges::next_epoch() { return g_epochs.fetch_add(1, std::memory_order_relaxed); }
 
 void TouchedRanges::add(Gfn start, uint64_t npages) {
-  // A count for a heuristic (when to run the next full pass), bumped on
-  // every SPTE change and S-EPT call: a load and a store, not a locked add.
-  // Two threads adding at once may lose one of their counts.
-  added_.store(added_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
   const uint64_t lo = start.v & ~(kRegionPages - 1);
   uint64_t hi = start.v + std::max<uint64_t>(npages, 1);
   hi = hi < start.v ? ~0ull & ~(kRegionPages - 1) : (hi + kRegionPages - 1) & ~(kRegionPages - 1);
@@ -43,7 +39,6 @@ std::vector<TouchedRange> TouchedRanges::take() {
     std::lock_guard g(mu_);
     r.swap(ranges_);
     epoch_.store(next_epoch(), std::memory_order_release);
-    added_.store(0, std::memory_order_relaxed);
   }
   std::sort(r.begin(), r.end(), [](const TouchedRange& a, const TouchedRange& b) { return a.start < b.start; });
   size_t n = 0;

@@ -28,8 +28,6 @@ class TouchedRanges {
   void add(Gfn start, uint64_t npages);
   // Everything added since the last take(), sorted, merged, and cleared.
   std::vector<TouchedRange> take();
-  // Changes recorded since the last take (before merging).
-  uint64_t pending() const { return added_.load(std::memory_order_relaxed); }
 
  private:
   static uint64_t next_epoch();
@@ -40,7 +38,6 @@ class TouchedRanges {
   // Epochs are unique across instances, so a new set at a dead one's
   // address is never mistaken for it.
   std::atomic<uint64_t> epoch_{next_epoch()};
-  std::atomic<uint64_t> added_{0};
 };
 
 }  // namespace mirrormmu

@@ -197,8 +197,8 @@ void add_workload_options(CLI::App* cmd, WorkloadConfig& cfg) {
       ->check(CLI::IsMember({"incremental", "full", "final", "off"}))
       ->option_text("incremental|full|final|off");
   cmd->add_option("--full-check-every", cfg.full_check_every,
-                  "with --check incremental, also check the whole guest every N operations (0: when the changes "
-                  "since the last full pass outnumber the entries it saw)")
+                  "with --check incremental, also check the whole guest every N operations (0: when the "
+                  "incremental checks since the last full pass saw more entries than it did)")
       ->check(CLI::Range(uint64_t{0}, uint64_t{1} << 40));
   cmd->add_flag_callback("--no-check", [&cfg] { cfg.check = false; }, "the same as --check off");
   cmd->add_flag("!--inline", cfg.threads,

@@ -5,7 +5,6 @@
 #include <gtest/gtest.h>
 
 #include <memory>
-#include <thread>
 
 #include "check/touched.h"
 
@@ -48,15 +47,6 @@ TEST(TouchedRanges, ANewSetAtADeadOnesAddressIsNotMistakenForIt) {
   b->add(Gfn{0x800}, 1);
   // Whether or not b reuses a's storage, its first add is recorded.
   EXPECT_EQ(b->take().size(), 1u) << (where == b.get() ? "same address" : "other address");
-}
-
-TEST(TouchedRanges, EachThreadsNoteIsItsOwn) {
-  TouchedRanges t;
-  t.add(Gfn{0x600}, 1);
-  std::thread other([&] { t.add(Gfn{0x600}, 1); });
-  other.join();
-  EXPECT_EQ(t.pending(), 2u);
-  EXPECT_EQ(t.take().size(), 1u);
 }
 
 }  // namespace
