@@ -33,13 +33,10 @@ struct Checker::Scratch {
   RawTree tree;
   std::vector<RawLeaf> mirror_leaves;
   std::vector<RawTable> mirror_tables;
-  struct Item {
-    uint64_t gpa;
-    int tdx_level;
-    Pfn pfn;
-    tdx::SeptState state;
-  };
-  std::vector<Item> tables, leaves, mirror, sept;
+  // An entry of either side: the S-EPT's as the module shows it, the
+  // mirror's translated to S-EPT levels and states.
+  using Item = tdx::TdxModule::EntryView;
+  std::vector<Item> mirror, sept;
 };
 
 const char* check_mode_name(CheckMode m) {
@@ -392,24 +389,29 @@ class Checker::Pass {
 
   void check_mirror_vs_sept(const TouchedRange& r) {
     c_.invariants_checked_ += 2;
-    std::vector<Item>& tables = sc_.tables;
-    std::vector<Item>& leaves = sc_.leaves;
     std::vector<Item>& mirror = sc_.mirror;
     std::vector<Item>& sept = sc_.sept;
-    tables.clear();
-    leaves.clear();
+    mirror.clear();
     sept.clear();
-    for (const auto& tb : sc_.mirror_tables) tables.push_back({tb.gfn.gpa(), lvl(tb.level), tb.external_spt, tdx::SeptState::NlMapped});
-    for (const auto& lf : sc_.mirror_leaves) leaves.push_back({lf.gfn.gpa(), lvl(lf.level) - 1, lf.pfn, tdx::SeptState::Mapped});
-    // Each list is in pre-order, i.e. already sorted by key: merge, don't sort.
-    mirror.resize(tables.size() + leaves.size());
-    std::merge(tables.begin(), tables.end(), leaves.begin(), leaves.end(), mirror.begin(), item_less);
+    // The tables and the leaves each come in pre-order, i.e. sorted by key:
+    // merged straight into one list.
+    const auto& tabs = sc_.mirror_tables;
+    const auto& leafs = sc_.mirror_leaves;
+    mirror.reserve(tabs.size() + leafs.size());
+    auto table_item = [](const RawTable& tb) {
+      return Item{tb.gfn.gpa(), lvl(tb.level), tdx::SeptState::NlMapped, tb.external_spt};
+    };
+    auto leaf_item = [](const RawLeaf& lf) { return Item{lf.gfn.gpa(), lvl(lf.level) - 1, tdx::SeptState::Mapped, lf.pfn}; };
+    for (size_t t = 0, l = 0; t < tabs.size() || l < leafs.size();) {
+      if (l == leafs.size() || (t < tabs.size() && !item_less(leaf_item(leafs[l]), table_item(tabs[t]))))
+        mirror.push_back(table_item(tabs[t++]));
+      else
+        mirror.push_back(leaf_item(leafs[l++]));
+    }
     if (!std::is_sorted(mirror.begin(), mirror.end(), item_less)) std::sort(mirror.begin(), mirror.end(), item_less);
     sept.reserve(mirror.size());
     const uint64_t end_gpa = r.end.v >> (64 - kPageShift) ? ~0ull : r.end.gpa();
-    vm_.module()->for_each_entry_in(r.start.gpa(), end_gpa, 0, [&](const tdx::TdxModule::EntryView& e) {
-      sept.push_back({e.gpa, e.tdx_level, e.pfn, e.state});
-    });
+    vm_.module()->entries_in(r.start.gpa(), end_gpa, 0, sept);
     if (!std::is_sorted(sept.begin(), sept.end(), item_less)) std::sort(sept.begin(), sept.end(), item_less);
 
     size_t i = 0, j = 0;

@@ -286,6 +286,13 @@ void TdxModule::for_each_entry_in(uint64_t start, uint64_t end, int lowest_level
   });
 }
 
+void TdxModule::entries_in(uint64_t start, uint64_t end, int lowest_level, std::vector<EntryView>& out) const {
+  std::shared_lock lock(impl_->mu);
+  impl_->tree.for_each_in(start, end, lowest_level, [&](uint64_t gpa, int level, sept::Word e) {
+    out.push_back(EntryView{gpa, level, sept::state_of(e), sept::pfn_of(e)});
+  });
+}
+
 TdxModule::EntryView TdxModule::read_entry(uint64_t gpa, int tdx_level) const {
   std::shared_lock lock(impl_->mu);
   if (tdx_level < 0 || tdx_level > impl_->tree.root_level()) {

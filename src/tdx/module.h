@@ -206,6 +206,8 @@ class TdxModule {
   // Entries whose GPA lies in [start, end) at `lowest_level` or above.
   void for_each_entry_in(uint64_t start, uint64_t end, int lowest_level,
                          const std::function<void(const EntryView&)>& fn) const;
+  // The same entries, appended to `out`: no call per entry.
+  void entries_in(uint64_t start, uint64_t end, int lowest_level, std::vector<EntryView>& out) const;
   // Reads one entry by walking; nullopt-like: state Free and pfn invalid if
   // the walk stops above tdx_level.
   EntryView read_entry(uint64_t gpa, int tdx_level) const;

@@ -124,26 +124,4 @@ SeptWalk SeptTree::walk(uint64_t gpa, int level) const {
 
 void SeptTree::for_each(const Visitor& fn) const { for_each_in(0, ~0ull, 0, fn); }
 
-void SeptTree::for_each_in(uint64_t start, uint64_t end, int lowest, const Visitor& fn) const {
-  if (const SeptTable* root = root_table_) visit(*root, 0, start, end, lowest, fn);
-}
-
-void SeptTree::visit(const SeptTable& t, uint64_t base, uint64_t start, uint64_t end, int lowest,
-                     const Visitor& fn) const {
-  const uint64_t span = uint64_t{1} << sept::level_shift(t.level);
-  for (uint64_t i = start > base ? (start - base) / span : 0; i < t.e.size(); ++i) {
-    const uint64_t gpa = base + i * span;
-    if (gpa >= end) break;
-    const sept::Word e = std::atomic_ref<sept::Word>(const_cast<sept::Word&>(t.e[i])).load(std::memory_order_relaxed);
-    const SeptState s = sept::state_of(e);
-    if (s == SeptState::Free) continue;
-    if (gpa >= start) fn(gpa, t.level, e);
-    // Blocked subtrees are still part of the tree; only walks stop there.
-    if (is_nonleaf_state(s) && t.level > lowest) {
-      if (const SeptTable* child = t.child ? child_of(t, static_cast<int>(i), e) : find(sept::pfn_of(e)))
-        visit(*child, gpa, start, end, lowest, fn);
-    }
-  }
-}
-
 }  // namespace mirrormmu::tdx
