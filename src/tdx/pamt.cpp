@@ -24,12 +24,6 @@ void Pamt::clear(Pfn base, int size_level) {
   bepoch_.erase(base.v);
 }
 
-std::optional<uint64_t> Pamt::bepoch(Pfn object) const {
-  auto it = bepoch_.find(object.v);
-  if (it == bepoch_.end()) return std::nullopt;
-  return it->second;
-}
-
 std::optional<Pamt::PagePair> Pamt::pair(Pfn frame) const {
   if (!frame.valid()) return std::nullopt;
   auto it = pairs_.find(region_of(frame));

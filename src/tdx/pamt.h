@@ -16,11 +16,11 @@
 #pragma once
 
 #include <cstdint>
-#include <memory_resource>
 #include <optional>
 #include <unordered_map>
 #include <vector>
 
+#include "base/frame_map.h"
 #include "base/types.h"
 #include "tdx/module.h"
 
@@ -51,8 +51,8 @@ class Pamt {
   // Returns a page of 512^size_level frames to NDA and drops its BEPOCH.
   void clear(Pfn base, int size_level);
 
-  void set_bepoch(Pfn object, uint64_t epoch) { bepoch_[object.v] = epoch; }
-  std::optional<uint64_t> bepoch(Pfn object) const;
+  void set_bepoch(Pfn object, uint64_t epoch) { bepoch_.set(object.v, epoch); }
+  std::optional<uint64_t> bepoch(Pfn object) const { return bepoch_.find(object.v); }
   void clear_bepoch(Pfn object) { bepoch_.erase(object.v); }
 
   static constexpr uint64_t frames(int size_level) { return 1ull << (kLevelBits * size_level); }
@@ -82,9 +82,8 @@ class Pamt {
 
   std::vector<uint8_t> entries_;
   // Every page a teardown removes is blocked first: one insert and one erase
-  // per page. The nodes come from a pool of their own instead of malloc.
-  std::pmr::unsynchronized_pool_resource bepoch_nodes_;
-  std::pmr::unordered_map<uint64_t, uint64_t> bepoch_{&bepoch_nodes_};
+  // per page, into a map that seldom holds more than a few.
+  FrameMap bepoch_;
   std::unordered_map<uint64_t, PagePair> pairs_;  // by region_of()
 };
 
