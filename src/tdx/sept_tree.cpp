@@ -34,11 +34,33 @@ uint64_t level_state(Word e, int level) {
 
 }  // namespace sept
 
-SeptTree::SeptTree(int sept_levels) : levels_(sept_levels) {}
+namespace {
+std::atomic<uint64_t> g_path_gens{1};
+
+// The calling thread's last walk to a 4K entry that reached it.
+struct WalkCache {
+  uint64_t gen = 0;  // 0: none (generations start at 1)
+  uint64_t region = 0;
+  SeptTable* table = nullptr;
+};
+thread_local WalkCache t_walk_cache;
+
+constexpr int kRegionShift = sept::level_shift(1);
+}  // namespace
+
+SeptTree::SeptTree(int sept_levels)
+    : gen_(g_path_gens.fetch_add(1, std::memory_order_relaxed)), levels_(sept_levels) {}
+
+void SeptTree::paths_changed() const {
+  if (flaw_ == CacheFlaw::StaleWalkCache) [[unlikely]]
+    return;
+  gen_.store(g_path_gens.fetch_add(1, std::memory_order_relaxed), std::memory_order_relaxed);
+}
 
 void SeptTree::create_root(Pfn pfn) {
   root_ = pfn;
   add_table(pfn, root_level());
+  paths_changed();
 }
 
 SeptTable& SeptTree::add_table(Pfn pfn, int level) {
@@ -52,6 +74,8 @@ SeptTable& SeptTree::add_table(Pfn pfn, int level) {
   if (slot) remove_table(pfn);
   tables_[pfn.v] = std::move(t);
   if (pfn == root_) root_table_ = &ref;
+  // A new table is on no path until an entry is made to point at it (one
+  // put over another went through remove_table).
   return ref;
 }
 
@@ -65,6 +89,7 @@ void SeptTree::remove_table(Pfn pfn) {
   if (it == tables_.end()) return;
   SeptTable& t = *it->second;
   if (&t == root_table_) root_table_ = nullptr;
+  paths_changed();
   if (flaw_ == CacheFlaw::KeepOnRemove) [[unlikely]] {
     parked_.push_back(std::move(it->second));
     tables_.erase(it);
@@ -101,6 +126,15 @@ SeptTable* SeptTree::child_of(const SeptTable& t, int index, sept::Word e) const
 
 SeptWalk SeptTree::walk(uint64_t gpa, int level) const {
   SeptWalk w;
+  w.tree = this;
+  const uint64_t gen = gen_.load(std::memory_order_relaxed);
+  WalkCache& cache = t_walk_cache;
+  if (level == 0 && cache.gen == gen && cache.region == gpa >> kRegionShift) {
+    w.table = cache.table;
+    w.index = sept::entry_index(gpa, 0);
+    w.reached = true;
+    return w;
+  }
   SeptTable* t = root_table_;
   if (t == nullptr) {
     w.level = root_level();
@@ -112,6 +146,7 @@ SeptWalk SeptTree::walk(uint64_t gpa, int level) const {
     w.index = sept::entry_index(gpa, l);
     if (l == level) {
       w.reached = true;
+      if (l == 0) cache = {gen, gpa >> kRegionShift, t};
       return w;
     }
     const sept::Word e = w.value();

@@ -78,12 +78,15 @@ struct SeptTable {
   std::atomic<std::atomic<SeptTable*>*> cached_in{nullptr};
 };
 
+class SeptTree;
+
 // Where a walk ended. `table` is null only when there is no root table.
 struct SeptWalk {
   SeptTable* table = nullptr;
   int index = 0;
   int level = 0;
   bool reached = false;  // ended at the requested level
+  const SeptTree* tree = nullptr;  // the tree walked, told of each write
 
   // Entries are read and written atomically: PAGE.AUGs on other CPUs lock
   // and fill entries of the same table while this walk reads it.
@@ -93,10 +96,7 @@ struct SeptWalk {
   }
   // The entry becomes `e`, keeping the lock bit of the call that holds it
   // (the call's LockSet drops it on return).
-  void set(sept::Word e) const {
-    std::atomic_ref<sept::Word> a(raw());
-    a.store((e & ~sept::kLockBit) | (a.load(std::memory_order_relaxed) & sept::kLockBit), std::memory_order_release);
-  }
+  inline void set(sept::Word e) const;
   SeptState state() const { return sept::state_of(value()); }
   Pfn pfn() const { return sept::pfn_of(value()); }
 };
@@ -123,13 +123,31 @@ class SeptTree {
   // NL_MAPPED (FREE, NL_BLOCKED, a leaf) or whose child table is gone.
   SeptWalk walk(uint64_t gpa, int level) const;
 
+  // Writes an entry of a table of this tree. Whatever changes a non-leaf
+  // entry (or makes one) must come through here or SeptWalk::set: it moves
+  // the paths walks take, which the walk cache must hear of.
+  void set_entry(SeptTable& t, int index, sept::Word e) const {
+    std::atomic_ref<sept::Word> a(t.e[static_cast<size_t>(index)]);
+    const sept::Word old = a.load(std::memory_order_relaxed);
+    wrote(old, e);
+    a.store((e & ~sept::kLockBit) | (old & sept::kLockBit), std::memory_order_release);
+  }
+  // An entry went from `old` to `e` (SeptWalk::set, set_entry).
+  void wrote(sept::Word old, sept::Word e) const {
+    if (is_nonleaf_state(sept::state_of(old)) || is_nonleaf_state(sept::state_of(e))) [[unlikely]]
+      paths_changed();
+  }
+
   // The two classic bugs of a child cache, planted so a test can show walks
   // going wrong with either: a removed table left in its parent's slot, or
   // a cached child trusted without checking it against the entry's frame.
   // A table removed under KeepOnRemove is parked, not freed, so the bug
   // shows as a walk into a table the tree no longer has, not as undefined
   // behaviour.
-  enum class CacheFlaw : uint8_t { None, KeepOnRemove, TrustCache };
+  // The walk cache's own classic bug is the third: a path that changed
+  // without the cache hearing of it (StaleWalkCache), so a walk returns a
+  // table the real walk would no longer reach.
+  enum class CacheFlaw : uint8_t { None, KeepOnRemove, TrustCache, StaleWalkCache };
   void plant_flaw(CacheFlaw f) { flaw_ = f; }
 
   using Visitor = std::function<void(uint64_t gpa, int level, sept::Word entry)>;
@@ -166,6 +184,18 @@ class SeptTree {
     }
   }
 
+  // Every per-page SEAMCALL and guest access walks to a 4K entry, most of
+  // them in the 2M region the thread's last walk reached: the thread
+  // remembers that region's last-level table with the generation of the
+  // tree's paths it found it in. Any change that can move a path (a
+  // non-leaf entry written or made, a table added over another or
+  // dropped, a new root) takes a new generation. Generations come from one
+  // counter for all trees, so a tree never meets another's memory, even
+  // one built where a dead tree was. Every such change runs with the
+  // model's lock held exclusively, every walk with it held at least shared.
+  void paths_changed() const;
+  mutable std::atomic<uint64_t> gen_;
+
   int levels_;
   Pfn root_ = kInvalidPfn;
   // Every walk starts here: a hash lookup of the root per call was more
@@ -175,5 +205,12 @@ class SeptTree {
   CacheFlaw flaw_ = CacheFlaw::None;
   std::vector<std::unique_ptr<SeptTable>> parked_;  // KeepOnRemove only
 };
+
+inline void SeptWalk::set(sept::Word e) const {
+  std::atomic_ref<sept::Word> a(raw());
+  const sept::Word old = a.load(std::memory_order_relaxed);
+  if (tree) tree->wrote(old, e);
+  a.store((e & ~sept::kLockBit) | (old & sept::kLockBit), std::memory_order_release);
+}
 
 }  // namespace mirrormmu::tdx

@@ -3,7 +3,9 @@
 // Two sequences break a cache like that: SEPT.REMOVE then SEPT.ADD at the
 // same frame (the slot must not keep the old table), and an entry pointed
 // at another live table (the cached one must be checked against the
-// entry). Each is run clean and with its classic bug planted, to show the
+// entry). A third breaks the walk cache (the last 4K walk's table, per
+// thread): a path that changes under it, as a BLOCK of a non-leaf entry
+// does. Each is run clean and with its classic bug planted, to show the
 // checks here would see the bug.
 #include <gtest/gtest.h>
 
@@ -16,9 +18,11 @@ constexpr Pfn kRoot{100}, kL2{200}, kL1{300}, kLeafA{400}, kLeafB{500};
 constexpr uint64_t kGpa = 0x5000;
 constexpr Pfn kGuestPage{7000};
 
-void link(SeptTree& t, Pfn parent, int level, Pfn child) {
-  t.find(parent)->e[static_cast<size_t>(sept::entry_index(kGpa, level))] = sept::make_entry(SeptState::NlMapped, child);
-}
+// Entries are written as the module writes them, through the tree, which
+// the walk cache relies on.
+void set(SeptTree& t, Pfn table, int level, sept::Word e) { t.set_entry(*t.find(table), sept::entry_index(kGpa, level), e); }
+
+void link(SeptTree& t, Pfn parent, int level, Pfn child) { set(t, parent, level, sept::make_entry(SeptState::NlMapped, child)); }
 
 // root (level 3) -> 200 (2) -> 300 (1) -> leaf table at `leaf` (0).
 void build(SeptTree& t, Pfn leaf) {
@@ -42,9 +46,7 @@ void build(SeptTree& t, Pfn leaf) {
   return ::testing::AssertionSuccess();
 }
 
-void map_guest_page(SeptTree& t, Pfn leaf) {
-  t.find(leaf)->e[static_cast<size_t>(sept::entry_index(kGpa, 0))] = sept::make_entry(SeptState::Mapped, kGuestPage);
-}
+void map_guest_page(SeptTree& t, Pfn leaf) { set(t, leaf, 0, sept::make_entry(SeptState::Mapped, kGuestPage)); }
 
 // SEPT.REMOVE of the leaf table, then SEPT.ADD of a table at the same
 // frame (the host reuses the page it got back).
@@ -54,7 +56,7 @@ void map_guest_page(SeptTree& t, Pfn leaf) {
   build(t, kLeafA);
   map_guest_page(t, kLeafA);
   if (auto r = walk_lands_in(t, kLeafA); !r) return r << " (before the remove)";
-  t.find(kL1)->e[static_cast<size_t>(sept::entry_index(kGpa, 1))] = 0;
+  set(t, kL1, 1, 0);
   t.remove_table(kLeafA);
   t.add_table(kLeafA, 0);
   link(t, kL1, 1, kLeafA);
@@ -113,6 +115,46 @@ TEST(SeptEntry, LargestFrameRoundTrips) {
     }
   }
   EXPECT_EQ(sept::pfn_of(0), kInvalidPfn);
+}
+
+// A walk to the 4K entry, then a BLOCK of the 2M entry above it (the first
+// step of removing that S-EPT page): the next walk stops at the blocked
+// entry, as the module's does, instead of coming back with the table the
+// last walk found. Then an UNBLOCK, and the walk reaches the table again.
+::testing::AssertionResult walk_sees_parent_blocked(SeptTree::CacheFlaw flaw) {
+  SeptTree t(4);
+  t.plant_flaw(flaw);
+  build(t, kLeafA);
+  map_guest_page(t, kLeafA);
+  if (auto r = walk_lands_in(t, kLeafA); !r) return r << " (before the block)";
+  set(t, kL1, 1, sept::make_entry(SeptState::NlBlocked, kLeafA));
+  const SeptWalk w = t.walk(kGpa, 0);
+  if (w.reached || w.level != 1 || w.state() != SeptState::NlBlocked)
+    return ::testing::AssertionFailure() << "walk went through a blocked entry (reached " << w.reached << ", level "
+                                         << w.level << ")";
+  set(t, kL1, 1, sept::make_entry(SeptState::NlMapped, kLeafA));
+  return walk_lands_in(t, kLeafA) << " (after the unblock)";
+}
+
+TEST(SeptTreeWalkCache, AWalkAfterItsPathChangedFollowsTheNewPath) {
+  EXPECT_TRUE(walk_sees_parent_blocked(SeptTree::CacheFlaw::None));
+}
+
+TEST(SeptTreeWalkCache, PlantedStaleCacheIsCaught) {
+  EXPECT_FALSE(walk_sees_parent_blocked(SeptTree::CacheFlaw::StaleWalkCache));
+}
+
+// Two trees, one thread: a walk of one is never answered from the other's
+// memory, even for the same GPA.
+TEST(SeptTreeWalkCache, TreesDoNotShareTheCache) {
+  SeptTree a(4), b(4);
+  build(a, kLeafA);
+  map_guest_page(a, kLeafA);
+  build(b, kLeafB);
+  map_guest_page(b, kLeafB);
+  EXPECT_TRUE(walk_lands_in(a, kLeafA));
+  EXPECT_TRUE(walk_lands_in(b, kLeafB));
+  EXPECT_TRUE(walk_lands_in(a, kLeafA));
 }
 
 TEST(SeptTreeCache, PlantedKeepOnRemoveIsCaught) {
