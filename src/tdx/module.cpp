@@ -83,10 +83,19 @@ void TdxModule::plant_window_hides_holds() { impl_->flaw_window_hides_holds = tr
 
 // ---- module try-locks ------------------------------------------------------------
 
-// The per-entry lock is the TDEL bit inside the entry itself, as in the module.
-Status TdxModule::Impl::try_lock_entry(sept::Word& entry) {
+// The per-entry lock is the TDEL bit inside the entry itself, as in the
+// module. `alone`: the caller holds the model's lock exclusively, so nobody
+// else reads or writes entries now (a call in a window holds its entry
+// locks outside the model's lock, but touches nothing until it is back in):
+// a load and a store do what a compare-and-swap does for calls side by side.
+Status TdxModule::Impl::try_lock_entry(sept::Word& entry, bool alone) {
   std::atomic_ref<sept::Word> a(entry);
   sept::Word v = a.load(std::memory_order_relaxed);
+  if (alone) {
+    if ((v & sept::kLockBit) != 0) return with_operand(TDX_OPERAND_BUSY, Operand::RCX);
+    a.store(v | sept::kLockBit, std::memory_order_relaxed);
+    return TDX_SUCCESS;
+  }
   do {
     if ((v & sept::kLockBit) != 0) return with_operand(TDX_OPERAND_BUSY, Operand::RCX);
   } while (!a.compare_exchange_weak(v, v | sept::kLockBit, std::memory_order_acquire, std::memory_order_relaxed));
@@ -95,7 +104,15 @@ Status TdxModule::Impl::try_lock_entry(sept::Word& entry) {
 
 TdxModule::Impl::LockSet::~LockSet() {
   for (size_t i = 0; i < nregions_; ++i) impl_.pamt_region_locks[regions_[i].region].unlock(regions_[i].mode);
-  if (entry_ != nullptr) std::atomic_ref<sept::Word>(*entry_).fetch_and(~sept::kLockBit, std::memory_order_release);
+  if (entry_ != nullptr) {
+    std::atomic_ref<sept::Word> a(*entry_);
+    // A call that locked it alone still holds the model's lock exclusively
+    // (a window gives it back in the mode it was taken in).
+    if (entry_alone_)
+      a.store(a.load(std::memory_order_relaxed) & ~sept::kLockBit, std::memory_order_release);
+    else
+      a.fetch_and(~sept::kLockBit, std::memory_order_release);
+  }
   release(impl_.epoch_lock, epoch_, kEpoch);
   release(impl_.sept_tree_lock, tree_, kTree);
   release(impl_.tdr_lock, tdr_, kTdr);
@@ -111,7 +128,7 @@ Status TdxModule::Impl::LockSet::take(ShardedSharexLock& l, LockMode mode, TdLoc
   // mu beside this one could hold this lock shared without a trace.
   if (!impl_.mu.held_exclusive_by_me()) [[unlikely]]
     throw std::logic_error("a TD-wide module lock tried exclusively without the model's lock held exclusively");
-  return l.try_lock(LockMode::Exclusive) ? TDX_SUCCESS : busy;
+  return l.try_lock_exclusive_alone() ? TDX_SUCCESS : busy;
 }
 
 void TdxModule::Impl::LockSet::release(ShardedSharexLock& l, std::optional<LockMode>& slot, TdLock which) {
@@ -160,9 +177,11 @@ Status TdxModule::Impl::LockSet::epoch(LockMode mode) {
 void TdxModule::Impl::LockSet::release_epoch() { release(impl_.epoch_lock, epoch_, kEpoch); }
 
 Status TdxModule::Impl::LockSet::entry(sept::Word& e) {
-  const Status s = impl_.try_lock_entry(e);
+  const bool alone = impl_.mu.held_exclusive_by_me();
+  const Status s = impl_.try_lock_entry(e, alone);
   if (s == TDX_SUCCESS) {
     entry_ = &e;
+    entry_alone_ = alone;
     window(&e);
   }
   return s;

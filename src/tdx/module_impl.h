@@ -273,6 +273,7 @@ struct TdxModule::Impl {
     std::optional<LockMode> tdr_, tree_, epoch_;
     uint8_t implicit_ = 0;  // TdLocks held shared but not yet counted in
     sept::Word* entry_ = nullptr;
+    bool entry_alone_ = false;  // locked holding mu exclusively: unlocked with a store
     std::array<RegionHold, 2> regions_{};  // DEMOTE holds two: new S-EPT page, split range
     size_t nregions_ = 0;
   };
@@ -331,7 +332,7 @@ struct TdxModule::Impl {
   bool host_interrupt_pending();
 
   // ---- module try-locks ----------------------------------------------------
-  Status try_lock_entry(sept::Word& entry);
+  Status try_lock_entry(sept::Word& entry, bool alone);
   // The classic bug of the shared holds kept inside a LockSet, planted only
   // by the test that shows a window catching it: a window that releases mu
   // without counting them into their locks.

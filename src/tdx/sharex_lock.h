@@ -92,6 +92,20 @@ class ShardedSharexLock {
   // now. publish_shared(): such a hold becomes a counted one, which
   // unlock(Shared) then drops.
   bool held_exclusive() const { return state_.load(std::memory_order_relaxed) != State::Free; }
+  // An exclusive attempt by a caller that keeps every other attempt away
+  // and every shared holder from counting itself in meanwhile (the model's
+  // lock held exclusively; a holder may still count itself out): no other
+  // thread writes the state, so it needs no compare-and-swap, and no
+  // shard can become non-zero while it is summed.
+  bool try_lock_exclusive_alone() {
+    if (state_.load(std::memory_order_relaxed) != State::Free) return false;
+    int64_t holders = 0;
+    if (flaw_ != Flaw::ExclusiveIgnoresShared)
+      for (unsigned i = 0; i <= mask_; i++) holders += shards_[i].n.load(std::memory_order_acquire);
+    if (holders != 0) return false;
+    state_.store(State::Held, std::memory_order_relaxed);
+    return true;
+  }
   void publish_shared() { shards_[detail::current_cpu() & mask_].n.fetch_add(1, std::memory_order_seq_cst); }
 
  private:
