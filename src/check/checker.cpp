@@ -79,7 +79,7 @@ void Checker::on_spte_changed(const SpteChange& c) {
 }
 
 void Checker::on_external_hook(HookKind kind, Gfn gfn, PgLevel level, int ret) {
-  hooks_[static_cast<size_t>(kind)].fetch_add(1, std::memory_order_relaxed);
+  hooks_.add(static_cast<size_t>(kind));
   if (ret) hook_failures_[static_cast<size_t>(kind)].fetch_add(1, std::memory_order_relaxed);
 }
 
@@ -91,7 +91,7 @@ size_t Checker::row_of(const SpteChange& c) const {
 
 void Checker::on_spte_change_result(const SpteChange& c, int ret) {
   const size_t row = row_of(c);
-  attempts_[row].fetch_add(1, std::memory_order_relaxed);
+  attempts_.add(row);
   if (ret) [[unlikely]] {
     std::lock_guard g(rows_mu_);
     refused_[row][ret]++;
@@ -113,7 +113,7 @@ void Checker::on_bug_site(Site s, bool vm_bugged_now) {
 
 TransitionRows Checker::transition_rows() const {
   TransitionRows rows(kTransitionRows);
-  for (size_t i = 0; i < TransitionCounts::kClasses; i++) rows[i].attempts = attempts_[i].load(std::memory_order_relaxed);
+  for (size_t i = 0; i < TransitionCounts::kClasses; i++) rows[i].attempts = attempts_.sum(i);
   std::lock_guard g(rows_mu_);
   for (const auto& [row, m] : refused_) rows[row].refused = m;
   for (const auto& [row, m] : row_sites_) rows[row].sites = m;

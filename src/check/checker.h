@@ -15,6 +15,7 @@
 #include <unordered_set>
 #include <vector>
 
+#include "base/thread_counters.h"
 #include "check/touched.h"
 #include "check/transitions.h"
 #include "mmu/observer.h"
@@ -91,7 +92,7 @@ class Checker final : public MmuObserver, public tdx::SeamcallObserver, public B
   const TransitionCounts& transitions() const { return transitions_; }
   // Per row of the transition table: attempts, refusals, sites charged to it.
   TransitionRows transition_rows() const;
-  uint64_t hook_calls(HookKind k) const { return hooks_[static_cast<size_t>(k)].load(); }
+  uint64_t hook_calls(HookKind k) const { return hooks_.sum(static_cast<size_t>(k)); }
   uint64_t hook_failures(HookKind k) const { return hook_failures_[static_cast<size_t>(k)].load(); }
   uint64_t tlb_flushes() const { return flushes_.load(); }
   uint64_t pages_leaked() const { return pages_leaked_; }
@@ -135,11 +136,11 @@ class Checker final : public MmuObserver, public tdx::SeamcallObserver, public B
   // on_spte_changed() runs on vCPU threads; a promotion is recorded there.
   std::mutex promotion_mu_;
   TransitionCounts transitions_;
-  std::array<std::atomic<uint64_t>, TransitionCounts::kClasses> attempts_{};
+  ThreadCounters<TransitionCounts::kClasses> attempts_;  // one per SPTE change: no locked add
   mutable std::mutex rows_mu_;  // refusals and sites are rare: one lock is enough
   std::map<size_t, std::map<int, uint64_t>> refused_;
   std::map<size_t, std::map<Site, uint64_t>> row_sites_;
-  std::array<std::atomic<uint64_t>, kHookKindCount> hooks_{};
+  ThreadCounters<kHookKindCount> hooks_;  // one per external hook call
   std::array<std::atomic<uint64_t>, kHookKindCount> hook_failures_{};
   std::atomic<uint64_t> flushes_{0};
   std::array<uint64_t, kSiteCount> bug_hits_seen_{};

@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <string>
 
+#include "base/thread_counters.h"
 #include "spte/spte.h"
 
 namespace mirrormmu {
@@ -32,13 +33,15 @@ class TransitionCounts {
   }
   static TransitionClass at(size_t i);
 
-  void add(const TransitionClass& c) { counts_[index(c)].fetch_add(1, std::memory_order_relaxed); }
-  uint64_t count(size_t i) const { return counts_[i].load(std::memory_order_relaxed); }
+  // Every SPTE change counts itself here, on whatever thread made it: a
+  // block of counters per thread, so the count costs no locked add.
+  void add(const TransitionClass& c) { counts_.add(index(c)); }
+  uint64_t count(size_t i) const { return counts_.sum(i); }
   uint64_t total() const;
   size_t distinct() const;
 
  private:
-  std::array<std::atomic<uint64_t>, kClasses> counts_{};
+  ThreadCounters<kClasses> counts_;
 };
 
 }  // namespace mirrormmu
