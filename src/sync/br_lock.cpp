@@ -27,6 +27,7 @@ struct Hold {
   uint32_t exclusive = 0;
   bool in_shard = false;  // the outermost hold is a reader's, counted in a shard
   uint8_t shard = 0;      // which one (the thread may run on another CPU by the exit)
+  bool biased = false;    // the outermost hold came in by the owner's way
 };
 constexpr size_t kMaxHolds = 8;
 thread_local std::array<Hold, kMaxHolds> tl_holds;
@@ -48,6 +49,12 @@ Hold& new_hold(const BrLock* l) {
 }
 
 size_t hold_index(const Hold& h) { return static_cast<size_t>(&h - tl_holds.data()); }
+
+// A thread's token for a biased lock: the address of its hold table, which
+// no two live threads share. A thread born where a dead owner's table was
+// inherits its bias, which is harmless: the dead one holds nothing.
+const void* my_token() { return &tl_holds; }
+const void* const kRevoked = &kRevoked;
 
 // ---- asymmetric readers ------------------------------------------------------
 
@@ -123,8 +130,59 @@ bool BrLock::held_exclusive_by_me() const {
   return h != nullptr && h->exclusive != 0;
 }
 
-BrLock::BrLock(Readers r)
-    : asym_(r == Readers::Asymmetric && membarrier_ready()), mask_(mirrormmu::detail::cpu_shards() - 1) {}
+bool BrLock::held_alone_by_me() const {
+  const Hold* h = find_hold(this);
+  return h != nullptr && (h->exclusive != 0 || h->biased);
+}
+
+BrLock::BrLock(Readers r, Bias b)
+    : asym_(r == Readers::Asymmetric && membarrier_ready()),
+      biasable_(b == Bias::FirstThread && membarrier_ready()),
+      mask_(mirrormmu::detail::cpu_shards() - 1) {}
+
+bool BrLock::biased() const {
+  const void* b = bias_.load(std::memory_order_relaxed);
+  return b != nullptr && b != kRevoked;
+}
+
+bool BrLock::bias_enter() {
+  if (!biasable_) return false;
+  const void* me = my_token();
+  const void* b = bias_.load(std::memory_order_relaxed);
+  if (b != me) [[unlikely]] {
+    if (b != nullptr) {
+      if (b != kRevoked) revoke_bias();
+      return false;
+    }
+    // The first taker claims it; one that loses the claim revokes.
+    if (!bias_.compare_exchange_strong(b, me, std::memory_order_acq_rel)) {
+      if (b != kRevoked) revoke_bias();
+      return false;
+    }
+  }
+  owner_in_.store(true, std::memory_order_relaxed);
+  // No fence between the store and the load: the revoker's membarrier is
+  // the other half. Only the compiler must keep the order.
+  std::atomic_signal_fence(std::memory_order_seq_cst);
+  if (!revoking_.load(std::memory_order_relaxed)) [[likely]]
+    return true;
+  // Being revoked: step out and come in the ordinary way, beside the
+  // revoker, once it has seen this thread out.
+  owner_in_.store(false, std::memory_order_release);
+  return false;
+}
+
+void BrLock::revoke_bias() {
+  std::lock_guard g(revoke_mu_);
+  if (bias_.load(std::memory_order_acquire) == kRevoked) return;
+  revoking_.store(true, std::memory_order_seq_cst);
+  // After this the owner's mark is visible to the load below, or the owner
+  // had not yet looked at revoking_ and will see it raised.
+  if (flaw_ != Flaw::RevokerSkipsMembarrier) [[likely]]
+    membarrier_all_cpus();
+  for (int spins = 0; owner_in_.load(std::memory_order_acquire); spins++) back_off(spins);
+  bias_.store(kRevoked, std::memory_order_release);
+}
 
 void BrLock::wait_for_writer() {
   // Counted before the flag is looked at again (both sequentially
@@ -228,6 +286,12 @@ void BrLock::lock() {
     h->exclusive++;
     return;
   }
+  if (bias_enter()) {
+    Hold& n = new_hold(this);
+    n.exclusive = 1;
+    n.biased = true;
+    return;
+  }
   write_enter();
   new_hold(this).exclusive = 1;
 }
@@ -235,7 +299,12 @@ void BrLock::lock() {
 void BrLock::unlock() {
   Hold* h = find_hold(this);
   if (--h->exclusive != 0) return;
-  write_exit();
+  if (h->biased) {
+    h->biased = false;
+    bias_exit();
+  } else {
+    write_exit();
+  }
   if (h->shared == 0) *h = {};  // one count at a time, as in unlock_shared()
 }
 
@@ -249,7 +318,9 @@ void BrLock::lock_shared() {
   Hold& h = new_hold(this);
   h.shared = 1;
   h.in_shard = true;
-  if (asym_)
+  if (bias_enter())
+    h.biased = true;
+  else if (asym_)
     read_enter_asym(hold_index(h));
   else
     h.shard = static_cast<uint8_t>(read_enter());
@@ -260,7 +331,10 @@ void BrLock::unlock_shared() {
   if (--h->shared != 0) return;
   if (h->in_shard) {
     h->in_shard = false;
-    if (asym_)
+    if (h->biased) {
+      h->biased = false;
+      bias_exit();
+    } else if (asym_)
       read_exit_asym(hold_index(*h));
     else
       read_exit(h->shard);

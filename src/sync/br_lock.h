@@ -26,6 +26,16 @@
 // Without membarrier (an old kernel, a seccomp filter) and under TSan, which
 // cannot see a membarrier's ordering, every lock is symmetric.
 //
+// A lock may also be biased to the first thread that takes it (the TDX
+// model's lock, which a run on one thread, and the explorer's fibers on
+// one, only ever take from that thread): that thread then takes and drops
+// it, either way, with a plain store and load of a flag of its own, and no
+// locked instruction. The first other thread to want it revokes the bias,
+// once: it raises a flag, runs membarrier(2) so that the owner's store is
+// seen or the owner sees the flag (the asymmetric readers' Dekker), waits
+// for the owner to leave, and from then on the lock is an ordinary one for
+// every thread. Without membarrier, and under TSan, nothing is biased.
+//
 // Recursive per thread: a thread that holds it (either way) may take it
 // shared again, and a writer may take it again exclusively. Taking it
 // exclusively while holding it only shared would deadlock and is refused.
@@ -36,6 +46,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <mutex>
 
 #include "base/percpu_counter.h"
 
@@ -44,7 +55,8 @@ namespace mirrormmu::sync {
 class BrLock {
  public:
   enum class Readers : uint8_t { Symmetric, Asymmetric };
-  explicit BrLock(Readers r = Readers::Symmetric);
+  enum class Bias : uint8_t { None, FirstThread };
+  explicit BrLock(Readers r = Readers::Symmetric, Bias b = Bias::None);
 
   void lock();
   void unlock();
@@ -52,10 +64,15 @@ class BrLock {
   void unlock_shared();
 
   bool held_exclusive_by_me() const;
+  // No other thread can be inside now: this one holds it exclusively, or
+  // by the bias.
+  bool held_alone_by_me() const;
   // Someone waits (a writer for the readers, or a reader for a writer).
   bool contended() const { return waiters_.load(std::memory_order_relaxed) != 0; }
   // Asymmetric was asked for and membarrier(2) is there to make it so.
   bool asymmetric() const { return asym_; }
+  // Biased to a thread now (not yet taken, or revoked: false).
+  bool biased() const;
 
   // The two classic bugs of a big-reader lock, planted only by the test that
   // shows it catches them (tests/sync/mmu_lock_test.cpp): a reader that
@@ -66,7 +83,10 @@ class BrLock {
   // without the membarrier, so a reader's mark still in its CPU's store
   // buffer is missed while that reader's load of the flag has already
   // passed it (tests/litmus/br_lock_litmus_test.cpp).
-  enum class Flaw : uint8_t { None, ReaderIgnoresWriter, WriterIgnoresReaders, WriterSkipsMembarrier };
+  // The bias has its own: a revoker that looks at the owner's flag without
+  // the membarrier (RevokerSkipsMembarrier, in the same litmus test).
+  enum class Flaw : uint8_t { None, ReaderIgnoresWriter, WriterIgnoresReaders, WriterSkipsMembarrier,
+                              RevokerSkipsMembarrier };
   void plant_flaw(Flaw f) { flaw_ = f; }
 
  private:
@@ -83,10 +103,24 @@ class BrLock {
   // Sleeps until the writer's flag drops; counted as a waiter meanwhile.
   void wait_for_writer();
 
+  // The owner's way in: false if this thread is not (or can no longer be)
+  // the one the lock is biased to, and must take the ordinary way.
+  bool bias_enter();
+  void bias_exit() { owner_in_.store(false, std::memory_order_release); }
+  // A thread that is not the owner makes the lock an ordinary one.
+  void revoke_bias();
+
   std::atomic<bool> writer_{false};
   std::atomic<int> waiters_{0};
   Flaw flaw_ = Flaw::None;
   const bool asym_;
+  const bool biasable_;
+  // The owner's token (its thread's hold table), or kRevoked; null until
+  // someone takes the lock.
+  std::atomic<const void*> bias_{nullptr};
+  std::atomic<bool> owner_in_{false};  // written by the owner only
+  std::atomic<bool> revoking_{false};  // raised once, never lowered
+  std::mutex revoke_mu_;               // one revoker at a time
   struct alignas(64) Shard {
     std::atomic<int64_t> active{0};
   };

@@ -17,6 +17,7 @@ namespace mirrormmu::sync {
 template <class Base>
 class Tracked : public Base {
  public:
+  using Base::Base;
   void lock() {
     sched_touch(this);
     Base::lock();

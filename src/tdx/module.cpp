@@ -84,10 +84,11 @@ void TdxModule::plant_window_hides_holds() { impl_->flaw_window_hides_holds = tr
 // ---- module try-locks ------------------------------------------------------------
 
 // The per-entry lock is the TDEL bit inside the entry itself, as in the
-// module. `alone`: the caller holds the model's lock exclusively, so nobody
-// else reads or writes entries now (a call in a window holds its entry
-// locks outside the model's lock, but touches nothing until it is back in):
-// a load and a store do what a compare-and-swap does for calls side by side.
+// module. `alone`: the caller holds the model's lock exclusively, or by its
+// bias, so nobody else reads or writes entries now (a call in a window
+// holds its entry locks outside the model's lock, but touches nothing until
+// it is back in): a load and a store do what a compare-and-swap does for
+// calls side by side.
 Status TdxModule::Impl::try_lock_entry(sept::Word& entry, bool alone) {
   std::atomic_ref<sept::Word> a(entry);
   sept::Word v = a.load(std::memory_order_relaxed);
@@ -105,13 +106,10 @@ Status TdxModule::Impl::try_lock_entry(sept::Word& entry, bool alone) {
 TdxModule::Impl::LockSet::~LockSet() {
   for (size_t i = 0; i < nregions_; ++i) impl_.pamt_region_locks[regions_[i].region].unlock(regions_[i].mode);
   if (entry_ != nullptr) {
+    // A load and a store: while the bit is set nobody else writes the
+    // entry (every other attempt to lock it fails without a write).
     std::atomic_ref<sept::Word> a(*entry_);
-    // A call that locked it alone still holds the model's lock exclusively
-    // (a window gives it back in the mode it was taken in).
-    if (entry_alone_)
-      a.store(a.load(std::memory_order_relaxed) & ~sept::kLockBit, std::memory_order_release);
-    else
-      a.fetch_and(~sept::kLockBit, std::memory_order_release);
+    a.store(a.load(std::memory_order_relaxed) & ~sept::kLockBit, std::memory_order_release);
   }
   release(impl_.epoch_lock, epoch_, kEpoch);
   release(impl_.sept_tree_lock, tree_, kTree);
@@ -177,11 +175,9 @@ Status TdxModule::Impl::LockSet::epoch(LockMode mode) {
 void TdxModule::Impl::LockSet::release_epoch() { release(impl_.epoch_lock, epoch_, kEpoch); }
 
 Status TdxModule::Impl::LockSet::entry(sept::Word& e) {
-  const bool alone = impl_.mu.held_exclusive_by_me();
-  const Status s = impl_.try_lock_entry(e, alone);
+  const Status s = impl_.try_lock_entry(e, impl_.mu.held_alone_by_me());
   if (s == TDX_SUCCESS) {
     entry_ = &e;
-    entry_alone_ = alone;
     window(&e);
   }
   return s;

@@ -18,6 +18,7 @@
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
+#include <memory>
 #include <string>
 #include <thread>
 
@@ -175,6 +176,113 @@ TEST(BrLockLitmus, SymmetricReadersNeedNoMembarrier) {
   const Outcome o = race(l, 4000, std::chrono::seconds(5), false);
   EXPECT_EQ(o.both_inside, 0u) << "of " << o.rounds << " rounds";
   skip_if_too_few(o);
+}
+
+// The bias's revocation is the same store-buffering shape: the owner stores
+// its flag and loads the revoker's, with no fence between; the revoker
+// raises its flag, runs membarrier and loads the owner's. A bias is revoked
+// once in a lock's life, so each round races on a fresh lock, which the
+// owner has claimed (taken and dropped once) before the round starts.
+Outcome race_revocation(bool skip_membarrier, uint64_t rounds, std::chrono::milliseconds budget,
+                        bool stop_at_first) {
+  RoundBarrier barrier;  // three arrivals a round: lock made, lock claimed, go
+  std::atomic<int> inside{0};
+  std::atomic<uint64_t> both{0};
+  std::atomic<uint64_t> stop_at{UINT64_MAX};
+  std::atomic<sync::BrLock*> current{nullptr};
+  const auto deadline = Clock::now() + budget;
+  auto hold = [&] {
+    if (inside.fetch_add(1) == 1) both.fetch_add(1);
+    spin(500);
+    inside.fetch_sub(1);
+  };
+  auto skew = [](uint64_t& x) {
+    x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+    spin(x & 63);
+  };
+  std::thread owner([&] {
+    uint64_t x = 0x9e3779b97f4a7c15ull;
+    for (uint64_t r = 0;; r++) {
+      barrier.wait(3 * r);
+      if (stop_at.load(std::memory_order_relaxed) == r) break;
+      sync::BrLock* l = current.load();
+      l->lock_shared();  // claims the bias
+      l->unlock_shared();
+      barrier.wait(3 * r + 1);
+      barrier.wait(3 * r + 2);
+      skew(x);
+      l->lock_shared();
+      hold();
+      l->unlock_shared();
+    }
+  });
+  uint64_t x = 0xd1b54a32d192ed03ull;
+  uint64_t r = 0;
+  std::unique_ptr<sync::BrLock> l;
+  for (; r < rounds; r++) {
+    const bool last = (stop_at_first && both.load() != 0) || Clock::now() > deadline;
+    if (last) stop_at.store(r);
+    // The last round's lock goes only once the owner is done with it.
+    if (!last) {
+      l = std::make_unique<sync::BrLock>(sync::BrLock::Readers::Symmetric, sync::BrLock::Bias::FirstThread);
+      if (skip_membarrier) l->plant_flaw(sync::BrLock::Flaw::RevokerSkipsMembarrier);
+      current.store(l.get());
+    }
+    barrier.wait(3 * r);
+    if (last) break;
+    barrier.wait(3 * r + 1);
+    if (!l->biased()) {
+      ADD_FAILURE() << "round " << r << ": the owner's first hold did not bias the lock";
+      stop_at.store(r + 1);
+    }
+    barrier.wait(3 * r + 2);
+    skew(x);
+    l->lock();  // revokes
+    hold();
+    l->unlock();
+  }
+  if (r == rounds) {
+    stop_at.store(r);
+    barrier.wait(3 * r);
+  }
+  owner.join();
+  return {r, both.load()};
+}
+
+bool bias_here(std::string* why) {
+  sync::BrLock probe(sync::BrLock::Readers::Symmetric, sync::BrLock::Bias::FirstThread);
+  probe.lock();
+  probe.unlock();
+  if (!probe.biased()) {
+    *why = "locks are not biased here (TSan, or no membarrier(2))";
+    return false;
+  }
+  if (usable_cpus() < 2) {
+    *why = "one CPU: a store buffer is drained at every switch, so there is nothing to race";
+    return false;
+  }
+  return true;
+}
+
+TEST(BrLockLitmus, RevokersMembarrierKeepsTheOwnerOut) {
+  std::string why;
+  if (!bias_here(&why)) GTEST_SKIP() << why;
+  const Outcome o = race_revocation(false, 4000, std::chrono::seconds(5), false);
+  EXPECT_EQ(o.both_inside, 0u) << "of " << o.rounds << " rounds";
+  std::printf("%llu rounds\n", static_cast<unsigned long long>(o.rounds));
+  skip_if_too_few(o);
+}
+
+// Planted: a revoker that reads the owner's flag without the membarrier
+// misses an owner whose store is still in its store buffer.
+TEST(BrLockLitmus, PlantedRevokerWithoutMembarrierIsCaught) {
+  std::string why;
+  if (!bias_here(&why)) GTEST_SKIP() << why;
+  const auto t0 = Clock::now();
+  const Outcome o = race_revocation(true, UINT64_MAX, std::chrono::seconds(60), true);
+  EXPECT_GT(o.both_inside, 0u) << "in " << o.rounds << " rounds";
+  std::printf("caught after %llu rounds, %.3f s\n", static_cast<unsigned long long>(o.rounds),
+              std::chrono::duration<double>(Clock::now() - t0).count());
 }
 
 }  // namespace
