@@ -67,6 +67,7 @@ SeptTable& SeptTree::add_table(Pfn pfn, int level) {
   auto t = std::make_unique<SeptTable>();
   t->level = level;
   t->pfn = pfn;
+  t->tree = this;
   if (level > 0) t->child = std::make_unique<std::atomic<SeptTable*>[]>(kSptePerPage);
   SeptTable& ref = *t;
   auto& slot = tables_[pfn.v];
@@ -126,7 +127,6 @@ SeptTable* SeptTree::child_of(const SeptTable& t, int index, sept::Word e) const
 
 SeptWalk SeptTree::walk(uint64_t gpa, int level) const {
   SeptWalk w;
-  w.tree = this;
   const uint64_t gen = gen_.load(std::memory_order_relaxed);
   WalkCache& cache = t_walk_cache;
   if (level == 0 && cache.gen == gen && cache.region == gpa >> kRegionShift) {
@@ -142,7 +142,7 @@ SeptWalk SeptTree::walk(uint64_t gpa, int level) const {
   }
   for (int l = root_level();; --l) {
     w.table = t;
-    w.level = l;
+    w.level = static_cast<int16_t>(l);
     w.index = sept::entry_index(gpa, l);
     if (l == level) {
       w.reached = true;

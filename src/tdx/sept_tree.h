@@ -65,10 +65,13 @@ uint64_t level_state(Word e, int level);
 
 }  // namespace sept
 
+class SeptTree;
+
 struct SeptTable {
   std::array<sept::Word, kSptePerPage> e{};
   int level = 0;  // level of the entries this table holds
   Pfn pfn = kInvalidPfn;  // the frame holding it
+  const SeptTree* tree = nullptr;  // told of each write through a SeptWalk
   // Non-leaf tables only: the child table each entry led a walk to. Filled
   // by walks that may run side by side (under the model's lock shared), so
   // atomic; cleared when the child table goes (only under it exclusive).
@@ -78,15 +81,15 @@ struct SeptTable {
   std::atomic<std::atomic<SeptTable*>*> cached_in{nullptr};
 };
 
-class SeptTree;
-
 // Where a walk ended. `table` is null only when there is no root table.
+// Sixteen bytes, returned in two registers: a larger one went through the
+// stack, and the caller's wide loads of the narrow stores just made
+// stalled on store forwarding at every per-page SEAMCALL.
 struct SeptWalk {
   SeptTable* table = nullptr;
-  int index = 0;
-  int level = 0;
+  int32_t index = 0;
+  int16_t level = 0;
   bool reached = false;  // ended at the requested level
-  const SeptTree* tree = nullptr;  // the tree walked, told of each write
 
   // Entries are read and written atomically: PAGE.AUGs on other CPUs lock
   // and fill entries of the same table while this walk reads it.
@@ -100,6 +103,7 @@ struct SeptWalk {
   SeptState state() const { return sept::state_of(value()); }
   Pfn pfn() const { return sept::pfn_of(value()); }
 };
+static_assert(sizeof(SeptWalk) == 16, "returned in registers");
 
 class SeptTree {
  public:
@@ -209,7 +213,7 @@ class SeptTree {
 inline void SeptWalk::set(sept::Word e) const {
   std::atomic_ref<sept::Word> a(raw());
   const sept::Word old = a.load(std::memory_order_relaxed);
-  if (tree) tree->wrote(old, e);
+  table->tree->wrote(old, e);
   a.store((e & ~sept::kLockBit) | (old & sept::kLockBit), std::memory_order_release);
 }
 
