@@ -28,7 +28,7 @@ namespace {
 
 uint64_t g_pages = 1u << 16;
 int g_threads = 2;
-int g_repeat = 3;
+int g_repeat = 5;
 double g_dfs_seconds = 20;
 double g_td_life_gib = 64;
 std::string g_plot_dir;
@@ -107,14 +107,32 @@ WorkloadRow td_life_row(double gib, const char* check, bool huge) {
   return row;
 }
 
+// The best time of --repeat runs, as for the kernels: on a shared machine a
+// single 64 GiB run moved by a third between runs. The peak memory is the
+// largest any run reached, and every run must have passed.
+WorkloadRow best_td_life_row(double gib, const char* check, bool huge) {
+  WorkloadRow best{1e300, 0, true};
+  for (int i = 0; i < g_repeat; i++) {
+    const WorkloadRow r = td_life_row(gib, check, huge);
+    best.seconds = std::min(best.seconds, r.seconds);
+    best.peak_mib = std::max(best.peak_mib, r.peak_mib);
+    best.ok = best.ok && r.ok;
+    if (!r.ok) break;
+  }
+  return best;
+}
+
 // False if a run failed: a time of a run that fired a site is not a figure.
 bool print_td_life_rows() {
   // 4K private mappings (the default), and private huge pages.
-  const WorkloadRow rows[] = {td_life_row(g_td_life_gib, "off", false), td_life_row(g_td_life_gib, "incremental", false),
-                              td_life_row(g_td_life_gib, "off", true), td_life_row(g_td_life_gib, "incremental", true)};
+  const WorkloadRow rows[] = {best_td_life_row(g_td_life_gib, "off", false),
+                              best_td_life_row(g_td_life_gib, "incremental", false),
+                              best_td_life_row(g_td_life_gib, "off", true),
+                              best_td_life_row(g_td_life_gib, "incremental", true)};
   const char* names[] = {"--check off", "--check incremental", "--huge-pages (hugepage-v5), --check off",
                          "--huge-pages (hugepage-v5), --check incremental"};
-  std::printf("\n%-50s %10s %10s  %s\n", fmt::format("td-life {} GiB, one thread", g_td_life_gib).c_str(), "seconds",
+  std::printf("\n%-50s %10s %10s  %s\n",
+              fmt::format("td-life {} GiB, one thread, best of {}", g_td_life_gib, g_repeat).c_str(), "seconds",
               "peak MiB", "result");
   Chart& chart = bench_chart("bench-td-life", fmt::format("td-life {} GiB on one thread: checking's cost", g_td_life_gib),
                              "", "seconds", true);
@@ -332,7 +350,7 @@ Command add_bench(CLI::App& app) {
   cmd->add_option("--plot", g_plot_dir,
                   "draw the figures (the kernels against the floor, checking's cost, scaling with vCPUs and size, "
                   "the explorer's searches) into the directory DIR as PNG and SVG, with gnuplot");
-  cmd->add_option("--repeat", g_repeat, "runs per figure (best is kept)")->check(CLI::Range(1, 100))->capture_default_str();
+  cmd->add_option("--repeat", g_repeat, "runs per figure, td-life rows too (the best is kept)")->check(CLI::Range(1, 100))->capture_default_str();
   return {cmd, &run};
 }
 
