@@ -66,12 +66,30 @@ struct Outcome {
   uint64_t both_inside = 0;  // rounds in which reader and writer held the lock at once
 };
 
+// Who holds the lock. The hold is long next to the skew between the two
+// entries, so two that got in together are seen together.
+struct Inside {
+  std::atomic<int> n{0};
+  std::atomic<uint64_t> both{0};
+  void hold() {
+    if (n.fetch_add(1) == 1) both.fetch_add(1);
+    spin(500);
+    n.fetch_sub(1);
+  }
+};
+
+// A random delay of up to 63 steps before going for the lock, so that some
+// rounds line the two entries up.
+void skew(uint64_t& x) {
+  x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+  spin(x & 63);
+}
+
 // Up to `rounds` rounds, or `budget` of time; with `stop_at_first` the run
 // ends at the first round that let both in.
 Outcome race(sync::BrLock& l, uint64_t rounds, std::chrono::milliseconds budget, bool stop_at_first) {
   RoundBarrier barrier;
-  std::atomic<int> inside{0};
-  std::atomic<uint64_t> both{0};
+  Inside inside;
   // The round the run ends at. A flag would not do: the writer, a round
   // ahead, could raise it before the reader looked at it for the round
   // before, and the reader would leave one round early, leaving the writer
@@ -79,17 +97,6 @@ Outcome race(sync::BrLock& l, uint64_t rounds, std::chrono::milliseconds budget,
   std::atomic<uint64_t> stop_at{UINT64_MAX};
   const auto deadline = Clock::now() + budget;
 
-  // The hold is long next to the skew between the two entries, so two that
-  // got in together are seen together.
-  auto hold = [&] {
-    if (inside.fetch_add(1) == 1) both.fetch_add(1);
-    spin(500);
-    inside.fetch_sub(1);
-  };
-  auto skew = [](uint64_t& x) {
-    x ^= x << 13, x ^= x >> 7, x ^= x << 17;
-    spin(x & 63);
-  };
   std::thread reader([&] {
     uint64_t x = 0x9e3779b97f4a7c15ull;
     // The end is looked at only past the barrier: the writer names its
@@ -99,20 +106,20 @@ Outcome race(sync::BrLock& l, uint64_t rounds, std::chrono::milliseconds budget,
       if (stop_at.load(std::memory_order_relaxed) == r) break;
       skew(x);
       l.lock_shared();
-      hold();
+      inside.hold();
       l.unlock_shared();
     }
   });
   uint64_t x = 0xd1b54a32d192ed03ull;
   uint64_t r = 0;
   for (; r < rounds; r++) {
-    const bool last = (stop_at_first && both.load() != 0) || Clock::now() > deadline;
+    const bool last = (stop_at_first && inside.both.load() != 0) || Clock::now() > deadline;
     if (last) stop_at.store(r);
     barrier.wait(r);
     if (last) break;
     skew(x);
     l.lock();
-    hold();
+    inside.hold();
     l.unlock();
   }
   if (r == rounds) {
@@ -120,7 +127,7 @@ Outcome race(sync::BrLock& l, uint64_t rounds, std::chrono::milliseconds budget,
     barrier.wait(r);
   }
   reader.join();
-  return {r, both.load()};
+  return {r, inside.both.load()};
 }
 
 bool asymmetric_here(const sync::BrLock& l, std::string* why) {
@@ -186,20 +193,10 @@ TEST(BrLockLitmus, SymmetricReadersNeedNoMembarrier) {
 Outcome race_revocation(bool skip_membarrier, uint64_t rounds, std::chrono::milliseconds budget,
                         bool stop_at_first) {
   RoundBarrier barrier;  // three arrivals a round: lock made, lock claimed, go
-  std::atomic<int> inside{0};
-  std::atomic<uint64_t> both{0};
+  Inside inside;
   std::atomic<uint64_t> stop_at{UINT64_MAX};
   std::atomic<sync::BrLock*> current{nullptr};
   const auto deadline = Clock::now() + budget;
-  auto hold = [&] {
-    if (inside.fetch_add(1) == 1) both.fetch_add(1);
-    spin(500);
-    inside.fetch_sub(1);
-  };
-  auto skew = [](uint64_t& x) {
-    x ^= x << 13, x ^= x >> 7, x ^= x << 17;
-    spin(x & 63);
-  };
   std::thread owner([&] {
     uint64_t x = 0x9e3779b97f4a7c15ull;
     for (uint64_t r = 0;; r++) {
@@ -212,7 +209,7 @@ Outcome race_revocation(bool skip_membarrier, uint64_t rounds, std::chrono::mill
       barrier.wait(3 * r + 2);
       skew(x);
       l->lock_shared();
-      hold();
+      inside.hold();
       l->unlock_shared();
     }
   });
@@ -220,7 +217,7 @@ Outcome race_revocation(bool skip_membarrier, uint64_t rounds, std::chrono::mill
   uint64_t r = 0;
   std::unique_ptr<sync::BrLock> l;
   for (; r < rounds; r++) {
-    const bool last = (stop_at_first && both.load() != 0) || Clock::now() > deadline;
+    const bool last = (stop_at_first && inside.both.load() != 0) || Clock::now() > deadline;
     if (last) stop_at.store(r);
     // The last round's lock goes only once the owner is done with it.
     if (!last) {
@@ -238,7 +235,7 @@ Outcome race_revocation(bool skip_membarrier, uint64_t rounds, std::chrono::mill
     barrier.wait(3 * r + 2);
     skew(x);
     l->lock();  // revokes
-    hold();
+    inside.hold();
     l->unlock();
   }
   if (r == rounds) {
@@ -246,7 +243,7 @@ Outcome race_revocation(bool skip_membarrier, uint64_t rounds, std::chrono::mill
     barrier.wait(3 * r);
   }
   owner.join();
-  return {r, both.load()};
+  return {r, inside.both.load()};
 }
 
 bool bias_here(std::string* why) {
