@@ -100,4 +100,20 @@ class ThreadCounters {
   std::vector<std::unique_ptr<Block>> blocks_;
 };
 
+// One counter kept the same way, with std::atomic's spelling (the order
+// argument means nothing: each block has one writer, and a reader sums).
+// Signed deltas wrap modulo 2^64 and read back as T.
+template <typename T>
+class ThreadCounter {
+ public:
+  void fetch_add(T d, std::memory_order = std::memory_order_relaxed) { c_.add(0, static_cast<uint64_t>(d)); }
+  void fetch_sub(T d, std::memory_order = std::memory_order_relaxed) {
+    c_.add(0, uint64_t{0} - static_cast<uint64_t>(d));
+  }
+  T load(std::memory_order = std::memory_order_relaxed) const { return static_cast<T>(c_.sum(0)); }
+
+ private:
+  ThreadCounters<1> c_;
+};
+
 }  // namespace mirrormmu

@@ -241,7 +241,7 @@ class TdxModule {
   // Dynamic PAMT: the 2M region holding `frame` has its page pair.
   bool pamt_pair_present(Pfn frame) const;
   uint64_t pamt_pairs() const;  // regions with a pair installed
-  uint64_t chldcnt() const { return static_cast<uint64_t>(chldcnt_.load(std::memory_order_relaxed)); }
+  uint64_t chldcnt() const { return static_cast<uint64_t>(chldcnt_.load()); }
   uint64_t td_epoch() const { return td_epoch_.load(std::memory_order_relaxed); }
   OpState op_state() const { return op_state_.load(std::memory_order_relaxed); }
   Lifecycle lifecycle() const { return lifecycle_.load(std::memory_order_relaxed); }
@@ -289,9 +289,10 @@ class TdxModule {
   std::atomic<OpState> op_state_{OpState::Uninitialized};
   std::atomic<Lifecycle> lifecycle_{Lifecycle::None};
   // TDR.CHLDCNT: every AUG and REMOVE moves it, on several vCPU threads at
-  // once, so per CPU; summed where nothing moves it (under the module's lock
-  // exclusively) or where an approximate count will do.
-  PercpuCounter<int64_t> chldcnt_;
+  // once, so in per-thread blocks with plain stores; summed where nothing
+  // moves it (under the module's lock exclusively) or where an approximate
+  // count will do.
+  ThreadCounter<int64_t> chldcnt_;
   std::atomic<uint64_t> td_epoch_{0};
   std::atomic<bool> host_exclusive_{false};
   std::atomic<uint64_t> injected_calls_{0};

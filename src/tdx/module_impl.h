@@ -58,11 +58,23 @@ inline thread_local bool t_last_injected = false;
 class FrameBits {
  public:
   explicit FrameBits(uint64_t nframes) : words_((nframes + 63) / 64) {}
-  void set(uint64_t f) {
-    if (f / 64 < words_.size()) words_[f / 64].fetch_or(bit(f), std::memory_order_relaxed);
+  // `alone`: no other thread can be inside the model (its lock held
+  // exclusively or by its bias), so a load and a store do.
+  void set(uint64_t f, bool alone) {
+    if (f / 64 >= words_.size()) return;
+    std::atomic<uint64_t>& w = words_[f / 64];
+    if (alone)
+      w.store(w.load(std::memory_order_relaxed) | bit(f), std::memory_order_relaxed);
+    else
+      w.fetch_or(bit(f), std::memory_order_relaxed);
   }
-  void clear(uint64_t f) {
-    if (f / 64 < words_.size()) words_[f / 64].fetch_and(~bit(f), std::memory_order_relaxed);
+  void clear(uint64_t f, bool alone) {
+    if (f / 64 >= words_.size()) return;
+    std::atomic<uint64_t>& w = words_[f / 64];
+    if (alone)
+      w.store(w.load(std::memory_order_relaxed) & ~bit(f), std::memory_order_relaxed);
+    else
+      w.fetch_and(~bit(f), std::memory_order_relaxed);
   }
   bool test(uint64_t f) const {
     return f / 64 < words_.size() && (words_[f / 64].load(std::memory_order_relaxed) & bit(f)) != 0;
@@ -249,6 +261,8 @@ struct TdxModule::Impl {
     // VP.ENTER drops the epoch lock as soon as the vCPU is counted in.
     void release_epoch();
     Status entry(sept::Word& entry);
+    // Whether the call was alone in the model when it locked its entry.
+    bool alone() const { return alone_; }
     // Dynamic PAMT: the PAMT entry of the 2M region holding `frame`. Without
     // DPAMT, or for a frame outside the PAMT (the caller's own checks refuse
     // it), takes nothing. A region this call already holds is not retaken.
@@ -273,6 +287,7 @@ struct TdxModule::Impl {
     std::optional<LockMode> tdr_, tree_, epoch_;
     uint8_t implicit_ = 0;  // TdLocks held shared but not yet counted in
     sept::Word* entry_ = nullptr;
+    bool alone_ = false;
     std::array<RegionHold, 2> regions_{};  // DEMOTE holds two: new S-EPT page, split range
     size_t nregions_ = 0;
   };

@@ -81,7 +81,7 @@ Ret TdxModule::Impl::page_add(uint64_t gpa, int level, Pfn hpa, Pfn source) {
   if (Status s = require_pamt_pair(hpa, Operand::R8)) return {s};
 
   pamt.set(hpa, 0, PamtType::Reg);
-  cache_dirty.set(hpa.v);  // MOVDIR64B of the image under the TD's key
+  cache_dirty.set(hpa.v, locks.alone());  // MOVDIR64B of the image under the TD's key
   m.chldcnt_.fetch_add(1, std::memory_order_relaxed);
   ++mrtd_pages;
   w.set(sept::make_entry(SeptState::Mapped, hpa));
@@ -106,7 +106,7 @@ Ret TdxModule::Impl::page_aug(uint64_t gpa, int level, Pfn hpa) {
 
   pamt.set(hpa, level, PamtType::Reg);
   // The guest's ACCEPT clears it under the TD's key; count it from here.
-  for (uint64_t i = 0; i < Pamt::frames(level); i++) cache_dirty.set(hpa.v + i);
+  for (uint64_t i = 0; i < Pamt::frames(level); i++) cache_dirty.set(hpa.v + i, locks.alone());
   m.chldcnt_.fetch_add(static_cast<int64_t>(Pamt::frames(level)), std::memory_order_relaxed);
   w.set(sept::make_entry(SeptState::Pending, hpa));
   return {};

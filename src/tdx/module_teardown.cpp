@@ -106,7 +106,7 @@ Status TdxModule::Impl::page_wbinvd(Pfn page, uint16_t /*hkid*/) {
   if (Status s = injected(Operand::RCX, /*contended=*/false)) return s;
   if (!pamt.in_range(page)) return with_operand(TDX_OPERAND_INVALID, Operand::RCX);
   if (pamt.type(page) != PamtType::Nda) return with_operand(TDX_PAGE_METADATA_INCORRECT, Operand::RCX);
-  cache_dirty.clear(page.v);
+  cache_dirty.clear(page.v, mu.held_alone_by_me());
   return TDX_SUCCESS;
 }
 

@@ -15,6 +15,7 @@
 
 #include "base/bug.h"
 #include "base/inject.h"
+#include "base/thread_counters.h"
 #include "mem/backing.h"
 #include "mem/pfn_pool.h"
 #include "mmu/tdp_mmu.h"
@@ -416,7 +417,8 @@ class Vm : public tdx::VcpuKicker, private RemoteTlb {
   std::vector<Pfn> sources_;  // PAGE.ADD source pages still held by "userspace"
   // VM-level operations (one thread at a time, or the kicker): plain enough.
   struct {
-    std::atomic<uint64_t> kicks{0}, conversions{0}, memslot_adds{0}, memslot_deletes{0}, dirty_log_gets{0};
+    ThreadCounter<uint64_t> kicks;  // one per TRACK at a teardown's every page
+    std::atomic<uint64_t> conversions{0}, memslot_adds{0}, memslot_deletes{0}, dirty_log_gets{0};
     std::atomic<uint64_t> init_mem_pages{0};
   } stats_;
   std::atomic<uint64_t> invalidate_seq_{0};

@@ -103,7 +103,7 @@ VmOpStats Vm::op_stats() const {
 }
 
 void Vm::kick_all_vcpus_out() {
-  stats_.kicks++;
+  stats_.kicks.fetch_add(1);
   for (auto& v : vcpus_) {
     if (!vcpus_threaded_) {
       exit_guest(*v);
