@@ -84,12 +84,15 @@ struct SeptTable {
 // Where a walk ended. `table` is null only when there is no root table.
 // Sixteen bytes, returned in two registers: a larger one went through the
 // stack, and the caller's wide loads of the narrow stores just made
-// stalled on store forwarding at every per-page SEAMCALL.
+// stalled on store forwarding at every per-page SEAMCALL. The last byte is
+// a member too: with 15 bytes of members, a copy was two overlapping
+// 8-byte moves, the second loading across both halves just stored.
 struct SeptWalk {
   SeptTable* table = nullptr;
   int32_t index = 0;
   int16_t level = 0;
   bool reached = false;  // ended at the requested level
+  uint8_t unused = 0;
 
   // Entries are read and written atomically: PAGE.AUGs on other CPUs lock
   // and fill entries of the same table while this walk reads it.
