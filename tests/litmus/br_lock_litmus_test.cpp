@@ -215,17 +215,20 @@ Outcome race_revocation(bool skip_membarrier, uint64_t rounds, std::chrono::mill
   });
   uint64_t x = 0xd1b54a32d192ed03ull;
   uint64_t r = 0;
-  std::unique_ptr<sync::BrLock> l;
+  // A round's lock is freed only once the owner has arrived at the next
+  // round's first barrier: until then it may still be dropping it.
+  std::unique_ptr<sync::BrLock> l, done;
   for (; r < rounds; r++) {
     const bool last = (stop_at_first && inside.both.load() != 0) || Clock::now() > deadline;
     if (last) stop_at.store(r);
-    // The last round's lock goes only once the owner is done with it.
     if (!last) {
+      done = std::move(l);
       l = std::make_unique<sync::BrLock>(sync::BrLock::Readers::Symmetric, sync::BrLock::Bias::FirstThread);
       if (skip_membarrier) l->plant_flaw(sync::BrLock::Flaw::RevokerSkipsMembarrier);
       current.store(l.get());
     }
     barrier.wait(3 * r);
+    done.reset();
     if (last) break;
     barrier.wait(3 * r + 1);
     if (!l->biased()) {
