@@ -23,7 +23,6 @@
 #include <vector>
 
 #include "base/inject.h"
-#include "base/percpu_counter.h"
 #include "base/thread_counters.h"
 #include "base/types.h"
 #include "mem/pfn_pool.h"

@@ -134,10 +134,10 @@ class SeptTree {
   // entry (or makes one) must come through here or SeptWalk::set: it moves
   // the paths walks take, which the walk cache must hear of.
   void set_entry(SeptTable& t, int index, sept::Word e) const {
-    std::atomic_ref<sept::Word> a(t.e[static_cast<size_t>(index)]);
-    const sept::Word old = a.load(std::memory_order_relaxed);
-    wrote(old, e);
-    a.store((e & ~sept::kLockBit) | (old & sept::kLockBit), std::memory_order_release);
+    SeptWalk w;
+    w.table = &t;
+    w.index = index;
+    w.set(e);
   }
   // An entry went from `old` to `e` (SeptWalk::set, set_entry).
   void wrote(sept::Word old, sept::Word e) const {

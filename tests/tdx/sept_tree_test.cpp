@@ -48,14 +48,21 @@ void build(SeptTree& t, Pfn leaf) {
 
 void map_guest_page(SeptTree& t, Pfn leaf) { set(t, leaf, 0, sept::make_entry(SeptState::Mapped, kGuestPage)); }
 
+// The tree every sequence below starts from, with `flaw` planted: a guest
+// page mapped through the leaf table at kLeafA, and a first walk landing
+// there (which fills the caches the sequence then tries to mislead).
+::testing::AssertionResult start(SeptTree& t, SeptTree::CacheFlaw flaw) {
+  t.plant_flaw(flaw);
+  build(t, kLeafA);
+  map_guest_page(t, kLeafA);
+  return walk_lands_in(t, kLeafA);
+}
+
 // SEPT.REMOVE of the leaf table, then SEPT.ADD of a table at the same
 // frame (the host reuses the page it got back).
 ::testing::AssertionResult readd_at_freed_frame(SeptTree::CacheFlaw flaw) {
   SeptTree t(4);
-  t.plant_flaw(flaw);
-  build(t, kLeafA);
-  map_guest_page(t, kLeafA);
-  if (auto r = walk_lands_in(t, kLeafA); !r) return r << " (before the remove)";
+  if (auto r = start(t, flaw); !r) return r << " (before the remove)";
   set(t, kL1, 1, 0);
   t.remove_table(kLeafA);
   t.add_table(kLeafA, 0);
@@ -123,10 +130,7 @@ TEST(SeptEntry, LargestFrameRoundTrips) {
 // last walk found. Then an UNBLOCK, and the walk reaches the table again.
 ::testing::AssertionResult walk_sees_parent_blocked(SeptTree::CacheFlaw flaw) {
   SeptTree t(4);
-  t.plant_flaw(flaw);
-  build(t, kLeafA);
-  map_guest_page(t, kLeafA);
-  if (auto r = walk_lands_in(t, kLeafA); !r) return r << " (before the block)";
+  if (auto r = start(t, flaw); !r) return r << " (before the block)";
   set(t, kL1, 1, sept::make_entry(SeptState::NlBlocked, kLeafA));
   const SeptWalk w = t.walk(kGpa, 0);
   if (w.reached || w.level != 1 || w.state() != SeptState::NlBlocked)
