@@ -333,12 +333,12 @@ TdxModule::EntryView TdxModule::read_leaf(uint64_t gpa) const {
 
 void TdxModule::for_each_cache_dirty(const std::function<void(Pfn)>& fn) const {
   std::shared_lock lock(impl_->mu);
-  impl_->cache_dirty.for_each([&](uint64_t v) { fn(Pfn{v}); });
+  impl_->pamt.for_each_cache_dirty(fn);
 }
 
 bool TdxModule::cache_dirty(Pfn pfn) const {
   std::shared_lock lock(impl_->mu);
-  return impl_->cache_dirty.test(pfn.v);
+  return impl_->pamt.cache_dirty(pfn);
 }
 
 PamtType TdxModule::pamt_type(Pfn pfn) const {

@@ -53,52 +53,6 @@ namespace mirrormmu::tdx {
 // between the injection and its record.
 inline thread_local bool t_last_injected = false;
 
-// One bit per host frame, set and cleared atomically: PAGE.AUGs on several
-// CPUs mark their own frames at once. 64 GiB of frames is 2 MiB of bits.
-class FrameBits {
- public:
-  explicit FrameBits(uint64_t nframes) : words_((nframes + 63) / 64) {}
-  // `alone`: no other thread can be inside the model (its lock held
-  // exclusively or by its bias), so a load and a store do.
-  void set(uint64_t f, bool alone) {
-    if (f / 64 >= words_.size()) return;
-    std::atomic<uint64_t>& w = words_[f / 64];
-    if (alone)
-      w.store(w.load(std::memory_order_relaxed) | bit(f), std::memory_order_relaxed);
-    else
-      w.fetch_or(bit(f), std::memory_order_relaxed);
-  }
-  void clear(uint64_t f, bool alone) {
-    if (f / 64 >= words_.size()) return;
-    std::atomic<uint64_t>& w = words_[f / 64];
-    if (alone)
-      w.store(w.load(std::memory_order_relaxed) & ~bit(f), std::memory_order_relaxed);
-    else
-      w.fetch_and(~bit(f), std::memory_order_relaxed);
-  }
-  bool test(uint64_t f) const {
-    return f / 64 < words_.size() && (words_[f / 64].load(std::memory_order_relaxed) & bit(f)) != 0;
-  }
-  void clear_all() {
-    for (auto& w : words_) w.store(0, std::memory_order_relaxed);
-  }
-  uint64_t count() const {
-    uint64_t n = 0;
-    for (const auto& w : words_) n += static_cast<uint64_t>(__builtin_popcountll(w.load(std::memory_order_relaxed)));
-    return n;
-  }
-  template <class Fn>
-  void for_each(Fn&& fn) const {
-    for (uint64_t i = 0; i < words_.size(); i++)
-      for (uint64_t w = words_[i].load(std::memory_order_relaxed); w != 0; w &= w - 1)
-        fn(i * 64 + static_cast<uint64_t>(__builtin_ctzll(w)));
-  }
-
- private:
-  static uint64_t bit(uint64_t f) { return 1ull << (f % 64); }
-  std::vector<std::atomic<uint64_t>> words_;
-};
-
 // A set of TD op-states a call is permitted in.
 class OpStates {
  public:
@@ -293,7 +247,7 @@ struct TdxModule::Impl {
   };
 
   Impl(TdxModule& self, uint64_t npages, int sept_levels)
-      : m(self), tree(sept_levels), pamt(npages), pamt_region_locks((npages >> kLevelBits) + 1), cache_dirty(npages) {}
+      : m(self), tree(sept_levels), pamt(npages), pamt_region_locks((npages >> kLevelBits) + 1) {}
 
   // Runs one SEAMCALL: scheduling point, module lock, body, accounting.
   template <class Fn>
@@ -456,11 +410,6 @@ struct TdxModule::Impl {
   // vCPUs in guest, by entry-epoch parity: per CPU, since every VP.ENTER
   // and TD exit changes them and only TRACK and the BEPOCH check read them.
   std::array<PercpuCounter<int64_t>, 2> epoch_refcount;
-  // Not module state: the caches. Frames written under the TD's HKID whose
-  // lines no TDH.PHYMEM.PAGE.WBINVD or CACHE.WB has written back since. The
-  // module keeps no such record and cannot refuse a page that still has
-  // them; handing one to the host is the host's bug (MK-TME aliasing).
-  FrameBits cache_dirty;
   bool fatal = false;                      // TDR.FATAL: TDH.MEM.* and VP.ENTER refuse
   bool wbcache_done = false;               // CACHE.WB ran since the TD became BLOCKED
   uint64_t mrtd_pages = 0;                 // PAGE.ADDs folded into MRTD

@@ -80,8 +80,8 @@ Ret TdxModule::Impl::page_add(uint64_t gpa, int level, Pfn hpa, Pfn source) {
   if (Status s = check_new_page(hpa, 0, Operand::R8)) return {s};
   if (Status s = require_pamt_pair(hpa, Operand::R8)) return {s};
 
-  pamt.set(hpa, 0, PamtType::Reg);
-  cache_dirty.set(hpa.v, locks.alone());  // MOVDIR64B of the image under the TD's key
+  // MOVDIR64B of the image under the TD's key dirties the cache.
+  pamt.set(hpa, 0, PamtType::Reg, /*dirties_cache=*/true);
   m.chldcnt_.fetch_add(1, std::memory_order_relaxed);
   ++mrtd_pages;
   w.set(sept::make_entry(SeptState::Mapped, hpa));
@@ -104,9 +104,9 @@ Ret TdxModule::Impl::page_aug(uint64_t gpa, int level, Pfn hpa) {
     if (Status s = require_pamt_pair(hpa, Operand::R8)) return {s};
   }
 
-  pamt.set(hpa, level, PamtType::Reg);
-  // The guest's ACCEPT clears it under the TD's key; count it from here.
-  for (uint64_t i = 0; i < Pamt::frames(level); i++) cache_dirty.set(hpa.v + i, locks.alone());
+  // The guest's ACCEPT clears it under the TD's key: its cache lines are
+  // the TD's from here.
+  pamt.set(hpa, level, PamtType::Reg, /*dirties_cache=*/true);
   m.chldcnt_.fetch_add(static_cast<int64_t>(Pamt::frames(level)), std::memory_order_relaxed);
   w.set(sept::make_entry(SeptState::Pending, hpa));
   return {};

@@ -51,7 +51,7 @@ Status TdxModule::Impl::cache_wb(bool /*resume*/) {
   if (m.lifecycle_ != Lifecycle::Blocked) return TDX_NO_HKID_READY_TO_WBCACHE;
   wbcache_done = true;
   // Every line of the HKID, on every package.
-  cache_dirty.clear_all();
+  pamt.clean_all_caches();
   return TDX_SUCCESS;
 }
 
@@ -106,7 +106,7 @@ Status TdxModule::Impl::page_wbinvd(Pfn page, uint16_t /*hkid*/) {
   if (Status s = injected(Operand::RCX, /*contended=*/false)) return s;
   if (!pamt.in_range(page)) return with_operand(TDX_OPERAND_INVALID, Operand::RCX);
   if (pamt.type(page) != PamtType::Nda) return with_operand(TDX_PAGE_METADATA_INCORRECT, Operand::RCX);
-  cache_dirty.clear(page.v, mu.held_alone_by_me());
+  pamt.clean_cache(page);
   return TDX_SUCCESS;
 }
 

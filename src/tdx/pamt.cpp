@@ -12,16 +12,21 @@ bool Pamt::all_nda(Pfn base, uint64_t count) const {
                      [](uint8_t e) { return (e & kTypeMask) == static_cast<uint8_t>(PamtType::Nda); });
 }
 
-void Pamt::set(Pfn base, int size_level, PamtType type) {
-  const auto value =
-      static_cast<uint8_t>(static_cast<uint8_t>(type) | (static_cast<uint8_t>(size_level) << kSizeShift));
-  const uint64_t n = frames(size_level);
-  std::fill_n(entries_.begin() + static_cast<ptrdiff_t>(base.v), n, value);
+void Pamt::set(Pfn base, int size_level, PamtType type, bool dirties_cache) {
+  const auto value = static_cast<uint8_t>(static_cast<uint8_t>(type) | (static_cast<uint8_t>(size_level) << kSizeShift) |
+                                          (dirties_cache ? kCacheDirty : 0));
+  uint8_t* e = entries_.data() + base.v;
+  for (uint64_t i = 0, n = frames(size_level); i < n; i++) e[i] = static_cast<uint8_t>((e[i] & kCacheDirty) | value);
 }
 
 void Pamt::clear(Pfn base, int size_level) {
-  std::fill_n(entries_.begin() + static_cast<ptrdiff_t>(base.v), frames(size_level), uint8_t{0});
+  uint8_t* e = entries_.data() + base.v;
+  for (uint64_t i = 0, n = frames(size_level); i < n; i++) e[i] &= kCacheDirty;
   bepoch_.erase(base.v);
+}
+
+void Pamt::clean_all_caches() {
+  for (uint8_t& e : entries_) e &= static_cast<uint8_t>(~kCacheDirty);
 }
 
 std::optional<Pamt::PagePair> Pamt::pair(Pfn frame) const {

@@ -3,7 +3,18 @@
 // management observes: a page type and page size per host frame, and the
 // BEPOCH stamp of blocked objects.
 //
-// One byte per frame of the pool keeps a 64 GiB pool at 16 MiB. A 2M private
+// One byte per frame of the pool keeps a 64 GiB pool at 16 MiB.
+//
+// A spare bit of the byte is not module state but the caches': whether the
+// frame has lines written under the TD's key (PAGE.AUG's or PAGE.ADD's
+// initialisation) that no WBINVD has written back. The module keeps no such
+// record and cannot refuse a page that still has them; handing one to the
+// host is the host's bug (MK-TME aliasing), which the checker looks for.
+// The bit outlives the PAMT entry (it is what REMOVE leaves the host to
+// flush), so set() and clear() keep it, and type() and size_level() never
+// see it. Beside the type, PAGE.AUG records both with one plain store of the
+// frame's own byte, where a bitmap of its own needed a locked OR whenever
+// two AUGs could run at once (64 frames share a word). A 2M private
 // page is recorded on each of its 512 frames with size level 1, which is how
 // the model answers "is this frame part of a larger page" without a separate
 // 2M table. BEPOCH lives in a map because only blocked objects carry one and
@@ -46,10 +57,33 @@ class Pamt {
   }
   bool all_nda(Pfn base, uint64_t count) const;
 
-  // Records a page of 512^size_level frames starting at `base`.
-  void set(Pfn base, int size_level, PamtType type);
+  // Records a page of 512^size_level frames starting at `base`, its cache
+  // lines dirtied under the TD's key if `dirties_cache` (or still dirty).
+  void set(Pfn base, int size_level, PamtType type, bool dirties_cache = false);
   // Returns a page of 512^size_level frames to NDA and drops its BEPOCH.
   void clear(Pfn base, int size_level);
+
+  // ---- cache lines under the TD's key ----------------------------------------
+  bool cache_dirty(Pfn pfn) const { return in_range(pfn) && (entries_[pfn.v] & kCacheDirty) != 0; }
+  // TDH.PHYMEM.PAGE.WBINVD of one frame; TDH.PHYMEM.CACHE.WB of all.
+  void clean_cache(Pfn pfn) {
+    if (in_range(pfn)) entries_[pfn.v] &= static_cast<uint8_t>(~kCacheDirty);
+  }
+  void clean_all_caches();
+  template <class Fn>
+  void for_each_cache_dirty(Fn&& fn) const {
+    // Eight frames a load: the pool of a 64 GiB TD is 16 MiB of entries.
+    constexpr uint64_t kAny = 0x0101010101010101ull * kCacheDirty;
+    const uint64_t n = entries_.size();
+    uint64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+      uint64_t word;
+      __builtin_memcpy(&word, &entries_[i], sizeof word);
+      for (uint64_t d = word & kAny; d != 0; d &= d - 1) fn(Pfn{i + uint64_t(__builtin_ctzll(d)) / 8});
+    }
+    for (; i < n; i++)
+      if (entries_[i] & kCacheDirty) fn(Pfn{i});
+  }
 
   void set_bepoch(Pfn object, uint64_t epoch) { bepoch_.set(object.v, epoch); }
   std::optional<uint64_t> bepoch(Pfn object) const { return bepoch_.find(object.v); }
@@ -79,6 +113,7 @@ class Pamt {
   static constexpr uint8_t kTypeMask = 0x7;
   static constexpr int kSizeShift = 3;
   static constexpr uint8_t kSizeMask = 0x3;
+  static constexpr uint8_t kCacheDirty = 0x20;
 
   std::vector<uint8_t> entries_;
   // Every page a teardown removes is blocked first: one insert and one erase
