@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstdint>
+#include <vector>
 
 namespace mirrormmu::bench {
 
@@ -15,8 +16,41 @@ double floor_cmpxchg_ns(uint64_t sptes);
 // memory of a TD through PAGE.AUG), on `threads` vCPU threads with disjoint
 // ranges. ns per page (wall time / pages); std::runtime_error if a fault
 // did not map its page or a site fired (the figure would be a lie).
+// Thread k is pinned to the k-th CPU this process may use (round robin).
 double populate_direct_ns(uint64_t pages, int threads);
 double populate_mirror_ns(uint64_t pages, int threads);
+
+// The CPUs `threads` benchmark threads are pinned to: the k-th allowed CPU
+// for thread k, round robin.
+std::vector<int> bench_cpus(int threads);
+
+// One populate run, thread k pinned to cpus[k] faulting its own share of
+// `pages`: the wall time per page, and each thread's own time per fault
+// (from the common start to its last fault).
+struct PopulateRun {
+  double ns_per_page = 0;
+  std::vector<double> thread_ns_per_fault;
+};
+PopulateRun populate_run(bool td, uint64_t pages, const std::vector<int>& cpus);
+
+// How populate scales with threads. On a machine whose CPUs are not alike
+// (a VM's vCPUs on a busy host: here one ran the fault path 1.8x slower
+// than the other for minutes at a time, while the cmpxchg floor differed by
+// 10%), wall time against one thread measures the slowest CPU as much as
+// the code. The weighted speedup compares each thread with itself: its time
+// per fault alone on its CPU over its time with the others running, summed
+// over threads; n when nothing the threads share slows them, 1 when they
+// are serialised. Both are reported; best of `repeat` rounds each.
+struct Scaling {
+  std::vector<int> cpus;
+  std::vector<double> alone;     // ns per fault, one thread alone on cpus[k]
+  std::vector<double> together;  // ns per fault of thread k with all running
+  double one = 0;                // the best of `alone`: the one-thread figure
+  double many = 0;               // wall ns per page, all threads running
+  double wall_speedup() const { return many > 0 ? one / many : 0; }
+  double weighted_speedup() const;
+};
+Scaling populate_scaling(bool td, uint64_t pages, int threads, int repeat);
 // Private memory of a TD mapped with 2M pages (one fault and one 2M AUG per
 // 512 pages, design centralized), ns per 4K page of guest memory; and
 // demoting every one of those 2M mappings (BLOCK, TRACK, DEMOTE under the
