@@ -4,6 +4,7 @@
 #include <cstdlib>
 #include <vector>
 
+#include "base/huge_slab.h"
 #include "base/sanitizers.h"
 #include "base/types.h"
 
@@ -17,6 +18,11 @@ namespace {
 // A few executions' worth: 16 MiB.
 constexpr size_t kKept = 4096;
 
+HugeSlab& slab() {
+  static HugeSlab s(kPageSize, kPageSize);
+  return s;
+}
+
 struct Blocks {
   std::vector<void*> free;
   ~Blocks() {
@@ -24,7 +30,7 @@ struct Blocks {
 #ifdef MIRRORMMU_ASAN
       __asan_unpoison_memory_region(b, kPageSize);
 #endif
-      std::free(b);
+      slab().free(b);
     }
   }
 };
@@ -37,7 +43,7 @@ Blocks& mine() {
 
 void* page_block_alloc() {
   auto& f = mine().free;
-  if (f.empty()) return std::aligned_alloc(kPageSize, kPageSize);
+  if (f.empty()) return slab().alloc();
   void* b = f.back();
   f.pop_back();
 #ifdef MIRRORMMU_ASAN
@@ -46,10 +52,12 @@ void* page_block_alloc() {
   return b;
 }
 
+void page_block_free(void* block) { slab().free(block); }
+
 void page_block_recycle(void* block) {
   auto& f = mine().free;
   if (f.size() >= kKept) {
-    std::free(block);
+    slab().free(block);
     return;
   }
 #ifdef MIRRORMMU_ASAN

@@ -7,17 +7,20 @@
 // than a tenth of an execution in aligned_alloc and free.
 //
 // Only blocks nothing can reach are recycled: those of an execution that is
-// over. A page table freed by a native run goes back to malloc at once, so
-// that ASan sees any use after free; recycled blocks are poisoned for ASan
-// while they wait.
+// over. A page table freed by a native run goes back at once (page_block_free),
+// so that ASan sees any use after free; recycled blocks are poisoned for ASan
+// while they wait. New blocks come from a HugeSlab (base/huge_slab.h), which
+// under the sanitizers is malloc.
 #pragma once
 
 namespace mirrormmu {
 
-// A block from this thread's recycled blocks, else from aligned_alloc; null
-// if out of memory. Its contents are undefined. Release it with std::free()
-// or page_block_recycle().
+// A block from this thread's recycled blocks, else a new one; null if out of
+// memory. Its contents are undefined. Release it with page_block_free() or
+// page_block_recycle().
 void* page_block_alloc();
+// Gone for good (null is ignored).
+void page_block_free(void* block);
 // No longer reachable by anything: kept for page_block_alloc() (up to a
 // bound; beyond it, freed).
 void page_block_recycle(void* block);

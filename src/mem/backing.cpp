@@ -2,16 +2,28 @@
 #include "mem/backing.h"
 
 #include <algorithm>
+#include <new>
 #include <stdexcept>
 
+#include "base/huge_slab.h"
+
 namespace mirrormmu {
+
+// The pfn blocks of every guest_memfd and shared backing: 64 MiB of them
+// for a 64 GiB TD.
+HugeSlab& Backing::block_slab() {
+  static HugeSlab s(kBlockPages * sizeof(std::atomic<uint32_t>), 64);
+  return s;
+}
 
 void Backing::store(uint64_t i, Pfn p) {
   std::atomic<uint32_t>* b = blocks_[i / kBlockPages].load(std::memory_order_relaxed);
   if (!b) {
     if (!p.valid()) return;
-    b = new std::atomic<uint32_t>[kBlockPages];
-    for (uint64_t k = 0; k < kBlockPages; k++) b[k].store(kNoFrame, std::memory_order_relaxed);
+    void* mem = block_slab().alloc();
+    if (mem == nullptr) throw std::bad_alloc();
+    b = static_cast<std::atomic<uint32_t>*>(mem);
+    for (uint64_t k = 0; k < kBlockPages; k++) new (&b[k]) std::atomic<uint32_t>(kNoFrame);
     blocks_[i / kBlockPages].store(b, std::memory_order_release);
   }
   b[i % kBlockPages].store(p.valid() ? static_cast<uint32_t>(p.v) : kNoFrame, std::memory_order_release);
@@ -34,7 +46,8 @@ Backing::Backing(PfnPool& pool, PageOwner owner, uint64_t npages, PgLevel huge)
 
 Backing::~Backing() {
   release_all();
-  for (uint64_t b = 0; b < nblocks_; b++) delete[] blocks_[b].load(std::memory_order_relaxed);
+  // The atomics are trivially destructible: the memory is all there is.
+  for (uint64_t b = 0; b < nblocks_; b++) block_slab().free(blocks_[b].load(std::memory_order_relaxed));
   delete[] prot_.load();
 }
 

@@ -73,6 +73,7 @@ class Backing {
   // 32-bit (pools are far below 2^32 frames; the constructor checks): at
   // 64 GiB of guest the arrays are 64 MiB, not 128.
   static constexpr uint64_t kBlockPages = kSptePerPage;
+  static class HugeSlab& block_slab();
   static constexpr uint32_t kNoFrame = ~uint32_t{0};
   Pfn load(uint64_t i) const {
     const std::atomic<uint32_t>* b = blocks_[i / kBlockPages].load(std::memory_order_acquire);

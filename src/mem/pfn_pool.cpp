@@ -49,7 +49,7 @@ PfnPool::~PfnPool() {
   for (uint32_t c = 0; c < nchunks_; c++) {
     Slot* s = chunks_[c].load(std::memory_order_relaxed);
     if (!s) continue;
-    for (uint32_t i = 0; i < kChunkPages; i++) std::free(s[i].data);
+    for (uint32_t i = 0; i < kChunkPages; i++) page_block_free(s[i].data);
     delete[] s;
   }
 }
@@ -113,7 +113,7 @@ Pfn PfnPool::alloc(PageOwner owner, bool with_memory) {
     }
   }
   if (!pfn.valid()) {
-    std::free(mem);
+    page_block_free(mem);
     return kInvalidPfn;
   }
   if (mem) slot(pfn).data = mem;
@@ -200,7 +200,7 @@ bool PfnPool::free(Pfn pfn, PageOwner expected) {
     if (sync::DetEngine* e = sync::DetEngine::active())
       e->quarantine(mem);
     else
-      std::free(mem);
+      page_block_free(mem);
   }
   return true;
 }

@@ -1,6 +1,10 @@
 // SPDX-License-Identifier: MIT
 #include "tdx/sept_tree.h"
 
+#include <new>
+
+#include "base/huge_slab.h"
+
 namespace mirrormmu::tdx {
 
 namespace sept {
@@ -56,6 +60,21 @@ void SeptTree::paths_changed() const {
     return;
   gen_.store(g_path_gens.fetch_add(1, std::memory_order_relaxed), std::memory_order_relaxed);
 }
+
+namespace {
+HugeSlab& table_slab() {
+  static HugeSlab s(sizeof(SeptTable), alignof(SeptTable));
+  return s;
+}
+}  // namespace
+
+void* SeptTable::operator new(size_t size) {
+  if (size != sizeof(SeptTable)) throw std::bad_alloc();
+  if (void* p = table_slab().alloc()) return p;
+  throw std::bad_alloc();
+}
+
+void SeptTable::operator delete(void* p) { table_slab().free(p); }
 
 void SeptTree::create_root(Pfn pfn) {
   root_ = pfn;

@@ -79,6 +79,10 @@ struct SeptTable {
   // The slot of the parent that caches this table, so that dropping this
   // table clears it before the pointer dangles.
   std::atomic<std::atomic<SeptTable*>*> cached_in{nullptr};
+
+  // From a HugeSlab: a 64 GiB TD has 32,768 of them.
+  static void* operator new(size_t size);
+  static void operator delete(void* p);
 };
 
 // Where a walk ended. `table` is null only when there is no root table.

@@ -24,7 +24,7 @@ TEST(PageBlocks, RecycledBlockIsHandedOutAgainWritable) {
   // ASan would report this if the block were still poisoned.
   std::memset(b, 0x5a, kPageSize);
   EXPECT_EQ(static_cast<unsigned char*>(b)[kPageSize - 1], 0x5a);
-  std::free(b);
+  page_block_free(b);
 }
 
 #ifdef MIRRORMMU_ASAN
@@ -38,7 +38,7 @@ TEST(PageBlocksDeathTest, TouchingAWaitingBlockIsReported) {
   p[3] = 1;
   page_block_recycle(const_cast<uint64_t*>(p));
   EXPECT_DEATH(p[3] = 2, "use-after-poison");
-  std::free(page_block_alloc());
+  page_block_free(page_block_alloc());
 }
 #endif
 
