@@ -246,15 +246,17 @@ bool print_search_rows() {
 void print_scaling(const char* what, const bench::Scaling& s, double ceiling) {
   const int n = static_cast<int>(s.cpus.size());
   const double weighted = s.weighted_speedup();
-  std::printf("%d threads vs 1 (%s):           %.2fx by the wall clock; weighted %.2fx (target >= 1.7x)   %s\n", n,
+  std::printf("%d threads vs 1 (%s):           %.2fx by the wall clock; weighted %.3fx (target >= 1.7x)   %s\n", n,
               what, s.wall_speedup(), weighted, weighted >= 1.7 ? "met" : "NOT MET");
-  std::string alone, together;
+  const std::vector<double> alone = s.median_of(&bench::Scaling::Round::alone);
+  const std::vector<double> together = s.median_of(&bench::Scaling::Round::together);
+  std::string a, t;
   for (int k = 0; k < n; k++) {
-    alone += fmt::format("{}cpu{} {:.1f}", k ? ", " : "", s.cpus[size_t(k)], s.alone[size_t(k)]);
-    together += fmt::format("{}{:.1f}", k ? ", " : "", s.together[size_t(k)]);
+    a += fmt::format("{}cpu{} {:.1f}", k ? ", " : "", s.cpus[size_t(k)], alone[size_t(k)]);
+    t += fmt::format("{}{:.1f}", k ? ", " : "", together[size_t(k)]);
   }
-  std::printf("  ns a fault, each thread alone: %s; all running: %s (this machine's ceiling %.2fx)\n", alone.c_str(),
-              together.c_str(), ceiling);
+  std::printf("  ns a fault, median of %zu rounds, each thread alone: %s; all running: %s (machine's ceiling %.2fx)\n",
+              s.rounds.size(), a.c_str(), t.c_str(), ceiling);
 }
 
 // Best of `n` runs: the least disturbed by whatever else the machine does.
@@ -279,11 +281,12 @@ int run_rows() {
   };
   std::vector<Row> rows;
   rows.push_back({"floor: one cmpxchg per SPTE", "SPTE", floor});
-  const Scaling direct = populate_scaling(false, pages, g_threads, g_repeat);
+  // Scaling takes more rounds than the bests: its figure is a median.
+  const Scaling direct = populate_scaling(false, pages, g_threads, 3 * g_repeat);
   const double direct1 = direct.one;
   rows.push_back({"populate 4K, direct root, 1 thread", "page", direct1});
   rows.push_back({fmt::format("populate 4K, direct root, {} threads", g_threads), "page", direct.many});
-  const Scaling mirror = populate_scaling(true, pages, g_threads, g_repeat);
+  const Scaling mirror = populate_scaling(true, pages, g_threads, 3 * g_repeat);
   const double mirror1 = mirror.one;
   rows.push_back({"populate 4K, mirror + TDX (AUG), 1 thread", "page", mirror1});
   rows.push_back({fmt::format("populate 4K, mirror + TDX (AUG), {} threads", g_threads), "page", mirror.many});

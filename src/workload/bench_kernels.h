@@ -35,22 +35,28 @@ PopulateRun populate_run(bool td, uint64_t pages, const std::vector<int>& cpus);
 
 // How populate scales with threads. On a machine whose CPUs are not alike
 // (a VM's vCPUs on a busy host: here one ran the fault path 1.8x slower
-// than the other for minutes at a time, while the cmpxchg floor differed by
-// 10%), wall time against one thread measures the slowest CPU as much as
-// the code. The weighted speedup compares each thread with itself: its time
+// than the other, for a while, while the cmpxchg floor differed by 10%),
+// wall time against one thread measures the slowest CPU as much as the
+// code. The weighted speedup compares each thread with itself: its time
 // per fault alone on its CPU over its time with the others running, summed
 // over threads; n when nothing the threads share slows them, 1 when they
-// are serialised. Both are reported; best of `repeat` rounds each.
+// are serialised. Taken per round (alone and together measured one after
+// the other) and then the median of `rounds` rounds.
 struct Scaling {
+  struct Round {
+    std::vector<double> alone;     // ns per fault, one thread alone on cpus[k]
+    std::vector<double> together;  // ns per fault of thread k with all running
+  };
   std::vector<int> cpus;
-  std::vector<double> alone;     // ns per fault, one thread alone on cpus[k]
-  std::vector<double> together;  // ns per fault of thread k with all running
-  double one = 0;                // the best of `alone`: the one-thread figure
-  double many = 0;               // wall ns per page, all threads running
+  std::vector<Round> rounds;
+  double one = 0;   // the best one-thread time of any CPU and round
+  double many = 0;  // the best wall ns per page with all threads running
   double wall_speedup() const { return many > 0 ? one / many : 0; }
   double weighted_speedup() const;
+  // Per CPU, the median over rounds of alone or together.
+  std::vector<double> median_of(std::vector<double> Round::*which) const;
 };
-Scaling populate_scaling(bool td, uint64_t pages, int threads, int repeat);
+Scaling populate_scaling(bool td, uint64_t pages, int threads, int rounds);
 // Private memory of a TD mapped with 2M pages (one fault and one 2M AUG per
 // 512 pages, design centralized), ns per 4K page of guest memory; and
 // demoting every one of those 2M mappings (BLOCK, TRACK, DEMOTE under the
