@@ -166,15 +166,21 @@ class Checker::Pass {
   // would overwrite (or, with integrity, poison) what the host stored there.
   void check_cache_writeback() {
     c_.invariants_checked_++;
-    vm_.module()->for_each_cache_dirty([&](Pfn pfn) {
-      const PageOwner o = pool_.owner(pfn);
-      if (o == PageOwner::GuestPrivate) return;
-      if (!c_.cache_reported_.insert(pfn.v).second) return;
-      c_.fail("cache_not_written_back",
-              fmt::format("pfn {:#x} went to the host as {} with cache lines of HKID {} never written back "
-                          "(no TDH.PHYMEM.PAGE.WBINVD after the REMOVE)",
-                          pfn.v, page_owner_name(o), vm_.module()->hkid()));
-    });
+    constexpr uint64_t kSlice = uint64_t{1} << 20;
+    std::vector<Pfn> dirty;
+    for (uint64_t first = 0; first < pool_.size(); first += kSlice) {
+      dirty.clear();
+      vm_.module()->cache_dirty_in(first, kSlice, &dirty);
+      for (const Pfn pfn : dirty) {
+        const PageOwner o = pool_.owner(pfn);
+        if (o == PageOwner::GuestPrivate) continue;
+        if (!c_.cache_reported_.insert(pfn.v).second) continue;
+        c_.fail("cache_not_written_back",
+                fmt::format("pfn {:#x} went to the host as {} with cache lines of HKID {} never written back "
+                            "(no TDH.PHYMEM.PAGE.WBINVD after the REMOVE)",
+                            pfn.v, page_owner_name(o), vm_.module()->hkid()));
+      }
+    }
   }
 
   // Every frame the TDX module holds is held by the matching host owner.

@@ -227,10 +227,6 @@ PfnPool::OwnerFlow PfnPool::flow(PageOwner o) const {
   return flow_[static_cast<size_t>(o)];
 }
 
-PageOwner PfnPool::owner(Pfn pfn) const {
-  return in_range(pfn) ? owner_[pfn.v].load(std::memory_order_relaxed) : PageOwner::kCount;
-}
-
 void PfnPool::set_page_private(Pfn pfn, void* p) {
   std::lock_guard g(mu_);
   slot(pfn).priv = p;

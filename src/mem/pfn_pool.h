@@ -61,7 +61,9 @@ class PfnPool {
   // control page). Records a violation if the current owner differs.
   bool transfer(Pfn pfn, PageOwner from, PageOwner to);
 
-  PageOwner owner(Pfn pfn) const;
+  PageOwner owner(Pfn pfn) const {
+    return in_range(pfn) ? owner_[pfn.v].load(std::memory_order_relaxed) : PageOwner::kCount;
+  }
   bool in_range(Pfn pfn) const { return pfn.valid() && pfn.v < npages_; }
 
   // __va(pfn) for page-table frames: nullptr for frames without memory.

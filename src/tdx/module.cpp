@@ -331,9 +331,9 @@ TdxModule::EntryView TdxModule::read_leaf(uint64_t gpa) const {
   return EntryView{base, level, w.state(), w.pfn()};
 }
 
-void TdxModule::for_each_cache_dirty(const std::function<void(Pfn)>& fn) const {
+void TdxModule::cache_dirty_in(uint64_t first, uint64_t n, std::vector<Pfn>* out) const {
   std::shared_lock lock(impl_->mu);
-  impl_->pamt.for_each_cache_dirty(fn);
+  impl_->pamt.for_each_cache_dirty([&](Pfn f) { out->push_back(f); }, first, n);
 }
 
 bool TdxModule::cache_dirty(Pfn pfn) const {

@@ -233,9 +233,10 @@ class TdxModule {
   // Frames that may still hold cache lines written under the TD's HKID (the
   // guest's pages since they were added), until a WBINVD of the page or the
   // CACHE.WB of the HKID release. Model-side: the module itself cannot tell.
-  // Visited in frame order, without a list of them: a 64 GiB guest has
-  // 16M. `fn` runs under the module's lock, shared.
-  void for_each_cache_dirty(const std::function<void(Pfn)>& fn) const;
+  // Those of frames [first, first + n), appended to *out in frame order: a
+  // 64 GiB guest has 16M, so a caller walks the pool a slice at a time, and
+  // a call per frame cost a tenth of a checked run with huge pages.
+  void cache_dirty_in(uint64_t first, uint64_t n, std::vector<Pfn>* out) const;
   bool cache_dirty(Pfn pfn) const;
   // Dynamic PAMT: the 2M region holding `frame` has its page pair.
   bool pamt_pair_present(Pfn frame) const;

@@ -26,6 +26,7 @@
 // TD pages there.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <optional>
 #include <unordered_map>
@@ -70,18 +71,19 @@ class Pamt {
     if (in_range(pfn)) entries_[pfn.v] &= static_cast<uint8_t>(~kCacheDirty);
   }
   void clean_all_caches();
+  // Frames [first, first + n) in order (clipped to the PAMT).
   template <class Fn>
-  void for_each_cache_dirty(Fn&& fn) const {
+  void for_each_cache_dirty(Fn&& fn, uint64_t first = 0, uint64_t n = ~uint64_t{0}) const {
     // Eight frames a load: the pool of a 64 GiB TD is 16 MiB of entries.
     constexpr uint64_t kAny = 0x0101010101010101ull * kCacheDirty;
-    const uint64_t n = entries_.size();
-    uint64_t i = 0;
-    for (; i + 8 <= n; i += 8) {
+    const uint64_t end = first + std::min(n, entries_.size() - std::min(first, entries_.size()));
+    uint64_t i = first;
+    for (; i + 8 <= end; i += 8) {
       uint64_t word;
       __builtin_memcpy(&word, &entries_[i], sizeof word);
       for (uint64_t d = word & kAny; d != 0; d &= d - 1) fn(Pfn{i + uint64_t(__builtin_ctzll(d)) / 8});
     }
-    for (; i < n; i++)
+    for (; i < end; i++)
       if (entries_[i] & kCacheDirty) fn(Pfn{i});
   }
 
