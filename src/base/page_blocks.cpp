@@ -4,7 +4,7 @@
 #include <cstdlib>
 #include <vector>
 
-#include "base/huge_slab.h"
+#include "base/block_slab.h"
 #include "base/sanitizers.h"
 #include "base/types.h"
 
@@ -18,8 +18,8 @@ namespace {
 // A few executions' worth: 16 MiB.
 constexpr size_t kKept = 4096;
 
-HugeSlab& slab() {
-  static HugeSlab s(kPageSize, kPageSize);
+BlockSlab& slab() {
+  static BlockSlab s(kPageSize, kPageSize);
   return s;
 }
 

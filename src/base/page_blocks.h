@@ -9,7 +9,7 @@
 // Only blocks nothing can reach are recycled: those of an execution that is
 // over. A page table freed by a native run goes back at once (page_block_free),
 // so that ASan sees any use after free; recycled blocks are poisoned for ASan
-// while they wait. New blocks come from a HugeSlab (base/huge_slab.h), which
+// while they wait. New blocks come from a BlockSlab (base/block_slab.h), which
 // under the sanitizers is malloc.
 #pragma once
 

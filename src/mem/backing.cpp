@@ -5,14 +5,14 @@
 #include <new>
 #include <stdexcept>
 
-#include "base/huge_slab.h"
+#include "base/block_slab.h"
 
 namespace mirrormmu {
 
 // The pfn blocks of every guest_memfd and shared backing: 64 MiB of them
 // for a 64 GiB TD.
-HugeSlab& Backing::block_slab() {
-  static HugeSlab s(kBlockPages * sizeof(std::atomic<uint32_t>), 64);
+BlockSlab& Backing::block_slab() {
+  static BlockSlab s(kBlockPages * sizeof(std::atomic<uint32_t>), 64);
   return s;
 }
 
@@ -79,7 +79,6 @@ bool Backing::try_run(uint64_t index, PgLevel level) {
   return true;
 }
 
-Pfn Backing::peek_pfn(uint64_t index) const { return index < npages_ ? load(index) : kInvalidPfn; }
 
 Pfn Backing::get_pfn(uint64_t index, PgLevel* max_level) {
   if (index >= npages_) return kInvalidPfn;

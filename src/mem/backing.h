@@ -36,7 +36,7 @@ class Backing {
   // the pool is exhausted). `max_level` is the largest mapping the backing
   // allows there: the size of the aligned run the page sits in.
   Pfn get_pfn(uint64_t index, PgLevel* max_level = nullptr);
-  Pfn peek_pfn(uint64_t index) const;
+  Pfn peek_pfn(uint64_t index) const { return index < npages_ ? load(index) : kInvalidPfn; }
   // fallocate(PUNCH_HOLE): frees the frames of [first, first + n).
   void punch_hole(uint64_t first, uint64_t n);
   void release_all();
@@ -73,7 +73,7 @@ class Backing {
   // 32-bit (pools are far below 2^32 frames; the constructor checks): at
   // 64 GiB of guest the arrays are 64 MiB, not 128.
   static constexpr uint64_t kBlockPages = kSptePerPage;
-  static class HugeSlab& block_slab();
+  static class BlockSlab& block_slab();
   static constexpr uint32_t kNoFrame = ~uint32_t{0};
   Pfn load(uint64_t i) const {
     const std::atomic<uint32_t>* b = blocks_[i / kBlockPages].load(std::memory_order_acquire);

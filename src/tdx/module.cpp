@@ -254,12 +254,6 @@ bool TdxModule::Impl::tracked(Pfn blocked_object) const {
   return *b + 1 == epoch && epoch_refcount[*b & 1].load() == 0;
 }
 
-TdxModule::Impl::Vcpu* TdxModule::Impl::find_vcpu(int vcpu) {
-  const VcpuIndex* ix = vcpu_index.load(std::memory_order_acquire);
-  if (ix == nullptr || vcpu < 0 || static_cast<size_t>(vcpu) >= ix->size) return nullptr;
-  return ix->slot[static_cast<size_t>(vcpu)].load(std::memory_order_acquire);
-}
-
 void TdxModule::Impl::index_vcpu(int vcpu, Vcpu* v) {
   const auto id = static_cast<size_t>(vcpu);
   const VcpuIndex* cur = vcpu_index.load(std::memory_order_relaxed);
@@ -274,10 +268,6 @@ void TdxModule::Impl::index_vcpu(int vcpu, Vcpu* v) {
     vcpu_index.store(cur, std::memory_order_release);
   }
   cur->slot[id].store(v, std::memory_order_release);
-}
-
-const TdxModule::Impl::Vcpu* TdxModule::Impl::find_vcpu(int vcpu) const {
-  return const_cast<Impl*>(this)->find_vcpu(vcpu);
 }
 
 Ret TdxModule::Impl::ext(Status s, const SeptWalk& w) {

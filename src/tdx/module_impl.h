@@ -321,8 +321,12 @@ struct TdxModule::Impl {
   // blocked and the block tracked before REMOVE, SEPT.REMOVE, DEMOTE or
   // PROMOTE may change it. Returns the failure, or success.
   Ret require_blocked_and_tracked(const SeptWalk& w) const;
-  Vcpu* find_vcpu(int vcpu);
-  const Vcpu* find_vcpu(int vcpu) const;
+  // Lock-free (see vcpu_index): every guest access and per-page SEAMCALL asks.
+  Vcpu* find_vcpu(int vcpu) const {
+    const VcpuIndex* ix = vcpu_index.load(std::memory_order_acquire);
+    if (ix == nullptr || vcpu < 0 || static_cast<size_t>(vcpu) >= ix->size) return nullptr;
+    return ix->slot[static_cast<size_t>(vcpu)].load(std::memory_order_acquire);
+  }
   // Status with RCX/RDX extended info describing the entry `w` ended at.
   static Ret ext(Status s, const SeptWalk& w);
 

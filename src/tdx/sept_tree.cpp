@@ -3,7 +3,7 @@
 
 #include <new>
 
-#include "base/huge_slab.h"
+#include "base/block_slab.h"
 
 namespace mirrormmu::tdx {
 
@@ -62,8 +62,8 @@ void SeptTree::paths_changed() const {
 }
 
 namespace {
-HugeSlab& table_slab() {
-  static HugeSlab s(sizeof(SeptTable), alignof(SeptTable));
+BlockSlab& table_slab() {
+  static BlockSlab s(sizeof(SeptTable), alignof(SeptTable));
   return s;
 }
 }  // namespace

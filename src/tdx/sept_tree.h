@@ -80,7 +80,7 @@ struct SeptTable {
   // table clears it before the pointer dangles.
   std::atomic<std::atomic<SeptTable*>*> cached_in{nullptr};
 
-  // From a HugeSlab: a 64 GiB TD has 32,768 of them.
+  // From a BlockSlab: a 64 GiB TD has 32,768 of them.
   static void* operator new(size_t size);
   static void operator delete(void* p);
 };

@@ -1,9 +1,8 @@
 // SPDX-License-Identifier: MIT
-#include "base/huge_slab.h"
+#include "base/block_slab.h"
 
 #include <sys/mman.h>
 
-#include <cstdint>
 #include <cstdlib>
 #include <stdexcept>
 
@@ -20,29 +19,18 @@ constexpr bool kFromMalloc = false;
 
 size_t round_up(size_t n, size_t a) { return (n + a - 1) & ~(a - 1); }
 
-// A 2 MiB-aligned region: the kernel can only map a huge page at a huge
-// page's alignment. Over-map by one region and trim both ends.
 char* map_region(size_t region) {
-  void* p = mmap(nullptr, 2 * region, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-  if (p == MAP_FAILED) return nullptr;
-  const auto start = reinterpret_cast<uintptr_t>(p);
-  const uintptr_t aligned = round_up(start, region);
-  if (aligned > start) munmap(p, aligned - start);
-  if (const uintptr_t tail = start + 2 * region - (aligned + region); tail > 0)
-    munmap(reinterpret_cast<void*>(aligned + region), tail);
-  // Advice, not a demand: without THP (or with it set to never) the region
-  // is ordinary memory.
-  madvise(reinterpret_cast<void*>(aligned), region, MADV_HUGEPAGE);
-  return reinterpret_cast<char*>(aligned);
+  void* p = mmap(nullptr, region, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  return p == MAP_FAILED ? nullptr : static_cast<char*>(p);
 }
 }  // namespace
 
-HugeSlab::HugeSlab(size_t size, size_t align) : size_(round_up(size, align)), align_(align) {
+BlockSlab::BlockSlab(size_t size, size_t align) : size_(round_up(size, align)), align_(align) {
   if (align == 0 || (align & (align - 1)) != 0 || align > 4096 || size == 0 || size_ > kRegion)
-    throw std::invalid_argument("HugeSlab: a block must be at most 2 MiB, aligned to a power of two up to 4096");
+    throw std::invalid_argument("BlockSlab: a block must be at most 2 MiB, aligned to a power of two up to 4096");
 }
 
-void* HugeSlab::alloc() {
+void* BlockSlab::alloc() {
   if (kFromMalloc) return std::aligned_alloc(align_, size_);
   std::lock_guard g(mu_);
   if (!free_.empty()) {
@@ -63,7 +51,7 @@ void* HugeSlab::alloc() {
   return b;
 }
 
-void HugeSlab::free(void* block) {
+void BlockSlab::free(void* block) {
   if (block == nullptr) return;
   if (kFromMalloc) {
     std::free(block);
@@ -73,7 +61,7 @@ void HugeSlab::free(void* block) {
   free_.push_back(block);
 }
 
-size_t HugeSlab::reserved() const {
+size_t BlockSlab::reserved() const {
   std::lock_guard g(mu_);
   return reserved_;
 }
