@@ -357,7 +357,7 @@ Command add_bench(CLI::App& app) {
   auto* cmd = app.add_subcommand("bench", "measure populate, zap, threads and the explorer against the cmpxchg floor");
   cmd->add_option("--pages", g_pages, "pages per populate/zap run")->check(CLI::Range(uint64_t(1024), uint64_t(1) << 22))
       ->capture_default_str();
-  cmd->add_option("--threads", g_threads, "threads for the scaling rows")->check(CLI::Range(2, 64))->capture_default_str();
+  cmd->add_option("--threads", g_threads, "threads for the scaling rows (thread k pinned to the k-th allowed CPU)")->check(CLI::Range(2, 64))->capture_default_str();
   cmd->add_option("--dfs-seconds", g_dfs_seconds,
                   "the explorer's search rows: seconds for DFS at three preemptions (0: skip the search rows)")
       ->check(CLI::Range(0.0, 3600.0))
@@ -369,7 +369,7 @@ Command add_bench(CLI::App& app) {
   cmd->add_option("--plot", g_plot_dir,
                   "draw the figures (the kernels against the floor, checking's cost, scaling with vCPUs and size, "
                   "the explorer's searches) into the directory DIR as PNG and SVG, with gnuplot");
-  cmd->add_option("--repeat", g_repeat, "runs per figure, td-life rows too (the best is kept)")->check(CLI::Range(1, 100))->capture_default_str();
+  cmd->add_option("--repeat", g_repeat, "runs per figure, td-life rows too (the best is kept); the scaling rows take 3x as many rounds and report the median")->check(CLI::Range(1, 100))->capture_default_str();
   return {cmd, &run};
 }
 
