@@ -19,7 +19,8 @@ namespace {
 constexpr size_t kKept = 4096;
 
 BlockSlab& slab() {
-  static BlockSlab s(kPageSize, kPageSize);
+  // Never destroyed: a block may be freed by another static object at exit.
+  static BlockSlab& s = *new BlockSlab(kPageSize, kPageSize);
   return s;
 }
 

@@ -12,7 +12,8 @@ namespace mirrormmu {
 // The pfn blocks of every guest_memfd and shared backing: 64 MiB of them
 // for a 64 GiB TD.
 BlockSlab& Backing::block_slab() {
-  static BlockSlab s(kBlockPages * sizeof(std::atomic<uint32_t>), 64);
+  // Never destroyed: a block may be freed by another static object at exit.
+  static BlockSlab& s = *new BlockSlab(kBlockPages * sizeof(std::atomic<uint32_t>), 64);
   return s;
 }
 

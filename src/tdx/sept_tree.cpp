@@ -63,7 +63,8 @@ void SeptTree::paths_changed() const {
 
 namespace {
 BlockSlab& table_slab() {
-  static BlockSlab s(sizeof(SeptTable), alignof(SeptTable));
+  // Never destroyed: a block may be freed by another static object at exit.
+  static BlockSlab& s = *new BlockSlab(sizeof(SeptTable), alignof(SeptTable));
   return s;
 }
 }  // namespace

@@ -194,6 +194,14 @@ PopulateRun populate_run(bool td, uint64_t pages, const std::vector<int>& cpus) 
   return populate(td, pages, cpus);
 }
 
+namespace {
+double median(std::vector<double> v) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  return v.size() % 2 ? v[v.size() / 2] : (v[v.size() / 2 - 1] + v[v.size() / 2]) / 2;
+}
+}  // namespace
+
 double Scaling::weighted_speedup() const {
   std::vector<double> w;
   for (const Round& r : rounds) {
@@ -202,9 +210,7 @@ double Scaling::weighted_speedup() const {
       if (r.together[k] > 0) sum += r.alone[k] / r.together[k];
     w.push_back(sum);
   }
-  if (w.empty()) return 0;
-  std::sort(w.begin(), w.end());
-  return w.size() % 2 ? w[w.size() / 2] : (w[w.size() / 2 - 1] + w[w.size() / 2]) / 2;
+  return median(std::move(w));
 }
 
 Scaling populate_scaling(bool td, uint64_t pages, int threads, int rounds) {
@@ -239,12 +245,7 @@ std::vector<double> Scaling::median_of(std::vector<double> Round::*which) const 
     std::vector<double> v;
     for (const Round& r : rounds)
       if (k < (r.*which).size()) v.push_back((r.*which)[k]);
-    if (v.empty()) {
-      out.push_back(0);
-      continue;
-    }
-    std::sort(v.begin(), v.end());
-    out.push_back(v.size() % 2 ? v[v.size() / 2] : (v[v.size() / 2 - 1] + v[v.size() / 2]) / 2);
+    out.push_back(median(std::move(v)));
   }
   return out;
 }
