@@ -81,6 +81,11 @@ bool TdxModule::Impl::host_interrupt_pending() {
 
 void TdxModule::plant_window_hides_holds() { impl_->flaw_window_hides_holds = true; }
 
+void TdxModule::plant_exclusive_ignores_shared() {
+  for (ShardedSharexLock* l : {&impl_->tdr_lock, &impl_->sept_tree_lock, &impl_->epoch_lock})
+    l->plant_flaw(ShardedSharexLock::Flaw::ExclusiveIgnoresShared);
+}
+
 // ---- module try-locks ------------------------------------------------------------
 
 // The per-entry lock is the TDEL bit inside the entry itself, as in the

@@ -264,6 +264,11 @@ class TdxModule {
   // lets other calls in without counting them into the locks. Planted only
   // by tests/tdx/shared_holds_test.cpp.
   void plant_window_hides_holds();
+  // The classic bug of the exclusive attempt a call makes alone (the model's
+  // lock held exclusively: ShardedSharexLock::try_lock_exclusive_alone), on
+  // the TDR, S-EPT tree and epoch locks: it takes the lock without summing
+  // the shared holders. Planted only by tests/tdx/shared_holds_test.cpp.
+  void plant_exclusive_ignores_shared();
   void set_observer(SeamcallObserver* o) { observer_ = o; }
   SeamcallObserver* observer() const { return observer_; }
 

@@ -3,8 +3,10 @@
 // epoch) to itself while it holds the model's lock (module_impl.h, "Shared
 // holds"). Another call must still meet them: in the first contention window
 // of a call holding one shared, a call that needs it exclusively gets BUSY
-// naming it. Each case runs once as built and once with the window's
-// counting-in planted away, which the same check catches.
+// naming it. Each case runs as built and with one of two bugs planted, which
+// the same check catches: the window's counting-in planted away, and the
+// exclusive attempt a call makes alone (holding the model's lock
+// exclusively) not summing the shared holders.
 #include <functional>
 #include <utility>
 
@@ -43,14 +45,16 @@ class WindowTest : public TdxTest {
   }
 };
 
-// As built, and with the window's counting-in planted away.
-class SharedHoldsTest : public WindowTest, public ::testing::WithParamInterface<bool> {
+enum class Plant { None, WindowHidesHolds, ExclusiveIgnoresShared };
+
+class SharedHoldsTest : public WindowTest, public ::testing::WithParamInterface<Plant> {
  protected:
   void SetUp() override {
     WindowTest::SetUp();
-    if (planted()) td.plant_window_hides_holds();
+    if (GetParam() == Plant::WindowHidesHolds) td.plant_window_hides_holds();
+    if (GetParam() == Plant::ExclusiveIgnoresShared) td.plant_exclusive_ignores_shared();
   }
-  static bool planted() { return GetParam(); }
+  static bool planted() { return GetParam() != Plant::None; }
 
   // The check both variants run: the inner call met the lock.
   void expect_met(Status inner, Status busy) {
@@ -107,8 +111,16 @@ TEST_F(WindowTest, HoldsCountedInAtAWindowAreDroppedWithTheCall) {
   EXPECT_EQ(td.tdh_mem_track(), TDX_SUCCESS);
 }
 
-INSTANTIATE_TEST_SUITE_P(AsBuiltAndPlanted, SharedHoldsTest, ::testing::Bool(),
-                         [](const auto& info) { return info.param ? "Planted" : "AsBuilt"; });
+INSTANTIATE_TEST_SUITE_P(AsBuiltAndPlanted, SharedHoldsTest,
+                         ::testing::Values(Plant::None, Plant::WindowHidesHolds, Plant::ExclusiveIgnoresShared),
+                         [](const auto& info) {
+                           switch (info.param) {
+                             case Plant::None: return "AsBuilt";
+                             case Plant::WindowHidesHolds: return "PlantedWindowHidesHolds";
+                             case Plant::ExclusiveIgnoresShared: return "PlantedExclusiveIgnoresShared";
+                           }
+                           return "?";
+                         });
 
 }  // namespace
 }  // namespace mirrormmu::tdx::test
