@@ -58,10 +58,11 @@ class SharexLock {
 // lock shared and td_exit may drop it on another thread.
 class ShardedSharexLock {
  public:
-  // The classic bugs of such a lock, planted only by the test that shows its
-  // stress catches them (tests/tdx/locks_test.cpp): a shared attempt that
-  // does not look at the state, and an exclusive one that does not look at
-  // the shards.
+  // The classic bugs of such a lock, planted only by the tests that show
+  // they are caught: a shared attempt that does not look at the state, and
+  // an exclusive one that does not look at the shards (the stress of
+  // tests/tdx/locks_test.cpp; for the alone attempt, the module's calls in
+  // tests/tdx/shared_holds_test.cpp).
   enum class Flaw : uint8_t { None, SharedIgnoresExclusive, ExclusiveIgnoresShared };
   void plant_flaw(Flaw f) { flaw_ = f; }
 
