@@ -180,8 +180,7 @@ Status TdxModule::Impl::LockSet::epoch(LockMode mode) {
 void TdxModule::Impl::LockSet::release_epoch() { release(impl_.epoch_lock, epoch_, kEpoch); }
 
 Status TdxModule::Impl::LockSet::entry(sept::Word& e) {
-  alone_ = impl_.mu.held_alone_by_me();
-  const Status s = impl_.try_lock_entry(e, alone_);
+  const Status s = impl_.try_lock_entry(e, impl_.mu.held_alone_by_me());
   if (s == TDX_SUCCESS) {
     entry_ = &e;
     window(&e);

@@ -215,8 +215,6 @@ struct TdxModule::Impl {
     // VP.ENTER drops the epoch lock as soon as the vCPU is counted in.
     void release_epoch();
     Status entry(sept::Word& entry);
-    // Whether the call was alone in the model when it locked its entry.
-    bool alone() const { return alone_; }
     // Dynamic PAMT: the PAMT entry of the 2M region holding `frame`. Without
     // DPAMT, or for a frame outside the PAMT (the caller's own checks refuse
     // it), takes nothing. A region this call already holds is not retaken.
@@ -241,7 +239,6 @@ struct TdxModule::Impl {
     std::optional<LockMode> tdr_, tree_, epoch_;
     uint8_t implicit_ = 0;  // TdLocks held shared but not yet counted in
     sept::Word* entry_ = nullptr;
-    bool alone_ = false;
     std::array<RegionHold, 2> regions_{};  // DEMOTE holds two: new S-EPT page, split range
     size_t nregions_ = 0;
   };
