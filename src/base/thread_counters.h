@@ -80,6 +80,12 @@ class ThreadCounters {
     for (CacheEntry& e : c.e)
       if (e.serial == serial_) [[likely]]
         return e.block->counts;
+    return mine_missed();
+  }
+  // Out of line, so that an add inlined into a fault's lock is a few loads
+  // and a store, not a frame that saves every register for the mutex.
+  [[gnu::noinline]] std::array<std::atomic<uint64_t>, N>& mine_missed() {
+    Cache& c = cache();
     CacheEntry& e = c.e[c.next++ % c.e.size()];
     e = CacheEntry{serial_, &block_of_this_thread()};
     return e.block->counts;

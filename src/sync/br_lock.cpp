@@ -11,49 +11,54 @@
 #include <cstdlib>
 #include <mutex>
 #include <thread>
+#include <utility>
 
 #include "base/percpu_counter.h"
 #include "base/sanitizers.h"
 
 namespace mirrormmu::sync {
 
-namespace {
-// What this thread holds of which lock. A thread holds a few at once (a VM's
-// mmu_lock and memslot lock, the module's lock; two VMs in a test): a small
-// array beats a map.
-struct Hold {
-  const BrLock* lock = nullptr;
-  uint32_t shared = 0;
-  uint32_t exclusive = 0;
-  bool in_shard = false;  // the outermost hold is a reader's, counted in a shard
-  uint8_t shard = 0;      // which one (the thread may run on another CPU by the exit)
-  bool biased = false;    // the outermost hold came in by the owner's way
-};
-constexpr size_t kMaxHolds = 8;
-thread_local std::array<Hold, kMaxHolds> tl_holds;
+constinit thread_local detail::BrThread detail::tl_br;
 
-Hold* find_hold(const BrLock* l) {
-  for (Hold& h : tl_holds)
-    if (h.lock == l) return &h;
+namespace {
+using detail::BrHold;
+using detail::BrWay;
+using detail::kMaxBrHolds;
+
+BrHold* find_hold(const BrLock* l) {
+  detail::BrThread& t = detail::tl_br;
+  for (size_t i = 0; i < t.top; i++)
+    if (t.holds[i].lock == l) return &t.holds[i];
   return nullptr;
 }
 
-Hold& new_hold(const BrLock* l) {
-  for (Hold& h : tl_holds)
-    if (h.lock == nullptr) {
-      h.lock = l;
-      return h;
-    }
-  std::fputs("BrLock: a thread holds more locks than it can track\n", stderr);
-  std::abort();
+// A free hold for `l`: the lowest, below `top` if one is.
+BrHold& new_hold(const BrLock* l) {
+  detail::BrThread& t = detail::tl_br;
+  size_t i = 0;
+  while (i < t.top && t.holds[i].lock != nullptr) i++;
+  if (i == kMaxBrHolds) [[unlikely]] {
+    std::fputs("BrLock: a thread holds more locks than it can track\n", stderr);
+    std::abort();
+  }
+  if (i == t.top) t.top++;
+  t.holds[i] = {};
+  t.holds[i].lock = l;
+  return t.holds[i];
 }
 
-size_t hold_index(const Hold& h) { return static_cast<size_t>(&h - tl_holds.data()); }
+void drop_hold(BrHold& h) {
+  h = {};
+  detail::BrThread& t = detail::tl_br;
+  while (t.top != 0 && t.holds[t.top - 1].lock == nullptr) t.top--;
+}
+
+size_t hold_index(const BrHold& h) { return static_cast<size_t>(&h - detail::tl_br.holds.data()); }
 
 // A thread's token for a biased lock: the address of its hold table, which
 // no two live threads share. A thread born where a dead owner's table was
 // inherits its bias, which is harmless: the dead one holds nothing.
-const void* my_token() { return &tl_holds; }
+const void* my_token() { return &detail::tl_br; }
 const void* const kRevoked = &kRevoked;
 
 // ---- asymmetric readers ------------------------------------------------------
@@ -82,7 +87,7 @@ void membarrier_all_cpus() {
 // Records are never freed, only handed to the next thread, so a writer can
 // look at any of them at any time.
 struct alignas(64) ReaderRecord {
-  std::array<std::atomic<const BrLock*>, kMaxHolds> reading{};
+  std::array<std::atomic<const BrLock*>, kMaxBrHolds> reading{};
   bool in_use = false;  // under g_records_mu
 };
 constexpr size_t kMaxReaderThreads = 1024;
@@ -97,10 +102,13 @@ struct RecordOwner {
     std::lock_guard g(g_records_mu);
     rec->in_use = false;
     rec = nullptr;  // handed on: this thread must not write it again
+    detail::tl_br.reading = nullptr;
   }
 };
 thread_local RecordOwner tl_record;
 
+// Called on a thread's first asymmetric read; after it the read side finds
+// the slots through tl_br.reading.
 ReaderRecord& my_record() {
   if (tl_record.rec != nullptr) [[likely]]
     return *tl_record.rec;
@@ -110,6 +118,7 @@ ReaderRecord& my_record() {
     g_records[i].in_use = true;
     if (i >= g_records_used.load(std::memory_order_relaxed)) g_records_used.store(i + 1, std::memory_order_release);
     tl_record.rec = &g_records[i];
+    detail::tl_br.reading = g_records[i].reading.data();
     return g_records[i];
   }
   std::fputs("BrLock: more threads read asymmetric locks at once than there are reader records\n", stderr);
@@ -125,19 +134,20 @@ void back_off(int spins) {
 
 }  // namespace
 
-bool BrLock::held_exclusive_by_me() const {
-  const Hold* h = find_hold(this);
-  return h != nullptr && h->exclusive != 0;
+void BrLock::not_held() {
+  std::fputs("BrLock: unlocked by a thread that does not hold it\n", stderr);
+  std::abort();
 }
 
 bool BrLock::held_alone_by_me() const {
-  const Hold* h = find_hold(this);
-  return h != nullptr && (h->exclusive != 0 || h->biased);
+  const BrHold* h = find_hold(this);
+  return h != nullptr && (h->exclusive != 0 || h->way == BrWay::ReaderBiased);
 }
 
 BrLock::BrLock(Readers r, Bias b)
     : asym_(r == Readers::Asymmetric && membarrier_ready()),
       biasable_(b == Bias::FirstThread && membarrier_ready()),
+      asym_only_(asym_ && !biasable_),
       mask_(mirrormmu::detail::cpu_shards() - 1) {}
 
 bool BrLock::biased() const {
@@ -223,7 +233,7 @@ void BrLock::read_enter_asym(size_t slot) {
   }
 }
 
-void BrLock::read_exit_asym(size_t slot) { tl_record.rec->reading[slot].store(nullptr, std::memory_order_release); }
+void BrLock::read_exit_asym(size_t slot) { detail::tl_br.reading[slot].store(nullptr, std::memory_order_release); }
 
 void BrLock::wait_for_asym_readers() {
   // After this every reader either has its mark visible to the loads below,
@@ -277,72 +287,74 @@ void BrLock::write_exit() {
 }
 
 void BrLock::lock() {
-  Hold* h = find_hold(this);
-  if (h != nullptr) {
+  if (BrHold* h = find_hold(this)) {
     if (h->exclusive == 0) {
       std::fputs("BrLock: taken exclusively by a thread that holds it shared (a deadlock)\n", stderr);
+      std::abort();
+    }
+    if (h->exclusive == UINT16_MAX) [[unlikely]] {
+      std::fputs("BrLock: taken exclusively 65535 times over by one thread\n", stderr);
       std::abort();
     }
     h->exclusive++;
     return;
   }
+  BrHold& h = new_hold(this);
+  h.exclusive = 1;
   if (bias_enter()) {
-    Hold& n = new_hold(this);
-    n.exclusive = 1;
-    n.biased = true;
+    h.way = BrWay::WriterBiased;
     return;
   }
+  h.way = BrWay::Writer;
   write_enter();
-  new_hold(this).exclusive = 1;
 }
 
 void BrLock::unlock() {
-  Hold* h = find_hold(this);
-  if (--h->exclusive != 0) return;
-  if (h->biased) {
-    h->biased = false;
-    bias_exit();
-  } else {
-    write_exit();
+  BrHold& h = detail::tl_br.holds[held_index()];
+  if (h.exclusive == 0) [[unlikely]] {
+    std::fputs("BrLock: unlocked exclusively by a thread that holds it only shared\n", stderr);
+    std::abort();
   }
-  if (h->shared == 0) *h = {};  // one count at a time, as in unlock_shared()
+  if (--h.exclusive != 0) return;
+  if (h.way == BrWay::WriterBiased)
+    bias_exit();
+  else
+    write_exit();
+  h.way = BrWay::None;
+  if (h.shared == 0) drop_hold(h);  // one count at a time, as in unlock_shared()
 }
 
-void BrLock::lock_shared() {
+void BrLock::lock_shared_first() {
   // Inside its own hold a thread goes on without the shard: the writer it
   // might meet waits for this thread anyway, and backing off would deadlock.
-  if (Hold* h = find_hold(this)) {
+  if (BrHold* h = find_hold(this)) {
     h->shared++;
     return;
   }
-  Hold& h = new_hold(this);
+  BrHold& h = new_hold(this);
   h.shared = 1;
-  h.in_shard = true;
-  if (bias_enter())
-    h.biased = true;
-  else if (asym_)
+  if (bias_enter()) {
+    h.way = BrWay::ReaderBiased;
+  } else if (asym_) {
     read_enter_asym(hold_index(h));
-  else
+    h.way = BrWay::ReaderSlot;
+  } else {
     h.shard = static_cast<uint8_t>(read_enter());
+    h.way = BrWay::ReaderShard;
+  }
 }
 
-void BrLock::unlock_shared() {
-  Hold* h = find_hold(this);
-  if (--h->shared != 0) return;
-  if (h->in_shard) {
-    h->in_shard = false;
-    if (h->biased) {
-      h->biased = false;
-      bias_exit();
-    } else if (asym_)
-      read_exit_asym(hold_index(*h));
-    else
-      read_exit(h->shard);
+void BrLock::unlock_shared_last(size_t i) {
+  BrHold& h = detail::tl_br.holds[i];
+  switch (h.way) {
+    case BrWay::ReaderBiased: bias_exit(); break;
+    case BrWay::ReaderSlot: read_exit_asym(i); break;
+    case BrWay::ReaderShard: read_exit(h.shard); break;
+    // A writer that took it shared inside its hold (the way out is the
+    // writer's), or a hold whose exclusive count went first.
+    default: break;
   }
-  // Only `exclusive` is left to look at. Testing both counts here let the
-  // compiler read them as one 8-byte word straight after the 4-byte store to
-  // `shared`, which cannot be forwarded: a stall on every fault's unlock.
-  if (h->exclusive == 0) *h = {};
+  if (h.exclusive == 0) drop_hold(h);
 }
 
 }  // namespace mirrormmu::sync

@@ -44,6 +44,7 @@
 // and the module's lock is never held across a switch.
 #pragma once
 
+#include <array>
 #include <atomic>
 #include <cstdint>
 #include <mutex>
@@ -51,6 +52,39 @@
 #include "base/percpu_counter.h"
 
 namespace mirrormmu::sync {
+
+class BrLock;
+
+namespace detail {
+// How a thread came into the outermost of its holds of a lock, which is how
+// it leaves.
+enum class BrWay : uint8_t { None, Writer, WriterBiased, ReaderBiased, ReaderSlot, ReaderShard };
+// What a thread holds of one lock. Sixteen bytes, so a hold's index is a
+// shift away from its address.
+struct BrHold {
+  const BrLock* lock = nullptr;
+  uint32_t shared = 0;
+  uint16_t exclusive = 0;
+  BrWay way = BrWay::None;
+  uint8_t shard = 0;  // ReaderShard's (the thread may run on another CPU by the exit)
+};
+inline constexpr size_t kMaxBrHolds = 8;
+// A thread's holds, in a small array: it holds a few locks at once (a VM's
+// mmu_lock and memslot lock, the module's lock; two VMs in a test). Holds at
+// or past `top` are free. A thread takes its locks nested (the memslot lock,
+// then mmu_lock, then the module's), so the live ones sit at the bottom and
+// looking for a lock it does not hold, which every fault does twice, reads
+// one or two entries.
+struct BrThread {
+  std::array<BrHold, kMaxBrHolds> holds{};
+  size_t top = 0;
+  // The thread's asymmetric reader slots, one per hold index; null until
+  // its first asymmetric read.
+  std::atomic<const BrLock*>* reading = nullptr;
+};
+// Trivially built and destroyed, so reaching it is one %fs-relative address.
+extern constinit thread_local BrThread tl_br;
+}  // namespace detail
 
 class BrLock {
  public:
@@ -60,10 +94,61 @@ class BrLock {
 
   void lock();
   void unlock();
-  void lock_shared();
-  void unlock_shared();
+  // Inline: every fault takes two asymmetric locks for read. The rest (a
+  // first read by a thread, symmetric readers, the bias, a writer inside,
+  // recursion past the first hold) goes out of line.
+  void lock_shared() {
+    detail::BrThread& t = detail::tl_br;
+    for (size_t i = 0; i < t.top; i++)
+      if (t.holds[i].lock == this) [[unlikely]] {
+        t.holds[i].shared++;
+        return;
+      }
+    if (asym_only_ && t.reading != nullptr && t.top < detail::kMaxBrHolds) [[likely]] {
+      std::atomic<const BrLock*>& mine = t.reading[t.top];
+      mine.store(this, std::memory_order_relaxed);
+      // No fence between the store and the load: the writer's membarrier is
+      // the other half of it. Only the compiler must keep the order.
+      std::atomic_signal_fence(std::memory_order_seq_cst);
+      if (!writer_.load(std::memory_order_acquire)) [[likely]] {
+        t.holds[t.top++] = {this, 1, 0, detail::BrWay::ReaderSlot, 0};
+        return;
+      }
+      mine.store(nullptr, std::memory_order_release);
+    }
+    lock_shared_first();
+  }
+  void unlock_shared() {
+    detail::BrThread& t = detail::tl_br;
+    const size_t i = held_index();
+    detail::BrHold& h = t.holds[i];
+    if (--h.shared != 0) return;
+    if (h.way == detail::BrWay::ReaderSlot) [[likely]] {
+      t.reading[i].store(nullptr, std::memory_order_release);
+      h.lock = nullptr;
+      h.way = detail::BrWay::None;
+      // Released in the order taken, the top one goes; below it the next
+      // lock out is usually still held.
+      if (i + 1 == t.top) {
+        size_t top = i;
+        while (top != 0 && t.holds[top - 1].lock == nullptr) top--;
+        t.top = top;
+      }
+      return;
+    }
+    unlock_shared_last(i);
+  }
 
-  bool held_exclusive_by_me() const;
+  // How this thread holds it; exclusively if both ways (a writer that took
+  // it shared again). What mmu_lock's lockdep assertions ask natively.
+  enum class Held : uint8_t { None, Shared, Exclusive };
+  Held held_by_me() const {
+    const detail::BrThread& t = detail::tl_br;
+    for (size_t i = 0; i < t.top; i++)
+      if (t.holds[i].lock == this) return t.holds[i].exclusive != 0 ? Held::Exclusive : Held::Shared;
+    return Held::None;
+  }
+  bool held_exclusive_by_me() const { return held_by_me() == Held::Exclusive; }
   // No other thread can be inside now: this one holds it exclusively, or
   // by the bias.
   bool held_alone_by_me() const;
@@ -90,6 +175,22 @@ class BrLock {
   void plant_flaw(Flaw f) { flaw_ = f; }
 
  private:
+  // A shared hold this thread did not have, the ways lock_shared() does not
+  // take inline.
+  void lock_shared_first();
+  // The last shared count of hold `i` dropped, not a ReaderSlot's.
+  void unlock_shared_last(size_t i);
+  // The index of this thread's hold of this lock; a thread that has none
+  // is told so and aborts (unlocking what it does not hold).
+  size_t held_index() const {
+    const detail::BrThread& t = detail::tl_br;
+    for (size_t i = t.top; i-- > 0;)
+      if (t.holds[i].lock == this) [[likely]]
+        return i;
+    not_held();
+  }
+  [[noreturn]] static void not_held();
+
   // Returns the shard the reader counted itself in, for read_exit().
   unsigned read_enter();
   void read_exit(unsigned shard);
@@ -115,6 +216,7 @@ class BrLock {
   Flaw flaw_ = Flaw::None;
   const bool asym_;
   const bool biasable_;
+  const bool asym_only_;  // asymmetric and never biased: the inline read side
   // The owner's token (its thread's hold table), or kRevoked; null until
   // someone takes the lock.
   std::atomic<const void*> bias_{nullptr};

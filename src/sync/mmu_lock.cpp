@@ -9,8 +9,10 @@
 namespace mirrormmu::sync {
 
 namespace {
-// A thread holds at most a handful of mmu_locks at once (one per VM it is
-// working on); a tiny array beats a map.
+// What a virtual thread of the deterministic engine holds (natively the
+// big-reader lock knows what its thread holds). A virtual thread holds at
+// most a handful of mmu_locks at once (one per VM it is working on); a tiny
+// array beats a map.
 struct Held {
   const MmuLock* lock = nullptr;
   LockMode mode = LockMode::None;
@@ -41,7 +43,8 @@ void note_released(const MmuLock* l) {
 
 uint64_t MmuLock::read_acquisitions() const { return reads_.sum(0); }
 
-LockMode MmuLock::held_by_me() const {
+LockMode MmuLock::held_by_me_hooked() const {
+  if (!DetEngine::active()) return native_held();
   for (const auto& h : tl_held)
     if (h.lock == this) return h.mode;
   return LockMode::None;
@@ -64,16 +67,16 @@ void MmuLock::write_lock() {
     det_writers_waiting_--;
     det_writer_ = true;
     e->note(EngineEvent::LockWrite, this);
+    note_acquired(this, LockMode::Write);
   } else {
     native_.lock();
   }
   writes_.fetch_add(1, std::memory_order_relaxed);
-  note_acquired(this, LockMode::Write);
 }
 
 void MmuLock::write_unlock() {
-  note_released(this);
   if (DetEngine* e = DetEngine::active()) [[unlikely]] {
+    note_released(this);
     det_writer_ = false;
     e->note(EngineEvent::UnlockWrite, this);
     e->wake(this);
@@ -83,22 +86,22 @@ void MmuLock::write_unlock() {
   sched_point(PointKind::LockRelease, this);
 }
 
-void MmuLock::read_lock() {
+void MmuLock::read_lock_hooked() {
   sched_point(PointKind::LockAcquireShared, this);
-  if (DetEngine* e = DetEngine::active()) [[unlikely]] {
+  if (DetEngine* e = DetEngine::active()) {
     while (det_writer_ || det_writers_waiting_) e->block_on_lock(this, PointKind::LockAcquireShared);
     det_readers_++;
     e->note(EngineEvent::LockRead, this);
+    note_acquired(this, LockMode::Read);
   } else {
     native_.lock_shared();
   }
-  reads_.add(0);
-  note_acquired(this, LockMode::Read);
+  if (count_reads_) reads_.add(0);
 }
 
-void MmuLock::read_unlock() {
-  note_released(this);
-  if (DetEngine* e = DetEngine::active()) [[unlikely]] {
+void MmuLock::read_unlock_hooked() {
+  if (DetEngine* e = DetEngine::active()) {
+    note_released(this);
     e->note(EngineEvent::UnlockRead, this);
     // The last reader out hands the lock to a waiting writer. With none
     // waiting nothing is woken and the step only added to the reader count:

@@ -132,7 +132,8 @@ class PlainVm : public DirectMmu, private MmuObserver, private RemoteTlb {
   BugTracker bugs_;
   std::unique_ptr<TdpMmu> mmu_;
   std::vector<std::unique_ptr<Vcpu>> vcpus_;
-  sync::MmuLock slots_lock_;  // memslot updates vs faults (SRCU in KVM)
+  // Memslot updates vs faults (SRCU in KVM).
+  sync::MmuLock slots_lock_{sync::BrLock::Readers::Asymmetric, sync::MmuLock::ReadCount::Skipped};
   std::map<int, Slot> slots_;
   // kvm->mmu_invalidate_*: written under mmu_lock held for write, read by
   // faults before they take it too.

@@ -424,7 +424,7 @@ class Vm : public tdx::VcpuKicker, private RemoteTlb {
   std::atomic<uint64_t> invalidate_seq_{0};
   std::atomic<int> invalidate_in_progress_{0};
   std::atomic<uint64_t> invalidate_range_start_{0}, invalidate_range_end_{0};
-  sync::MmuLock slots_lock_;
+  sync::MmuLock slots_lock_{sync::BrLock::Readers::Asymmetric, sync::MmuLock::ReadCount::Skipped};
   bool vcpus_threaded_ = false;
   bool created_ = false;
   // create() completed. A VMM whose VM or vCPU creation failed tears the VM
