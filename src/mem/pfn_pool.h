@@ -5,8 +5,9 @@
 // read and written); every other frame is bookkeeping. The owner byte per
 // frame is what lets the checker say "leaked", "freed twice" or "freed while
 // the TDX module still owns it". Memory for a 64 GiB guest (16M frames) costs
-// 16 MiB of owner bytes plus 16 bytes per frame only in 2M chunks that hold a
-// page table.
+// 16 MiB of owner bytes plus a slot of 16 bytes per frame (its memory and its
+// page_private) in an array indexed by the pfn, as struct page is: reserved
+// for every frame, backed by the host only where a slot was written.
 #pragma once
 
 #include <array>
@@ -66,22 +67,24 @@ class PfnPool {
   }
   bool in_range(Pfn pfn) const { return pfn.valid() && pfn.v < npages_; }
 
-  // __va(pfn) for page-table frames: nullptr for frames without memory.
-  uint64_t* page_ptr(Pfn pfn) const {
-    const Slot* s = find_slot(pfn);
-    return s ? s->data : nullptr;
-  }
+  // __va(pfn) for page-table frames: nullptr for frames without memory (and
+  // for a pfn past the pool, which only a corrupted SPTE names).
+  uint64_t* page_ptr(Pfn pfn) const { return pfn.v < npages_ ? slots_[pfn.v].data : nullptr; }
   // page_private(): the MMU stores the owning kvm_mmu_page here.
-  void* page_private(Pfn pfn) const {
-    const Slot* s = find_slot(pfn);
-    return s ? s->priv : nullptr;
-  }
+  void* page_private(Pfn pfn) const { return pfn.v < npages_ ? slots_[pfn.v].priv : nullptr; }
   void set_page_private(Pfn pfn, void* p);
-  // Both at once, for a walker stepping into a child table: one chunk lookup.
+  // Both at once, for a walker stepping into a child table. One load from
+  // the SPTE to the table's memory: the chain of dependent loads down a walk
+  // is what a fault waits on (a chunk table in between cost a tenth of a
+  // direct fault).
   uint64_t* page_ptr_private(Pfn pfn, void** priv) const {
-    const Slot* s = find_slot(pfn);
-    *priv = s ? s->priv : nullptr;
-    return s ? s->data : nullptr;
+    if (pfn.v >= npages_) [[unlikely]] {
+      *priv = nullptr;
+      return nullptr;
+    }
+    const Slot& s = slots_[pfn.v];
+    *priv = s.priv;
+    return s.data;
   }
 
   // Page flow per owner: how pages went out (allocated as, or handed over
@@ -130,12 +133,8 @@ class PfnPool {
   bool should_fail();
   Pfn take_from_chunk(uint32_t chunk, PageOwner owner);
   void record_violation(std::string what);
+  // The frame's slot, to write (under mu_).
   Slot& slot(Pfn pfn);
-  // The frame's slot, or null for a frame whose chunk has no memory.
-  const Slot* find_slot(Pfn pfn) const {
-    const Slot* c = chunks_[pfn.v >> kLevelBits].load(std::memory_order_acquire);
-    return c ? &c[pfn.v & (kSptePerPage - 1)] : nullptr;
-  }
 
   uint64_t npages_;
   uint32_t nchunks_;
@@ -146,7 +145,10 @@ class PfnPool {
   std::vector<uint16_t> chunk_first_free_;
   std::vector<uint32_t> whole_;    // chunks believed fully free (validated on pop)
   std::vector<uint32_t> partial_;  // chunks believed partially free
-  std::unique_ptr<std::atomic<Slot*>[]> chunks_;
+  // One slot per frame, zero until written (pfn_pool.cpp: SlotArrays); a
+  // chunk whose flag is clear has every slot zero.
+  std::vector<uint8_t> chunk_written_;
+  Slot* slots_;
   // Written only under mu_, read without it: atomics, but moved with a load
   // and a store each, not two more locked instructions per page.
   std::array<std::atomic<uint64_t>, kPageOwnerCount> counts_{};

@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: MIT
 #include <gtest/gtest.h>
 
+#include <vector>
+
 #include "mem/backing.h"
 #include "mem/memory_cache.h"
 #include "mem/pfn_pool.h"
@@ -80,6 +82,46 @@ TEST(PfnPool, FailAfterInjectsExhaustion) {
   EXPECT_TRUE(pool.alloc(PageOwner::PageTable).valid());
   EXPECT_FALSE(pool.alloc(PageOwner::PageTable).valid());
   EXPECT_EQ(pool.failed_allocs(), 1u);
+}
+
+// Slot arrays are handed from one pool to the next of its size (an explored
+// execution builds and drops one): the next pool must find every frame
+// without memory and without page_private, whatever the last one left
+// allocated, freed or marked. The classic bug is an array given back with a
+// slot still written, which a new pool reads as a page table's memory.
+TEST(PfnPool, ANewPoolFindsNoSlotTheLastOneWrote) {
+  constexpr uint64_t kFrames = 8192;
+  int marker = 0;
+  for (int round = 0; round < 4; round++) {
+    PfnPool pool(kFrames);
+    for (uint64_t f = 0; f < kFrames; f++) {
+      ASSERT_EQ(pool.page_ptr(Pfn{f}), nullptr) << "round " << round << ", pfn " << f;
+      ASSERT_EQ(pool.page_private(Pfn{f}), nullptr) << "round " << round << ", pfn " << f;
+    }
+    // Tables in the first chunks, a 2M run further on with a private mark
+    // on a frame that has no memory, and a few tables freed again.
+    std::vector<Pfn> tables;
+    for (int i = 0; i < 700; i++) tables.push_back(pool.alloc(PageOwner::PageTable, true));
+    const Pfn run = pool.alloc_run_2m(PageOwner::GuestPrivate);
+    ASSERT_TRUE(run.valid());
+    pool.set_page_private(Pfn{run.v + 17}, &marker);
+    for (size_t i = 0; i < tables.size(); i++) {
+      ASSERT_TRUE(tables[i].valid());
+      ASSERT_NE(pool.page_ptr(tables[i]), nullptr);
+      pool.set_page_private(tables[i], &marker);
+      if (i % 3 == 0) EXPECT_TRUE(pool.free(tables[i], PageOwner::PageTable));
+    }
+    EXPECT_EQ(pool.page_private(Pfn{run.v + 17}), &marker);
+  }
+}
+
+TEST(PfnPool, APfnPastThePoolHasNoMemory) {
+  PfnPool pool(4096);
+  void* priv = &pool;
+  EXPECT_EQ(pool.page_ptr(Pfn{4096}), nullptr);
+  EXPECT_EQ(pool.page_private(Pfn{uint64_t{1} << 39}), nullptr);
+  EXPECT_EQ(pool.page_ptr_private(Pfn{5000}, &priv), nullptr);
+  EXPECT_EQ(priv, nullptr);
 }
 
 TEST(MemoryCache, TopupFillsToCapacityWithInitValueAndFailsCleanly) {
