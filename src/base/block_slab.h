@@ -1,8 +1,7 @@
 // SPDX-License-Identifier: MIT
 // Fixed-size blocks carved one after another from 2 MiB regions, for what a
 // big TD has hundreds of thousands of: page tables of the mirror and of the
-// S-EPT, and the guest_memfd's pfn blocks (about 310 of the 344 MiB a
-// 64 GiB td-life holds at its peak).
+// S-EPT.
 //
 // Why not malloc: aligned_alloc(4096, 4096) has glibc carve each block out
 // of a chunk of 8 KiB and more (the chunk header sits before the aligned

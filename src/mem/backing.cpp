@@ -5,29 +5,15 @@
 #include <new>
 #include <stdexcept>
 
-#include "base/block_slab.h"
+#include "base/zeroed_arrays.h"
 
 namespace mirrormmu {
 
-// The pfn blocks of every guest_memfd and shared backing: 64 MiB of them
-// for a 64 GiB TD.
-BlockSlab& Backing::block_slab() {
-  // Never destroyed: a block may be freed by another static object at exit.
-  static BlockSlab& s = *new BlockSlab(kBlockPages * sizeof(std::atomic<uint32_t>), 64);
-  return s;
-}
-
 void Backing::store(uint64_t i, Pfn p) {
-  std::atomic<uint32_t>* b = blocks_[i / kBlockPages].load(std::memory_order_relaxed);
-  if (!b) {
-    if (!p.valid()) return;
-    void* mem = block_slab().alloc();
-    if (mem == nullptr) throw std::bad_alloc();
-    b = static_cast<std::atomic<uint32_t>*>(mem);
-    for (uint64_t k = 0; k < kBlockPages; k++) new (&b[k]) std::atomic<uint32_t>(kNoFrame);
-    blocks_[i / kBlockPages].store(b, std::memory_order_release);
-  }
-  b[i % kBlockPages].store(p.valid() ? static_cast<uint32_t>(p.v) : kNoFrame, std::memory_order_release);
+  const uint32_t was = frames_[i];
+  const uint32_t now = p.valid() ? static_cast<uint32_t>(p.v + 1) : 0;
+  if ((was == 0) != (now == 0)) block_frames_[i / kBlockPages] += now ? 1 : -1;
+  std::atomic_ref<uint32_t>(frames_[i]).store(now, std::memory_order_release);
 }
 
 Backing::Backing(PfnPool& pool, PageOwner owner, uint64_t npages, PgLevel huge)
@@ -35,20 +21,20 @@ Backing::Backing(PfnPool& pool, PageOwner owner, uint64_t npages, PgLevel huge)
       owner_(owner),
       huge_(huge),
       npages_(npages),
-      blocks_(new std::atomic<std::atomic<uint32_t>*>[(npages + kBlockPages - 1) / kBlockPages]),
+      frames_(nullptr),
+      block_frames_(new uint16_t[(npages + kBlockPages - 1) / kBlockPages]()),
       run_(new std::atomic<PgLevel>[(npages + kBlockPages - 1) / kBlockPages]),
       nblocks_((npages + kBlockPages - 1) / kBlockPages) {
   if (pool.size() >= kNoFrame) throw std::length_error("Backing: a pool of 2^32 frames or more needs 64-bit frame arrays");
-  for (uint64_t b = 0; b < nblocks_; b++) {
-    blocks_[b].store(nullptr, std::memory_order_relaxed);
-    run_[b].store(PgLevel::k4K, std::memory_order_relaxed);
-  }
+  frames_ = static_cast<uint32_t*>(take_zeroed_array(npages * sizeof(uint32_t)));
+  for (uint64_t b = 0; b < nblocks_; b++) run_[b].store(PgLevel::k4K, std::memory_order_relaxed);
 }
 
 Backing::~Backing() {
+  // Every frame back to the pool leaves the array zero, as the next taker
+  // expects it.
   release_all();
-  // The atomics are trivially destructible: the memory is all there is.
-  for (uint64_t b = 0; b < nblocks_; b++) block_slab().free(blocks_[b].load(std::memory_order_relaxed));
+  give_back_zeroed_array(frames_, npages_ * sizeof(uint32_t));
   delete[] prot_.load();
 }
 
@@ -108,7 +94,7 @@ Pfn Backing::get_pfn(uint64_t index, PgLevel* max_level) {
 void Backing::punch_hole(uint64_t first, uint64_t n) {
   std::lock_guard g(mu_);
   for (uint64_t i = first; i < first + n && i < npages_; i++) {
-    if (!blocks_[i / kBlockPages].load(std::memory_order_relaxed)) {
+    if (block_frames_[i / kBlockPages] == 0) {
       i |= kBlockPages - 1;  // nothing in this block: on to the next
       continue;
     }

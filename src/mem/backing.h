@@ -66,25 +66,27 @@ class Backing {
   PageOwner owner_;
   bool try_run(uint64_t index, PgLevel level);
 
-  // The frames of one 2M block of the backing, made when the block gets its
-  // first frame: memory that is never populated (a memslot's shared side
-  // the guest never converts) costs a pointer per 2M. A block's array stays
-  // until the backing goes, as lock-free readers may hold it. Frames are
-  // 32-bit (pools are far below 2^32 frames; the constructor checks): at
-  // 64 GiB of guest the arrays are 64 MiB, not 128.
+  // A frame per page, as pfn + 1 (0: none), in an array indexed by the page
+  // (base/zeroed_arrays.h): one load from a page to its frame. The host
+  // backs only the pages of the array written, so memory never populated (a
+  // memslot's shared side the guest never converts) costs nothing. Frames
+  // are 32-bit (pools are far below 2^32 frames; the constructor checks): at
+  // 64 GiB of guest the array is 64 MiB, not 128. Lock-free readers use
+  // atomic_ref on it.
   static constexpr uint64_t kBlockPages = kSptePerPage;
-  static class BlockSlab& block_slab();
   static constexpr uint32_t kNoFrame = ~uint32_t{0};
   Pfn load(uint64_t i) const {
-    const std::atomic<uint32_t>* b = blocks_[i / kBlockPages].load(std::memory_order_acquire);
-    const uint32_t f = b ? b[i % kBlockPages].load(std::memory_order_acquire) : kNoFrame;
-    return f == kNoFrame ? kInvalidPfn : Pfn{f};
+    const uint32_t f = std::atomic_ref<uint32_t>(frames_[i]).load(std::memory_order_acquire);
+    return f == 0 ? kInvalidPfn : Pfn{f - 1};
   }
   void store(uint64_t i, Pfn p);  // under mu_
 
   PgLevel huge_;
   uint64_t npages_;
-  std::unique_ptr<std::atomic<std::atomic<uint32_t>*>[]> blocks_;
+  uint32_t* frames_;
+  // Per 2M block, under mu_: how many of its pages have a frame, so that a
+  // punch over memory never populated skips it a block at a time.
+  std::unique_ptr<uint16_t[]> block_frames_;
   std::unique_ptr<std::atomic<PgLevel>[]> run_;  // per 2M block: the level of the aligned run backing it
   uint64_t nblocks_;
   uint64_t populated_ = 0;

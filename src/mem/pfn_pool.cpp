@@ -1,16 +1,13 @@
 // SPDX-License-Identifier: MIT
 #include "mem/pfn_pool.h"
 
-#include <sys/mman.h>
-
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #include <fmt/format.h>
-#include <mutex>
-#include <new>
 
 #include "base/page_blocks.h"
+#include "base/zeroed_arrays.h"
 #include "sync/det_engine.h"
 
 namespace mirrormmu {
@@ -31,67 +28,6 @@ const char* page_owner_name(PageOwner o) {
   return "?";
 }
 
-namespace {
-// Slot arrays, zero throughout, kept between pools of one size. An explored
-// execution builds a pool and drops it; a new array each time cost a page
-// fault for every page of slots it wrote (microseconds each on a VM), and a
-// malloc'd one a memset of the whole array: both made an execution half as
-// long again. A pool hands its array back zeroed where it wrote it, so the
-// next pool of that size takes it as it is. Arrays are mapped without
-// reserving swap: the host backs only the pages written.
-class SlotArrays {
- public:
-  static void* take(size_t bytes) {
-    if (bytes == 0) return nullptr;
-    {
-      std::lock_guard g(mu());
-      auto& f = free_list();
-      for (size_t i = 0; i < f.size(); i++)
-        if (f[i].bytes == bytes) {
-          void* p = f[i].p;
-          f[i] = f.back();
-          f.pop_back();
-          return p;
-        }
-    }
-    void* p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-    if (p == MAP_FAILED) throw std::bad_alloc();
-    return p;
-  }
-  // `p` must be zero again throughout.
-  static void give_back(void* p, size_t bytes) {
-    if (bytes == 0) return;
-    if (bytes <= kKeptBytes) {
-      std::lock_guard g(mu());
-      auto& f = free_list();
-      if (f.size() < kKept) {
-        f.push_back({p, bytes});
-        return;
-      }
-    }
-    munmap(p, bytes);
-  }
-
- private:
-  // Enough for the explorer's jobs, each with a pool of up to a few
-  // thousand chunks; a big run's pool goes back to the host.
-  static constexpr size_t kKept = 8;
-  static constexpr size_t kKeptBytes = size_t{16} << 20;
-  struct Array {
-    void* p;
-    size_t bytes;
-  };
-  static std::mutex& mu() {
-    static std::mutex m;
-    return m;
-  }
-  static std::vector<Array>& free_list() {
-    static std::vector<Array>* f = new std::vector<Array>();  // outlives every pool
-    return *f;
-  }
-};
-}  // namespace
-
 PfnPool::PfnPool(uint64_t npages)
     : npages_(npages & ~uint64_t(kChunkPages - 1)),
       nchunks_(static_cast<uint32_t>(npages_ / kChunkPages)),
@@ -99,7 +35,7 @@ PfnPool::PfnPool(uint64_t npages)
       chunk_free_(nchunks_, kChunkPages),
       chunk_first_free_(nchunks_, 0),
       chunk_written_(nchunks_, 0),
-      slots_(static_cast<Slot*>(SlotArrays::take(npages_ * sizeof(Slot)))) {
+      slots_(static_cast<Slot*>(take_zeroed_array(npages_ * sizeof(Slot)))) {
   // owner_ is value-initialised: every frame starts Free without a store
   // per frame (a plain VM's pool has a million frames, and an explored
   // execution builds one: the loop was most of its time).
@@ -117,7 +53,7 @@ PfnPool::~PfnPool() {
     for (uint32_t i = 0; i < kChunkPages; i++) page_block_free(s[i].data);
     std::memset(static_cast<void*>(s), 0, kChunkPages * sizeof(Slot));
   }
-  SlotArrays::give_back(slots_, npages_ * sizeof(Slot));
+  give_back_zeroed_array(slots_, npages_ * sizeof(Slot));
 }
 
 bool PfnPool::should_fail() {

@@ -145,8 +145,8 @@ class PfnPool {
   std::vector<uint16_t> chunk_first_free_;
   std::vector<uint32_t> whole_;    // chunks believed fully free (validated on pop)
   std::vector<uint32_t> partial_;  // chunks believed partially free
-  // One slot per frame, zero until written (pfn_pool.cpp: SlotArrays); a
-  // chunk whose flag is clear has every slot zero.
+  // One slot per frame, zero until written (base/zeroed_arrays.h); a chunk
+  // whose flag is clear has every slot zero.
   std::vector<uint8_t> chunk_written_;
   Slot* slots_;
   // Written only under mu_, read without it: atomics, but moved with a load

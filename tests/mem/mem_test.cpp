@@ -149,6 +149,24 @@ TEST(MemoryCache, TopupFillsToCapacityWithInitValueAndFailsCleanly) {
   EXPECT_EQ(pool.in_use(), 0u);
 }
 
+// A backing's frame array goes to the next backing of its size (an explored
+// execution builds and drops its memslots): the next one must find no page
+// populated, whatever the last left populated at 4K, in 2M runs or punched.
+TEST(Backing, ANewBackingFindsNoFrameTheLastOneHeld) {
+  PfnPool pool(1u << 14);
+  constexpr uint64_t kPages = 3 * 512 + 100;  // a tail block that is not whole
+  for (int round = 0; round < 3; round++) {
+    Backing b(pool, PageOwner::GuestPrivate, kPages, round == 1 ? PgLevel::k2M : PgLevel::k4K);
+    for (uint64_t i = 0; i < kPages; i++) ASSERT_FALSE(b.peek_pfn(i).valid()) << "round " << round << ", page " << i;
+    EXPECT_EQ(b.populated(), 0u);
+    for (uint64_t i = round; i < kPages; i += 3) ASSERT_TRUE(b.get_pfn(i).valid());
+    b.punch_hole(512, 200);
+    EXPECT_GT(b.populated(), 0u);
+  }
+  EXPECT_EQ(pool.count(PageOwner::GuestPrivate), 0u);
+  EXPECT_EQ(pool.violations(), 0u);
+}
+
 TEST(Backing, HugeBackingUsesRunsAndPunchingBreaksThem) {
   PfnPool pool(4096);
   Backing b(pool, PageOwner::GuestPrivate, 1024, PgLevel::k2M);
