@@ -5,11 +5,6 @@
 
 namespace mirrormmu {
 
-void TdpIter::refresh_sptep() {
-  sptep = pt_path[lvl(level) - 1] + spte_index(gfn.v | gfn_bits, level);
-  old_spte = sync::read_spte(sptep);
-}
-
 void TdpIter::begin(const PfnPool& p, MmuPage* r, PgLevel min, Gfn start, uint64_t bits) {
   pool = &p;
   root = r;
@@ -35,23 +30,6 @@ void TdpIter::restart() {
   valid = true;
 }
 
-bool TdpIter::try_step_down() {
-  if (level == min_level) return false;
-  // Re-read: the entry may have been zapped since the snapshot, and a table
-  // that was just unlinked must never be entered.
-  old_spte = sync::read_spte(sptep);
-  if (!spte::is_nonleaf(old_spte, level)) return false;
-  void* child_sp;
-  uint64_t* child = pool->page_ptr_private(spte::to_pfn(old_spte), &child_sp);
-  if (!child) return false;
-  level = lower(level);
-  pt_path[lvl(level) - 1] = child;
-  sp_path[lvl(level) - 1] = static_cast<MmuPage*>(child_sp);
-  gfn = gfn_round_for_level(next_last_level_gfn, level);
-  refresh_sptep();
-  return true;
-}
-
 // A teardown walks every entry of every table, nearly all of them never
 // filled: under the engine, with nothing else left to run, that was 17,000
 // scheduling points of 17,500 in an execution of the two-vCPU fault race.
@@ -59,6 +37,7 @@ bool TdpIter::try_step_down() {
 // read and gone on from; the entry after them is read as usual.
 void TdpIter::skip_empty_run(unsigned idx) {
   sync::DetEngine* e = sync::DetEngine::active();
+  if (e == nullptr) return;
   const uint64_t limit = e->fast_forward_limit(sptep);
   if (limit == 0) return;
   const uint64_t step = pages_per_hpage(level);
@@ -77,37 +56,6 @@ void TdpIter::skip_empty_run(unsigned idx) {
   e->fast_forward_take(points);
   gfn += n * step;
   sptep += n;
-}
-
-bool TdpIter::try_step_side() {
-  const unsigned idx = spte_index(gfn.v | gfn_bits, level);
-  if (idx == kSptePerPage - 1) return false;
-  if (skip_empty_below.v != 0 && sync::DetEngine::active()) [[unlikely]] skip_empty_run(idx);
-  gfn += pages_per_hpage(level);
-  next_last_level_gfn = gfn;
-  sptep++;
-  old_spte = sync::read_spte(sptep);
-  return true;
-}
-
-bool TdpIter::try_step_up() {
-  if (level == root_level) return false;
-  level = higher(level);
-  gfn = gfn_round_for_level(gfn, level);
-  refresh_sptep();
-  return true;
-}
-
-void TdpIter::next() {
-  if (yielded) {
-    restart();
-    return;
-  }
-  if (try_step_down()) return;
-  do {
-    if (try_step_side()) return;
-  } while (try_step_up());
-  valid = false;
 }
 
 }  // namespace mirrormmu
