@@ -19,8 +19,7 @@ Pfn PageCache::prepared(Pfn pfn) {
   return pfn;
 }
 
-int PageCache::topup(int min, FaultInjector* inject) {
-  if (nobjs() >= min) return 0;
+int PageCache::refill(int min, FaultInjector* inject) {
   if (inject && inject->check(InjectPoint::CacheTopup) != Injection::None) return -ENOMEM;
   while (nobjs() < cfg_.capacity) {
     Pfn pfn = alloc_one();

@@ -35,7 +35,8 @@ class PageCache {
 
   // kvm_mmu_topup_memory_cache(mc, min): fills up to capacity when fewer than
   // `min` objects are held. Returns 0 or -ENOMEM.
-  int topup(int min, FaultInjector* inject);
+  // Every fault asks; the answer is nearly always that enough are held.
+  int topup(int min, FaultInjector* inject) { return nobjs() >= min ? 0 : refill(min, inject); }
   // kvm_mmu_memory_cache_alloc(): pops one. An empty cache WARNs and falls
   // back to an "atomic" allocation, which may fail (kInvalidPfn).
   Pfn alloc(BugTracker& kvm);
@@ -46,6 +47,7 @@ class PageCache {
   void free_all();
 
  private:
+  int refill(int min, FaultInjector* inject);
   Pfn alloc_one();
   Pfn prepared(Pfn pfn);
 
