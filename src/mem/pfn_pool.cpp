@@ -182,9 +182,14 @@ bool PfnPool::free(Pfn pfn, PageOwner expected) {
       whole_.push_back(c);
     else if (chunk_free_[c] == 1)
       partial_.push_back(c);
-    Slot& sl = slots_[pfn.v];
-    mem = sl.data;
-    sl = {};
+    // Only a chunk that had a slot written is looked at: a 64 GiB TD frees
+    // sixteen million guest frames, and clearing their slots regardless
+    // made the host back the whole array (256 MiB).
+    if (chunk_written_[c]) {
+      Slot& sl = slots_[pfn.v];
+      mem = sl.data;
+      if (mem != nullptr || sl.priv != nullptr) sl = {};
+    }
     flow_[static_cast<size_t>(cur)].freed++;
     move_count(cur, PageOwner::Free, 1);
   }

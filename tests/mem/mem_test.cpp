@@ -1,6 +1,9 @@
 // SPDX-License-Identifier: MIT
 #include <gtest/gtest.h>
+#include <unistd.h>
 
+#include <algorithm>
+#include <fstream>
 #include <vector>
 
 #include "mem/backing.h"
@@ -113,6 +116,31 @@ TEST(PfnPool, ANewPoolFindsNoSlotTheLastOneWrote) {
     }
     EXPECT_EQ(pool.page_private(Pfn{run.v + 17}), &marker);
   }
+}
+
+// Resident memory of this process, from /proc/self/statm.
+uint64_t resident_bytes() {
+  std::ifstream f("/proc/self/statm");
+  uint64_t size = 0, resident = 0;
+  f >> size >> resident;
+  return resident * static_cast<uint64_t>(sysconf(_SC_PAGESIZE));
+}
+
+// The slot array is backed by the host only where a slot was written: a TD
+// frees millions of guest frames that never had a slot, and clearing theirs
+// anyway once made a 64 GiB td-life hold 256 MiB more at its peak.
+TEST(PfnPool, FreeingFramesWithoutMemoryLeavesTheirSlotsUntouched) {
+  constexpr uint64_t kFrames = uint64_t{4} << 20;  // 64 MiB of slots
+  PfnPool pool(kFrames);
+  const uint64_t before = resident_bytes();
+  std::vector<Pfn> runs;
+  for (Pfn r; (r = pool.alloc_run_2m(PageOwner::GuestPrivate)).valid();) runs.push_back(r);
+  ASSERT_EQ(runs.size(), kFrames / 512);
+  for (const Pfn r : runs)
+    for (uint64_t i = 0; i < 512; i++) ASSERT_TRUE(pool.free(Pfn{r.v + i}, PageOwner::GuestPrivate));
+  const uint64_t grew = resident_bytes() - std::min(before, resident_bytes());
+  EXPECT_LT(grew, uint64_t{24} << 20) << "freeing 4M frames without memory touched " << (grew >> 20) << " MiB";
+  EXPECT_EQ(pool.violations(), 0u);
 }
 
 TEST(PfnPool, APfnPastThePoolHasNoMemory) {
