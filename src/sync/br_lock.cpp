@@ -11,7 +11,6 @@
 #include <cstdlib>
 #include <mutex>
 #include <thread>
-#include <utility>
 
 #include "base/percpu_counter.h"
 #include "base/sanitizers.h"
