@@ -10,7 +10,7 @@
 namespace mirrormmu {
 
 void Backing::store(uint64_t i, Pfn p) {
-  const uint32_t was = frames_[i];
+  const uint32_t was = std::atomic_ref<uint32_t>(frames_[i]).load(std::memory_order_relaxed);
   const uint32_t now = p.valid() ? static_cast<uint32_t>(p.v + 1) : 0;
   if ((was == 0) != (now == 0)) block_frames_[i / kBlockPages] += now ? 1 : -1;
   std::atomic_ref<uint32_t>(frames_[i]).store(now, std::memory_order_release);
@@ -25,7 +25,7 @@ Backing::Backing(PfnPool& pool, PageOwner owner, uint64_t npages, PgLevel huge)
       block_frames_(new uint16_t[(npages + kBlockPages - 1) / kBlockPages]()),
       run_(new std::atomic<PgLevel>[(npages + kBlockPages - 1) / kBlockPages]),
       nblocks_((npages + kBlockPages - 1) / kBlockPages) {
-  if (pool.size() >= kNoFrame) throw std::length_error("Backing: a pool of 2^32 frames or more needs 64-bit frame arrays");
+  if (pool.size() >= kFrameLimit) throw std::length_error("Backing: a pool of 2^32 frames or more needs 64-bit frame arrays");
   frames_ = static_cast<uint32_t*>(take_zeroed_array(npages * sizeof(uint32_t)));
   for (uint64_t b = 0; b < nblocks_; b++) run_[b].store(PgLevel::k4K, std::memory_order_relaxed);
 }
@@ -65,7 +65,6 @@ bool Backing::try_run(uint64_t index, PgLevel level) {
   populated_ += n;
   return true;
 }
-
 
 Pfn Backing::get_pfn(uint64_t index, PgLevel* max_level) {
   if (index >= npages_) return kInvalidPfn;

@@ -74,7 +74,8 @@ class Backing {
   // 64 GiB of guest the array is 64 MiB, not 128. Lock-free readers use
   // atomic_ref on it.
   static constexpr uint64_t kBlockPages = kSptePerPage;
-  static constexpr uint32_t kNoFrame = ~uint32_t{0};
+  // pfn + 1 must fit in 32 bits.
+  static constexpr uint64_t kFrameLimit = ~uint32_t{0};
   Pfn load(uint64_t i) const {
     const uint32_t f = std::atomic_ref<uint32_t>(frames_[i]).load(std::memory_order_acquire);
     return f == 0 ? kInvalidPfn : Pfn{f - 1};

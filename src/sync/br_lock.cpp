@@ -24,13 +24,6 @@ using detail::BrHold;
 using detail::BrWay;
 using detail::kMaxBrHolds;
 
-BrHold* find_hold(const BrLock* l) {
-  detail::BrThread& t = detail::tl_br;
-  for (size_t i = 0; i < t.top; i++)
-    if (t.holds[i].lock == l) return &t.holds[i];
-  return nullptr;
-}
-
 // A free hold for `l`: the lowest, below `top` if one is.
 BrHold& new_hold(const BrLock* l) {
   detail::BrThread& t = detail::tl_br;
@@ -139,7 +132,7 @@ void BrLock::not_held() {
 }
 
 bool BrLock::held_alone_by_me() const {
-  const BrHold* h = find_hold(this);
+  const BrHold* h = my_hold();
   return h != nullptr && (h->exclusive != 0 || h->way == BrWay::ReaderBiased);
 }
 
@@ -286,7 +279,7 @@ void BrLock::write_exit() {
 }
 
 void BrLock::lock() {
-  if (BrHold* h = find_hold(this)) {
+  if (BrHold* h = my_hold()) {
     if (h->exclusive == 0) {
       std::fputs("BrLock: taken exclusively by a thread that holds it shared (a deadlock)\n", stderr);
       std::abort();
@@ -326,7 +319,7 @@ void BrLock::unlock() {
 void BrLock::lock_shared_first() {
   // Inside its own hold a thread goes on without the shard: the writer it
   // might meet waits for this thread anyway, and backing off would deadlock.
-  if (BrHold* h = find_hold(this)) {
+  if (BrHold* h = my_hold()) {
     h->shared++;
     return;
   }

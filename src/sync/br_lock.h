@@ -143,10 +143,9 @@ class BrLock {
   // it shared again). What mmu_lock's lockdep assertions ask natively.
   enum class Held : uint8_t { None, Shared, Exclusive };
   Held held_by_me() const {
-    const detail::BrThread& t = detail::tl_br;
-    for (size_t i = 0; i < t.top; i++)
-      if (t.holds[i].lock == this) return t.holds[i].exclusive != 0 ? Held::Exclusive : Held::Shared;
-    return Held::None;
+    const detail::BrHold* h = my_hold();
+    if (h == nullptr) return Held::None;
+    return h->exclusive != 0 ? Held::Exclusive : Held::Shared;
   }
   bool held_exclusive_by_me() const { return held_by_me() == Held::Exclusive; }
   // No other thread can be inside now: this one holds it exclusively, or
@@ -180,6 +179,13 @@ class BrLock {
   void lock_shared_first();
   // The last shared count of hold `i` dropped, not a ReaderSlot's.
   void unlock_shared_last(size_t i);
+  // This thread's hold of this lock, or null.
+  detail::BrHold* my_hold() const {
+    detail::BrThread& t = detail::tl_br;
+    for (size_t i = 0; i < t.top; i++)
+      if (t.holds[i].lock == this) return &t.holds[i];
+    return nullptr;
+  }
   // The index of this thread's hold of this lock; a thread that has none
   // is told so and aborts (unlocking what it does not hold).
   size_t held_index() const {
