@@ -66,12 +66,9 @@ bool Backing::try_run(uint64_t index, PgLevel level) {
   return true;
 }
 
-Pfn Backing::get_pfn(uint64_t index, PgLevel* max_level) {
-  if (index >= npages_) return kInvalidPfn;
-  // The fast path reads without mu_, and punch_hole() changes what it reads.
-  sync::sched_touch(this);
-  Pfn p = load(index);
-  if (!p.valid()) {
+Pfn Backing::populate(uint64_t index, PgLevel* max_level) {
+  Pfn p;
+  {
     std::lock_guard g(mu_);
     p = load(index);
     if (!p.valid()) {

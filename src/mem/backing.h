@@ -14,6 +14,7 @@
 
 #include "base/types.h"
 #include "mem/pfn_pool.h"
+#include "sync/sched.h"
 #include "sync/tracked_mutex.h"
 
 namespace mirrormmu {
@@ -35,7 +36,17 @@ class Backing {
   // The frame behind page `index`, allocating it if needed (kInvalidPfn when
   // the pool is exhausted). `max_level` is the largest mapping the backing
   // allows there: the size of the aligned run the page sits in.
-  Pfn get_pfn(uint64_t index, PgLevel* max_level = nullptr);
+  // Inline for a page that has its frame: every fault asks.
+  Pfn get_pfn(uint64_t index, PgLevel* max_level = nullptr) {
+    if (index >= npages_) return kInvalidPfn;
+    // Read without mu_, and punch_hole() changes what it reads.
+    sync::sched_touch(this);
+    const Pfn p = load(index);
+    if (!p.valid()) [[unlikely]]
+      return populate(index, max_level);
+    if (max_level) *max_level = run_[index / kBlockPages].load(std::memory_order_relaxed);
+    return p;
+  }
   Pfn peek_pfn(uint64_t index) const { return index < npages_ ? load(index) : kInvalidPfn; }
   // fallocate(PUNCH_HOLE): frees the frames of [first, first + n).
   void punch_hole(uint64_t first, uint64_t n);
@@ -81,6 +92,9 @@ class Backing {
     return f == 0 ? kInvalidPfn : Pfn{f - 1};
   }
   void store(uint64_t i, Pfn p);  // under mu_
+  // get_pfn() of a page without a frame (yet: another thread may give it
+  // one first).
+  Pfn populate(uint64_t index, PgLevel* max_level);
 
   PgLevel huge_;
   uint64_t npages_;

@@ -5,31 +5,6 @@
 
 namespace mirrormmu {
 
-void TdpIter::begin(const PfnPool& p, MmuPage* r, PgLevel min, Gfn start, uint64_t bits) {
-  pool = &p;
-  root = r;
-  valid = false;
-  // A start gfn that already carries the root's bits is a caller bug: every
-  // gfn in the MMU is un-aliased; the bits are ORed in only for indexing.
-  if (!r || lvl(r->role.level) < 1 || lvl(r->role.level) > kRootMaxLevel || (bits && (start.v & bits))) return;
-  next_last_level_gfn = start;
-  gfn_bits = bits;
-  root_level = r->role.level;
-  min_level = min;
-  pt_path[lvl(root_level) - 1] = r->spt;
-  sp_path[lvl(root_level) - 1] = r;
-  restart();
-}
-
-void TdpIter::restart() {
-  yielded = false;
-  yielded_gfn = next_last_level_gfn;
-  level = root_level;
-  gfn = gfn_round_for_level(next_last_level_gfn, level);
-  refresh_sptep();
-  valid = true;
-}
-
 // A teardown walks every entry of every table, nearly all of them never
 // filled: under the engine, with nothing else left to run, that was 17,000
 // scheduling points of 17,500 in an execution of the two-vCPU fault race.

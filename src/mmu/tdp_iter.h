@@ -51,10 +51,35 @@ struct TdpIter {
   void skip_empty_run(unsigned idx);
 };
 
+inline void TdpIter::begin(const PfnPool& p, MmuPage* r, PgLevel min, Gfn start, uint64_t bits) {
+  pool = &p;
+  root = r;
+  valid = false;
+  // A start gfn that already carries the root's bits is a caller bug: every
+  // gfn in the MMU is un-aliased; the bits are ORed in only for indexing.
+  if (!r || lvl(r->role.level) < 1 || lvl(r->role.level) > kRootMaxLevel || (bits && (start.v & bits))) return;
+  next_last_level_gfn = start;
+  gfn_bits = bits;
+  root_level = r->role.level;
+  min_level = min;
+  pt_path[lvl(root_level) - 1] = r->spt;
+  sp_path[lvl(root_level) - 1] = r;
+  restart();
+}
+
+inline void TdpIter::restart() {
+  yielded = false;
+  yielded_gfn = next_last_level_gfn;
+  level = root_level;
+  gfn = gfn_round_for_level(next_last_level_gfn, level);
+  refresh_sptep();
+  valid = true;
+}
+
 // The steps are inline: a fault takes three of them, and a call each, with
 // the iterator spilled to memory and reloaded, was 54 of the 1,280
-// instructions of a direct 4K fault. restart() and the engine's skipping
-// stay out of line.
+// instructions of a direct 4K fault; begin() and restart() were 47 more.
+// The engine's skipping stays out of line.
 inline void TdpIter::refresh_sptep() {
   sptep = pt_path[lvl(level) - 1] + spte_index(gfn.v | gfn_bits, level);
   old_spte = sync::read_spte(sptep);

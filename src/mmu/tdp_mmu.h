@@ -177,7 +177,15 @@ class TdpMmu {
   const TdpMmuStats& stats() const { return stats_; }
 
   // ---- roots --------------------------------------------------------------
-  int mmu_topup_memory_caches(VcpuMmuCaches& c);
+  // mmu_topup_memory_caches(): outside mmu_lock. Worst case per fault is
+  // one table per level below the root, each with an S-EPT page for a
+  // mirror. Inline while the caches are full, as every fault finds them.
+  int mmu_topup_memory_caches(VcpuMmuCaches& c) {
+    if (cfg_.has_mirrored_tdp) [[unlikely]]
+      if (int r = mmu_topup_external_caches(c)) return r;
+    if (int r = c.shadow_page_cache.topup(kRootMaxLevel, inject_)) return r;
+    return c.page_header_cache.topup(kRootMaxLevel);
+  }
   MmuPage* kvm_tdp_mmu_alloc_root(VcpuMmuCaches& c, bool mirror);  // returns a referenced root
   void kvm_tdp_mmu_put_root(MmuPage* root);
   void kvm_tdp_mmu_invalidate_roots(unsigned types);
@@ -267,11 +275,34 @@ class TdpMmu {
   // hook's error (the atomic path restores the entry and lets the caller
   // retry), handle_changed_spte() is KVM_BUG_ON() of it (nothing to retry
   // under the exclusive lock).
+  // Both inline: every fault's leaf goes through them, and two calls deep
+  // before the handling was 30 of a direct fault's instructions. Without an
+  // observer each is a single branch.
   int __handle_changed_spte(MmuPage* sp, Gfn gfn, uint64_t old_spte, uint64_t new_spte,
-                            PgLevel level, bool shared);
+                            PgLevel level, bool shared) {
+    if (!observer_) [[likely]] {
+      // Something installed where nothing was, outside the mirror: every
+      // fault's leaf and every table it links. Nothing can have been freed
+      // or remapped, and no hook runs; only the leaf counts. The rest of the
+      // sanity checks (level, alignment) send it the long way, to warn.
+      if (!spte::is_shadow_present(old_spte) && spte::is_shadow_present(new_spte) && !sp->is_mirror() &&
+          lvl(level) >= 1 && lvl(level) <= kRootMaxLevel && gfn_aligned(gfn, level)) [[likely]] {
+        if (spte::is_last(new_spte, level)) kvm_update_page_stats(level, 1);
+        return 0;
+      }
+      return handle_changed_spte_inner(sp, gfn, old_spte, new_spte, level, shared);
+    }
+    if (old_spte == new_spte) return handle_changed_spte_inner(sp, gfn, old_spte, new_spte, level, shared);
+    return handle_changed_spte_observed(sp, gfn, old_spte, new_spte, level, shared);
+  }
   void handle_changed_spte(MmuPage* sp, Gfn gfn, uint64_t old_spte, uint64_t new_spte,
-                           PgLevel level, bool shared);
-  void kvm_update_page_stats(PgLevel level, int64_t delta);
+                           PgLevel level, bool shared) {
+    if (__handle_changed_spte(sp, gfn, old_spte, new_spte, level, shared) != 0) [[unlikely]]
+      handle_changed_spte_failed(sp, gfn, old_spte, new_spte, level, shared);
+  }
+  void kvm_update_page_stats(PgLevel level, int64_t delta) {
+    stats_.page_counts.add(static_cast<size_t>(lvl(level) - 1), static_cast<uint64_t>(delta));
+  }
   // The change this thread is handling inside __handle_changed_spte() (the
   // innermost, for a child of a removed table), or null. Kept only while an
   // observer watches.
@@ -288,6 +319,9 @@ class TdpMmu {
   friend class TdpMmuTestPeer;
   friend struct TransitionDriveAccess;  // explore/drive.cpp: one row of the table, set by hand
   void handle_removed_pt(Pfn pt_pfn, bool shared);
+  // The S-EPT side of mmu_topup_memory_caches(): the KVM cache of S-EPT
+  // pages, or the module's, and the PAMT pages the hooks may lend.
+  int mmu_topup_external_caches(VcpuMmuCaches& c);
   uint64_t kvm_tdp_mmu_write_spte(uint64_t* sptep, uint64_t old_spte, uint64_t new_spte, Gfn gfn, PgLevel level);
   uint64_t tdp_mmu_clear_spte_bits(uint64_t* sptep, uint64_t old_spte, uint64_t mask, Gfn gfn, PgLevel level);
   bool kvm_tdp_mmu_handle_gfn(Gfn start, Gfn end, bool test_only);
@@ -306,6 +340,13 @@ class TdpMmu {
   void zap_collapsible_sptes(Gfn start, Gfn end, int (*max_level)(void*, Gfn), void* ctx);
   int handle_changed_spte_inner(MmuPage* sp, Gfn gfn, uint64_t old_spte, uint64_t new_spte, PgLevel level,
                                 bool shared);
+  // __handle_changed_spte() while an observer watches: the change is
+  // published for the duration of its handling and its result reported.
+  int handle_changed_spte_observed(MmuPage* sp, Gfn gfn, uint64_t old_spte, uint64_t new_spte, PgLevel level,
+                                   bool shared);
+  // handle_changed_spte()'s KVM_BUG_ON() of a failed external update.
+  void handle_changed_spte_failed(MmuPage* sp, Gfn gfn, uint64_t old_spte, uint64_t new_spte, PgLevel level,
+                                  bool shared);
   bool tdp_mmu_iter_cond_resched(TdpIter& iter, bool flush, bool shared);
   bool tdp_mmu_zap_leafs(MmuPage* root, Gfn start, Gfn end, bool can_yield, bool flush);
   void tdp_mmu_zap_root(MmuPage* root, bool shared);

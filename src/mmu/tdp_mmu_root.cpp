@@ -68,20 +68,14 @@ void TdpMmu::kvm_flush_remote_tlbs_range(Gfn start, uint64_t npages) {
   if (observer_) observer_->on_tlb_flush(start, npages);
 }
 
-// mmu_topup_memory_caches(): outside mmu_lock. Worst case per fault is one
-// table per level below the root, each with an S-EPT page for a mirror.
-int TdpMmu::mmu_topup_memory_caches(VcpuMmuCaches& c) {
+int TdpMmu::mmu_topup_external_caches(VcpuMmuCaches& c) {
   const int min = kRootMaxLevel;
-  if (cfg_.has_mirrored_tdp) {
-    const int r = cfg_.external_spt_policy != ExternalSptPolicy::KvmCache
-                      ? (external_ ? external_->topup_external_fault_cache(c.vcpu_id, min) : -EINVAL)
-                      : c.external_spt_cache.topup(min, inject_);
-    if (r) return r;
-    // -1 for the root's table, +1 for the 4K leaf: they cancel out.
-    if (int r2 = external_ ? external_->topup_external_cache(c.vcpu_id, kRootMaxLevel) : 0) return r2;
-  }
-  if (int r = c.shadow_page_cache.topup(min, inject_)) return r;
-  return c.page_header_cache.topup(min);
+  const int r = cfg_.external_spt_policy != ExternalSptPolicy::KvmCache
+                    ? (external_ ? external_->topup_external_fault_cache(c.vcpu_id, min) : -EINVAL)
+                    : c.external_spt_cache.topup(min, inject_);
+  if (r) return r;
+  // -1 for the root's table, +1 for the 4K leaf: they cancel out.
+  return external_ ? external_->topup_external_cache(c.vcpu_id, kRootMaxLevel) : 0;
 }
 
 MmuPage* TdpMmu::tdp_mmu_alloc_sp(VcpuMmuCaches& c) {

@@ -21,10 +21,6 @@ const SpteChange* const kNoChange = nullptr;
 
 const SpteChange* TdpMmu::current_change() { return t_current_change; }
 
-void TdpMmu::kvm_update_page_stats(PgLevel level, int64_t delta) {
-  stats_.page_counts.add(static_cast<size_t>(lvl(level) - 1), static_cast<uint64_t>(delta));
-}
-
 // tdp_mmu_set_spte_atomic(): a cmpxchg against the caller's snapshot, then
 // the change handling. A mirror SPTE belongs to the design: every layout
 // argued about puts the freeze, the external update and the bug checks
@@ -74,11 +70,8 @@ void TdpMmu::tdp_mmu_iter_set_spte(TdpIter& iter, uint64_t new_spte) {
   iter.old_spte = tdp_mmu_set_spte(iter.sp(), iter.sptep, iter.old_spte, new_spte, iter.gfn, iter.level);
 }
 
-void TdpMmu::handle_changed_spte(MmuPage* sp, Gfn gfn, uint64_t old_spte, uint64_t new_spte,
-                                 PgLevel level, bool shared) {
-  const int r = __handle_changed_spte(sp, gfn, old_spte, new_spte, level, shared);
-  if (r == 0) [[likely]]
-    return;
+void TdpMmu::handle_changed_spte_failed(MmuPage* sp, Gfn gfn, uint64_t old_spte, uint64_t new_spte,
+                                        PgLevel level, bool shared) {
   // The KVM_BUG_ON belongs to the change that failed, for whoever charges
   // sites to transitions.
   const SpteChange c{gfn, level, old_spte, new_spte, shared, sp->is_mirror()};
@@ -88,13 +81,8 @@ void TdpMmu::handle_changed_spte(MmuPage* sp, Gfn gfn, uint64_t old_spte, uint64
   t_current_change = outer;
 }
 
-// With an observer, the change is published for the duration of its handling
-// (a site hit by a hook is charged to the transition that called it) and its
-// result reported; without one this is a single branch.
-int TdpMmu::__handle_changed_spte(MmuPage* sp, Gfn gfn, uint64_t old_spte, uint64_t new_spte,
-                                  PgLevel level, bool shared) {
-  if (!observer_ || old_spte == new_spte) [[likely]]
-    return handle_changed_spte_inner(sp, gfn, old_spte, new_spte, level, shared);
+int TdpMmu::handle_changed_spte_observed(MmuPage* sp, Gfn gfn, uint64_t old_spte, uint64_t new_spte,
+                                         PgLevel level, bool shared) {
   const SpteChange c{gfn, level, old_spte, new_spte, shared, sp->is_mirror()};
   const SpteChange* outer = t_current_change;
   t_current_change = &c;

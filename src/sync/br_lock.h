@@ -179,10 +179,12 @@ class BrLock {
   void lock_shared_first();
   // The last shared count of hold `i` dropped, not a ReaderSlot's.
   void unlock_shared_last(size_t i);
-  // This thread's hold of this lock, or null.
+  // This thread's hold of this lock, or null. From the top: the lock asked
+  // about is most often the one taken last (mmu_lock, inside the memslot
+  // lock, asserted by everything that runs under it).
   detail::BrHold* my_hold() const {
     detail::BrThread& t = detail::tl_br;
-    for (size_t i = 0; i < t.top; i++)
+    for (size_t i = t.top; i-- > 0;)
       if (t.holds[i].lock == this) return &t.holds[i];
     return nullptr;
   }

@@ -8,17 +8,11 @@
 
 namespace mirrormmu::sync {
 
-namespace {
-thread_local int tl_registered = 0;
-}
-
-RcuThread::RcuThread() {
-  if (tl_registered++ == 0) urcu_memb_register_thread();
-}
-
-RcuThread::~RcuThread() {
-  if (--tl_registered == 0) urcu_memb_unregister_thread();
-}
+namespace detail {
+constinit thread_local int tl_rcu_registered = 0;
+void rcu_register_thread() { urcu_memb_register_thread(); }
+void rcu_unregister_thread() { urcu_memb_unregister_thread(); }
+}  // namespace detail
 
 #ifdef MIRRORMMU_TSAN
 extern "C" void __tsan_acquire(void* addr);

@@ -32,10 +32,24 @@ using RcuCallback = void (*)(RcuHead*);
 
 // Registers the calling thread as an RCU reader for its lifetime in scope.
 // Nesting is allowed; only the outermost guard registers.
+namespace detail {
+// How many RcuThread guards the thread is inside. Constinit, so a fault's
+// guard is an increment of an %fs-relative word, not a call.
+extern constinit thread_local int tl_rcu_registered;
+void rcu_register_thread();
+void rcu_unregister_thread();
+}  // namespace detail
+
 class RcuThread {
  public:
-  RcuThread();
-  ~RcuThread();
+  RcuThread() {
+    if (detail::tl_rcu_registered++ == 0) [[unlikely]]
+      detail::rcu_register_thread();
+  }
+  ~RcuThread() {
+    if (--detail::tl_rcu_registered == 0) [[unlikely]]
+      detail::rcu_unregister_thread();
+  }
   RcuThread(const RcuThread&) = delete;
   RcuThread& operator=(const RcuThread&) = delete;
 };

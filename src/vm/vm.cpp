@@ -103,13 +103,6 @@ Memslot* Vm::slot_by_id(int id) {
   return nullptr;
 }
 
-Memslot* Vm::slot_for(Gfn gfn) {
-  sync::sched_touch(&slots_);
-  for (auto& s : slots_)
-    if (s->contains(gfn)) return s.get();
-  return nullptr;
-}
-
 const Memslot* Vm::find_slot(Gfn gfn) const {
   sync::sched_touch(&slots_);
   for (const auto& s : slots_)

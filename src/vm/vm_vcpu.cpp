@@ -43,7 +43,7 @@ PgLevel host_mapping_level_fits(const Memslot& s, Gfn gfn, PgLevel backing) {
 
 }  // namespace
 
-int Vm::vcpu_load_roots(Vcpu& v) {
+int Vm::vcpu_load_roots_slow(Vcpu& v) {
   // kvm_mmu_load(): a root invalidated under us is dropped and replaced.
   if (v.root && v.root->role.invalid) vcpu_put_roots(v);
   if (int r = mmu_->mmu_topup_memory_caches(v.caches)) return r;
