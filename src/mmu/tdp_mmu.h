@@ -5,6 +5,7 @@
 #pragma once
 
 #include <atomic>
+#include <cerrno>
 #include <cstdint>
 #include <memory>
 #include <mutex>
@@ -265,7 +266,22 @@ class TdpMmu {
   }
 
   // ---- the SPTE write protocol (used by designs and tests) ----------------
-  int tdp_mmu_set_spte_atomic(TdpIter& iter, uint64_t new_spte);
+  // tdp_mmu_set_spte_atomic(): a cmpxchg against the caller's snapshot,
+  // then the change handling. A mirror SPTE belongs to the design: every
+  // layout argued about puts the freeze, the external update and the bug
+  // checks somewhere else, and the direct root must not pay for any of it.
+  // Inline: it is the last step of every fault.
+  int tdp_mmu_set_spte_atomic(TdpIter& iter, uint64_t new_spte) {
+    sync::assert_held_read(mmu_lock_, kvm_);
+    // Callers must skip frozen entries themselves: only the freezer writes one.
+    warn_on_once(iter.yielded || spte::is_frozen(iter.old_spte), kvm_, Site::atomic_on_frozen);
+    if (iter.is_mirror() && !spte::is_frozen(new_spte)) [[unlikely]]
+      return design_->set_spte_atomic_mirror(*this, iter, new_spte);
+    const uint64_t old_spte = iter.old_spte;
+    if (!sync::cmpxchg_spte(iter.sptep, iter.old_spte, new_spte)) return -EBUSY;
+    handle_changed_spte(iter.sp(), iter.gfn, old_spte, new_spte, iter.level, true);
+    return 0;
+  }
   // `sp` is the table holding sptep (sptep_to_sp()); is_mirror_sp(sp) is
   // what routes a change to the external hooks.
   uint64_t tdp_mmu_set_spte(MmuPage* sp, uint64_t* sptep, uint64_t old_spte, uint64_t new_spte,

@@ -102,18 +102,23 @@ RetPf TdpMmu::kvm_tdp_mmu_map(VcpuMmuCaches& c, MmuPage* direct_root, MmuPage* m
   if (observer_) [[unlikely]]
     observer_->on_spte_requested(f.gfn, f.pfn, f.goal_level);
   sync::RcuReadGuard rcu;
+  // Read once: every SPTE read is an acquire, after which the compiler
+  // would load each of them again at every level.
+  const bool mirror = root->is_mirror();
+  const bool no_promotion = mirror && !cfg_.what_if.mirror_promotion;
+  const bool nx = cfg_.nx_huge_pages && !mirror;
+  const Gfn end = f.gfn + 1;
   TdpIter iter(pool_, root, PgLevel::k4K, f.gfn, kvm_gfn_root_bits(root));
-  for (; iter.valid && iter.gfn < f.gfn + 1; iter.next()) {
+  for (; iter.valid && iter.gfn < end; iter.next()) {
     // Someone is mid-update here; don't allocate a table needlessly.
     if (is_frozen(iter.old_spte)) return RetPf::Retry;
     // disallowed_hugepage_adjust() as [P1] applies it to mirror roots: a
     // table already under the goal level stays; mapping a huge leaf over it
     // would be a promotion, which the S-EPT cannot do safely.
-    if (root->is_mirror() && !cfg_.what_if.mirror_promotion && iter.level == f.goal_level &&
-        f.goal_level > PgLevel::k4K &&
+    if (no_promotion && iter.level == f.goal_level && f.goal_level > PgLevel::k4K &&
         is_shadow_present(iter.old_spte) && !is_last(iter.old_spte, iter.level))
       f.goal_level = lower(f.goal_level);
-    if (cfg_.nx_huge_pages && !root->is_mirror()) disallowed_hugepage_adjust(f, iter.old_spte, iter.level);
+    if (nx) disallowed_hugepage_adjust(f, iter.old_spte, iter.level);
     if (iter.level == f.goal_level) return tdp_mmu_map_handle_target_level(f, iter);
     if (is_shadow_present(iter.old_spte) && !is_large(iter.old_spte)) continue;
 
@@ -121,18 +126,18 @@ RetPf TdpMmu::kvm_tdp_mmu_map(VcpuMmuCaches& c, MmuPage* direct_root, MmuPage* m
     // (the guest accepts at 4K). Splitting needs the exclusive lock, so the
     // size mismatch is resolved where the accept is handled; the access
     // itself is already mapped.
-    if (root->is_mirror() && is_shadow_present(iter.old_spte) && design_->supports_mirror_huge())
+    if (mirror && is_shadow_present(iter.old_spte) && design_->supports_mirror_huge())
       return RetPf::Spurious;
     // Non-present, or a huge leaf that must be split to map at goal_level.
     MmuPage* sp = tdp_mmu_alloc_sp(c);
     if (!sp) return RetPf::Retry;
     tdp_mmu_init_child_sp(sp, iter);
     sp->nx_huge_page_disallowed.store(f.huge_page_disallowed, std::memory_order_relaxed);
-    if (root->is_mirror()) sp->external_spt = alloc_external_spt(&c);
+    if (mirror) sp->external_spt = alloc_external_spt(&c);
     int r;
     if (is_shadow_present(iter.old_spte)) {
       // Mirror huge pages cannot be split from the fault path (shared lock).
-      r = kvm_bug_on(root->is_mirror(), kvm_, Site::map_mirror_split)
+      r = kvm_bug_on(mirror, kvm_, Site::map_mirror_split)
               ? -EIO
               : tdp_mmu_split_huge_page(iter, sp, true);
     } else {

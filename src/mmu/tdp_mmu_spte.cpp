@@ -21,22 +21,6 @@ const SpteChange* const kNoChange = nullptr;
 
 const SpteChange* TdpMmu::current_change() { return t_current_change; }
 
-// tdp_mmu_set_spte_atomic(): a cmpxchg against the caller's snapshot, then
-// the change handling. A mirror SPTE belongs to the design: every layout
-// argued about puts the freeze, the external update and the bug checks
-// somewhere else, and the direct root must not pay for any of it.
-int TdpMmu::tdp_mmu_set_spte_atomic(TdpIter& iter, uint64_t new_spte) {
-  sync::assert_held_read(mmu_lock_, kvm_);
-  // Callers must skip frozen entries themselves: only the freezer writes one.
-  warn_on_once(iter.yielded || is_frozen(iter.old_spte), kvm_, Site::atomic_on_frozen);
-  if (iter.is_mirror() && !is_frozen(new_spte)) [[unlikely]]
-    return design_->set_spte_atomic_mirror(*this, iter, new_spte);
-  const uint64_t old_spte = iter.old_spte;
-  if (!sync::cmpxchg_spte(iter.sptep, iter.old_spte, new_spte)) return -EBUSY;
-  handle_changed_spte(iter.sp(), iter.gfn, old_spte, new_spte, iter.level, true);
-  return 0;
-}
-
 // kvm_tdp_mmu_write_spte(): a plain store unless the old value carries bits
 // that hardware or fast-PF may set without mmu_lock; then xchg, and return
 // what was really there so a racing Dirty bit is not lost. While someone

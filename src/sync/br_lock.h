@@ -47,6 +47,7 @@
 #include <array>
 #include <atomic>
 #include <cstdint>
+#include <cstring>
 #include <mutex>
 
 #include "base/percpu_counter.h"
@@ -69,6 +70,8 @@ struct BrHold {
   uint8_t shard = 0;  // ReaderShard's (the thread may run on another CPU by the exit)
 };
 inline constexpr size_t kMaxBrHolds = 8;
+// A first shared hold taken the asymmetric reader's way, but for its lock.
+inline constexpr BrHold kReaderSlotHold{nullptr, 1, 0, BrWay::ReaderSlot, 0};
 // A thread's holds, in a small array: it holds a few locks at once (a VM's
 // mmu_lock and memslot lock, the module's lock; two VMs in a test). Holds at
 // or past `top` are free. A thread takes its locks nested (the memslot lock,
@@ -111,7 +114,11 @@ class BrLock {
       // the other half of it. Only the compiler must keep the order.
       std::atomic_signal_fence(std::memory_order_seq_cst);
       if (!writer_.load(std::memory_order_acquire)) [[likely]] {
-        t.holds[t.top++] = {this, 1, 0, detail::BrWay::ReaderSlot, 0};
+        // A whole hold copied and its lock set: field by field it was four
+        // stores and a constant loaded from memory.
+        detail::BrHold& h = t.holds[t.top++];
+        std::memcpy(&h, &detail::kReaderSlotHold, sizeof h);
+        h.lock = this;
         return;
       }
       mine.store(nullptr, std::memory_order_release);

@@ -168,16 +168,6 @@ void Vm::mmu_invalidate_begin(Gfn start, Gfn end) {
   }
 }
 
-bool Vm::mmu_invalidate_retry_gfn(uint64_t seq, Gfn gfn) const {
-  if (cfg_.what_if.no_invalidate_retry) return false;
-  // Under mmu_lock (held for read): the range only changes under it held
-  // for write.
-  if (invalidate_in_progress_.load() != 0 && gfn.v >= invalidate_range_start_.load(std::memory_order_relaxed) &&
-      gfn.v < invalidate_range_end_.load(std::memory_order_relaxed))
-    return true;
-  return seq != invalidate_seq_.load();
-}
-
 void Vm::mmu_invalidate_end() {
   sync::assert_held_write(mmu_->mmu_lock(), bugs_);
   invalidate_seq_.fetch_add(1);

@@ -369,6 +369,8 @@ class Vm : public tdx::VcpuKicker, private RemoteTlb {
   }
   int vcpu_load_roots_slow(Vcpu& v);  // a root to load or replace
   ExitReason tdp_fault_once(Vcpu& v, KvmPageFault& f, Memslot* slot, PgLevel accept_level, RetPf* ret);
+  // tdp_fault_once()'s body, inlined into vcpu_fault() (vm_vcpu.cpp only).
+  ExitReason tdp_fault_try(Vcpu& v, KvmPageFault& f, Memslot* slot, PgLevel accept_level, RetPf* ret);
   // One page of KVM_PRE_FAULT_MEMORY: kvm_tdp_map_page(); the level mapped.
   int pre_fault_page(Vcpu& v, uint64_t gpa, PgLevel* level);
   void vcpu_put_roots(Vcpu& v);
@@ -376,7 +378,15 @@ class Vm : public tdx::VcpuKicker, private RemoteTlb {
   // mmu_invalidate_begin/end(): a fault that looked up its pfn before or
   // during an invalidation retries (is_page_fault_stale).
   void mmu_invalidate_begin(Gfn start, Gfn end);
-  bool mmu_invalidate_retry_gfn(uint64_t seq, Gfn gfn) const;
+  bool mmu_invalidate_retry_gfn(uint64_t seq, Gfn gfn) const {
+    if (cfg_.what_if.no_invalidate_retry) return false;
+    // Under mmu_lock (held for read): the range only changes under it held
+    // for write.
+    if (invalidate_in_progress_.load() != 0 && gfn.v >= invalidate_range_start_.load(std::memory_order_relaxed) &&
+        gfn.v < invalidate_range_end_.load(std::memory_order_relaxed))
+      return true;
+    return seq != invalidate_seq_.load();
+  }
   void mmu_invalidate_end();
   mutable sync::TrackedMutex giveup_mu_;
   std::string giveup_report_;

@@ -33,12 +33,15 @@ constexpr uint64_t kMaxRefusedEntries = uint64_t(1) << 16;
 // kvm_mmu_hugepage_adjust() for a shared gfn: the largest level at or below
 // what the backing offers whose aligned range lies inside the slot, is not
 // dirty-logged and has uniform attributes.
-PgLevel host_mapping_level_fits(const Memslot& s, Gfn gfn, PgLevel backing) {
-  if (s.flags & kMemLogDirtyPages) return PgLevel::k4K;
+PgLevel largest_uniform_level(const Memslot& s, Gfn gfn, PgLevel backing) {
   for (PgLevel l = backing; l > PgLevel::k4K; l = lower(l)) {
     if (s.hugepage_uniform(gfn, l)) return l;
   }
   return PgLevel::k4K;
+}
+inline PgLevel host_mapping_level_fits(const Memslot& s, Gfn gfn, PgLevel backing) {
+  if (backing == PgLevel::k4K || (s.flags & kMemLogDirtyPages)) return PgLevel::k4K;
+  return largest_uniform_level(s, gfn, backing);
 }
 
 }  // namespace
@@ -126,7 +129,8 @@ void Vm::mark_page_dirty(Memslot& s, Gfn gfn) {
 // and prefetch filled in): the pfn looked up, the roots loaded, the map
 // under mmu_lock. None with the RET_PF_* in *ret, or why KVM leaves the
 // fault without mapping.
-ExitReason Vm::tdp_fault_once(Vcpu& v, KvmPageFault& f, Memslot* slot, PgLevel accept_level, RetPf* ret) {
+[[gnu::always_inline]] inline ExitReason Vm::tdp_fault_try(Vcpu& v, KvmPageFault& f, Memslot* slot,
+                                                          PgLevel accept_level, RetPf* ret) {
   // mmu_invalidate_retry(): sample the sequence before looking up the pfn.
   const uint64_t seq = invalidate_seq_.load();
   // kvm_mmu_faultin_pfn(), outside mmu_lock.
@@ -185,6 +189,10 @@ ExitReason Vm::tdp_fault_once(Vcpu& v, KvmPageFault& f, Memslot* slot, PgLevel a
   return ExitReason::None;
 }
 
+ExitReason Vm::tdp_fault_once(Vcpu& v, KvmPageFault& f, Memslot* slot, PgLevel accept_level, RetPf* ret) {
+  return tdp_fault_try(v, f, slot, accept_level, ret);
+}
+
 ExitReason Vm::vcpu_fault(int vcpu, uint64_t gpa, bool write, PgLevel accept_level) {
   if (vcpu < 0 || vcpu >= nr_vcpus() || unusable()) return ExitReason::VmDead;
   Vcpu& v = *vcpus_[vcpu];
@@ -209,7 +217,7 @@ ExitReason Vm::vcpu_fault(int vcpu, uint64_t gpa, bool write, PgLevel accept_lev
 
   for (uint64_t attempt = 0; attempt < max_attempts; attempt++) {
     RetPf ret;
-    if (const ExitReason e = tdp_fault_once(v, f, slot, accept_level, &ret); e != ExitReason::None) return e;
+    if (const ExitReason e = tdp_fault_try(v, f, slot, accept_level, &ret); e != ExitReason::None) return e;
     if (ret == RetPf::Fixed || ret == RetPf::WriteProtected) {
       v.faults_fixed.inc();
       return ExitReason::None;
