@@ -131,16 +131,13 @@ void BrLock::not_held() {
   std::abort();
 }
 
-bool BrLock::held_alone_by_me() const {
-  const BrHold* h = my_hold();
-  return h != nullptr && (h->exclusive != 0 || h->way == BrWay::ReaderBiased);
-}
-
 BrLock::BrLock(Readers r, Bias b)
     : asym_(r == Readers::Asymmetric && membarrier_ready()),
       biasable_(b == Bias::FirstThread && membarrier_ready()),
       asym_only_(asym_ && !biasable_),
-      mask_(mirrormmu::detail::cpu_shards() - 1) {}
+      mask_(mirrormmu::detail::cpu_shards() - 1) {
+  bias_revoked_.store(!biasable_, std::memory_order_relaxed);
+}
 
 bool BrLock::biased() const {
   const void* b = bias_.load(std::memory_order_relaxed);
@@ -184,6 +181,7 @@ void BrLock::revoke_bias() {
     membarrier_all_cpus();
   for (int spins = 0; owner_in_.load(std::memory_order_acquire); spins++) back_off(spins);
   bias_.store(kRevoked, std::memory_order_release);
+  bias_revoked_.store(true, std::memory_order_release);
 }
 
 void BrLock::wait_for_writer() {
@@ -244,10 +242,6 @@ void BrLock::wait_for_asym_readers() {
         back_off(spins);
       }
   if (waited) waiters_.fetch_sub(1, std::memory_order_relaxed);
-}
-
-void BrLock::read_exit(unsigned shard) {
-  readers_[shard].active.fetch_sub(1, std::memory_order_release);
 }
 
 void BrLock::write_enter() {

@@ -72,6 +72,8 @@ struct BrHold {
 inline constexpr size_t kMaxBrHolds = 8;
 // A first shared hold taken the asymmetric reader's way, but for its lock.
 inline constexpr BrHold kReaderSlotHold{nullptr, 1, 0, BrWay::ReaderSlot, 0};
+inline constexpr BrHold kReaderBiasedHold{nullptr, 1, 0, BrWay::ReaderBiased, 0};
+inline constexpr BrHold kReaderShardHold{nullptr, 1, 0, BrWay::ReaderShard, 0};
 // A thread's holds, in a small array: it holds a few locks at once (a VM's
 // mmu_lock and memslot lock, the module's lock; two VMs in a test). Holds at
 // or past `top` are free. A thread takes its locks nested (the memslot lock,
@@ -114,14 +116,32 @@ class BrLock {
       // the other half of it. Only the compiler must keep the order.
       std::atomic_signal_fence(std::memory_order_seq_cst);
       if (!writer_.load(std::memory_order_acquire)) [[likely]] {
-        // A whole hold copied and its lock set: field by field it was four
-        // stores and a constant loaded from memory.
-        detail::BrHold& h = t.holds[t.top++];
-        std::memcpy(&h, &detail::kReaderSlotHold, sizeof h);
-        h.lock = this;
+        push_hold(t, detail::kReaderSlotHold);
         return;
       }
       mine.store(nullptr, std::memory_order_release);
+    } else if (biasable_ && bias_.load(std::memory_order_relaxed) == &t && t.top < detail::kMaxBrHolds) {
+      // The owner of a biased lock (the TDX module's, on a run's one
+      // thread): bias_enter()'s way in, which every mirror fault takes.
+      owner_in_.store(true, std::memory_order_relaxed);
+      std::atomic_signal_fence(std::memory_order_seq_cst);  // the revoker's membarrier is the other half
+      if (!revoking_.load(std::memory_order_relaxed)) [[likely]] {
+        push_hold(t, detail::kReaderBiasedHold);
+        return;
+      }
+      owner_in_.store(false, std::memory_order_release);
+    } else if (!asym_ && bias_revoked_.load(std::memory_order_relaxed) && t.top < detail::kMaxBrHolds) {
+      // A symmetric lock whose bias is gone (or never was): read_enter()'s
+      // first try. A biased lock's owner and first takers go out of line.
+      const unsigned shard = mirrormmu::detail::current_cpu() & mask_;
+      Shard& sh = readers_[shard];
+      sh.active.fetch_add(1, std::memory_order_seq_cst);
+      if (!writer_.load(std::memory_order_seq_cst)) [[likely]] {
+        push_hold(t, detail::kReaderShardHold);
+        t.holds[t.top - 1].shard = static_cast<uint8_t>(shard);
+        return;
+      }
+      sh.active.fetch_sub(1, std::memory_order_release);
     }
     lock_shared_first();
   }
@@ -130,20 +150,13 @@ class BrLock {
     const size_t i = held_index();
     detail::BrHold& h = t.holds[i];
     if (--h.shared != 0) return;
-    if (h.way == detail::BrWay::ReaderSlot) [[likely]] {
-      t.reading[i].store(nullptr, std::memory_order_release);
-      h.lock = nullptr;
-      h.way = detail::BrWay::None;
-      // Released in the order taken, the top one goes; below it the next
-      // lock out is usually still held.
-      if (i + 1 == t.top) {
-        size_t top = i;
-        while (top != 0 && t.holds[top - 1].lock == nullptr) top--;
-        t.top = top;
-      }
-      return;
+    switch (h.way) {
+      case detail::BrWay::ReaderSlot: t.reading[i].store(nullptr, std::memory_order_release); break;
+      case detail::BrWay::ReaderShard: read_exit(h.shard); break;
+      case detail::BrWay::ReaderBiased: bias_exit(); break;
+      default: unlock_shared_last(i); return;
     }
-    unlock_shared_last(i);
+    drop_top_hold(t, h, i);
   }
 
   // How this thread holds it; exclusively if both ways (a writer that took
@@ -157,7 +170,10 @@ class BrLock {
   bool held_exclusive_by_me() const { return held_by_me() == Held::Exclusive; }
   // No other thread can be inside now: this one holds it exclusively, or
   // by the bias.
-  bool held_alone_by_me() const;
+  bool held_alone_by_me() const {
+    const detail::BrHold* h = my_hold();
+    return h != nullptr && (h->exclusive != 0 || h->way == detail::BrWay::ReaderBiased);
+  }
   // Someone waits (a writer for the readers, or a reader for a writer).
   bool contended() const { return waiters_.load(std::memory_order_relaxed) != 0; }
   // Asymmetric was asked for and membarrier(2) is there to make it so.
@@ -205,10 +221,29 @@ class BrLock {
     not_held();
   }
   [[noreturn]] static void not_held();
+  // Hold `i` is released. Released in the order taken, the top one goes;
+  // below it the next lock out is usually still held.
+  static void drop_top_hold(detail::BrThread& t, detail::BrHold& h, size_t i) {
+    h.lock = nullptr;
+    h.way = detail::BrWay::None;
+    if (i + 1 == t.top) {
+      size_t top = i;
+      while (top != 0 && t.holds[top - 1].lock == nullptr) top--;
+      t.top = top;
+    }
+  }
+  // A new hold on top of the thread's table: a whole one copied and its
+  // lock set (field by field it was four stores and a constant loaded
+  // from memory).
+  void push_hold(detail::BrThread& t, const detail::BrHold& like) const {
+    detail::BrHold& h = t.holds[t.top++];
+    std::memcpy(&h, &like, sizeof h);
+    h.lock = this;
+  }
 
   // Returns the shard the reader counted itself in, for read_exit().
   unsigned read_enter();
-  void read_exit(unsigned shard);
+  void read_exit(unsigned shard) { readers_[shard].active.fetch_sub(1, std::memory_order_release); }
   // `slot`: the thread's hold index, which is also its reader slot.
   void read_enter_asym(size_t slot);
   void read_exit_asym(size_t slot);
@@ -237,6 +272,9 @@ class BrLock {
   std::atomic<const void*> bias_{nullptr};
   std::atomic<bool> owner_in_{false};  // written by the owner only
   std::atomic<bool> revoking_{false};  // raised once, never lowered
+  // Symmetric readers may come in inline: the lock was never biasable, or
+  // its bias is revoked for good.
+  std::atomic<bool> bias_revoked_{false};
   std::mutex revoke_mu_;               // one revoker at a time
   struct alignas(64) Shard {
     std::atomic<int64_t> active{0};

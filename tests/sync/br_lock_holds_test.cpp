@@ -65,17 +65,29 @@ void expect_all_free(const std::vector<LockPtr>& locks) {
   }
 }
 
-class BrLockHolds : public ::testing::TestWithParam<BrLock::Readers> {
+// The three ways in of a shared hold: a reader shard (symmetric), a reader
+// slot (asymmetric), and the bias of a lock's first taker (the TDX module's
+// lock), which the first writer from another thread revokes, after which
+// this thread's reads are the symmetric kind.
+enum class Kind { Symmetric, Asymmetric, Biased };
+
+class BrLockHolds : public ::testing::TestWithParam<Kind> {
  protected:
   std::vector<LockPtr> make(size_t n) {
     std::vector<LockPtr> v;
-    for (size_t i = 0; i < n; i++) v.push_back(std::make_shared<BrLock>(GetParam()));
+    for (size_t i = 0; i < n; i++)
+      v.push_back(GetParam() == Kind::Asymmetric ? std::make_shared<BrLock>(BrLock::Readers::Asymmetric)
+                  : GetParam() == Kind::Biased
+                      ? std::make_shared<BrLock>(BrLock::Readers::Symmetric, BrLock::Bias::FirstThread)
+                      : std::make_shared<BrLock>(BrLock::Readers::Symmetric));
     return v;
   }
 };
-INSTANTIATE_TEST_SUITE_P(Readers, BrLockHolds, ::testing::Values(BrLock::Readers::Symmetric, BrLock::Readers::Asymmetric),
+INSTANTIATE_TEST_SUITE_P(Readers, BrLockHolds, ::testing::Values(Kind::Symmetric, Kind::Asymmetric, Kind::Biased),
                          [](const auto& info) {
-                           return info.param == BrLock::Readers::Symmetric ? "Symmetric" : "Asymmetric";
+                           return info.param == Kind::Symmetric    ? "Symmetric"
+                                  : info.param == Kind::Asymmetric ? "Asymmetric"
+                                                                   : "Biased";
                          });
 
 TEST_P(BrLockHolds, ReleasedOutOfOrderEachReaderStaysUntilItLeaves) {
@@ -139,6 +151,22 @@ TEST_P(BrLockHolds, NestedReadsLeaveWithTheOutermost) {
   a.unlock_shared();
   EXPECT_EQ(a.held_by_me(), BrLock::Held::Shared);
   expect_kept_out(l[0], "the outermost of three reads");
+  expect_all_free(l);
+}
+
+// A writer from another thread came and went (for a biased lock, that
+// revoked the bias): this thread's next reads take the ordinary way in, and
+// still keep writers out.
+TEST_P(BrLockHolds, ReadsAfterAWriterCameAndWentStillKeepWritersOut) {
+  auto l = make(2);
+  l[0]->lock_shared();
+  l[0]->unlock_shared();
+  ASSERT_TRUE(Writer(l[0]).got_in_within(10s));
+  l[1]->lock_shared();
+  l[0]->lock_shared();
+  EXPECT_FALSE(l[0]->held_alone_by_me()) << "no bias is left to hold it alone by";
+  expect_kept_out(l[0], "a read after a writer");
+  expect_kept_out(l[1], "the read under it");
   expect_all_free(l);
 }
 
