@@ -6,6 +6,7 @@
 #include <sys/wait.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <cstdio>
 #include <fstream>
@@ -57,8 +58,18 @@ std::string draw_chart(const std::string& dir, const Chart& c) {
      << "set xlabel " << quoted(c.xlabel) << "\n"
      << "set ylabel " << quoted(c.ylabel) << "\n"
      << "set grid\nset key outside right top\n";
-  // Bars of a log axis stand on its bottom, which must then be above 0.
-  gp << (c.log_y ? "set logscale y\nset yrange [0.5:*]\n" : "set yrange [0:*]\n");
+  // Bars of a log axis stand on its bottom, which must then be above 0, and
+  // below the shortest bar (2M populate is a tenth of the floor), or that
+  // bar is not drawn at all: a power of ten under half of it, 0.5 at most.
+  if (c.log_y) {
+    double bottom = 0.5;
+    for (const auto& s : c.series)
+      for (const auto& [x, y] : s.points)
+        if (y > 0 && y < 2 * bottom) bottom = std::pow(10.0, std::floor(std::log10(y / 2)));
+    gp << fmt::format("set logscale y\nset yrange [{}:*]\n", bottom);
+  } else {
+    gp << "set yrange [0:*]\n";
+  }
   if (c.bars) gp << "set style fill solid 0.6 border -1\nset boxwidth 0.8 relative\n";
   // Row names are long ("populate 4K, mirror + TDX (AUG), 2 threads"):
   // upright, hanging from their tick, with a bottom margin (in character

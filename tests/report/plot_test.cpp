@@ -78,6 +78,11 @@ TEST(Plot, NamedBarsOnALogAxis) {
   EXPECT_NE(gp.find("rotate by 90 right"), std::string::npos);
   EXPECT_NE(gp.find("set bmargin " + std::to_string(longest.size() / 2 + 2)), std::string::npos);
   EXPECT_NE(slurp(dir / "bars.svg").find("BLOCK/TRACK/DEMOTE"), std::string::npos);
+  // A bar shorter than the usual bottom (2M populate against the floor)
+  // moves the bottom under it, or it would not be drawn.
+  c.add("x floor", 3, 0.08);
+  ASSERT_EQ(draw_charts(dir.string(), {c}, &error).size(), 2u) << error;
+  EXPECT_NE(slurp(dir / "bars.gp").find("set yrange [0.01:*]"), std::string::npos) << slurp(dir / "bars.gp");
   std::filesystem::remove_all(dir);
 }
 
