@@ -70,7 +70,8 @@ struct BrHold {
   uint8_t shard = 0;  // ReaderShard's (the thread may run on another CPU by the exit)
 };
 inline constexpr size_t kMaxBrHolds = 8;
-// A first shared hold taken the asymmetric reader's way, but for its lock.
+// A first shared hold taken each of the ways lock_shared() takes inline,
+// but for its lock.
 inline constexpr BrHold kReaderSlotHold{nullptr, 1, 0, BrWay::ReaderSlot, 0};
 inline constexpr BrHold kReaderBiasedHold{nullptr, 1, 0, BrWay::ReaderBiased, 0};
 inline constexpr BrHold kReaderShardHold{nullptr, 1, 0, BrWay::ReaderShard, 0};
@@ -99,9 +100,11 @@ class BrLock {
 
   void lock();
   void unlock();
-  // Inline: every fault takes two asymmetric locks for read. The rest (a
-  // first read by a thread, symmetric readers, the bias, a writer inside,
-  // recursion past the first hold) goes out of line.
+  // Inline: every fault takes two asymmetric locks for read, and a mirror
+  // fault the module's lock (its owner's bias, or symmetric once that is
+  // gone). The rest (a thread's first asymmetric read, claiming or revoking
+  // a bias, a writer inside, recursion past the first hold) goes out of
+  // line.
   void lock_shared() {
     detail::BrThread& t = detail::tl_br;
     for (size_t i = 0; i < t.top; i++)
@@ -200,7 +203,8 @@ class BrLock {
   // A shared hold this thread did not have, the ways lock_shared() does not
   // take inline.
   void lock_shared_first();
-  // The last shared count of hold `i` dropped, not a ReaderSlot's.
+  // The last shared count of hold `i` dropped, for a way unlock_shared()
+  // does not release inline (a writer's, taken shared again inside).
   void unlock_shared_last(size_t i);
   // This thread's hold of this lock, or null. From the top: the lock asked
   // about is most often the one taken last (mmu_lock, inside the memslot

@@ -30,8 +30,6 @@ namespace mirrormmu::sync {
 using RcuHead = struct rcu_head;
 using RcuCallback = void (*)(RcuHead*);
 
-// Registers the calling thread as an RCU reader for its lifetime in scope.
-// Nesting is allowed; only the outermost guard registers.
 namespace detail {
 // How many RcuThread guards the thread is inside. Constinit, so a fault's
 // guard is an increment of an %fs-relative word, not a call.
@@ -40,6 +38,8 @@ void rcu_register_thread();
 void rcu_unregister_thread();
 }  // namespace detail
 
+// Registers the calling thread as an RCU reader for its lifetime in scope.
+// Nesting is allowed; only the outermost guard registers.
 class RcuThread {
  public:
   RcuThread() {
