@@ -221,6 +221,27 @@ TEST(TdpMmu, LeafPfnChangeWithoutZapIsABug) {
   EXPECT_EQ(fx.kvm.hits(Site::changed_spte_leaf_pfn), 1u);
 }
 
+// handle_changed_spte() takes a short way for something installed where
+// nothing was, outside the mirror: the leaf is counted, and a gfn or level
+// that cannot be right still sends it the long way, to warn.
+TEST(TdpMmu, AnInstallOnTheShortWayCountsTheLeafAndStillWarnsWhenItIsWrong) {
+  MmuFixture fx;
+  sync::WriteGuard lock(fx.mmu.mmu_lock());
+  const int64_t before = fx.mmu.stats().pages(0);
+  fx.mmu.handle_changed_spte(fx.direct, Gfn{8}, kNonPresent, make_leaf(Pfn{0x108}, PgLevel::k4K), PgLevel::k4K,
+                             false);
+  EXPECT_EQ(fx.mmu.stats().pages(0), before + 1);
+  EXPECT_EQ(fx.kvm.hits(Site::changed_spte_unaligned), 0u);
+  // A 2M leaf at a gfn that is not 2M-aligned.
+  fx.mmu.handle_changed_spte(fx.direct, Gfn{3}, kNonPresent, make_leaf(Pfn{0x200}, PgLevel::k2M), PgLevel::k2M,
+                             false);
+  EXPECT_EQ(fx.kvm.hits(Site::changed_spte_unaligned), 1u);
+  // A level past the root's.
+  fx.mmu.handle_changed_spte(fx.direct, Gfn{0}, kNonPresent, make_leaf(Pfn{0x300}, PgLevel::k4K),
+                             static_cast<PgLevel>(kRootMaxLevel + 1), false);
+  EXPECT_EQ(fx.kvm.hits(Site::changed_spte_bad_level), 1u);
+}
+
 // tdp_mmu_map_handle_target_level(): a present leaf that already allows the
 // access is left alone; one for another pfn is a WARN (an invalidation
 // should have zapped it first), never a silent pfn change.
