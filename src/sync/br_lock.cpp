@@ -51,7 +51,7 @@ size_t hold_index(const BrHold& h) { return static_cast<size_t>(&h - detail::tl_
 // no two live threads share. A thread born where a dead owner's table was
 // inherits its bias, which is harmless: the dead one holds nothing.
 const void* my_token() { return &detail::tl_br; }
-const void* const kRevoked = &kRevoked;
+using detail::kBiasRevoked;
 
 // ---- asymmetric readers ------------------------------------------------------
 
@@ -135,13 +135,11 @@ BrLock::BrLock(Readers r, Bias b)
     : asym_(r == Readers::Asymmetric && membarrier_ready()),
       biasable_(b == Bias::FirstThread && membarrier_ready()),
       asym_only_(asym_ && !biasable_),
-      mask_(mirrormmu::detail::cpu_shards() - 1) {
-  bias_revoked_.store(!biasable_, std::memory_order_relaxed);
-}
+      mask_(mirrormmu::detail::cpu_shards() - 1) {}
 
 bool BrLock::biased() const {
   const void* b = bias_.load(std::memory_order_relaxed);
-  return b != nullptr && b != kRevoked;
+  return b != nullptr && b != kBiasRevoked;
 }
 
 bool BrLock::bias_enter() {
@@ -150,38 +148,30 @@ bool BrLock::bias_enter() {
   const void* b = bias_.load(std::memory_order_relaxed);
   if (b != me) [[unlikely]] {
     if (b != nullptr) {
-      if (b != kRevoked) revoke_bias();
+      if (b != kBiasRevoked) revoke_bias();
       return false;
     }
     // The first taker claims it; one that loses the claim revokes.
     if (!bias_.compare_exchange_strong(b, me, std::memory_order_acq_rel)) {
-      if (b != kRevoked) revoke_bias();
+      if (b != kBiasRevoked) revoke_bias();
       return false;
     }
   }
-  owner_in_.store(true, std::memory_order_relaxed);
-  // No fence between the store and the load: the revoker's membarrier is
-  // the other half. Only the compiler must keep the order.
-  std::atomic_signal_fence(std::memory_order_seq_cst);
-  if (!revoking_.load(std::memory_order_relaxed)) [[likely]]
-    return true;
-  // Being revoked: step out and come in the ordinary way, beside the
-  // revoker, once it has seen this thread out.
-  owner_in_.store(false, std::memory_order_release);
-  return false;
+  return owner_enter();
 }
 
 void BrLock::revoke_bias() {
   std::lock_guard g(revoke_mu_);
-  if (bias_.load(std::memory_order_acquire) == kRevoked) return;
+  if (bias_.load(std::memory_order_acquire) == kBiasRevoked) return;
   revoking_.store(true, std::memory_order_seq_cst);
   // After this the owner's mark is visible to the load below, or the owner
   // had not yet looked at revoking_ and will see it raised.
   if (flaw_ != Flaw::RevokerSkipsMembarrier) [[likely]]
     membarrier_all_cpus();
   for (int spins = 0; owner_in_.load(std::memory_order_acquire); spins++) back_off(spins);
-  bias_.store(kRevoked, std::memory_order_release);
-  bias_revoked_.store(true, std::memory_order_release);
+  if (revoke_pause_us_ != 0) [[unlikely]]
+    std::this_thread::sleep_for(std::chrono::microseconds(revoke_pause_us_));
+  bias_.store(kBiasRevoked, std::memory_order_release);
 }
 
 void BrLock::wait_for_writer() {
@@ -193,17 +183,16 @@ void BrLock::wait_for_writer() {
   waiters_.fetch_sub(1, std::memory_order_relaxed);
 }
 
-unsigned BrLock::read_enter() {
-  const unsigned shard = mirrormmu::detail::current_cpu() & mask_;
+unsigned BrLock::read_enter_contended(unsigned shard) {
   Shard& s = readers_[shard];
   for (;;) {
-    s.active.fetch_add(1, std::memory_order_seq_cst);
-    if (!writer_.load(std::memory_order_seq_cst)) [[likely]]
-      return shard;
     if (flaw_ == Flaw::ReaderIgnoresWriter) [[unlikely]]
       return shard;
     s.active.fetch_sub(1, std::memory_order_release);
     wait_for_writer();
+    s.active.fetch_add(1, std::memory_order_seq_cst);
+    if (!writer_.load(std::memory_order_seq_cst)) [[likely]]
+      return shard;
   }
 }
 
@@ -222,8 +211,6 @@ void BrLock::read_enter_asym(size_t slot) {
     wait_for_writer();
   }
 }
-
-void BrLock::read_exit_asym(size_t slot) { detail::tl_br.reading[slot].store(nullptr, std::memory_order_release); }
 
 void BrLock::wait_for_asym_readers() {
   // After this every reader either has its mark visible to the loads below,
@@ -331,15 +318,10 @@ void BrLock::lock_shared_first() {
 }
 
 void BrLock::unlock_shared_last(size_t i) {
+  // A writer that took it shared inside its hold (the way out is the
+  // writer's), or a hold whose exclusive count went first: the readers' ways
+  // out are unlock_shared()'s.
   BrHold& h = detail::tl_br.holds[i];
-  switch (h.way) {
-    case BrWay::ReaderBiased: bias_exit(); break;
-    case BrWay::ReaderSlot: read_exit_asym(i); break;
-    case BrWay::ReaderShard: read_exit(h.shard); break;
-    // A writer that took it shared inside its hold (the way out is the
-    // writer's), or a hold whose exclusive count went first.
-    default: break;
-  }
   if (h.exclusive == 0) drop_hold(h);
 }
 

@@ -90,6 +90,9 @@ struct BrThread {
 };
 // Trivially built and destroyed, so reaching it is one %fs-relative address.
 extern constinit thread_local BrThread tl_br;
+// A lock's bias once revoked, for good: an address no thread's token has.
+inline constexpr char kBiasRevokedTag = 0;
+inline constexpr const void* kBiasRevoked = &kBiasRevokedTag;
 }  // namespace detail
 
 class BrLock {
@@ -125,26 +128,20 @@ class BrLock {
       mine.store(nullptr, std::memory_order_release);
     } else if (biasable_ && bias_.load(std::memory_order_relaxed) == &t && t.top < detail::kMaxBrHolds) {
       // The owner of a biased lock (the TDX module's, on a run's one
-      // thread): bias_enter()'s way in, which every mirror fault takes.
-      owner_in_.store(true, std::memory_order_relaxed);
-      std::atomic_signal_fence(std::memory_order_seq_cst);  // the revoker's membarrier is the other half
-      if (!revoking_.load(std::memory_order_relaxed)) [[likely]] {
+      // thread), which every mirror fault takes.
+      if (owner_enter()) [[likely]] {
         push_hold(t, detail::kReaderBiasedHold);
         return;
       }
-      owner_in_.store(false, std::memory_order_release);
-    } else if (!asym_ && bias_revoked_.load(std::memory_order_relaxed) && t.top < detail::kMaxBrHolds) {
-      // A symmetric lock whose bias is gone (or never was): read_enter()'s
-      // first try. A biased lock's owner and first takers go out of line.
-      const unsigned shard = mirrormmu::detail::current_cpu() & mask_;
-      Shard& sh = readers_[shard];
-      sh.active.fetch_add(1, std::memory_order_seq_cst);
-      if (!writer_.load(std::memory_order_seq_cst)) [[likely]] {
-        push_hold(t, detail::kReaderShardHold);
-        t.holds[t.top - 1].shard = static_cast<uint8_t>(shard);
-        return;
-      }
-      sh.active.fetch_sub(1, std::memory_order_release);
+    } else if (!asym_ && (!biasable_ || bias_.load(std::memory_order_relaxed) == detail::kBiasRevoked) &&
+               t.top < detail::kMaxBrHolds) {
+      // A symmetric lock whose bias is gone for good (or never was): the
+      // owner is out and takes this way too. A biased lock's owner and
+      // first takers go out of line.
+      const unsigned shard = read_enter();
+      push_hold(t, detail::kReaderShardHold);
+      t.holds[t.top - 1].shard = static_cast<uint8_t>(shard);
+      return;
     }
     lock_shared_first();
   }
@@ -194,10 +191,15 @@ class BrLock {
   // buffer is missed while that reader's load of the flag has already
   // passed it (tests/litmus/br_lock_litmus_test.cpp).
   // The bias has its own: a revoker that looks at the owner's flag without
-  // the membarrier (RevokerSkipsMembarrier, in the same litmus test).
+  // the membarrier (RevokerSkipsMembarrier, in the same litmus test), and an
+  // owner that comes in by the bias while a revoker is on its way
+  // (OwnerIgnoresRevoker, tests/sync/br_lock_bias_test.cpp).
   enum class Flaw : uint8_t { None, ReaderIgnoresWriter, WriterIgnoresReaders, WriterSkipsMembarrier,
-                              RevokerSkipsMembarrier };
+                              RevokerSkipsMembarrier, OwnerIgnoresRevoker };
   void plant_flaw(Flaw f) { flaw_ = f; }
+  // Test hook: a revoker waits this long between seeing the owner out and
+  // revoking, which widens the window OwnerIgnoresRevoker falls into.
+  void widen_revocation_for_test(uint32_t us) { revoke_pause_us_ = us; }
 
  private:
   // A shared hold this thread did not have, the ways lock_shared() does not
@@ -245,12 +247,20 @@ class BrLock {
     h.lock = this;
   }
 
-  // Returns the shard the reader counted itself in, for read_exit().
-  unsigned read_enter();
+  // Returns the shard the reader counted itself in, for read_exit(). The
+  // first try is inline; meeting a writer, out of line.
+  unsigned read_enter() {
+    const unsigned shard = mirrormmu::detail::current_cpu() & mask_;
+    readers_[shard].active.fetch_add(1, std::memory_order_seq_cst);
+    if (!writer_.load(std::memory_order_seq_cst)) [[likely]]
+      return shard;
+    return read_enter_contended(shard);
+  }
+  // read_enter() met a writer, counted in `shard`.
+  unsigned read_enter_contended(unsigned shard);
   void read_exit(unsigned shard) { readers_[shard].active.fetch_sub(1, std::memory_order_release); }
   // `slot`: the thread's hold index, which is also its reader slot.
   void read_enter_asym(size_t slot);
-  void read_exit_asym(size_t slot);
   void wait_for_asym_readers();
   void write_enter();
   void write_exit();
@@ -262,6 +272,20 @@ class BrLock {
   // the one the lock is biased to, and must take the ordinary way.
   bool bias_enter();
   void bias_exit() { owner_in_.store(false, std::memory_order_release); }
+  // The owner's way in, once the bias names it: it marks itself in, and
+  // steps back out if a revoker is on its way (to come in the ordinary way,
+  // beside the revoker, once that has seen it out).
+  bool owner_enter() {
+    owner_in_.store(true, std::memory_order_relaxed);
+    // No fence between the store and the load: the revoker's membarrier is
+    // the other half. Only the compiler must keep the order.
+    std::atomic_signal_fence(std::memory_order_seq_cst);
+    // The flaw is looked at only when a revoker is there: free otherwise.
+    if (!revoking_.load(std::memory_order_relaxed) || flaw_ == Flaw::OwnerIgnoresRevoker) [[likely]]
+      return true;
+    owner_in_.store(false, std::memory_order_release);
+    return false;
+  }
   // A thread that is not the owner makes the lock an ordinary one.
   void revoke_bias();
 
@@ -271,14 +295,12 @@ class BrLock {
   const bool asym_;
   const bool biasable_;
   const bool asym_only_;  // asymmetric and never biased: the inline read side
-  // The owner's token (its thread's hold table), or kRevoked; null until
+  // The owner's token (its thread's hold table), or kBiasRevoked; null until
   // someone takes the lock.
   std::atomic<const void*> bias_{nullptr};
   std::atomic<bool> owner_in_{false};  // written by the owner only
   std::atomic<bool> revoking_{false};  // raised once, never lowered
-  // Symmetric readers may come in inline: the lock was never biasable, or
-  // its bias is revoked for good.
-  std::atomic<bool> bias_revoked_{false};
+  uint32_t revoke_pause_us_ = 0;
   std::mutex revoke_mu_;               // one revoker at a time
   struct alignas(64) Shard {
     std::atomic<int64_t> active{0};

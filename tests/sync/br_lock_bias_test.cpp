@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <chrono>
 #include <thread>
 #include <vector>
 
@@ -110,6 +111,48 @@ TEST(BrLockBias, ExclusionHoldsAcrossTheRevocation) {
   EXPECT_EQ(counter, owner_writes + kOthers * kOtherWrites);
   l.unlock();
   EXPECT_FALSE(l.biased());
+}
+
+// The owner comes for a shared hold while a revoker, having seen it out, has
+// not yet revoked (the window held open by the test hook). It must step back
+// and come in the ordinary way, where the revoker's exclusive hold then
+// waits for it. True if the writer was ever inside beside the owner.
+bool writer_beside_owner_during_revocation(BrLock::Flaw flaw) {
+  using namespace std::chrono_literals;
+  BrLock l(BrLock::Readers::Symmetric, BrLock::Bias::FirstThread);
+  l.plant_flaw(flaw);
+  l.widen_revocation_for_test(100'000);
+  l.lock_shared();  // claims the bias
+  l.unlock_shared();
+  std::atomic<bool> writer_inside{false};
+  std::thread revoker([&] {
+    l.lock();  // revokes, dawdling 100 ms after it has seen the owner out
+    writer_inside.store(true);
+    std::this_thread::sleep_for(20ms);
+    writer_inside.store(false);
+    l.unlock();
+  });
+  std::this_thread::sleep_for(30ms);  // the revoker is in its window now
+  bool beside = false;
+  l.lock_shared();
+  for (int i = 0; i < 200 && !beside; i++) {  // held past the window's end
+    beside = writer_inside.load();
+    std::this_thread::sleep_for(1ms);
+  }
+  l.unlock_shared();
+  revoker.join();
+  return beside;
+}
+
+TEST(BrLockBias, AnOwnerArrivingDuringARevocationWaitsForTheWriter) {
+  if (!bias_here()) GTEST_SKIP() << "locks are not biased here (TSan, or no membarrier(2))";
+  EXPECT_FALSE(writer_beside_owner_during_revocation(BrLock::Flaw::None));
+}
+
+// Planted: an owner that comes in by the bias without looking for a revoker.
+TEST(BrLockBias, PlantedOwnerIgnoringTheRevokerIsCaught) {
+  if (!bias_here()) GTEST_SKIP() << "locks are not biased here (TSan, or no membarrier(2))";
+  EXPECT_TRUE(writer_beside_owner_during_revocation(BrLock::Flaw::OwnerIgnoresRevoker));
 }
 
 }  // namespace
